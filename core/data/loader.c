@@ -1,0 +1,46 @@
+#include "loader.h"
+
+#include "../status.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int loader_open(loader *l, const char *path, int vocab, int batch, int seq, char *err, size_t errlen)
+{
+    *l = (loader){.batch = batch, .seq = seq};
+    int rc = shard_read(path, vocab, &l->tokens, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    size_t need = (size_t)batch * seq + 1;
+    if (l->tokens.count < need) {
+        rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: %zu tokens, fewer than one batch needs (%d x %d + 1)", path,
+                        l->tokens.count, batch, seq);
+        loader_free(l);
+        return rc;
+    }
+    l->inputs = malloc((need - 1) * sizeof *l->inputs);
+    l->targets = malloc((need - 1) * sizeof *l->targets);
+    if (l->inputs == NULL || l->targets == NULL) {
+        loader_free(l);
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "%s: out of memory", path);
+    }
+    return WANCP_OK;
+}
+
+void loader_next(loader *l)
+{
+    size_t n = (size_t)l->batch * l->seq;
+    if (l->pos + n + 1 > l->tokens.count)
+        l->pos = 0;
+    memcpy(l->inputs, l->tokens.tokens + l->pos, n * sizeof *l->inputs);
+    memcpy(l->targets, l->tokens.tokens + l->pos + 1, n * sizeof *l->targets);
+    l->pos += n;
+}
+
+void loader_free(loader *l)
+{
+    shard_free(&l->tokens);
+    free(l->inputs);
+    free(l->targets);
+    *l = (loader){0};
+}

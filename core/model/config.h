@@ -1,0 +1,39 @@
+#ifndef WANCP_MODEL_CONFIG_H
+#define WANCP_MODEL_CONFIG_H
+
+#include <stddef.h>
+
+/* A LLaMA-3 style decoder: RMSNorm, RoPE, grouped-query attention, SwiGLU MLP. */
+typedef struct model_config {
+    int n_layers;
+    int dim;        /* model width d */
+    int n_heads;    /* query heads; head_dim = dim / n_heads */
+    int n_kv_heads; /* key/value heads (grouped-query attention); divides n_heads */
+    int ffn_dim;    /* SwiGLU hidden width */
+    int vocab;
+    int context;    /* longest sequence; RoPE tables cover it */
+    int attn_block; /* rows per block of the blockwise attention; divides context */
+    int tied_head;  /* 1: the LM head is the embedding matrix */
+    float rope_theta;
+    float norm_eps;
+} model_config;
+
+/* Defaults for a model of this width: heads of 64, ffn 8/3 d rounded up to 64, block 64. */
+model_config model_config_default(void);
+
+/* Checks every field; reports every problem at once, "; "-separated, prefixed by source
+ * (a file name or "--layers ..." for the command line). WANCP_ERR_INPUT when any fails. */
+int model_config_validate(const model_config *c, const char *source, char *err, size_t errlen);
+
+static inline int model_head_dim(const model_config *c) { return c->dim / c->n_heads; }
+
+/* Parameters that take part in matmuls (embedding lookups excluded, the LM head included),
+ * for the 6 x params x tokens FLOP count. */
+size_t model_matmul_params(const model_config *c);
+
+/* Model FLOPs of one training step (forward and backward) on batch x seq tokens:
+ * 6 x matmul params x tokens + 6 x layers x seq^2 x dim x batch for causal attention
+ * (forward 2 seq^2 dim: QK^T and PV over the causal half; backward twice that). */
+double model_step_flops(const model_config *c, int batch, int seq);
+
+#endif

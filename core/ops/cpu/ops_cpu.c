@@ -1,0 +1,228 @@
+/* The CPU reference backend: OpenBLAS sgemm for matmuls, plain C loops for the rest. */
+#include "ops_cpu_internal.h"
+
+#include "fast_exp.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+static void cpu_matmul(float *c, const float *a, const float *b, int m, int n, int k, bool trans_a, bool trans_b,
+                       float alpha, float beta)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+                alpha, a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
+}
+
+static void cpu_embedding_fwd(float *out, const uint16_t *tokens, const float *wte, int n, int d)
+{
+    for (int i = 0; i < n; i++)
+        memcpy(out + (size_t)i * d, wte + (size_t)tokens[i] * d, (size_t)d * sizeof *out);
+}
+
+static void cpu_embedding_bwd(float *dwte, const uint16_t *tokens, const float *dout, int n, int d)
+{
+    for (int i = 0; i < n; i++) {
+        float *row = dwte + (size_t)tokens[i] * d;
+        const float *g = dout + (size_t)i * d;
+        for (int j = 0; j < d; j++)
+            row[j] += g[j];
+    }
+}
+
+WANCP_HOT static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int n, int d,
+                                      float eps)
+{
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * d;
+        float ss = 0.0f;
+        for (int j = 0; j < d; j++)
+            ss += xi[j] * xi[j];
+        float r = 1.0f / sqrtf(ss / (float)d + eps);
+        rstd[i] = r;
+        float *oi = out + (size_t)i * d;
+        for (int j = 0; j < d; j++)
+            oi[j] = xi[j] * r * w[j];
+    }
+}
+
+/* With xhat = x * rstd and y = xhat * w:
+ *   dw += sum_i dy_i * xhat_i;  dx_i += rstd_i * (dy_i*w - xhat_i * mean_j(dy_ij w_j xhat_ij)) */
+WANCP_HOT static void cpu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                                      const float *rstd, int n, int d)
+{
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * d, *gi = dout + (size_t)i * d;
+        float r = rstd[i], dot = 0.0f;
+        for (int j = 0; j < d; j++)
+            dot += gi[j] * w[j] * xi[j] * r;
+        dot /= (float)d;
+        float *dxi = dx + (size_t)i * d;
+        for (int j = 0; j < d; j++) {
+            float xhat = xi[j] * r;
+            dw[j] += gi[j] * xhat;
+            dxi[j] += r * (gi[j] * w[j] - xhat * dot);
+        }
+    }
+}
+
+/* sign = +1 rotates forward; -1 applies the inverse (transpose) rotation. */
+static void rope_apply(float *x, const int32_t *pos, int n, int heads, int head_dim, const float *cos_table,
+                       const float *sin_table, float sign)
+{
+    int half = head_dim / 2;
+    for (int i = 0; i < n; i++) {
+        const float *c = cos_table + (size_t)pos[i] * half, *s = sin_table + (size_t)pos[i] * half;
+        for (int h = 0; h < heads; h++) {
+            float *a = x + ((size_t)i * heads + h) * head_dim, *b = a + half;
+            for (int j = 0; j < half; j++) {
+                float a0 = a[j], b0 = b[j], sj = sign * s[j];
+                a[j] = a0 * c[j] - b0 * sj;
+                b[j] = a0 * sj + b0 * c[j];
+            }
+        }
+    }
+}
+
+static void cpu_rope_fwd(float *x, const int32_t *pos, int n, int heads, int head_dim, const float *cos_table,
+                         const float *sin_table)
+{
+    rope_apply(x, pos, n, heads, head_dim, cos_table, sin_table, 1.0f);
+}
+
+static void cpu_rope_bwd(float *dx, const int32_t *pos, int n, int heads, int head_dim, const float *cos_table,
+                         const float *sin_table)
+{
+    rope_apply(dx, pos, n, heads, head_dim, cos_table, sin_table, -1.0f);
+}
+
+WANCP_HOT static void cpu_swiglu_fwd(float *h, const float *g, const float *u, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        float sig = 1.0f / (1.0f + fast_exp(-g[i]));
+        h[i] = g[i] * sig * u[i];
+    }
+}
+
+WANCP_HOT static void cpu_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u,
+                                     size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        float sig = 1.0f / (1.0f + fast_exp(-g[i]));
+        float silu = g[i] * sig;
+        du[i] = dh[i] * silu;
+        dg[i] = dh[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+    }
+}
+
+/* One row: max, then exp and sum in one vectorisable pass. */
+WANCP_HOT static double cpu_cross_entropy(float *logits, const uint16_t *targets, int n, int vocab, float dscale)
+{
+    double total = 0.0;
+    for (int i = 0; i < n; i++) {
+        float *row = logits + (size_t)i * vocab;
+        float mx = row[0];
+        for (int j = 1; j < vocab; j++)
+            mx = row[j] > mx ? row[j] : mx;
+        float target_logit = row[targets[i]];
+        float sum = 0.0f;
+        if (dscale != 0.0f) {
+            for (int j = 0; j < vocab; j++) {
+                row[j] = fast_exp(row[j] - mx);
+                sum += row[j];
+            }
+        } else {
+            for (int j = 0; j < vocab; j++)
+                sum += fast_exp(row[j] - mx);
+        }
+        total += (double)logf(sum) + (double)mx - (double)target_logit;
+        if (dscale != 0.0f) {
+            float inv = dscale / sum;
+            for (int j = 0; j < vocab; j++)
+                row[j] *= inv;
+            row[targets[i]] -= dscale;
+        }
+    }
+    return total;
+}
+
+WANCP_HOT static void cpu_add(float *y, const float *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        y[i] += x[i];
+}
+
+WANCP_HOT static void cpu_scale(float *x, size_t count, float s)
+{
+    for (size_t i = 0; i < count; i++)
+        x[i] *= s;
+}
+
+static double cpu_sumsq(const float *x, size_t count)
+{
+    double total = 0.0;
+    for (size_t i = 0; i < count; i++)
+        total += (double)x[i] * x[i];
+    return total;
+}
+
+WANCP_HOT static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t count, float lr, float beta1,
+                                float beta2, float eps, float weight_decay, float grad_scale, int t)
+{
+    float c1 = 1.0f / (1.0f - powf(beta1, (float)t)), c2 = 1.0f / (1.0f - powf(beta2, (float)t));
+    for (size_t i = 0; i < count; i++) {
+        float gi = g[i] * grad_scale;
+        m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+        v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+        float mhat = m[i] * c1, vhat = v[i] * c2;
+        p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p[i]);
+    }
+}
+
+static const ops CPU_OPS = {
+    .name = "cpu",
+    .matmul = cpu_matmul,
+    .embedding_fwd = cpu_embedding_fwd,
+    .embedding_bwd = cpu_embedding_bwd,
+    .rmsnorm_fwd = cpu_rmsnorm_fwd,
+    .rmsnorm_bwd = cpu_rmsnorm_bwd,
+    .rope_fwd = cpu_rope_fwd,
+    .rope_bwd = cpu_rope_bwd,
+    .swiglu_fwd = cpu_swiglu_fwd,
+    .swiglu_bwd = cpu_swiglu_bwd,
+    .attn_begin = cpu_attn_begin,
+    .attn_block = cpu_attn_block,
+    .attn_end = cpu_attn_end,
+    .attn_bwd_delta = cpu_attn_bwd_delta,
+    .attn_block_bwd = cpu_attn_block_bwd,
+    .cross_entropy = cpu_cross_entropy,
+    .add = cpu_add,
+    .scale = cpu_scale,
+    .sumsq = cpu_sumsq,
+    .adamw = cpu_adamw,
+};
+
+const ops *ops_cpu(void)
+{
+    return &CPU_OPS;
+}
+
+void ops_cpu_set_threads(int threads)
+{
+    openblas_set_num_threads(threads > 0 ? threads : openblas_get_num_procs());
+}
+
+int ops_cpu_threads(void)
+{
+    return openblas_get_num_threads();
+}
+
+const char *ops_cpu_blas_name(void)
+{
+    return openblas_get_config();
+}
+
+const char *ops_cpu_blas_core(void)
+{
+    return openblas_get_corename();
+}

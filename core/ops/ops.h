@@ -1,0 +1,117 @@
+#ifndef WANCP_OPS_H
+#define WANCP_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The math seam: every operation the model needs, as a table of functions. Model code is
+ * written once against this table and never includes a backend's headers; the cpu table
+ * (OpenBLAS and plain C) is the readable reference every other backend is tested against.
+ *
+ * Conventions: row-major fp32; n = number of token rows; shapes in comments as (rows, cols).
+ * Backward functions ACCUMULATE (+=) into parameter gradients and into the residual-stream
+ * gradient they are documented to accumulate into, and OVERWRITE other outputs.
+ */
+
+/* Shape of multi-head attention with grouped-query heads: q has n_heads heads, k and v have
+ * n_kv_heads (n_heads a multiple of it); head h reads kv head h / (n_heads / n_kv_heads). */
+typedef struct attn_shape {
+    int n_heads, n_kv_heads, head_dim;
+    int block; /* query and key rows per block of the blockwise loop */
+} attn_shape;
+
+/*
+ * Running state of the online softmax for a set of query rows, so that key/value blocks can
+ * be merged one at a time in any order (local blocks first, remote ones as they arrive):
+ *   acc (tq, n_heads*head_dim)  sum_j exp(s_ij - m_i) v_j
+ *   max (n_heads, tq)           m_i, the largest score seen (-inf before any)
+ *   sum (n_heads, tq)           l_i = sum_j exp(s_ij - m_i)
+ */
+typedef struct attn_state {
+    float *acc;
+    float *max;
+    float *sum;
+    int tq;
+} attn_state;
+
+typedef struct ops {
+    const char *name;
+
+    /* c (m, n) = alpha * op(a) op(b) + beta * c, op(x) = x or x^T; a is (m, k) or (k, m),
+     * b is (k, n) or (n, k); all packed. */
+    void (*matmul)(float *c, const float *a, const float *b, int m, int n, int k, bool trans_a, bool trans_b,
+                   float alpha, float beta);
+
+    /* out (n, d) = wte[tokens]; backward: dwte[tokens] += dout. */
+    void (*embedding_fwd)(float *out, const uint16_t *tokens, const float *wte, int n, int d);
+    void (*embedding_bwd)(float *dwte, const uint16_t *tokens, const float *dout, int n, int d);
+
+    /* out (n, d) = x * rstd * w with rstd (n,) = 1 / sqrt(mean(x^2) + eps).
+     * Backward: dx += d(out)/dx^T dout; dw += ...; needs the forward's rstd. */
+    void (*rmsnorm_fwd)(float *out, float *rstd, const float *x, const float *w, int n, int d, float eps);
+    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                        const float *rstd, int n, int d);
+
+    /* Rotary embedding in place on x (n, heads * head_dim) at global positions pos (n,),
+     * rotate-half convention (pairs i and i + head_dim/2), from tables cos/sin
+     * (max_pos, head_dim/2). Backward is the inverse rotation of the gradient, in place. */
+    void (*rope_fwd)(float *x, const int32_t *pos, int n, int heads, int head_dim, const float *cos_table,
+                     const float *sin_table);
+    void (*rope_bwd)(float *dx, const int32_t *pos, int n, int heads, int head_dim, const float *cos_table,
+                     const float *sin_table);
+
+    /* h (count,) = silu(g) * u; backward overwrites dg and du. */
+    void (*swiglu_fwd)(float *h, const float *g, const float *u, size_t count);
+    void (*swiglu_bwd)(float *dg, float *du, const float *dh, const float *g, const float *u, size_t count);
+
+    /* Attention, blockwise with an online softmax, causal by position: query i sees key j
+     * iff k_pos[j] <= q_pos[i]. Positions ascend within q_pos and within k_pos.
+     *   q (tq, n_heads*hd), k and v (tk, n_kv_heads*hd).
+     * attn_begin resets a state; attn_block merges one key/value set into it; attn_end
+     * writes o (tq, n_heads*hd) and lse (n_heads, tq). scratch: attn_scratch_floats(shape). */
+    void (*attn_begin)(attn_state *st, const attn_shape *shape);
+    void (*attn_block)(attn_state *st, const float *q, const int32_t *q_pos, const float *k, const float *v,
+                       const int32_t *k_pos, int tk, const attn_shape *shape, float *scratch);
+    void (*attn_end)(float *o, float *lse, const attn_state *st, const attn_shape *shape);
+
+    /* Backward of one key/value set, given the forward's o and lse:
+     *   delta (n_heads, tq) = rowsum(do * o) per head, from attn_bwd_delta, computed once;
+     *   dq (tq, n_heads*hd) += ..., dk and dv (tk, n_kv_heads*hd) += ... */
+    void (*attn_bwd_delta)(float *delta, const float *o, const float *dout, int tq, const attn_shape *shape);
+    void (*attn_block_bwd)(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos, int tq,
+                           const float *k, const float *v, const int32_t *k_pos, int tk, const float *dout,
+                           const float *lse, const float *delta, const attn_shape *shape, float *scratch);
+
+    /* Softmax cross-entropy over logits (n, vocab) against targets (n,): returns the summed
+     * loss (double); when dscale != 0, overwrites logits with dscale * dloss/dlogits. */
+    double (*cross_entropy)(float *logits, const uint16_t *targets, int n, int vocab, float dscale);
+
+    /* y += x; x *= s; sum of squares (double accumulation). */
+    void (*add)(float *y, const float *x, size_t count);
+    void (*scale)(float *x, size_t count, float s);
+    double (*sumsq)(const float *x, size_t count);
+
+    /* One AdamW step on count parameters: grads are multiplied by grad_scale first (global
+     * norm clipping), weight decay is decoupled (p -= lr * wd * p), bias correction uses t
+     * (the 1-based step). */
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t count, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, float grad_scale, int t);
+} ops;
+
+/* Scratch floats attn_block and attn_block_bwd need for this shape. */
+size_t attn_scratch_floats(const attn_shape *shape);
+
+/* The CPU reference backend: OpenBLAS for matmuls, C loops for the rest. */
+const ops *ops_cpu(void);
+
+/* Sets the BLAS thread count (0: one per CPU). */
+void ops_cpu_set_threads(int threads);
+int ops_cpu_threads(void);
+
+/* "OpenBLAS 0.3.21, core SkylakeX" style: the library and the kernels it chose. */
+const char *ops_cpu_blas_name(void);
+const char *ops_cpu_blas_core(void);
+
+#endif
