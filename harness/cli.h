@@ -12,6 +12,14 @@
  */
 int cli_data(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_train(int argc, char **argv);
+int bench_step(int argc, char **argv); /* wancp bench step, in bench_step.c */
+
+/* The command line as one string (for metadata), into buf. */
+void cli_command_line(int argc, char **argv, char *buf, size_t len);
+
+/* The commit this binary was built from. */
+extern const char *const wancp_git_commit;
 
 /* Prints "wancp CMD: MESSAGE" on stderr and returns the exit status for code. */
 int cli_report(const char *cmd, int code, const char *message);
@@ -22,6 +30,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* Parses a whole decimal number in [min, max]; 0, or 2 after a usage error naming opt. */
 int cli_parse_ulong(const char *cmd, const char *opt, const char *text, unsigned long min, unsigned long max,
                     unsigned long *out);
+
+/* Parses a finite number in [min, max]; 0, or 2 after a usage error naming opt. */
+int cli_parse_float(const char *cmd, const char *opt, const char *text, double min, double max, double *out);
 
 /* $WANCP_CACHE, else the cache folder configured at build time (harness/setup's). */
 const char *cli_cache_dir(void);

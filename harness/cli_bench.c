@@ -14,6 +14,8 @@
 static const char USAGE[] =
     "Usage: wancp bench <what> [options]\n"
     "\n"
+    "  step [--json] ...  training step GFLOP/s against the sgemm peak (wancp bench step --help)\n"
+    "\n"
     "  tokenizer [--text FILE] [--encoder DIR] [--reference DIR] [--repeat N] [--json]\n"
     "      GPT-2 tokenization throughput of wancp and of the npm gpt-3-encoder (under node),\n"
     "      on the same documents in the same run. Each side encodes every document with an\n"
@@ -186,12 +188,14 @@ static int bench_tokenizer(int argc, char **argv)
 int cli_bench(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error("bench", "missing what to measure: tokenizer");
+        return cli_usage_error("bench", "missing what to measure: tokenizer or step");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(USAGE, stdout);
         return 0;
     }
     if (strcmp(argv[1], "tokenizer") == 0)
         return bench_tokenizer(argc - 1, argv + 1);
-    return cli_usage_error("bench", "unknown benchmark '%s': expected tokenizer", argv[1]);
+    if (strcmp(argv[1], "step") == 0)
+        return bench_step(argc - 1, argv + 1);
+    return cli_usage_error("bench", "unknown benchmark '%s': expected tokenizer or step", argv[1]);
 }

@@ -40,6 +40,24 @@ int cli_parse_ulong(const char *cmd, const char *opt, const char *text, unsigned
     return 0;
 }
 
+int cli_parse_float(const char *cmd, const char *opt, const char *text, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end != 0 || errno != 0 || !(v >= min && v <= max))
+        return cli_usage_error(cmd, "%s '%s': expected a number from %g to %g", opt, text, min, max);
+    *out = v;
+    return 0;
+}
+
+void cli_command_line(int argc, char **argv, char *buf, size_t len)
+{
+    size_t used = (size_t)snprintf(buf, len, "wancp");
+    for (int i = 0; i < argc && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, " %s", argv[i]);
+}
+
 const char *cli_cache_dir(void)
 {
     const char *env = getenv("WANCP_CACHE");

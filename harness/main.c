@@ -2,15 +2,17 @@
 #include "cli.h"
 
 #include "../core/device_query.h"
+#include "../core/ops/ops.h"
 
 #include <jansson.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-extern const char *const wancp_git_commit;
 
 typedef struct command {
     const char *name;
@@ -20,7 +22,8 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     {"data", cli_data, "tokenize text into token shards (GPT-2 BPE or bytes); check and decode shards"},
-    {"bench", cli_bench, "measure this machine against its own ceilings (tokenizer)"},
+    {"train", cli_train, "train a model on token shards in this process (CPU)"},
+    {"bench", cli_bench, "measure this machine against its own ceilings (tokenizer, training step)"},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
@@ -40,6 +43,45 @@ static void usage(FILE *f)
             "Each command takes --help. Exit status: 0 ok, 1 the work failed, 2 usage or input error.\n");
 }
 
+/*
+ * OpenBLAS picks its kernels when the library loads, before main, from OPENBLAS_CORETYPE.
+ * Debian's 0.3.21 takes its Haswell (AVX2) kernels on AVX-512 CPUs it does not recognise,
+ * at half the sgemm speed of its SkylakeX kernels, and an inherited OPENBLAS_CORETYPE may
+ * name a slower core than the CPU has. So wancp chooses: WANCP_BLAS_CORE names a core, or
+ * "auto" (the default) takes SkylakeX where the CPU has the AVX-512 subsets those kernels
+ * use; when that differs from the loaded choice, wancp sets OPENBLAS_CORETYPE and
+ * re-executes itself once (children, the ranks, inherit it). The chosen core is reported
+ * by --version, the benchmarks and the metrics files. WANCP_BLAS_CORE=keep leaves it alone.
+ */
+static void choose_blas_kernels(char **argv)
+{
+    const char *want = getenv("WANCP_BLAS_CORE");
+    if (want != NULL && strcmp(want, "keep") == 0)
+        return;
+    const char *core = NULL;
+    if (want != NULL && want[0] != 0 && strcmp(want, "auto") != 0) {
+        core = want;
+    } else {
+#if defined(__x86_64__)
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512cd"))
+            core = "SkylakeX";
+#endif
+    }
+    const char *current = getenv("OPENBLAS_CORETYPE");
+    if (core == NULL || (current != NULL && strcmp(current, core) == 0))
+        return;
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    /* Idle OpenBLAS threads spin (sched_yield) for 2^28 cycles by default, competing with
+     * wancp's own threads for the cores between BLAS calls; 2^4 makes them sleep at once. */
+    if (getenv("OPENBLAS_THREAD_TIMEOUT") == NULL)
+        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the kernels already loaded */
+}
+
 static int version(void)
 {
     char pcre2_version[64] = "";
@@ -48,13 +90,16 @@ static int version(void)
     device_query(devices, sizeof devices);
     printf("wancp %s (commit %s)\n"
            "libraries: pcre2 %s, jansson %s\n"
+           "blas: %s, core %s, %d threads\n"
            "%s\n",
-           WANCP_VERSION, wancp_git_commit, pcre2_version, jansson_version_str(), devices);
+           WANCP_VERSION, wancp_git_commit, pcre2_version, jansson_version_str(), ops_cpu_blas_name(),
+           ops_cpu_blas_core(), ops_cpu_threads(), devices);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
+    choose_blas_kernels(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -4,6 +4,7 @@
 #include "test_helpers.h"
 
 #include "core/model/model.h"
+#include "core/ops/cpu/thread_pool.h"
 #include "core/status.h"
 #include "core/train/checkpoint.h"
 #include "core/train/optimizer.h"
@@ -178,6 +179,40 @@ static void deterministic(void **state)
         model_free(&ms[k]);
 }
 
+/* The CPU backend's own threads (attention heads, softmax rows, optimizer pieces) change
+ * nothing: 1 and 3 threads give bitwise the same losses and parameters. Tensors are large
+ * enough that the optimizer splits them. */
+static void threads_do_not_change_results(void **state)
+{
+    (void)state;
+    model_config cfg = tiny_config(1);
+    cfg.dim = 256;
+    cfg.vocab = 300;
+    cfg.n_heads = 4;
+    cfg.n_kv_heads = 2;
+    optim_config oc = optim_config_default();
+    oc.lr = 1e-3f;
+    oc.total_steps = 3;
+    uint16_t in[32], tg[32];
+    random_tokens(in, 32, cfg.vocab, 31);
+    random_tokens(tg, 32, cfg.vocab, 32);
+    double losses[2][3];
+    model ms[2];
+    char err[WANCP_ERRLEN];
+    for (int k = 0; k < 2; k++) {
+        pool_set_threads(k == 0 ? 1 : 3);
+        assert_int_equal(model_init(&ms[k], &cfg, ops_cpu(), 2, 16, 8, err, sizeof err), WANCP_OK);
+        train_steps(&ms[k], &oc, in, tg, 0, 3, losses[k]);
+    }
+    pool_set_threads(1);
+    assert_int_equal(pool_threads(), 1);
+    assert_memory_equal(losses[0], losses[1], sizeof losses[0]);
+    assert_memory_equal(ms[0].params, ms[1].params, ms[0].table.total * sizeof(float));
+    assert_memory_equal(ms[0].adam_v, ms[1].adam_v, ms[0].table.total * sizeof(float));
+    for (int k = 0; k < 2; k++)
+        model_free(&ms[k]);
+}
+
 static void checkpoint_resume_bitwise(void **state)
 {
     (void)state;
@@ -313,6 +348,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(gradients_untied),          cmocka_unit_test(gradients_tied),
         cmocka_unit_test(overfit_one_batch),         cmocka_unit_test(deterministic),
+        cmocka_unit_test(threads_do_not_change_results),
         cmocka_unit_test(checkpoint_resume_bitwise), cmocka_unit_test(checkpoint_refuses_bad_files),
         cmocka_unit_test(config_errors),
     };

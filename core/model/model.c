@@ -11,7 +11,7 @@
 
 /* Rows of the LM head computed at a time: the full (tokens, vocab) logits would be
  * hundreds of MB at GPT-2's vocabulary. */
-#define HEAD_ROWS 256
+#define HEAD_ROWS 512
 
 static int add_params(model *m)
 {

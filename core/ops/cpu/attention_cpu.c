@@ -8,14 +8,16 @@
 #include "ops_cpu_internal.h"
 
 #include "fast_exp.h"
+#include "thread_pool.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+/* Two (block, block) tiles per head, so heads can run on different threads. */
 size_t attn_scratch_floats(const attn_shape *shape)
 {
-    return 2 * (size_t)shape->block * shape->block;
+    return 2 * (size_t)shape->n_heads * shape->block * shape->block;
 }
 
 void cpu_attn_begin(attn_state *st, const attn_shape *shape)
@@ -55,49 +57,68 @@ WANCP_HOT static float row_max(const float *p, int n)
     return m;
 }
 
+/* The arguments of one attn_block call, shared by its per-head tasks. */
+typedef struct attn_fwd_job {
+    attn_state *st;
+    const float *q, *k, *v;
+    const int32_t *q_pos, *k_pos;
+    int tk;
+    const attn_shape *shape;
+    float *scratch;
+} attn_fwd_job;
+
+static void attn_fwd_head(void *ctx, int h)
+{
+    const attn_fwd_job *job = ctx;
+    const attn_shape *shape = job->shape;
+    attn_state *st = job->st;
+    const float *q = job->q, *k = job->k, *v = job->v;
+    const int32_t *q_pos = job->q_pos, *k_pos = job->k_pos;
+    const int H = shape->n_heads, hd = shape->head_dim, B = shape->block, tq = st->tq, tk = job->tk;
+    const int qs = H * hd, ks = shape->n_kv_heads * hd, kh = h / (H / shape->n_kv_heads);
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *s = job->scratch + (size_t)h * 2 * B * B; /* (B, B) scores, then probabilities */
+    for (int i0 = 0; i0 < tq; i0 += B) {
+        const int bi = tq - i0 < B ? tq - i0 : B;
+        for (int j0 = 0; j0 < tk; j0 += B) {
+            const int bj = tk - j0 < B ? tk - j0 : B;
+            if (k_pos[j0] > q_pos[i0 + bi - 1])
+                break; /* this and every later key block is in the future of every query */
+            const int fully_visible = k_pos[j0 + bj - 1] <= q_pos[i0];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi, bj, hd, scale, q + (size_t)i0 * qs + h * hd, qs,
+                        k + (size_t)j0 * ks + kh * hd, ks, 0.0f, s, bj);
+            for (int r = 0; r < bi; r++) {
+                float *p = s + (size_t)r * bj;
+                if (!fully_visible)
+                    mask_row(p, k_pos + j0, bj, q_pos[i0 + r]);
+                float *m = st->max + (size_t)h * tq + i0 + r, *l = st->sum + (size_t)h * tq + i0 + r;
+                float m_new = row_max(p, bj);
+                m_new = *m > m_new ? *m : m_new;
+                if (m_new == -INFINITY) { /* no visible key yet: contributes nothing */
+                    memset(p, 0, (size_t)bj * sizeof *p);
+                    continue;
+                }
+                float alpha = fast_exp(*m - m_new);
+                *l = *l * alpha + exp_shift_sum(p, bj, m_new);
+                *m = m_new;
+                if (alpha != 1.0f) {
+                    float *acc = st->acc + (size_t)(i0 + r) * qs + h * hd;
+                    for (int d = 0; d < hd; d++)
+                        acc[d] *= alpha;
+                }
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, hd, bj, 1.0f, s, bj,
+                        v + (size_t)j0 * ks + kh * hd, ks, 1.0f, st->acc + (size_t)i0 * qs + h * hd, qs);
+        }
+    }
+}
+
+/* Heads are independent (each owns its columns of acc and its rows of max and sum). */
 void cpu_attn_block(attn_state *st, const float *q, const int32_t *q_pos, const float *k, const float *v,
                     const int32_t *k_pos, int tk, const attn_shape *shape, float *scratch)
 {
-    const int H = shape->n_heads, hd = shape->head_dim, B = shape->block, tq = st->tq;
-    const int group = H / shape->n_kv_heads, qs = H * hd, ks = shape->n_kv_heads * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    float *s = scratch; /* (B, B) scores, then probabilities */
-    for (int h = 0; h < H; h++) {
-        const int kh = h / group;
-        for (int i0 = 0; i0 < tq; i0 += B) {
-            const int bi = tq - i0 < B ? tq - i0 : B;
-            for (int j0 = 0; j0 < tk; j0 += B) {
-                const int bj = tk - j0 < B ? tk - j0 : B;
-                if (k_pos[j0] > q_pos[i0 + bi - 1])
-                    break; /* this and every later key block is in the future of every query */
-                const int fully_visible = k_pos[j0 + bj - 1] <= q_pos[i0];
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi, bj, hd, scale, q + (size_t)i0 * qs + h * hd,
-                            qs, k + (size_t)j0 * ks + kh * hd, ks, 0.0f, s, bj);
-                for (int r = 0; r < bi; r++) {
-                    float *p = s + (size_t)r * bj;
-                    if (!fully_visible)
-                        mask_row(p, k_pos + j0, bj, q_pos[i0 + r]);
-                    float *m = st->max + (size_t)h * tq + i0 + r, *l = st->sum + (size_t)h * tq + i0 + r;
-                    float m_new = row_max(p, bj);
-                    m_new = *m > m_new ? *m : m_new;
-                    if (m_new == -INFINITY) { /* no visible key yet: contributes nothing */
-                        memset(p, 0, (size_t)bj * sizeof *p);
-                        continue;
-                    }
-                    float alpha = fast_exp(*m - m_new);
-                    *l = *l * alpha + exp_shift_sum(p, bj, m_new);
-                    *m = m_new;
-                    if (alpha != 1.0f) {
-                        float *acc = st->acc + (size_t)(i0 + r) * qs + h * hd;
-                        for (int d = 0; d < hd; d++)
-                            acc[d] *= alpha;
-                    }
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, hd, bj, 1.0f, s, bj,
-                            v + (size_t)j0 * ks + kh * hd, ks, 1.0f, st->acc + (size_t)i0 * qs + h * hd, qs);
-            }
-        }
-    }
+    attn_fwd_job job = {st, q, k, v, q_pos, k_pos, tk, shape, scratch};
+    pool_run(shape->n_heads, attn_fwd_head, &job);
 }
 
 void cpu_attn_end(float *o, float *lse, const attn_state *st, const attn_shape *shape)
@@ -128,48 +149,65 @@ void cpu_attn_bwd_delta(float *delta, const float *o, const float *dout, int tq,
         }
 }
 
+typedef struct attn_bwd_job {
+    float *dq, *dk, *dv;
+    const float *q, *k, *v, *dout, *lse, *delta;
+    const int32_t *q_pos, *k_pos;
+    int tq, tk;
+    const attn_shape *shape;
+    float *scratch;
+} attn_bwd_job;
+
 /* With P = softmax(S) recomputed from the saved lse:
- *   dV += P^T dO;  dP = dO V^T;  dS = P (dP - delta);  dQ += scale dS K;  dK += scale dS^T Q */
-void cpu_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos, int tq,
-                        const float *k, const float *v, const int32_t *k_pos, int tk, const float *dout,
-                        const float *lse, const float *delta, const attn_shape *shape, float *scratch)
+ *   dV += P^T dO;  dP = dO V^T;  dS = P (dP - delta);  dQ += scale dS K;  dK += scale dS^T Q
+ * One task per kv head: the query heads of its group all add into its dK and dV. */
+static void attn_bwd_kv_head(void *ctx, int kh)
 {
-    const int H = shape->n_heads, hd = shape->head_dim, B = shape->block;
+    const attn_bwd_job *job = ctx;
+    const attn_shape *shape = job->shape;
+    const int H = shape->n_heads, hd = shape->head_dim, B = shape->block, tq = job->tq, tk = job->tk;
     const int group = H / shape->n_kv_heads, qs = H * hd, ks = shape->n_kv_heads * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *p = scratch, *dp = scratch + (size_t)B * B; /* (B, B) each */
-    for (int h = 0; h < H; h++) {
-        const int kh = h / group;
+    float *p = job->scratch + (size_t)kh * 2 * B * B, *dp = p + (size_t)B * B; /* (B, B) each */
+    for (int h = kh * group; h < (kh + 1) * group; h++) {
         for (int i0 = 0; i0 < tq; i0 += B) {
             const int bi = tq - i0 < B ? tq - i0 : B;
-            const float *qi = q + (size_t)i0 * qs + h * hd, *gi = dout + (size_t)i0 * qs + h * hd;
+            const float *qi = job->q + (size_t)i0 * qs + h * hd, *gi = job->dout + (size_t)i0 * qs + h * hd;
             for (int j0 = 0; j0 < tk; j0 += B) {
                 const int bj = tk - j0 < B ? tk - j0 : B;
-                if (k_pos[j0] > q_pos[i0 + bi - 1])
+                if (job->k_pos[j0] > job->q_pos[i0 + bi - 1])
                     break;
-                const int fully_visible = k_pos[j0 + bj - 1] <= q_pos[i0];
-                const float *kj = k + (size_t)j0 * ks + kh * hd, *vj = v + (size_t)j0 * ks + kh * hd;
+                const int fully_visible = job->k_pos[j0 + bj - 1] <= job->q_pos[i0];
+                const float *kj = job->k + (size_t)j0 * ks + kh * hd, *vj = job->v + (size_t)j0 * ks + kh * hd;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi, bj, hd, scale, qi, qs, kj, ks, 0.0f, p, bj);
                 for (int r = 0; r < bi; r++) {
                     float *pr = p + (size_t)r * bj;
                     if (!fully_visible)
-                        mask_row(pr, k_pos + j0, bj, q_pos[i0 + r]);
-                    exp_shift_sum(pr, bj, lse[(size_t)h * tq + i0 + r]);
+                        mask_row(pr, job->k_pos + j0, bj, job->q_pos[i0 + r]);
+                    exp_shift_sum(pr, bj, job->lse[(size_t)h * tq + i0 + r]);
                 }
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bj, hd, bi, 1.0f, p, bj, gi, qs, 1.0f,
-                            dv + (size_t)j0 * ks + kh * hd, ks);
+                            job->dv + (size_t)j0 * ks + kh * hd, ks);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi, bj, hd, 1.0f, gi, qs, vj, ks, 0.0f, dp, bj);
                 for (int r = 0; r < bi; r++) {
-                    const float dr = delta[(size_t)h * tq + i0 + r];
+                    const float dr = job->delta[(size_t)h * tq + i0 + r];
                     float *pr = p + (size_t)r * bj, *dpr = dp + (size_t)r * bj;
                     for (int j = 0; j < bj; j++)
                         dpr[j] = pr[j] * (dpr[j] - dr);
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, hd, bj, scale, dp, bj, kj, ks, 1.0f,
-                            dq + (size_t)i0 * qs + h * hd, qs);
+                            job->dq + (size_t)i0 * qs + h * hd, qs);
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bj, hd, bi, scale, dp, bj, qi, qs, 1.0f,
-                            dk + (size_t)j0 * ks + kh * hd, ks);
+                            job->dk + (size_t)j0 * ks + kh * hd, ks);
             }
         }
     }
+}
+
+void cpu_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos, int tq,
+                        const float *k, const float *v, const int32_t *k_pos, int tk, const float *dout,
+                        const float *lse, const float *delta, const attn_shape *shape, float *scratch)
+{
+    attn_bwd_job job = {dq, dk, dv, q, k, v, dout, lse, delta, q_pos, k_pos, tq, tk, shape, scratch};
+    pool_run(shape->n_kv_heads, attn_bwd_kv_head, &job);
 }

@@ -2,6 +2,7 @@
 #include "ops_cpu_internal.h"
 
 #include "fast_exp.h"
+#include "thread_pool.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -115,8 +116,8 @@ WANCP_HOT static void cpu_swiglu_bwd(float *dg, float *du, const float *dh, cons
     }
 }
 
-/* One row: max, then exp and sum in one vectorisable pass. */
-WANCP_HOT static double cpu_cross_entropy(float *logits, const uint16_t *targets, int n, int vocab, float dscale)
+/* Rows of cross-entropy: max, then exp and sum in one vectorisable pass. */
+WANCP_HOT static double cross_entropy_rows(float *logits, const uint16_t *targets, int n, int vocab, float dscale)
 {
     double total = 0.0;
     for (int i = 0; i < n; i++) {
@@ -146,6 +147,36 @@ WANCP_HOT static double cpu_cross_entropy(float *logits, const uint16_t *targets
     return total;
 }
 
+/* Work is cut into a fixed number of pieces whatever the thread count, and partial sums
+ * are added in piece order: results do not depend on how many threads ran. */
+#define PIECES 32
+
+typedef struct xent_job {
+    float *logits;
+    const uint16_t *targets;
+    int n, vocab;
+    float dscale;
+    double partial[PIECES];
+} xent_job;
+
+static void xent_piece(void *ctx, int piece)
+{
+    xent_job *j = ctx;
+    int r0 = (int)((long)j->n * piece / PIECES), r1 = (int)((long)j->n * (piece + 1) / PIECES);
+    j->partial[piece] = cross_entropy_rows(j->logits + (size_t)r0 * j->vocab, j->targets + r0, r1 - r0, j->vocab,
+                                           j->dscale);
+}
+
+static double cpu_cross_entropy(float *logits, const uint16_t *targets, int n, int vocab, float dscale)
+{
+    xent_job job = {.logits = logits, .targets = targets, .n = n, .vocab = vocab, .dscale = dscale};
+    pool_run(PIECES, xent_piece, &job);
+    double total = 0.0;
+    for (int p = 0; p < PIECES; p++)
+        total += job.partial[p];
+    return total;
+}
+
 WANCP_HOT static void cpu_add(float *y, const float *x, size_t count)
 {
     for (size_t i = 0; i < count; i++)
@@ -158,16 +189,34 @@ WANCP_HOT static void cpu_scale(float *x, size_t count, float s)
         x[i] *= s;
 }
 
+typedef struct sumsq_job {
+    const float *x;
+    size_t count;
+    double partial[PIECES];
+} sumsq_job;
+
+static void sumsq_piece(void *ctx, int piece)
+{
+    sumsq_job *j = ctx;
+    size_t i0 = j->count * (size_t)piece / PIECES, i1 = j->count * (size_t)(piece + 1) / PIECES;
+    double total = 0.0;
+    for (size_t i = i0; i < i1; i++)
+        total += (double)j->x[i] * j->x[i];
+    j->partial[piece] = total;
+}
+
 static double cpu_sumsq(const float *x, size_t count)
 {
+    sumsq_job job = {.x = x, .count = count};
+    pool_run(PIECES, sumsq_piece, &job);
     double total = 0.0;
-    for (size_t i = 0; i < count; i++)
-        total += (double)x[i] * x[i];
+    for (int p = 0; p < PIECES; p++)
+        total += job.partial[p];
     return total;
 }
 
-WANCP_HOT static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t count, float lr, float beta1,
-                                float beta2, float eps, float weight_decay, float grad_scale, int t)
+WANCP_HOT static void adamw_range(float *p, const float *g, float *m, float *v, size_t count, float lr, float beta1,
+                                  float beta2, float eps, float weight_decay, float grad_scale, int t)
 {
     float c1 = 1.0f / (1.0f - powf(beta1, (float)t)), c2 = 1.0f / (1.0f - powf(beta2, (float)t));
     for (size_t i = 0; i < count; i++) {
@@ -177,6 +226,31 @@ WANCP_HOT static void cpu_adamw(float *p, const float *g, float *m, float *v, si
         float mhat = m[i] * c1, vhat = v[i] * c2;
         p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * p[i]);
     }
+}
+
+typedef struct adamw_job {
+    float *p, *m, *v;
+    const float *g;
+    size_t count;
+    float lr, beta1, beta2, eps, weight_decay, grad_scale;
+    int t;
+    int pieces;
+} adamw_job;
+
+static void adamw_piece(void *ctx, int piece)
+{
+    const adamw_job *j = ctx;
+    size_t i0 = j->count * (size_t)piece / (size_t)j->pieces, i1 = j->count * (size_t)(piece + 1) / (size_t)j->pieces;
+    adamw_range(j->p + i0, j->g + i0, j->m + i0, j->v + i0, i1 - i0, j->lr, j->beta1, j->beta2, j->eps,
+                j->weight_decay, j->grad_scale, j->t);
+}
+
+static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t count, float lr, float beta1, float beta2,
+                      float eps, float weight_decay, float grad_scale, int t)
+{
+    /* Small tensors in one piece: waking the workers would cost more than the update. */
+    adamw_job job = {p, m, v, g, count, lr, beta1, beta2, eps, weight_decay, grad_scale, t, count >= 65536 ? PIECES : 1};
+    pool_run(job.pieces, adamw_piece, &job);
 }
 
 static const ops CPU_OPS = {
@@ -209,7 +283,11 @@ const ops *ops_cpu(void)
 
 void ops_cpu_set_threads(int threads)
 {
-    openblas_set_num_threads(threads > 0 ? threads : openblas_get_num_procs());
+    if (threads <= 0)
+        threads = openblas_get_num_procs();
+    openblas_set_num_threads(threads);
+    pool_set_threads(threads);
+
 }
 
 int ops_cpu_threads(void)

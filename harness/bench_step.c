@@ -1,0 +1,189 @@
+/* wancp bench step: the training step's achieved GFLOP/s against this machine's sgemm peak,
+ * both measured in the same run with the same BLAS threads. */
+#include "cli.h"
+
+#include "../core/model/model.h"
+#include "../core/status.h"
+#include "../core/train/optimizer.h"
+#include "../core/util/rng.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+static const char USAGE[] =
+    "Usage: wancp bench step [options]\n"
+    "\n"
+    "Times full training steps (forward, backward, AdamW) of a model on random tokens and\n"
+    "compares the model FLOP rate with the best sgemm rate measured in the same run.\n"
+    "  model FLOPs = 6 x matmul params x tokens + 6 x layers x seq^2 x dim x batch\n"
+    "  (matmul params include the LM head, not the embedding lookup; the attention term is\n"
+    "  causal attention's forward 2 seq^2 dim plus a backward of twice that)\n"
+    "\n"
+    "  --layers N (4) --dim N (256) --heads N (4) --kv-heads N (= heads) --ffn N (704)\n"
+    "  --vocab N (50257) --context N (2048) --attn-block N (64) --batch N (1)\n"
+    "  --steps N (3)   timed steps after one untimed warm-up step; the median counts\n"
+    "  --threads N     BLAS threads (default: one per CPU)\n"
+    "  --json          one JSON object on stdout\n";
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Best GFLOP/s of sgemm over square and training-shaped products, 3 tries each. */
+static double sgemm_peak(const ops *o, const model_config *c, int tokens, char *shape, size_t shape_len)
+{
+    const int shapes[][3] = {
+        {2048, 2048, 2048}, {tokens, c->ffn_dim, c->dim}, {tokens, c->dim, c->ffn_dim}, {256, c->vocab, c->dim},
+    };
+    double best = 0.0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        float *a = calloc((size_t)m * k, sizeof *a), *b = calloc((size_t)k * n, sizeof *b);
+        float *out = calloc((size_t)m * n, sizeof *out);
+        if (a == NULL || b == NULL || out == NULL) {
+            free(a), free(b), free(out);
+            continue;
+        }
+        for (size_t i = 0; i < (size_t)m * k; i++)
+            a[i] = (float)(i % 7) * 0.1f;
+        for (size_t i = 0; i < (size_t)k * n; i++)
+            b[i] = (float)(i % 5) * 0.1f;
+        o->matmul(out, a, b, m, n, k, false, false, 1.0f, 0.0f); /* warm-up */
+        for (int r = 0; r < 3; r++) {
+            double t0 = cli_now();
+            o->matmul(out, a, b, m, n, k, false, false, 1.0f, 0.0f);
+            double g = 2.0 * m * n * k / (cli_now() - t0) / 1e9;
+            if (g > best) {
+                best = g;
+                snprintf(shape, shape_len, "%dx%dx%d", m, n, k);
+            }
+        }
+        free(a), free(b), free(out);
+    }
+    return best;
+}
+
+int bench_step(int argc, char **argv)
+{
+    enum { O_LAYERS = 256, O_DIM, O_HEADS, O_KV, O_FFN, O_VOCAB, O_CONTEXT, O_BLOCK, O_BATCH, O_STEPS, O_THREADS, O_JSON };
+    static const struct option LONG[] = {
+        {"layers", 1, 0, O_LAYERS}, {"dim", 1, 0, O_DIM},         {"heads", 1, 0, O_HEADS},
+        {"kv-heads", 1, 0, O_KV},   {"ffn", 1, 0, O_FFN},         {"vocab", 1, 0, O_VOCAB},
+        {"context", 1, 0, O_CONTEXT}, {"attn-block", 1, 0, O_BLOCK}, {"batch", 1, 0, O_BATCH},
+        {"steps", 1, 0, O_STEPS},   {"threads", 1, 0, O_THREADS}, {"json", 0, 0, O_JSON},
+        {"help", 0, 0, 'h'},        {0, 0, 0, 0},
+    };
+    model_config c = model_config_default();
+    c.context = 2048;
+    int batch = 1, steps = 3, threads = 0, json = 0, kv_heads = 0;
+    optind = 1;
+    opterr = 0;
+    for (int opt; (opt = getopt_long(argc, argv, ":h", LONG, NULL)) != -1;) {
+        unsigned long u = 0;
+        const char *name = argv[optind - 1];
+        int bad = 0;
+        switch (opt) {
+        case O_LAYERS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); c.n_layers = (int)u; break;
+        case O_DIM: bad = cli_parse_ulong("bench", name, optarg, 1, 65536, &u); c.dim = (int)u; break;
+        case O_HEADS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); c.n_heads = (int)u; break;
+        case O_KV: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); kv_heads = (int)u; break;
+        case O_FFN: bad = cli_parse_ulong("bench", name, optarg, 1, 1 << 20, &u); c.ffn_dim = (int)u; break;
+        case O_VOCAB: bad = cli_parse_ulong("bench", name, optarg, 2, 65536, &u); c.vocab = (int)u; break;
+        case O_CONTEXT: bad = cli_parse_ulong("bench", name, optarg, 1, 1 << 20, &u); c.context = (int)u; break;
+        case O_BLOCK: bad = cli_parse_ulong("bench", name, optarg, 1, 4096, &u); c.attn_block = (int)u; break;
+        case O_BATCH: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); batch = (int)u; break;
+        case O_STEPS: bad = cli_parse_ulong("bench", name, optarg, 1, 1000, &u); steps = (int)u; break;
+        case O_THREADS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); threads = (int)u; break;
+        case O_JSON: json = 1; break;
+        case 'h': fputs(USAGE, stdout); return 0;
+        case ':': return cli_usage_error("bench", "%s needs a value", name);
+        default: return cli_usage_error("bench", "unknown option '%s'", name);
+        }
+        if (bad)
+            return 2;
+    }
+    if (optind < argc)
+        return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
+    c.n_kv_heads = kv_heads > 0 ? kv_heads : c.n_heads;
+
+    ops_cpu_set_threads(threads);
+    const ops *o = ops_cpu();
+    char err[WANCP_ERRLEN];
+    model m;
+    int rc = model_init(&m, &c, o, batch, c.context, 1, err, sizeof err);
+    if (rc != WANCP_OK)
+        return cli_report("bench", rc, err);
+    const int tokens = batch * c.context;
+    char peak_shape[64] = "";
+    double peak = sgemm_peak(o, &c, tokens, peak_shape, sizeof peak_shape);
+
+    uint16_t *in = malloc((size_t)tokens * sizeof *in), *tg = malloc((size_t)tokens * sizeof *tg);
+    double *times = malloc((size_t)steps * sizeof *times);
+    if (in == NULL || tg == NULL || times == NULL) {
+        free(in), free(tg), free(times);
+        model_free(&m);
+        return cli_report("bench", WANCP_ERR_NOMEM, "out of memory for the batch");
+    }
+    rng r;
+    rng_seed(&r, 2);
+    for (int i = 0; i < tokens; i++) {
+        in[i] = (uint16_t)(rng_next(&r) % (uint64_t)c.vocab);
+        tg[i] = (uint16_t)(rng_next(&r) % (uint64_t)c.vocab);
+    }
+    optim_config oc = optim_config_default();
+    oc.total_steps = steps + 1;
+    for (int s = 0; s <= steps; s++) {
+        double t0 = cli_now();
+        model_zero_grads(&m);
+        model_step(&m, in, tg, true);
+        optim_step(&m, &oc, s);
+        if (s > 0)
+            times[s - 1] = cli_now() - t0;
+        if (!json)
+            fprintf(stderr, "bench step: step %d/%d %.3f s%s\n", s, steps, cli_now() - t0, s == 0 ? " (warm-up)" : "");
+    }
+    qsort(times, (size_t)steps, sizeof *times, cmp_double);
+    double median = times[steps / 2];
+    double flops = model_step_flops(&c, batch, c.context);
+    double gflops = flops / median / 1e9;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double rss_mb = (double)ru.ru_maxrss / 1024.0;
+
+    if (json) {
+        json_t *j = json_pack(
+            "{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:i, s:f, s:s, s:I, s:f, s:s, s:f, s:f, "
+            "s:f, s:f, s:f}",
+            "bench", "step", "layers", c.n_layers, "dim", c.dim, "heads", c.n_heads, "kv_heads", c.n_kv_heads,
+            "ffn_dim", c.ffn_dim, "vocab", c.vocab, "seq", c.context, "batch", batch, "steps", steps, "blas",
+            ops_cpu_blas_name(), "blas_core", ops_cpu_blas_core(), "threads", ops_cpu_threads(), "sgemm_peak_gflops",
+            peak, "sgemm_peak_shape", peak_shape, "matmul_params", (json_int_t)model_matmul_params(&c), "step_flops",
+            flops, "flops_formula", "6*matmul_params*tokens + 6*layers*seq^2*dim*batch", "step_s_median", median,
+            "step_gflops", gflops, "ratio", gflops / peak, "tokens_per_s", tokens / median, "peak_rss_mb", rss_mb);
+        char *s = j ? json_dumps(j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+        if (s != NULL)
+            printf("%s\n", s);
+        free(s);
+        json_decref(j);
+    } else {
+        printf("# training step: %d layers, dim %d, %d/%d heads, ffn %d, vocab %d, %d x %d tokens; %s core %s, %d threads\n",
+               c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab, batch, c.context, "OpenBLAS",
+               ops_cpu_blas_core(), ops_cpu_threads());
+        printf("%-26s %12s\n", "# measure", "value");
+        printf("%-26s %12.1f  (%s)\n", "sgemm peak GFLOP/s", peak, peak_shape);
+        printf("%-26s %12.3f\n", "step seconds (median)", median);
+        printf("%-26s %12.1f  (%.1f GFLOP per step)\n", "step GFLOP/s", gflops, flops / 1e9);
+        printf("%-26s %12.2f\n", "ratio step / peak", gflops / peak);
+        printf("%-26s %12.0f\n", "tokens/s", tokens / median);
+        printf("%-26s %12.0f\n", "peak RSS MB", rss_mb);
+    }
+    free(in), free(tg), free(times);
+    model_free(&m);
+    return 0;
+}

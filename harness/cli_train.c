@@ -1,0 +1,271 @@
+/* wancp train: one training run in this process, with progress, metrics and checkpoints. */
+#include "cli.h"
+
+#include "../core/ops/ops.h"
+#include "../core/status.h"
+#include "../core/train/trainer.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char USAGE[] =
+    "Usage: wancp train [options]\n"
+    "\n"
+    "Trains a LLaMA-style decoder on token shards in this process (fp32, CPU).\n"
+    "\n"
+    "Data:\n"
+    "  --train FILE          training shard (default data/brown_train.bin)\n"
+    "  --val FILE            validation shard (default data/brown_val.bin)\n"
+    "  --vocab N             vocabulary: 50257 for gpt2 shards (default), 256 for bytes\n"
+    "Model:\n"
+    "  --layers N (4)  --dim N (256)  --heads N (4)  --kv-heads N (= heads)  --ffn N (704)\n"
+    "  --context N (256)  --attn-block N (64)  --untied (separate LM head)  --rope-theta X (10000)\n"
+    "Optimisation:\n"
+    "  --batch N (4)  --seq N (= context)  --steps N (300)  --lr X (3e-3)  --warmup N (steps/10)\n"
+    "  --lr-final X (0.1: last rate as a fraction of --lr)  --weight-decay X (0.01)  --clip X (1.0)\n"
+    "  --seed N (1)\n"
+    "Evaluation and output:\n"
+    "  --eval-every N (50)   validation loss every N steps, and at the start and the end\n"
+    "  --val-tokens N (65536) held-out tokens per evaluation\n"
+    "  --metrics FILE        CSV of every step (written as FILE.partial, renamed at the end)\n"
+    "  --checkpoint FILE     checkpoint at the end, on Ctrl-C, and every --checkpoint-every N steps\n"
+    "  --resume FILE         continue a checkpointed run (bitwise as if never stopped)\n"
+    "  --threads N           BLAS threads (default: one per CPU)\n"
+    "\n"
+    "Progress goes to stderr: a live line on a terminal, a line every 10 s otherwise.\n";
+
+typedef struct train_cli {
+    trainer_config tc;
+    const char *metrics_path;
+    char metrics_partial[4096];
+    FILE *metrics;
+    int tty;
+    double last_print;
+    double first_wall;
+    int first_step;
+} train_cli;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void format_eta(double seconds, char *buf, size_t len)
+{
+    if (!isfinite(seconds) || seconds < 0)
+        snprintf(buf, len, "?");
+    else if (seconds < 90)
+        snprintf(buf, len, "%.0fs", seconds);
+    else if (seconds < 5400)
+        snprintf(buf, len, "%.0fm%02.0fs", floor(seconds / 60), fmod(seconds, 60));
+    else
+        snprintf(buf, len, "%.1fh", seconds / 3600);
+}
+
+static void report(void *ctx, const step_report *r)
+{
+    train_cli *t = ctx;
+    if (t->metrics != NULL) {
+        fprintf(t->metrics, "%d,%.3f,%.6g,", r->step, r->wall_s, (double)r->lr);
+        if (isfinite(r->train_loss))
+            fprintf(t->metrics, "%.6f", r->train_loss);
+        fputc(',', t->metrics);
+        if (isfinite(r->val_loss))
+            fprintf(t->metrics, "%.6f", r->val_loss);
+        fputc(',', t->metrics);
+        if (isfinite(r->grad_norm))
+            fprintf(t->metrics, "%.6g", r->grad_norm);
+        fprintf(t->metrics, ",%lld,%.2f\n", r->tokens, r->step_ms);
+        fflush(t->metrics);
+    }
+    if (r->train_loss != r->train_loss) { /* the report before the first step */
+        t->first_wall = r->wall_s;
+        t->first_step = r->step;
+        fprintf(stderr, "step %d/%d: val loss %.4f\n", r->step, r->total_steps, r->val_loss);
+        return;
+    }
+    double elapsed = r->wall_s - t->first_wall;
+    int done = r->step - t->first_step;
+    double tok_s = done > 0 ? (double)done * t->tc.batch * t->tc.seq / elapsed : 0.0;
+    char eta[32], val[32] = "";
+    format_eta(done > 0 ? elapsed / done * (r->total_steps - r->step) : NAN, eta, sizeof eta);
+    if (isfinite(r->val_loss))
+        snprintf(val, sizeof val, " | val %.4f", r->val_loss);
+    int last = r->step == r->total_steps;
+    if (t->tty) {
+        fprintf(stderr, "\rstep %d/%d | loss %.4f%s | %.0f tok/s | %.0f ms/step | ETA %s   %s", r->step,
+                r->total_steps, r->train_loss, val, tok_s, r->step_ms, eta, last || val[0] ? "\n" : "");
+    } else if (last || val[0] || r->wall_s - t->last_print >= 10.0) {
+        fprintf(stderr, "step %d/%d | loss %.4f%s | %.0f tok/s | %.0f ms/step | ETA %s\n", r->step, r->total_steps,
+                r->train_loss, val, tok_s, r->step_ms, eta);
+        t->last_print = r->wall_s;
+    }
+}
+
+static int open_metrics(train_cli *t, int argc, char **argv)
+{
+    if (t->metrics_path == NULL)
+        return 0;
+    snprintf(t->metrics_partial, sizeof t->metrics_partial, "%s.partial", t->metrics_path);
+    t->metrics = fopen(t->metrics_partial, "w");
+    if (t->metrics == NULL) {
+        fprintf(stderr, "wancp train: %s: cannot create\n", t->metrics_partial);
+        return 2;
+    }
+    char cmd[2048], host[256] = "?";
+    cli_command_line(argc, argv, cmd, sizeof cmd);
+    gethostname(host, sizeof host);
+    const model_config *m = &t->tc.model;
+    const optim_config *o = &t->tc.optim;
+    fprintf(t->metrics,
+            "# wancp train metrics\n# commit: %s\n# command: %s\n# host: %s\n"
+            "# blas: %s, core %s, %d threads\n"
+            "# model: layers=%d dim=%d heads=%d kv_heads=%d ffn_dim=%d vocab=%d context=%d attn_block=%d "
+            "tied_head=%d rope_theta=%g norm_eps=%g\n"
+            "# optim: lr=%g lr_final_frac=%g warmup=%d steps=%d beta1=%g beta2=%g eps=%g weight_decay=%g clip=%g\n"
+            "# data: train=%s val=%s batch=%d seq=%d val_tokens=%ld\n# seed: %llu\n"
+            "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms\n",
+            wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), m->n_layers,
+            m->dim, m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab, m->context, m->attn_block, m->tied_head,
+            (double)m->rope_theta, (double)m->norm_eps, (double)o->lr, (double)o->lr_final_frac, o->warmup_steps,
+            o->total_steps, (double)o->beta1, (double)o->beta2, (double)o->eps, (double)o->weight_decay,
+            (double)o->grad_clip, t->tc.train_path, t->tc.val_path, t->tc.batch, t->tc.seq, t->tc.val_tokens,
+            (unsigned long long)t->tc.seed);
+    return 0;
+}
+
+/* Parses the command line into t; 0, an exit status, or -1 after --help. */
+static int parse(int argc, char **argv, train_cli *t, int *threads)
+{
+    enum {
+        O_TRAIN = 256, O_VAL, O_VOCAB, O_LAYERS, O_DIM, O_HEADS, O_KV, O_FFN, O_CONTEXT, O_BLOCK, O_UNTIED, O_THETA,
+        O_BATCH, O_SEQ, O_STEPS, O_LR, O_WARMUP, O_LR_FINAL, O_WD, O_CLIP, O_SEED, O_EVAL, O_VAL_TOKENS, O_METRICS,
+        O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS,
+    };
+    static const struct option LONG[] = {
+        {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           {"vocab", 1, 0, O_VOCAB},
+        {"layers", 1, 0, O_LAYERS},       {"dim", 1, 0, O_DIM},           {"heads", 1, 0, O_HEADS},
+        {"kv-heads", 1, 0, O_KV},         {"ffn", 1, 0, O_FFN},           {"context", 1, 0, O_CONTEXT},
+        {"attn-block", 1, 0, O_BLOCK},    {"untied", 0, 0, O_UNTIED},     {"rope-theta", 1, 0, O_THETA},
+        {"batch", 1, 0, O_BATCH},         {"seq", 1, 0, O_SEQ},           {"steps", 1, 0, O_STEPS},
+        {"lr", 1, 0, O_LR},               {"warmup", 1, 0, O_WARMUP},     {"lr-final", 1, 0, O_LR_FINAL},
+        {"weight-decay", 1, 0, O_WD},     {"clip", 1, 0, O_CLIP},         {"seed", 1, 0, O_SEED},
+        {"eval-every", 1, 0, O_EVAL},     {"val-tokens", 1, 0, O_VAL_TOKENS}, {"metrics", 1, 0, O_METRICS},
+        {"checkpoint", 1, 0, O_CKPT},     {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME},
+        {"threads", 1, 0, O_THREADS},     {"help", 0, 0, 'h'},            {0, 0, 0, 0},
+    };
+    static char train_default[4096], val_default[4096];
+    snprintf(train_default, sizeof train_default, "%s/data/brown_train.bin", cli_source_dir());
+    snprintf(val_default, sizeof val_default, "%s/data/brown_val.bin", cli_source_dir());
+    trainer_config *c = &t->tc;
+    c->model = model_config_default();
+    c->model.context = 256;
+    c->optim = optim_config_default();
+    c->optim.lr = 3e-3f;
+    c->optim.total_steps = 300;
+    c->batch = 4;
+    c->seq = 0;
+    c->seed = 1;
+    c->train_path = train_default;
+    c->val_path = val_default;
+    c->eval_every = 50;
+    c->val_tokens = 65536;
+    int kv_heads = 0, warmup = -1;
+    optind = 1;
+    opterr = 0;
+    for (int opt; (opt = getopt_long(argc, argv, ":h", LONG, NULL)) != -1;) {
+        unsigned long u = 0;
+        double f = 0;
+        const char *name = argv[optind - 1];
+        int bad = 0;
+        switch (opt) {
+        case O_TRAIN: c->train_path = optarg; break;
+        case O_VAL: c->val_path = optarg; break;
+        case O_VOCAB: bad = cli_parse_ulong("train", name, optarg, 2, 65536, &u); c->model.vocab = (int)u; break;
+        case O_LAYERS: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); c->model.n_layers = (int)u; break;
+        case O_DIM: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); c->model.dim = (int)u; break;
+        case O_HEADS: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); c->model.n_heads = (int)u; break;
+        case O_KV: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); kv_heads = (int)u; break;
+        case O_FFN: bad = cli_parse_ulong("train", name, optarg, 1, 1 << 20, &u); c->model.ffn_dim = (int)u; break;
+        case O_CONTEXT: bad = cli_parse_ulong("train", name, optarg, 1, 1 << 24, &u); c->model.context = (int)u; break;
+        case O_BLOCK: bad = cli_parse_ulong("train", name, optarg, 1, 4096, &u); c->model.attn_block = (int)u; break;
+        case O_UNTIED: c->model.tied_head = 0; break;
+        case O_THETA: bad = cli_parse_float("train", name, optarg, 2, 1e9, &f); c->model.rope_theta = (float)f; break;
+        case O_BATCH: bad = cli_parse_ulong("train", name, optarg, 1, 4096, &u); c->batch = (int)u; break;
+        case O_SEQ: bad = cli_parse_ulong("train", name, optarg, 1, 1 << 24, &u); c->seq = (int)u; break;
+        case O_STEPS: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); c->optim.total_steps = (int)u; break;
+        case O_LR: bad = cli_parse_float("train", name, optarg, 0, 10, &f); c->optim.lr = (float)f; break;
+        case O_WARMUP: bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u); warmup = (int)u; break;
+        case O_LR_FINAL: bad = cli_parse_float("train", name, optarg, 0, 1, &f); c->optim.lr_final_frac = (float)f; break;
+        case O_WD: bad = cli_parse_float("train", name, optarg, 0, 1, &f); c->optim.weight_decay = (float)f; break;
+        case O_CLIP: bad = cli_parse_float("train", name, optarg, 0, 1e9, &f); c->optim.grad_clip = (float)f; break;
+        case O_SEED: bad = cli_parse_ulong("train", name, optarg, 0, ~0ul, &u); c->seed = u; break;
+        case O_EVAL: bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u); c->eval_every = (int)u; break;
+        case O_VAL_TOKENS: bad = cli_parse_ulong("train", name, optarg, 1, 1ul << 40, &u); c->val_tokens = (long)u; break;
+        case O_METRICS: t->metrics_path = optarg; break;
+        case O_CKPT: c->checkpoint_path = optarg; break;
+        case O_CKPT_EVERY: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); c->checkpoint_every = (int)u; break;
+        case O_RESUME: c->resume_path = optarg; break;
+        case O_THREADS: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); *threads = (int)u; break;
+        case 'h': fputs(USAGE, stdout); return -1;
+        case ':': return cli_usage_error("train", "%s needs a value", name);
+        default: return cli_usage_error("train", "unknown option '%s'", name);
+        }
+        if (bad)
+            return 2;
+    }
+    if (optind < argc)
+        return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
+    c->model.n_kv_heads = kv_heads > 0 ? kv_heads : c->model.n_heads;
+    if (c->seq == 0)
+        c->seq = c->model.context;
+    c->optim.warmup_steps = warmup >= 0 ? warmup : c->optim.total_steps / 10;
+    char err[WANCP_ERRLEN];
+    int rc = model_config_validate(&c->model, "command line", err, sizeof err);
+    if (rc != WANCP_OK)
+        return cli_report("train", rc, err);
+    if (c->seq > c->model.context)
+        return cli_usage_error("train", "--seq %d is longer than --context %d", c->seq, c->model.context);
+    return 0;
+}
+
+int cli_train(int argc, char **argv)
+{
+    train_cli t = {0};
+    int threads = 0;
+    int status = parse(argc, argv, &t, &threads);
+    if (status != 0)
+        return status < 0 ? 0 : status;
+    ops_cpu_set_threads(threads);
+    t.tty = isatty(STDERR_FILENO);
+    if ((status = open_metrics(&t, argc, argv)) != 0)
+        return status;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    char err[WANCP_ERRLEN];
+    int stopped_at = 0;
+    int rc = trainer_run(&t.tc, ops_cpu(), report, &t, &stop_requested, &stopped_at, err, sizeof err);
+    if (t.metrics != NULL) {
+        fclose(t.metrics);
+        if (rc == WANCP_OK && rename(t.metrics_partial, t.metrics_path) != 0)
+            rc = wancp_fail(err, sizeof err, WANCP_ERR_SYSTEM, "%.400s: cannot rename into place", t.metrics_path);
+    }
+    if (rc != WANCP_OK)
+        return cli_report("train", rc, err);
+    if (stop_requested) {
+        fprintf(stderr, "\nwancp train: stopped at step %d%s%s\n", stopped_at,
+                t.tc.checkpoint_path ? "; resume with --resume " : "", t.tc.checkpoint_path ? t.tc.checkpoint_path : "");
+        return 1;
+    }
+    return 0;
+}
