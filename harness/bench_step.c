@@ -1,6 +1,7 @@
 /* wancp bench step: the training step's achieved GFLOP/s against this machine's sgemm peak,
  * both measured in the same run with the same BLAS threads. */
 #include "cli.h"
+#include "cli_model.h"
 
 #include "../core/model/model.h"
 #include "../core/status.h"
@@ -71,52 +72,50 @@ static double sgemm_peak(const ops *o, const model_config *c, int tokens, char *
 
 int bench_step(int argc, char **argv)
 {
-    enum { O_LAYERS = 256, O_DIM, O_HEADS, O_KV, O_FFN, O_VOCAB, O_CONTEXT, O_BLOCK, O_BATCH, O_STEPS, O_THREADS, O_JSON };
+    enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON };
     static const struct option LONG[] = {
-        {"layers", 1, 0, O_LAYERS}, {"dim", 1, 0, O_DIM},         {"heads", 1, 0, O_HEADS},
-        {"kv-heads", 1, 0, O_KV},   {"ffn", 1, 0, O_FFN},         {"vocab", 1, 0, O_VOCAB},
-        {"context", 1, 0, O_CONTEXT}, {"attn-block", 1, 0, O_BLOCK}, {"batch", 1, 0, O_BATCH},
-        {"steps", 1, 0, O_STEPS},   {"threads", 1, 0, O_THREADS}, {"json", 0, 0, O_JSON},
-        {"help", 0, 0, 'h'},        {0, 0, 0, 0},
+        CLI_MODEL_OPTIONS,          {"batch", 1, 0, O_BATCH}, {"steps", 1, 0, O_STEPS}, {"threads", 1, 0, O_THREADS},
+        {"json", 0, 0, O_JSON},     {"help", 0, 0, 'h'},      {0, 0, 0, 0},
     };
     model_config c = model_config_default();
     c.context = 2048;
-    int batch = 1, steps = 3, threads = 0, json = 0, kv_heads = 0;
+    c.n_kv_heads = 0;
+    int batch = 1, steps = 3, threads = 0, json = 0;
     optind = 1;
     opterr = 0;
-    for (int opt; (opt = getopt_long(argc, argv, ":h", LONG, NULL)) != -1;) {
+    for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
         unsigned long u = 0;
-        const char *name = argv[optind - 1];
+        char name[48];
+        snprintf(name, sizeof name, "--%s", li >= 0 ? LONG[li].name : "");
+        if (li < 0)
+            snprintf(name, sizeof name, "%s", argv[optind - 1]);
         int bad = 0;
         switch (opt) {
-        case O_LAYERS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); c.n_layers = (int)u; break;
-        case O_DIM: bad = cli_parse_ulong("bench", name, optarg, 1, 65536, &u); c.dim = (int)u; break;
-        case O_HEADS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); c.n_heads = (int)u; break;
-        case O_KV: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); kv_heads = (int)u; break;
-        case O_FFN: bad = cli_parse_ulong("bench", name, optarg, 1, 1 << 20, &u); c.ffn_dim = (int)u; break;
-        case O_VOCAB: bad = cli_parse_ulong("bench", name, optarg, 2, 65536, &u); c.vocab = (int)u; break;
-        case O_CONTEXT: bad = cli_parse_ulong("bench", name, optarg, 1, 1 << 20, &u); c.context = (int)u; break;
-        case O_BLOCK: bad = cli_parse_ulong("bench", name, optarg, 1, 4096, &u); c.attn_block = (int)u; break;
         case O_BATCH: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); batch = (int)u; break;
         case O_STEPS: bad = cli_parse_ulong("bench", name, optarg, 1, 1000, &u); steps = (int)u; break;
         case O_THREADS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); threads = (int)u; break;
         case O_JSON: json = 1; break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("bench", "%s needs a value", name);
-        default: return cli_usage_error("bench", "unknown option '%s'", name);
+        default:
+            if (opt < CLI_MODEL_FIRST || opt > CLI_MODEL_LAST)
+                return cli_usage_error("bench", "unknown option '%s'", name);
+            bad = cli_model_option("bench", opt, name, optarg, &c);
         }
         if (bad)
             return 2;
     }
     if (optind < argc)
         return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
-    c.n_kv_heads = kv_heads > 0 ? kv_heads : c.n_heads;
+    cli_model_finish(&c);
 
     ops_cpu_set_threads(threads);
     const ops *o = ops_cpu();
     char err[WANCP_ERRLEN];
     model m;
-    int rc = model_init(&m, &c, o, batch, c.context, 1, err, sizeof err);
+    int rc = model_config_validate(&c, "command line", err, sizeof err);
+    if (rc == WANCP_OK)
+        rc = model_init(&m, &c, o, batch, c.context, 1, err, sizeof err);
     if (rc != WANCP_OK)
         return cli_report("bench", rc, err);
     const int tokens = batch * c.context;

@@ -1,5 +1,6 @@
 /* wancp train: one training run in this process, with progress, metrics and checkpoints. */
 #include "cli.h"
+#include "cli_model.h"
 
 #include "../core/ops/ops.h"
 #include "../core/status.h"
@@ -35,6 +36,7 @@ static const char USAGE[] =
     "  --metrics FILE        CSV of every step (written as FILE.partial, renamed at the end)\n"
     "  --checkpoint FILE     checkpoint at the end, on Ctrl-C, and every --checkpoint-every N steps\n"
     "  --resume FILE         continue a checkpointed run (bitwise as if never stopped)\n"
+    "  --stop-after N        stop once N steps are done (checkpoint written); resume later\n"
     "  --threads N           BLAS threads (default: one per CPU)\n"
     "\n"
     "Progress goes to stderr: a live line on a terminal, a line every 10 s otherwise.\n";
@@ -48,6 +50,7 @@ typedef struct train_cli {
     double last_print;
     double first_wall;
     int first_step;
+    int rows; /* data rows written to the metrics file */
 } train_cli;
 
 static volatile sig_atomic_t stop_requested;
@@ -85,6 +88,7 @@ static void report(void *ctx, const step_report *r)
             fprintf(t->metrics, "%.6g", r->grad_norm);
         fprintf(t->metrics, ",%lld,%.2f\n", r->tokens, r->step_ms);
         fflush(t->metrics);
+        t->rows++;
     }
     if (r->train_loss != r->train_loss) { /* the report before the first step */
         t->first_wall = r->wall_s;
@@ -146,21 +150,18 @@ static int open_metrics(train_cli *t, int argc, char **argv)
 static int parse(int argc, char **argv, train_cli *t, int *threads)
 {
     enum {
-        O_TRAIN = 256, O_VAL, O_VOCAB, O_LAYERS, O_DIM, O_HEADS, O_KV, O_FFN, O_CONTEXT, O_BLOCK, O_UNTIED, O_THETA,
-        O_BATCH, O_SEQ, O_STEPS, O_LR, O_WARMUP, O_LR_FINAL, O_WD, O_CLIP, O_SEED, O_EVAL, O_VAL_TOKENS, O_METRICS,
-        O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS,
+        O_TRAIN = 256, O_VAL, O_BATCH, O_SEQ, O_STEPS, O_LR, O_WARMUP, O_LR_FINAL, O_WD, O_CLIP, O_SEED, O_EVAL, O_VAL_TOKENS, O_METRICS,
+        O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER,
     };
     static const struct option LONG[] = {
-        {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           {"vocab", 1, 0, O_VOCAB},
-        {"layers", 1, 0, O_LAYERS},       {"dim", 1, 0, O_DIM},           {"heads", 1, 0, O_HEADS},
-        {"kv-heads", 1, 0, O_KV},         {"ffn", 1, 0, O_FFN},           {"context", 1, 0, O_CONTEXT},
-        {"attn-block", 1, 0, O_BLOCK},    {"untied", 0, 0, O_UNTIED},     {"rope-theta", 1, 0, O_THETA},
+        {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
         {"batch", 1, 0, O_BATCH},         {"seq", 1, 0, O_SEQ},           {"steps", 1, 0, O_STEPS},
         {"lr", 1, 0, O_LR},               {"warmup", 1, 0, O_WARMUP},     {"lr-final", 1, 0, O_LR_FINAL},
         {"weight-decay", 1, 0, O_WD},     {"clip", 1, 0, O_CLIP},         {"seed", 1, 0, O_SEED},
         {"eval-every", 1, 0, O_EVAL},     {"val-tokens", 1, 0, O_VAL_TOKENS}, {"metrics", 1, 0, O_METRICS},
         {"checkpoint", 1, 0, O_CKPT},     {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME},
-        {"threads", 1, 0, O_THREADS},     {"help", 0, 0, 'h'},            {0, 0, 0, 0},
+        {"threads", 1, 0, O_THREADS},     {"stop-after", 1, 0, O_STOP_AFTER}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
     };
     static char train_default[4096], val_default[4096];
     snprintf(train_default, sizeof train_default, "%s/data/brown_train.bin", cli_source_dir());
@@ -178,27 +179,21 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     c->val_path = val_default;
     c->eval_every = 50;
     c->val_tokens = 65536;
-    int kv_heads = 0, warmup = -1;
+    c->model.n_kv_heads = 0;
+    int warmup = -1;
     optind = 1;
     opterr = 0;
-    for (int opt; (opt = getopt_long(argc, argv, ":h", LONG, NULL)) != -1;) {
+    for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
         unsigned long u = 0;
         double f = 0;
-        const char *name = argv[optind - 1];
+        char name[48];
+        snprintf(name, sizeof name, "--%s", li >= 0 ? LONG[li].name : "");
+        if (li < 0)
+            snprintf(name, sizeof name, "%s", argv[optind - 1]);
         int bad = 0;
         switch (opt) {
         case O_TRAIN: c->train_path = optarg; break;
         case O_VAL: c->val_path = optarg; break;
-        case O_VOCAB: bad = cli_parse_ulong("train", name, optarg, 2, 65536, &u); c->model.vocab = (int)u; break;
-        case O_LAYERS: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); c->model.n_layers = (int)u; break;
-        case O_DIM: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); c->model.dim = (int)u; break;
-        case O_HEADS: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); c->model.n_heads = (int)u; break;
-        case O_KV: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); kv_heads = (int)u; break;
-        case O_FFN: bad = cli_parse_ulong("train", name, optarg, 1, 1 << 20, &u); c->model.ffn_dim = (int)u; break;
-        case O_CONTEXT: bad = cli_parse_ulong("train", name, optarg, 1, 1 << 24, &u); c->model.context = (int)u; break;
-        case O_BLOCK: bad = cli_parse_ulong("train", name, optarg, 1, 4096, &u); c->model.attn_block = (int)u; break;
-        case O_UNTIED: c->model.tied_head = 0; break;
-        case O_THETA: bad = cli_parse_float("train", name, optarg, 2, 1e9, &f); c->model.rope_theta = (float)f; break;
         case O_BATCH: bad = cli_parse_ulong("train", name, optarg, 1, 4096, &u); c->batch = (int)u; break;
         case O_SEQ: bad = cli_parse_ulong("train", name, optarg, 1, 1 << 24, &u); c->seq = (int)u; break;
         case O_STEPS: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); c->optim.total_steps = (int)u; break;
@@ -214,17 +209,21 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         case O_CKPT: c->checkpoint_path = optarg; break;
         case O_CKPT_EVERY: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); c->checkpoint_every = (int)u; break;
         case O_RESUME: c->resume_path = optarg; break;
+        case O_STOP_AFTER: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); c->stop_after = (int)u; break;
         case O_THREADS: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); *threads = (int)u; break;
         case 'h': fputs(USAGE, stdout); return -1;
         case ':': return cli_usage_error("train", "%s needs a value", name);
-        default: return cli_usage_error("train", "unknown option '%s'", name);
+        default:
+            if (opt < CLI_MODEL_FIRST || opt > CLI_MODEL_LAST)
+                return cli_usage_error("train", "unknown option '%s'", name);
+            bad = cli_model_option("train", opt, name, optarg, &c->model);
         }
         if (bad)
             return 2;
     }
     if (optind < argc)
         return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
-    c->model.n_kv_heads = kv_heads > 0 ? kv_heads : c->model.n_heads;
+    cli_model_finish(&c->model);
     if (c->seq == 0)
         c->seq = c->model.context;
     c->optim.warmup_steps = warmup >= 0 ? warmup : c->optim.total_steps / 10;
@@ -259,13 +258,17 @@ int cli_train(int argc, char **argv)
         fclose(t.metrics);
         if (rc == WANCP_OK && rename(t.metrics_partial, t.metrics_path) != 0)
             rc = wancp_fail(err, sizeof err, WANCP_ERR_SYSTEM, "%.400s: cannot rename into place", t.metrics_path);
+        else if (rc != WANCP_OK && t.rows == 0)
+            unlink(t.metrics_partial); /* refused before any step: nothing worth keeping */
     }
     if (rc != WANCP_OK)
         return cli_report("train", rc, err);
-    if (stop_requested) {
-        fprintf(stderr, "\nwancp train: stopped at step %d%s%s\n", stopped_at,
-                t.tc.checkpoint_path ? "; resume with --resume " : "", t.tc.checkpoint_path ? t.tc.checkpoint_path : "");
-        return 1;
+    if (stopped_at < t.tc.optim.total_steps) {
+        /* Interrupted (exit 1), or stopped early as asked with --stop-after (exit 0). */
+        fprintf(stderr, "%swancp train: %s at step %d of %d%s%s\n", t.tty ? "\n" : "",
+                stop_requested ? "interrupted" : "stopped as asked", stopped_at, t.tc.optim.total_steps,
+                t.tc.checkpoint_path ? "; continue with --resume " : "", t.tc.checkpoint_path ? t.tc.checkpoint_path : "");
+        return stop_requested ? 1 : 0;
     }
     return 0;
 }

@@ -81,7 +81,7 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
     report(report_ctx, &rep);
 
     while (step < total) {
-        if (stop != NULL && *stop)
+        if ((stop != NULL && *stop) || (c->stop_after > 0 && step >= c->stop_after))
             break;
         double t0 = now_s();
         loader_next(&train);

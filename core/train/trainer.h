@@ -19,6 +19,7 @@ typedef struct trainer_config {
     const char *checkpoint_path; /* NULL: none */
     int checkpoint_every;   /* also written at the end and on a stop request */
     const char *resume_path;/* NULL: start fresh */
+    int stop_after;         /* > 0: stop (with a checkpoint) once this many steps are done */
 } trainer_config;
 
 /* What the trainer reports after each step (and once before the first, with step = start). */

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# bench_step_smoke.sh WANCP: `wancp bench step --json` runs and reports consistent fields:
+# ratio = step_gflops / sgemm_peak_gflops, step_gflops = step_flops / step_s_median / 1e9.
+# Speed is not asserted here (shared machine); the benchmark itself reports the ratio.
+set -euo pipefail
+out=$("$1" bench step --json --context 256 --layers 2 --vocab 1000 --steps 1)
+echo "$out"
+node -e '
+const r = JSON.parse(process.argv[1]);
+for (const k of ["sgemm_peak_gflops", "step_gflops", "ratio", "tokens_per_s", "peak_rss_mb", "step_flops"]) {
+  if (!(typeof r[k] === "number" && r[k] > 0)) { console.error(`bad or missing ${k}`); process.exit(1); }
+}
+const near = (a, b) => Math.abs(a - b) <= 1e-3 * Math.abs(b);
+if (!near(r.ratio, r.step_gflops / r.sgemm_peak_gflops)) { console.error("ratio inconsistent"); process.exit(1); }
+if (!near(r.step_gflops, r.step_flops / r.step_s_median / 1e9)) { console.error("gflops inconsistent"); process.exit(1); }
+// 6 x matmul params x tokens + 6 x layers x seq^2 x dim x batch, with this model:
+const d = 256, f = 704, L = 2, V = 1000, T = 256;
+const params = L * (4 * d * d + 3 * d * f) + V * d;
+if (!near(r.step_flops, 6 * params * T + 6 * L * T * T * d)) { console.error("step_flops off the formula"); process.exit(1); }
+if (typeof r.blas_core !== "string" || r.blas_core.length === 0) { console.error("no blas_core"); process.exit(1); }
+' "$out"
