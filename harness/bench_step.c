@@ -25,7 +25,7 @@ static const char USAGE[] =
     "  causal attention's forward 2 seq^2 dim plus a backward of twice that)\n"
     "\n"
     "  --layers N (4) --dim N (256) --heads N (4) --kv-heads N (= heads) --ffn N (704)\n"
-    "  --vocab N (50257) --context N (2048) --attn-block N (64) --batch N (1)\n"
+    "  --vocab N (50257) --context N (2048) --attn-block N (256) --batch N (1)\n"
     "  --steps N (3)   timed steps after one untimed warm-up step; the median counts\n"
     "  --threads N     BLAS threads (default: one per CPU)\n"
     "  --json          one JSON object on stdout\n";
@@ -80,6 +80,7 @@ int bench_step(int argc, char **argv)
     model_config c = model_config_default();
     c.context = 2048;
     c.n_kv_heads = 0;
+    c.attn_block = 0;
     int batch = 1, steps = 3, threads = 0, json = 0;
     optind = 1;
     opterr = 0;
@@ -157,10 +158,11 @@ int bench_step(int argc, char **argv)
 
     if (json) {
         json_t *j = json_pack(
-            "{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:i, s:f, s:s, s:I, s:f, s:s, s:f, s:f, "
-            "s:f, s:f, s:f}",
+            "{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:i, s:f, s:s, s:I, s:f, s:s, s:f, "
+            "s:f, s:f, s:f, s:f}",
             "bench", "step", "layers", c.n_layers, "dim", c.dim, "heads", c.n_heads, "kv_heads", c.n_kv_heads,
-            "ffn_dim", c.ffn_dim, "vocab", c.vocab, "seq", c.context, "batch", batch, "steps", steps, "blas",
+            "ffn_dim", c.ffn_dim, "vocab", c.vocab, "seq", c.context, "attn_block", c.attn_block, "batch", batch,
+            "steps", steps, "blas",
             ops_cpu_blas_name(), "blas_core", ops_cpu_blas_core(), "threads", ops_cpu_threads(), "sgemm_peak_gflops",
             peak, "sgemm_peak_shape", peak_shape, "matmul_params", (json_int_t)model_matmul_params(&c), "step_flops",
             flops, "flops_formula", "6*matmul_params*tokens + 6*layers*seq^2*dim*batch", "step_s_median", median,
@@ -171,8 +173,9 @@ int bench_step(int argc, char **argv)
         free(s);
         json_decref(j);
     } else {
-        printf("# training step: %d layers, dim %d, %d/%d heads, ffn %d, vocab %d, %d x %d tokens; %s core %s, %d threads\n",
-               c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab, batch, c.context, "OpenBLAS",
+        printf("# training step: %d layers, dim %d, %d/%d heads, ffn %d, vocab %d, %d x %d tokens, attention "
+               "blocks of %d; OpenBLAS core %s, %d threads\n",
+               c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab, batch, c.context, c.attn_block,
                ops_cpu_blas_core(), ops_cpu_threads());
         printf("%-26s %12s\n", "# measure", "value");
         printf("%-26s %12.1f  (%s)\n", "sgemm peak GFLOP/s", peak, peak_shape);

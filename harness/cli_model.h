@@ -19,8 +19,8 @@ enum {
         {"untied", 0, 0, CLI_MODEL_UNTIED}, {"rope-theta", 1, 0, CLI_MODEL_ROPE_THETA}
 
 /* Applies one model option (code from the table, name for errors). 0, or 2 after a usage
- * error. Set c->n_kv_heads to 0 before parsing: cli_model_finish makes it "= heads" when
- * the option was not given. */
+ * error. Set c->n_kv_heads and c->attn_block to 0 before parsing: cli_model_finish makes
+ * them "= heads" and "256, or the largest power of two dividing the context". */
 int cli_model_option(const char *cmd, int code, const char *name, const char *value, model_config *c);
 void cli_model_finish(model_config *c);
 

@@ -25,7 +25,7 @@ static const char USAGE[] =
     "  --vocab N             vocabulary: 50257 for gpt2 shards (default), 256 for bytes\n"
     "Model:\n"
     "  --layers N (4)  --dim N (256)  --heads N (4)  --kv-heads N (= heads)  --ffn N (704)\n"
-    "  --context N (256)  --attn-block N (64)  --untied (separate LM head)  --rope-theta X (10000)\n"
+    "  --context N (256)  --attn-block N (256 or what divides the context)  --untied (separate LM head)  --rope-theta X (10000)\n"
     "Optimisation:\n"
     "  --batch N (4)  --seq N (= context)  --steps N (300)  --lr X (3e-3)  --warmup N (steps/10)\n"
     "  --lr-final X (0.1: last rate as a fraction of --lr)  --weight-decay X (0.01)  --clip X (1.0)\n"
@@ -180,6 +180,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     c->eval_every = 50;
     c->val_tokens = 65536;
     c->model.n_kv_heads = 0;
+    c->model.attn_block = 0;
     int warmup = -1;
     optind = 1;
     opterr = 0;

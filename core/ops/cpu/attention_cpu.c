@@ -11,6 +11,19 @@
 #include "thread_pool.h"
 
 #include <cblas.h>
+
+/* Runs fn over count tasks on the pool with OpenBLAS single-threaded meanwhile: the tasks
+ * already occupy every core, and OpenBLAS threading its own part of each small product
+ * from several callers at once only makes them queue for its threads. */
+static void run_heads(int count, pool_task *fn, void *ctx)
+{
+    int blas_threads = openblas_get_num_threads();
+    if (pool_threads() > 1 && blas_threads > 1)
+        openblas_set_num_threads(1);
+    pool_run(count, fn, ctx);
+    if (pool_threads() > 1 && blas_threads > 1)
+        openblas_set_num_threads(blas_threads);
+}
 #include <math.h>
 #include <string.h>
 
@@ -118,7 +131,7 @@ void cpu_attn_block(attn_state *st, const float *q, const int32_t *q_pos, const 
                     const int32_t *k_pos, int tk, const attn_shape *shape, float *scratch)
 {
     attn_fwd_job job = {st, q, k, v, q_pos, k_pos, tk, shape, scratch};
-    pool_run(shape->n_heads, attn_fwd_head, &job);
+    run_heads(shape->n_heads, attn_fwd_head, &job);
 }
 
 void cpu_attn_end(float *o, float *lse, const attn_state *st, const attn_shape *shape)
@@ -209,5 +222,5 @@ void cpu_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const i
                         const float *lse, const float *delta, const attn_shape *shape, float *scratch)
 {
     attn_bwd_job job = {dq, dk, dv, q, k, v, dout, lse, delta, q_pos, k_pos, tq, tk, shape, scratch};
-    pool_run(shape->n_kv_heads, attn_bwd_kv_head, &job);
+    run_heads(shape->n_kv_heads, attn_bwd_kv_head, &job);
 }
