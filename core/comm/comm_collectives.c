@@ -1,0 +1,145 @@
+/* Collectives over the point-to-point layer. Every rank calls them in the same order; the
+ * algorithm fixes who sends what to whom, so results are bitwise equal on every rank. */
+#include "comm_internal.h"
+
+#include "../status.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Block b of count split into world nearly equal blocks: [*start, *start + *len). */
+static void block_of(size_t count, int world, int b, size_t *start, size_t *len)
+{
+    size_t base = count / (size_t)world, extra = count % (size_t)world;
+    *start = (size_t)b * base + ((size_t)b < extra ? (size_t)b : extra);
+    *len = base + ((size_t)b < extra ? 1 : 0);
+}
+
+int comm_allgather(comm *c, int cls, const void *send, void *recv, size_t bytes, int algo, char *err, size_t errlen)
+{
+    const int rank = c->opt.rank, world = c->opt.world;
+    uint8_t *out = recv;
+    if (out + (size_t)rank * bytes != send)
+        memmove(out + (size_t)rank * bytes, send, bytes);
+    if (world == 1)
+        return WANCP_OK;
+    if (algo == COMM_DIRECT) {
+        comm_request *reqs[2 * COMM_MAX_RANKS];
+        int n = 0, rc = WANCP_OK;
+        for (int p = 0; p < world && rc == WANCP_OK; p++)
+            if (p != rank)
+                rc = comm_irecv(c, p, cls, out + (size_t)p * bytes, bytes, &reqs[n++], err, errlen);
+        for (int p = 0; p < world && rc == WANCP_OK; p++)
+            if (p != rank)
+                rc = comm_isend(c, p, cls, out + (size_t)rank * bytes, bytes, &reqs[n++], err, errlen);
+        return rc == WANCP_OK ? comm_wait_all(c, reqs, n, err, errlen) : rc;
+    }
+    /* Ring: in step s, pass block (rank - s) right and take block (rank - s - 1) from the left. */
+    const int right = (rank + 1) % world, left = (rank + world - 1) % world;
+    for (int s = 0; s < world - 1; s++) {
+        int give = (rank - s + world) % world, take = (rank - s - 1 + world) % world;
+        comm_request *reqs[2];
+        int rc = comm_irecv(c, left, cls, out + (size_t)take * bytes, bytes, &reqs[0], err, errlen);
+        if (rc == WANCP_OK)
+            rc = comm_isend(c, right, cls, out + (size_t)give * bytes, bytes, &reqs[1], err, errlen);
+        if (rc == WANCP_OK)
+            rc = comm_wait_all(c, reqs, 2, err, errlen);
+        if (rc != WANCP_OK)
+            return rc;
+    }
+    return WANCP_OK;
+}
+
+/* Ring reduce-scatter in place on data (count floats): afterwards block (rank + 1) % world
+ * holds the full sum. tmp holds one block. */
+static int ring_reduce_scatter(comm *c, int cls, float *data, size_t count, float *tmp, char *err, size_t errlen)
+{
+    const int rank = c->opt.rank, world = c->opt.world;
+    const int right = (rank + 1) % world, left = (rank + world - 1) % world;
+    for (int s = 0; s < world - 1; s++) {
+        int give = (rank - s + world) % world, take = (rank - s - 1 + world) % world;
+        size_t gs, gl, ts, tl;
+        block_of(count, world, give, &gs, &gl);
+        block_of(count, world, take, &ts, &tl);
+        comm_request *reqs[2];
+        int rc = comm_irecv(c, left, cls, tmp, tl * sizeof *tmp, &reqs[0], err, errlen);
+        if (rc == WANCP_OK)
+            rc = comm_isend(c, right, cls, data + gs, gl * sizeof *data, &reqs[1], err, errlen);
+        if (rc == WANCP_OK)
+            rc = comm_wait_all(c, reqs, 2, err, errlen);
+        if (rc != WANCP_OK)
+            return rc;
+        for (size_t i = 0; i < tl; i++)
+            data[ts + i] += tmp[i];
+    }
+    return WANCP_OK;
+}
+
+int comm_allreduce_sum(comm *c, int cls, float *data, size_t count, char *err, size_t errlen)
+{
+    const int rank = c->opt.rank, world = c->opt.world;
+    if (world == 1)
+        return WANCP_OK;
+    size_t max_block = count / (size_t)world + 1;
+    float *tmp = malloc(max_block * sizeof *tmp);
+    if (tmp == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the all-reduce");
+    int rc = ring_reduce_scatter(c, cls, data, count, tmp, err, errlen);
+    /* All-gather of the reduced blocks: rank r starts with block (r + 1) % world. */
+    const int right = (rank + 1) % world, left = (rank + world - 1) % world;
+    for (int s = 0; s < world - 1 && rc == WANCP_OK; s++) {
+        int give = (rank + 1 - s + world) % world, take = (rank - s + world) % world;
+        size_t gs, gl, ts, tl;
+        block_of(count, world, give, &gs, &gl);
+        block_of(count, world, take, &ts, &tl);
+        comm_request *reqs[2];
+        rc = comm_irecv(c, left, cls, data + ts, tl * sizeof *data, &reqs[0], err, errlen);
+        if (rc == WANCP_OK)
+            rc = comm_isend(c, right, cls, data + gs, gl * sizeof *data, &reqs[1], err, errlen);
+        if (rc == WANCP_OK)
+            rc = comm_wait_all(c, reqs, 2, err, errlen);
+    }
+    free(tmp);
+    return rc;
+}
+
+int comm_reduce_scatter_sum(comm *c, int cls, const float *send, float *recv, size_t count, char *err, size_t errlen)
+{
+    const int rank = c->opt.rank, world = c->opt.world;
+    size_t total = count * (size_t)world;
+    float *work = malloc(total * sizeof *work), *tmp = malloc((count + 1) * sizeof *tmp);
+    int rc = work == NULL || tmp == NULL ? wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the reduce-scatter")
+                                         : WANCP_OK;
+    if (rc == WANCP_OK) {
+        /* Rotate so the ring's result block (rank + 1) % world lands on block rank. */
+        for (int b = 0; b < world; b++)
+            memcpy(work + (size_t)((b + 1) % world) * count, send + (size_t)b * count, count * sizeof *work);
+        rc = world > 1 ? ring_reduce_scatter(c, cls, work, total, tmp, err, errlen) : WANCP_OK;
+        if (rc == WANCP_OK)
+            memcpy(recv, work + (size_t)((rank + 1) % world) * count, count * sizeof *recv);
+    }
+    free(work);
+    free(tmp);
+    return rc;
+}
+
+int comm_broadcast(comm *c, int cls, void *buf, size_t bytes, int root, char *err, size_t errlen)
+{
+    const int rank = c->opt.rank, world = c->opt.world;
+    if (world == 1)
+        return WANCP_OK;
+    if (rank != root)
+        return comm_recv(c, root, cls, buf, bytes, err, errlen);
+    comm_request *reqs[COMM_MAX_RANKS];
+    int n = 0, rc = WANCP_OK;
+    for (int p = 0; p < world && rc == WANCP_OK; p++)
+        if (p != root)
+            rc = comm_isend(c, p, cls, buf, bytes, &reqs[n++], err, errlen);
+    return rc == WANCP_OK ? comm_wait_all(c, reqs, n, err, errlen) : rc;
+}
+
+int comm_barrier(comm *c, char *err, size_t errlen)
+{
+    uint8_t mine = 1, all[COMM_MAX_RANKS];
+    return comm_allgather(c, COMM_CONTROL, &mine, all, 1, COMM_DIRECT, err, errlen);
+}

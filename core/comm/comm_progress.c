@@ -1,0 +1,432 @@
+/* The communicator's life: open and close, and the progress thread that moves every byte
+ * of non-blocking sends and receives, checks every frame and notices dead or stalled peers. */
+#include "comm_internal.h"
+
+#include "../status.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+double comm_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const char *comm_class_name(int cls)
+{
+    static const char *const names[COMM_NCLASSES] = {"kv-forward", "kv-backward", "weight-sync", "control"};
+    return cls >= 0 && cls < COMM_NCLASSES ? names[cls] : "?";
+}
+
+void comm_fail_locked(comm *c, const char *fmt, ...)
+{
+    if (!c->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(c->error, sizeof c->error, fmt, ap);
+        va_end(ap);
+        c->failed = true;
+    }
+    pthread_cond_broadcast(&c->changed);
+}
+
+static void wake(comm *c)
+{
+    char b = 1;
+    if (write(c->wake[1], &b, 1) < 0) {
+        /* the pipe is full: the thread is already due to wake */
+    }
+}
+
+/* ---- the progress thread ---- */
+
+static void complete(comm *c, conn *cn, bool is_send)
+{
+    struct comm_request **head = is_send ? &cn->sends : &cn->recvs;
+    struct comm_request **tail = is_send ? &cn->sends_tail : &cn->recvs_tail;
+    struct comm_request *r = *head;
+    *head = r->next;
+    if (*head == NULL)
+        *tail = NULL;
+    r->next = NULL;
+    r->complete = true;
+    if (is_send) {
+        cn->counts.tx_bytes += r->len;
+        cn->counts.tx_frames++;
+    } else {
+        cn->counts.rx_bytes += r->len;
+        cn->counts.rx_frames++;
+    }
+    pthread_cond_broadcast(&c->changed);
+}
+
+/* Moves as much of the head send as the socket takes. */
+static void progress_send(comm *c, conn *cn, double now)
+{
+    while (cn->sends != NULL) {
+        struct comm_request *r = cn->sends;
+        ssize_t n;
+        if (r->header_done < FRAME_BYTES)
+            n = send(cn->fd, r->header + r->header_done, FRAME_BYTES - r->header_done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        else
+            n = r->len == r->done ? 0 : send(cn->fd, r->send_buf + r->done, r->len - r->done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            comm_fail_locked(c, "%s: connection lost while sending (%s): the rank exited or crashed", cn->name,
+                             strerror(errno));
+            return;
+        }
+        cn->last_progress = now;
+        if (r->header_done < FRAME_BYTES)
+            r->header_done += (size_t)n;
+        else
+            r->done += (size_t)n;
+        if (r->header_done == FRAME_BYTES && r->done == r->len)
+            complete(c, cn, true);
+    }
+}
+
+/* Reads into the head receive: the header first (checked), then the payload in place. */
+static void progress_recv(comm *c, conn *cn, double now)
+{
+    while (cn->recvs != NULL) {
+        struct comm_request *r = cn->recvs;
+        ssize_t n;
+        if (r->header_done < FRAME_BYTES)
+            n = recv(cn->fd, r->header + r->header_done, FRAME_BYTES - r->header_done, MSG_DONTWAIT);
+        else
+            n = r->len == r->done ? 1 : recv(cn->fd, r->recv_buf + r->done, r->len - r->done, MSG_DONTWAIT);
+        if (n == 0) {
+            comm_fail_locked(c, "%s closed the connection: the rank exited or crashed", cn->name);
+            return;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            comm_fail_locked(c, "%s: connection lost (%s): the rank exited or crashed", cn->name, strerror(errno));
+            return;
+        }
+        cn->last_progress = now;
+        if (r->header_done < FRAME_BYTES) {
+            r->header_done += (size_t)n;
+            if (r->header_done == FRAME_BYTES) {
+                frame f;
+                char why[WANCP_ERRLEN];
+                if (frame_decode(r->header, c->opt.job_id, cn->cls, FRAME_DATA, cn->recv_seq, r->len, &f, cn->name, why,
+                                 sizeof why) != WANCP_OK) {
+                    comm_fail_locked(c, "%s", why);
+                    return;
+                }
+                if (f.length != r->len) {
+                    comm_fail_locked(c, "%s: sent %llu bytes where %zu were expected (ranks disagree on the step)",
+                                     cn->name, (unsigned long long)f.length, r->len);
+                    return;
+                }
+                cn->recv_seq++;
+            }
+        } else if (r->len > r->done) {
+            r->done += (size_t)n;
+        }
+        if (r->header_done == FRAME_BYTES && r->done == r->len)
+            complete(c, cn, false);
+    }
+}
+
+/* A connection after the mesh is complete is a stranger: read what it says for a moment,
+ * name it, refuse it. The job goes on. */
+static void refuse_stranger(comm *c, int listener, int cls)
+{
+    int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0)
+        return;
+    uint8_t header[FRAME_BYTES];
+    size_t got = 0;
+    double deadline = comm_now() + 0.5;
+    while (got < FRAME_BYTES && comm_now() < deadline) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        poll(&p, 1, 100);
+        ssize_t n = recv(fd, header + got, FRAME_BYTES - got, MSG_DONTWAIT);
+        if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR)))
+            break;
+        if (n > 0)
+            got += (size_t)n;
+    }
+    char who[64] = "?", why[WANCP_ERRLEN];
+    struct sockaddr_storage a;
+    socklen_t alen = sizeof a;
+    if (getpeername(fd, (struct sockaddr *)&a, &alen) == 0 && a.ss_family == AF_INET) {
+        const uint8_t *ip = (const uint8_t *)&((struct sockaddr_in *)&a)->sin_addr;
+        snprintf(who, sizeof who, "%u.%u.%u.%u:%u", ip[0], ip[1], ip[2], ip[3],
+                 ntohs(((struct sockaddr_in *)&a)->sin_port));
+    }
+    frame f;
+    if (got < FRAME_BYTES)
+        snprintf(why, sizeof why, "%s: sent %zu bytes, not a frame header", who, got);
+    else if (frame_decode(header, c->opt.job_id, cls, -1, UINT64_MAX, FRAME_MAX_PAYLOAD, &f, who, why, sizeof why) ==
+             WANCP_OK)
+        snprintf(why, sizeof why, "%s: the mesh is complete; no connection is expected", who);
+    fprintf(stderr, "wancp comm: rank %d refused a connection on its %s port: %s\n", c->opt.rank,
+            comm_class_name(cls), why);
+    close(fd);
+}
+
+void *comm_progress_main(void *arg)
+{
+    comm *c = arg;
+    const int world = c->opt.world, npoll = 1 + COMM_NCLASSES + world * COMM_NCLASSES;
+    struct pollfd *fds = calloc((size_t)npoll, sizeof *fds);
+    conn **owner = calloc((size_t)npoll, sizeof *owner);
+    if (fds == NULL || owner == NULL) {
+        pthread_mutex_lock(&c->lock);
+        comm_fail_locked(c, "rank %d: out of memory in the progress thread", c->opt.rank);
+        pthread_mutex_unlock(&c->lock);
+        free(fds);
+        free(owner);
+        return NULL;
+    }
+    pthread_mutex_lock(&c->lock);
+    while (!c->stopping) {
+        int n = 0;
+        fds[n++] = (struct pollfd){.fd = c->wake[0], .events = POLLIN};
+        for (int cls = 0; cls < COMM_NCLASSES; cls++)
+            fds[n++] = (struct pollfd){.fd = c->listeners[cls], .events = POLLIN};
+        for (int i = 0; i < world * COMM_NCLASSES; i++) {
+            conn *cn = &c->conns[i];
+            if (cn->fd < 0 || (cn->sends == NULL && cn->recvs == NULL) || c->failed)
+                continue;
+            owner[n] = cn;
+            fds[n++] = (struct pollfd){.fd = cn->fd,
+                                       .events = (short)((cn->sends ? POLLOUT : 0) | (cn->recvs ? POLLIN : 0))};
+        }
+        pthread_mutex_unlock(&c->lock);
+        poll(fds, (nfds_t)n, 100);
+        pthread_mutex_lock(&c->lock);
+        if (fds[0].revents & POLLIN) {
+            char drain[64];
+            while (read(c->wake[0], drain, sizeof drain) > 0)
+                ;
+        }
+        for (int cls = 0; cls < COMM_NCLASSES; cls++)
+            if (fds[1 + cls].revents & POLLIN)
+                refuse_stranger(c, c->listeners[cls], cls);
+        double now = comm_now();
+        for (int i = 1 + COMM_NCLASSES; i < n && !c->failed; i++) {
+            conn *cn = owner[i];
+            if (fds[i].revents & (POLLOUT | POLLERR | POLLHUP))
+                progress_send(c, cn, now);
+            if (!c->failed && fds[i].revents & (POLLIN | POLLERR | POLLHUP))
+                progress_recv(c, cn, now);
+        }
+        /* Stalls: data pending for longer than the timeout without a byte moving. */
+        for (int i = 0; i < world * COMM_NCLASSES && !c->failed; i++) {
+            conn *cn = &c->conns[i];
+            if ((cn->sends || cn->recvs) && now - cn->last_progress > c->opt.timeout_ms / 1000.0)
+                comm_fail_locked(c, "%s: nothing %s for %.0f s: the rank is stalled or unreachable", cn->name,
+                                 cn->recvs ? "received" : "sent", now - cn->last_progress);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    free(fds);
+    free(owner);
+    return NULL;
+}
+
+/* ---- requests ---- */
+
+static int post(comm *c, int peer, int cls, bool is_send, const void *buf, size_t len, comm_request **req, char *err,
+                size_t errlen)
+{
+    if (peer < 0 || peer >= c->opt.world || peer == c->opt.rank || cls < 0 || cls >= COMM_NCLASSES)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d: no connection to rank %d in class %d", c->opt.rank,
+                          peer, cls);
+    pthread_mutex_lock(&c->lock);
+    int rc = WANCP_OK;
+    struct comm_request *r = c->free_requests;
+    if (c->failed)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", c->error);
+    else if (r == NULL)
+        rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "rank %d: more than %d requests in flight", c->opt.rank,
+                        COMM_REQUESTS);
+    if (rc != WANCP_OK) {
+        pthread_mutex_unlock(&c->lock);
+        return rc;
+    }
+    c->free_requests = r->next;
+    conn *cn = comm_conn(c, peer, cls);
+    *r = (struct comm_request){.cn = cn, .is_send = is_send, .len = len};
+    if (is_send) {
+        r->send_buf = buf;
+        frame f = {.cls = (uint8_t)cls, .kind = FRAME_DATA, .job_id = c->opt.job_id, .seq = cn->send_seq++, .length = len};
+        frame_encode(&f, r->header);
+    } else {
+        r->recv_buf = (uint8_t *)buf;
+    }
+    struct comm_request **head = is_send ? &cn->sends : &cn->recvs, **tail = is_send ? &cn->sends_tail : &cn->recvs_tail;
+    if (*head == NULL && (is_send ? cn->recvs : cn->sends) == NULL)
+        cn->last_progress = comm_now(); /* the stall clock starts when work appears */
+    if (*tail != NULL)
+        (*tail)->next = r;
+    else
+        *head = r;
+    *tail = r;
+    pthread_mutex_unlock(&c->lock);
+    wake(c);
+    *req = r;
+    return WANCP_OK;
+}
+
+int comm_isend(comm *c, int peer, int cls, const void *buf, size_t len, comm_request **req, char *err, size_t errlen)
+{
+    return post(c, peer, cls, true, buf, len, req, err, errlen);
+}
+
+int comm_irecv(comm *c, int peer, int cls, void *buf, size_t len, comm_request **req, char *err, size_t errlen)
+{
+    return post(c, peer, cls, false, buf, len, req, err, errlen);
+}
+
+int comm_wait_all(comm *c, comm_request **reqs, int n, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < n && !c->failed; i++)
+        while (!reqs[i]->complete && !c->failed)
+            pthread_cond_wait(&c->changed, &c->lock);
+    int rc = c->failed ? wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", c->error) : WANCP_OK;
+    /* After a failure requests may still sit in queues; the communicator is unusable then,
+     * and comm_close releases everything. */
+    for (int i = 0; i < n && !c->failed; i++) {
+        reqs[i]->next = c->free_requests;
+        c->free_requests = reqs[i];
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int comm_wait(comm *c, comm_request *req, char *err, size_t errlen)
+{
+    return comm_wait_all(c, &req, 1, err, errlen);
+}
+
+int comm_send(comm *c, int peer, int cls, const void *buf, size_t len, char *err, size_t errlen)
+{
+    comm_request *r;
+    int rc = comm_isend(c, peer, cls, buf, len, &r, err, errlen);
+    return rc == WANCP_OK ? comm_wait(c, r, err, errlen) : rc;
+}
+
+int comm_recv(comm *c, int peer, int cls, void *buf, size_t len, char *err, size_t errlen)
+{
+    comm_request *r;
+    int rc = comm_irecv(c, peer, cls, buf, len, &r, err, errlen);
+    return rc == WANCP_OK ? comm_wait(c, r, err, errlen) : rc;
+}
+
+comm_counts comm_counts_of(const comm *c, int peer, int cls)
+{
+    comm *m = (comm *)c;
+    pthread_mutex_lock(&m->lock);
+    comm_counts counts = peer == c->opt.rank ? (comm_counts){0} : comm_conn(m, peer, cls)->counts;
+    pthread_mutex_unlock(&m->lock);
+    return counts;
+}
+
+int comm_rank(const comm *c)
+{
+    return c->opt.rank;
+}
+
+int comm_size(const comm *c)
+{
+    return c->opt.world;
+}
+
+/* ---- open and close ---- */
+
+int comm_open(comm **out, const comm_options *o, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (o->world < 1 || o->world > COMM_MAX_RANKS || o->rank < 0 || o->rank >= o->world)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d of %d: need 0 <= rank < world <= %d", o->rank,
+                          o->world, COMM_MAX_RANKS);
+    comm *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the communicator");
+    c->opt = *o;
+    c->wake[0] = c->wake[1] = -1;
+    for (int cls = 0; cls < COMM_NCLASSES; cls++)
+        c->listeners[cls] = -1;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->changed, NULL);
+    for (int i = COMM_REQUESTS - 1; i >= 0; i--) {
+        c->requests[i].next = c->free_requests;
+        c->free_requests = &c->requests[i];
+    }
+    c->conns = calloc((size_t)o->world * COMM_NCLASSES, sizeof *c->conns);
+    c->addr = calloc((size_t)o->world, sizeof *c->addr);
+    if (c->conns == NULL || c->addr == NULL) {
+        comm_close(c);
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the communicator");
+    }
+    for (int p = 0; p < o->world; p++)
+        for (int cls = 0; cls < COMM_NCLASSES; cls++)
+            *comm_conn(c, p, cls) = (conn){.fd = -1, .peer = p, .cls = cls};
+    int rc = WANCP_OK;
+    if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "pipe: %s", strerror(errno));
+    if (rc == WANCP_OK && o->world > 1)
+        rc = comm_setup(c, err, errlen);
+    if (rc == WANCP_OK) {
+        if (pthread_create(&c->thread, NULL, comm_progress_main, c) != 0)
+            rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "cannot start the progress thread");
+        else
+            c->thread_started = true;
+    }
+    if (rc == WANCP_OK)
+        rc = comm_barrier(c, err, errlen);
+    if (rc != WANCP_OK) {
+        comm_close(c);
+        return rc;
+    }
+    *out = c;
+    return WANCP_OK;
+}
+
+void comm_close(comm *c)
+{
+    if (c == NULL)
+        return;
+    if (c->thread_started) {
+        pthread_mutex_lock(&c->lock);
+        c->stopping = true;
+        pthread_mutex_unlock(&c->lock);
+        wake(c);
+        pthread_join(c->thread, NULL);
+    }
+    for (int i = 0; c->conns != NULL && i < c->opt.world * COMM_NCLASSES; i++)
+        if (c->conns[i].fd >= 0)
+            close(c->conns[i].fd);
+    for (int cls = 0; cls < COMM_NCLASSES; cls++)
+        if (c->listeners[cls] >= 0)
+            close(c->listeners[cls]);
+    if (c->wake[0] >= 0) {
+        close(c->wake[0]);
+        close(c->wake[1]);
+    }
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->changed);
+    free(c->conns);
+    free(c->addr);
+    free(c);
+}
