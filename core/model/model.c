@@ -130,6 +130,7 @@ int model_init(model *m, const model_config *cfg, const ops *o, int batch, int s
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "model: batch %d x seq %d (seq must be 1..context %d)", batch,
                           seq, cfg->context);
     m->head_rows = batch * seq < HEAD_ROWS ? batch * seq : HEAD_ROWS;
+    m->loss_tokens = (long)batch * seq;
     m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
     m->acts = calloc((size_t)cfg->n_layers, sizeof *m->acts);
     m->pos = calloc((size_t)seq, sizeof *m->pos);
@@ -177,8 +178,14 @@ static attn_shape shape_of(const model *m)
     return (attn_shape){m->cfg.n_heads, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->cfg.attn_block};
 }
 
-static void attention_forward(model *m, layer_acts *a)
+void model_set_positions(model *m, const int32_t *pos)
 {
+    memcpy(m->pos, pos, (size_t)m->seq * sizeof *m->pos);
+}
+
+void model_attention_forward_local(model *m, int layer)
+{
+    layer_acts *a = &m->acts[layer];
     const ops *o = m->ops;
     attn_shape shape = shape_of(m);
     const size_t qd = (size_t)shape.n_heads * shape.head_dim, kvd = (size_t)shape.n_kv_heads * shape.head_dim;
@@ -193,8 +200,9 @@ static void attention_forward(model *m, layer_acts *a)
     }
 }
 
-static void attention_backward(model *m, const layer_acts *a)
+void model_attention_backward_local(model *m, int layer)
 {
+    const layer_acts *a = &m->acts[layer];
     const ops *o = m->ops;
     attn_shape shape = shape_of(m);
     const size_t qd = (size_t)shape.n_heads * shape.head_dim, kvd = (size_t)shape.n_kv_heads * shape.head_dim;
@@ -226,7 +234,23 @@ static void rope(model *m, float *x, int heads, bool inverse)
     }
 }
 
-static void block_forward(model *m, int l, float *x_out)
+static int attention_forward(model *m, int layer)
+{
+    if (m->attn.forward != NULL)
+        return m->attn.forward(m->attn.ctx, m, layer);
+    model_attention_forward_local(m, layer);
+    return 0;
+}
+
+static int attention_backward(model *m, int layer)
+{
+    if (m->attn.backward != NULL)
+        return m->attn.backward(m->attn.ctx, m, layer);
+    model_attention_backward_local(m, layer);
+    return 0;
+}
+
+static int block_forward(model *m, int l, float *x_out)
 {
     const ops *o = m->ops;
     const model_config *c = &m->cfg;
@@ -241,7 +265,8 @@ static void block_forward(model *m, int l, float *x_out)
     o->matmul(a->v, a->xn1, model_param(m, p->wv), n, kvd, d, false, true, 1.0f, 0.0f);
     rope(m, a->q, c->n_heads, false);
     rope(m, a->k, c->n_kv_heads, false);
-    attention_forward(m, a);
+    if (attention_forward(m, l) != 0)
+        return -1;
     o->matmul(a->x2, a->o, model_param(m, p->wo), n, d, qd, false, true, 1.0f, 0.0f);
     o->add(a->x2, a->x, (size_t)n * d);
 
@@ -251,10 +276,11 @@ static void block_forward(model *m, int l, float *x_out)
     o->swiglu_fwd(a->h, a->g, a->u, (size_t)n * f);
     o->matmul(x_out, a->h, model_param(m, p->w2), n, d, f, false, true, 1.0f, 0.0f);
     o->add(x_out, a->x2, (size_t)n * d);
+    return 0;
 }
 
 /* m->dx holds dloss/d(block output) on entry and dloss/d(block input) on return. */
-static void block_backward(model *m, int l)
+static int block_backward(model *m, int l)
 {
     const ops *o = m->ops;
     const model_config *c = &m->cfg;
@@ -276,7 +302,8 @@ static void block_backward(model *m, int l)
     /* attention: x2 = x + wo attn(rope(wq xn1), rope(wk xn1), wv xn1) */
     o->matmul(m->dout, m->dx, model_param(m, p->wo), n, qd, d, false, false, 1.0f, 0.0f);
     o->matmul(model_grad(m, p->wo), m->dx, a->o, d, qd, n, true, false, 1.0f, 1.0f);
-    attention_backward(m, a);
+    if (attention_backward(m, l) != 0)
+        return -1;
     rope(m, m->dq, c->n_heads, true);
     rope(m, m->dk, c->n_kv_heads, true);
     o->matmul(m->dxn, m->dq, model_param(m, p->wq), n, d, qd, false, false, 1.0f, 0.0f);
@@ -286,6 +313,7 @@ static void block_backward(model *m, int l)
     o->matmul(model_grad(m, p->wk), m->dk, a->xn1, kvd, d, n, true, false, 1.0f, 1.0f);
     o->matmul(model_grad(m, p->wv), m->dv, a->xn1, kvd, d, n, true, false, 1.0f, 1.0f);
     o->rmsnorm_bwd(m->dx, model_grad(m, p->attn_norm), m->dxn, a->x, model_param(m, p->attn_norm), a->rstd1, n, d);
+    return 0;
 }
 
 /* The LM head and loss, HEAD_ROWS rows at a time; with backward, dxf goes to m->dxn. */
@@ -294,7 +322,7 @@ static double head(model *m, const uint16_t *targets, bool backward)
     const ops *o = m->ops;
     const int n = m->batch * m->seq, d = m->cfg.dim, vocab = m->cfg.vocab;
     const float *w = model_param(m, m->lm_head);
-    const float dscale = backward ? 1.0f / (float)n : 0.0f;
+    const float dscale = backward ? 1.0f / (float)m->loss_tokens : 0.0f;
     double loss = 0.0;
     for (int r0 = 0; r0 < n; r0 += m->head_rows) {
         const int rows = n - r0 < m->head_rows ? n - r0 : m->head_rows;
@@ -306,7 +334,7 @@ static double head(model *m, const uint16_t *targets, bool backward)
                       1.0f);
         }
     }
-    return loss / n;
+    return loss / (double)m->loss_tokens;
 }
 
 double model_step(model *m, const uint16_t *inputs, const uint16_t *targets, bool backward)
@@ -317,7 +345,8 @@ double model_step(model *m, const uint16_t *inputs, const uint16_t *targets, boo
 
     o->embedding_fwd(m->acts[0].x, inputs, model_param(m, m->wte), n, d);
     for (int l = 0; l < c->n_layers; l++)
-        block_forward(m, l, l + 1 < c->n_layers ? m->acts[l + 1].x : m->x_final);
+        if (block_forward(m, l, l + 1 < c->n_layers ? m->acts[l + 1].x : m->x_final) != 0)
+            return NAN;
     o->rmsnorm_fwd(m->xf, m->rstdf, m->x_final, model_param(m, m->final_norm), n, d, c->norm_eps);
     double loss = head(m, targets, backward);
     if (!backward)
@@ -327,7 +356,8 @@ double model_step(model *m, const uint16_t *inputs, const uint16_t *targets, boo
     o->rmsnorm_bwd(m->dx, model_grad(m, m->final_norm), m->dxn, m->x_final, model_param(m, m->final_norm), m->rstdf,
                    n, d);
     for (int l = c->n_layers - 1; l >= 0; l--)
-        block_backward(m, l);
+        if (block_backward(m, l) != 0)
+            return NAN;
     o->embedding_bwd(model_grad(m, m->wte), inputs, m->dx, n, d);
     return loss;
 }

@@ -31,6 +31,18 @@ typedef struct layer_acts {
     float *h;     /* (n, ffn) silu(g) * u */
 } layer_acts;
 
+struct model;
+
+/* How the model computes attention: locally when NULL, or by an implementation such as
+ * context parallelism. Each returns 0 or a negative code (the implementation keeps the
+ * message). forward fills the layer's o and lse from q, k, v; backward fills m->dq, m->dk,
+ * m->dv from m->dout. */
+typedef struct attn_impl {
+    int (*forward)(void *ctx, struct model *m, int layer);
+    int (*backward)(void *ctx, struct model *m, int layer);
+    void *ctx;
+} attn_impl;
+
 typedef struct model {
     model_config cfg;
     const ops *ops;
@@ -56,7 +68,9 @@ typedef struct model {
     float *logits;             /* (head_rows, vocab) one chunk of the LM head */
     int head_rows;
     float *rope_cos, *rope_sin;/* (context, hd/2) */
-    int32_t *pos;              /* (seq,) positions 0..seq-1 */
+    int32_t *pos;              /* (seq,) global positions of the local tokens, 0..seq-1 by default */
+    attn_impl attn;            /* zero: local attention */
+    long loss_tokens;          /* the loss is sum / loss_tokens: batch x seq, or the global count under CP */
 } model;
 
 /* Allocates everything for batch x seq tokens (seq <= context) and initialises the
@@ -66,11 +80,21 @@ int model_init(model *m, const model_config *cfg, const ops *o, int batch, int s
                size_t errlen);
 void model_free(model *m);
 
-/* Mean cross-entropy of targets given inputs, both (batch, seq). With backward, adds the
- * gradient of that mean loss to m->grads (zero them first with model_zero_grads). */
+/* Cross-entropy of targets given inputs, both (batch, seq), summed and divided by
+ * m->loss_tokens (the mean, on one rank). With backward, adds the gradient of that loss to
+ * m->grads (zero them first with model_zero_grads). NAN when the attention
+ * implementation failed (it holds the reason). */
 double model_step(model *m, const uint16_t *inputs, const uint16_t *targets, bool backward);
 
 void model_zero_grads(model *m);
+
+/* Sets the global positions of the local tokens (seq of them), e.g. a rank's CP chunks;
+ * every position must be below the context. */
+void model_set_positions(model *m, const int32_t *pos);
+
+/* Local attention of one layer for every sequence (what attn_impl replaces). */
+void model_attention_forward_local(model *m, int layer);
+void model_attention_backward_local(model *m, int layer);
 
 /* Parameters of a tensor by index, and its gradient. */
 static inline float *model_param(const model *m, int t) { return m->params + m->table.tensors[t].offset; }
