@@ -1,7 +1,9 @@
 /* wancp train: one training run in this process, with progress, metrics and checkpoints. */
 #include "cli.h"
 #include "cli_model.h"
+#include "launch_local.h"
 
+#include "../core/cp/cp_layout.h"
 #include "../core/ops/ops.h"
 #include "../core/status.h"
 #include "../core/train/trainer.h"
@@ -38,6 +40,15 @@ static const char USAGE[] =
     "  --resume FILE         continue a checkpointed run (bitwise as if never stopped)\n"
     "  --stop-after N        stop once N steps are done (checkpoint written); resume later\n"
     "  --threads N           BLAS threads (default: one per CPU)\n"
+    "Context parallelism (each of P ranks holds 2 chunks of every sequence):\n"
+    "  --ranks P             start P ranks of this command on loopback and watch them\n"
+    "  --cp-layout zigzag|contiguous (zigzag)   which chunks a rank holds\n"
+    "  --sync S|A (S)        S: all-reduce gradients every step; A: average weights every --sync-every\n"
+    "  --sync-every C (10)   Mode A's interval\n"
+    "  Under srun, mpirun or torchrun, ranks come from RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
+    "  (or SLURM_PROCID/SLURM_NTASKS, OMPI_COMM_WORLD_RANK/SIZE); WANCP_COMM_TIMEOUT (s, 60)\n"
+    "  bounds how long a rank waits for a silent peer. Rank 0 prints and writes metrics;\n"
+    "  checkpoints are FILE.rankR.\n"
     "\n"
     "Progress goes to stderr: a live line on a terminal, a line every 10 s otherwise.\n";
 
@@ -51,6 +62,7 @@ typedef struct train_cli {
     double first_wall;
     int first_step;
     int rows; /* data rows written to the metrics file */
+    int ranks; /* --ranks: launch this many local ranks */
 } train_cli;
 
 static volatile sig_atomic_t stop_requested;
@@ -86,7 +98,9 @@ static void report(void *ctx, const step_report *r)
         fputc(',', t->metrics);
         if (isfinite(r->grad_norm))
             fprintf(t->metrics, "%.6g", r->grad_norm);
-        fprintf(t->metrics, ",%lld,%.2f\n", r->tokens, r->step_ms);
+        fprintf(t->metrics, ",%lld,%.2f,%llu,%llu,%llu,%llu\n", r->tokens, r->step_ms,
+                (unsigned long long)r->tx_bytes[COMM_KV_FORWARD], (unsigned long long)r->tx_bytes[COMM_KV_BACKWARD],
+                (unsigned long long)r->tx_bytes[COMM_WEIGHT_SYNC], (unsigned long long)r->tx_bytes[COMM_CONTROL]);
         fflush(t->metrics);
         t->rows++;
     }
@@ -136,13 +150,17 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "tied_head=%d rope_theta=%g norm_eps=%g\n"
             "# optim: lr=%g lr_final_frac=%g warmup=%d steps=%d beta1=%g beta2=%g eps=%g weight_decay=%g clip=%g\n"
             "# data: train=%s val=%s batch=%d seq=%d val_tokens=%ld\n# seed: %llu\n"
-            "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms\n",
+            "# cp: ranks=%d layout=%s sync=%s sync_every=%d (bytes columns: rank 0's payload sent, cumulative)\n"
+            "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
+            "sync_tx_bytes,control_tx_bytes\n",
             wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), m->n_layers,
             m->dim, m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab, m->context, m->attn_block, m->tied_head,
             (double)m->rope_theta, (double)m->norm_eps, (double)o->lr, (double)o->lr_final_frac, o->warmup_steps,
             o->total_steps, (double)o->beta1, (double)o->beta2, (double)o->eps, (double)o->weight_decay,
             (double)o->grad_clip, t->tc.train_path, t->tc.val_path, t->tc.batch, t->tc.seq, t->tc.val_tokens,
-            (unsigned long long)t->tc.seed);
+            (unsigned long long)t->tc.seed, t->tc.comm ? comm_size(t->tc.comm) : 1,
+            t->tc.cp_layout == CP_ZIGZAG ? "zigzag" : "contiguous", t->tc.sync_mode == SYNC_EVERY_STEP ? "S" : "A",
+            t->tc.sync_every);
     return 0;
 }
 
@@ -151,7 +169,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
 {
     enum {
         O_TRAIN = 256, O_VAL, O_BATCH, O_SEQ, O_STEPS, O_LR, O_WARMUP, O_LR_FINAL, O_WD, O_CLIP, O_SEED, O_EVAL, O_VAL_TOKENS, O_METRICS,
-        O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER,
+        O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER, O_RANKS, O_LAYOUT, O_SYNC, O_SYNC_EVERY,
     };
     static const struct option LONG[] = {
         {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
@@ -160,8 +178,9 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         {"weight-decay", 1, 0, O_WD},     {"clip", 1, 0, O_CLIP},         {"seed", 1, 0, O_SEED},
         {"eval-every", 1, 0, O_EVAL},     {"val-tokens", 1, 0, O_VAL_TOKENS}, {"metrics", 1, 0, O_METRICS},
         {"checkpoint", 1, 0, O_CKPT},     {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME},
-        {"threads", 1, 0, O_THREADS},     {"stop-after", 1, 0, O_STOP_AFTER}, {"help", 0, 0, 'h'},
-        {0, 0, 0, 0},
+        {"threads", 1, 0, O_THREADS},     {"stop-after", 1, 0, O_STOP_AFTER}, {"ranks", 1, 0, O_RANKS},
+        {"cp-layout", 1, 0, O_LAYOUT},    {"sync", 1, 0, O_SYNC},         {"sync-every", 1, 0, O_SYNC_EVERY},
+        {"help", 0, 0, 'h'},              {0, 0, 0, 0},
     };
     static char train_default[4096], val_default[4096];
     snprintf(train_default, sizeof train_default, "%s/data/brown_train.bin", cli_source_dir());
@@ -179,6 +198,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     c->val_path = val_default;
     c->eval_every = 50;
     c->val_tokens = 65536;
+    c->sync_every = 10;
     c->model.n_kv_heads = 0;
     c->model.attn_block = 0;
     int warmup = -1;
@@ -212,6 +232,18 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         case O_RESUME: c->resume_path = optarg; break;
         case O_STOP_AFTER: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); c->stop_after = (int)u; break;
         case O_THREADS: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); *threads = (int)u; break;
+        case O_RANKS: bad = cli_parse_ulong("train", name, optarg, 1, 256, &u); t->ranks = (int)u; break;
+        case O_LAYOUT:
+            if (strcmp(optarg, "zigzag") != 0 && strcmp(optarg, "contiguous") != 0)
+                return cli_usage_error("train", "--cp-layout '%s': expected zigzag or contiguous", optarg);
+            c->cp_layout = strcmp(optarg, "zigzag") == 0 ? CP_ZIGZAG : CP_CONTIGUOUS;
+            break;
+        case O_SYNC:
+            if (strcmp(optarg, "S") != 0 && strcmp(optarg, "A") != 0)
+                return cli_usage_error("train", "--sync '%s': expected S (every step) or A (average every C)", optarg);
+            c->sync_mode = optarg[0] == 'S' ? SYNC_EVERY_STEP : SYNC_AVERAGE;
+            break;
+        case O_SYNC_EVERY: bad = cli_parse_ulong("train", name, optarg, 1, 1000000, &u); c->sync_every = (int)u; break;
         case 'h': fputs(USAGE, stdout); return -1;
         case ':': return cli_usage_error("train", "%s needs a value", name);
         default:
@@ -234,7 +266,30 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         return cli_report("train", rc, err);
     if (c->seq > c->model.context)
         return cli_usage_error("train", "--seq %d is longer than --context %d", c->seq, c->model.context);
+    if (t->ranks > 1 && (c->seq % (2 * t->ranks) != 0 || (c->seq / (2 * t->ranks)) % c->model.attn_block != 0))
+        return cli_usage_error("train", "a sequence of %d tokens over %d ranks needs 2 x %d chunks, each a multiple of "
+                               "the attention block %d", c->seq, t->ranks, t->ranks, c->model.attn_block);
     return 0;
+}
+
+/* Copies argv without --ranks (and its value) for the rank processes. */
+static char **without_ranks(int argc, char **argv)
+{
+    char **out = calloc((size_t)argc + 2, sizeof *out);
+    if (out == NULL)
+        return NULL;
+    int n = 0;
+    out[n++] = "wancp";
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--ranks") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--ranks=", 8) == 0)
+            continue;
+        out[n++] = argv[i];
+    }
+    return out;
 }
 
 int cli_train(int argc, char **argv)
@@ -244,17 +299,42 @@ int cli_train(int argc, char **argv)
     int status = parse(argc, argv, &t, &threads);
     if (status != 0)
         return status < 0 ? 0 : status;
+    if (t.ranks > 1) {
+        if (getenv("WORLD_SIZE") != NULL)
+            return cli_usage_error("train", "--ranks inside a launched rank (WORLD_SIZE is set)");
+        char **child = without_ranks(argc, argv);
+        if (child == NULL)
+            return cli_report("train", WANCP_ERR_NOMEM, "out of memory");
+        status = launch_local_ranks("train", t.ranks, child);
+        free(child);
+        return status;
+    }
+    char err[WANCP_ERRLEN];
+    comm *c = NULL;
+    int rank = 0;
+    if (getenv("WORLD_SIZE") != NULL || getenv("SLURM_NTASKS") != NULL || getenv("OMPI_COMM_WORLD_SIZE") != NULL) {
+        comm_options co;
+        int rc = comm_options_from_env(&co, err, sizeof err);
+        if (rc == WANCP_OK && co.world > 1)
+            rc = comm_open(&c, &co, err, sizeof err);
+        if (rc != WANCP_OK)
+            return cli_report("train", rc, err);
+        rank = co.rank;
+        t.tc.comm = c;
+    }
     ops_cpu_set_threads(threads);
     t.tty = isatty(STDERR_FILENO);
-    if ((status = open_metrics(&t, argc, argv)) != 0)
+    if (rank == 0 && (status = open_metrics(&t, argc, argv)) != 0) {
+        comm_close(c);
         return status;
+    }
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    char err[WANCP_ERRLEN];
     int stopped_at = 0;
-    int rc = trainer_run(&t.tc, ops_cpu(), report, &t, &stop_requested, &stopped_at, err, sizeof err);
+    int rc = trainer_run(&t.tc, ops_cpu(), rank == 0 ? report : NULL, &t, &stop_requested, &stopped_at, err,
+                         sizeof err);
     if (t.metrics != NULL) {
         fclose(t.metrics);
         if (rc == WANCP_OK && rename(t.metrics_partial, t.metrics_path) != 0)
@@ -262,14 +342,18 @@ int cli_train(int argc, char **argv)
         else if (rc != WANCP_OK && t.rows == 0)
             unlink(t.metrics_partial); /* refused before any step: nothing worth keeping */
     }
+    comm_close(c);
+    if (rc != WANCP_OK && c != NULL) {
+        fprintf(stderr, "wancp train: rank %d: %s\n", rank, err);
+        return wancp_exit_status(rc);
+    }
     if (rc != WANCP_OK)
         return cli_report("train", rc, err);
-    if (stopped_at < t.tc.optim.total_steps) {
+    if (stopped_at < t.tc.optim.total_steps && rank == 0) {
         /* Interrupted (exit 1), or stopped early as asked with --stop-after (exit 0). */
         fprintf(stderr, "%swancp train: %s at step %d of %d%s%s\n", t.tty ? "\n" : "",
                 stop_requested ? "interrupted" : "stopped as asked", stopped_at, t.tc.optim.total_steps,
                 t.tc.checkpoint_path ? "; continue with --resume " : "", t.tc.checkpoint_path ? t.tc.checkpoint_path : "");
-        return stop_requested ? 1 : 0;
     }
-    return 0;
+    return stopped_at < t.tc.optim.total_steps && stop_requested ? 1 : 0;
 }

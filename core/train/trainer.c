@@ -1,10 +1,13 @@
 #include "trainer.h"
 
+#include "../cp/cp_attention.h"
 #include "../data/loader.h"
 #include "../status.h"
 #include "checkpoint.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 static double now_s(void)
@@ -14,59 +17,172 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Mean loss over the first val_tokens tokens of the validation shard (whole batches). */
-static double evaluate(model *m, loader *val, long batches)
+/* Everything one run holds: the model on this rank, data, and the context-parallel parts. */
+typedef struct run {
+    const trainer_config *c;
+    model m;
+    loader train, val;
+    cp_attention cp;
+    bool cp_on;
+    int world, rank;
+    uint16_t *local_in, *local_tg; /* (batch, 2 chunk) this rank's tokens under CP */
+    char *err;
+    size_t errlen;
+} run;
+
+/* Loss of one batch (the full sequences from the loader), on every rank; with backward,
+ * gradients too. Under CP each rank takes its chunks and the loss is summed over ranks. */
+static int batch_loss(run *r, const uint16_t *in, const uint16_t *tg, bool backward, double *loss)
 {
-    double total = 0.0;
-    val->pos = 0;
-    for (long b = 0; b < batches; b++) {
-        loader_next(val);
-        total += model_step(m, val->inputs, val->targets, false);
+    const uint16_t *x = in, *y = tg;
+    if (r->cp_on) {
+        cp_select_tokens(&r->cp.layout, r->rank, in, r->c->batch, r->local_in);
+        cp_select_tokens(&r->cp.layout, r->rank, tg, r->c->batch, r->local_tg);
+        x = r->local_in;
+        y = r->local_tg;
     }
-    return total / (double)batches;
+    double l = model_step(&r->m, x, y, backward);
+    if (isnan(l) && r->cp_on)
+        return wancp_fail(r->err, r->errlen, WANCP_ERR_SYSTEM, "%s", r->cp.error);
+    if (r->world > 1) {
+        float part = (float)l;
+        int rc = comm_allreduce_sum(r->c->comm, COMM_CONTROL, &part, 1, r->err, r->errlen);
+        if (rc != WANCP_OK)
+            return rc;
+        /* Mode S: partial losses over the global token count add up to the mean; Mode A:
+         * each rank's loss is its own mean, so average them. */
+        l = r->c->sync_mode == SYNC_EVERY_STEP ? part : part / r->world;
+    }
+    *loss = l;
+    return WANCP_OK;
 }
 
-static int save(const trainer_config *c, const model *m, const loader *train, const rng *r, int step, char *err,
-                size_t errlen)
+/* Mean loss over the first val_tokens tokens of the validation shard (whole batches). */
+static int evaluate(run *r, long batches, double *out)
 {
-    if (c->checkpoint_path == NULL)
+    double total = 0.0;
+    r->val.pos = 0;
+    for (long b = 0; b < batches; b++) {
+        loader_next(&r->val);
+        double l;
+        int rc = batch_loss(r, r->val.inputs, r->val.targets, false, &l);
+        if (rc != WANCP_OK)
+            return rc;
+        total += l;
+    }
+    *out = total / (double)batches;
+    return WANCP_OK;
+}
+
+/* Mode S: gradients summed over ranks every step. Mode A: nothing here; weights are
+ * averaged every sync_every steps after the optimizer. */
+static int sync_gradients(run *r)
+{
+    if (r->world == 1 || r->c->sync_mode != SYNC_EVERY_STEP)
         return WANCP_OK;
-    train_state ts = {.step = (uint64_t)step, .data_pos = train->pos, .rng = *r};
-    return checkpoint_save(c->checkpoint_path, m, &ts, err, errlen);
+    return comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->m.grads, r->m.table.total, r->err, r->errlen);
+}
+
+static int sync_weights(run *r, int step)
+{
+    if (r->world == 1 || r->c->sync_mode != SYNC_AVERAGE || step % r->c->sync_every != 0)
+        return WANCP_OK;
+    int rc = comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->m.params, r->m.table.total, r->err, r->errlen);
+    if (rc == WANCP_OK)
+        r->m.ops->scale(r->m.params, r->m.table.total, 1.0f / (float)r->world);
+    return rc;
+}
+
+static void counts(run *r, step_report *rep)
+{
+    for (int cls = 0; cls < COMM_NCLASSES && r->world > 1; cls++) {
+        rep->tx_bytes[cls] = 0;
+        for (int p = 0; p < r->world; p++)
+            rep->tx_bytes[cls] += comm_counts_of(r->c->comm, p, cls).tx_bytes;
+    }
+}
+
+/* A checkpoint per rank under CP (Mode A leaves the ranks' weights apart). */
+static void checkpoint_path(const run *r, char *buf, size_t len)
+{
+    if (r->world > 1)
+        snprintf(buf, len, "%s.rank%d", r->c->checkpoint_path, r->rank);
+    else
+        snprintf(buf, len, "%s", r->c->checkpoint_path);
+}
+
+static int save(run *r, const rng *g, int step)
+{
+    if (r->c->checkpoint_path == NULL)
+        return WANCP_OK;
+    char path[4096];
+    checkpoint_path(r, path, sizeof path);
+    train_state ts = {.step = (uint64_t)step, .data_pos = r->train.pos, .rng = *g};
+    return checkpoint_save(path, &r->m, &ts, r->err, r->errlen);
+}
+
+static int setup(run *r, const ops *o, int *step, rng *g)
+{
+    const trainer_config *c = r->c;
+    r->world = c->comm != NULL ? comm_size(c->comm) : 1;
+    r->rank = c->comm != NULL ? comm_rank(c->comm) : 0;
+    r->cp_on = r->world > 1;
+    int local_seq = c->seq;
+    if (r->cp_on) {
+        if (c->seq % (2 * r->world) != 0)
+            return wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
+                              "sequence of %d tokens does not split into 2 x %d chunks", c->seq, r->world);
+        local_seq = c->seq / r->world;
+    }
+    int rc = model_init(&r->m, &c->model, o, c->batch, local_seq, c->seed, r->err, r->errlen);
+    if (rc == WANCP_OK && r->cp_on) {
+        cp_layout layout = {.kind = c->cp_layout, .ranks = r->world, .chunk = c->seq / (2 * r->world)};
+        rc = cp_attention_init(&r->cp, c->comm, &layout, &r->m, r->err, r->errlen);
+        r->m.loss_tokens = c->sync_mode == SYNC_EVERY_STEP ? (long)c->batch * c->seq : (long)c->batch * local_seq;
+        r->local_in = malloc((size_t)c->batch * local_seq * sizeof *r->local_in);
+        r->local_tg = malloc((size_t)c->batch * local_seq * sizeof *r->local_tg);
+        if (rc == WANCP_OK && (r->local_in == NULL || r->local_tg == NULL))
+            rc = wancp_fail(r->err, r->errlen, WANCP_ERR_NOMEM, "out of memory for the local tokens");
+    }
+    if (rc == WANCP_OK)
+        rc = loader_open(&r->train, c->train_path, c->model.vocab, c->batch, c->seq, r->err, r->errlen);
+    if (rc == WANCP_OK)
+        rc = loader_open(&r->val, c->val_path, c->model.vocab, c->batch, c->seq, r->err, r->errlen);
+    if (rc == WANCP_OK && c->resume_path != NULL) {
+        char path[4096];
+        if (r->world > 1)
+            snprintf(path, sizeof path, "%s.rank%d", c->resume_path, r->rank);
+        else
+            snprintf(path, sizeof path, "%s", c->resume_path);
+        train_state ts;
+        rc = checkpoint_load(path, &r->m, &ts, r->err, r->errlen);
+        if (rc == WANCP_OK && ts.data_pos > r->train.tokens.count)
+            rc = wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
+                            "%s: field data_pos is %llu, beyond the %zu tokens of %s (another shard?)", path,
+                            (unsigned long long)ts.data_pos, r->train.tokens.count, c->train_path);
+        if (rc == WANCP_OK) {
+            *step = (int)ts.step;
+            r->train.pos = ts.data_pos;
+            *g = ts.rng;
+        }
+    }
+    return rc;
 }
 
 int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report, void *report_ctx,
                 volatile sig_atomic_t *stop, int *stopped_at, char *err, size_t errlen)
 {
-    model m = {0};
-    loader train = {0}, val = {0};
-    rng r;
-    rng_seed(&r, c->seed);
-    int rc = model_init(&m, &c->model, o, c->batch, c->seq, c->seed, err, errlen);
-    if (rc == WANCP_OK)
-        rc = loader_open(&train, c->train_path, c->model.vocab, c->batch, c->seq, err, errlen);
-    if (rc == WANCP_OK)
-        rc = loader_open(&val, c->val_path, c->model.vocab, c->batch, c->seq, err, errlen);
+    run r = {.c = c, .err = err, .errlen = errlen};
+    rng g;
+    rng_seed(&g, c->seed);
     int step = 0;
-    if (rc == WANCP_OK && c->resume_path != NULL) {
-        train_state ts;
-        rc = checkpoint_load(c->resume_path, &m, &ts, err, errlen);
-        if (rc == WANCP_OK && ts.data_pos > train.tokens.count)
-            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                            "%s: field data_pos is %llu, beyond the %zu tokens of %s (another shard?)",
-                            c->resume_path, (unsigned long long)ts.data_pos, train.tokens.count, c->train_path);
-        if (rc == WANCP_OK) {
-            step = (int)ts.step;
-            train.pos = ts.data_pos;
-            r = ts.rng;
-        }
-    }
+    int rc = setup(&r, o, &step, &g);
     if (rc != WANCP_OK)
         goto done;
 
     const long per_batch = (long)c->batch * c->seq;
     long val_batches = c->val_tokens / per_batch;
-    long val_available = (long)((val.tokens.count - 1) / (size_t)per_batch);
+    long val_available = (long)((r.val.tokens.count - 1) / (size_t)per_batch);
     if (val_batches < 1)
         val_batches = 1;
     if (val_batches > val_available)
@@ -76,19 +192,35 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
     const int total = c->optim.total_steps;
     step_report rep = {.step = step, .total_steps = total, .train_loss = NAN, .grad_norm = NAN,
                        .lr = optim_lr(&c->optim, step), .tokens = (long long)step * per_batch};
-    rep.val_loss = evaluate(&m, &val, val_batches);
+    if ((rc = evaluate(&r, val_batches, &rep.val_loss)) != WANCP_OK)
+        goto done;
     rep.wall_s = now_s() - start;
-    report(report_ctx, &rep);
+    counts(&r, &rep);
+    if (report != NULL)
+        report(report_ctx, &rep);
 
     while (step < total) {
-        if ((stop != NULL && *stop) || (c->stop_after > 0 && step >= c->stop_after))
+        /* Under CP every rank must stop at the same step: rank 0's wish decides. */
+        int stop_now = (stop != NULL && *stop) || (c->stop_after > 0 && step >= c->stop_after);
+        if (r.world > 1) {
+            uint8_t flag = (uint8_t)stop_now;
+            if ((rc = comm_broadcast(c->comm, COMM_CONTROL, &flag, 1, 0, err, errlen)) != WANCP_OK)
+                goto done;
+            stop_now = flag;
+        }
+        if (stop_now)
             break;
         double t0 = now_s();
-        loader_next(&train);
-        model_zero_grads(&m);
-        double loss = model_step(&m, train.inputs, train.targets, true);
-        double norm = optim_step(&m, &c->optim, step);
+        loader_next(&r.train);
+        model_zero_grads(&r.m);
+        double loss;
+        if ((rc = batch_loss(&r, r.train.inputs, r.train.targets, true, &loss)) != WANCP_OK ||
+            (rc = sync_gradients(&r)) != WANCP_OK)
+            goto done;
+        double norm = optim_step(&r.m, &c->optim, step);
         step++;
+        if ((rc = sync_weights(&r, step)) != WANCP_OK)
+            goto done;
         rep = (step_report){.step = step, .total_steps = total, .train_loss = loss, .val_loss = NAN,
                             .grad_norm = norm, .lr = optim_lr(&c->optim, step - 1),
                             .tokens = (long long)step * per_batch, .step_ms = (now_s() - t0) * 1e3};
@@ -97,20 +229,27 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
                             step, loss);
             goto done;
         }
-        if (step == total || (c->eval_every > 0 && step % c->eval_every == 0))
-            rep.val_loss = evaluate(&m, &val, val_batches);
+        if ((step == total || (c->eval_every > 0 && step % c->eval_every == 0)) &&
+            (rc = evaluate(&r, val_batches, &rep.val_loss)) != WANCP_OK)
+            goto done;
         rep.wall_s = now_s() - start;
-        report(report_ctx, &rep);
+        counts(&r, &rep);
+        if (report != NULL)
+            report(report_ctx, &rep);
         if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step < total &&
-            (rc = save(c, &m, &train, &r, step, err, errlen)) != WANCP_OK)
+            (rc = save(&r, &g, step)) != WANCP_OK)
             goto done;
     }
-    rc = save(c, &m, &train, &r, step, err, errlen);
+    rc = save(&r, &g, step);
     if (stopped_at != NULL)
         *stopped_at = step;
 done:
-    loader_free(&train);
-    loader_free(&val);
-    model_free(&m);
+    if (r.cp_on)
+        cp_attention_free(&r.cp);
+    free(r.local_in);
+    free(r.local_tg);
+    loader_free(&r.train);
+    loader_free(&r.val);
+    model_free(&r.m);
     return rc;
 }

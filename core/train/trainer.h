@@ -1,13 +1,22 @@
 #ifndef WANCP_TRAINER_H
 #define WANCP_TRAINER_H
 
+#include "../comm/comm.h"
 #include "../model/model.h"
 #include "optimizer.h"
 
 #include <signal.h>
 #include <stdint.h>
 
-/* One training run on one rank: data, model, optimizer, evaluation and checkpoints. */
+/* How ranks keep their weights together (METHOD.md section 4). */
+enum sync_mode {
+    SYNC_EVERY_STEP, /* Mode S: all-reduce every gradient every step; exact */
+    SYNC_AVERAGE,    /* Mode A: local steps, weights averaged every sync_every steps */
+};
+
+/* One training run on this rank: data, model, optimizer, evaluation and checkpoints; with a
+ * communicator of P > 1 ranks, context-parallel over them (each rank holds 2 chunks of
+ * every sequence; every rank reads the same batches). */
 typedef struct trainer_config {
     model_config model;
     optim_config optim;     /* optim.total_steps is the run's length */
@@ -20,6 +29,10 @@ typedef struct trainer_config {
     int checkpoint_every;   /* also written at the end and on a stop request */
     const char *resume_path;/* NULL: start fresh */
     int stop_after;         /* > 0: stop (with a checkpoint) once this many steps are done */
+    comm *comm;             /* NULL or 1 rank: no context parallelism */
+    int cp_layout;          /* CP_ZIGZAG or CP_CONTIGUOUS */
+    int sync_mode;          /* enum sync_mode */
+    int sync_every;         /* Mode A's interval c */
 } trainer_config;
 
 /* What the trainer reports after each step (and once before the first, with step = start). */
@@ -33,13 +46,15 @@ typedef struct step_report {
     long long tokens;       /* training tokens seen, resumed runs included */
     double step_ms;         /* forward + backward + optimizer of this step */
     double wall_s;          /* since the trainer started */
+    uint64_t tx_bytes[COMM_NCLASSES]; /* payload bytes this rank sent so far, per class */
 } step_report;
 
 typedef void trainer_report_fn(void *ctx, const step_report *r);
 
-/* Runs the whole training. stop (may be NULL) is polled between steps: when set, the run
- * writes its checkpoint and returns early with *stopped_at set to the step reached.
- * Errors (bad shards, checkpoint mismatch) name the file. */
+/* Runs the whole training. stop (may be NULL) is polled between steps (rank 0's decides
+ * for all): when set, the run writes its checkpoint and returns early with *stopped_at set
+ * to the step reached. report may be NULL (ranks other than 0). Errors name the file, or
+ * the rank for communication failures. Under CP, checkpoints are PATH.rankR. */
 int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report, void *report_ctx,
                 volatile sig_atomic_t *stop, int *stopped_at, char *err, size_t errlen);
 
