@@ -15,6 +15,7 @@ static const char USAGE[] =
     "Usage: wancp bench <what> [options]\n"
     "\n"
     "  step [--json] ...  training step GFLOP/s against the sgemm peak (wancp bench step --help)\n"
+    "  comm [--json] ...  collectives over P local ranks against iperf3 (wancp bench comm --help)\n"
     "\n"
     "  tokenizer [--text FILE] [--encoder DIR] [--reference DIR] [--repeat N] [--json]\n"
     "      GPT-2 tokenization throughput of wancp and of the npm gpt-3-encoder (under node),\n"
@@ -188,7 +189,7 @@ static int bench_tokenizer(int argc, char **argv)
 int cli_bench(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error("bench", "missing what to measure: tokenizer or step");
+        return cli_usage_error("bench", "missing what to measure: tokenizer, step or comm");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(USAGE, stdout);
         return 0;
@@ -197,5 +198,7 @@ int cli_bench(int argc, char **argv)
         return bench_tokenizer(argc - 1, argv + 1);
     if (strcmp(argv[1], "step") == 0)
         return bench_step(argc - 1, argv + 1);
-    return cli_usage_error("bench", "unknown benchmark '%s': expected tokenizer or step", argv[1]);
+    if (strcmp(argv[1], "comm") == 0)
+        return bench_comm(argc - 1, argv + 1);
+    return cli_usage_error("bench", "unknown benchmark '%s': expected tokenizer, step or comm", argv[1]);
 }

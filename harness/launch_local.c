@@ -27,7 +27,7 @@ static int free_port_base(int ranks)
 {
     srand((unsigned)(getpid() ^ time(NULL)));
     for (int attempt = 0; attempt < 50; attempt++) {
-        int base = 20000 + rand() % 40000;
+        int base = 10240 + rand() % 20000; /* below the ephemeral range (32768+) */
         int ok = 1;
         for (int p = base; p <= base + 1 + COMM_NCLASSES * ranks && ok; p++) {
             int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -16,7 +16,8 @@
  *
  * Ports: rank 0 takes rendezvous calls on master_port; rank r listens for class c on
  * master_port + 1 + 4 r + c, so a port names its rank and class. The higher rank of each
- * pair calls the lower one.
+ * pair calls the lower one. Keep these ports below the kernel's ephemeral range (32768 on
+ * Linux): outgoing connections take ports from it, and one may hold a listener's port.
  */
 enum comm_class {
     COMM_KV_FORWARD = 0,

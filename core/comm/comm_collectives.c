@@ -7,6 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The communicator's reduction scratch, at least floats long; grown (rarely), never shrunk,
+ * so steady-state collectives allocate nothing and touch warm pages. */
+static float *scratch(comm *c, size_t floats)
+{
+    if (floats > c->scratch_floats) {
+        float *grown = realloc(c->scratch, floats * sizeof *grown);
+        if (grown == NULL)
+            return NULL;
+        c->scratch = grown;
+        c->scratch_floats = floats;
+    }
+    return c->scratch;
+}
+
 /* Block b of count split into world nearly equal blocks: [*start, *start + *len). */
 static void block_of(size_t count, int world, int b, size_t *start, size_t *len)
 {
@@ -81,7 +95,7 @@ int comm_allreduce_sum(comm *c, int cls, float *data, size_t count, char *err, s
     if (world == 1)
         return WANCP_OK;
     size_t max_block = count / (size_t)world + 1;
-    float *tmp = malloc(max_block * sizeof *tmp);
+    float *tmp = scratch(c, max_block);
     if (tmp == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the all-reduce");
     int rc = ring_reduce_scatter(c, cls, data, count, tmp, err, errlen);
@@ -99,27 +113,43 @@ int comm_allreduce_sum(comm *c, int cls, float *data, size_t count, char *err, s
         if (rc == WANCP_OK)
             rc = comm_wait_all(c, reqs, 2, err, errlen);
     }
-    free(tmp);
     return rc;
 }
 
+/* Ring reduce-scatter with two block buffers: in step s rank r sends its partial sum of
+ * block (r - s - 1) to the right and adds its own input to the partial of block (r - s - 2)
+ * arriving from the left; after P-1 steps it holds block r, summed over every rank. */
 int comm_reduce_scatter_sum(comm *c, int cls, const float *send, float *recv, size_t count, char *err, size_t errlen)
 {
     const int rank = c->opt.rank, world = c->opt.world;
-    size_t total = count * (size_t)world;
-    float *work = malloc(total * sizeof *work), *tmp = malloc((count + 1) * sizeof *tmp);
-    int rc = work == NULL || tmp == NULL ? wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the reduce-scatter")
-                                         : WANCP_OK;
-    if (rc == WANCP_OK) {
-        /* Rotate so the ring's result block (rank + 1) % world lands on block rank. */
-        for (int b = 0; b < world; b++)
-            memcpy(work + (size_t)((b + 1) % world) * count, send + (size_t)b * count, count * sizeof *work);
-        rc = world > 1 ? ring_reduce_scatter(c, cls, work, total, tmp, err, errlen) : WANCP_OK;
-        if (rc == WANCP_OK)
-            memcpy(recv, work + (size_t)((rank + 1) % world) * count, count * sizeof *recv);
+    if (world == 1) {
+        memcpy(recv, send, count * sizeof *recv);
+        return WANCP_OK;
     }
-    free(work);
-    free(tmp);
+    float *out = scratch(c, 2 * (count + 1)), *in = out + count + 1;
+    if (out == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the reduce-scatter");
+    const int right = (rank + 1) % world, left = (rank + world - 1) % world;
+    memcpy(out, send + (size_t)((rank - 1 + world) % world) * count, count * sizeof *out);
+    int rc = WANCP_OK;
+    for (int s = 0; s < world - 1 && rc == WANCP_OK; s++) {
+        comm_request *reqs[2];
+        rc = comm_irecv(c, left, cls, in, count * sizeof *in, &reqs[0], err, errlen);
+        if (rc == WANCP_OK)
+            rc = comm_isend(c, right, cls, out, count * sizeof *out, &reqs[1], err, errlen);
+        if (rc == WANCP_OK)
+            rc = comm_wait_all(c, reqs, 2, err, errlen);
+        if (rc != WANCP_OK)
+            break;
+        const float *mine = send + (size_t)((rank - s - 2 + 2 * world) % world) * count;
+        for (size_t i = 0; i < count; i++)
+            in[i] += mine[i];
+        float *t = out;
+        out = in;
+        in = t;
+    }
+    if (rc == WANCP_OK)
+        memcpy(recv, out, count * sizeof *recv);
     return rc;
 }
 

@@ -50,6 +50,9 @@ struct comm {
     bool failed;
     char error[512];
 
+    float *scratch;           /* reduction buffers of the collectives, grown once, reused */
+    size_t scratch_floats;
+
     struct comm_request requests[COMM_REQUESTS];
     struct comm_request *free_requests;
 };

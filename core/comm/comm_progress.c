@@ -428,5 +428,6 @@ void comm_close(comm *c)
     pthread_cond_destroy(&c->changed);
     free(c->conns);
     free(c->addr);
+    free(c->scratch);
     free(c);
 }

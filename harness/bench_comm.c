@@ -1,0 +1,275 @@
+/* wancp bench comm: collectives over P local ranks in the style of nccl-tests, against
+ * iperf3 between the same loopback endpoints in the same run. */
+#include "cli.h"
+
+#include "../core/comm/comm.h"
+#include "../core/status.h"
+
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char USAGE[] =
+    "Usage: wancp bench comm [--ranks P] [--max-bytes N] [--iters N] [--json]\n"
+    "\n"
+    "All-gather (ring), all-reduce (ring) and reduce-scatter (ring) over P ranks on\n"
+    "127.0.0.1, sizes from 4 KiB to --max-bytes (default 64 MiB) by x4. As nccl-tests:\n"
+    "  size   all-gather: output bytes (P x per rank); all-reduce: data bytes;\n"
+    "         reduce-scatter: input bytes (P x per rank)\n"
+    "  time   median over --iters (default 5) of the slowest rank's time\n"
+    "  algbw  size / time\n"
+    "  busbw  algbw x (P-1)/P for all-gather and reduce-scatter, x 2(P-1)/P for all-reduce:\n"
+    "         the rate each link carried, comparable across P\n"
+    "The ceiling: P iperf3 streams at once, rank r to rank r+1 on loopback as the ring's links\n"
+    "are, run in the same process group; per-link ceiling = their mean rate. ratio_min is\n"
+    "the smallest busbw / ceiling over sizes >= 4 MiB.\n";
+
+enum { OP_ALLGATHER, OP_ALLREDUCE, OP_REDUCE_SCATTER, NOPS };
+static const char *const OP_NAMES[NOPS] = {"all_gather", "all_reduce", "reduce_scatter"};
+
+#define MAX_SIZES 16
+
+typedef struct results {
+    int nsizes;
+    size_t sizes[MAX_SIZES];
+    double seconds[NOPS][MAX_SIZES]; /* median over iterations of the slowest rank */
+    int failed;
+    char error[512];
+} results;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* One rank's part: every op and size, timing the slowest rank via an all-reduce of times. */
+static int rank_main(int rank, int ranks, int port, int iters, results *out)
+{
+    comm_options o = {.rank = rank, .world = ranks, .master_port = port, .job_id = (uint64_t)port, .timeout_ms = 60000};
+    snprintf(o.master_addr, sizeof o.master_addr, "127.0.0.1");
+    char err[WANCP_ERRLEN];
+    comm *c = NULL;
+    int rc = comm_open(&c, &o, err, sizeof err);
+    size_t max = out->sizes[out->nsizes - 1];
+    float *a = malloc(max + 64), *b = malloc(max + 64);
+    if (rc == WANCP_OK && (a == NULL || b == NULL))
+        rc = wancp_fail(err, sizeof err, WANCP_ERR_NOMEM, "out of memory for %zu bytes", max);
+    if (rc == WANCP_OK)
+        memset(a, 0, max), memset(b, 0, max);
+    for (int op = 0; op < NOPS && rc == WANCP_OK; op++)
+        for (int s = 0; s < out->nsizes && rc == WANCP_OK; s++) {
+            size_t size = out->sizes[s], per_rank = size / (size_t)ranks;
+            double times[64];
+            for (int it = -1; it < iters && rc == WANCP_OK; it++) { /* it = -1 warms up */
+                rc = comm_barrier(c, err, sizeof err);
+                double t0 = cli_now();
+                if (rc == WANCP_OK && op == OP_ALLGATHER)
+                    rc = comm_allgather(c, COMM_KV_FORWARD, a, b, per_rank, COMM_RING, err, sizeof err);
+                else if (rc == WANCP_OK && op == OP_ALLREDUCE)
+                    rc = comm_allreduce_sum(c, COMM_WEIGHT_SYNC, a, size / sizeof(float), err, sizeof err);
+                else if (rc == WANCP_OK)
+                    rc = comm_reduce_scatter_sum(c, COMM_KV_BACKWARD, a, b, per_rank / sizeof(float), err, sizeof err);
+                float t = (float)(cli_now() - t0), slowest[COMM_MAX_RANKS];
+                if (rc == WANCP_OK)
+                    rc = comm_allgather(c, COMM_CONTROL, &t, slowest, sizeof t, COMM_DIRECT, err, sizeof err);
+                if (rc == WANCP_OK && it >= 0) {
+                    double worst = 0;
+                    for (int r = 0; r < ranks; r++)
+                        worst = fmax(worst, slowest[r]);
+                    times[it] = worst;
+                }
+            }
+            if (rc == WANCP_OK && rank == 0) {
+                qsort(times, (size_t)iters, sizeof *times, cmp_double);
+                out->seconds[op][s] = times[iters / 2];
+            }
+        }
+    if (rc != WANCP_OK) {
+        out->failed = 1;
+        snprintf(out->error, sizeof out->error, "rank %d: %.450s", rank, err);
+    }
+    free(a);
+    free(b);
+    comm_close(c);
+    return rc == WANCP_OK ? 0 : 1;
+}
+
+/* P iperf3 pairs at once on loopback: server k on port+k, client k sends to it for 2 s.
+ * Returns the mean rate in bit/s, or a negative value with why filled. */
+static double iperf3_ceiling(int streams, int port, char *why, size_t why_len)
+{
+    pid_t servers[COMM_MAX_RANKS];
+    char portbuf[COMM_MAX_RANKS][16];
+    for (int k = 0; k < streams; k++) {
+        snprintf(portbuf[k], sizeof portbuf[k], "%d", port + k);
+        servers[k] = fork();
+        if (servers[k] == 0) {
+            if (freopen("/dev/null", "w", stdout) == NULL || freopen("/dev/null", "w", stderr) == NULL)
+                _exit(127);
+            execlp("iperf3", "iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", portbuf[k], (char *)NULL);
+            _exit(127);
+        }
+    }
+    struct timespec pause = {0, 300 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    int fds[COMM_MAX_RANKS];
+    pid_t clients[COMM_MAX_RANKS];
+    for (int k = 0; k < streams; k++) {
+        int p[2];
+        if (pipe(p) != 0)
+            return snprintf(why, why_len, "pipe failed"), -1;
+        clients[k] = fork();
+        if (clients[k] == 0) {
+            dup2(p[1], STDOUT_FILENO);
+            close(p[0]);
+            close(p[1]);
+            execlp("iperf3", "iperf3", "-c", "127.0.0.1", "-p", portbuf[k], "-t", "2", "-J", (char *)NULL);
+            _exit(127);
+        }
+        close(p[1]);
+        fds[k] = p[0];
+    }
+    double total = 0;
+    int ok = 1;
+    for (int k = 0; k < streams; k++) {
+        bytebuf text = {0};
+        char chunk[4096];
+        ssize_t n;
+        while ((n = read(fds[k], chunk, sizeof chunk)) > 0)
+            bytebuf_append(&text, chunk, (size_t)n);
+        close(fds[k]);
+        int st;
+        waitpid(clients[k], &st, 0);
+        json_error_t jerr;
+        json_t *j = text.len ? json_loadb((const char *)text.data, text.len, 0, &jerr) : NULL;
+        json_t *bps = json_object_get(json_object_get(json_object_get(j, "end"), "sum_received"), "bits_per_second");
+        if (!json_is_number(bps)) {
+            ok = 0;
+            snprintf(why, why_len, "iperf3 stream %d gave no result (is iperf3 installed? harness/setup installs it)",
+                     k);
+        } else {
+            total += json_number_value(bps);
+        }
+        json_decref(j);
+        bytebuf_free(&text);
+    }
+    for (int k = 0; k < streams; k++) {
+        kill(servers[k], SIGTERM);
+        waitpid(servers[k], NULL, 0);
+    }
+    return ok ? total / streams : -1;
+}
+
+int bench_comm(int argc, char **argv)
+{
+    enum { O_RANKS = 256, O_MAX, O_ITERS, O_JSON };
+    static const struct option LONG[] = {
+        {"ranks", 1, 0, O_RANKS}, {"max-bytes", 1, 0, O_MAX}, {"iters", 1, 0, O_ITERS},
+        {"json", 0, 0, O_JSON},   {"help", 0, 0, 'h'},        {0, 0, 0, 0},
+    };
+    unsigned long ranks = 4, max_bytes = 64ul << 20, iters = 5;
+    int json = 0;
+    optind = 1;
+    opterr = 0;
+    for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
+        int bad = 0;
+        switch (opt) {
+        case O_RANKS: bad = cli_parse_ulong("bench", "--ranks", optarg, 2, 64, &ranks); break;
+        case O_MAX: bad = cli_parse_ulong("bench", "--max-bytes", optarg, 4096, 1ul << 30, &max_bytes); break;
+        case O_ITERS: bad = cli_parse_ulong("bench", "--iters", optarg, 1, 64, &iters); break;
+        case O_JSON: json = 1; break;
+        case 'h': fputs(USAGE, stdout); return 0;
+        case ':': return cli_usage_error("bench", "%s needs a value", argv[optind - 1]);
+        default: return cli_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
+        }
+        if (bad)
+            return 2;
+    }
+    results *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (res == MAP_FAILED)
+        return cli_report("bench", WANCP_ERR_NOMEM, "cannot map shared results");
+    memset(res, 0, sizeof *res);
+    for (size_t s = 4096; s <= max_bytes && res->nsizes < MAX_SIZES; s *= 4)
+        res->sizes[res->nsizes++] = s / (ranks * 4) * ranks * 4; /* whole floats per rank */
+    srand((unsigned)getpid());
+    int port = 10240 + rand() % 20000; /* below the ephemeral range (32768+) */
+    if (!json)
+        fprintf(stderr, "bench comm: %lu ranks on 127.0.0.1, ports %d..%d\n", ranks, port,
+                port + 1 + COMM_NCLASSES * (int)ranks);
+    pid_t pids[64];
+    for (int r = 0; r < (int)ranks; r++) {
+        pids[r] = fork();
+        if (pids[r] == 0)
+            _exit(rank_main(r, (int)ranks, port, (int)iters, res));
+    }
+    int failed = 0;
+    for (int r = 0; r < (int)ranks; r++) {
+        int st;
+        waitpid(pids[r], &st, 0);
+        failed |= !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    if (failed || res->failed) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", res->failed ? res->error : "a rank failed");
+        munmap(res, sizeof *res);
+        return cli_report("bench", WANCP_ERR_SYSTEM, msg);
+    }
+    char why[256] = "";
+    double ceiling_bps = iperf3_ceiling((int)ranks, port + 2 + COMM_NCLASSES * (int)ranks, why, sizeof why);
+    if (ceiling_bps < 0) {
+        munmap(res, sizeof *res);
+        return cli_report("bench", WANCP_ERR_SYSTEM, why);
+    }
+    const double P = (double)ranks, factor[NOPS] = {(P - 1) / P, 2 * (P - 1) / P, (P - 1) / P};
+    double ratio_min = INFINITY;
+    json_t *rows = json_array();
+    if (!json) {
+        printf("# wancp bench comm: %lu ranks on loopback; iperf3 ceiling %.2f Gbit/s per link (%lu streams at once)\n",
+               ranks, ceiling_bps / 1e9, ranks);
+        printf("# busbw = algbw x (P-1)/P (all_gather, reduce_scatter), x 2(P-1)/P (all_reduce)\n");
+        printf("# %-14s %12s %12s %12s %12s %8s\n", "op", "size(B)", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "ratio");
+    }
+    for (int op = 0; op < NOPS; op++)
+        for (int s = 0; s < res->nsizes; s++) {
+            double t = res->seconds[op][s], algbw = (double)res->sizes[s] / t / 1e9, busbw = algbw * factor[op];
+            double ratio = busbw * 8e9 / ceiling_bps;
+            if (res->sizes[s] >= (4u << 20))
+                ratio_min = fmin(ratio_min, ratio);
+            if (!json)
+                printf("  %-14s %12zu %12.1f %12.3f %12.3f %8.3f\n", OP_NAMES[op], res->sizes[s], t * 1e6, algbw, busbw,
+                       ratio);
+            json_array_append_new(rows, json_pack("{s:s, s:I, s:f, s:f, s:f, s:f}", "op", OP_NAMES[op], "bytes",
+                                                  (json_int_t)res->sizes[s], "time_us", t * 1e6, "algbw_gbs", algbw,
+                                                  "busbw_gbs", busbw, "ratio", ratio));
+        }
+    if (!isfinite(ratio_min))
+        ratio_min = 0;
+    if (json) {
+        json_t *o = json_pack("{s:s, s:i, s:f, s:s, s:o, s:f}", "bench", "comm", "ranks", (int)ranks,
+                              "iperf3_gbit_per_link", ceiling_bps / 1e9, "busbw_factor",
+                              "all_gather, reduce_scatter: (P-1)/P; all_reduce: 2(P-1)/P", "rows", rows, "ratio_min",
+                              ratio_min);
+        char *s = o ? json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+        if (s != NULL)
+            printf("%s\n", s);
+        free(s);
+        json_decref(o);
+    } else {
+        printf("# ratio_min (busbw / iperf3, sizes >= 4 MiB): %.3f\n", ratio_min);
+        json_decref(rows);
+    }
+    munmap(res, sizeof *res);
+    return 0;
+}
