@@ -3,7 +3,9 @@
 #include "cli.h"
 
 #include "../core/comm/comm.h"
+#include "../core/cp/cp_attention.h"
 #include "../core/status.h"
+#include "../core/util/rng.h"
 
 #include <arpa/inet.h>
 #include <getopt.h>
@@ -33,7 +35,14 @@ static const char USAGE[] =
     "         the rate each link carried, comparable across P\n"
     "The ceiling: P iperf3 streams at once, rank r to rank r+1 on loopback as the ring's links\n"
     "are, run in the same process group; per-link ceiling = their mean rate. ratio_min is\n"
-    "the smallest busbw / ceiling over sizes >= 4 MiB.\n";
+    "the smallest busbw / ceiling over sizes >= 4 MiB.\n"
+    "\n"
+    "Then one context-parallel forward and backward (2 layers, dim 256, --cp-seq tokens, 4096\n"
+    "by default) is timed three ways on the same ranks: whole; compute alone (exchange\n"
+    "skipped); exchange alone (the same messages, no compute). overlap fraction =\n"
+    "(compute + exchange - whole) / min(compute, exchange): 1 when the smaller one is\n"
+    "hidden entirely, 0 when nothing overlaps (above 1: the whole ran faster than compute\n"
+    "alone, within timing noise).\n";
 
 enum { OP_ALLGATHER, OP_ALLREDUCE, OP_REDUCE_SCATTER, NOPS };
 static const char *const OP_NAMES[NOPS] = {"all_gather", "all_reduce", "reduce_scatter"};
@@ -44,6 +53,8 @@ typedef struct results {
     int nsizes;
     size_t sizes[MAX_SIZES];
     double seconds[NOPS][MAX_SIZES]; /* median over iterations of the slowest rank */
+    int cp_seq;
+    double cp_step_s, cp_compute_s, cp_comm_s;
     int failed;
     char error[512];
 } results;
@@ -52,6 +63,93 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* The slowest rank's time for fn, median of 3 after a warm-up. */
+typedef int timed_fn(void *ctx, char *err, size_t errlen);
+
+static int time_slowest(comm *c, timed_fn *fn, void *ctx, double *out, char *err, size_t errlen)
+{
+    double times[3];
+    for (int it = -1; it < 3; it++) {
+        int rc = comm_barrier(c, err, errlen);
+        double t0 = cli_now();
+        if (rc == WANCP_OK)
+            rc = fn(ctx, err, errlen);
+        float t = (float)(cli_now() - t0), all[COMM_MAX_RANKS];
+        if (rc == WANCP_OK)
+            rc = comm_allgather(c, COMM_CONTROL, &t, all, sizeof t, COMM_DIRECT, err, errlen);
+        if (rc != WANCP_OK)
+            return rc;
+        double worst = 0;
+        for (int r = 0; r < comm_size(c); r++)
+            worst = fmax(worst, all[r]);
+        if (it >= 0)
+            times[it] = worst;
+    }
+    qsort(times, 3, sizeof *times, cmp_double);
+    *out = times[1];
+    return WANCP_OK;
+}
+
+typedef struct cp_bench {
+    model m;
+    cp_attention cp;
+    uint16_t *in, *tg;
+} cp_bench;
+
+static int cp_step(void *ctx, char *err, size_t errlen)
+{
+    cp_bench *b = ctx;
+    model_zero_grads(&b->m);
+    if (isnan(model_step(&b->m, b->in, b->tg, true)))
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", b->cp.error);
+    return WANCP_OK;
+}
+
+static int cp_exchange(void *ctx, char *err, size_t errlen)
+{
+    cp_bench *b = ctx;
+    return cp_attention_exchange_only(&b->cp, &b->m, err, errlen);
+}
+
+/* Whole step, compute alone, exchange alone, for the overlap fraction. */
+static int cp_overlap(comm *c, results *out, char *err, size_t errlen)
+{
+    const int P = comm_size(c);
+    model_config cfg = model_config_default();
+    cfg.n_layers = 2;
+    cfg.dim = 256;
+    cfg.n_heads = 4;
+    cfg.n_kv_heads = 4;
+    cfg.ffn_dim = 256;
+    cfg.vocab = 256;
+    cfg.context = out->cp_seq;
+    cfg.attn_block = 64;
+    cp_bench b = {0};
+    cp_layout layout = {.kind = CP_ZIGZAG, .ranks = P, .chunk = out->cp_seq / (2 * P)};
+    int rc = model_init(&b.m, &cfg, ops_cpu(), 1, 2 * layout.chunk, 1, err, errlen);
+    if (rc == WANCP_OK)
+        rc = cp_attention_init(&b.cp, c, &layout, &b.m, err, errlen);
+    b.in = calloc((size_t)b.m.seq, sizeof *b.in);
+    b.tg = calloc((size_t)b.m.seq, sizeof *b.tg);
+    if (rc == WANCP_OK && (b.in == NULL || b.tg == NULL))
+        rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < b.m.seq && rc == WANCP_OK; i++)
+        b.in[i] = (uint16_t)(i * 7 % 256), b.tg[i] = (uint16_t)(i * 11 % 256);
+    if (rc == WANCP_OK)
+        rc = time_slowest(c, cp_step, &b, &out->cp_step_s, err, errlen);
+    b.cp.exchange = false;
+    if (rc == WANCP_OK)
+        rc = time_slowest(c, cp_step, &b, &out->cp_compute_s, err, errlen);
+    b.cp.exchange = true;
+    if (rc == WANCP_OK)
+        rc = time_slowest(c, cp_exchange, &b, &out->cp_comm_s, err, errlen);
+    free(b.in);
+    free(b.tg);
+    cp_attention_free(&b.cp);
+    model_free(&b.m);
+    return rc;
 }
 
 /* One rank's part: every op and size, timing the slowest rank via an all-reduce of times. */
@@ -96,6 +194,10 @@ static int rank_main(int rank, int ranks, int port, int iters, results *out)
                 out->seconds[op][s] = times[iters / 2];
             }
         }
+    if (rc == WANCP_OK && out->cp_seq > 0) {
+        ops_cpu_set_threads(1); /* ranks share the cores already */
+        rc = cp_overlap(c, out, err, sizeof err);
+    }
     if (rc != WANCP_OK) {
         out->failed = 1;
         snprintf(out->error, sizeof out->error, "rank %d: %.450s", rank, err);
@@ -174,12 +276,13 @@ static double iperf3_ceiling(int streams, int port, char *why, size_t why_len)
 
 int bench_comm(int argc, char **argv)
 {
-    enum { O_RANKS = 256, O_MAX, O_ITERS, O_JSON };
+    enum { O_RANKS = 256, O_MAX, O_ITERS, O_JSON, O_CP_SEQ };
     static const struct option LONG[] = {
         {"ranks", 1, 0, O_RANKS}, {"max-bytes", 1, 0, O_MAX}, {"iters", 1, 0, O_ITERS},
-        {"json", 0, 0, O_JSON},   {"help", 0, 0, 'h'},        {0, 0, 0, 0},
+        {"json", 0, 0, O_JSON},   {"cp-seq", 1, 0, O_CP_SEQ}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
     };
-    unsigned long ranks = 4, max_bytes = 64ul << 20, iters = 5;
+    unsigned long ranks = 4, max_bytes = 64ul << 20, iters = 5, cp_seq = 4096;
     int json = 0;
     optind = 1;
     opterr = 0;
@@ -190,6 +293,7 @@ int bench_comm(int argc, char **argv)
         case O_MAX: bad = cli_parse_ulong("bench", "--max-bytes", optarg, 4096, 1ul << 30, &max_bytes); break;
         case O_ITERS: bad = cli_parse_ulong("bench", "--iters", optarg, 1, 64, &iters); break;
         case O_JSON: json = 1; break;
+        case O_CP_SEQ: bad = cli_parse_ulong("bench", "--cp-seq", optarg, 0, 1ul << 20, &cp_seq); break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("bench", "%s needs a value", argv[optind - 1]);
         default: return cli_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
@@ -201,6 +305,10 @@ int bench_comm(int argc, char **argv)
     if (res == MAP_FAILED)
         return cli_report("bench", WANCP_ERR_NOMEM, "cannot map shared results");
     memset(res, 0, sizeof *res);
+    if (cp_seq > 0 && cp_seq % (2 * ranks * 64) != 0)
+        return cli_usage_error("bench", "--cp-seq %lu must be a multiple of 2 x ranks x 64 (0 skips the CP step)",
+                               cp_seq);
+    res->cp_seq = (int)cp_seq;
     for (size_t s = 4096; s <= max_bytes && res->nsizes < MAX_SIZES; s *= 4)
         res->sizes[res->nsizes++] = s / (ranks * 4) * ranks * 4; /* whole floats per rank */
     srand((unsigned)getpid());
@@ -256,11 +364,21 @@ int bench_comm(int argc, char **argv)
         }
     if (!isfinite(ratio_min))
         ratio_min = 0;
+    double overlap = NAN;
+    if (res->cp_seq > 0)
+        overlap = (res->cp_compute_s + res->cp_comm_s - res->cp_step_s) / fmin(res->cp_compute_s, res->cp_comm_s);
     if (json) {
         json_t *o = json_pack("{s:s, s:i, s:f, s:s, s:o, s:f}", "bench", "comm", "ranks", (int)ranks,
                               "iperf3_gbit_per_link", ceiling_bps / 1e9, "busbw_factor",
                               "all_gather, reduce_scatter: (P-1)/P; all_reduce: 2(P-1)/P", "rows", rows, "ratio_min",
                               ratio_min);
+        if (o != NULL && res->cp_seq > 0) {
+            json_object_set_new(o, "cp_seq", json_integer(res->cp_seq));
+            json_object_set_new(o, "cp_step_ms", json_real(res->cp_step_s * 1e3));
+            json_object_set_new(o, "cp_compute_ms", json_real(res->cp_compute_s * 1e3));
+            json_object_set_new(o, "cp_exchange_ms", json_real(res->cp_comm_s * 1e3));
+            json_object_set_new(o, "overlap_fraction", json_real(overlap));
+        }
         char *s = o ? json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
         if (s != NULL)
             printf("%s\n", s);
@@ -268,6 +386,10 @@ int bench_comm(int argc, char **argv)
         json_decref(o);
     } else {
         printf("# ratio_min (busbw / iperf3, sizes >= 4 MiB): %.3f\n", ratio_min);
+        if (res->cp_seq > 0)
+            printf("# CP forward+backward, %d tokens over %lu ranks: whole %.1f ms, compute alone %.1f ms, exchange "
+                   "alone %.1f ms; overlap fraction %.2f\n",
+                   res->cp_seq, ranks, res->cp_step_s * 1e3, res->cp_compute_s * 1e3, res->cp_comm_s * 1e3, overlap);
         json_decref(rows);
     }
     munmap(res, sizeof *res);

@@ -41,7 +41,7 @@ static int cp_forward(void *ctx, model *m, int layer)
         const size_t row = (size_t)b * seq;
         comm_request *reqs[4 * COMM_MAX_RANKS];
         int nreq = 0, rc = WANCP_OK;
-        for (int j = 0; j < 2 * P && rc == WANCP_OK; j++) {
+        for (int j = 0; j < 2 * P && rc == WANCP_OK && cp->exchange; j++) {
             int owner = cp_owner(&cp->layout, j);
             if (owner != cp->rank && cp_rank_needs(&cp->layout, cp->rank, j))
                 rc = comm_irecv(cp->comm, owner, COMM_KV_FORWARD, recv_slot(cp, m, layer, b, j), 2 * kvf * sizeof(float),
@@ -52,7 +52,7 @@ static int cp_forward(void *ctx, model *m, int layer)
             float *pack = cp->send_kv + (size_t)c * 2 * kvf;
             memcpy(pack, a->k + (row + (size_t)c * chunk) * kvd, kvf * sizeof *pack);
             memcpy(pack + kvf, a->v + (row + (size_t)c * chunk) * kvd, kvf * sizeof *pack);
-            for (int r = 0; r < P && rc == WANCP_OK; r++)
+            for (int r = 0; r < P && rc == WANCP_OK && cp->exchange; r++)
                 if (r != cp->rank && cp_rank_needs(&cp->layout, r, mine[c]))
                     rc = comm_isend(cp->comm, r, COMM_KV_FORWARD, pack, 2 * kvf * sizeof *pack, &reqs[nreq++], err,
                                     sizeof err);
@@ -68,7 +68,7 @@ static int cp_forward(void *ctx, model *m, int layer)
         for (int j = 0; j < 2 * P; j++) {
             if (cp_owner(&cp->layout, j) == cp->rank || !cp_rank_needs(&cp->layout, cp->rank, j))
                 continue;
-            if (comm_wait(cp->comm, reqs[next++], err, sizeof err) != WANCP_OK)
+            if (cp->exchange && comm_wait(cp->comm, reqs[next++], err, sizeof err) != WANCP_OK)
                 return fail(cp, "context-parallel forward", err);
             const float *kv = recv_slot(cp, m, layer, b, j);
             for (int t = 0; t < chunk; t++)
@@ -104,7 +104,7 @@ static int cp_backward(void *ctx, model *m, int layer)
         comm_request *reqs[4 * COMM_MAX_RANKS];
         int nreq = 0, rc = WANCP_OK;
         /* Partial gradients of this rank's chunks from every rank that attended to them. */
-        for (int c = 0; c < 2 && rc == WANCP_OK; c++)
+        for (int c = 0; c < 2 && rc == WANCP_OK && cp->exchange; c++)
             for (int r = 0; r < P && rc == WANCP_OK; r++)
                 if (r != cp->rank && cp_rank_needs(&cp->layout, r, mine[c]))
                     rc = comm_irecv(cp->comm, r, COMM_KV_BACKWARD, cp->grad_in + ((size_t)c * P + r) * 2 * kvf,
@@ -122,7 +122,9 @@ static int cp_backward(void *ctx, model *m, int layer)
                 pos_remote[t] = j * chunk + t;
             o->attn_block_bwd(m->dq + row * qd, g, g + kvf, a->q + row * qd, m->pos, seq, kv, kv + kvf, pos_remote,
                               chunk, m->dout + row * qd, lse, m->delta, &shape, m->attn_scratch);
-            rc = comm_isend(cp->comm, owner, COMM_KV_BACKWARD, g, 2 * kvf * sizeof *g, &reqs[nreq++], err, sizeof err);
+            if (cp->exchange)
+                rc = comm_isend(cp->comm, owner, COMM_KV_BACKWARD, g, 2 * kvf * sizeof *g, &reqs[nreq++], err,
+                                sizeof err);
         }
         if (rc != WANCP_OK)
             return fail(cp, "context-parallel backward", err);
@@ -176,6 +178,47 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, model 
     model_set_positions(m, pos);
     free(pos);
     m->attn = (attn_impl){.forward = cp_forward, .backward = cp_backward, .ctx = cp};
+    cp->exchange = true;
+    return WANCP_OK;
+}
+
+/* The same messages as one step's cp_forward and cp_backward, from the same buffers. */
+int cp_attention_exchange_only(cp_attention *cp, model *m, char *err, size_t errlen)
+{
+    const int P = cp->layout.ranks;
+    const size_t kvf = kv_floats(cp, m);
+    int mine[2];
+    cp_chunks_of(&cp->layout, cp->rank, mine);
+    for (int pass = 0; pass < 2; pass++) /* 0: forward, every layer; 1: backward, every layer */
+        for (int layer = 0; layer < m->cfg.n_layers; layer++)
+            for (int b = 0; b < m->batch; b++) {
+                comm_request *reqs[4 * COMM_MAX_RANKS];
+                int nreq = 0, rc = WANCP_OK;
+                const int cls = pass == 0 ? COMM_KV_FORWARD : COMM_KV_BACKWARD;
+                for (int j = 0; j < 2 * P && rc == WANCP_OK; j++) {
+                    int owner = cp_owner(&cp->layout, j);
+                    if (owner == cp->rank || !cp_rank_needs(&cp->layout, cp->rank, j))
+                        continue;
+                    float *slot = pass == 0 ? recv_slot(cp, m, layer, b, j) : cp->grad_out + (size_t)j * 2 * kvf;
+                    rc = pass == 0 ? comm_irecv(cp->comm, owner, cls, slot, 2 * kvf * sizeof(float), &reqs[nreq++], err,
+                                                errlen)
+                                   : comm_isend(cp->comm, owner, cls, slot, 2 * kvf * sizeof(float), &reqs[nreq++], err,
+                                                errlen);
+                }
+                for (int c = 0; c < 2 && rc == WANCP_OK; c++)
+                    for (int r = 0; r < P && rc == WANCP_OK; r++) {
+                        if (r == cp->rank || !cp_rank_needs(&cp->layout, r, mine[c]))
+                            continue;
+                        rc = pass == 0 ? comm_isend(cp->comm, r, cls, cp->send_kv + (size_t)c * 2 * kvf,
+                                                    2 * kvf * sizeof(float), &reqs[nreq++], err, errlen)
+                                       : comm_irecv(cp->comm, r, cls, cp->grad_in + ((size_t)c * P + r) * 2 * kvf,
+                                                    2 * kvf * sizeof(float), &reqs[nreq++], err, errlen);
+                    }
+                if (rc == WANCP_OK)
+                    rc = comm_wait_all(cp->comm, reqs, nreq, err, errlen);
+                if (rc != WANCP_OK)
+                    return rc;
+            }
     return WANCP_OK;
 }
 

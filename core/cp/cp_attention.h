@@ -25,6 +25,7 @@ typedef struct cp_attention {
     float *send_kv;   /* (2, 2, m, kvd): this rank's two chunks packed K then V */
     float *grad_out;  /* (2P chunks, 2, m, kvd): partial dK/dV of remote chunks */
     float *grad_in;   /* (2 own chunks, P, 2, m, kvd): partial dK/dV arriving from each rank */
+    bool exchange;    /* false: skip every send and receive (compute-only timing in benchmarks) */
     char error[512];
 } cp_attention;
 
@@ -32,5 +33,9 @@ typedef struct cp_attention {
  * sets m's positions to this rank's chunks. */
 int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, model *m, char *err, size_t errlen);
 void cp_attention_free(cp_attention *cp);
+
+/* The exchange of one training step (forward and backward, every layer and sequence) with
+ * no compute: what bench comm times to find how much of it the step hides. */
+int cp_attention_exchange_only(cp_attention *cp, model *m, char *err, size_t errlen);
 
 #endif
