@@ -64,27 +64,55 @@ int comm_allgather(comm *c, int cls, const void *send, void *recv, size_t bytes,
     return WANCP_OK;
 }
 
+/* Pieces a ring step's block travels in: large blocks go in 4 messages so the reduction of
+ * one overlaps the arrival of the next. Both ends compute it from the block length. */
+static int pieces_of(size_t floats)
+{
+    return floats * sizeof(float) >= (1u << 20) ? 4 : 1;
+}
+
+/* One ring step: sends give (gl floats) right while tl floats arrive from the left into
+ * tmp; as each piece lands, sum[i] = tmp[i] + other[i] for it (sum may be tmp or other). */
+static int sendrecv_reduce(comm *c, int cls, const float *give, size_t gl, float *tmp, size_t tl, const float *other,
+                           float *sum, char *err, size_t errlen)
+{
+    const int rank = c->opt.rank, world = c->opt.world;
+    const int right = (rank + 1) % world, left = (rank + world - 1) % world;
+    const int rp = pieces_of(tl), sp = pieces_of(gl);
+    comm_request *recvs[4], *sends[4];
+    int rc = WANCP_OK, posted_recvs = 0, posted_sends = 0;
+    for (int p = 0; p < rp && rc == WANCP_OK; p++, posted_recvs++) {
+        size_t a = tl * (size_t)p / (size_t)rp, b = tl * (size_t)(p + 1) / (size_t)rp;
+        rc = comm_irecv(c, left, cls, tmp + a, (b - a) * sizeof *tmp, &recvs[p], err, errlen);
+    }
+    for (int p = 0; p < sp && rc == WANCP_OK; p++, posted_sends++) {
+        size_t a = gl * (size_t)p / (size_t)sp, b = gl * (size_t)(p + 1) / (size_t)sp;
+        rc = comm_isend(c, right, cls, give + a, (b - a) * sizeof *give, &sends[p], err, errlen);
+    }
+    for (int p = 0; p < posted_recvs && rc == WANCP_OK; p++) {
+        rc = comm_wait(c, recvs[p], err, errlen);
+        size_t a = tl * (size_t)p / (size_t)rp, b = tl * (size_t)(p + 1) / (size_t)rp;
+        for (size_t i = a; i < b && rc == WANCP_OK; i++)
+            sum[i] = tmp[i] + other[i];
+    }
+    if (rc == WANCP_OK)
+        rc = comm_wait_all(c, sends, posted_sends, err, errlen);
+    return rc;
+}
+
 /* Ring reduce-scatter in place on data (count floats): afterwards block (rank + 1) % world
  * holds the full sum. tmp holds one block. */
 static int ring_reduce_scatter(comm *c, int cls, float *data, size_t count, float *tmp, char *err, size_t errlen)
 {
     const int rank = c->opt.rank, world = c->opt.world;
-    const int right = (rank + 1) % world, left = (rank + world - 1) % world;
     for (int s = 0; s < world - 1; s++) {
         int give = (rank - s + world) % world, take = (rank - s - 1 + world) % world;
         size_t gs, gl, ts, tl;
         block_of(count, world, give, &gs, &gl);
         block_of(count, world, take, &ts, &tl);
-        comm_request *reqs[2];
-        int rc = comm_irecv(c, left, cls, tmp, tl * sizeof *tmp, &reqs[0], err, errlen);
-        if (rc == WANCP_OK)
-            rc = comm_isend(c, right, cls, data + gs, gl * sizeof *data, &reqs[1], err, errlen);
-        if (rc == WANCP_OK)
-            rc = comm_wait_all(c, reqs, 2, err, errlen);
+        int rc = sendrecv_reduce(c, cls, data + gs, gl, tmp, tl, data + ts, data + ts, err, errlen);
         if (rc != WANCP_OK)
             return rc;
-        for (size_t i = 0; i < tl; i++)
-            data[ts + i] += tmp[i];
     }
     return WANCP_OK;
 }
@@ -129,21 +157,11 @@ int comm_reduce_scatter_sum(comm *c, int cls, const float *send, float *recv, si
     float *out = scratch(c, 2 * (count + 1)), *in = out + count + 1;
     if (out == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the reduce-scatter");
-    const int right = (rank + 1) % world, left = (rank + world - 1) % world;
     memcpy(out, send + (size_t)((rank - 1 + world) % world) * count, count * sizeof *out);
     int rc = WANCP_OK;
     for (int s = 0; s < world - 1 && rc == WANCP_OK; s++) {
-        comm_request *reqs[2];
-        rc = comm_irecv(c, left, cls, in, count * sizeof *in, &reqs[0], err, errlen);
-        if (rc == WANCP_OK)
-            rc = comm_isend(c, right, cls, out, count * sizeof *out, &reqs[1], err, errlen);
-        if (rc == WANCP_OK)
-            rc = comm_wait_all(c, reqs, 2, err, errlen);
-        if (rc != WANCP_OK)
-            break;
         const float *mine = send + (size_t)((rank - s - 2 + 2 * world) % world) * count;
-        for (size_t i = 0; i < count; i++)
-            in[i] += mine[i];
+        rc = sendrecv_reduce(c, cls, out, count, in, count, mine, in, err, errlen);
         float *t = out;
         out = in;
         in = t;
