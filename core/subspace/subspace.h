@@ -1,0 +1,55 @@
+#ifndef WANCP_SUBSPACE_H
+#define WANCP_SUBSPACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * The compression operator of METHOD.md section 2, on its own: a basis U0 (d x r,
+ * orthonormal columns) turned by a data-dependent rotation R(theta), theta in R^k, built
+ * from h Givens rotations in orthogonal planes:
+ *
+ *   Q = [Qa | Qb] (d x 2h, orthonormal, seeded), Omega (h x k, seeded), phi = Omega theta,
+ *   S = diag(sin phi), D = diag(1 - cos phi), Ma = Qa^T U0, Mb = Qb^T U0 (h x r):
+ *   U_theta = U0 + Qa (S Mb - D Ma) - Qb (S Ma + D Mb)
+ *
+ * exactly orthonormal, and U_{theta=0} = U0 bit for bit. Its gradient, with G = dL/dU_theta,
+ * Ha = Qa^T G, Hb = Qb^T G:
+ *   dL/dphi_i = cos phi_i (<Ha,Mb>_i - <Hb,Ma>_i) - sin phi_i (<Ha,Ma>_i + <Hb,Mb>_i)
+ *   dL/dtheta = Omega^T dL/dphi
+ * Compression is C = Z U (m x r); decompression Z~ = C U^T, whose adjoint is compression
+ * with the same U. Row-major fp32 throughout; the seeded parts are built in double and
+ * rounded once, so every rank holds the same bits.
+ */
+typedef struct subspace {
+    int d, r, h, k;
+    float *u0;    /* (d, r) */
+    float *qa;    /* (d, h) */
+    float *qb;    /* (d, h) */
+    float *omega; /* (h, k) */
+    float *ma;    /* (h, r) = qa^T u0 */
+    float *mb;    /* (h, r) = qb^T u0 */
+    double *phi;  /* (h,) scratch of rotate and rotate_grad: one caller at a time */
+    float *wa, *wb; /* (h, r) scratch */
+} subspace;
+
+/* Builds Q and Omega from seed (Omega entries N(0, 1)), takes U0 (d x r, orthonormal
+ * columns, copied) and precomputes Ma, Mb. h = floor(d / 2) planes unless planes > 0. */
+int subspace_init(subspace *s, int d, int r, int k, int planes, const float *u0, uint64_t seed, char *err,
+                  size_t errlen);
+void subspace_free(subspace *s);
+
+/* U (d x r) = U_theta. Not thread-safe on one subspace (shared scratch). */
+void subspace_rotate(const subspace *s, const float *theta, float *u);
+
+/* dtheta (k) = dL/dtheta given g = dL/dU_theta (d x r). */
+void subspace_rotate_grad(const subspace *s, const float *theta, const float *g, float *dtheta);
+
+/* c (m x r) = z (m x d) u; z_out (m x d) = c u^T. */
+void subspace_compress(const float *z, const float *u, int m, int d, int r, float *c);
+void subspace_decompress(const float *c, const float *u, int m, int d, int r, float *z_out);
+
+/* An orthonormal basis of d x n columns from seed (Gram-Schmidt twice, in double). */
+int subspace_random_orthonormal(float *out, int d, int n, uint64_t seed);
+
+#endif
