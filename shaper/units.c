@@ -55,8 +55,11 @@ static int parse_with(const char *what, const unit *units, size_t nunits, const 
         size_t used = 0;
         for (size_t i = 0; i < nunits && used < sizeof list; i++)
             used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? " " : "", units[i].suffix);
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s '%s': %s unit '%s' (expected one of: %s)", what, text,
-                          *p ? "unknown" : "missing", p, list);
+        if (*p == 0)
+            return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s '%s': missing unit (expected one of: %s)", what, text,
+                              list);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s '%s': unknown unit '%s' (expected one of: %s)", what, text,
+                          p, list);
     }
     uint64_t divisor = 1;
     for (int i = 0; i < frac_digits; i++) {

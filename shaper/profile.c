@@ -1,0 +1,266 @@
+#include "profile.h"
+
+#include "../core/status.h"
+#include "units.h"
+
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parsing state: the profile, where we are, and every problem found so far. */
+typedef struct parse {
+    link_profile *p;
+    const char *path;
+    FILE *file;
+    int line;
+    int in_link;
+    int seen_link, seen_rate, seen_delay, seen_jitter, seen_trace;
+    int delay_bad; /* a delay was given but did not parse: say that, not "no delay" */
+    int jitter_line;
+    char trace_path[1024];
+    int trace_line;
+    char problems[2048];
+    int nproblems;
+} parse;
+
+/* Records one problem; returns -1 so callers can `return problem(...)`. */
+static int problem(parse *ps, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int problem(parse *ps, int line, const char *fmt, ...)
+{
+    size_t used = strlen(ps->problems);
+    ps->nproblems++;
+    if (used + 8 >= sizeof ps->problems)
+        return -1;
+    used += (size_t)snprintf(ps->problems + used, sizeof ps->problems - used, "%s%s:%d: ", ps->nproblems > 1 ? "; " : "",
+                             ps->path, line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ps->problems + used, sizeof ps->problems - used, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* inih reads through this, so the handler knows the line it is on. */
+static char *read_line(char *str, int num, void *stream)
+{
+    parse *ps = stream;
+    char *got = fgets(str, num, ps->file);
+    if (got != NULL)
+        ps->line++;
+    return got;
+}
+
+static int parse_loss(const char *v, uint32_t *ppm)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || strcmp(end, "%") != 0 || !(x >= 0.0 && x <= 100.0))
+        return -1;
+    *ppm = (uint32_t)(x * 10000.0 + 0.5);
+    return 0;
+}
+
+/* "0s 300mbit, 30s 100mbit": times ascending, starting at 0. */
+static int parse_schedule(parse *ps, const char *v)
+{
+    char copy[1024], err[WANCP_ERRLEN];
+    snprintf(copy, sizeof copy, "%s", v);
+    size_t n = 1;
+    for (const char *c = copy; *c; c++)
+        n += *c == ',';
+    ps->p->schedule = calloc(n, sizeof *ps->p->schedule);
+    if (ps->p->schedule == NULL)
+        return problem(ps, ps->line, "schedule: out of memory");
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
+        char at[64] = "", rate[64] = "", extra[8] = "";
+        if (sscanf(item, " %63s %63s %7s", at, rate, extra) != 2)
+            return problem(ps, ps->line, "schedule: '%s' is not \"time rate\"", item);
+        rate_step *s = &ps->p->schedule[ps->p->nschedule];
+        if (shaper_parse_time(at, &s->at_ns, err, sizeof err) != WANCP_OK)
+            return problem(ps, ps->line, "schedule: %s", err);
+        if (shaper_parse_rate(rate, &s->rate_bps, err, sizeof err) != WANCP_OK)
+            return problem(ps, ps->line, "schedule: %s", err);
+        if (ps->p->nschedule == 0 && s->at_ns != 0)
+            return problem(ps, ps->line, "schedule: the first step must be at 0s, not %s", at);
+        if (ps->p->nschedule > 0 && s->at_ns <= ps->p->schedule[ps->p->nschedule - 1].at_ns)
+            return problem(ps, ps->line, "schedule: %s does not come after the step before it", at);
+        ps->p->nschedule++;
+    }
+    return 0;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+    parse *ps = user;
+    link_profile *p = ps->p;
+    char err[WANCP_ERRLEN];
+    if (strcmp(section, "link") != 0) {
+        problem(ps, ps->line, "unknown section [%s] (expected [link])", section);
+        return 1;
+    }
+    ps->seen_link = 1;
+    if (strcmp(name, "name") == 0) {
+        snprintf(p->name, sizeof p->name, "%s", value);
+    } else if (strcmp(name, "rate") == 0) {
+        ps->seen_rate = 1;
+        if (shaper_parse_rate(value, &p->rate_bps, err, sizeof err) != WANCP_OK)
+            problem(ps, ps->line, "%s", err);
+        else if (p->rate_bps == 0)
+            problem(ps, ps->line, "rate must be above 0");
+    } else if (strcmp(name, "delay") == 0) {
+        ps->seen_delay = 1;
+        if (shaper_parse_time(value, &p->delay_ns, err, sizeof err) != WANCP_OK) {
+            problem(ps, ps->line, "delay: %s", err);
+            ps->delay_bad = 1;
+        }
+    } else if (strcmp(name, "jitter") == 0) {
+        ps->seen_jitter = 1;
+        ps->jitter_line = ps->line;
+        if (shaper_parse_time(value, &p->jitter_ns, err, sizeof err) != WANCP_OK)
+            problem(ps, ps->line, "jitter: %s", err);
+    } else if (strcmp(name, "distribution") == 0) {
+        static const char *const names[] = {"uniform", "normal", "pareto", "paretonormal"};
+        int found = -1;
+        for (int i = 0; i < 4; i++)
+            if (strcmp(value, names[i]) == 0)
+                found = i;
+        if (found < 0)
+            problem(ps, ps->line, "distribution '%s': expected uniform, normal, pareto or paretonormal", value);
+        else
+            p->distribution = found;
+    } else if (strcmp(name, "loss") == 0) {
+        if (parse_loss(value, &p->loss_ppm) != 0)
+            problem(ps, ps->line, "loss '%s': expected a percentage from 0%% to 100%%, e.g. 0.1%%", value);
+    } else if (strcmp(name, "queue") == 0) {
+        if (shaper_parse_size(value, &p->queue_bytes, err, sizeof err) != WANCP_OK)
+            problem(ps, ps->line, "queue: %s", err);
+    } else if (strcmp(name, "schedule") == 0) {
+        parse_schedule(ps, value);
+    } else if (strcmp(name, "trace") == 0) {
+        ps->seen_trace = 1;
+        ps->trace_line = ps->line;
+        snprintf(ps->trace_path, sizeof ps->trace_path, "%s", value);
+    } else {
+        problem(ps, ps->line, "unknown key '%s' (expected name, rate, delay, jitter, distribution, loss, queue, "
+                "schedule or trace)", name);
+    }
+    return 1;
+}
+
+/* A mahimahi trace: one delivery opportunity per line, a millisecond timestamp each,
+ * never going backwards. A relative path is taken from the profile's folder. */
+static int load_trace(parse *ps)
+{
+    char path[2048];
+    const char *slash = strrchr(ps->path, '/');
+    if (ps->trace_path[0] == '/' || slash == NULL)
+        snprintf(path, sizeof path, "%s", ps->trace_path);
+    else
+        snprintf(path, sizeof path, "%.*s/%s", (int)(slash - ps->path), ps->path, ps->trace_path);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return problem(ps, ps->trace_line, "trace %s: cannot open", path);
+    size_t cap = 1024;
+    link_profile *p = ps->p;
+    p->trace_ms = malloc(cap * sizeof *p->trace_ms);
+    char line[128];
+    int line_no = 0, bad = 0;
+    while (p->trace_ms != NULL && fgets(line, sizeof line, f) != NULL && bad < 3) {
+        line_no++;
+        char *end;
+        unsigned long ms = strtoul(line, &end, 10);
+        while (*end == ' ' || *end == '\r' || *end == '\n')
+            end++;
+        if (end == line || *end != 0 || line[0] == '-') {
+            problem(ps, ps->trace_line, "trace %s:%d: '%.*s' is not a millisecond timestamp", path, line_no,
+                    (int)strcspn(line, "\r\n"), line);
+            bad++;
+            continue;
+        }
+        if (p->ntrace > 0 && ms < p->trace_ms[p->ntrace - 1]) {
+            problem(ps, ps->trace_line, "trace %s:%d: %lu ms goes backwards (after %u ms)", path, line_no, ms,
+                    p->trace_ms[p->ntrace - 1]);
+            bad++;
+            continue;
+        }
+        if (p->ntrace == cap) {
+            uint32_t *grown = realloc(p->trace_ms, 2 * cap * sizeof *grown);
+            if (grown == NULL)
+                break;
+            p->trace_ms = grown;
+            cap *= 2;
+        }
+        p->trace_ms[p->ntrace++] = (uint32_t)ms;
+    }
+    fclose(f);
+    if (bad == 0 && p->ntrace == 0)
+        problem(ps, ps->trace_line, "trace %s: no delivery opportunities", path);
+    if (bad == 0 && p->ntrace > 0 && p->trace_ms[p->ntrace - 1] == 0)
+        problem(ps, ps->trace_line, "trace %s: every opportunity is at 0 ms (a trace must span time)", path);
+    return 0;
+}
+
+int link_profile_load(link_profile *p, const char *path, char *err, size_t errlen)
+{
+    *p = (link_profile){.distribution = JITTER_NORMAL};
+    parse ps = {.p = p, .path = path};
+    ps.file = fopen(path, "r");
+    if (ps.file == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open", path);
+    int rc = ini_parse_stream(read_line, &ps, handler, &ps);
+    fclose(ps.file);
+    if (rc > 0 && ps.nproblems == 0)
+        problem(&ps, rc, "not INI syntax (expected [link] and key = value lines)");
+    if (rc == 0 && !ps.seen_link)
+        problem(&ps, 1, "no [link] section");
+    if (ps.seen_link && !ps.seen_rate && !ps.seen_trace)
+        problem(&ps, ps.line, "no rate (give rate, or a trace)");
+    if (ps.seen_jitter && p->jitter_ns > 0 && !ps.delay_bad && (!ps.seen_delay || p->delay_ns == 0))
+        problem(&ps, ps.jitter_line, "jitter without delay (jitter spreads the delay: give delay too)");
+    if (p->jitter_ns > p->delay_ns && p->delay_ns > 0 && p->distribution == JITTER_UNIFORM)
+        problem(&ps, ps.jitter_line, "uniform jitter larger than the delay would make delays negative");
+    if (ps.seen_trace && ps.nproblems == 0)
+        load_trace(&ps);
+    if (p->name[0] == 0) {
+        const char *base = strrchr(path, '/');
+        snprintf(p->name, sizeof p->name, "%.*s", (int)strcspn(base ? base + 1 : path, "."), base ? base + 1 : path);
+    }
+    if (ps.nproblems > 0) {
+        link_profile_free(p);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.problems);
+    }
+    return WANCP_OK;
+}
+
+void link_profile_free(link_profile *p)
+{
+    free(p->schedule);
+    free(p->trace_ms);
+    p->schedule = NULL;
+    p->trace_ms = NULL;
+    p->nschedule = p->ntrace = 0;
+}
+
+void link_profile_describe(const link_profile *p, char *buf, size_t len)
+{
+    static const char *const names[] = {"uniform", "normal", "pareto", "paretonormal"};
+    char rate[32] = "trace", delay[32], jitter[32];
+    if (p->rate_bps > 0)
+        shaper_format_rate(p->rate_bps, rate, sizeof rate);
+    shaper_format_time(p->delay_ns, delay, sizeof delay);
+    shaper_format_time(p->jitter_ns, jitter, sizeof jitter);
+    size_t used = (size_t)snprintf(buf, len, "%s: %s, delay %s", p->name, rate, delay);
+    if (p->jitter_ns > 0 && used < len)
+        used += (size_t)snprintf(buf + used, len - used, ", jitter %s %s", jitter, names[p->distribution]);
+    if (p->loss_ppm > 0 && used < len)
+        used += (size_t)snprintf(buf + used, len - used, ", loss %.4g%%", p->loss_ppm / 10000.0);
+    if (p->nschedule > 0 && used < len)
+        used += (size_t)snprintf(buf + used, len - used, ", %zu-step schedule", p->nschedule);
+    if (p->ntrace > 0 && used < len)
+        snprintf(buf + used, len - used, ", trace of %zu opportunities over %u ms", p->ntrace,
+                 p->trace_ms[p->ntrace - 1]);
+}
