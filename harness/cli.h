@@ -14,6 +14,7 @@ int cli_data(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_check(int argc, char **argv);
+int cli_shape(int argc, char **argv);
 int bench_step(int argc, char **argv); /* wancp bench step, in bench_step.c */
 int bench_comm(int argc, char **argv); /* wancp bench comm, in bench_comm.c */
 

@@ -1,0 +1,125 @@
+/* wancp shape: bring the emulated network of P ranks up and down by hand. */
+#include "cli.h"
+
+#include "../core/status.h"
+#include "../shaper/profile.h"
+#include "../shaper/topology.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char USAGE[] =
+    "Usage: wancp shape up PROFILE|none --ranks P [--prefix NAME] [--ignore-delay] [--dry-run]\n"
+    "       wancp shape down --prefix NAME | --all\n"
+    "       wancp shape show [--prefix NAME]\n"
+    "\n"
+    "  up     P rank namespaces wancp-NAME-r0.. (198.18.0.1.., no route out) and a switch\n"
+    "         namespace wancp-NAME-sw with a bridge; each rank's link shaped up and down with\n"
+    "         htb at the profile's rate (uplink model). 'none' leaves the links unshaped.\n"
+    "         --dry-run prints the exact ip and tc commands instead (a runnable script).\n"
+    "  down   removes the namespaces of NAME, and every link, qdisc and process in them;\n"
+    "         --all removes every wancp-* namespace (after a crash).\n"
+    "  show   the namespaces and their qdisc counters.\n"
+    "\n"
+    "  --prefix NAME   1-16 of a-z0-9 (default: wancp's process id)\n"
+    "  --ignore-delay  shape the rate of a profile that also has delay, jitter or loss\n"
+    "                  (those need the user-space emulator, not built yet)\n"
+    "Needs root (network namespaces).\n";
+
+int cli_shape(int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_usage_error("shape", "missing action: up, down or show");
+    const char *action = argv[1];
+    if (strcmp(action, "--help") == 0 || strcmp(action, "-h") == 0) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
+    enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL };
+    static const struct option LONG[] = {
+        {"ranks", 1, 0, O_RANKS}, {"prefix", 1, 0, O_PREFIX}, {"ignore-delay", 0, 0, O_IGNORE},
+        {"dry-run", 0, 0, O_DRY}, {"all", 0, 0, O_ALL},       {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    topology t = {.ranks = 0};
+    snprintf(t.prefix, sizeof t.prefix, "p%ld", (long)getpid());
+    int dry = 0, all = 0, have_prefix = 0;
+    unsigned long ranks = 0;
+    optind = 1;
+    opterr = 0;
+    for (int opt; (opt = getopt_long(argc - 1, argv + 1, ":h", LONG, NULL)) != -1;) {
+        switch (opt) {
+        case O_RANKS:
+            if (cli_parse_ulong("shape", "--ranks", optarg, 1, 250, &ranks) != 0)
+                return 2;
+            break;
+        case O_PREFIX:
+            snprintf(t.prefix, sizeof t.prefix, "%s", optarg);
+            have_prefix = 1;
+            break;
+        case O_IGNORE: t.ignore_delay = 1; break;
+        case O_DRY: dry = 1; break;
+        case O_ALL: all = 1; break;
+        case 'h': fputs(USAGE, stdout); return 0;
+        case ':': return cli_usage_error("shape", "%s needs a value", argv[optind]);
+        default: return cli_usage_error("shape", "unknown option '%s'", argv[optind]);
+        }
+    }
+    char **rest = argv + 1 + optind;
+    int nrest = argc - 1 - optind;
+    char err[2048];
+    if (strcmp(action, "up") == 0) {
+        if (nrest != 1)
+            return cli_usage_error("shape", "up takes one PROFILE (a file, or none)");
+        if (ranks == 0)
+            return cli_usage_error("shape", "up needs --ranks P");
+        t.ranks = (int)ranks;
+        link_profile p;
+        int loaded = strcmp(rest[0], "none") != 0;
+        if (loaded) {
+            int rc = link_profile_load(&p, rest[0], err, sizeof err);
+            if (rc != WANCP_OK)
+                return cli_report("shape", rc, err);
+            t.profile = &p;
+        }
+        int rc;
+        if (dry) {
+            static char script[1 << 16];
+            rc = topology_script(&t, script, sizeof script, err, sizeof err);
+            if (rc == WANCP_OK)
+                fputs(script, stdout);
+        } else if (geteuid() != 0) {
+            rc = wancp_fail(err, sizeof err, WANCP_ERR_INPUT, "up needs root (network namespaces); try --dry-run");
+        } else {
+            rc = topology_up(&t, err, sizeof err);
+            if (rc == WANCP_OK)
+                printf("up: %d ranks in wancp-%s-r0..r%d (198.18.0.1..%d), switch wancp-%s-sw, %s\n", t.ranks, t.prefix,
+                       t.ranks - 1, t.ranks, t.prefix, loaded ? p.name : "unshaped");
+        }
+        if (loaded)
+            link_profile_free(&p);
+        return rc == WANCP_OK ? 0 : cli_report("shape", rc, err);
+    }
+    if (strcmp(action, "down") == 0) {
+        if (nrest != 0 || all == have_prefix)
+            return cli_usage_error("shape", "down takes --prefix NAME or --all");
+        int removed = 0, rc = topology_down(all ? NULL : t.prefix, &removed, err, sizeof err);
+        if (rc != WANCP_OK)
+            return cli_report("shape", rc, err);
+        printf("down: removed %d namespace%s\n", removed, removed == 1 ? "" : "s");
+        return 0;
+    }
+    if (strcmp(action, "show") == 0) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd,
+                 "for ns in $(ip netns list | awk '{print $1}' | grep '^wancp-%s'); do echo \"== $ns\"; "
+                 "tc -n \"$ns\" -s qdisc show | awk '/^qdisc noqueue/ {skip = 1; next} /^qdisc/ {skip = 0} !skip'; "
+                 "done",
+                 have_prefix ? t.prefix : "");
+        return system(cmd) == 0 ? 0 : 1;
+    }
+    return cli_usage_error("shape", "unknown action '%s': expected up, down or show", action);
+}

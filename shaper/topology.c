@@ -1,0 +1,268 @@
+#include "topology.h"
+
+#include "../core/status.h"
+#include "units.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* htb bursts of 128 KB: smaller ones cost ten times the CPU here for the same accuracy. */
+#define HTB_BURST "128k"
+
+void topology_ns_name(const char *prefix, int rank, char *buf, size_t len)
+{
+    if (rank < 0)
+        snprintf(buf, len, TOPOLOGY_NS_PREFIX "%s-sw", prefix);
+    else
+        snprintf(buf, len, TOPOLOGY_NS_PREFIX "%s-r%d", prefix, rank);
+}
+
+void topology_rank_addr(int rank, char *buf, size_t len)
+{
+    snprintf(buf, len, "198.18.0.%d", rank + 1);
+}
+
+static int check(const topology *t, char *err, size_t errlen)
+{
+    size_t n = strlen(t->prefix);
+    int ok = n > 0 && n <= 16;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = (t->prefix[i] >= 'a' && t->prefix[i] <= 'z') || (t->prefix[i] >= '0' && t->prefix[i] <= '9');
+    if (!ok)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "prefix '%s': use 1 to 16 of a-z and 0-9", t->prefix);
+    if (t->ranks < 1 || t->ranks > 250)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "ranks %d: 1 to 250 fit 198.18.0.0/24", t->ranks);
+    const link_profile *p = t->profile;
+    if (p != NULL && !t->ignore_delay && (p->delay_ns > 0 || p->jitter_ns > 0 || p->loss_ppm > 0))
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT,
+                          "profile %s has delay, jitter or loss, which need the user-space emulator (this kernel has "
+                          "no netem, and the emulator is not built yet); --ignore-delay shapes the rate alone",
+                          p->name);
+    if (p != NULL && (p->ntrace > 0 || p->nschedule > 1))
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT,
+                          "profile %s changes its rate over time, which needs the run-time rate channel (not built yet)",
+                          p->name);
+    if (p != NULL && p->rate_bps == 0)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "profile %s has no fixed rate", p->name);
+    return WANCP_OK;
+}
+
+/* One step of the script: a command line and what it reads on stdin. */
+typedef struct step {
+    char ns[64];   /* "" for the host namespace */
+    int is_tc;
+    char text[8192];
+} step;
+
+static void add_line(step *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void add_line(step *s, const char *fmt, ...)
+{
+    size_t used = strlen(s->text);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->text + used, sizeof s->text - used, fmt, ap);
+    va_end(ap);
+    used = strlen(s->text);
+    if (used + 1 < sizeof s->text)
+        strcat(s->text, "\n");
+}
+
+/* htb at rate on dev, with a byte FIFO of the profile's queue under it when it has one. */
+static void shape_dev(step *s, const char *dev, const link_profile *p)
+{
+    char rate[32];
+    shaper_format_rate(p->rate_bps, rate, sizeof rate);
+    add_line(s, "qdisc add dev %s root handle 1: htb default 1", dev);
+    add_line(s, "class add dev %s parent 1: classid 1:1 htb rate %s ceil %s burst %s cburst %s quantum 60000", dev, rate,
+             rate, HTB_BURST, HTB_BURST);
+    if (p->queue_bytes > 0)
+        add_line(s, "qdisc add dev %s parent 1:1 handle 10: bfifo limit %llu", dev, (unsigned long long)p->queue_bytes);
+}
+
+/* The steps of topology_up, in order: host, switch, ranks, then tc per namespace. */
+static int build_steps(const topology *t, step **out, int *count)
+{
+    const int P = t->ranks, shaped = t->profile != NULL;
+    int n = 2 + P + (shaped ? P + 1 : 0);
+    step *s = calloc((size_t)n, sizeof *s);
+    if (s == NULL)
+        return WANCP_ERR_NOMEM;
+    char sw[64], rk[64], addr[32];
+    topology_ns_name(t->prefix, -1, sw, sizeof sw);
+    int k = 0;
+    for (int r = -1; r < P; r++) {
+        topology_ns_name(t->prefix, r, rk, sizeof rk);
+        add_line(&s[k], "netns add %s", rk);
+    }
+    k++;
+    snprintf(s[k].ns, sizeof s[k].ns, "%s", sw);
+    add_line(&s[k], "link set lo up");
+    add_line(&s[k], "link add br0 type bridge");
+    add_line(&s[k], "link set br0 up");
+    for (int r = 0; r < P; r++) {
+        topology_ns_name(t->prefix, r, rk, sizeof rk);
+        add_line(&s[k], "link add p%d type veth peer name eth0 netns %s", r, rk);
+        add_line(&s[k], "link set p%d master br0", r);
+        add_line(&s[k], "link set p%d up", r);
+    }
+    k++;
+    for (int r = 0; r < P; r++, k++) {
+        topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
+        topology_rank_addr(r, addr, sizeof addr);
+        add_line(&s[k], "link set lo up");
+        add_line(&s[k], "addr add %s/24 dev eth0", addr);
+        add_line(&s[k], "link set eth0 up");
+    }
+    if (shaped) {
+        for (int r = 0; r < P; r++, k++) { /* uplinks */
+            topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
+            s[k].is_tc = 1;
+            shape_dev(&s[k], "eth0", t->profile);
+        }
+        snprintf(s[k].ns, sizeof s[k].ns, "%s", sw); /* downlinks */
+        s[k].is_tc = 1;
+        for (int r = 0; r < P; r++) {
+            char dev[16];
+            snprintf(dev, sizeof dev, "p%d", r);
+            shape_dev(&s[k], dev, t->profile);
+        }
+        k++;
+    }
+    *out = s;
+    *count = k;
+    return WANCP_OK;
+}
+
+int topology_script(const topology *t, char *buf, size_t len, char *err, size_t errlen)
+{
+    int rc = check(t, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    step *s;
+    int n;
+    if (build_steps(t, &s, &n) != WANCP_OK)
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s%s%s -batch - <<'EOF'\n%sEOF\n", s[i].is_tc ? "tc" : "ip",
+                                 s[i].ns[0] ? " -n " : "", s[i].ns, s[i].text);
+    free(s);
+    if (used >= len)
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "script longer than %zu bytes", len);
+    return WANCP_OK;
+}
+
+/* Runs `ip|tc [-n ns] -batch -` with text on stdin; the first line of its complaints goes
+ * into err. */
+static int run_batch(const step *s, char *err, size_t errlen)
+{
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(in[0], STDIN_FILENO);
+        dup2(out[1], STDERR_FILENO);
+        dup2(out[1], STDOUT_FILENO);
+        close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+        const char *tool = s->is_tc ? "tc" : "ip";
+        if (s->ns[0])
+            execlp(tool, tool, "-n", s->ns, "-batch", "-", (char *)NULL);
+        else
+            execlp(tool, tool, "-batch", "-", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    size_t len = strlen(s->text);
+    if (write(in[1], s->text, len) != (ssize_t)len) {
+        /* the tool died early: its status says why */
+    }
+    close(in[1]);
+    char said[2048] = "";
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < sizeof said && (r = read(out[0], said + got, sizeof said - 1 - got)) > 0)
+        got += (size_t)r;
+    said[got] = 0;
+    close(out[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return WANCP_OK;
+    /* the complaint, without the "Command failed -:N" trailer */
+    char *nl = strchr(said, '\n');
+    if (nl != NULL)
+        *nl = 0;
+    return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s%s%s: %s", s->is_tc ? "tc" : "ip", s->ns[0] ? " -n " : "",
+                      s->ns, said[0] ? said : (WIFEXITED(st) && WEXITSTATUS(st) == 127) ? "not installed" : "failed");
+}
+
+int topology_up(const topology *t, char *err, size_t errlen)
+{
+    int rc = check(t, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    step *s;
+    int n;
+    if (build_steps(t, &s, &n) != WANCP_OK)
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n && rc == WANCP_OK; i++)
+        rc = run_batch(&s[i], err, errlen);
+    free(s);
+    if (rc != WANCP_OK) {
+        int removed;
+        char ignore[WANCP_ERRLEN];
+        topology_down(t->prefix, &removed, ignore, sizeof ignore);
+    }
+    return rc;
+}
+
+/* Kills every process inside namespace name (ranks, helpers), so deleting it frees it. */
+static void kill_inside(const char *name)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ip netns pids %s 2>/dev/null", name);
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        return;
+    int pid;
+    while (fscanf(f, "%d", &pid) == 1)
+        if (pid > 1 && pid != getpid())
+            kill(pid, SIGKILL);
+    pclose(f);
+}
+
+int topology_down(const char *prefix, int *removed, char *err, size_t errlen)
+{
+    *removed = 0;
+    char want[64];
+    if (prefix != NULL)
+        snprintf(want, sizeof want, TOPOLOGY_NS_PREFIX "%s-", prefix);
+    else
+        snprintf(want, sizeof want, TOPOLOGY_NS_PREFIX);
+    DIR *d = opendir("/run/netns");
+    if (d == NULL)
+        return errno == ENOENT ? WANCP_OK : wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "/run/netns: %s", strerror(errno));
+    step s = {0};
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, want, strlen(want)) != 0)
+            continue;
+        kill_inside(e->d_name);
+        add_line(&s, "netns del %s", e->d_name);
+        (*removed)++;
+    }
+    closedir(d);
+    return *removed > 0 ? run_batch(&s, err, errlen) : WANCP_OK;
+}

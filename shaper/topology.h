@@ -1,0 +1,47 @@
+#ifndef WANCP_SHAPER_TOPOLOGY_H
+#define WANCP_SHAPER_TOPOLOGY_H
+
+#include "profile.h"
+
+#include <stddef.h>
+
+/*
+ * The emulated network of one run: P rank namespaces and a switch namespace holding a
+ * bridge, joined by veth pairs created inside the namespaces (nothing is left in the host's
+ * namespace, so deleting the namespaces removes every link and qdisc with them).
+ *
+ *   wancp-PREFIX-sw   bridge br0; ports p0 .. p(P-1)
+ *   wancp-PREFIX-rK   eth0 = 198.18.0.(K+1)/24, lo; no default route: nothing leaves
+ *
+ * Uplink model: each rank's access link is shaped both ways with htb at the profile's
+ * rate: its uplink on eth0 in the rank's namespace, its downlink on pK in the switch.
+ * Delay, jitter and loss need the project's user-space emulator (this kernel has no
+ * netem); until it exists, a profile with them is refused unless ignore_delay is set.
+ */
+#define TOPOLOGY_NS_PREFIX "wancp-"
+
+typedef struct topology {
+    char prefix[24]; /* [a-z0-9] only, at most 16: names stay short and safe in commands */
+    int ranks;
+    const link_profile *profile; /* NULL: unshaped */
+    int ignore_delay;
+} topology;
+
+/* The exact commands, as `ip -batch` lines and, per namespace, `tc -batch` lines, in the
+ * order topology_up runs them; for --dry-run and for shaping a real NIC by hand. */
+int topology_script(const topology *t, char *buf, size_t len, char *err, size_t errlen);
+
+/* Builds everything; on any failure removes what it made. */
+int topology_up(const topology *t, char *err, size_t errlen);
+
+/* Removes the namespaces of prefix (all of them when prefix is NULL: every wancp-*
+ * namespace, for cleaning up after a crash). Reports how many went. */
+int topology_down(const char *prefix, int *removed, char *err, size_t errlen);
+
+/* Namespace name for rank (or -1: the switch), into buf. */
+void topology_ns_name(const char *prefix, int rank, char *buf, size_t len);
+
+/* 198.18.0.(rank + 1) */
+void topology_rank_addr(int rank, char *buf, size_t len);
+
+#endif
