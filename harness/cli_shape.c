@@ -2,10 +2,13 @@
 #include "cli.h"
 
 #include "../core/status.h"
+#include "../shaper/capture.h"
 #include "../shaper/profile.h"
 #include "../shaper/topology.h"
 
 #include <getopt.h>
+#include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,7 @@ static const char USAGE[] =
     "Usage: wancp shape up PROFILE|none --ranks P [--prefix NAME] [--ignore-delay] [--dry-run]\n"
     "       wancp shape down --prefix NAME | --all\n"
     "       wancp shape show [--prefix NAME]\n"
+    "       wancp shape capture --prefix NAME --ranks P -o WIRE.csv [--seconds N] [--pcap DIR]\n"
     "\n"
     "  up     P rank namespaces wancp-NAME-r0.. (198.18.0.1.., no route out) and a switch\n"
     "         namespace wancp-NAME-sw with a bridge; each rank's link shaped up and down with\n"
@@ -23,6 +27,9 @@ static const char USAGE[] =
     "  down   removes the namespaces of NAME, and every link, qdisc and process in them;\n"
     "         --all removes every wancp-* namespace (after a crash).\n"
     "  show   the namespaces and their qdisc counters.\n"
+    "  capture  bytes on the wire at the switch ports, per second and (source rank, destination\n"
+    "         rank, TCP port), into WIRE.csv, for N seconds or until Ctrl-C; --pcap DIR also\n"
+    "         writes DIR/pK.pcap for Wireshark.\n"
     "\n"
     "  --prefix NAME   1-16 of a-z0-9 (default: wancp's process id)\n"
     "  --ignore-delay  shape the rate of a profile that also has delay, jitter or loss\n"
@@ -38,19 +45,22 @@ int cli_shape(int argc, char **argv)
         fputs(USAGE, stdout);
         return 0;
     }
-    enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL };
+    enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL, O_SECONDS, O_PCAP };
     static const struct option LONG[] = {
         {"ranks", 1, 0, O_RANKS}, {"prefix", 1, 0, O_PREFIX}, {"ignore-delay", 0, 0, O_IGNORE},
-        {"dry-run", 0, 0, O_DRY}, {"all", 0, 0, O_ALL},       {"help", 0, 0, 'h'},
+        {"dry-run", 0, 0, O_DRY}, {"all", 0, 0, O_ALL},       {"seconds", 1, 0, O_SECONDS},
+        {"pcap", 1, 0, O_PCAP},   {"output", 1, 0, 'o'},      {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
     };
+    const char *output = NULL, *pcap_dir = NULL;
+    unsigned long seconds = 0;
     topology t = {.ranks = 0};
     snprintf(t.prefix, sizeof t.prefix, "p%ld", (long)getpid());
     int dry = 0, all = 0, have_prefix = 0;
     unsigned long ranks = 0;
     optind = 1;
     opterr = 0;
-    for (int opt; (opt = getopt_long(argc - 1, argv + 1, ":h", LONG, NULL)) != -1;) {
+    for (int opt; (opt = getopt_long(argc - 1, argv + 1, ":ho:", LONG, NULL)) != -1;) {
         switch (opt) {
         case O_RANKS:
             if (cli_parse_ulong("shape", "--ranks", optarg, 1, 250, &ranks) != 0)
@@ -63,6 +73,12 @@ int cli_shape(int argc, char **argv)
         case O_IGNORE: t.ignore_delay = 1; break;
         case O_DRY: dry = 1; break;
         case O_ALL: all = 1; break;
+        case O_SECONDS:
+            if (cli_parse_ulong("shape", "--seconds", optarg, 1, 1000000, &seconds) != 0)
+                return 2;
+            break;
+        case O_PCAP: pcap_dir = optarg; break;
+        case 'o': output = optarg; break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("shape", "%s needs a value", argv[optind]);
         default: return cli_usage_error("shape", "unknown option '%s'", argv[optind]);
@@ -111,6 +127,26 @@ int cli_shape(int argc, char **argv)
             return cli_report("shape", rc, err);
         printf("down: removed %d namespace%s\n", removed, removed == 1 ? "" : "s");
         return 0;
+    }
+    if (strcmp(action, "capture") == 0) {
+        if (!have_prefix || ranks == 0 || output == NULL)
+            return cli_usage_error("shape", "capture needs --prefix NAME, --ranks P and -o WIRE.csv");
+        capture cap;
+        int rc = capture_start(&cap, t.prefix, (int)ranks, output, pcap_dir, err, sizeof err);
+        if (rc != WANCP_OK)
+            return cli_report("shape", rc, err);
+        sigset_t wait_for;
+        sigemptyset(&wait_for);
+        sigaddset(&wait_for, SIGINT);
+        sigaddset(&wait_for, SIGTERM);
+        sigprocmask(SIG_BLOCK, &wait_for, NULL);
+        fprintf(stderr, "capturing on wancp-%s-sw%s\n", t.prefix, seconds ? "" : " until Ctrl-C");
+        struct timespec limit = {.tv_sec = seconds ? (time_t)seconds : 365 * 86400};
+        sigtimedwait(&wait_for, NULL, &limit);
+        rc = capture_stop(&cap, err, sizeof err);
+        if (rc == WANCP_OK)
+            fprintf(stderr, "wrote %s\n", output);
+        return rc == WANCP_OK ? 0 : cli_report("shape", rc, err);
     }
     if (strcmp(action, "show") == 0) {
         char cmd[256];

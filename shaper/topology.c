@@ -59,7 +59,12 @@ typedef struct step {
     char ns[64];   /* "" for the host namespace */
     int is_tc;
     char text[8192];
+    char dev[16];  /* set: not a batch but `ethtool -K dev ...` inside ns */
 } step;
+
+/* Segmentation offloads off, so packets on the wire are real MTU-sized frames: htb shapes
+ * them smoothly and the capture counts the headers each segment really carries. */
+#define OFFLOADS_OFF "tso off gso off gro off"
 
 static void add_line(step *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -91,7 +96,7 @@ static void shape_dev(step *s, const char *dev, const link_profile *p)
 static int build_steps(const topology *t, step **out, int *count)
 {
     const int P = t->ranks, shaped = t->profile != NULL;
-    int n = 2 + P + (shaped ? P + 1 : 0);
+    int n = 2 + P + 2 * P + (shaped ? P + 1 : 0);
     step *s = calloc((size_t)n, sizeof *s);
     if (s == NULL)
         return WANCP_ERR_NOMEM;
@@ -120,6 +125,12 @@ static int build_steps(const topology *t, step **out, int *count)
         add_line(&s[k], "link set lo up");
         add_line(&s[k], "addr add %s/24 dev eth0", addr);
         add_line(&s[k], "link set eth0 up");
+    }
+    for (int r = 0; r < P; r++) {
+        topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
+        snprintf(s[k++].dev, sizeof s[k].dev, "eth0");
+        snprintf(s[k].ns, sizeof s[k].ns, "%s", sw);
+        snprintf(s[k++].dev, sizeof s[k].dev, "p%d", r);
     }
     if (shaped) {
         for (int r = 0; r < P; r++, k++) { /* uplinks */
@@ -152,9 +163,14 @@ int topology_script(const topology *t, char *buf, size_t len, char *err, size_t 
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
     size_t used = 0;
     buf[0] = 0;
-    for (int i = 0; i < n && used < len; i++)
-        used += (size_t)snprintf(buf + used, len - used, "%s%s%s -batch - <<'EOF'\n%sEOF\n", s[i].is_tc ? "tc" : "ip",
-                                 s[i].ns[0] ? " -n " : "", s[i].ns, s[i].text);
+    for (int i = 0; i < n && used < len; i++) {
+        if (s[i].dev[0])
+            used += (size_t)snprintf(buf + used, len - used, "ip netns exec %s ethtool -K %s " OFFLOADS_OFF "\n",
+                                     s[i].ns, s[i].dev);
+        else
+            used += (size_t)snprintf(buf + used, len - used, "%s%s%s -batch - <<'EOF'\n%sEOF\n",
+                                     s[i].is_tc ? "tc" : "ip", s[i].ns[0] ? " -n " : "", s[i].ns, s[i].text);
+    }
     free(s);
     if (used >= len)
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "script longer than %zu bytes", len);
@@ -177,7 +193,10 @@ static int run_batch(const step *s, char *err, size_t errlen)
         dup2(out[1], STDOUT_FILENO);
         close(in[0]), close(in[1]), close(out[0]), close(out[1]);
         const char *tool = s->is_tc ? "tc" : "ip";
-        if (s->ns[0])
+        if (s->dev[0])
+            execlp("ip", "ip", "netns", "exec", s->ns, "ethtool", "-K", s->dev, "tso", "off", "gso", "off", "gro", "off",
+                   (char *)NULL);
+        else if (s->ns[0])
             execlp(tool, tool, "-n", s->ns, "-batch", "-", (char *)NULL);
         else
             execlp(tool, tool, "-batch", "-", (char *)NULL);
@@ -205,8 +224,10 @@ static int run_batch(const step *s, char *err, size_t errlen)
     char *nl = strchr(said, '\n');
     if (nl != NULL)
         *nl = 0;
-    return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s%s%s: %s", s->is_tc ? "tc" : "ip", s->ns[0] ? " -n " : "",
-                      s->ns, said[0] ? said : (WIFEXITED(st) && WEXITSTATUS(st) == 127) ? "not installed" : "failed");
+    return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s%s%s%s%s: %s", s->dev[0] ? "ethtool in " : "",
+                      s->dev[0] ? "" : s->is_tc ? "tc" : "ip", s->ns[0] && !s->dev[0] ? " -n " : "", s->ns,
+                      s->dev[0] ? "" : "",
+                      said[0] ? said : (WIFEXITED(st) && WEXITSTATUS(st) == 127) ? "not installed" : "failed");
 }
 
 int topology_up(const topology *t, char *err, size_t errlen)

@@ -27,12 +27,36 @@ check "dry-run creates nothing" '[ "$(mine)" = 0 ]'
 check "up creates 2 ranks and a switch" '[ "$(mine)" = 3 ]'
 check "no route out of a rank" '! ip -n wancp-$prefix-r0 route | grep -q default && ip -n wancp-$prefix-r0 route | grep -q "^198.18.0.0/24"'
 check "nothing in the host namespace" '! ip link | grep -q "p0\|wancp"'
+"$wancp" shape capture --prefix "$prefix" --ranks 2 -o "$work/wire.csv" --pcap "$work" 2>"$work/capture.log" &
+capturer=$!
+sleep 1
 ip netns exec "wancp-$prefix-r1" iperf3 -s -1 -B 198.18.0.2 -p 5201 >/dev/null 2>&1 &
 sleep 0.5
-bps=$(ip netns exec "wancp-$prefix-r0" iperf3 -c 198.18.0.2 -p 5201 -t 3 -J 2>/dev/null |
-      node -e 'let s = ""; process.stdin.on("data", d => s += d).on("end", () => console.log(JSON.parse(s).end.sum_received.bits_per_second))')
-echo "iperf3 goodput through htb at 300mbit: $bps bit/s"
-check "goodput >= 0.92 x 300 Mbit/s and not above the rate" 'awk -v b="$bps" "BEGIN {exit !(b >= 0.92 * 300e6 && b <= 1.01 * 300e6)}"'
+ip netns exec "wancp-$prefix-r0" iperf3 -c 198.18.0.2 -p 5201 -t 3 -J >"$work/iperf3.json" 2>/dev/null
+sleep 0.5
+kill -INT $capturer
+wait $capturer
+check "capture writes wire.csv and a pcap per port" '[ -s "$work/wire.csv" ] && [ -s "$work/p0.pcap" ]'
+node -e '
+const fs = require("fs");
+const r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")).end.sum_received;
+const rows = fs.readFileSync(process.argv[2], "utf8").split("\n").filter(l => l && !l.startsWith("#") && !l.startsWith("second"))
+  .map(l => l.split(",").map(Number)).filter(x => x[1] === 0 && x[2] === 1 && x[3] === 5201);
+const wire = rows.reduce((s, x) => s + x[5], 0), payload = rows.reduce((s, x) => s + x[6], 0);
+const expect = r.bytes * (1 + 66 / 1448); /* Ethernet 14 + IP 20 + TCP 32 per 1448-byte segment */
+console.log(`goodput ${(r.bits_per_second / 1e6).toFixed(1)} Mbit/s; iperf3 received ${r.bytes} B; captured payload ${payload} B (x${(payload / r.bytes).toFixed(4)}), wire ${wire} B (x${(wire / expect).toFixed(4)} of payload plus headers)`);
+const ok = r.bits_per_second >= 0.92 * 300e6 && r.bits_per_second <= 1.01 * 300e6 &&
+           Math.abs(payload / r.bytes - 1) < 0.02 && Math.abs(wire / expect - 1) < 0.02;
+process.exit(ok ? 0 : 1);
+' "$work/iperf3.json" "$work/wire.csv"
+check "goodput >= 0.92 x 300 Mbit/s; captured payload and wire bytes within 2% of iperf3's" '[ $? = 0 ]'
+# tshark, an independent reader, sums the frames of p0.pcap: they must equal our count of
+# everything rank 0 sent.
+tshark_bytes=$(tshark -r "$work/p0.pcap" -T fields -e frame.len 2>/dev/null | awk '{s += $1} END {print s + 0}')
+our_bytes=$(awk -F, '!/^#/ && $2 == 0 {s += $6} END {print s + 0}' "$work/wire.csv")
+echo "rank 0's frames: tshark $tshark_bytes B, wancp $our_bytes B"
+check "tshark agrees with the wire counts" '[ "$tshark_bytes" = "$our_bytes" ] && [ "$our_bytes" -gt 0 ]'
+check "no kernel drops in the capture" '! grep -q "[1-9][0-9]* dropped by the kernel" "$work/wire.csv"'
 "$wancp" shape down --prefix "$prefix" >/dev/null
 check "down removes everything" '[ "$(mine)" = 0 ]'
 
