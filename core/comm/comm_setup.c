@@ -113,6 +113,24 @@ static void describe_peer(int fd, char *buf, size_t len)
     snprintf(buf, len, "connection from %s:%d", ip, alen == sizeof a ? ntohs(a.sin_port) : 0);
 }
 
+/* Reads the hello a new connection must start with; who names it for errors. */
+static int read_hello(const comm *c, int fd, int cls, hello *h, char *who, size_t who_len, char *why, size_t why_len)
+{
+    describe_peer(fd, who, who_len);
+    uint8_t payload[HELLO_BYTES];
+    int rc = recv_frame(c, fd, cls, FRAME_HELLO, payload, sizeof payload, comm_now() + 5.0, who, why, why_len);
+    if (rc == WANCP_OK)
+        hello_decode(payload, h);
+    return rc;
+}
+
+/* Closes a connection that is not welcome, saying why; the job goes on. */
+static void refuse(const comm *c, int fd, const char *why)
+{
+    fprintf(stderr, "wancp comm: rank %d refused a %s\n", c->opt.rank, why);
+    close(fd);
+}
+
 static int listen_on(const char *ip, int port, char *err, size_t errlen)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -224,21 +242,15 @@ static int rendezvous_root(comm *c, double deadline, char *err, size_t errlen)
             break;
         }
         char who[96], why[WANCP_ERRLEN];
-        describe_peer(fd, who, sizeof who);
-        uint8_t payload[HELLO_BYTES];
         hello h;
-        int got = recv_frame(c, fd, COMM_CONTROL, FRAME_HELLO, payload, sizeof payload, comm_now() + 5.0, who, why,
-                             sizeof why);
-        if (got == WANCP_OK) {
-            hello_decode(payload, &h);
-            if (h.world != (uint32_t)world || h.rank == 0 || h.rank >= (uint32_t)world || fds[h.rank] >= 0) {
-                snprintf(why, sizeof why, "%s: claims rank %u of %u, which is not expected", who, h.rank, h.world);
-                got = WANCP_ERR_INPUT;
-            }
+        int got = read_hello(c, fd, COMM_CONTROL, &h, who, sizeof who, why, sizeof why);
+        if (got == WANCP_OK &&
+            (h.world != (uint32_t)world || h.rank == 0 || h.rank >= (uint32_t)world || fds[h.rank] >= 0)) {
+            snprintf(why, sizeof why, "%s: claims rank %u of %u, which is not expected", who, h.rank, h.world);
+            got = WANCP_ERR_INPUT;
         }
         if (got != WANCP_OK) {
-            fprintf(stderr, "wancp comm: rank 0 refused a %s\n", why);
-            close(fd);
+            refuse(c, fd, why);
             continue;
         }
         fds[h.rank] = fd;
@@ -326,23 +338,15 @@ int comm_setup(comm *c, char *err, size_t errlen)
                                   "mesh: %d higher ranks did not connect for class %s within the timeout",
                                   world - joined, comm_class_name(cls));
             char who[96], why[WANCP_ERRLEN];
-            describe_peer(fd, who, sizeof who);
-            uint8_t payload[HELLO_BYTES];
             hello h;
-            int got = recv_frame(c, fd, cls, FRAME_HELLO, payload, sizeof payload, comm_now() + 5.0, who, why,
-                                 sizeof why);
-            if (got == WANCP_OK) {
-                hello_decode(payload, &h);
-                if (h.rank <= (uint32_t)rank || h.rank >= (uint32_t)world || h.cls != (uint32_t)cls ||
-                    comm_conn(c, (int)h.rank, cls)->fd >= 0) {
-                    snprintf(why, sizeof why, "%s: claims rank %u class %u, which is not expected", who, h.rank,
-                             h.cls);
-                    got = WANCP_ERR_INPUT;
-                }
+            int got = read_hello(c, fd, cls, &h, who, sizeof who, why, sizeof why);
+            if (got == WANCP_OK && (h.rank <= (uint32_t)rank || h.rank >= (uint32_t)world || h.cls != (uint32_t)cls ||
+                                    comm_conn(c, (int)h.rank, cls)->fd >= 0)) {
+                snprintf(why, sizeof why, "%s: claims rank %u class %u, which is not expected", who, h.rank, h.cls);
+                got = WANCP_ERR_INPUT;
             }
             if (got != WANCP_OK) {
-                fprintf(stderr, "wancp comm: rank %d refused a %s\n", rank, why);
-                close(fd);
+                refuse(c, fd, why);
                 continue;
             }
             comm_conn(c, (int)h.rank, cls)->fd = fd;
