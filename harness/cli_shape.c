@@ -15,14 +15,16 @@
 #include <unistd.h>
 
 static const char USAGE[] =
-    "Usage: wancp shape up PROFILE|none --ranks P [--prefix NAME] [--ignore-delay] [--dry-run]\n"
+    "Usage: wancp shape up PROFILE|none --ranks P [--model uplink|mesh] [--prefix NAME] [--ignore-delay]\n"
+    "                       [--dry-run]\n"
     "       wancp shape down --prefix NAME | --all\n"
     "       wancp shape show [--prefix NAME]\n"
     "       wancp shape capture --prefix NAME --ranks P -o WIRE.csv [--seconds N] [--pcap DIR]\n"
     "\n"
     "  up     P rank namespaces wancp-NAME-r0.. (198.18.0.1.., no route out) and a switch\n"
     "         namespace wancp-NAME-sw with a bridge; each rank's link shaped up and down with\n"
-    "         htb at the profile's rate (uplink model). 'none' leaves the links unshaped.\n"
+    "         htb at the profile's rate (uplink model: a rank's flows share its link; mesh:\n"
+    "         every ordered pair of ranks has its own link at the rate). 'none': unshaped.\n"
     "         --dry-run prints the exact ip and tc commands instead (a runnable script).\n"
     "  down   removes the namespaces of NAME, and every link, qdisc and process in them;\n"
     "         --all removes every wancp-* namespace (after a crash).\n"
@@ -45,11 +47,12 @@ int cli_shape(int argc, char **argv)
         fputs(USAGE, stdout);
         return 0;
     }
-    enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL, O_SECONDS, O_PCAP };
+    enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL, O_SECONDS, O_PCAP, O_MODEL };
     static const struct option LONG[] = {
         {"ranks", 1, 0, O_RANKS}, {"prefix", 1, 0, O_PREFIX}, {"ignore-delay", 0, 0, O_IGNORE},
         {"dry-run", 0, 0, O_DRY}, {"all", 0, 0, O_ALL},       {"seconds", 1, 0, O_SECONDS},
-        {"pcap", 1, 0, O_PCAP},   {"output", 1, 0, 'o'},      {"help", 0, 0, 'h'},
+        {"pcap", 1, 0, O_PCAP},   {"output", 1, 0, 'o'},      {"model", 1, 0, O_MODEL},
+        {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *output = NULL, *pcap_dir = NULL;
@@ -78,6 +81,11 @@ int cli_shape(int argc, char **argv)
                 return 2;
             break;
         case O_PCAP: pcap_dir = optarg; break;
+        case O_MODEL:
+            if (strcmp(optarg, "uplink") != 0 && strcmp(optarg, "mesh") != 0)
+                return cli_usage_error("shape", "--model '%s': expected uplink or mesh", optarg);
+            t.model = strcmp(optarg, "mesh") == 0 ? TOPOLOGY_MESH : TOPOLOGY_UPLINK;
+            break;
         case 'o': output = optarg; break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("shape", "%s needs a value", argv[optind]);
@@ -112,8 +120,9 @@ int cli_shape(int argc, char **argv)
         } else {
             rc = topology_up(&t, err, sizeof err);
             if (rc == WANCP_OK)
-                printf("up: %d ranks in wancp-%s-r0..r%d (198.18.0.1..%d), switch wancp-%s-sw, %s\n", t.ranks, t.prefix,
-                       t.ranks - 1, t.ranks, t.prefix, loaded ? p.name : "unshaped");
+                printf("up: %d ranks in wancp-%s-r0..r%d (198.18.0.1..%d), switch wancp-%s-sw, %s, %s model\n", t.ranks,
+                       t.prefix, t.ranks - 1, t.ranks, t.prefix, loaded ? p.name : "unshaped",
+                       t.model == TOPOLOGY_MESH ? "mesh" : "uplink");
         }
         if (loaded)
             link_profile_free(&p);

@@ -80,16 +80,39 @@ static void add_line(step *s, const char *fmt, ...)
         strcat(s->text, "\n");
 }
 
-/* htb at rate on dev, with a byte FIFO of the profile's queue under it when it has one. */
-static void shape_dev(step *s, const char *dev, const link_profile *p)
+/* One htb class at the profile's rate, with a byte FIFO of its queue under it. */
+static void shaped_class(step *s, const char *dev, int minor, const link_profile *p)
 {
     char rate[32];
     shaper_format_rate(p->rate_bps, rate, sizeof rate);
-    add_line(s, "qdisc add dev %s root handle 1: htb default 1", dev);
-    add_line(s, "class add dev %s parent 1: classid 1:1 htb rate %s ceil %s burst %s cburst %s quantum 60000", dev, rate,
-             rate, HTB_BURST, HTB_BURST);
+    add_line(s, "class add dev %s parent 1: classid 1:%d htb rate %s ceil %s burst %s cburst %s quantum 60000", dev,
+             minor, rate, rate, HTB_BURST, HTB_BURST);
     if (p->queue_bytes > 0)
-        add_line(s, "qdisc add dev %s parent 1:1 handle 10: bfifo limit %llu", dev, (unsigned long long)p->queue_bytes);
+        add_line(s, "qdisc add dev %s parent 1:%d handle %d: bfifo limit %llu", dev, minor, 100 + minor,
+                 (unsigned long long)p->queue_bytes);
+}
+
+/* Uplink: everything through dev in one class. */
+static void shape_dev(step *s, const char *dev, const link_profile *p)
+{
+    add_line(s, "qdisc add dev %s root handle 1: htb default 1", dev);
+    shaped_class(s, dev, 1, p);
+}
+
+/* Mesh: one class per peer of rank self, chosen by the peer's address (dst on a rank's
+ * eth0, src on the switch port towards self); other packets (ARP) pass unshaped. */
+static void shape_dev_mesh(step *s, const char *dev, const link_profile *p, int self, int ranks, const char *match)
+{
+    add_line(s, "qdisc add dev %s root handle 1: htb default 0", dev);
+    for (int q = 0; q < ranks; q++) {
+        if (q == self)
+            continue;
+        char addr[32];
+        topology_rank_addr(q, addr, sizeof addr);
+        shaped_class(s, dev, q + 1, p);
+        add_line(s, "filter add dev %s parent 1: protocol ip prio 1 u32 match ip %s %s/32 flowid 1:%d", dev, match, addr,
+                 q + 1);
+    }
 }
 
 /* The steps of topology_up, in order: host, switch, ranks, then tc per namespace. */
@@ -133,17 +156,24 @@ static int build_steps(const topology *t, step **out, int *count)
         snprintf(s[k++].dev, sizeof s[k].dev, "p%d", r);
     }
     if (shaped) {
+        const int mesh = t->model == TOPOLOGY_MESH;
         for (int r = 0; r < P; r++, k++) { /* uplinks */
             topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
             s[k].is_tc = 1;
-            shape_dev(&s[k], "eth0", t->profile);
+            if (mesh)
+                shape_dev_mesh(&s[k], "eth0", t->profile, r, P, "dst");
+            else
+                shape_dev(&s[k], "eth0", t->profile);
         }
         snprintf(s[k].ns, sizeof s[k].ns, "%s", sw); /* downlinks */
         s[k].is_tc = 1;
         for (int r = 0; r < P; r++) {
             char dev[16];
             snprintf(dev, sizeof dev, "p%d", r);
-            shape_dev(&s[k], dev, t->profile);
+            if (mesh)
+                shape_dev_mesh(&s[k], dev, t->profile, r, P, "src");
+            else
+                shape_dev(&s[k], dev, t->profile);
         }
         k++;
     }

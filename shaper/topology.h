@@ -14,15 +14,21 @@
  *   wancp-PREFIX-rK   eth0 = 198.18.0.(K+1)/24, lo; no default route: nothing leaves
  *
  * Uplink model: each rank's access link is shaped both ways with htb at the profile's
- * rate: its uplink on eth0 in the rank's namespace, its downlink on pK in the switch.
+ * rate: its uplink on eth0 in the rank's namespace, its downlink on pK in the switch; all
+ * of a rank's flows share it. Mesh model: every ordered pair (i, j) has its own link at
+ * the rate: an htb class per destination on i's eth0 (u32 filter on the destination
+ * address) and per source on j's switch port (filter on the source address).
  * Delay, jitter and loss need the project's user-space emulator (this kernel has no
  * netem); until it exists, a profile with them is refused unless ignore_delay is set.
  */
 #define TOPOLOGY_NS_PREFIX "wancp-"
 
+enum topology_model { TOPOLOGY_UPLINK, TOPOLOGY_MESH };
+
 typedef struct topology {
     char prefix[24]; /* [a-z0-9] only, at most 16: names stay short and safe in commands */
     int ranks;
+    int model;       /* enum topology_model */
     const link_profile *profile; /* NULL: unshaped */
     int ignore_delay;
 } topology;

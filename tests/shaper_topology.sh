@@ -3,7 +3,8 @@
 # skipped with 77 otherwise):
 #   - --dry-run prints the commands and creates nothing;
 #   - up: 2 rank namespaces + switch, addresses in 198.18.0.0/24 and no route out;
-#   - iperf3 between the ranks through htb at 300 Mbit/s: goodput >= 0.92 x the rate;
+#   - iperf3 between the ranks through htb at 300 Mbit/s: goodput >= 0.92 x the rate; the
+#     capture agrees with iperf3 and with tshark; uplink shares a rank's link, mesh does not;
 #   - down removes everything; down --all removes namespaces with a process still inside;
 #   - a profile with delay is refused (exit 2) without --ignore-delay, creating nothing.
 set -uo pipefail
@@ -59,6 +60,26 @@ check "tshark agrees with the wire counts" '[ "$tshark_bytes" = "$our_bytes" ] &
 check "no kernel drops in the capture" '! grep -q "[1-9][0-9]* dropped by the kernel" "$work/wire.csv"'
 "$wancp" shape down --prefix "$prefix" >/dev/null
 check "down removes everything" '[ "$(mine)" = 0 ]'
+
+# Two flows from rank 0 at once, to ranks 1 and 2, at 100 Mbit/s: the uplink model shares
+# rank 0's link (total <= the rate); the mesh gives each pair its own (each >= 0.9 x).
+printf '[link]\nrate = 100mbit\nqueue = 512kb\n' >"$work/r100.ini"
+two_flows() { # MODEL -> "a b" in bit/s
+  "$wancp" shape up "$work/r100.ini" --ranks 3 --prefix "$prefix" --model "$1" >/dev/null || return 1
+  for j in 1 2; do ip netns exec "wancp-$prefix-r$j" iperf3 -s -1 -B "198.18.0.$((j + 1))" -p 5201 >/dev/null 2>&1 & done
+  sleep 0.5
+  ip netns exec "wancp-$prefix-r0" iperf3 -c 198.18.0.2 -p 5201 -t 3 -J >"$work/f1.json" 2>/dev/null &
+  ip netns exec "wancp-$prefix-r0" iperf3 -c 198.18.0.3 -p 5201 -t 3 -J >"$work/f2.json" 2>/dev/null
+  wait
+  "$wancp" shape down --prefix "$prefix" >/dev/null
+  node -e 'const f = p => JSON.parse(require("fs").readFileSync(p, "utf8")).end.sum_received.bits_per_second;
+           console.log(f(process.argv[1]), f(process.argv[2]))' "$work/f1.json" "$work/f2.json"
+}
+read -r u1 u2 < <(two_flows uplink)
+read -r m1 m2 < <(two_flows mesh)
+echo "two flows from rank 0 at 100mbit: uplink $u1 + $u2 bit/s, mesh $m1 and $m2 bit/s"
+check "uplink: rank 0's flows share its link" 'awk -v a="$u1" -v b="$u2" "BEGIN {exit !(a + b <= 1.02 * 100e6 && a + b >= 0.9 * 100e6)}"'
+check "mesh: every pair has its own link" 'awk -v a="$m1" -v b="$m2" "BEGIN {exit !(a >= 0.9 * 100e6 && b >= 0.9 * 100e6 && a <= 1.02e8 && b <= 1.02e8)}"'
 
 "$wancp" shape up none --ranks 3 --prefix "$prefix" >/dev/null
 ip netns exec "wancp-$prefix-r2" sleep 600 &
