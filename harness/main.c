@@ -22,10 +22,10 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     {"data", cli_data, "tokenize text into token shards (GPT-2 BPE or bytes); check and decode shards"},
-    {"train", cli_train, "train a model on token shards in this process (CPU)"},
-    {"shape", cli_shape, "bring shaped rank namespaces up and down (uplink model, htb)"},
+    {"train", cli_train, "train on token shards (CPU); --ranks P: context-parallel over P ranks"},
+    {"shape", cli_shape, "shaped rank namespaces up and down (uplink or mesh, htb); capture bytes"},
     {"check", cli_check, "validate inputs (link profiles), every problem at once"},
-    {"bench", cli_bench, "measure this machine against its own ceilings (tokenizer, training step)"},
+    {"bench", cli_bench, "measure against this machine's ceilings (tokenizer, training step, collectives)"},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

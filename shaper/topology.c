@@ -182,15 +182,21 @@ static int build_steps(const topology *t, step **out, int *count)
     return WANCP_OK;
 }
 
-int topology_script(const topology *t, char *buf, size_t len, char *err, size_t errlen)
+/* The checked plan: the steps topology_up runs and topology_script prints. */
+static int plan(const topology *t, step **s, int *n, char *err, size_t errlen)
 {
     int rc = check(t, err, errlen);
+    if (rc == WANCP_OK && build_steps(t, s, n) != WANCP_OK)
+        rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
+    return rc;
+}
+
+int topology_script(const topology *t, char *buf, size_t len, char *err, size_t errlen)
+{
+    step *s;
+    int n, rc = plan(t, &s, &n, err, errlen);
     if (rc != WANCP_OK)
         return rc;
-    step *s;
-    int n;
-    if (build_steps(t, &s, &n) != WANCP_OK)
-        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
     size_t used = 0;
     buf[0] = 0;
     for (int i = 0; i < n && used < len; i++) {
@@ -262,13 +268,10 @@ static int run_batch(const step *s, char *err, size_t errlen)
 
 int topology_up(const topology *t, char *err, size_t errlen)
 {
-    int rc = check(t, err, errlen);
+    step *s;
+    int n, rc = plan(t, &s, &n, err, errlen);
     if (rc != WANCP_OK)
         return rc;
-    step *s;
-    int n;
-    if (build_steps(t, &s, &n) != WANCP_OK)
-        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n && rc == WANCP_OK; i++)
         rc = run_batch(&s[i], err, errlen);
     free(s);
