@@ -379,11 +379,7 @@ int bench_comm(int argc, char **argv)
             json_object_set_new(o, "cp_exchange_ms", json_real(res->cp_comm_s * 1e3));
             json_object_set_new(o, "overlap_fraction", json_real(overlap));
         }
-        char *s = o ? json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
-        if (s != NULL)
-            printf("%s\n", s);
-        free(s);
-        json_decref(o);
+        cli_print_json(o);
     } else {
         printf("# ratio_min (busbw / iperf3, sizes >= 4 MiB): %.3f\n", ratio_min);
         if (res->cp_seq > 0)

@@ -167,11 +167,7 @@ int bench_step(int argc, char **argv)
             peak, "sgemm_peak_shape", peak_shape, "matmul_params", (json_int_t)model_matmul_params(&c), "step_flops",
             flops, "flops_formula", "6*matmul_params*tokens + 6*layers*seq^2*dim*batch", "step_s_median", median,
             "step_gflops", gflops, "ratio", gflops / peak, "tokens_per_s", tokens / median, "peak_rss_mb", rss_mb);
-        char *s = j ? json_dumps(j, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
-        if (s != NULL)
-            printf("%s\n", s);
-        free(s);
-        json_decref(j);
+        cli_print_json(j);
     } else {
         printf("# training step: %d layers, dim %d, %d/%d heads, ffn %d, vocab %d, %d x %d tokens, attention "
                "blocks of %d; OpenBLAS core %s, %d threads\n",

@@ -51,6 +51,10 @@ const char *cli_source_dir(void);
  * Returns the child's exit status, or -1 with err filled when it could not be run. */
 int cli_run_capture(char *const argv[], bytebuf *out, char *err, size_t errlen);
 
+/* Prints a benchmark's JSON object on one line of stdout and releases it (NULL: nothing). */
+struct json_t;
+void cli_print_json(struct json_t *o);
+
 /* Seconds on a monotonic clock. */
 double cli_now(void);
 

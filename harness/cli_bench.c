@@ -169,11 +169,7 @@ static int bench_tokenizer(int argc, char **argv)
                               ours.seconds, "reference_seconds", theirs.seconds, "wancp_mb_s", ours_mb_s,
                               "reference_mb_s", theirs_mb_s, "ratio", ours_mb_s / theirs_mb_s, "reference",
                               node_version);
-        char *s = o ? json_dumps(o, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
-        if (s != NULL)
-            printf("%s\n", s);
-        free(s);
-        json_decref(o);
+        cli_print_json(o);
     } else {
         printf("# tokenizer throughput, best of %lu cold runs, %zu documents, %.2f MB, %zu tokens\n", repeat,
                c.count, mb, ours.tokens);
