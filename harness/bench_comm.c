@@ -130,7 +130,7 @@ static int cp_overlap(comm *c, results *out, char *err, size_t errlen)
     cp_layout layout = {.kind = CP_ZIGZAG, .ranks = P, .chunk = out->cp_seq / (2 * P)};
     int rc = model_init(&b.m, &cfg, ops_cpu(), 1, 2 * layout.chunk, 1, err, errlen);
     if (rc == WANCP_OK)
-        rc = cp_attention_init(&b.cp, c, &layout, &b.m, err, errlen);
+        rc = cp_attention_init(&b.cp, c, &layout, NULL, &b.m, err, errlen);
     b.in = calloc((size_t)b.m.seq, sizeof *b.in);
     b.tg = calloc((size_t)b.m.seq, sizeof *b.tg);
     if (rc == WANCP_OK && (b.in == NULL || b.tg == NULL))

@@ -45,6 +45,18 @@ static const char USAGE[] =
     "  --cp-layout zigzag|contiguous (zigzag)   which chunks a rank holds\n"
     "  --sync S|A (S)        S: all-reduce gradients every step; A: average weights every --sync-every\n"
     "  --sync-every C (10)   Mode A's interval\n"
+    "  --chunks N            one process: the same model over N chunks of the sequence (no network)\n"
+    "  --wire bf16|fp32 (bf16) element type of K/V, C and E on the wire (theta and tau: fp32)\n"
+    "Compression of K/V (mixtures of subspaces; needs --ranks P or --chunks N):\n"
+    "  --compress            turn it on (every block but the last)\n"
+    "  --rank-k N, --rank-v N  subspace ranks (ceil(0.02 d_kv), ceil(0.05 d_kv))\n"
+    "  --psi-k K (1)         outputs of each head psi (the rotation's parameters theta)\n"
+    "  --planes H (d_kv/2)   Givens planes of the rotation\n"
+    "  --warm-steps N (steps/10)  uncompressed steps before the warm start\n"
+    "  --cov-steps N (10)    the last of them give the covariance of Z for the bases U0\n"
+    "  --compress-last       compress the last block too\n"
+    "  --unplug-at F         exchange uncompressed again from fraction F of the steps on\n"
+    "  --check-shared        hash U0, Q, Omega on every rank every step; a difference fails the run\n"
     "  Under srun, mpirun or torchrun, ranks come from RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
     "  (or SLURM_PROCID/SLURM_NTASKS, OMPI_COMM_WORLD_RANK/SIZE); WANCP_COMM_TIMEOUT (s, 60)\n"
     "  bounds how long a rank waits for a silent peer. Rank 0 prints and writes metrics;\n"
@@ -98,9 +110,10 @@ static void report(void *ctx, const step_report *r)
         fputc(',', t->metrics);
         if (isfinite(r->grad_norm))
             fprintf(t->metrics, "%.6g", r->grad_norm);
-        fprintf(t->metrics, ",%lld,%.2f,%llu,%llu,%llu,%llu\n", r->tokens, r->step_ms,
+        fprintf(t->metrics, ",%lld,%.2f,%llu,%llu,%llu,%llu,%d\n", r->tokens, r->step_ms,
                 (unsigned long long)r->tx_bytes[COMM_KV_FORWARD], (unsigned long long)r->tx_bytes[COMM_KV_BACKWARD],
-                (unsigned long long)r->tx_bytes[COMM_WEIGHT_SYNC], (unsigned long long)r->tx_bytes[COMM_CONTROL]);
+                (unsigned long long)r->tx_bytes[COMM_WEIGHT_SYNC], (unsigned long long)r->tx_bytes[COMM_CONTROL],
+                r->compressed);
         fflush(t->metrics);
         t->rows++;
     }
@@ -150,9 +163,12 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "tied_head=%d rope_theta=%g norm_eps=%g\n"
             "# optim: lr=%g lr_final_frac=%g warmup=%d steps=%d beta1=%g beta2=%g eps=%g weight_decay=%g clip=%g\n"
             "# data: train=%s val=%s batch=%d seq=%d val_tokens=%ld\n# seed: %llu\n"
-            "# cp: ranks=%d layout=%s sync=%s sync_every=%d (bytes columns: rank 0's payload sent, cumulative)\n"
+            "# cp: ranks=%d layout=%s sync=%s sync_every=%d chunks=%d wire=%s (bytes columns: rank 0's payload "
+            "sent, cumulative)\n"
+            "# compression: psi_k=%d rank_k=%d rank_v=%d planes=%d warm_steps=%d cov_steps=%d compress_last=%d "
+            "unplug_at=%g check_shared=%d\n"
             "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
-            "sync_tx_bytes,control_tx_bytes\n",
+            "sync_tx_bytes,control_tx_bytes,compressed\n",
             wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), m->n_layers,
             m->dim, m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab, m->context, m->attn_block, m->tied_head,
             (double)m->rope_theta, (double)m->norm_eps, (double)o->lr, (double)o->lr_final_frac, o->warmup_steps,
@@ -160,7 +176,9 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             (double)o->grad_clip, t->tc.train_path, t->tc.val_path, t->tc.batch, t->tc.seq, t->tc.val_tokens,
             (unsigned long long)t->tc.seed, t->tc.comm ? comm_size(t->tc.comm) : 1,
             t->tc.cp_layout == CP_ZIGZAG ? "zigzag" : "contiguous", t->tc.sync_mode == SYNC_EVERY_STEP ? "S" : "A",
-            t->tc.sync_every);
+            t->tc.sync_every, t->tc.chunks, t->tc.cp.wire_bf16 ? "bf16" : "fp32", m->psi_k, m->rank_k, m->rank_v,
+            t->tc.cp.planes, t->tc.warm_steps, t->tc.cov_steps, t->tc.cp.compress_last, t->tc.unplug_at,
+            t->tc.check_shared);
     return 0;
 }
 
@@ -170,6 +188,8 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     enum {
         O_TRAIN = 256, O_VAL, O_BATCH, O_SEQ, O_STEPS, O_LR, O_WARMUP, O_LR_FINAL, O_WD, O_CLIP, O_SEED, O_EVAL, O_VAL_TOKENS, O_METRICS,
         O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER, O_RANKS, O_LAYOUT, O_SYNC, O_SYNC_EVERY,
+        O_CHUNKS, O_WIRE, O_COMPRESS, O_RANK_K, O_RANK_V, O_PSI_K, O_PLANES, O_WARM_STEPS, O_COV_STEPS,
+        O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED,
     };
     static const struct option LONG[] = {
         {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
@@ -180,6 +200,11 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         {"checkpoint", 1, 0, O_CKPT},     {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME},
         {"threads", 1, 0, O_THREADS},     {"stop-after", 1, 0, O_STOP_AFTER}, {"ranks", 1, 0, O_RANKS},
         {"cp-layout", 1, 0, O_LAYOUT},    {"sync", 1, 0, O_SYNC},         {"sync-every", 1, 0, O_SYNC_EVERY},
+        {"chunks", 1, 0, O_CHUNKS},       {"wire", 1, 0, O_WIRE},         {"compress", 0, 0, O_COMPRESS},
+        {"rank-k", 1, 0, O_RANK_K},       {"rank-v", 1, 0, O_RANK_V},     {"psi-k", 1, 0, O_PSI_K},
+        {"planes", 1, 0, O_PLANES},       {"warm-steps", 1, 0, O_WARM_STEPS}, {"cov-steps", 1, 0, O_COV_STEPS},
+        {"compress-last", 0, 0, O_COMPRESS_LAST}, {"unplug-at", 1, 0, O_UNPLUG_AT},
+        {"check-shared", 0, 0, O_CHECK_SHARED},
         {"help", 0, 0, 'h'},              {0, 0, 0, 0},
     };
     static char train_default[4096], val_default[4096];
@@ -201,7 +226,9 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     c->sync_every = 10;
     c->model.n_kv_heads = 0;
     c->model.attn_block = 0;
-    int warmup = -1;
+    c->cp.wire_bf16 = true;
+    int warmup = -1, compress = 0, rank_k = 0, rank_v = 0, psi_k = 1, warm_steps = -1, cov_steps = 10;
+    bool compress_only = false; /* a compression option was given */
     optind = 1;
     opterr = 0;
     for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
@@ -244,6 +271,22 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
             c->sync_mode = optarg[0] == 'S' ? SYNC_EVERY_STEP : SYNC_AVERAGE;
             break;
         case O_SYNC_EVERY: bad = cli_parse_ulong("train", name, optarg, 1, 1000000, &u); c->sync_every = (int)u; break;
+        case O_CHUNKS: bad = cli_parse_ulong("train", name, optarg, 1, CP_MAX_LOCAL, &u); c->chunks = (int)u; break;
+        case O_WIRE:
+            if (strcmp(optarg, "bf16") != 0 && strcmp(optarg, "fp32") != 0)
+                return cli_usage_error("train", "--wire '%s': expected bf16 or fp32", optarg);
+            c->cp.wire_bf16 = strcmp(optarg, "bf16") == 0;
+            break;
+        case O_COMPRESS: compress = 1; break;
+        case O_RANK_K: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_k = (int)u; compress_only = true; break;
+        case O_RANK_V: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_v = (int)u; compress_only = true; break;
+        case O_PSI_K: bad = cli_parse_ulong("train", name, optarg, 1, 64, &u); psi_k = (int)u; compress_only = true; break;
+        case O_PLANES: bad = cli_parse_ulong("train", name, optarg, 1, 32768, &u); c->cp.planes = (int)u; compress_only = true; break;
+        case O_WARM_STEPS: bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u); warm_steps = (int)u; compress_only = true; break;
+        case O_COV_STEPS: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); cov_steps = (int)u; compress_only = true; break;
+        case O_COMPRESS_LAST: c->cp.compress_last = true; compress_only = true; break;
+        case O_UNPLUG_AT: bad = cli_parse_float("train", name, optarg, 0, 1, &f); c->unplug_at = f; compress_only = true; break;
+        case O_CHECK_SHARED: c->check_shared = true; compress_only = true; break;
         case 'h': fputs(USAGE, stdout); return -1;
         case ':': return cli_usage_error("train", "%s needs a value", name);
         default:
@@ -260,6 +303,27 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     if (c->seq == 0)
         c->seq = c->model.context;
     c->optim.warmup_steps = warmup >= 0 ? warmup : c->optim.total_steps / 10;
+    if (compress_only && !compress)
+        return cli_usage_error("train", "compression options need --compress");
+    if (compress) {
+        if (t->ranks < 2 && c->chunks == 0 && getenv("WORLD_SIZE") == NULL && getenv("SLURM_NTASKS") == NULL &&
+            getenv("OMPI_COMM_WORLD_SIZE") == NULL)
+            return cli_usage_error("train", "--compress needs chunks to compress: --ranks P or --chunks N");
+        c->model.psi_k = psi_k;
+        c->model.rank_k = rank_k > 0 ? rank_k : model_default_rank_k(&c->model);
+        c->model.rank_v = rank_v > 0 ? rank_v : model_default_rank_v(&c->model);
+        c->warm_steps = warm_steps >= 0 ? warm_steps : c->optim.total_steps / 10;
+        c->cov_steps = cov_steps < c->warm_steps ? cov_steps : c->warm_steps;
+        if (c->cp.planes > 0 && 2 * c->cp.planes > model_kv_dim(&c->model))
+            return cli_usage_error("train", "--planes %d: 2 x planes must not exceed d_kv = %d", c->cp.planes,
+                                   model_kv_dim(&c->model));
+    }
+    c->cp.seed = c->seed ^ 0x51u;
+    if (c->chunks > 0 && t->ranks > 1)
+        return cli_usage_error("train", "--chunks is for one process; over --ranks P each rank holds 2 chunks");
+    if (c->chunks > 0 && (c->seq % c->chunks != 0 || (c->seq / c->chunks) % c->model.attn_block != 0))
+        return cli_usage_error("train", "--chunks %d: a sequence of %d tokens must split into %d chunks, each a "
+                               "multiple of the attention block %d", c->chunks, c->seq, c->chunks, c->model.attn_block);
     char err[WANCP_ERRLEN];
     int rc = model_config_validate(&c->model, "command line", err, sizeof err);
     if (rc != WANCP_OK)

@@ -12,7 +12,7 @@ check() { if eval "$2"; then passes=$((passes + 1)); else echo "FAIL: $1"; failu
 
 tiny=(--train "$data/brown_bytes_train.bin" --val "$data/brown_bytes_val.bin" --vocab 256 --layers 2 --dim 64
       --heads 4 --kv-heads 2 --ffn 128 --context 256 --attn-block 16 --batch 2 --steps 8 --lr 3e-3 --warmup 2
-      --eval-every 4 --val-tokens 2048 --threads 1)
+      --eval-every 4 --val-tokens 2048 --threads 1 --wire fp32)
 # step, train_loss, val_loss
 losses() { grep -v '^#' "$1" | tail -n +2 | cut -d, -f1,4,5; }
 close() { # FILE_A FILE_B: every loss within 1e-4 relative

@@ -66,7 +66,7 @@ static int rank_body(comm *c, const cp_case *k, char *err, size_t errlen)
         return rc;
     cp_layout layout = {.kind = k->kind, .ranks = P, .chunk = CHUNK};
     cp_attention cp;
-    rc = cp_attention_init(&cp, c, &layout, &m, err, errlen);
+    rc = cp_attention_init(&cp, c, &layout, NULL, &m, err, errlen);
     if (rc != WANCP_OK)
         return rc;
     m.loss_tokens = (long)BATCH * N;
@@ -208,7 +208,7 @@ static void layout(void **state)
             cp_positions(&z, r, pos);
             for (int i = 0; i < 10; i++)
                 back[pos[i]] = local[i];
-            int mine[2];
+            int mine[CP_MAX_LOCAL];
             cp_chunks_of(&z, r, mine);
             assert_int_equal(cp_owner(&z, mine[0]), r);
             assert_int_equal(cp_owner(&z, mine[1]), r);
@@ -222,7 +222,7 @@ static void layout(void **state)
         }
         /* messages: rank p sends (P-1)+p chunk copies and receives (P-1)+(P-1-p) */
         for (int p = 0; p < P; p++) {
-            int out = 0, in = 0, mine[2];
+            int out = 0, in = 0, mine[CP_MAX_LOCAL];
             cp_chunks_of(&z, p, mine);
             for (int r = 0; r < P; r++)
                 for (int k = 0; k < 2 && r != p; k++)

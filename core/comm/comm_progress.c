@@ -299,6 +299,8 @@ int comm_irecv(comm *c, int peer, int cls, void *buf, size_t len, comm_request *
 
 int comm_wait_all(comm *c, comm_request **reqs, int n, char *err, size_t errlen)
 {
+    if (n == 0)
+        return WANCP_OK;
     pthread_mutex_lock(&c->lock);
     for (int i = 0; i < n && !c->failed; i++)
         while (!reqs[i]->complete && !c->failed)

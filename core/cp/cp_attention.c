@@ -6,16 +6,76 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t kv_floats(const cp_attention *cp, const model *m)
+/* ---- shapes and slots ---- */
+
+static int kv_dim(const model *m) { return model_kv_dim(&m->cfg); }
+
+static attn_shape shape_of(const model *m)
 {
-    return (size_t)cp->layout.chunk * m->cfg.n_kv_heads * model_head_dim(&m->cfg);
+    return (attn_shape){m->cfg.n_heads, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->cfg.attn_block};
 }
 
-/* Remote K (then V) of chunk j for a layer and sequence. */
-static float *recv_slot(cp_attention *cp, const model *m, int layer, int b, int chunk)
+bool cp_attention_layer_compressed(const cp_attention *cp, const model *m, int layer)
 {
-    const size_t per_chunk = 2 * kv_floats(cp, m), chunks = 2 * (size_t)cp->layout.ranks;
-    return cp->recv_kv + (((size_t)layer * m->batch + b) * chunks + chunk) * per_chunk;
+    return cp->compress && (layer + 1 < m->cfg.n_layers || cp->opt.compress_last);
+}
+
+/* Floats of one chunk's message, and how many lead in fp32 (theta or tau). */
+static size_t message_floats(const cp_attention *cp, const model *m, int layer, size_t *head)
+{
+    const size_t chunk = (size_t)cp->layout.chunk;
+    if (cp_attention_layer_compressed(cp, m, layer)) {
+        *head = 2 * (size_t)m->cfg.psi_k;
+        return cp->own_floats;
+    }
+    *head = 0;
+    return 2 * chunk * kv_dim(m);
+}
+
+size_t cp_attention_message_bytes(const cp_attention *cp, const model *m, int layer)
+{
+    size_t head, n = message_floats(cp, m, layer, &head);
+    return head * 4 + wire_bytes(n - head, cp->opt.wire_bf16);
+}
+
+static size_t pack(const cp_attention *cp, const model *m, int layer, uint8_t *dst, const float *src)
+{
+    size_t head, n = message_floats(cp, m, layer, &head);
+    size_t at = wire_put(dst, src, head, false);
+    return at + wire_put(dst + at, src + head, n - head, cp->opt.wire_bf16);
+}
+
+static void unpack(const cp_attention *cp, const model *m, int layer, float *dst, const uint8_t *src)
+{
+    size_t head, n = message_floats(cp, m, layer, &head);
+    size_t at = wire_get(dst, src, head, false);
+    wire_get(dst + head, src + at, n - head, cp->opt.wire_bf16);
+}
+
+static uint8_t *recv_slot(const cp_attention *cp, const model *m, int layer, int b, int chunk)
+{
+    const size_t chunks = (size_t)cp_total_chunks(&cp->layout);
+    return cp->recv_msg + (((size_t)layer * m->batch + b) * chunks + chunk) * cp->slot_bytes;
+}
+
+static float *own_state(const cp_attention *cp, const model *m, int layer, int b, int c)
+{
+    return cp->own + (((size_t)layer * m->batch + b) * cp->nloc + c) * cp->own_floats;
+}
+
+/* Index of chunk j among this rank's chunks, or -1. */
+static int local_index(const cp_attention *cp, int j)
+{
+    for (int c = 0; c < cp->nloc; c++)
+        if (cp->mine[c] == j)
+            return c;
+    return -1;
+}
+
+/* Whether some local chunk comes after chunk j (so j's view is needed here). */
+static bool seen_here(const cp_attention *cp, int j)
+{
+    return cp->mine[cp->nloc - 1] > j;
 }
 
 static int fail(cp_attention *cp, const char *what, const char *why)
@@ -24,62 +84,233 @@ static int fail(cp_attention *cp, const char *what, const char *why)
     return -1;
 }
 
+/* Parts of a compressed chunk's floats: theta_K, theta_V, C_K, C_V. */
+typedef struct parts {
+    float *th_k, *th_v, *c_k, *c_v;
+} parts;
+
+static parts parts_of(const model *m, int chunk, float *base)
+{
+    const int k = m->cfg.psi_k;
+    return (parts){base, base + k, base + 2 * k, base + 2 * k + (size_t)chunk * m->cfg.rank_k};
+}
+
+/* ---- forward ---- */
+
+/* Compresses local chunk c of sequence b: theta, U, C (rounded as the wire will carry it). */
+static void encode_own(cp_attention *cp, const model *m, int layer, int b, int c)
+{
+    const int chunk = cp->layout.chunk, kvd = kv_dim(m);
+    const layer_params *lp = &m->layers[layer];
+    const layer_acts *a = &m->acts[layer];
+    const size_t rows = ((size_t)b * m->seq + (size_t)c * chunk) * kvd;
+    parts p = parts_of(m, chunk, own_state(cp, m, layer, b, c));
+    kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
+    kv_codec_theta(ck, model_param(m, lp->psi_wk), model_param(m, lp->psi_bk), a->k_pre + rows, chunk, p.th_k);
+    kv_codec_basis(ck, p.th_k);
+    kv_codec_compress(ck, a->k_pre + rows, chunk, p.c_k);
+    wire_round(p.c_k, (size_t)chunk * m->cfg.rank_k, cp->opt.wire_bf16);
+    kv_codec_theta(cv, model_param(m, lp->psi_wv), model_param(m, lp->psi_bv), a->v + rows, chunk, p.th_v);
+    kv_codec_basis(cv, p.th_v);
+    kv_codec_compress(cv, a->v + rows, chunk, p.c_v);
+    wire_round(p.c_v, (size_t)chunk * m->cfg.rank_v, cp->opt.wire_bf16);
+}
+
+/* Fills view_k (after RoPE) and view_v with chunk j as seen from later chunks; when
+ * compressed, leaves each codec's U at chunk j's and returns its parts in *out. */
+static void chunk_view(cp_attention *cp, const model *m, int layer, int b, int j, parts *out)
+{
+    const int chunk = cp->layout.chunk, kvd = kv_dim(m), c = local_index(cp, j);
+    const size_t n = (size_t)chunk * kvd;
+    for (int t = 0; t < chunk; t++)
+        cp->view_pos[t] = j * chunk + t;
+    if (!cp_attention_layer_compressed(cp, m, layer)) {
+        if (c >= 0) {
+            const size_t rows = ((size_t)b * m->seq + (size_t)c * chunk) * kvd;
+            memcpy(cp->view_k, m->acts[layer].k + rows, n * sizeof *cp->view_k);
+            memcpy(cp->view_v, m->acts[layer].v + rows, n * sizeof *cp->view_v);
+            wire_round(cp->view_k, n, cp->opt.wire_bf16);
+            wire_round(cp->view_v, n, cp->opt.wire_bf16);
+        } else {
+            unpack(cp, m, layer, cp->part, recv_slot(cp, m, layer, b, j));
+            memcpy(cp->view_k, cp->part, n * sizeof *cp->view_k);
+            memcpy(cp->view_v, cp->part + n, n * sizeof *cp->view_v);
+        }
+        return;
+    }
+    float *base = cp->part;
+    if (c >= 0)
+        base = own_state(cp, m, layer, b, c);
+    else
+        unpack(cp, m, layer, cp->part, recv_slot(cp, m, layer, b, j));
+    parts p = parts_of(m, chunk, base);
+    kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
+    kv_codec_basis(ck, p.th_k);
+    kv_codec_decompress(ck, p.c_k, chunk, cp->view_k);
+    m->ops->rope_fwd(cp->view_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
+                     m->rope_sin);
+    kv_codec_basis(cv, p.th_v);
+    kv_codec_decompress(cv, p.c_v, chunk, cp->view_v);
+    *out = p;
+}
+
+/* The online-softmax state of local query chunk c. */
+static attn_state state_of(const cp_attention *cp, model *m, int layer, int b, int c)
+{
+    const int chunk = cp->layout.chunk, H = m->cfg.n_heads, qd = H * model_head_dim(&m->cfg);
+    return (attn_state){.acc = m->acts[layer].o + ((size_t)b * m->seq + (size_t)c * chunk) * qd,
+                        .max = m->attn_max + (size_t)c * H * chunk,
+                        .sum = m->attn_sum + (size_t)c * H * chunk,
+                        .tq = chunk};
+}
+
+/* lse of query chunk c in sequence b: (chunks, n_heads, m) within the sequence's block. */
+static float *lse_of(const cp_attention *cp, model *m, int layer, int b, int c)
+{
+    const size_t H = (size_t)m->cfg.n_heads;
+    return m->acts[layer].lse + (size_t)b * H * m->seq + (size_t)c * H * cp->layout.chunk;
+}
+
 static int cp_forward(void *ctx, model *m, int layer)
 {
     cp_attention *cp = ctx;
     const ops *o = m->ops;
     layer_acts *a = &m->acts[layer];
-    const int P = cp->layout.ranks, chunk = cp->layout.chunk, seq = m->seq;
-    const int hd = model_head_dim(&m->cfg), qd = m->cfg.n_heads * hd, kvd = m->cfg.n_kv_heads * hd;
-    const size_t kvf = kv_floats(cp, m);
-    const attn_shape shape = {m->cfg.n_heads, m->cfg.n_kv_heads, hd, m->cfg.attn_block};
-    int mine[2];
-    cp_chunks_of(&cp->layout, cp->rank, mine);
-    int32_t pos_remote[65536];
+    const int P = cp->layout.ranks, chunk = cp->layout.chunk, nchunks = cp_total_chunks(&cp->layout);
+    const int qd = m->cfg.n_heads * model_head_dim(&m->cfg), kvd = kv_dim(m);
+    const attn_shape shape = shape_of(m);
+    const bool compressed = cp_attention_layer_compressed(cp, m, layer), talk = cp->exchange && P > 1;
+    const size_t bytes = cp_attention_message_bytes(cp, m, layer);
     char err[WANCP_ERRLEN];
     for (int b = 0; b < m->batch; b++) {
-        const size_t row = (size_t)b * seq;
-        comm_request *reqs[4 * COMM_MAX_RANKS];
-        int nreq = 0, rc = WANCP_OK;
-        for (int j = 0; j < 2 * P && rc == WANCP_OK && cp->exchange; j++) {
+        const size_t row = (size_t)b * m->seq;
+        comm_request *recv_req[2 * COMM_MAX_RANKS], *send_req[CP_MAX_LOCAL * COMM_MAX_RANKS];
+        int nsend = 0, rc = WANCP_OK;
+        for (int j = 0; j < nchunks && rc == WANCP_OK; j++) {
             int owner = cp_owner(&cp->layout, j);
-            if (owner != cp->rank && cp_rank_needs(&cp->layout, cp->rank, j))
-                rc = comm_irecv(cp->comm, owner, COMM_KV_FORWARD, recv_slot(cp, m, layer, b, j), 2 * kvf * sizeof(float),
-                                &reqs[nreq++], err, sizeof err);
+            recv_req[j] = NULL;
+            if (talk && owner != cp->rank && cp_rank_needs(&cp->layout, cp->rank, j))
+                rc = comm_irecv(cp->comm, owner, COMM_KV_FORWARD, recv_slot(cp, m, layer, b, j), bytes, &recv_req[j],
+                                err, sizeof err);
         }
-        const int first_recv = nreq;
-        for (int c = 0; c < 2 && rc == WANCP_OK; c++) {
-            float *pack = cp->send_kv + (size_t)c * 2 * kvf;
-            memcpy(pack, a->k + (row + (size_t)c * chunk) * kvd, kvf * sizeof *pack);
-            memcpy(pack + kvf, a->v + (row + (size_t)c * chunk) * kvd, kvf * sizeof *pack);
-            for (int r = 0; r < P && rc == WANCP_OK && cp->exchange; r++)
-                if (r != cp->rank && cp_rank_needs(&cp->layout, r, mine[c]))
-                    rc = comm_isend(cp->comm, r, COMM_KV_FORWARD, pack, 2 * kvf * sizeof *pack, &reqs[nreq++], err,
-                                    sizeof err);
+        for (int c = 0; c < cp->nloc && rc == WANCP_OK; c++) {
+            if (compressed)
+                encode_own(cp, m, layer, b, c);
+            if (!talk)
+                continue;
+            uint8_t *msg = cp->send_msg + (size_t)c * cp->slot_bytes;
+            if (compressed) {
+                pack(cp, m, layer, msg, own_state(cp, m, layer, b, c));
+            } else {
+                size_t at = wire_put(msg, a->k + (row + (size_t)c * chunk) * kvd, (size_t)chunk * kvd,
+                                     cp->opt.wire_bf16);
+                wire_put(msg + at, a->v + (row + (size_t)c * chunk) * kvd, (size_t)chunk * kvd, cp->opt.wire_bf16);
+            }
+            for (int r = 0; r < P && rc == WANCP_OK; r++)
+                if (r != cp->rank && cp_rank_needs(&cp->layout, r, cp->mine[c]))
+                    rc = comm_isend(cp->comm, r, COMM_KV_FORWARD, msg, bytes, &send_req[nsend++], err, sizeof err);
         }
         if (rc != WANCP_OK)
             return fail(cp, "context-parallel forward", err);
-        /* The local block while remote chunks travel; then each remote chunk, in order. */
-        attn_state st = {.acc = a->o + row * qd, .max = m->attn_max, .sum = m->attn_sum, .tq = seq};
-        o->attn_begin(&st, &shape);
-        o->attn_block(&st, a->q + row * qd, m->pos, a->k + row * kvd, a->v + row * kvd, m->pos, seq, &shape,
-                      m->attn_scratch);
-        int next = 0;
-        for (int j = 0; j < 2 * P; j++) {
-            if (cp_owner(&cp->layout, j) == cp->rank || !cp_rank_needs(&cp->layout, cp->rank, j))
-                continue;
-            if (cp->exchange && comm_wait(cp->comm, reqs[next++], err, sizeof err) != WANCP_OK)
-                return fail(cp, "context-parallel forward", err);
-            const float *kv = recv_slot(cp, m, layer, b, j);
-            for (int t = 0; t < chunk; t++)
-                pos_remote[t] = j * chunk + t;
-            o->attn_block(&st, a->q + row * qd, m->pos, kv, kv + kvf, pos_remote, chunk, &shape, m->attn_scratch);
+        /* The exact diagonal blocks while remote chunks travel. */
+        for (int c = 0; c < cp->nloc; c++) {
+            attn_state st = state_of(cp, m, layer, b, c);
+            const size_t r0 = row + (size_t)c * chunk;
+            o->attn_begin(&st, &shape);
+            o->attn_block(&st, a->q + r0 * qd, m->pos + (size_t)c * chunk, a->k + r0 * kvd, a->v + r0 * kvd,
+                          m->pos + (size_t)c * chunk, chunk, &shape, m->attn_scratch);
         }
-        o->attn_end(a->o + row * qd, a->lse + (size_t)b * shape.n_heads * seq, &st, &shape);
-        if (comm_wait_all(cp->comm, reqs + first_recv, nreq - first_recv, err, sizeof err) != WANCP_OK)
+        /* Every earlier chunk, in chunk order, into each later local query chunk. */
+        for (int j = 0; j < nchunks; j++) {
+            if (!seen_here(cp, j))
+                continue;
+            if (recv_req[j] != NULL) {
+                rc = comm_wait(cp->comm, recv_req[j], err, sizeof err);
+                recv_req[j] = NULL;
+                if (rc != WANCP_OK) {
+                    for (int i = j + 1; i < nchunks; i++)
+                        if (recv_req[i] != NULL)
+                            comm_wait(cp->comm, recv_req[i], err, sizeof err);
+                    comm_wait_all(cp->comm, send_req, nsend, err, sizeof err);
+                    return fail(cp, "context-parallel forward", err);
+                }
+            }
+            parts p;
+            chunk_view(cp, m, layer, b, j, &p);
+            for (int c = 0; c < cp->nloc; c++)
+                if (cp->mine[c] > j) {
+                    attn_state st = state_of(cp, m, layer, b, c);
+                    const size_t r0 = row + (size_t)c * chunk;
+                    o->attn_block(&st, a->q + r0 * qd, m->pos + (size_t)c * chunk, cp->view_k, cp->view_v,
+                                  cp->view_pos, chunk, &shape, m->attn_scratch);
+                }
+        }
+        for (int c = 0; c < cp->nloc; c++) {
+            attn_state st = state_of(cp, m, layer, b, c);
+            o->attn_end(st.acc, lse_of(cp, m, layer, b, c), &st, &shape);
+        }
+        if (comm_wait_all(cp->comm, send_req, nsend, err, sizeof err) != WANCP_OK)
             return fail(cp, "context-parallel forward", err);
     }
     return 0;
+}
+
+/* ---- backward ---- */
+
+/* This rank's partial gradient of chunk j (from view_k/v's gradients), as E and tau when
+ * compressed, into dst (own_floats, or dK then dV). */
+static void chunk_grad(cp_attention *cp, const model *m, int layer, const parts *p, float *dst)
+{
+    const int chunk = cp->layout.chunk, kvd = kv_dim(m);
+    const size_t n = (size_t)chunk * kvd;
+    if (!cp_attention_layer_compressed(cp, m, layer)) {
+        memcpy(dst, cp->gview_k, n * sizeof *dst);
+        memcpy(dst + n, cp->gview_v, n * sizeof *dst);
+        return;
+    }
+    parts g = parts_of(m, chunk, dst);
+    /* dL/d(decompressed K) is before RoPE: undo the rotation of the gradient first */
+    m->ops->rope_bwd(cp->gview_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
+                     m->rope_sin);
+    kv_codec_consumer_grad(&cp->codec[layer][0], p->th_k, p->c_k, cp->gview_k, chunk, g.c_k, g.th_k);
+    kv_codec_consumer_grad(&cp->codec[layer][1], p->th_v, p->c_v, cp->gview_v, chunk, g.c_v, g.th_v);
+    wire_round(g.c_k, (size_t)chunk * m->cfg.rank_k, cp->opt.wire_bf16);
+    wire_round(g.c_v, (size_t)chunk * m->cfg.rank_v, cp->opt.wire_bf16);
+}
+
+/* Adds one partial gradient of local chunk c: into dK/dV, or into the owner's sums. */
+static void add_partial(cp_attention *cp, model *m, int layer, int b, int c, const float *g)
+{
+    const int chunk = cp->layout.chunk, kvd = kv_dim(m);
+    if (cp_attention_layer_compressed(cp, m, layer)) {
+        m->ops->add(cp->acc + (size_t)c * cp->own_floats, g, cp->own_floats);
+        return;
+    }
+    const size_t rows = ((size_t)b * m->seq + (size_t)c * chunk) * kvd, n = (size_t)chunk * kvd;
+    m->ops->add(m->dk + rows, g, n);
+    m->ops->add(m->dv + rows, g + n, n);
+}
+
+/* The owner's part for local chunk c once every partial gradient is summed. */
+static void finish_own(cp_attention *cp, model *m, int layer, int b, int c)
+{
+    const int chunk = cp->layout.chunk, kvd = kv_dim(m);
+    const layer_params *lp = &m->layers[layer];
+    const layer_acts *a = &m->acts[layer];
+    const size_t rows = ((size_t)b * m->seq + (size_t)c * chunk) * kvd;
+    parts p = parts_of(m, chunk, own_state(cp, m, layer, b, c));
+    parts d = parts_of(m, chunk, cp->acc + (size_t)c * cp->own_floats);
+    float theta[64];
+    kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
+    /* theta again for zbar (the same bits as the forward's), and U_theta */
+    kv_codec_theta(ck, model_param(m, lp->psi_wk), model_param(m, lp->psi_bk), a->k_pre + rows, chunk, theta);
+    kv_codec_basis(ck, p.th_k);
+    kv_codec_owner_grad(ck, model_param(m, lp->psi_wk), p.th_k, a->k_pre + rows, d.c_k, d.th_k, chunk,
+                        m->dk_pre + rows, model_grad(m, lp->psi_wk), model_grad(m, lp->psi_bk));
+    kv_codec_theta(cv, model_param(m, lp->psi_wv), model_param(m, lp->psi_bv), a->v + rows, chunk, theta);
+    kv_codec_basis(cv, p.th_v);
+    kv_codec_owner_grad(cv, model_param(m, lp->psi_wv), p.th_v, a->v + rows, d.c_v, d.th_v, chunk, m->dv + rows,
+                        model_grad(m, lp->psi_wv), model_grad(m, lp->psi_bv));
 }
 
 static int cp_backward(void *ctx, model *m, int layer)
@@ -87,93 +318,138 @@ static int cp_backward(void *ctx, model *m, int layer)
     cp_attention *cp = ctx;
     const ops *o = m->ops;
     const layer_acts *a = &m->acts[layer];
-    const int P = cp->layout.ranks, chunk = cp->layout.chunk, seq = m->seq;
-    const int hd = model_head_dim(&m->cfg), qd = m->cfg.n_heads * hd, kvd = m->cfg.n_kv_heads * hd;
-    const size_t kvf = kv_floats(cp, m), n = (size_t)m->batch * seq;
-    const attn_shape shape = {m->cfg.n_heads, m->cfg.n_kv_heads, hd, m->cfg.attn_block};
-    int mine[2];
-    cp_chunks_of(&cp->layout, cp->rank, mine);
-    int32_t pos_remote[65536];
+    const int P = cp->layout.ranks, chunk = cp->layout.chunk, nchunks = cp_total_chunks(&cp->layout);
+    const int H = m->cfg.n_heads, qd = H * model_head_dim(&m->cfg), kvd = kv_dim(m);
+    const size_t n = (size_t)m->batch * m->seq;
+    const attn_shape shape = shape_of(m);
+    const bool compressed = cp_attention_layer_compressed(cp, m, layer), talk = cp->exchange && P > 1;
+    const size_t bytes = cp_attention_message_bytes(cp, m, layer);
     char err[WANCP_ERRLEN];
     memset(m->dq, 0, n * qd * sizeof *m->dq);
     memset(m->dk, 0, n * kvd * sizeof *m->dk);
     memset(m->dv, 0, n * kvd * sizeof *m->dv);
     for (int b = 0; b < m->batch; b++) {
-        const size_t row = (size_t)b * seq;
-        const float *lse = a->lse + (size_t)b * shape.n_heads * seq;
-        comm_request *reqs[4 * COMM_MAX_RANKS];
+        const size_t row = (size_t)b * m->seq;
+        comm_request *reqs[2 * CP_MAX_LOCAL * COMM_MAX_RANKS];
         int nreq = 0, rc = WANCP_OK;
-        /* Partial gradients of this rank's chunks from every rank that attended to them. */
-        for (int c = 0; c < 2 && rc == WANCP_OK && cp->exchange; c++)
+        for (int c = 0; c < cp->nloc && rc == WANCP_OK && talk; c++)
             for (int r = 0; r < P && rc == WANCP_OK; r++)
-                if (r != cp->rank && cp_rank_needs(&cp->layout, r, mine[c]))
-                    rc = comm_irecv(cp->comm, r, COMM_KV_BACKWARD, cp->grad_in + ((size_t)c * P + r) * 2 * kvf,
-                                    2 * kvf * sizeof(float), &reqs[nreq++], err, sizeof err);
-        const int first_send = nreq;
-        o->attn_bwd_delta(m->delta, a->o + row * qd, m->dout + row * qd, seq, &shape);
-        for (int j = 0; j < 2 * P && rc == WANCP_OK; j++) {
-            int owner = cp_owner(&cp->layout, j);
-            if (owner == cp->rank || !cp_rank_needs(&cp->layout, cp->rank, j))
+                if (r != cp->rank && cp_rank_needs(&cp->layout, r, cp->mine[c]))
+                    rc = comm_irecv(cp->comm, r, COMM_KV_BACKWARD, cp->grad_in + ((size_t)c * P + r) * cp->slot_bytes,
+                                    bytes, &reqs[nreq++], err, sizeof err);
+        if (compressed)
+            memset(cp->acc, 0, (size_t)cp->nloc * cp->own_floats * sizeof *cp->acc);
+        for (int c = 0; c < cp->nloc; c++)
+            o->attn_bwd_delta(m->delta + (size_t)c * H * chunk, a->o + (row + (size_t)c * chunk) * qd,
+                              m->dout + (row + (size_t)c * chunk) * qd, chunk, &shape);
+        for (int j = 0; j < nchunks && rc == WANCP_OK; j++) {
+            if (!seen_here(cp, j))
                 continue;
-            const float *kv = recv_slot(cp, m, layer, b, j);
-            float *g = cp->grad_out + (size_t)j * 2 * kvf;
-            memset(g, 0, 2 * kvf * sizeof *g);
-            for (int t = 0; t < chunk; t++)
-                pos_remote[t] = j * chunk + t;
-            o->attn_block_bwd(m->dq + row * qd, g, g + kvf, a->q + row * qd, m->pos, seq, kv, kv + kvf, pos_remote,
-                              chunk, m->dout + row * qd, lse, m->delta, &shape, m->attn_scratch);
-            if (cp->exchange)
-                rc = comm_isend(cp->comm, owner, COMM_KV_BACKWARD, g, 2 * kvf * sizeof *g, &reqs[nreq++], err,
+            parts p;
+            chunk_view(cp, m, layer, b, j, &p);
+            memset(cp->gview_k, 0, (size_t)chunk * kvd * sizeof *cp->gview_k);
+            memset(cp->gview_v, 0, (size_t)chunk * kvd * sizeof *cp->gview_v);
+            for (int c = 0; c < cp->nloc; c++)
+                if (cp->mine[c] > j) {
+                    const size_t r0 = row + (size_t)c * chunk;
+                    o->attn_block_bwd(m->dq + r0 * qd, cp->gview_k, cp->gview_v, a->q + r0 * qd,
+                                      m->pos + (size_t)c * chunk, chunk, cp->view_k, cp->view_v, cp->view_pos, chunk,
+                                      m->dout + r0 * qd, lse_of(cp, m, layer, b, c), m->delta + (size_t)c * H * chunk,
+                                      &shape, m->attn_scratch);
+                }
+            chunk_grad(cp, m, layer, &p, cp->gpart); /* p may point into part */
+            const int cj = local_index(cp, j);
+            if (cj >= 0) {
+                add_partial(cp, m, layer, b, cj, cp->gpart);
+            } else if (talk) {
+                uint8_t *msg = cp->grad_out + (size_t)j * cp->slot_bytes;
+                pack(cp, m, layer, msg, cp->gpart);
+                rc = comm_isend(cp->comm, cp_owner(&cp->layout, j), COMM_KV_BACKWARD, msg, bytes, &reqs[nreq++], err,
                                 sizeof err);
-        }
-        if (rc != WANCP_OK)
-            return fail(cp, "context-parallel backward", err);
-        o->attn_block_bwd(m->dq + row * qd, m->dk + row * kvd, m->dv + row * kvd, a->q + row * qd, m->pos, seq,
-                          a->k + row * kvd, a->v + row * kvd, m->pos, seq, m->dout + row * qd, lse, m->delta, &shape,
-                          m->attn_scratch);
-        if (comm_wait_all(cp->comm, reqs, nreq, err, sizeof err) != WANCP_OK)
-            return fail(cp, "context-parallel backward", err);
-        (void)first_send;
-        /* Owners add the partial gradients, in rank order. */
-        for (int c = 0; c < 2; c++)
-            for (int r = 0; r < P; r++) {
-                if (r == cp->rank || !cp_rank_needs(&cp->layout, r, mine[c]))
-                    continue;
-                const float *g = cp->grad_in + ((size_t)c * P + r) * 2 * kvf;
-                o->add(m->dk + (row + (size_t)c * chunk) * kvd, g, kvf);
-                o->add(m->dv + (row + (size_t)c * chunk) * kvd, g + kvf, kvf);
             }
+        }
+        /* The exact diagonal blocks while the partial gradients travel. */
+        for (int c = 0; c < cp->nloc && rc == WANCP_OK; c++) {
+            const size_t r0 = row + (size_t)c * chunk;
+            o->attn_block_bwd(m->dq + r0 * qd, m->dk + r0 * kvd, m->dv + r0 * kvd, a->q + r0 * qd,
+                              m->pos + (size_t)c * chunk, chunk, a->k + r0 * kvd, a->v + r0 * kvd,
+                              m->pos + (size_t)c * chunk, chunk, m->dout + r0 * qd, lse_of(cp, m, layer, b, c),
+                              m->delta + (size_t)c * H * chunk, &shape, m->attn_scratch);
+        }
+        if (comm_wait_all(cp->comm, reqs, nreq, err, sizeof err) != WANCP_OK || rc != WANCP_OK)
+            return fail(cp, "context-parallel backward", err);
+        /* Owners add the partial gradients, in rank order. */
+        for (int c = 0; c < cp->nloc && talk; c++)
+            for (int r = 0; r < P; r++) {
+                if (r == cp->rank || !cp_rank_needs(&cp->layout, r, cp->mine[c]))
+                    continue;
+                unpack(cp, m, layer, cp->part, cp->grad_in + ((size_t)c * P + r) * cp->slot_bytes);
+                add_partial(cp, m, layer, b, c, cp->part);
+            }
+        for (int c = 0; c < cp->nloc && compressed; c++)
+            finish_own(cp, m, layer, b, c);
     }
     return 0;
 }
 
-int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, model *m, char *err, size_t errlen)
+/* ---- setup ---- */
+
+int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const cp_options *opt, model *m,
+                      char *err, size_t errlen)
 {
-    *cp = (cp_attention){.comm = c, .layout = *layout, .rank = comm_rank(c)};
-    if (m->seq != 2 * layout->chunk || layout->ranks != comm_size(c))
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "context parallelism: %d ranks x 2 chunks of %d tokens, but the "
-                          "model holds %d local tokens on %d ranks", layout->ranks, layout->chunk, m->seq, comm_size(c));
-    if (layout->chunk % m->cfg.attn_block != 0 || layout->chunk > 65536)
+    *cp = (cp_attention){.comm = c, .layout = *layout, .rank = c != NULL ? comm_rank(c) : 0,
+                         .nloc = cp_local_count(layout), .layers = m->cfg.n_layers};
+    if (opt != NULL)
+        cp->opt = *opt;
+    const int P = layout->ranks, chunk = layout->chunk;
+    if (P != (c != NULL ? comm_size(c) : 1) || (P > 1 && c == NULL))
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "context parallelism: layout of %d ranks on a communicator of %d",
+                          P, c != NULL ? comm_size(c) : 1);
+    if (cp->nloc < 1 || cp->nloc > CP_MAX_LOCAL || (layout->kind == CP_ZIGZAG && cp->nloc != 2))
         return wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                          "context parallelism: chunk of %d tokens is not a multiple of attn_block %d", layout->chunk,
+                          "context parallelism: %d chunks per rank (zig-zag takes 2, contiguous 1..%d)", cp->nloc,
+                          CP_MAX_LOCAL);
+    if (m->seq != cp->nloc * chunk)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "context parallelism: %d ranks x %d chunks of %d tokens, but the "
+                          "model holds %d local tokens", P, cp->nloc, chunk, m->seq);
+    if (chunk % m->cfg.attn_block != 0 || chunk > 65536)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT,
+                          "context parallelism: chunk of %d tokens is not a multiple of attn_block %d", chunk,
                           m->cfg.attn_block);
-    if (2 * layout->ranks * layout->chunk > m->cfg.context)
+    if (cp_total_chunks(layout) * chunk > m->cfg.context)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "context parallelism: sequence of %d tokens exceeds context %d",
-                          2 * layout->ranks * layout->chunk, m->cfg.context);
-    const size_t kvf = kv_floats(cp, m), P = (size_t)layout->ranks;
-    cp->recv_kv = calloc((size_t)m->cfg.n_layers * m->batch * 2 * P * 2 * kvf, sizeof(float));
-    cp->send_kv = calloc(4 * kvf, sizeof(float));
-    cp->grad_out = calloc(2 * P * 2 * kvf, sizeof(float));
-    cp->grad_in = calloc(2 * P * 2 * kvf, sizeof(float));
-    if (cp->recv_kv == NULL || cp->send_kv == NULL || cp->grad_out == NULL || cp->grad_in == NULL) {
+                          cp_total_chunks(layout) * chunk, m->cfg.context);
+    cp_chunks_of(layout, cp->rank, cp->mine);
+    const size_t kvf = (size_t)chunk * kv_dim(m), chunks = (size_t)cp_total_chunks(layout);
+    const size_t k = (size_t)m->cfg.psi_k;
+    cp->own_floats = k > 0 ? 2 * k + (size_t)chunk * (m->cfg.rank_k + m->cfg.rank_v) : 0;
+    const size_t part_floats = cp->own_floats > 2 * kvf ? cp->own_floats : 2 * kvf;
+    cp->slot_bytes = part_floats * sizeof(float);
+    const size_t remote_slots = P > 1 ? (size_t)m->cfg.n_layers * m->batch * chunks : 0;
+    cp->recv_msg = calloc(remote_slots + 1, cp->slot_bytes);
+    cp->send_msg = calloc((size_t)cp->nloc, cp->slot_bytes);
+    cp->grad_out = calloc(chunks, cp->slot_bytes);
+    cp->grad_in = calloc((size_t)cp->nloc * P, cp->slot_bytes);
+    cp->own = calloc((size_t)m->cfg.n_layers * m->batch * cp->nloc * cp->own_floats + 1, sizeof *cp->own);
+    cp->acc = calloc((size_t)cp->nloc * cp->own_floats + 1, sizeof *cp->acc);
+    cp->part = calloc(part_floats, sizeof *cp->part);
+    cp->gpart = calloc(part_floats, sizeof *cp->gpart);
+    cp->view_k = calloc(kvf, sizeof(float));
+    cp->view_v = calloc(kvf, sizeof(float));
+    cp->gview_k = calloc(kvf, sizeof(float));
+    cp->gview_v = calloc(kvf, sizeof(float));
+    cp->view_pos = calloc((size_t)chunk, sizeof *cp->view_pos);
+    cp->codec = k > 0 ? calloc((size_t)m->cfg.n_layers, sizeof *cp->codec) : NULL;
+    int32_t *pos = malloc((size_t)m->seq * sizeof *pos);
+    if (cp->recv_msg == NULL || cp->send_msg == NULL || cp->grad_out == NULL || cp->grad_in == NULL ||
+        cp->own == NULL || cp->acc == NULL || cp->part == NULL || cp->gpart == NULL || cp->view_k == NULL || cp->view_v == NULL ||
+        cp->gview_k == NULL || cp->gview_v == NULL || cp->view_pos == NULL || (k > 0 && cp->codec == NULL) ||
+        pos == NULL) {
+        free(pos);
         cp_attention_free(cp);
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "context parallelism: out of memory for K/V buffers");
     }
-    int32_t *pos = malloc((size_t)m->seq * sizeof *pos);
-    if (pos == NULL) {
-        cp_attention_free(cp);
-        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "context parallelism: out of memory");
-    }
+    cp->layout.per_rank = cp->nloc;
     cp_positions(layout, cp->rank, pos);
     model_set_positions(m, pos);
     free(pos);
@@ -182,37 +458,96 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, model 
     return WANCP_OK;
 }
 
+static void free_codecs(cp_attention *cp, int layers)
+{
+    for (int l = 0; cp->codec != NULL && l < layers; l++)
+        for (int w = 0; w < 2; w++)
+            kv_codec_free(&cp->codec[l][w]);
+}
+
+int cp_attention_set_compression(cp_attention *cp, const model *m, bool on, char *err, size_t errlen)
+{
+    if (!on) {
+        cp->compress = false;
+        return WANCP_OK;
+    }
+    if (m->cfg.psi_k < 1 || cp->codec == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "compression needs a model with heads psi (psi_k >= 1)");
+    free_codecs(cp, m->cfg.n_layers);
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int w = 0; w < 2; w++) {
+            const layer_params *lp = &m->layers[l];
+            const uint64_t seed = cp->opt.seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(2 * l + w + 1));
+            int rc = kv_codec_init(&cp->codec[l][w], kv_dim(m), w == 0 ? m->cfg.rank_k : m->cfg.rank_v, m->cfg.psi_k,
+                                   cp->opt.planes, model_param(m, w == 0 ? lp->u0_k : lp->u0_v), seed, err, errlen);
+            if (rc != WANCP_OK) {
+                free_codecs(cp, m->cfg.n_layers);
+                return rc;
+            }
+        }
+    cp->compress = true;
+    return WANCP_OK;
+}
+
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+uint64_t cp_attention_shared_hash(const cp_attention *cp, const model *m)
+{
+    uint64_t h = 1469598103934665603ull;
+    const int half = model_head_dim(&m->cfg) / 2;
+    h = fnv(h, &cp->layout.chunk, sizeof cp->layout.chunk);
+    h = fnv(h, m->rope_cos, (size_t)m->cfg.context * half * sizeof(float));
+    h = fnv(h, m->rope_sin, (size_t)m->cfg.context * half * sizeof(float));
+    h = fnv(h, m->params + m->table.trainable, (m->table.total - m->table.trainable) * sizeof(float));
+    for (int l = 0; cp->compress && l < m->cfg.n_layers; l++)
+        for (int w = 0; w < 2; w++) {
+            const subspace *s = &cp->codec[l][w].s;
+            const int shape[4] = {s->d, s->r, s->h, s->k};
+            h = fnv(h, shape, sizeof shape);
+            h = fnv(h, s->u0, (size_t)s->d * s->r * sizeof(float));
+            h = fnv(h, s->qa, (size_t)s->d * s->h * sizeof(float));
+            h = fnv(h, s->qb, (size_t)s->d * s->h * sizeof(float));
+            h = fnv(h, s->omega, (size_t)s->h * s->k * sizeof(float));
+        }
+    return h;
+}
+
 /* The same messages as one step's cp_forward and cp_backward, from the same buffers. */
 int cp_attention_exchange_only(cp_attention *cp, model *m, char *err, size_t errlen)
 {
-    const int P = cp->layout.ranks;
-    const size_t kvf = kv_floats(cp, m);
-    int mine[2];
-    cp_chunks_of(&cp->layout, cp->rank, mine);
+    const int P = cp->layout.ranks, nchunks = cp_total_chunks(&cp->layout);
+    if (P == 1)
+        return WANCP_OK;
     for (int pass = 0; pass < 2; pass++) /* 0: forward, every layer; 1: backward, every layer */
         for (int layer = 0; layer < m->cfg.n_layers; layer++)
             for (int b = 0; b < m->batch; b++) {
-                comm_request *reqs[4 * COMM_MAX_RANKS];
+                const size_t bytes = cp_attention_message_bytes(cp, m, layer);
+                comm_request *reqs[2 * CP_MAX_LOCAL * COMM_MAX_RANKS];
                 int nreq = 0, rc = WANCP_OK;
                 const int cls = pass == 0 ? COMM_KV_FORWARD : COMM_KV_BACKWARD;
-                for (int j = 0; j < 2 * P && rc == WANCP_OK; j++) {
+                for (int j = 0; j < nchunks && rc == WANCP_OK; j++) {
                     int owner = cp_owner(&cp->layout, j);
                     if (owner == cp->rank || !cp_rank_needs(&cp->layout, cp->rank, j))
                         continue;
-                    float *slot = pass == 0 ? recv_slot(cp, m, layer, b, j) : cp->grad_out + (size_t)j * 2 * kvf;
-                    rc = pass == 0 ? comm_irecv(cp->comm, owner, cls, slot, 2 * kvf * sizeof(float), &reqs[nreq++], err,
-                                                errlen)
-                                   : comm_isend(cp->comm, owner, cls, slot, 2 * kvf * sizeof(float), &reqs[nreq++], err,
-                                                errlen);
+                    rc = pass == 0 ? comm_irecv(cp->comm, owner, cls, recv_slot(cp, m, layer, b, j), bytes,
+                                                &reqs[nreq++], err, errlen)
+                                   : comm_isend(cp->comm, owner, cls, cp->grad_out + (size_t)j * cp->slot_bytes, bytes,
+                                                &reqs[nreq++], err, errlen);
                 }
-                for (int c = 0; c < 2 && rc == WANCP_OK; c++)
+                for (int c = 0; c < cp->nloc && rc == WANCP_OK; c++)
                     for (int r = 0; r < P && rc == WANCP_OK; r++) {
-                        if (r == cp->rank || !cp_rank_needs(&cp->layout, r, mine[c]))
+                        if (r == cp->rank || !cp_rank_needs(&cp->layout, r, cp->mine[c]))
                             continue;
-                        rc = pass == 0 ? comm_isend(cp->comm, r, cls, cp->send_kv + (size_t)c * 2 * kvf,
-                                                    2 * kvf * sizeof(float), &reqs[nreq++], err, errlen)
-                                       : comm_irecv(cp->comm, r, cls, cp->grad_in + ((size_t)c * P + r) * 2 * kvf,
-                                                    2 * kvf * sizeof(float), &reqs[nreq++], err, errlen);
+                        rc = pass == 0 ? comm_isend(cp->comm, r, cls, cp->send_msg + (size_t)c * cp->slot_bytes, bytes,
+                                                    &reqs[nreq++], err, errlen)
+                                       : comm_irecv(cp->comm, r, cls, cp->grad_in + ((size_t)c * P + r) * cp->slot_bytes,
+                                                    bytes, &reqs[nreq++], err, errlen);
                     }
                 if (rc == WANCP_OK)
                     rc = comm_wait_all(cp->comm, reqs, nreq, err, errlen);
@@ -224,9 +559,20 @@ int cp_attention_exchange_only(cp_attention *cp, model *m, char *err, size_t err
 
 void cp_attention_free(cp_attention *cp)
 {
-    free(cp->recv_kv);
-    free(cp->send_kv);
+    free_codecs(cp, cp->layers);
+    free(cp->recv_msg);
+    free(cp->send_msg);
     free(cp->grad_out);
     free(cp->grad_in);
-    cp->recv_kv = cp->send_kv = cp->grad_out = cp->grad_in = NULL;
+    free(cp->own);
+    free(cp->acc);
+    free(cp->part);
+    free(cp->gpart);
+    free(cp->view_k);
+    free(cp->view_v);
+    free(cp->gview_k);
+    free(cp->gview_v);
+    free(cp->view_pos);
+    free(cp->codec);
+    *cp = (cp_attention){0};
 }

@@ -3,36 +3,83 @@
 
 #include "../comm/comm.h"
 #include "../model/model.h"
+#include "../subspace/kv_codec.h"
 #include "cp_layout.h"
 
 /*
- * Context-parallel attention (METHOD.md section 1, all-gather form) as the model's
- * attention implementation. Per layer and sequence, forward: each of this rank's two chunks
- * of K/V goes (as one message, K then V, fp32) to exactly the ranks that need it; the local
- * block is computed while those are in flight, then each remote chunk is merged by the
- * online softmax, in chunk order so results are the same every run. The received K/V are
- * kept for the backward, which computes this rank's partial dK/dV of every remote chunk and
- * returns them to the owner (kv-backward class); the owner adds them, in rank order.
+ * Context-parallel attention (METHOD.md sections 1 and 2) as the model's attention
+ * implementation. Each local chunk of queries keeps its own online-softmax state. Per
+ * layer and sequence, forward: each of this rank's chunks goes (one message) to exactly
+ * the ranks that need it; the exact diagonal blocks are computed while those are in
+ * flight; then every earlier chunk, local or remote, in chunk order, is merged into the
+ * query chunks after it, as that chunk is "seen from later chunks":
  *
- * Bytes per rank, layer and sequence, both directions: (P-1)+p messages out and
- * (P-1)+(P-1-p) in (zig-zag), each 2 m d_kv x 4 bytes; comm's counters must say so.
+ *   uncompressed: its K (after RoPE) and V, at the wire dtype;
+ *   compressed:   RoPE_j(C_K U_K^T) and C_V U_V^T from (theta, C) of METHOD.md section 2,
+ *                 also for a rank's own earlier chunk, so the model depends on the chunk
+ *                 length only, never on P or on which rank holds which chunk.
+ *
+ * Backward: every rank computes its partial gradient of each earlier chunk and returns it
+ * to the owner (dK/dV, or E and tau when compressed); owners add them in rank order.
+ * With one rank and many chunks (contiguous layout) this is METHOD.md section 2's model on
+ * one process, with no communicator.
+ *
+ * Bytes per rank, layer and sequence (zig-zag), each direction: (P-1)+p messages out and
+ * (P-1)+(P-1-p) in; a message is 2 m d_kv s bytes, or m (r_K + r_V) s + 8 k compressed
+ * (s = 2 for bf16, 4 for fp32); comm's counters say so.
  */
+typedef struct cp_options {
+    bool wire_bf16;     /* K/V, C and E as bf16 on the wire (theta and tau stay fp32) */
+    bool compress_last; /* compress the last block too (default: exact, as in the paper) */
+    int planes;         /* rotation planes h; 0: floor(d_kv / 2) */
+    uint64_t seed;      /* Q and Omega of every layer; the same on every rank */
+} cp_options;
+
 typedef struct cp_attention {
-    comm *comm;
+    comm *comm;                 /* NULL with one rank */
     cp_layout layout;
-    int rank;
-    float *recv_kv;   /* (layers, batch, 2P chunks, 2, m, kvd): remote K/V kept for backward */
-    float *send_kv;   /* (2, 2, m, kvd): this rank's two chunks packed K then V */
-    float *grad_out;  /* (2P chunks, 2, m, kvd): partial dK/dV of remote chunks */
-    float *grad_in;   /* (2 own chunks, P, 2, m, kvd): partial dK/dV arriving from each rank */
-    bool exchange;    /* false: skip every send and receive (compute-only timing in benchmarks) */
+    int rank, nloc, layers;
+    int mine[CP_MAX_LOCAL];     /* this rank's chunks, ascending */
+    cp_options opt;
+    bool compress;              /* compression on now (after the warm start, before unplugging) */
+    kv_codec (*codec)[2];       /* (layers) K and V; built when compression goes on */
+    size_t slot_bytes;          /* room for one message, the larger form */
+    uint8_t *recv_msg;          /* (layers, batch, chunks, slot) messages from owners, kept for backward */
+    uint8_t *send_msg;          /* (nloc, slot) this rank's chunks, packed */
+    uint8_t *grad_out;          /* (chunks, slot) partial gradients going to owners */
+    uint8_t *grad_in;           /* (nloc, P, slot) partial gradients arriving */
+    size_t own_floats;          /* 2k + m (r_K + r_V) */
+    float *own;                 /* (layers, batch, nloc, own_floats) theta_K, theta_V, C_K, C_V */
+    float *acc;                 /* (nloc, own_floats) dtheta and dC summed at the owner */
+    float *part;                /* (own_floats, or 2 m d_kv) one unpacked message */
+    float *gpart;               /* the same size: one partial gradient before packing */
+    float *view_k, *view_v;     /* (m, d_kv) a chunk as seen from later chunks */
+    float *gview_k, *gview_v;   /* (m, d_kv) its gradient */
+    int32_t *view_pos;          /* (m) its positions */
+    bool exchange;              /* false: skip every send and receive (compute-only timing) */
     char error[512];
 } cp_attention;
 
-/* Sizes the buffers for m (its seq must be 2 x chunk) and installs itself as m's attention;
- * sets m's positions to this rank's chunks. */
-int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, model *m, char *err, size_t errlen);
+/* Sizes the buffers for m (its seq must be local chunks x chunk) and installs itself as
+ * m's attention; sets m's positions to this rank's chunks. c may be NULL for one rank.
+ * opt NULL: fp32 wire, defaults. Compression starts off. */
+int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const cp_options *opt, model *m,
+                      char *err, size_t errlen);
 void cp_attention_free(cp_attention *cp);
+
+/* Compression on (rebuilding Q, Omega and the rotations from the model's current bases
+ * U0) or off. The model must have psi_k > 0 to turn it on. */
+int cp_attention_set_compression(cp_attention *cp, const model *m, bool on, char *err, size_t errlen);
+
+/* Whether layer l exchanges compressed K/V now. */
+bool cp_attention_layer_compressed(const cp_attention *cp, const model *m, int layer);
+
+/* Payload bytes of one chunk's message in layer l (forward and backward alike). */
+size_t cp_attention_message_bytes(const cp_attention *cp, const model *m, int layer);
+
+/* FNV-1a of the state every rank must hold bit for bit: the bases U0, Q, Omega, r, k, h,
+ * the positions and the RoPE tables. */
+uint64_t cp_attention_shared_hash(const cp_attention *cp, const model *m);
 
 /* The exchange of one training step (forward and backward, every layer and sequence) with
  * no compute: what bench comm times to find how much of it the step hides. */

@@ -63,10 +63,24 @@ int model_config_validate(const model_config *c, const char *source, char *err, 
         problem(list, sizeof list, &n, "norm_eps = %g must be in (0, 1)", (double)c->norm_eps);
     if (c->tied_head != 0 && c->tied_head != 1)
         problem(list, sizeof list, &n, "tied_head = %d must be 0 or 1", c->tied_head);
+    if (c->psi_k < 0 || c->psi_k > 64)
+        problem(list, sizeof list, &n, "psi_k = %d must be 0..64", c->psi_k);
+    if (n == 0 && c->psi_k > 0) {
+        const int kvd = model_kv_dim(c);
+        if (c->rank_k < 1 || c->rank_k > kvd)
+            problem(list, sizeof list, &n, "rank_k = %d must be 1..d_kv = %d", c->rank_k, kvd);
+        if (c->rank_v < 1 || c->rank_v > kvd)
+            problem(list, sizeof list, &n, "rank_v = %d must be 1..d_kv = %d", c->rank_v, kvd);
+    } else if (c->psi_k == 0 && (c->rank_k != 0 || c->rank_v != 0)) {
+        problem(list, sizeof list, &n, "rank_k and rank_v need psi_k >= 1");
+    }
     if (n == 0)
         return WANCP_OK;
     return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: %s", source, list);
 }
+
+int model_default_rank_k(const model_config *c) { return (2 * model_kv_dim(c) + 99) / 100; }
+int model_default_rank_v(const model_config *c) { return (5 * model_kv_dim(c) + 99) / 100; }
 
 size_t model_matmul_params(const model_config *c)
 {

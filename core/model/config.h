@@ -16,6 +16,11 @@ typedef struct model_config {
     int tied_head;  /* 1: the LM head is the embedding matrix */
     float rope_theta;
     float norm_eps;
+    /* K/V compression (METHOD.md section 2); all 0 for a model without it. With psi_k > 0
+     * every layer holds a head psi for K and for V (psi_k outputs each) and a basis U0 for
+     * K (d_kv x rank_k) and V (d_kv x rank_v). */
+    int psi_k;
+    int rank_k, rank_v;
 } model_config;
 
 /* Defaults for a model of this width: heads of 64, ffn 8/3 d rounded up to 64, block 64. */
@@ -26,6 +31,11 @@ model_config model_config_default(void);
 int model_config_validate(const model_config *c, const char *source, char *err, size_t errlen);
 
 static inline int model_head_dim(const model_config *c) { return c->dim / c->n_heads; }
+static inline int model_kv_dim(const model_config *c) { return c->n_kv_heads * model_head_dim(c); }
+
+/* METHOD.md's default ranks: ceil(0.02 d_kv) for K and ceil(0.05 d_kv) for V. */
+int model_default_rank_k(const model_config *c);
+int model_default_rank_v(const model_config *c);
 
 /* Parameters that take part in matmuls (embedding lookups excluded, the LM head included),
  * for the 6 x params x tokens FLOP count. */

@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include "../status.h"
+#include "../subspace/subspace.h"
 #include "../util/rng.h"
 
 #include <math.h>
@@ -29,10 +30,32 @@ static int add_params(model *m)
              ADD(w2, d, f, true);
 #undef ADD
     }
+    for (int l = 0; l < c->n_layers && ok; l++) {
+        layer_params *p = &m->layers[l];
+        p->psi_wk = p->psi_bk = p->psi_wv = p->psi_bv = p->u0_k = p->u0_v = -1;
+        char name[40];
+        if (c->psi_k > 0) {
+#define ADD(field, rows, cols)                                                                                   \
+    (snprintf(name, sizeof name, "layer%d.%s", l, #field), (p->field = param_table_add(t, name, rows, cols, false)) >= 0)
+            ok = ADD(psi_wk, c->psi_k, kvd) && ADD(psi_bk, 1, c->psi_k) && ADD(psi_wv, c->psi_k, kvd) &&
+                 ADD(psi_bv, 1, c->psi_k);
+#undef ADD
+        }
+    }
     ok = ok && (m->final_norm = param_table_add(t, "final_norm", 1, d, false)) >= 0;
     if (ok)
         m->lm_head = c->tied_head ? m->wte : param_table_add(t, "lm_head", c->vocab, d, true);
-    return ok && m->lm_head >= 0 ? WANCP_OK : WANCP_ERR_NOMEM;
+    ok = ok && m->lm_head >= 0;
+    /* Frozen state last, so weight sync and the optimizer see one trainable prefix. */
+    for (int l = 0; l < c->n_layers && ok && c->psi_k > 0; l++) {
+        layer_params *p = &m->layers[l];
+        char name[40];
+        snprintf(name, sizeof name, "layer%d.u0_k", l);
+        ok = (p->u0_k = param_table_add_frozen(t, name, kvd, c->rank_k)) >= 0;
+        snprintf(name, sizeof name, "layer%d.u0_v", l);
+        ok = ok && (p->u0_v = param_table_add_frozen(t, name, kvd, c->rank_v)) >= 0;
+    }
+    return ok ? WANCP_OK : WANCP_ERR_NOMEM;
 }
 
 static void init_params(model *m, uint64_t seed)
@@ -43,6 +66,12 @@ static void init_params(model *m, uint64_t seed)
     for (int i = 0; i < m->table.count; i++) {
         const tensor_info *t = &m->table.tensors[i];
         float *p = m->params + t->offset;
+        if (t->frozen) { /* a basis U0 until the warm start replaces it */
+            subspace_random_orthonormal(p, t->rows, t->cols, seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)));
+            continue;
+        }
+        if (strstr(t->name, ".psi_") != NULL) /* psi starts at 0: the first compressed step uses U0 */
+            continue;
         if (!t->decay) { /* norm gains */
             for (size_t j = 0; j < t->count; j++)
                 p[j] = 1.0f;
@@ -71,6 +100,8 @@ static size_t carve(model *m, float *base)
         TAKE(a->rstd1, n);
         TAKE(a->q, n * qd);
         TAKE(a->k, n * kvd);
+        if (c->psi_k > 0)
+            TAKE(a->k_pre, n * kvd);
         TAKE(a->v, n * kvd);
         TAKE(a->o, n * qd);
         TAKE(a->lse, (size_t)m->batch * heads_seq);
@@ -89,6 +120,8 @@ static size_t carve(model *m, float *base)
     TAKE(m->dq, n * qd);
     TAKE(m->dk, n * kvd);
     TAKE(m->dv, n * kvd);
+    if (c->psi_k > 0)
+        TAKE(m->dk_pre, n * kvd);
     TAKE(m->dout, n * qd);
     TAKE(m->dg, n * f);
     TAKE(m->du, n * f);
@@ -263,6 +296,8 @@ static int block_forward(model *m, int l, float *x_out)
     o->matmul(a->q, a->xn1, model_param(m, p->wq), n, qd, d, false, true, 1.0f, 0.0f);
     o->matmul(a->k, a->xn1, model_param(m, p->wk), n, kvd, d, false, true, 1.0f, 0.0f);
     o->matmul(a->v, a->xn1, model_param(m, p->wv), n, kvd, d, false, true, 1.0f, 0.0f);
+    if (a->k_pre != NULL)
+        memcpy(a->k_pre, a->k, (size_t)n * kvd * sizeof *a->k_pre);
     rope(m, a->q, c->n_heads, false);
     rope(m, a->k, c->n_kv_heads, false);
     if (attention_forward(m, l) != 0)
@@ -302,10 +337,14 @@ static int block_backward(model *m, int l)
     /* attention: x2 = x + wo attn(rope(wq xn1), rope(wk xn1), wv xn1) */
     o->matmul(m->dout, m->dx, model_param(m, p->wo), n, qd, d, false, false, 1.0f, 0.0f);
     o->matmul(model_grad(m, p->wo), m->dx, a->o, d, qd, n, true, false, 1.0f, 1.0f);
+    if (m->dk_pre != NULL)
+        memset(m->dk_pre, 0, (size_t)n * kvd * sizeof *m->dk_pre);
     if (attention_backward(m, l) != 0)
         return -1;
     rope(m, m->dq, c->n_heads, true);
     rope(m, m->dk, c->n_kv_heads, true);
+    if (m->dk_pre != NULL)
+        o->add(m->dk, m->dk_pre, (size_t)n * kvd);
     o->matmul(m->dxn, m->dq, model_param(m, p->wq), n, d, qd, false, false, 1.0f, 0.0f);
     o->matmul(m->dxn, m->dk, model_param(m, p->wk), n, d, kvd, false, false, 1.0f, 1.0f);
     o->matmul(m->dxn, m->dv, model_param(m, p->wv), n, d, kvd, false, false, 1.0f, 1.0f);

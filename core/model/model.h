@@ -11,6 +11,10 @@
 typedef struct layer_params {
     int attn_norm, wq, wk, wv, wo; /* wq (n_heads*hd, d), wk/wv (n_kv*hd, d), wo (d, n_heads*hd) */
     int mlp_norm, w1, w3, w2;      /* w1/w3 (ffn, d) gate and up, w2 (d, ffn) down */
+    /* Compression (cfg.psi_k > 0; else -1): heads psi (W (k, d_kv), b (1, k)) for K and V,
+     * trained; bases U0 (d_kv, r), frozen state set by the warm start. */
+    int psi_wk, psi_bk, psi_wv, psi_bv;
+    int u0_k, u0_v;
 } layer_params;
 
 /* Activations kept from the forward pass for the backward, for batch x seq tokens (n). */
@@ -20,6 +24,7 @@ typedef struct layer_acts {
     float *rstd1; /* (n,) */
     float *q;     /* (n, n_heads*hd) after RoPE */
     float *k;     /* (n, n_kv*hd) after RoPE */
+    float *k_pre; /* (n, n_kv*hd) before RoPE (Z_K), kept when cfg.psi_k > 0; else NULL */
     float *v;     /* (n, n_kv*hd) */
     float *o;     /* (n, n_heads*hd) attention output before wo */
     float *lse;   /* (batch, n_heads, seq) log-sum-exp per query and head */
@@ -61,6 +66,8 @@ typedef struct model {
     float *xf, *rstdf;         /* (n, d), (n,) final norm */
     float *dx, *dxn;           /* (n, d) residual gradient, gradient of a norm's output */
     float *dq, *dk, *dv, *dout;/* (n, n_heads*hd), (n, n_kv*hd) x2, (n, n_heads*hd) */
+    float *dk_pre;             /* (n, n_kv*hd) gradient of Z_K reaching it around RoPE (compressed
+                                * attention writes it); NULL without compression */
     float *dg, *du, *dh;       /* (n, ffn) */
     float *delta;              /* (n_heads, seq) */
     float *attn_max, *attn_sum;/* (n_heads, seq) online softmax state */
@@ -75,7 +82,7 @@ typedef struct model {
 
 /* Allocates everything for batch x seq tokens (seq <= context) and initialises the
  * parameters from seed: normal(0, 0.02), output projections scaled by 1/sqrt(2 layers),
- * norm gains 1. Nothing is allocated after this. */
+ * norm gains 1, heads psi 0, bases U0 seeded orthonormal. Nothing is allocated after this. */
 int model_init(model *m, const model_config *cfg, const ops *o, int batch, int seq, uint64_t seed, char *err,
                size_t errlen);
 void model_free(model *m);

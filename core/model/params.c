@@ -20,8 +20,21 @@ int param_table_add(param_table *t, const char *name, int rows, int cols, bool d
     info->rows = rows;
     info->cols = cols;
     info->decay = decay;
+    info->frozen = false;
     t->total = info->offset + info->count;
+    t->trainable = t->total;
     return t->count++;
+}
+
+int param_table_add_frozen(param_table *t, const char *name, int rows, int cols)
+{
+    size_t trainable = t->trainable;
+    int i = param_table_add(t, name, rows, cols, false);
+    if (i >= 0) {
+        t->tensors[i].frozen = true;
+        t->trainable = t->count > 1 && t->tensors[i - 1].frozen ? trainable : t->tensors[i].offset;
+    }
+    return i;
 }
 
 void param_table_free(param_table *t)

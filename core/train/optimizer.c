@@ -24,13 +24,15 @@ float optim_lr(const optim_config *c, int step)
 double optim_step(model *m, const optim_config *c, int step)
 {
     const ops *o = m->ops;
-    double norm = sqrt(o->sumsq(m->grads, m->table.total));
+    double norm = sqrt(o->sumsq(m->grads, m->table.trainable));
     float grad_scale = 1.0f;
     if (c->grad_clip > 0.0f && norm > c->grad_clip)
         grad_scale = (float)(c->grad_clip / norm);
     float lr = optim_lr(c, step);
     for (int i = 0; i < m->table.count; i++) {
         const tensor_info *t = &m->table.tensors[i];
+        if (t->frozen)
+            continue;
         o->adamw(m->params + t->offset, m->grads + t->offset, m->adam_m + t->offset, m->adam_v + t->offset, t->count,
                  lr, c->beta1, c->beta2, c->eps, t->decay ? c->weight_decay : 0.0f, grad_scale, step + 1);
     }

@@ -3,11 +3,13 @@
 #include "../cp/cp_attention.h"
 #include "../data/loader.h"
 #include "../status.h"
+#include "../subspace/warm_start.h"
 #include "checkpoint.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double now_s(void)
@@ -26,6 +28,8 @@ typedef struct run {
     bool cp_on;
     int world, rank;
     uint16_t *local_in, *local_tg; /* (batch, 2 chunk) this rank's tokens under CP */
+    float *cov;                    /* (layers, K and V, d_kv, d_kv) covariance of Z during warm-up */
+    int cov_count;                 /* steps accumulated into it */
     char *err;
     size_t errlen;
 } run;
@@ -80,16 +84,17 @@ static int sync_gradients(run *r)
 {
     if (r->world == 1 || r->c->sync_mode != SYNC_EVERY_STEP)
         return WANCP_OK;
-    return comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->m.grads, r->m.table.total, r->err, r->errlen);
+    return comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->m.grads, r->m.table.trainable, r->err, r->errlen);
 }
 
 static int sync_weights(run *r, int step)
 {
     if (r->world == 1 || r->c->sync_mode != SYNC_AVERAGE || step % r->c->sync_every != 0)
         return WANCP_OK;
-    int rc = comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->m.params, r->m.table.total, r->err, r->errlen);
+    /* Only the trained prefix: the bases U0 are identical on every rank and never averaged. */
+    int rc = comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->m.params, r->m.table.trainable, r->err, r->errlen);
     if (rc == WANCP_OK)
-        r->m.ops->scale(r->m.params, r->m.table.total, 1.0f / (float)r->world);
+        r->m.ops->scale(r->m.params, r->m.table.trainable, 1.0f / (float)r->world);
     return rc;
 }
 
@@ -126,18 +131,33 @@ static int setup(run *r, const ops *o, int *step, rng *g)
     const trainer_config *c = r->c;
     r->world = c->comm != NULL ? comm_size(c->comm) : 1;
     r->rank = c->comm != NULL ? comm_rank(c->comm) : 0;
-    r->cp_on = r->world > 1;
+    r->cp_on = r->world > 1 || c->chunks > 0;
     int local_seq = c->seq;
-    if (r->cp_on) {
+    cp_layout layout = {.kind = c->cp_layout, .ranks = r->world, .chunk = c->seq / (2 * r->world)};
+    if (r->world > 1) {
         if (c->seq % (2 * r->world) != 0)
             return wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
                               "sequence of %d tokens does not split into 2 x %d chunks", c->seq, r->world);
         local_seq = c->seq / r->world;
+    } else if (c->chunks > 0) {
+        if (c->seq % c->chunks != 0 || c->chunks > CP_MAX_LOCAL)
+            return wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
+                              "sequence of %d tokens does not split into %d chunks (at most %d)", c->seq, c->chunks,
+                              CP_MAX_LOCAL);
+        layout = (cp_layout){.kind = CP_CONTIGUOUS, .ranks = 1, .chunk = c->seq / c->chunks, .per_rank = c->chunks};
     }
+    if (c->model.psi_k > 0 && !r->cp_on)
+        return wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
+                          "compression needs chunks: run over ranks (--ranks P) or give --chunks N");
     int rc = model_init(&r->m, &c->model, o, c->batch, local_seq, c->seed, r->err, r->errlen);
+    if (rc == WANCP_OK && c->model.psi_k > 0) {
+        const size_t kvd = (size_t)model_kv_dim(&c->model);
+        r->cov = calloc((size_t)c->model.n_layers * 2 * kvd * kvd, sizeof *r->cov);
+        if (r->cov == NULL)
+            rc = wancp_fail(r->err, r->errlen, WANCP_ERR_NOMEM, "out of memory for the warm start's covariance");
+    }
     if (rc == WANCP_OK && r->cp_on) {
-        cp_layout layout = {.kind = c->cp_layout, .ranks = r->world, .chunk = c->seq / (2 * r->world)};
-        rc = cp_attention_init(&r->cp, c->comm, &layout, &r->m, r->err, r->errlen);
+        rc = cp_attention_init(&r->cp, c->comm, &layout, &c->cp, &r->m, r->err, r->errlen);
         r->m.loss_tokens = c->sync_mode == SYNC_EVERY_STEP ? (long)c->batch * c->seq : (long)c->batch * local_seq;
         r->local_in = malloc((size_t)c->batch * local_seq * sizeof *r->local_in);
         r->local_tg = malloc((size_t)c->batch * local_seq * sizeof *r->local_tg);
@@ -169,6 +189,82 @@ static int setup(run *r, const ops *o, int *step, rng *g)
     return rc;
 }
 
+/* Adds this step's Z (K before RoPE, and V) of every layer to the covariance. */
+static void accumulate_covariance(run *r)
+{
+    const int kvd = model_kv_dim(&r->m.cfg), n = r->m.batch * r->m.seq;
+    for (int l = 0; l < r->m.cfg.n_layers; l++) {
+        float *cov = r->cov + (size_t)l * 2 * kvd * kvd;
+        covariance_accumulate(cov, r->m.acts[l].k_pre, n, kvd);
+        covariance_accumulate(cov + (size_t)kvd * kvd, r->m.acts[l].v, n, kvd);
+    }
+    r->cov_count++;
+}
+
+/* METHOD.md section 3: covariance all-reduced, U0 from rank 0, psi back to 0. */
+static int warm_start(run *r)
+{
+    model *m = &r->m;
+    const int kvd = model_kv_dim(&m->cfg);
+    const size_t cov_floats = (size_t)m->cfg.n_layers * 2 * kvd * kvd;
+    int rc = WANCP_OK;
+    if (r->world > 1)
+        rc = comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->cov, cov_floats, r->err, r->errlen);
+    for (int l = 0; l < m->cfg.n_layers && rc == WANCP_OK && r->rank == 0; l++)
+        for (int w = 0; w < 2 && rc == WANCP_OK; w++) {
+            const layer_params *lp = &m->layers[l];
+            rc = basis_from_covariance(r->cov + ((size_t)l * 2 + w) * kvd * kvd, kvd,
+                                       w == 0 ? m->cfg.rank_k : m->cfg.rank_v,
+                                       model_param(m, w == 0 ? lp->u0_k : lp->u0_v), r->err, r->errlen);
+        }
+    if (rc == WANCP_OK && r->world > 1)
+        rc = comm_broadcast(r->c->comm, COMM_WEIGHT_SYNC, m->params + m->table.trainable,
+                            (m->table.total - m->table.trainable) * sizeof(float), 0, r->err, r->errlen);
+    for (int l = 0; l < m->cfg.n_layers && rc == WANCP_OK; l++) {
+        const int heads[4] = {m->layers[l].psi_wk, m->layers[l].psi_bk, m->layers[l].psi_wv, m->layers[l].psi_bv};
+        for (int i = 0; i < 4; i++) {
+            const tensor_info *t = &m->table.tensors[heads[i]];
+            memset(m->params + t->offset, 0, t->count * sizeof(float));
+            memset(m->adam_m + t->offset, 0, t->count * sizeof(float));
+            memset(m->adam_v + t->offset, 0, t->count * sizeof(float));
+        }
+    }
+    memset(r->cov, 0, cov_floats * sizeof *r->cov);
+    return rc;
+}
+
+/* Compression on or off for the step about to run: off before warm_steps and after the
+ * unplugging point; the warm start when it first goes on after a warm-up run here. */
+static int schedule_compression(run *r, int step)
+{
+    const trainer_config *c = r->c;
+    if (c->model.psi_k == 0)
+        return WANCP_OK;
+    const int unplug = c->unplug_at > 0 ? (int)(c->unplug_at * c->optim.total_steps) : -1;
+    const bool want = step >= c->warm_steps && !(unplug >= 0 && step >= unplug);
+    if (want == r->cp.compress)
+        return WANCP_OK;
+    int rc = WANCP_OK;
+    if (want && step == c->warm_steps && r->cov_count > 0)
+        rc = warm_start(r);
+    return rc == WANCP_OK ? cp_attention_set_compression(&r->cp, &r->m, want, r->err, r->errlen) : rc;
+}
+
+/* Every rank must hold the same U0, Q, Omega: compare hashes (the debug check). */
+static int check_shared_state(run *r, int step)
+{
+    if (!r->c->check_shared || r->world == 1)
+        return WANCP_OK;
+    uint64_t mine = cp_attention_shared_hash(&r->cp, &r->m), all[COMM_MAX_RANKS];
+    int rc = comm_allgather(r->c->comm, COMM_CONTROL, &mine, all, sizeof mine, COMM_DIRECT, r->err, r->errlen);
+    for (int p = 0; p < r->world && rc == WANCP_OK; p++)
+        if (all[p] != all[0])
+            rc = wancp_fail(r->err, r->errlen, WANCP_ERR_SYSTEM,
+                            "step %d: rank %d's shared compression state (U0, Q, Omega) differs from rank 0's", step,
+                            p);
+    return rc;
+}
+
 int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report, void *report_ctx,
                 volatile sig_atomic_t *stop, int *stopped_at, char *err, size_t errlen)
 {
@@ -188,9 +284,12 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
     if (val_batches > val_available)
         val_batches = val_available;
 
+    if ((rc = schedule_compression(&r, step)) != WANCP_OK)
+        goto done;
     const double start = now_s();
     const int total = c->optim.total_steps;
     step_report rep = {.step = step, .total_steps = total, .train_loss = NAN, .grad_norm = NAN,
+                       .compressed = r.cp_on && r.cp.compress,
                        .lr = optim_lr(&c->optim, step), .tokens = (long long)step * per_batch};
     if ((rc = evaluate(&r, val_batches, &rep.val_loss)) != WANCP_OK)
         goto done;
@@ -210,6 +309,9 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
         }
         if (stop_now)
             break;
+        if ((rc = schedule_compression(&r, step)) != WANCP_OK)
+            goto done;
+        const bool compressed = r.cp_on && r.cp.compress;
         double t0 = now_s();
         loader_next(&r.train);
         model_zero_grads(&r.m);
@@ -217,13 +319,18 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
         if ((rc = batch_loss(&r, r.train.inputs, r.train.targets, true, &loss)) != WANCP_OK ||
             (rc = sync_gradients(&r)) != WANCP_OK)
             goto done;
+        if (r.cov != NULL && step < c->warm_steps && step >= c->warm_steps - c->cov_steps)
+            accumulate_covariance(&r);
         double norm = optim_step(&r.m, &c->optim, step);
         step++;
+        if ((rc = check_shared_state(&r, step)) != WANCP_OK)
+            goto done;
         if ((rc = sync_weights(&r, step)) != WANCP_OK)
             goto done;
         rep = (step_report){.step = step, .total_steps = total, .train_loss = loss, .val_loss = NAN,
                             .grad_norm = norm, .lr = optim_lr(&c->optim, step - 1),
-                            .tokens = (long long)step * per_batch, .step_ms = (now_s() - t0) * 1e3};
+                            .tokens = (long long)step * per_batch, .step_ms = (now_s() - t0) * 1e3,
+                            .compressed = compressed};
         if (!isfinite(loss)) {
             rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "training diverged at step %d (loss %g); lower --lr",
                             step, loss);
@@ -248,6 +355,7 @@ done:
         cp_attention_free(&r.cp);
     free(r.local_in);
     free(r.local_tg);
+    free(r.cov);
     loader_free(&r.train);
     loader_free(&r.val);
     model_free(&r.m);

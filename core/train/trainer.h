@@ -2,6 +2,7 @@
 #define WANCP_TRAINER_H
 
 #include "../comm/comm.h"
+#include "../cp/cp_attention.h"
 #include "../model/model.h"
 #include "optimizer.h"
 
@@ -33,6 +34,13 @@ typedef struct trainer_config {
     int cp_layout;          /* CP_ZIGZAG or CP_CONTIGUOUS */
     int sync_mode;          /* enum sync_mode */
     int sync_every;         /* Mode A's interval c */
+    int chunks;             /* one rank: METHOD.md section 2's model over this many chunks (0: none) */
+    cp_options cp;          /* wire dtype, last block compressed, planes, seed of Q and Omega */
+    /* Compression, when model.psi_k > 0 (METHOD.md section 3): */
+    int warm_steps;         /* T_w: steps trained uncompressed before the warm start (0: none) */
+    int cov_steps;          /* the last of them accumulate the covariance of Z */
+    double unplug_at;       /* > 0: exchange uncompressed again from this fraction of the steps on */
+    bool check_shared;      /* hash U0, Q, Omega on every rank every step; a difference fails the run */
 } trainer_config;
 
 /* What the trainer reports after each step (and once before the first, with step = start). */
@@ -47,11 +55,14 @@ typedef struct step_report {
     double step_ms;         /* forward + backward + optimizer of this step */
     double wall_s;          /* since the trainer started */
     uint64_t tx_bytes[COMM_NCLASSES]; /* payload bytes this rank sent so far, per class */
+    bool compressed;        /* K/V went compressed in this step */
 } step_report;
 
 typedef void trainer_report_fn(void *ctx, const step_report *r);
 
-/* Runs the whole training. stop (may be NULL) is polled between steps (rank 0's decides
+/* Runs the whole training. With compression, steps before warm_steps run uncompressed;
+ * at warm_steps the covariance of Z from the last cov_steps of them (all-reduced) gives
+ * rank 0 the bases U0, broadcast to all, heads psi restart at 0 and compression goes on. stop (may be NULL) is polled between steps (rank 0's decides
  * for all): when set, the run writes its checkpoint and returns early with *stopped_at set
  * to the step reached. report may be NULL (ranks other than 0). Errors name the file, or
  * the rank for communication failures. Under CP, checkpoints are PATH.rankR. */

@@ -1,0 +1,66 @@
+#ifndef WANCP_KV_CODEC_H
+#define WANCP_KV_CODEC_H
+
+#include "subspace.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * One chunk's compression for one of K or V in one layer (METHOD.md section 2), on top of
+ * the subspace operator: the head psi, compress, decompress, and both halves of the
+ * backward (the consumer's E and tau, the owner's sum). Z is the chunk's pre-RoPE
+ * projection (m x d). Also the wire: fp32 or bf16 elements, rounded the same way wherever
+ * a value travels or stands in for one that would.
+ */
+typedef struct kv_codec {
+    subspace s;
+    float *u;    /* (d, r) U_theta of the chunk at hand */
+    float *gu;   /* (d, r) scratch: a gradient with respect to U */
+    float *zbar; /* (d) mean row of Z */
+} kv_codec;
+
+/* s's shape, U0 (d x r) and the seed of Q and Omega as in subspace_init. */
+int kv_codec_init(kv_codec *c, int d, int r, int k, int planes, const float *u0, uint64_t seed, char *err,
+                  size_t errlen);
+void kv_codec_free(kv_codec *c);
+
+/* theta (k) = W zbar + b with zbar = mean of z's m rows; keeps zbar in c. W is (k, d). */
+void kv_codec_theta(kv_codec *c, const float *w, const float *b, const float *z, int m, float *theta);
+
+/* c->u = U_theta. */
+void kv_codec_basis(kv_codec *c, const float *theta);
+
+/* comp (m x r) = z c->u. */
+void kv_codec_compress(const kv_codec *c, const float *z, int m, float *comp);
+
+/* z_out (m x d) = comp c->u^T. */
+void kv_codec_decompress(const kv_codec *c, const float *comp, int m, float *z_out);
+
+/* Consumer backward with c->u = U_theta: e (m x r) = g c->u; tau (k) = dL/dtheta through
+ * U at g^T comp. g is dL/d(decompressed) before RoPE. */
+void kv_codec_consumer_grad(kv_codec *c, const float *theta, const float *comp, const float *g, int m, float *e,
+                            float *tau);
+
+/* Owner backward with c->u = U_theta and c->zbar from kv_codec_theta of this chunk: given
+ * dcomp = the sum of every consumer's e and dtheta = the sum of their tau, adds its own
+ * term at z^T dcomp to dtheta, then dz (m x d) += dcomp U^T + (1/m) 1 (W^T dtheta)^T,
+ * dw += dtheta zbar^T, db += dtheta. */
+void kv_codec_owner_grad(kv_codec *c, const float *w, const float *theta, const float *z, const float *dcomp,
+                         float *dtheta, int m, float *dz, float *dw, float *db);
+
+/* ---- the wire ---- */
+
+/* Bytes of n elements: 2 each as bf16, 4 as fp32. */
+static inline size_t wire_bytes(size_t n, bool bf16) { return n * (bf16 ? 2 : 4); }
+
+/* Rounds to the nearest bf16 (ties to even) in place; fp32 leaves x alone. */
+void wire_round(float *x, size_t n, bool bf16);
+
+/* Writes n floats as wire elements at dst (any alignment); returns the bytes written. */
+size_t wire_put(void *dst, const float *src, size_t n, bool bf16);
+
+/* Reads n wire elements into floats; returns the bytes read. */
+size_t wire_get(float *dst, const void *src, size_t n, bool bf16);
+
+#endif

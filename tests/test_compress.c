@@ -1,0 +1,427 @@
+/* Mixtures-of-subspaces compression of K/V (METHOD.md sections 2, 3, 5 and 6): finite
+ * differences through every compressed path, full rank equals no compression, CP over
+ * P in {1, 2, 4} equals METHOD.md section 2's model on one process (loss and every
+ * gradient), byte counters against the section 5 formulas, shared-state hashes equal on
+ * every rank, the warm start recovering a planted subspace, and the bf16 wire rounding. */
+#include "test_helpers.h"
+
+#include "core/comm/comm.h"
+#include "core/cp/cp_attention.h"
+#include "core/cp/cp_layout.h"
+#include "core/model/model.h"
+#include "core/status.h"
+#include "core/subspace/kv_codec.h"
+#include "core/subspace/warm_start.h"
+#include "core/util/rng.h"
+
+#include <math.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+static model_config config_of(int dim, int kv_heads, int chunks, int chunk, int block)
+{
+    model_config c = model_config_default();
+    c.n_layers = 2;
+    c.dim = dim;
+    c.n_heads = 4;
+    c.n_kv_heads = kv_heads;
+    c.ffn_dim = 3 * dim / 2;
+    c.vocab = 61;
+    c.context = chunks * chunk;
+    c.attn_block = block;
+    c.tied_head = 0;
+    c.psi_k = 2;
+    c.rank_k = 2;
+    c.rank_v = 3;
+    return c;
+}
+
+static void random_tokens(uint16_t *t, size_t n, int vocab, uint64_t seed)
+{
+    rng r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++)
+        t[i] = (uint16_t)(rng_next(&r) % (uint64_t)vocab);
+}
+
+/* Heads psi away from zero so theta moves the subspaces; with weights, every weight too. */
+static void randomize(model *m, bool weights, uint64_t seed)
+{
+    rng r;
+    rng_seed(&r, seed);
+    for (int t = 0; t < m->table.count; t++) {
+        const tensor_info *info = &m->table.tensors[t];
+        const bool psi = strstr(info->name, ".psi_") != NULL;
+        if (info->frozen || (!psi && (!weights || !info->decay)))
+            continue;
+        const float scale = strstr(info->name, ".psi_b") != NULL ? 1.0f : psi ? 1.0f : 0.3f;
+        for (size_t i = 0; i < info->count; i++)
+            m->params[info->offset + i] = scale * rng_normal(&r);
+    }
+}
+
+/* METHOD.md section 2's model on one process: chunks of `chunk` tokens, all local. */
+static void single_process(model *m, cp_attention *cp, const model_config *cfg, int batch, int chunks, int chunk,
+                           const cp_options *opt, bool compress)
+{
+    char err[WANCP_ERRLEN];
+    assert_int_equal(model_init(m, cfg, ops_cpu(), batch, chunks * chunk, 5, err, sizeof err), WANCP_OK);
+    cp_layout layout = {.kind = CP_CONTIGUOUS, .ranks = 1, .chunk = chunk, .per_rank = chunks};
+    assert_int_equal(cp_attention_init(cp, NULL, &layout, opt, m, err, sizeof err), WANCP_OK);
+    if (compress && cp_attention_set_compression(cp, m, true, err, sizeof err) != WANCP_OK)
+        fail_msg("%s", err);
+}
+
+/* Every trainable tensor against Richardson-extrapolated central differences of the loss
+ * (as test_model), with every block compressed: W_psi, b_psi (theta's gradient), W_K, W_V
+ * and the owner's sum over several consumer chunks. */
+static void finite_differences(void **state)
+{
+    (void)state;
+    model_config cfg = config_of(16, 2, 3, 4, 4);
+    cp_options opt = {.compress_last = true, .seed = 3};
+    model m;
+    cp_attention cp;
+    single_process(&m, &cp, &cfg, 2, 3, 4, &opt, true);
+    randomize(&m, true, 99);
+    uint16_t in[24], tg[24];
+    random_tokens(in, 24, cfg.vocab, 1);
+    random_tokens(tg, 24, cfg.vocab, 2);
+    model_zero_grads(&m);
+    assert_false(isnan(model_step(&m, in, tg, true)));
+    rng r;
+    rng_seed(&r, 5);
+    for (int t = 0; t < m.table.count; t++) {
+        const tensor_info *info = &m.table.tensors[t];
+        if (info->frozen)
+            continue;
+        float *p = m.params + info->offset, *g = m.grads + info->offset;
+        size_t samples = info->count < 12 ? info->count : 12, idx[12];
+        double amax = 0, worst = 0, worst_abs = 0;
+        for (size_t s = 0; s < samples; s++) {
+            idx[s] = info->count <= 12 ? s : (size_t)(rng_next(&r) % info->count);
+            amax = fmax(amax, fabs(g[idx[s]]));
+        }
+        for (size_t s = 0; s < samples; s++) {
+            float saved = p[idx[s]];
+            double d[2];
+            for (int k = 0; k < 2; k++) {
+                float h = k == 0 ? 1e-2f : 5e-3f;
+                p[idx[s]] = saved + h;
+                double lp = model_step(&m, in, tg, false);
+                p[idx[s]] = saved - h;
+                double lm = model_step(&m, in, tg, false);
+                p[idx[s]] = saved + h;
+                double step = (double)p[idx[s]] - saved;
+                p[idx[s]] = saved;
+                d[k] = (lp - lm) / (2.0 * step);
+            }
+            double fd = (4.0 * d[1] - d[0]) / 3.0, a = g[idx[s]];
+            worst_abs = fmax(worst_abs, fabs(a - fd) / (amax + 1e-30));
+            if (fabs(a) >= 1e-2 * amax)
+                worst = fmax(worst, fabs(a - fd) / fabs(a));
+        }
+        if (strstr(info->name, "psi") != NULL || strstr(info->name, ".wk") != NULL ||
+            strstr(info->name, ".wv") != NULL)
+            printf("  %-16s worst relative error %.2e, absolute %.2e of max (max |g| %.2e)\n", info->name, worst,
+                   worst_abs, amax);
+        if (worst > 2e-2 || worst_abs > 2e-3 || amax == 0.0)
+            fail_msg("%s: gradient differs from finite differences", info->name);
+    }
+    cp_attention_free(&cp);
+    model_free(&m);
+}
+
+/* Largest relative difference of loss and gradients (trainable tensors, psi excluded when
+ * skip_psi) between two models of the same table. */
+static double worst_difference(const model *a, const model *b, double la, double lb, bool skip_psi, char *name,
+                               size_t len)
+{
+    double worst = fabs(la - lb) / fabs(lb);
+    snprintf(name, len, "loss");
+    for (int t = 0; t < a->table.count; t++) {
+        const tensor_info *info = &a->table.tensors[t];
+        if (info->frozen || (skip_psi && strstr(info->name, ".psi_") != NULL))
+            continue;
+        double diff = 0, scale = 0;
+        for (size_t i = 0; i < info->count; i++) {
+            diff = fmax(diff, fabs(a->grads[info->offset + i] - b->grads[info->offset + i]));
+            scale = fmax(scale, fabs(b->grads[info->offset + i]));
+        }
+        if (scale > 0 && diff / scale > worst) {
+            worst = diff / scale;
+            snprintf(name, len, "%s", info->name);
+        }
+    }
+    return worst;
+}
+
+/* r = d_kv: U_theta is square, so C U^T = Z for any theta; equal to no compression. */
+static void full_rank_equals_uncompressed(void **state)
+{
+    (void)state;
+    model_config cfg = config_of(32, 2, 4, 8, 8);
+    cfg.rank_k = cfg.rank_v = model_kv_dim(&cfg);
+    cp_options opt = {.compress_last = true, .seed = 3};
+    model a, b;
+    cp_attention ca, cb;
+    single_process(&a, &ca, &cfg, 2, 4, 8, &opt, true);
+    single_process(&b, &cb, &cfg, 2, 4, 8, &opt, false);
+    randomize(&a, false, 4);
+    randomize(&b, false, 4);
+    uint16_t in[64], tg[64];
+    random_tokens(in, 64, cfg.vocab, 1);
+    random_tokens(tg, 64, cfg.vocab, 2);
+    model_zero_grads(&a);
+    model_zero_grads(&b);
+    double la = model_step(&a, in, tg, true), lb = model_step(&b, in, tg, true);
+    char name[64];
+    double worst = worst_difference(&a, &b, la, lb, true, name, sizeof name);
+    double psi = 0, wk = 0;
+    for (int t = 0; t < a.table.count; t++) {
+        const tensor_info *info = &a.table.tensors[t];
+        for (size_t i = 0; i < info->count; i++) {
+            if (strstr(info->name, ".psi_") != NULL)
+                psi = fmax(psi, fabs(a.grads[info->offset + i]));
+            if (strstr(info->name, ".wk") != NULL)
+                wk = fmax(wk, fabs(a.grads[info->offset + i]));
+        }
+    }
+    printf("  r = d_kv: loss %.6f vs %.6f, worst relative difference %.2e (%s); |dpsi| %.1e vs |dW_K| %.1e\n", la,
+           lb, worst, name, psi, wk);
+    assert_true(worst < 2e-5);
+    assert_true(psi < 1e-4 * wk); /* theta cannot change a full-rank projection */
+    cp_attention_free(&ca);
+    cp_attention_free(&cb);
+    model_free(&a);
+    model_free(&b);
+}
+
+/* ---- CP over real rank processes ---- */
+
+#define CHUNK 16
+#define BATCH 2
+
+typedef struct cp_case {
+    int ranks;
+    enum cp_layout_kind kind;
+    bool compress_last, bf16;
+} cp_case;
+
+static uint64_t per_rank_bytes(const model_config *cfg, const cp_case *k)
+{
+    const uint64_t s = k->bf16 ? 2 : 4, kvd = (uint64_t)model_kv_dim(cfg);
+    const uint64_t mu = CHUNK * (uint64_t)(cfg->rank_k + cfg->rank_v) * s + 4ull * cfg->psi_k * 2;
+    const uint64_t mu0 = 2ull * CHUNK * kvd * s;
+    uint64_t per_sequence = 0;
+    for (int l = 0; l < cfg->n_layers; l++)
+        per_sequence += l + 1 < cfg->n_layers || k->compress_last ? mu : mu0;
+    return per_sequence * BATCH;
+}
+
+static int rank_body(comm *c, const cp_case *k, char *err, size_t errlen)
+{
+    const int P = k->ranks, rank = comm_rank(c), N = 2 * P * CHUNK;
+    model_config cfg = config_of(32, 2, 2 * P, CHUNK, 8);
+    cp_options opt = {.compress_last = k->compress_last, .wire_bf16 = k->bf16, .seed = 3};
+    uint16_t in[BATCH * 8 * CHUNK], tg[BATCH * 8 * CHUNK], lin[BATCH * 2 * CHUNK], ltg[BATCH * 2 * CHUNK];
+    random_tokens(in, (size_t)BATCH * N, cfg.vocab, 1);
+    random_tokens(tg, (size_t)BATCH * N, cfg.vocab, 2);
+
+    model ref, m;
+    cp_attention rcp, cp;
+    single_process(&ref, &rcp, &cfg, BATCH, 2 * P, CHUNK, &opt, true);
+    int rc = model_init(&m, &cfg, ops_cpu(), BATCH, 2 * CHUNK, 5, err, errlen);
+    cp_layout layout = {.kind = k->kind, .ranks = P, .chunk = CHUNK};
+    if (rc == WANCP_OK)
+        rc = cp_attention_init(&cp, c, &layout, &opt, &m, err, errlen);
+    if (rc == WANCP_OK)
+        rc = cp_attention_set_compression(&cp, &m, true, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    randomize(&ref, false, 4);
+    randomize(&m, false, 4);
+    m.loss_tokens = (long)BATCH * N;
+    cp_select_tokens(&layout, rank, in, BATCH, lin);
+    cp_select_tokens(&layout, rank, tg, BATCH, ltg);
+
+    model_zero_grads(&ref);
+    double want = model_step(&ref, in, tg, true);
+    model_zero_grads(&m);
+    float loss = (float)model_step(&m, lin, ltg, true);
+    if (isnan(loss))
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", cp.error);
+    rc = comm_allreduce_sum(c, COMM_CONTROL, &loss, 1, err, errlen);
+    if (rc == WANCP_OK)
+        rc = comm_allreduce_sum(c, COMM_WEIGHT_SYNC, m.grads, m.table.trainable, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    char name[64];
+    double worst = worst_difference(&m, &ref, loss, want, false, name, sizeof name);
+    if (rank == 0)
+        printf("  P=%d %s%s%s: loss %.6f vs %.6f; worst relative difference %.2e (%s)\n", P,
+               k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous", k->compress_last ? ", last compressed" : "",
+               k->bf16 ? ", bf16 wire" : "", (double)loss, want, worst, name);
+    const double tolerance = k->bf16 ? 5e-2 : 1e-5; /* bf16 rounds E per rank, not per chunk */
+    if (worst >= tolerance)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d: %s differs from one process by %.2e", rank, name,
+                          worst);
+
+    if (k->kind == CP_ZIGZAG) {
+        const uint64_t per = per_rank_bytes(&cfg, k);
+        uint64_t fwd_tx = 0, fwd_rx = 0, bwd_tx = 0, bwd_rx = 0;
+        for (int p = 0; p < P; p++) {
+            comm_counts f = comm_counts_of(c, p, COMM_KV_FORWARD), b = comm_counts_of(c, p, COMM_KV_BACKWARD);
+            fwd_tx += f.tx_bytes, fwd_rx += f.rx_bytes, bwd_tx += b.tx_bytes, bwd_rx += b.rx_bytes;
+        }
+        const uint64_t out = (uint64_t)(P - 1 + rank) * per, in_ = (uint64_t)(P - 1 + P - 1 - rank) * per;
+        if (fwd_tx != out || fwd_rx != in_ || bwd_tx != in_ || bwd_rx != out)
+            return wancp_fail(err, errlen, WANCP_ERR_INPUT,
+                              "rank %d bytes: kv-forward tx %llu rx %llu, kv-backward tx %llu rx %llu; want %llu %llu",
+                              rank, (unsigned long long)fwd_tx, (unsigned long long)fwd_rx,
+                              (unsigned long long)bwd_tx, (unsigned long long)bwd_rx, (unsigned long long)out,
+                              (unsigned long long)in_);
+    }
+    uint64_t h = cp_attention_shared_hash(&cp, &m), all[8];
+    rc = comm_allgather(c, COMM_CONTROL, &h, all, sizeof h, COMM_DIRECT, err, errlen);
+    for (int p = 0; p < P && rc == WANCP_OK; p++)
+        if (all[p] != all[0])
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d's shared state differs from rank 0's", p);
+    cp_attention_free(&cp);
+    cp_attention_free(&rcp);
+    model_free(&m);
+    model_free(&ref);
+    return rc;
+}
+
+static void run_case(const cp_case *k)
+{
+    int port = 12260 + (int)(getpid() % 500) * 40; /* below the ephemeral range */
+    pid_t pids[8];
+    fflush(stdout);
+    for (int r = 0; r < k->ranks; r++) {
+        pids[r] = fork();
+        assert_true(pids[r] >= 0);
+        if (pids[r] == 0) {
+            comm_options o = {.rank = r, .world = k->ranks, .master_port = port, .job_id = 11, .timeout_ms = 30000};
+            snprintf(o.master_addr, sizeof o.master_addr, "127.0.0.1");
+            char err[WANCP_ERRLEN];
+            comm *c = NULL;
+            int rc = comm_open(&c, &o, err, sizeof err);
+            if (rc == WANCP_OK)
+                rc = rank_body(c, k, err, sizeof err);
+            if (rc != WANCP_OK)
+                fprintf(stderr, "rank %d: %s\n", r, err);
+            fflush(stdout);
+            comm_close(c);
+            _exit(rc == WANCP_OK ? 0 : 1);
+        }
+    }
+    int failed = 0;
+    for (int r = 0; r < k->ranks; r++) {
+        int st;
+        waitpid(pids[r], &st, 0);
+        failed |= !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    assert_false(failed);
+}
+
+static void cp_equals_single_process(void **state)
+{
+    (void)state;
+    static const cp_case cases[] = {
+        {1, CP_ZIGZAG, false, false},     {2, CP_ZIGZAG, false, false}, {4, CP_ZIGZAG, false, false},
+        {4, CP_CONTIGUOUS, false, false}, {4, CP_ZIGZAG, true, false},  {4, CP_ZIGZAG, true, true},
+        {2, CP_ZIGZAG, false, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_case(&cases[i]);
+}
+
+/* METHOD.md section 6, test 7: data of rank r plus noise; the warm start finds its span. */
+static void warm_start_recovers_planted_subspace(void **state)
+{
+    (void)state;
+    enum { D = 32, R = 3, N = 400 };
+    static float basis[D * R], z[N * D], cov[D * D], u[D * R], again[D * R];
+    assert_int_equal(subspace_random_orthonormal(basis, D, R, 21), WANCP_OK);
+    rng g;
+    rng_seed(&g, 8);
+    for (int t = 0; t < N; t++) {
+        double coef[R];
+        for (int j = 0; j < R; j++)
+            coef[j] = (3.0 - j) * rng_normal(&g);
+        for (int i = 0; i < D; i++) {
+            double x = 0;
+            for (int j = 0; j < R; j++)
+                x += basis[i * R + j] * coef[j];
+            z[t * D + i] = (float)(x + 1e-3 * rng_normal(&g));
+        }
+    }
+    memset(cov, 0, sizeof cov);
+    covariance_accumulate(cov, z, N / 2, D);
+    covariance_accumulate(cov, z + (N / 2) * D, N / 2, D);
+    char err[WANCP_ERRLEN];
+    assert_int_equal(basis_from_covariance(cov, D, R, u, err, sizeof err), WANCP_OK);
+    assert_int_equal(basis_from_covariance(cov, D, R, again, err, sizeof err), WANCP_OK);
+    assert_memory_equal(u, again, sizeof u);
+    /* the planted basis lies in span(U): || B - U U^T B || small */
+    double resid = 0;
+    for (int i = 0; i < D; i++)
+        for (int j = 0; j < R; j++) {
+            double proj = 0;
+            for (int a = 0; a < R; a++) {
+                double dot = 0;
+                for (int q = 0; q < D; q++)
+                    dot += u[q * R + a] * basis[q * R + j];
+                proj += u[i * R + a] * dot;
+            }
+            resid = fmax(resid, fabs(basis[i * R + j] - proj));
+        }
+    printf("  planted rank-%d subspace recovered to %.1e\n", R, resid);
+    assert_true(resid < 1e-3);
+    for (int j = 0; j < R; j++) { /* signs: largest-magnitude entry positive; columns orthonormal */
+        int big = 0;
+        double norm = 0;
+        for (int i = 0; i < D; i++) {
+            if (fabsf(u[i * R + j]) > fabsf(u[big * R + j]))
+                big = i;
+            norm += (double)u[i * R + j] * u[i * R + j];
+        }
+        assert_true(u[big * R + j] > 0);
+        assert_true(fabs(norm - 1) < 1e-6);
+    }
+    assert_int_equal(basis_from_covariance(cov, D, D + 1, u, err, sizeof err), WANCP_ERR_INPUT);
+}
+
+static void wire_rounding(void **state)
+{
+    (void)state;
+    float x[5] = {1.0f, 1.00390625f /* 1 + 2^-8: a tie, to even (1) */, 1.01171875f /* 1 + 3 2^-8: to 1 + 2^-6 */,
+                  -3.14159265f, 65504.0f};
+    float want[5] = {1.0f, 1.0f, 1.015625f, -3.140625f, 65536.0f};
+    uint8_t wire[10];
+    float back[5];
+    assert_int_equal(wire_put(wire, x, 5, true), 10);
+    assert_int_equal(wire_get(back, wire, 5, true), 10);
+    wire_round(x, 5, true);
+    for (int i = 0; i < 5; i++) {
+        assert_true(x[i] == want[i]);
+        assert_true(back[i] == want[i]);
+    }
+    assert_int_equal(wire_bytes(7, true), 14);
+    assert_int_equal(wire_bytes(7, false), 28);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(wire_rounding),
+        cmocka_unit_test(warm_start_recovers_planted_subspace),
+        cmocka_unit_test(finite_differences),
+        cmocka_unit_test(full_rank_equals_uncompressed),
+        cmocka_unit_test(cp_equals_single_process),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
