@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "cli_model.h"
 
+#include "../core/cp/cp_attention.h"
 #include "../core/model/model.h"
 #include "../core/status.h"
 #include "../core/train/optimizer.h"
@@ -27,6 +28,11 @@ static const char USAGE[] =
     "  --layers N (4) --dim N (256) --heads N (4) --kv-heads N (= heads) --ffn N (704)\n"
     "  --vocab N (50257) --context N (2048) --attn-block N (256) --batch N (1)\n"
     "  --steps N (3)   timed steps after one untimed warm-up step; the median counts\n"
+    "  --chunks N      attention over N chunks of the sequence, as one rank of context\n"
+    "                  parallelism sees them (METHOD.md section 2's model on one process)\n"
+    "  --compress      compress K/V between chunks (every block; default ranks; --chunks 8\n"
+    "                  unless given) and report the compression maths (compress, decompress,\n"
+    "                  E, tau and the owner's sums, forward and backward) as a fraction of the step\n"
     "  --threads N     BLAS threads (default: one per CPU)\n"
     "  --json          one JSON object on stdout\n";
 
@@ -72,16 +78,17 @@ static double sgemm_peak(const ops *o, const model_config *c, int tokens, char *
 
 int bench_step(int argc, char **argv)
 {
-    enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON };
+    enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON, O_CHUNKS, O_COMPRESS };
     static const struct option LONG[] = {
         CLI_MODEL_OPTIONS,          {"batch", 1, 0, O_BATCH}, {"steps", 1, 0, O_STEPS}, {"threads", 1, 0, O_THREADS},
-        {"json", 0, 0, O_JSON},     {"help", 0, 0, 'h'},      {0, 0, 0, 0},
+        {"json", 0, 0, O_JSON},     {"chunks", 1, 0, O_CHUNKS}, {"compress", 0, 0, O_COMPRESS},
+        {"help", 0, 0, 'h'},        {0, 0, 0, 0},
     };
     model_config c = model_config_default();
     c.context = 2048;
     c.n_kv_heads = 0;
     c.attn_block = 0;
-    int batch = 1, steps = 3, threads = 0, json = 0;
+    int batch = 1, steps = 3, threads = 0, json = 0, chunks = 0, compress = 0;
     optind = 1;
     opterr = 0;
     for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
@@ -96,6 +103,8 @@ int bench_step(int argc, char **argv)
         case O_STEPS: bad = cli_parse_ulong("bench", name, optarg, 1, 1000, &u); steps = (int)u; break;
         case O_THREADS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); threads = (int)u; break;
         case O_JSON: json = 1; break;
+        case O_CHUNKS: bad = cli_parse_ulong("bench", name, optarg, 1, CP_MAX_LOCAL, &u); chunks = (int)u; break;
+        case O_COMPRESS: compress = 1; break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("bench", "%s needs a value", name);
         default:
@@ -109,24 +118,47 @@ int bench_step(int argc, char **argv)
     if (optind < argc)
         return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
     cli_model_finish(&c);
+    if (compress && chunks == 0)
+        chunks = 8;
+    if (compress) {
+        c.psi_k = 1;
+        c.rank_k = model_default_rank_k(&c);
+        c.rank_v = model_default_rank_v(&c);
+    }
+    if (chunks > 0 && (c.context % chunks != 0 || (c.context / chunks) % c.attn_block != 0))
+        return cli_usage_error("bench", "--chunks %d: the context %d must split into %d chunks, each a multiple of "
+                               "the attention block %d", chunks, c.context, chunks, c.attn_block);
 
     ops_cpu_set_threads(threads);
     const ops *o = ops_cpu();
     char err[WANCP_ERRLEN];
     model m;
+    cp_attention cp = {0};
     int rc = model_config_validate(&c, "command line", err, sizeof err);
     if (rc == WANCP_OK)
         rc = model_init(&m, &c, o, batch, c.context, 1, err, sizeof err);
     if (rc != WANCP_OK)
         return cli_report("bench", rc, err);
+    if (chunks > 0) {
+        cp_layout layout = {.kind = CP_CONTIGUOUS, .ranks = 1, .chunk = c.context / chunks, .per_rank = chunks};
+        cp_options co = {.wire_bf16 = true, .compress_last = true, .seed = 3};
+        rc = cp_attention_init(&cp, NULL, &layout, &co, &m, err, sizeof err);
+        if (rc == WANCP_OK && compress)
+            rc = cp_attention_set_compression(&cp, &m, true, err, sizeof err);
+        if (rc != WANCP_OK) {
+            model_free(&m);
+            return cli_report("bench", rc, err);
+        }
+    }
     const int tokens = batch * c.context;
     char peak_shape[64] = "";
     double peak = sgemm_peak(o, &c, tokens, peak_shape, sizeof peak_shape);
 
     uint16_t *in = malloc((size_t)tokens * sizeof *in), *tg = malloc((size_t)tokens * sizeof *tg);
-    double *times = malloc((size_t)steps * sizeof *times);
-    if (in == NULL || tg == NULL || times == NULL) {
-        free(in), free(tg), free(times);
+    double *times = malloc((size_t)steps * sizeof *times), *codec = malloc((size_t)steps * sizeof *codec);
+    if (in == NULL || tg == NULL || times == NULL || codec == NULL) {
+        free(in), free(tg), free(times), free(codec);
+        cp_attention_free(&cp);
         model_free(&m);
         return cli_report("bench", WANCP_ERR_NOMEM, "out of memory for the batch");
     }
@@ -139,17 +171,20 @@ int bench_step(int argc, char **argv)
     optim_config oc = optim_config_default();
     oc.total_steps = steps + 1;
     for (int s = 0; s <= steps; s++) {
-        double t0 = cli_now();
+        double t0 = cli_now(), c0 = cp.codec_s;
         model_zero_grads(&m);
         model_step(&m, in, tg, true);
         optim_step(&m, &oc, s);
-        if (s > 0)
+        if (s > 0) {
             times[s - 1] = cli_now() - t0;
+            codec[s - 1] = (cp.codec_s - c0) / times[s - 1];
+        }
         if (!json)
             fprintf(stderr, "bench step: step %d/%d %.3f s%s\n", s, steps, cli_now() - t0, s == 0 ? " (warm-up)" : "");
     }
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
-    double median = times[steps / 2];
+    qsort(codec, (size_t)steps, sizeof *codec, cmp_double);
+    double median = times[steps / 2], overhead = codec[steps / 2];
     double flops = model_step_flops(&c, batch, c.context);
     double gflops = flops / median / 1e9;
     struct rusage ru;
@@ -167,6 +202,13 @@ int bench_step(int argc, char **argv)
             peak, "sgemm_peak_shape", peak_shape, "matmul_params", (json_int_t)model_matmul_params(&c), "step_flops",
             flops, "flops_formula", "6*matmul_params*tokens + 6*layers*seq^2*dim*batch", "step_s_median", median,
             "step_gflops", gflops, "ratio", gflops / peak, "tokens_per_s", tokens / median, "peak_rss_mb", rss_mb);
+        json_object_set_new(j, "chunks", json_integer(chunks));
+        json_object_set_new(j, "compressed", json_boolean(compress));
+        if (compress) {
+            json_object_set_new(j, "rank_k", json_integer(c.rank_k));
+            json_object_set_new(j, "rank_v", json_integer(c.rank_v));
+            json_object_set_new(j, "compression_overhead", json_real(overhead));
+        }
         cli_print_json(j);
     } else {
         printf("# training step: %d layers, dim %d, %d/%d heads, ffn %d, vocab %d, %d x %d tokens, attention "
@@ -180,8 +222,14 @@ int bench_step(int argc, char **argv)
         printf("%-26s %12.2f\n", "ratio step / peak", gflops / peak);
         printf("%-26s %12.0f\n", "tokens/s", tokens / median);
         printf("%-26s %12.0f\n", "peak RSS MB", rss_mb);
+        if (chunks > 0)
+            printf("%-26s %12d  (%s)\n", "chunks", chunks, compress ? "K/V compressed between chunks" : "uncompressed");
+        if (compress)
+            printf("%-26s %12.4f  (ranks %d/%d; median of per-step fractions)\n", "compression / step", overhead,
+                   c.rank_k, c.rank_v);
     }
-    free(in), free(tg), free(times);
+    free(in), free(tg), free(times), free(codec);
+    cp_attention_free(&cp);
     model_free(&m);
     return 0;
 }

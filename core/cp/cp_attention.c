@@ -5,6 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 /* ---- shapes and slots ---- */
 
@@ -63,6 +71,35 @@ static float *own_state(const cp_attention *cp, const model *m, int layer, int b
     return cp->own + (((size_t)layer * m->batch + b) * cp->nloc + c) * cp->own_floats;
 }
 
+/* U_theta of K then V for chunk j of sequence b: computed once in the forward pass. */
+static float *u_cache(const cp_attention *cp, const model *m, int layer, int b, int j)
+{
+    const size_t chunks = (size_t)cp_total_chunks(&cp->layout);
+    const size_t per = (size_t)kv_dim(m) * (m->cfg.rank_k + m->cfg.rank_v);
+    return cp->ucache + (((size_t)layer * m->batch + b) * chunks + j) * per;
+}
+
+/* Stores (save) or restores the two codecs' U for chunk j. */
+static void swap_u(cp_attention *cp, const model *m, int layer, int b, int j, bool save)
+{
+    float *at = u_cache(cp, m, layer, b, j);
+    const size_t nk = (size_t)kv_dim(m) * m->cfg.rank_k, nv = (size_t)kv_dim(m) * m->cfg.rank_v;
+    kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
+    if (save) {
+        memcpy(at, ck->u, nk * sizeof *at);
+        memcpy(at + nk, cv->u, nv * sizeof *at);
+    } else {
+        memcpy(ck->u, at, nk * sizeof *at);
+        memcpy(cv->u, at + nk, nv * sizeof *at);
+    }
+}
+
+/* zbar of K then V for local chunk c of sequence b. */
+static float *zbar_cache(const cp_attention *cp, const model *m, int layer, int b, int c)
+{
+    return cp->zcache + (((size_t)layer * m->batch + b) * cp->nloc + c) * 2 * kv_dim(m);
+}
+
 /* Index of chunk j among this rank's chunks, or -1. */
 static int local_index(const cp_attention *cp, int j)
 {
@@ -100,25 +137,34 @@ static parts parts_of(const model *m, int chunk, float *base)
 /* Compresses local chunk c of sequence b: theta, U, C (rounded as the wire will carry it). */
 static void encode_own(cp_attention *cp, const model *m, int layer, int b, int c)
 {
+    const double t0 = now_s();
+    const int threads = kv_codec_serial_begin();
     const int chunk = cp->layout.chunk, kvd = kv_dim(m);
     const layer_params *lp = &m->layers[layer];
     const layer_acts *a = &m->acts[layer];
     const size_t rows = ((size_t)b * m->seq + (size_t)c * chunk) * kvd;
     parts p = parts_of(m, chunk, own_state(cp, m, layer, b, c));
     kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
+    float *zbar = zbar_cache(cp, m, layer, b, c);
     kv_codec_theta(ck, model_param(m, lp->psi_wk), model_param(m, lp->psi_bk), a->k_pre + rows, chunk, p.th_k);
+    memcpy(zbar, ck->zbar, (size_t)kvd * sizeof *zbar);
     kv_codec_basis(ck, p.th_k);
     kv_codec_compress(ck, a->k_pre + rows, chunk, p.c_k);
     wire_round(p.c_k, (size_t)chunk * m->cfg.rank_k, cp->opt.wire_bf16);
     kv_codec_theta(cv, model_param(m, lp->psi_wv), model_param(m, lp->psi_bv), a->v + rows, chunk, p.th_v);
+    memcpy(zbar + kvd, cv->zbar, (size_t)kvd * sizeof *zbar);
     kv_codec_basis(cv, p.th_v);
     kv_codec_compress(cv, a->v + rows, chunk, p.c_v);
     wire_round(p.c_v, (size_t)chunk * m->cfg.rank_v, cp->opt.wire_bf16);
+    swap_u(cp, m, layer, b, cp->mine[c], true);
+    kv_codec_serial_end(threads);
+    cp->codec_s += now_s() - t0;
 }
 
 /* Fills view_k (after RoPE) and view_v with chunk j as seen from later chunks; when
- * compressed, leaves each codec's U at chunk j's and returns its parts in *out. */
-static void chunk_view(cp_attention *cp, const model *m, int layer, int b, int j, parts *out)
+ * compressed, leaves each codec's U at chunk j's and returns its parts in *out. The
+ * forward pass computes a remote chunk's U from its theta; later calls reuse it. */
+static void chunk_view(cp_attention *cp, const model *m, int layer, int b, int j, bool forward, parts *out)
 {
     const int chunk = cp->layout.chunk, kvd = kv_dim(m), c = local_index(cp, j);
     const size_t n = (size_t)chunk * kvd;
@@ -138,6 +184,8 @@ static void chunk_view(cp_attention *cp, const model *m, int layer, int b, int j
         }
         return;
     }
+    const double t0 = now_s();
+    const int threads = kv_codec_serial_begin();
     float *base = cp->part;
     if (c >= 0)
         base = own_state(cp, m, layer, b, c);
@@ -145,13 +193,20 @@ static void chunk_view(cp_attention *cp, const model *m, int layer, int b, int j
         unpack(cp, m, layer, cp->part, recv_slot(cp, m, layer, b, j));
     parts p = parts_of(m, chunk, base);
     kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
-    kv_codec_basis(ck, p.th_k);
+    if (forward && c < 0) {
+        kv_codec_basis(ck, p.th_k);
+        kv_codec_basis(cv, p.th_v);
+        swap_u(cp, m, layer, b, j, true);
+    } else {
+        swap_u(cp, m, layer, b, j, false);
+    }
     kv_codec_decompress(ck, p.c_k, chunk, cp->view_k);
     m->ops->rope_fwd(cp->view_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
                      m->rope_sin);
-    kv_codec_basis(cv, p.th_v);
     kv_codec_decompress(cv, p.c_v, chunk, cp->view_v);
     *out = p;
+    kv_codec_serial_end(threads);
+    cp->codec_s += now_s() - t0;
 }
 
 /* The online-softmax state of local query chunk c. */
@@ -236,7 +291,7 @@ static int cp_forward(void *ctx, model *m, int layer)
                 }
             }
             parts p;
-            chunk_view(cp, m, layer, b, j, &p);
+            chunk_view(cp, m, layer, b, j, true, &p);
             for (int c = 0; c < cp->nloc; c++)
                 if (cp->mine[c] > j) {
                     attn_state st = state_of(cp, m, layer, b, c);
@@ -268,6 +323,8 @@ static void chunk_grad(cp_attention *cp, const model *m, int layer, const parts 
         memcpy(dst + n, cp->gview_v, n * sizeof *dst);
         return;
     }
+    const double t0 = now_s();
+    const int threads = kv_codec_serial_begin();
     parts g = parts_of(m, chunk, dst);
     /* dL/d(decompressed K) is before RoPE: undo the rotation of the gradient first */
     m->ops->rope_bwd(cp->gview_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
@@ -276,6 +333,8 @@ static void chunk_grad(cp_attention *cp, const model *m, int layer, const parts 
     kv_codec_consumer_grad(&cp->codec[layer][1], p->th_v, p->c_v, cp->gview_v, chunk, g.c_v, g.th_v);
     wire_round(g.c_k, (size_t)chunk * m->cfg.rank_k, cp->opt.wire_bf16);
     wire_round(g.c_v, (size_t)chunk * m->cfg.rank_v, cp->opt.wire_bf16);
+    kv_codec_serial_end(threads);
+    cp->codec_s += now_s() - t0;
 }
 
 /* Adds one partial gradient of local chunk c: into dK/dV, or into the owner's sums. */
@@ -294,23 +353,25 @@ static void add_partial(cp_attention *cp, model *m, int layer, int b, int c, con
 /* The owner's part for local chunk c once every partial gradient is summed. */
 static void finish_own(cp_attention *cp, model *m, int layer, int b, int c)
 {
+    const double t0 = now_s();
+    const int threads = kv_codec_serial_begin();
     const int chunk = cp->layout.chunk, kvd = kv_dim(m);
     const layer_params *lp = &m->layers[layer];
     const layer_acts *a = &m->acts[layer];
     const size_t rows = ((size_t)b * m->seq + (size_t)c * chunk) * kvd;
     parts p = parts_of(m, chunk, own_state(cp, m, layer, b, c));
     parts d = parts_of(m, chunk, cp->acc + (size_t)c * cp->own_floats);
-    float theta[64];
+    const float *zbar = zbar_cache(cp, m, layer, b, c);
     kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
-    /* theta again for zbar (the same bits as the forward's), and U_theta */
-    kv_codec_theta(ck, model_param(m, lp->psi_wk), model_param(m, lp->psi_bk), a->k_pre + rows, chunk, theta);
-    kv_codec_basis(ck, p.th_k);
+    swap_u(cp, m, layer, b, cp->mine[c], false);
+    memcpy(ck->zbar, zbar, (size_t)kvd * sizeof *zbar);
+    memcpy(cv->zbar, zbar + kvd, (size_t)kvd * sizeof *zbar);
     kv_codec_owner_grad(ck, model_param(m, lp->psi_wk), p.th_k, a->k_pre + rows, d.c_k, d.th_k, chunk,
                         m->dk_pre + rows, model_grad(m, lp->psi_wk), model_grad(m, lp->psi_bk));
-    kv_codec_theta(cv, model_param(m, lp->psi_wv), model_param(m, lp->psi_bv), a->v + rows, chunk, theta);
-    kv_codec_basis(cv, p.th_v);
     kv_codec_owner_grad(cv, model_param(m, lp->psi_wv), p.th_v, a->v + rows, d.c_v, d.th_v, chunk, m->dv + rows,
                         model_grad(m, lp->psi_wv), model_grad(m, lp->psi_bv));
+    kv_codec_serial_end(threads);
+    cp->codec_s += now_s() - t0;
 }
 
 static int cp_backward(void *ctx, model *m, int layer)
@@ -346,7 +407,7 @@ static int cp_backward(void *ctx, model *m, int layer)
             if (!seen_here(cp, j))
                 continue;
             parts p;
-            chunk_view(cp, m, layer, b, j, &p);
+            chunk_view(cp, m, layer, b, j, false, &p);
             memset(cp->gview_k, 0, (size_t)chunk * kvd * sizeof *cp->gview_k);
             memset(cp->gview_v, 0, (size_t)chunk * kvd * sizeof *cp->gview_v);
             for (int c = 0; c < cp->nloc; c++)
@@ -440,10 +501,13 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const 
     cp->gview_v = calloc(kvf, sizeof(float));
     cp->view_pos = calloc((size_t)chunk, sizeof *cp->view_pos);
     cp->codec = k > 0 ? calloc((size_t)m->cfg.n_layers, sizeof *cp->codec) : NULL;
+    const size_t lb = (size_t)m->cfg.n_layers * m->batch, kvd = (size_t)kv_dim(m);
+    cp->ucache = k > 0 ? calloc(lb * chunks * kvd * (m->cfg.rank_k + m->cfg.rank_v), sizeof *cp->ucache) : NULL;
+    cp->zcache = k > 0 ? calloc(lb * cp->nloc * 2 * kvd, sizeof *cp->zcache) : NULL;
     int32_t *pos = malloc((size_t)m->seq * sizeof *pos);
     if (cp->recv_msg == NULL || cp->send_msg == NULL || cp->grad_out == NULL || cp->grad_in == NULL ||
         cp->own == NULL || cp->acc == NULL || cp->part == NULL || cp->gpart == NULL || cp->view_k == NULL || cp->view_v == NULL ||
-        cp->gview_k == NULL || cp->gview_v == NULL || cp->view_pos == NULL || (k > 0 && cp->codec == NULL) ||
+        cp->gview_k == NULL || cp->gview_v == NULL || cp->view_pos == NULL || (k > 0 && (cp->codec == NULL || cp->ucache == NULL || cp->zcache == NULL)) ||
         pos == NULL) {
         free(pos);
         cp_attention_free(cp);
@@ -574,5 +638,7 @@ void cp_attention_free(cp_attention *cp)
     free(cp->gview_v);
     free(cp->view_pos);
     free(cp->codec);
+    free(cp->ucache);
+    free(cp->zcache);
     *cp = (cp_attention){0};
 }

@@ -51,12 +51,15 @@ typedef struct cp_attention {
     size_t own_floats;          /* 2k + m (r_K + r_V) */
     float *own;                 /* (layers, batch, nloc, own_floats) theta_K, theta_V, C_K, C_V */
     float *acc;                 /* (nloc, own_floats) dtheta and dC summed at the owner */
+    float *ucache;              /* (layers, batch, chunks, d_kv (r_K + r_V)) U_theta of every chunk seen */
+    float *zcache;              /* (layers, batch, nloc, 2 d_kv) zbar of K and V of own chunks */
     float *part;                /* (own_floats, or 2 m d_kv) one unpacked message */
     float *gpart;               /* the same size: one partial gradient before packing */
     float *view_k, *view_v;     /* (m, d_kv) a chunk as seen from later chunks */
     float *gview_k, *gview_v;   /* (m, d_kv) its gradient */
     int32_t *view_pos;          /* (m) its positions */
     bool exchange;              /* false: skip every send and receive (compute-only timing) */
+    double codec_s;             /* seconds in compression maths so far (compress, decompress, E, tau, owner sums) */
     char error[512];
 } cp_attention;
 

@@ -16,7 +16,8 @@ int kv_codec_init(kv_codec *c, int d, int r, int k, int planes, const float *u0,
     c->u = malloc((size_t)d * r * sizeof *c->u);
     c->gu = malloc((size_t)d * r * sizeof *c->gu);
     c->zbar = malloc((size_t)d * sizeof *c->zbar);
-    if (c->u == NULL || c->gu == NULL || c->zbar == NULL) {
+    c->sum = malloc((size_t)d * sizeof *c->sum);
+    if (c->u == NULL || c->gu == NULL || c->zbar == NULL || c->sum == NULL) {
         kv_codec_free(c);
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "compression: out of memory");
     }
@@ -29,18 +30,21 @@ void kv_codec_free(kv_codec *c)
     free(c->u);
     free(c->gu);
     free(c->zbar);
+    free(c->sum);
     *c = (kv_codec){0};
 }
 
 void kv_codec_theta(kv_codec *c, const float *w, const float *b, const float *z, int m, float *theta)
 {
     const int d = c->s.d, k = c->s.k;
-    for (int j = 0; j < d; j++) {
-        double sum = 0;
-        for (int t = 0; t < m; t++)
-            sum += z[(size_t)t * d + j];
-        c->zbar[j] = (float)(sum / m);
-    }
+    double *sum = c->sum;
+    for (int j = 0; j < d; j++)
+        sum[j] = 0;
+    for (int t = 0; t < m; t++) /* row by row: z is row-major */
+        for (int j = 0; j < d; j++)
+            sum[j] += z[(size_t)t * d + j];
+    for (int j = 0; j < d; j++)
+        c->zbar[j] = (float)(sum[j] / m);
     for (int i = 0; i < k; i++) {
         double a = b[i];
         for (int j = 0; j < d; j++)
@@ -102,6 +106,20 @@ void kv_codec_owner_grad(kv_codec *c, const float *w, const float *theta, const 
             dw[(size_t)i * d + j] += dtheta[i] * c->zbar[j];
         db[i] += dtheta[i];
     }
+}
+
+int kv_codec_serial_begin(void)
+{
+    int threads = openblas_get_num_threads();
+    if (threads > 1)
+        openblas_set_num_threads(1);
+    return threads;
+}
+
+void kv_codec_serial_end(int threads)
+{
+    if (threads > 1)
+        openblas_set_num_threads(threads);
 }
 
 /* Round to nearest even on the upper 16 bits; NaN stays NaN (quiet). */

@@ -18,6 +18,7 @@ typedef struct kv_codec {
     float *u;    /* (d, r) U_theta of the chunk at hand */
     float *gu;   /* (d, r) scratch: a gradient with respect to U */
     float *zbar; /* (d) mean row of Z */
+    double *sum; /* (d) scratch of the mean */
 } kv_codec;
 
 /* s's shape, U0 (d x r) and the seed of Q and Omega as in subspace_init. */
@@ -48,6 +49,12 @@ void kv_codec_consumer_grad(kv_codec *c, const float *theta, const float *comp, 
  * dw += dtheta zbar^T, db += dtheta. */
 void kv_codec_owner_grad(kv_codec *c, const float *w, const float *theta, const float *z, const float *dcomp,
                          float *dtheta, int m, float *dz, float *dw, float *db);
+
+/* The codec's products are thin (r columns): OpenBLAS splitting one over its threads
+ * costs more in hand-offs than it saves (measured 2.3x slower on 2 threads). Callers run
+ * a stretch of codec work between these: begin returns the thread count to restore. */
+int kv_codec_serial_begin(void);
+void kv_codec_serial_end(int threads);
 
 /* ---- the wire ---- */
 
