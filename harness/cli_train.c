@@ -57,6 +57,9 @@ static const char USAGE[] =
     "  --compress-last       compress the last block too\n"
     "  --unplug-at F         exchange uncompressed again from fraction F of the steps on\n"
     "  --check-shared        hash U0, Q, Omega on every rank every step; a difference fails the run\n"
+    "  --stiefel             also train U0 by Riemannian steps on the Stiefel manifold (QR retraction)\n"
+    "  --stiefel-lr X (= --lr)  their step size, on the same schedule as --lr\n"
+    "  --stiefel-every C (10)   rank 0 re-broadcasts U0 every C steps (removes drift)\n"
     "  Under srun, mpirun or torchrun, ranks come from RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
     "  (or SLURM_PROCID/SLURM_NTASKS, OMPI_COMM_WORLD_RANK/SIZE); WANCP_COMM_TIMEOUT (s, 60)\n"
     "  bounds how long a rank waits for a silent peer. Rank 0 prints and writes metrics;\n"
@@ -131,6 +134,9 @@ static void report(void *ctx, const step_report *r)
     if (isfinite(r->val_loss))
         snprintf(val, sizeof val, " | val %.4f", r->val_loss);
     int last = r->step == r->total_steps;
+    if (last && isfinite(r->basis_error))
+        fprintf(stderr, "%scompression: every U0 and U_theta orthonormal to %.1e; shared state %016llx on every rank\n",
+                t->tty ? "\n" : "", r->basis_error, (unsigned long long)r->shared_hash);
     if (t->tty) {
         fprintf(stderr, "\rstep %d/%d | loss %.4f%s | %.0f tok/s | %.0f ms/step | ETA %s   %s", r->step,
                 r->total_steps, r->train_loss, val, tok_s, r->step_ms, eta, last || val[0] ? "\n" : "");
@@ -166,7 +172,7 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "# cp: ranks=%d layout=%s sync=%s sync_every=%d chunks=%d wire=%s (bytes columns: rank 0's payload "
             "sent, cumulative)\n"
             "# compression: psi_k=%d rank_k=%d rank_v=%d planes=%d warm_steps=%d cov_steps=%d compress_last=%d "
-            "unplug_at=%g check_shared=%d\n"
+            "unplug_at=%g check_shared=%d stiefel=%d stiefel_lr=%g stiefel_every=%d\n"
             "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
             "sync_tx_bytes,control_tx_bytes,compressed\n",
             wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), m->n_layers,
@@ -178,7 +184,7 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             t->tc.cp_layout == CP_ZIGZAG ? "zigzag" : "contiguous", t->tc.sync_mode == SYNC_EVERY_STEP ? "S" : "A",
             t->tc.sync_every, t->tc.chunks, t->tc.cp.wire_bf16 ? "bf16" : "fp32", m->psi_k, m->rank_k, m->rank_v,
             t->tc.cp.planes, t->tc.warm_steps, t->tc.cov_steps, t->tc.cp.compress_last, t->tc.unplug_at,
-            t->tc.check_shared);
+            t->tc.check_shared, t->tc.cp.stiefel, (double)t->tc.stiefel_lr, t->tc.stiefel_every);
     return 0;
 }
 
@@ -189,7 +195,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         O_TRAIN = 256, O_VAL, O_BATCH, O_SEQ, O_STEPS, O_LR, O_WARMUP, O_LR_FINAL, O_WD, O_CLIP, O_SEED, O_EVAL, O_VAL_TOKENS, O_METRICS,
         O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER, O_RANKS, O_LAYOUT, O_SYNC, O_SYNC_EVERY,
         O_CHUNKS, O_WIRE, O_COMPRESS, O_RANK_K, O_RANK_V, O_PSI_K, O_PLANES, O_WARM_STEPS, O_COV_STEPS,
-        O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED,
+        O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED, O_STIEFEL, O_STIEFEL_LR, O_STIEFEL_EVERY,
     };
     static const struct option LONG[] = {
         {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
@@ -204,7 +210,8 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         {"rank-k", 1, 0, O_RANK_K},       {"rank-v", 1, 0, O_RANK_V},     {"psi-k", 1, 0, O_PSI_K},
         {"planes", 1, 0, O_PLANES},       {"warm-steps", 1, 0, O_WARM_STEPS}, {"cov-steps", 1, 0, O_COV_STEPS},
         {"compress-last", 0, 0, O_COMPRESS_LAST}, {"unplug-at", 1, 0, O_UNPLUG_AT},
-        {"check-shared", 0, 0, O_CHECK_SHARED},
+        {"check-shared", 0, 0, O_CHECK_SHARED}, {"stiefel", 0, 0, O_STIEFEL}, {"stiefel-lr", 1, 0, O_STIEFEL_LR},
+        {"stiefel-every", 1, 0, O_STIEFEL_EVERY},
         {"help", 0, 0, 'h'},              {0, 0, 0, 0},
     };
     static char train_default[4096], val_default[4096];
@@ -228,7 +235,8 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     c->model.attn_block = 0;
     c->cp.wire_bf16 = true;
     int warmup = -1, compress = 0, rank_k = 0, rank_v = 0, psi_k = 1, warm_steps = -1, cov_steps = 10;
-    bool compress_only = false; /* a compression option was given */
+    bool compress_only = false, stiefel_lr_given = false; /* a compression option was given */
+    c->stiefel_every = 10;
     optind = 1;
     opterr = 0;
     for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
@@ -287,6 +295,9 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         case O_COMPRESS_LAST: c->cp.compress_last = true; compress_only = true; break;
         case O_UNPLUG_AT: bad = cli_parse_float("train", name, optarg, 0, 1, &f); c->unplug_at = f; compress_only = true; break;
         case O_CHECK_SHARED: c->check_shared = true; compress_only = true; break;
+        case O_STIEFEL: c->cp.stiefel = true; compress_only = true; break;
+        case O_STIEFEL_LR: bad = cli_parse_float("train", name, optarg, 0, 10, &f); c->stiefel_lr = (float)f; stiefel_lr_given = true; compress_only = true; break;
+        case O_STIEFEL_EVERY: bad = cli_parse_ulong("train", name, optarg, 1, 1000000, &u); c->stiefel_every = (int)u; compress_only = true; break;
         case 'h': fputs(USAGE, stdout); return -1;
         case ':': return cli_usage_error("train", "%s needs a value", name);
         default:
@@ -299,9 +310,15 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     }
     if (optind < argc)
         return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
+    const bool block_given = c->model.attn_block != 0;
     cli_model_finish(&c->model);
     if (c->seq == 0)
         c->seq = c->model.context;
+    /* The default attention block also divides the chunk a rank holds. */
+    const int pieces = t->ranks > 1 ? 2 * t->ranks : c->chunks;
+    if (!block_given && pieces > 0 && c->seq % pieces == 0)
+        while (c->model.attn_block > 1 && (c->seq / pieces) % c->model.attn_block != 0)
+            c->model.attn_block /= 2;
     c->optim.warmup_steps = warmup >= 0 ? warmup : c->optim.total_steps / 10;
     if (compress_only && !compress)
         return cli_usage_error("train", "compression options need --compress");
@@ -314,6 +331,8 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         c->model.rank_v = rank_v > 0 ? rank_v : model_default_rank_v(&c->model);
         c->warm_steps = warm_steps >= 0 ? warm_steps : c->optim.total_steps / 10;
         c->cov_steps = cov_steps < c->warm_steps ? cov_steps : c->warm_steps;
+        if (!stiefel_lr_given)
+            c->stiefel_lr = c->optim.lr;
         if (c->cp.planes > 0 && 2 * c->cp.planes > model_kv_dim(&c->model))
             return cli_usage_error("train", "--planes %d: 2 x planes must not exceed d_kv = %d", c->cp.planes,
                                    model_kv_dim(&c->model));

@@ -132,6 +132,104 @@ static void finite_differences(void **state)
     model_free(&m);
 }
 
+/* dL/dU0 (the Stiefel option's gradient, summed over chunks, taken back through R(theta))
+ * against central differences on U0's entries. */
+static void basis_gradient(void **state)
+{
+    (void)state;
+    model_config cfg = config_of(16, 2, 3, 4, 4);
+    cp_options opt = {.compress_last = true, .seed = 3, .stiefel = true};
+    model m;
+    cp_attention cp;
+    single_process(&m, &cp, &cfg, 2, 3, 4, &opt, true);
+    randomize(&m, true, 99);
+    cp_attention_refresh_bases(&cp, &m);
+    uint16_t in[24], tg[24];
+    random_tokens(in, 24, cfg.vocab, 1);
+    random_tokens(tg, 24, cfg.vocab, 2);
+    model_zero_grads(&m);
+    cp_attention_zero_basis_grads(&cp, &m);
+    assert_false(isnan(model_step(&m, in, tg, true)));
+    const int kvd = model_kv_dim(&cfg);
+    for (int l = 0; l < cfg.n_layers; l++)
+        for (int w = 0; w < 2; w++) {
+            float *u0 = model_param(&m, w == 0 ? m.layers[l].u0_k : m.layers[l].u0_v);
+            const float *g = cp_attention_basis_grads(&cp, &m, l) + (w == 0 ? 0 : (size_t)kvd * cfg.rank_k);
+            const int n = kvd * (w == 0 ? cfg.rank_k : cfg.rank_v);
+            double amax = 0, worst = 0;
+            for (int i = 0; i < n; i++)
+                amax = fmax(amax, fabs(g[i]));
+            for (int i = 0; i < n; i++) {
+                const float saved = u0[i];
+                double d[2];
+                for (int k = 0; k < 2; k++) {
+                    const float h = k == 0 ? 1e-2f : 5e-3f;
+                    u0[i] = saved + h;
+                    cp_attention_refresh_bases(&cp, &m);
+                    double lp = model_step(&m, in, tg, false);
+                    u0[i] = saved - h;
+                    cp_attention_refresh_bases(&cp, &m);
+                    double lm = model_step(&m, in, tg, false);
+                    u0[i] = saved;
+                    d[k] = (lp - lm) / (2.0 * h);
+                }
+                cp_attention_refresh_bases(&cp, &m);
+                worst = fmax(worst, fabs((4.0 * d[1] - d[0]) / 3.0 - g[i]) / amax);
+            }
+            printf("  layer%d dL/dU0_%c: worst error %.2e of max (max |g| %.2e)\n", l, w == 0 ? 'K' : 'V', worst, amax);
+            assert_true(amax > 0 && worst < 5e-3);
+        }
+    cp_attention_free(&cp);
+    model_free(&m);
+}
+
+/* Stiefel steps on the PCA objective L = -tr(U^T A U)/2 find A's top-r subspace, staying
+ * orthonormal; a step of size 0 leaves U0 in place. */
+static void stiefel_steps_find_top_subspace(void **state)
+{
+    (void)state;
+    enum { D = 12, R = 2 };
+    static float basis[D * D], u[D * R], g[D * R], start[D * R];
+    static double a[D * D];
+    assert_int_equal(subspace_random_orthonormal(basis, D, D, 5), WANCP_OK);
+    for (int i = 0; i < D; i++) /* A = B diag(D, D-1, ..., 1) B^T */
+        for (int j = 0; j < D; j++) {
+            a[i * D + j] = 0;
+            for (int e = 0; e < D; e++)
+                a[i * D + j] += (double)basis[i * D + e] * (D - e) * basis[j * D + e];
+        }
+    assert_int_equal(subspace_random_orthonormal(u, D, R, 9), WANCP_OK);
+    memcpy(start, u, sizeof u);
+    char err[WANCP_ERRLEN];
+    assert_int_equal(stiefel_step(u, g, D, R, 0.0f, err, sizeof err), WANCP_OK);
+    for (int i = 0; i < D * R; i++)
+        assert_true(fabsf(u[i] - start[i]) < 1e-6f);
+    for (int step = 0; step < 300; step++) {
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < R; j++) {
+                double x = 0;
+                for (int q = 0; q < D; q++)
+                    x -= a[i * D + q] * u[q * R + j];
+                g[i * R + j] = (float)x;
+            }
+        assert_int_equal(stiefel_step(u, g, D, R, 0.05f, err, sizeof err), WANCP_OK);
+    }
+    double err_orth = subspace_orthonormality_error(u, D, R), resid = 0;
+    for (int e = 0; e < R; e++) /* the top eigenvectors lie in span(U) */
+        for (int i = 0; i < D; i++) {
+            double proj = 0;
+            for (int c = 0; c < R; c++) {
+                double dot = 0;
+                for (int q = 0; q < D; q++)
+                    dot += (double)u[q * R + c] * basis[q * D + e];
+                proj += u[i * R + c] * dot;
+            }
+            resid = fmax(resid, fabs(basis[i * D + e] - proj));
+        }
+    printf("  300 Stiefel steps: top-%d subspace to %.1e, orthonormal to %.1e\n", R, resid, err_orth);
+    assert_true(resid < 1e-3 && err_orth < 1e-6);
+}
+
 /* Largest relative difference of loss and gradients (trainable tensors, psi excluded when
  * skip_psi) between two models of the same table. */
 static double worst_difference(const model *a, const model *b, double la, double lb, bool skip_psi, char *name,
@@ -420,6 +518,8 @@ int main(void)
         cmocka_unit_test(wire_rounding),
         cmocka_unit_test(warm_start_recovers_planted_subspace),
         cmocka_unit_test(finite_differences),
+        cmocka_unit_test(basis_gradient),
+        cmocka_unit_test(stiefel_steps_find_top_subspace),
         cmocka_unit_test(full_rank_equals_uncompressed),
         cmocka_unit_test(cp_equals_single_process),
     };

@@ -2,6 +2,7 @@
 
 #include "../status.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,19 @@ static void swap_u(cp_attention *cp, const model *m, int layer, int b, int j, bo
 static float *zbar_cache(const cp_attention *cp, const model *m, int layer, int b, int c)
 {
     return cp->zcache + (((size_t)layer * m->batch + b) * cp->nloc + c) * 2 * kv_dim(m);
+}
+
+/* du0 (K or V part of layer l) += R(-phi) codec->gu: dL/dU_theta taken back to U0. */
+static void accumulate_basis_grad(cp_attention *cp, const model *m, int layer, int w, const float *theta)
+{
+    if (!cp->opt.stiefel)
+        return;
+    kv_codec *k = &cp->codec[layer][w];
+    const size_t n = (size_t)kv_dim(m) * k->s.r;
+    float *dst = cp_attention_basis_grads(cp, m, layer) + (w == 0 ? 0 : (size_t)kv_dim(m) * m->cfg.rank_k);
+    subspace_apply_rotation(&k->s, theta, -1, k->gu, cp->rot);
+    for (size_t i = 0; i < n; i++)
+        dst[i] += cp->rot[i];
 }
 
 /* Index of chunk j among this rank's chunks, or -1. */
@@ -330,7 +344,9 @@ static void chunk_grad(cp_attention *cp, const model *m, int layer, const parts 
     m->ops->rope_bwd(cp->gview_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
                      m->rope_sin);
     kv_codec_consumer_grad(&cp->codec[layer][0], p->th_k, p->c_k, cp->gview_k, chunk, g.c_k, g.th_k);
+    accumulate_basis_grad(cp, m, layer, 0, p->th_k);
     kv_codec_consumer_grad(&cp->codec[layer][1], p->th_v, p->c_v, cp->gview_v, chunk, g.c_v, g.th_v);
+    accumulate_basis_grad(cp, m, layer, 1, p->th_v);
     wire_round(g.c_k, (size_t)chunk * m->cfg.rank_k, cp->opt.wire_bf16);
     wire_round(g.c_v, (size_t)chunk * m->cfg.rank_v, cp->opt.wire_bf16);
     kv_codec_serial_end(threads);
@@ -368,8 +384,10 @@ static void finish_own(cp_attention *cp, model *m, int layer, int b, int c)
     memcpy(cv->zbar, zbar + kvd, (size_t)kvd * sizeof *zbar);
     kv_codec_owner_grad(ck, model_param(m, lp->psi_wk), p.th_k, a->k_pre + rows, d.c_k, d.th_k, chunk,
                         m->dk_pre + rows, model_grad(m, lp->psi_wk), model_grad(m, lp->psi_bk));
+    accumulate_basis_grad(cp, m, layer, 0, p.th_k);
     kv_codec_owner_grad(cv, model_param(m, lp->psi_wv), p.th_v, a->v + rows, d.c_v, d.th_v, chunk, m->dv + rows,
                         model_grad(m, lp->psi_wv), model_grad(m, lp->psi_bv));
+    accumulate_basis_grad(cp, m, layer, 1, p.th_v);
     kv_codec_serial_end(threads);
     cp->codec_s += now_s() - t0;
 }
@@ -504,10 +522,14 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const 
     const size_t lb = (size_t)m->cfg.n_layers * m->batch, kvd = (size_t)kv_dim(m);
     cp->ucache = k > 0 ? calloc(lb * chunks * kvd * (m->cfg.rank_k + m->cfg.rank_v), sizeof *cp->ucache) : NULL;
     cp->zcache = k > 0 ? calloc(lb * cp->nloc * 2 * kvd, sizeof *cp->zcache) : NULL;
+    const size_t rmax = m->cfg.rank_k > m->cfg.rank_v ? m->cfg.rank_k : m->cfg.rank_v;
+    cp->du0 = k > 0 ? calloc((size_t)m->cfg.n_layers * kvd * (m->cfg.rank_k + m->cfg.rank_v), sizeof *cp->du0) : NULL;
+    cp->rot = k > 0 ? calloc(kvd * rmax, sizeof *cp->rot) : NULL;
     int32_t *pos = malloc((size_t)m->seq * sizeof *pos);
     if (cp->recv_msg == NULL || cp->send_msg == NULL || cp->grad_out == NULL || cp->grad_in == NULL ||
         cp->own == NULL || cp->acc == NULL || cp->part == NULL || cp->gpart == NULL || cp->view_k == NULL || cp->view_v == NULL ||
-        cp->gview_k == NULL || cp->gview_v == NULL || cp->view_pos == NULL || (k > 0 && (cp->codec == NULL || cp->ucache == NULL || cp->zcache == NULL)) ||
+        cp->gview_k == NULL || cp->gview_v == NULL || cp->view_pos == NULL || (k > 0 && (cp->codec == NULL || cp->ucache == NULL || cp->zcache == NULL || cp->du0 == NULL ||
+                   cp->rot == NULL)) ||
         pos == NULL) {
         free(pos);
         cp_attention_free(cp);
@@ -551,6 +573,43 @@ int cp_attention_set_compression(cp_attention *cp, const model *m, bool on, char
         }
     cp->compress = true;
     return WANCP_OK;
+}
+
+void cp_attention_refresh_bases(cp_attention *cp, const model *m)
+{
+    for (int l = 0; cp->compress && l < m->cfg.n_layers; l++)
+        for (int w = 0; w < 2; w++)
+            subspace_set_u0(&cp->codec[l][w].s, model_param(m, w == 0 ? m->layers[l].u0_k : m->layers[l].u0_v));
+}
+
+float *cp_attention_basis_grads(const cp_attention *cp, const model *m, int layer)
+{
+    return cp->du0 + (size_t)layer * kv_dim(m) * (m->cfg.rank_k + m->cfg.rank_v);
+}
+
+void cp_attention_zero_basis_grads(cp_attention *cp, const model *m)
+{
+    if (cp->du0 != NULL)
+        memset(cp->du0, 0, (size_t)m->cfg.n_layers * kv_dim(m) * (m->cfg.rank_k + m->cfg.rank_v) * sizeof *cp->du0);
+}
+
+double cp_attention_orthonormality_error(const cp_attention *cp, const model *m)
+{
+    double worst = 0;
+    const int kvd = kv_dim(m), chunks = cp_total_chunks(&cp->layout);
+    for (int l = 0; m->cfg.psi_k > 0 && l < m->cfg.n_layers; l++) {
+        worst = fmax(worst, subspace_orthonormality_error(model_param(m, m->layers[l].u0_k), kvd, m->cfg.rank_k));
+        worst = fmax(worst, subspace_orthonormality_error(model_param(m, m->layers[l].u0_v), kvd, m->cfg.rank_v));
+        for (int b = 0; cp_attention_layer_compressed(cp, m, l) && b < m->batch; b++)
+            for (int j = 0; j < chunks; j++) {
+                const float *u = u_cache(cp, m, l, b, j);
+                if (cp_owner(&cp->layout, j) != cp->rank && !cp_rank_needs(&cp->layout, cp->rank, j))
+                    continue; /* never seen here */
+                worst = fmax(worst, subspace_orthonormality_error(u, kvd, m->cfg.rank_k));
+                worst = fmax(worst, subspace_orthonormality_error(u + (size_t)kvd * m->cfg.rank_k, kvd, m->cfg.rank_v));
+            }
+    }
+    return worst;
 }
 
 static uint64_t fnv(uint64_t h, const void *data, size_t len)
@@ -640,5 +699,7 @@ void cp_attention_free(cp_attention *cp)
     free(cp->codec);
     free(cp->ucache);
     free(cp->zcache);
+    free(cp->du0);
+    free(cp->rot);
     *cp = (cp_attention){0};
 }

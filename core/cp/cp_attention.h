@@ -33,6 +33,7 @@ typedef struct cp_options {
     bool compress_last; /* compress the last block too (default: exact, as in the paper) */
     int planes;         /* rotation planes h; 0: floor(d_kv / 2) */
     uint64_t seed;      /* Q and Omega of every layer; the same on every rank */
+    bool stiefel;       /* accumulate dL/dU0 for the Stiefel step (METHOD.md section 3, option) */
 } cp_options;
 
 typedef struct cp_attention {
@@ -53,6 +54,8 @@ typedef struct cp_attention {
     float *acc;                 /* (nloc, own_floats) dtheta and dC summed at the owner */
     float *ucache;              /* (layers, batch, chunks, d_kv (r_K + r_V)) U_theta of every chunk seen */
     float *zcache;              /* (layers, batch, nloc, 2 d_kv) zbar of K and V of own chunks */
+    float *du0;                 /* (layers, d_kv (r_K + r_V)) this rank's part of dL/dU0, K then V */
+    float *rot;                 /* (d_kv, max r) scratch */
     float *part;                /* (own_floats, or 2 m d_kv) one unpacked message */
     float *gpart;               /* the same size: one partial gradient before packing */
     float *view_k, *view_v;     /* (m, d_kv) a chunk as seen from later chunks */
@@ -73,6 +76,17 @@ void cp_attention_free(cp_attention *cp);
 /* Compression on (rebuilding Q, Omega and the rotations from the model's current bases
  * U0) or off. The model must have psi_k > 0 to turn it on. */
 int cp_attention_set_compression(cp_attention *cp, const model *m, bool on, char *err, size_t errlen);
+
+/* The bases U0 changed in the model (a Stiefel step, a broadcast): refresh the codecs. */
+void cp_attention_refresh_bases(cp_attention *cp, const model *m);
+
+/* This rank's part of dL/dU0 of layer l (d_kv x r_K for K, then d_kv x r_V for V), summed
+ * over the backward passes since the last zeroing (opt.stiefel); all-reduce before use. */
+float *cp_attention_basis_grads(const cp_attention *cp, const model *m, int layer);
+void cp_attention_zero_basis_grads(cp_attention *cp, const model *m);
+
+/* Largest |U^T U - I| over every layer's U0 and every U_theta of the last forward pass. */
+double cp_attention_orthonormality_error(const cp_attention *cp, const model *m);
 
 /* Whether layer l exchanges compressed K/V now. */
 bool cp_attention_layer_compressed(const cp_attention *cp, const model *m, int layer);

@@ -17,7 +17,8 @@ int kv_codec_init(kv_codec *c, int d, int r, int k, int planes, const float *u0,
     c->gu = malloc((size_t)d * r * sizeof *c->gu);
     c->zbar = malloc((size_t)d * sizeof *c->zbar);
     c->sum = malloc((size_t)d * sizeof *c->sum);
-    if (c->u == NULL || c->gu == NULL || c->zbar == NULL || c->sum == NULL) {
+    c->zrow = malloc((size_t)d * sizeof *c->zrow);
+    if (c->u == NULL || c->gu == NULL || c->zbar == NULL || c->sum == NULL || c->zrow == NULL) {
         kv_codec_free(c);
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "compression: out of memory");
     }
@@ -31,6 +32,7 @@ void kv_codec_free(kv_codec *c)
     free(c->gu);
     free(c->zbar);
     free(c->sum);
+    free(c->zrow);
     *c = (kv_codec){0};
 }
 
@@ -91,7 +93,7 @@ void kv_codec_owner_grad(kv_codec *c, const float *w, const float *theta, const 
         dtheta[i] += own[i];
     /* dz += dcomp U^T, and every row gets (1/m) W^T dtheta through zbar */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, d, r, 1.0f, dcomp, r, c->u, r, 1.0f, dz, d);
-    float *row = c->gu; /* d floats of scratch; gu is free again */
+    float *row = c->zrow;
     for (int j = 0; j < d; j++) {
         double a = 0;
         for (int i = 0; i < k; i++)

@@ -16,9 +16,10 @@
 typedef struct kv_codec {
     subspace s;
     float *u;    /* (d, r) U_theta of the chunk at hand */
-    float *gu;   /* (d, r) scratch: a gradient with respect to U */
+    float *gu;   /* (d, r) dL/dU of the last consumer or owner gradient (kept for the Stiefel step) */
     float *zbar; /* (d) mean row of Z */
     double *sum; /* (d) scratch of the mean */
+    float *zrow; /* (d) scratch of the owner's gradient */
 } kv_codec;
 
 /* s's shape, U0 (d x r) and the seed of Q and Omega as in subspace_init. */
@@ -39,13 +40,13 @@ void kv_codec_compress(const kv_codec *c, const float *z, int m, float *comp);
 void kv_codec_decompress(const kv_codec *c, const float *comp, int m, float *z_out);
 
 /* Consumer backward with c->u = U_theta: e (m x r) = g c->u; tau (k) = dL/dtheta through
- * U at g^T comp. g is dL/d(decompressed) before RoPE. */
+ * U at g^T comp, which stays in c->gu. g is dL/d(decompressed) before RoPE. */
 void kv_codec_consumer_grad(kv_codec *c, const float *theta, const float *comp, const float *g, int m, float *e,
                             float *tau);
 
 /* Owner backward with c->u = U_theta and c->zbar from kv_codec_theta of this chunk: given
  * dcomp = the sum of every consumer's e and dtheta = the sum of their tau, adds its own
- * term at z^T dcomp to dtheta, then dz (m x d) += dcomp U^T + (1/m) 1 (W^T dtheta)^T,
+ * term at z^T dcomp (left in c->gu) to dtheta, then dz (m x d) += dcomp U^T + (1/m) 1 (W^T dtheta)^T,
  * dw += dtheta zbar^T, db += dtheta. */
 void kv_codec_owner_grad(kv_codec *c, const float *w, const float *theta, const float *z, const float *dcomp,
                          float *dtheta, int m, float *dz, float *dw, float *db);

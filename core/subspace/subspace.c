@@ -165,6 +165,49 @@ void subspace_rotate_grad(const subspace *s, const float *theta, const float *g,
     }
 }
 
+void subspace_apply_rotation(const subspace *s, const float *theta, int sign, const float *in, float *out)
+{
+    const int d = s->d, r = s->r, h = s->h;
+    double *phi = s->phi;
+    float *ha = s->wa, *hb = s->wb;
+    angles(s, theta, phi);
+    memcpy(out, in, (size_t)d * r * sizeof *out);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, r, d, 1.0f, s->qa, h, in, r, 0.0f, ha, r);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, r, d, 1.0f, s->qb, h, in, r, 0.0f, hb, r);
+    /* a = S Hb - D Ha, b = S Ha + D Hb (in place, row by row), with S's sign flipped for R^T */
+    for (int i = 0; i < h; i++) {
+        float sn = (float)(sign * sin(phi[i])), dn = (float)(1.0 - cos(phi[i]));
+        for (int j = 0; j < r; j++) {
+            float a = ha[(size_t)i * r + j], b = hb[(size_t)i * r + j];
+            ha[(size_t)i * r + j] = sn * b - dn * a;
+            hb[(size_t)i * r + j] = sn * a + dn * b;
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, r, h, 1.0f, s->qa, h, ha, r, 1.0f, out, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, r, h, -1.0f, s->qb, h, hb, r, 1.0f, out, r);
+}
+
+void subspace_set_u0(subspace *s, const float *u0)
+{
+    const int d = s->d, r = s->r, h = s->h;
+    memcpy(s->u0, u0, (size_t)d * r * sizeof *s->u0);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, r, d, 1.0f, s->qa, h, s->u0, r, 0.0f, s->ma, r);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, r, d, 1.0f, s->qb, h, s->u0, r, 0.0f, s->mb, r);
+}
+
+double subspace_orthonormality_error(const float *u, int d, int r)
+{
+    double worst = 0;
+    for (int a = 0; a < r; a++)
+        for (int b = a; b < r; b++) {
+            double dot = 0;
+            for (int i = 0; i < d; i++)
+                dot += (double)u[(size_t)i * r + a] * u[(size_t)i * r + b];
+            worst = fmax(worst, fabs(dot - (a == b ? 1.0 : 0.0)));
+        }
+    return worst;
+}
+
 void subspace_compress(const float *z, const float *u, int m, int d, int r, float *c)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, r, d, 1.0f, z, d, u, r, 0.0f, c, r);

@@ -45,6 +45,17 @@ void subspace_rotate(const subspace *s, const float *theta, float *u);
 /* dtheta (k) = dL/dtheta given g = dL/dU_theta (d x r). */
 void subspace_rotate_grad(const subspace *s, const float *theta, const float *g, float *dtheta);
 
+/* out (d x r) = R(sign phi) in, the rotation that takes U0 to U_theta applied to any d x r
+ * matrix; sign -1 applies its transpose (R(-phi) = R(phi)^T), which maps dL/dU_theta to
+ * dL/dU0. Not thread-safe on one subspace (shared scratch). */
+void subspace_apply_rotation(const subspace *s, const float *theta, int sign, const float *in, float *out);
+
+/* Replaces U0 (d x r, orthonormal columns) and recomputes Ma, Mb. */
+void subspace_set_u0(subspace *s, const float *u0);
+
+/* Largest |(U^T U - I)_ij| of a d x r matrix, in double. */
+double subspace_orthonormality_error(const float *u, int d, int r);
+
 /* c (m x r) = z (m x d) u; z_out (m x d) = c u^T. */
 void subspace_compress(const float *z, const float *u, int m, int d, int r, float *c);
 void subspace_decompress(const float *c, const float *u, int m, int d, int r, float *z_out);

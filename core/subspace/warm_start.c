@@ -45,3 +45,47 @@ int basis_from_covariance(const float *cov, int d, int r, float *u0, char *err, 
     free(w);
     return rc;
 }
+
+int stiefel_step(float *u0, const float *g, int d, int r, float lr, char *err, size_t errlen)
+{
+    double *y = malloc((size_t)d * r * sizeof *y), *sym = malloc((size_t)r * r * sizeof *sym);
+    double *tau = malloc((size_t)r * sizeof *tau);
+    if (y == NULL || sym == NULL || tau == NULL) {
+        free(y), free(sym), free(tau);
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "Stiefel step: out of memory");
+    }
+    /* sym = (U0^T g + g^T U0) / 2 */
+    for (int a = 0; a < r; a++)
+        for (int b = 0; b < r; b++) {
+            double ab = 0, ba = 0;
+            for (int i = 0; i < d; i++) {
+                ab += (double)u0[(size_t)i * r + a] * g[(size_t)i * r + b];
+                ba += (double)g[(size_t)i * r + a] * u0[(size_t)i * r + b];
+            }
+            sym[(size_t)a * r + b] = 0.5 * (ab + ba);
+        }
+    /* y = U0 - lr (g - U0 sym) */
+    for (int i = 0; i < d; i++)
+        for (int b = 0; b < r; b++) {
+            double u_sym = 0;
+            for (int a = 0; a < r; a++)
+                u_sym += (double)u0[(size_t)i * r + a] * sym[(size_t)a * r + b];
+            y[(size_t)i * r + b] = u0[(size_t)i * r + b] - lr * (g[(size_t)i * r + b] - u_sym);
+        }
+    lapack_int info = LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, d, r, y, r, tau);
+    int rc = WANCP_OK;
+    double *signs = sym; /* r entries of scratch */
+    if (info == 0) {
+        for (int j = 0; j < r; j++)
+            signs[j] = y[(size_t)j * r + j] < 0 ? -1.0 : 1.0;
+        info = LAPACKE_dorgqr(LAPACK_ROW_MAJOR, d, r, r, y, r, tau);
+    }
+    if (info != 0)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "Stiefel step: LAPACK QR failed (info %d)", (int)info);
+    else
+        for (int i = 0; i < d; i++)
+            for (int j = 0; j < r; j++)
+                u0[(size_t)i * r + j] = (float)(signs[j] * y[(size_t)i * r + j]);
+    free(y), free(sym), free(tau);
+    return rc;
+}

@@ -4,9 +4,9 @@
 #include <stddef.h>
 
 /*
- * The warm start's maths (METHOD.md section 3): the uncentred covariance of Z over the
- * last warm-up steps, and the basis U0 = its top-r eigenvectors. The all-reduce of the
- * covariance and the broadcast of U0 are the trainer's.
+ * The bases' maths over time (METHOD.md section 3): the warm start (the uncentred
+ * covariance of Z over the last warm-up steps, and U0 = its top-r eigenvectors) and the
+ * optional Stiefel step. The all-reduces and broadcasts around them are the trainer's.
  */
 
 /* cov (d x d) += z^T z for z (n x d). */
@@ -16,5 +16,10 @@ void covariance_accumulate(float *cov, const float *z, int n, int d);
  * cov (d x d), largest first, each with its largest-magnitude entry positive (so the same
  * covariance always gives the same basis). LAPACK dsyevd in double. */
 int basis_from_covariance(const float *cov, int d, int r, float *u0, char *err, size_t errlen);
+
+/* One Riemannian gradient step on the Stiefel manifold (METHOD.md section 3, option): with
+ * g = dL/dU0 (d x r), xi = g - U0 sym(U0^T g), U0 <- qf(U0 - lr xi), the QR retraction
+ * with R's diagonal made positive (so lr = 0 leaves U0 where it is). In double. */
+int stiefel_step(float *u0, const float *g, int d, int r, float lr, char *err, size_t errlen);
 
 #endif

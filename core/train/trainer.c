@@ -250,10 +250,42 @@ static int schedule_compression(run *r, int step)
     return rc == WANCP_OK ? cp_attention_set_compression(&r->cp, &r->m, want, r->err, r->errlen) : rc;
 }
 
-/* Every rank must hold the same U0, Q, Omega: compare hashes (the debug check). */
-static int check_shared_state(run *r, int step)
+/* The Stiefel option: dL/dU0 summed over ranks, the same step on every rank, and rank 0's
+ * bases broadcast every stiefel_every steps so rounding cannot drift them apart. */
+static int stiefel_update(run *r, int step)
 {
-    if (!r->c->check_shared || r->world == 1)
+    const trainer_config *c = r->c;
+    model *m = &r->m;
+    if (!c->cp.stiefel || !r->cp.compress)
+        return WANCP_OK;
+    const int kvd = model_kv_dim(&m->cfg);
+    const size_t per_layer = (size_t)kvd * (m->cfg.rank_k + m->cfg.rank_v);
+    int rc = WANCP_OK;
+    if (r->world > 1)
+        rc = comm_allreduce_sum(c->comm, COMM_WEIGHT_SYNC, r->cp.du0, per_layer * m->cfg.n_layers, r->err, r->errlen);
+    const float lr = c->optim.lr > 0 ? c->stiefel_lr * optim_lr(&c->optim, step) / c->optim.lr : 0.0f;
+    for (int l = 0; l < m->cfg.n_layers && rc == WANCP_OK; l++) {
+        if (!cp_attention_layer_compressed(&r->cp, m, l))
+            continue;
+        const float *g = cp_attention_basis_grads(&r->cp, m, l);
+        rc = stiefel_step(model_param(m, m->layers[l].u0_k), g, kvd, m->cfg.rank_k, lr, r->err, r->errlen);
+        if (rc == WANCP_OK)
+            rc = stiefel_step(model_param(m, m->layers[l].u0_v), g + (size_t)kvd * m->cfg.rank_k, kvd, m->cfg.rank_v,
+                              lr, r->err, r->errlen);
+    }
+    if (rc == WANCP_OK && r->world > 1 && c->stiefel_every > 0 && (step + 1) % c->stiefel_every == 0)
+        rc = comm_broadcast(c->comm, COMM_WEIGHT_SYNC, m->params + m->table.trainable,
+                            (m->table.total - m->table.trainable) * sizeof(float), 0, r->err, r->errlen);
+    cp_attention_refresh_bases(&r->cp, m);
+    cp_attention_zero_basis_grads(&r->cp, m);
+    return rc;
+}
+
+/* Every rank must hold the same U0, Q, Omega: compare hashes (the debug check, and once at
+ * the end of every compressed run). */
+static int check_shared_state(run *r, int step, bool always)
+{
+    if ((!r->c->check_shared && !always) || r->world == 1)
         return WANCP_OK;
     uint64_t mine = cp_attention_shared_hash(&r->cp, &r->m), all[COMM_MAX_RANKS];
     int rc = comm_allgather(r->c->comm, COMM_CONTROL, &mine, all, sizeof mine, COMM_DIRECT, r->err, r->errlen);
@@ -289,7 +321,7 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
     const double start = now_s();
     const int total = c->optim.total_steps;
     step_report rep = {.step = step, .total_steps = total, .train_loss = NAN, .grad_norm = NAN,
-                       .compressed = r.cp_on && r.cp.compress,
+                       .compressed = r.cp_on && r.cp.compress, .basis_error = NAN,
                        .lr = optim_lr(&c->optim, step), .tokens = (long long)step * per_batch};
     if ((rc = evaluate(&r, val_batches, &rep.val_loss)) != WANCP_OK)
         goto done;
@@ -321,9 +353,11 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
             goto done;
         if (r.cov != NULL && step < c->warm_steps && step >= c->warm_steps - c->cov_steps)
             accumulate_covariance(&r);
+        if ((rc = stiefel_update(&r, step)) != WANCP_OK)
+            goto done;
         double norm = optim_step(&r.m, &c->optim, step);
         step++;
-        if ((rc = check_shared_state(&r, step)) != WANCP_OK)
+        if ((rc = check_shared_state(&r, step, false)) != WANCP_OK)
             goto done;
         if ((rc = sync_weights(&r, step)) != WANCP_OK)
             goto done;
@@ -341,6 +375,13 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
             goto done;
         rep.wall_s = now_s() - start;
         counts(&r, &rep);
+        rep.basis_error = NAN;
+        if (step == total && c->model.psi_k > 0) {
+            rep.basis_error = cp_attention_orthonormality_error(&r.cp, &r.m);
+            rep.shared_hash = cp_attention_shared_hash(&r.cp, &r.m);
+            if ((rc = check_shared_state(&r, step, true)) != WANCP_OK)
+                goto done;
+        }
         if (report != NULL)
             report(report_ctx, &rep);
         if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step < total &&

@@ -41,6 +41,8 @@ typedef struct trainer_config {
     int cov_steps;          /* the last of them accumulate the covariance of Z */
     double unplug_at;       /* > 0: exchange uncompressed again from this fraction of the steps on */
     bool check_shared;      /* hash U0, Q, Omega on every rank every step; a difference fails the run */
+    float stiefel_lr;       /* with cp.stiefel: step size of the Riemannian step on U0 (scheduled like lr) */
+    int stiefel_every;      /* rank 0 re-broadcasts U0 every this many steps, removing drift */
 } trainer_config;
 
 /* What the trainer reports after each step (and once before the first, with step = start). */
@@ -56,6 +58,9 @@ typedef struct step_report {
     double wall_s;          /* since the trainer started */
     uint64_t tx_bytes[COMM_NCLASSES]; /* payload bytes this rank sent so far, per class */
     bool compressed;        /* K/V went compressed in this step */
+    double basis_error;     /* final report with compression: largest |U^T U - I| over every U0 and
+                             * U_theta of the last step; NAN otherwise */
+    uint64_t shared_hash;   /* final report with compression: the state every rank holds (checked equal) */
 } step_report;
 
 typedef void trainer_report_fn(void *ctx, const step_report *r);
