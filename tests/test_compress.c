@@ -4,6 +4,8 @@
  * gradient), byte counters against the section 5 formulas, shared-state hashes equal on
  * every rank, the warm start recovering a planted subspace, and the bf16 wire rounding. */
 #include "test_helpers.h"
+#include "test_fd.h"
+#include "test_ranks.h"
 
 #include "core/comm/comm.h"
 #include "core/cp/cp_attention.h"
@@ -16,7 +18,6 @@
 
 #include <math.h>
 #include <signal.h>
-#include <sys/wait.h>
 
 static model_config config_of(int dim, int kv_heads, int chunks, int chunk, int block)
 {
@@ -95,37 +96,12 @@ static void finite_differences(void **state)
         const tensor_info *info = &m.table.tensors[t];
         if (info->frozen)
             continue;
-        float *p = m.params + info->offset, *g = m.grads + info->offset;
-        size_t samples = info->count < 12 ? info->count : 12, idx[12];
-        double amax = 0, worst = 0, worst_abs = 0;
-        for (size_t s = 0; s < samples; s++) {
-            idx[s] = info->count <= 12 ? s : (size_t)(rng_next(&r) % info->count);
-            amax = fmax(amax, fabs(g[idx[s]]));
-        }
-        for (size_t s = 0; s < samples; s++) {
-            float saved = p[idx[s]];
-            double d[2];
-            for (int k = 0; k < 2; k++) {
-                float h = k == 0 ? 1e-2f : 5e-3f;
-                p[idx[s]] = saved + h;
-                double lp = model_step(&m, in, tg, false);
-                p[idx[s]] = saved - h;
-                double lm = model_step(&m, in, tg, false);
-                p[idx[s]] = saved + h;
-                double step = (double)p[idx[s]] - saved;
-                p[idx[s]] = saved;
-                d[k] = (lp - lm) / (2.0 * step);
-            }
-            double fd = (4.0 * d[1] - d[0]) / 3.0, a = g[idx[s]];
-            worst_abs = fmax(worst_abs, fabs(a - fd) / (amax + 1e-30));
-            if (fabs(a) >= 1e-2 * amax)
-                worst = fmax(worst, fabs(a - fd) / fabs(a));
-        }
+        fd_result f = fd_check_tensor(&m, t, in, tg, &r, 12);
         if (strstr(info->name, "psi") != NULL || strstr(info->name, ".wk") != NULL ||
             strstr(info->name, ".wv") != NULL)
-            printf("  %-16s worst relative error %.2e, absolute %.2e of max (max |g| %.2e)\n", info->name, worst,
-                   worst_abs, amax);
-        if (worst > 2e-2 || worst_abs > 2e-3 || amax == 0.0)
+            printf("  %-16s worst relative error %.2e, absolute %.2e of max (max |g| %.2e)\n", info->name, f.worst,
+                   f.worst_abs, f.amax);
+        if (f.worst > 2e-2 || f.worst_abs > 2e-3 || f.amax == 0.0)
             fail_msg("%s: gradient differs from finite differences", info->name);
     }
     cp_attention_free(&cp);
@@ -317,8 +293,9 @@ static uint64_t per_rank_bytes(const model_config *cfg, const cp_case *k)
     return per_sequence * BATCH;
 }
 
-static int rank_body(comm *c, const cp_case *k, char *err, size_t errlen)
+static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
 {
+    const cp_case *k = arg;
     const int P = k->ranks, rank = comm_rank(c), N = 2 * P * CHUNK;
     model_config cfg = config_of(32, 2, 2 * P, CHUNK, 8);
     cp_options opt = {.compress_last = k->compress_last, .wire_bf16 = k->bf16, .seed = 3};
@@ -367,24 +344,10 @@ static int rank_body(comm *c, const cp_case *k, char *err, size_t errlen)
 
     if (k->kind == CP_ZIGZAG) {
         const uint64_t per = per_rank_bytes(&cfg, k);
-        uint64_t fwd_tx = 0, fwd_rx = 0, bwd_tx = 0, bwd_rx = 0;
-        for (int p = 0; p < P; p++) {
-            comm_counts f = comm_counts_of(c, p, COMM_KV_FORWARD), b = comm_counts_of(c, p, COMM_KV_BACKWARD);
-            fwd_tx += f.tx_bytes, fwd_rx += f.rx_bytes, bwd_tx += b.tx_bytes, bwd_rx += b.rx_bytes;
-        }
-        const uint64_t out = (uint64_t)(P - 1 + rank) * per, in_ = (uint64_t)(P - 1 + P - 1 - rank) * per;
-        if (fwd_tx != out || fwd_rx != in_ || bwd_tx != in_ || bwd_rx != out)
-            return wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                              "rank %d bytes: kv-forward tx %llu rx %llu, kv-backward tx %llu rx %llu; want %llu %llu",
-                              rank, (unsigned long long)fwd_tx, (unsigned long long)fwd_rx,
-                              (unsigned long long)bwd_tx, (unsigned long long)bwd_rx, (unsigned long long)out,
-                              (unsigned long long)in_);
+        rc = test_kv_bytes(c, (uint64_t)(P - 1 + rank) * per, (uint64_t)(P - 1 + P - 1 - rank) * per, err, errlen);
     }
-    uint64_t h = cp_attention_shared_hash(&cp, &m), all[8];
-    rc = comm_allgather(c, COMM_CONTROL, &h, all, sizeof h, COMM_DIRECT, err, errlen);
-    for (int p = 0; p < P && rc == WANCP_OK; p++)
-        if (all[p] != all[0])
-            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d's shared state differs from rank 0's", p);
+    if (rc == WANCP_OK)
+        rc = test_same_on_every_rank(c, cp_attention_shared_hash(&cp, &m), "shared state", err, errlen);
     cp_attention_free(&cp);
     cp_attention_free(&rcp);
     model_free(&m);
@@ -395,33 +358,7 @@ static int rank_body(comm *c, const cp_case *k, char *err, size_t errlen)
 static void run_case(const cp_case *k)
 {
     int port = 12260 + (int)(getpid() % 500) * 40; /* below the ephemeral range */
-    pid_t pids[8];
-    fflush(stdout);
-    for (int r = 0; r < k->ranks; r++) {
-        pids[r] = fork();
-        assert_true(pids[r] >= 0);
-        if (pids[r] == 0) {
-            comm_options o = {.rank = r, .world = k->ranks, .master_port = port, .job_id = 11, .timeout_ms = 30000};
-            snprintf(o.master_addr, sizeof o.master_addr, "127.0.0.1");
-            char err[WANCP_ERRLEN];
-            comm *c = NULL;
-            int rc = comm_open(&c, &o, err, sizeof err);
-            if (rc == WANCP_OK)
-                rc = rank_body(c, k, err, sizeof err);
-            if (rc != WANCP_OK)
-                fprintf(stderr, "rank %d: %s\n", r, err);
-            fflush(stdout);
-            comm_close(c);
-            _exit(rc == WANCP_OK ? 0 : 1);
-        }
-    }
-    int failed = 0;
-    for (int r = 0; r < k->ranks; r++) {
-        int st;
-        waitpid(pids[r], &st, 0);
-        failed |= !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
-    assert_false(failed);
+    assert_int_equal(test_run_ranks(k->ranks, port, 11, rank_body, k), 0);
 }
 
 static void cp_equals_single_process(void **state)

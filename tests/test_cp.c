@@ -3,6 +3,7 @@
  * contiguous; byte counters against METHOD.md section 5; 20 Mode S steps leave every rank
  * with bitwise the same parameters; the layout's balance and round trip. */
 #include "test_helpers.h"
+#include "test_ranks.h"
 
 #include "core/comm/comm.h"
 #include "core/cp/cp_attention.h"
@@ -14,7 +15,6 @@
 
 #include <math.h>
 #include <signal.h>
-#include <sys/wait.h>
 
 #define CHUNK 16
 #define BATCH 2
@@ -51,8 +51,9 @@ typedef struct cp_case {
 
 /* One rank: CP loss and gradients (all-reduced), compared with the single-process model
  * computed in the same process; byte counters; then 20 Mode S steps and a parameter hash. */
-static int rank_body(comm *c, const cp_case *k, char *err, size_t errlen)
+static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
 {
+    const cp_case *k = arg;
     const int P = k->ranks, rank = comm_rank(c), N = 2 * P * CHUNK;
     model_config cfg = config_for(P);
     uint16_t in[BATCH * 2 * 4 * CHUNK], tg[BATCH * 2 * 4 * CHUNK], lin[BATCH * 2 * CHUNK], ltg[BATCH * 2 * CHUNK];
@@ -109,18 +110,9 @@ static int rank_body(comm *c, const cp_case *k, char *err, size_t errlen)
     if (k->kind == CP_ZIGZAG) {
         const uint64_t mu0 = 2ull * CHUNK * (uint64_t)(cfg.n_kv_heads * model_head_dim(&cfg)) * 4;
         const uint64_t per = (uint64_t)cfg.n_layers * BATCH * mu0;
-        uint64_t fwd_tx = 0, fwd_rx = 0, bwd_tx = 0, bwd_rx = 0;
-        for (int p = 0; p < P; p++) {
-            comm_counts f = comm_counts_of(c, p, COMM_KV_FORWARD), b = comm_counts_of(c, p, COMM_KV_BACKWARD);
-            fwd_tx += f.tx_bytes, fwd_rx += f.rx_bytes, bwd_tx += b.tx_bytes, bwd_rx += b.rx_bytes;
-        }
-        const uint64_t out = (uint64_t)(P - 1 + rank) * per, in_ = (uint64_t)(P - 1 + P - 1 - rank) * per;
-        if (fwd_tx != out || fwd_rx != in_ || bwd_tx != in_ || bwd_rx != out)
-            return wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                              "rank %d bytes: kv-forward tx %llu rx %llu, kv-backward tx %llu rx %llu; want %llu %llu %llu %llu",
-                              rank, (unsigned long long)fwd_tx, (unsigned long long)fwd_rx, (unsigned long long)bwd_tx,
-                              (unsigned long long)bwd_rx, (unsigned long long)out, (unsigned long long)in_,
-                              (unsigned long long)in_, (unsigned long long)out);
+        if ((rc = test_kv_bytes(c, (uint64_t)(P - 1 + rank) * per, (uint64_t)(P - 1 + P - 1 - rank) * per, err,
+                                errlen)) != WANCP_OK)
+            return rc;
     }
 
     /* 20 steps of Mode S: all-reduce the gradients, identical AdamW steps. */
@@ -135,16 +127,12 @@ static int rank_body(comm *c, const cp_case *k, char *err, size_t errlen)
         if (rc == WANCP_OK)
             optim_step(&m, &oc, s);
     }
-    uint64_t h = 1469598103934665603ull, all[8];
+    uint64_t h = 1469598103934665603ull;
     const uint8_t *bytes = (const uint8_t *)m.params;
     for (size_t i = 0; i < m.table.total * sizeof(float); i++)
         h = (h ^ bytes[i]) * 1099511628211ull;
     if (rc == WANCP_OK)
-        rc = comm_allgather(c, COMM_CONTROL, &h, all, sizeof h, COMM_DIRECT, err, errlen);
-    for (int p = 0; p < P && rc == WANCP_OK; p++)
-        if (all[p] != all[0])
-            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "after 20 Mode S steps rank %d's parameters differ from rank 0's",
-                            p);
+        rc = test_same_on_every_rank(c, h, "parameters after 20 Mode S steps", err, errlen);
     cp_attention_free(&cp);
     model_free(&m);
     model_free(&ref);
@@ -154,32 +142,7 @@ static int rank_body(comm *c, const cp_case *k, char *err, size_t errlen)
 static void run_case(const cp_case *k)
 {
     int port = 10260 + (int)(getpid() % 500) * 40; /* below the ephemeral range */
-    pid_t pids[8];
-    for (int r = 0; r < k->ranks; r++) {
-        pids[r] = fork();
-        assert_true(pids[r] >= 0);
-        if (pids[r] == 0) {
-            comm_options o = {.rank = r, .world = k->ranks, .master_port = port, .job_id = 9, .timeout_ms = 30000};
-            snprintf(o.master_addr, sizeof o.master_addr, "127.0.0.1");
-            char err[WANCP_ERRLEN];
-            comm *c = NULL;
-            int rc = comm_open(&c, &o, err, sizeof err);
-            if (rc == WANCP_OK)
-                rc = rank_body(c, k, err, sizeof err);
-            if (rc != WANCP_OK)
-                fprintf(stderr, "rank %d: %s\n", r, err);
-            fflush(stdout);
-            comm_close(c);
-            _exit(rc == WANCP_OK ? 0 : 1);
-        }
-    }
-    int failed = 0;
-    for (int r = 0; r < k->ranks; r++) {
-        int st;
-        waitpid(pids[r], &st, 0);
-        failed |= !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
-    assert_false(failed);
+    assert_int_equal(test_run_ranks(k->ranks, port, 9, rank_body, k), 0);
 }
 
 static void equivalence(void **state)

@@ -2,6 +2,7 @@
  * overfit of one batch, bitwise determinism, and checkpoints that resume bitwise and refuse
  * corrupt, truncated or mismatched files by naming the field. */
 #include "test_helpers.h"
+#include "test_fd.h"
 
 #include "core/model/model.h"
 #include "core/ops/cpu/thread_pool.h"
@@ -60,36 +61,10 @@ static void check_model_gradients(int tied)
     printf("  %s head:\n", tied ? "tied" : "untied");
     for (int t = 0; t < m.table.count; t++) {
         const tensor_info *info = &m.table.tensors[t];
-        float *p = m.params + info->offset, *g = m.grads + info->offset;
-        size_t samples = info->count < 16 ? info->count : 16;
-        double amax = 0.0, worst = 0.0, worst_abs = 0.0;
-        size_t idx[16];
-        for (size_t s = 0; s < samples; s++) {
-            idx[s] = info->count <= 16 ? s : (size_t)(rng_next(&r) % info->count);
-            amax = fmax(amax, fabs(g[idx[s]]));
-        }
-        for (size_t s = 0; s < samples; s++) {
-            float saved = p[idx[s]];
-            double d[2];
-            for (int k = 0; k < 2; k++) {
-                float h = k == 0 ? 1e-2f : 5e-3f;
-                p[idx[s]] = saved + h;
-                double lp = model_step(&m, inputs, targets, false);
-                p[idx[s]] = saved - h;
-                double lm = model_step(&m, inputs, targets, false);
-                p[idx[s]] = saved + h;
-                double step = (double)p[idx[s]] - saved;
-                p[idx[s]] = saved;
-                d[k] = (lp - lm) / (2.0 * step);
-            }
-            double fd = (4.0 * d[1] - d[0]) / 3.0, a = g[idx[s]];
-            worst_abs = fmax(worst_abs, fabs(a - fd) / (amax + 1e-30));
-            if (fabs(a) >= 1e-2 * amax)
-                worst = fmax(worst, fabs(a - fd) / fabs(a));
-        }
-        printf("    %-20s worst relative error %.2e, absolute %.2e of max (max |g| %.2e)\n", info->name, worst,
-               worst_abs, amax);
-        if (worst > 2e-2 || worst_abs > 2e-3 || amax == 0.0)
+        fd_result f = fd_check_tensor(&m, t, inputs, targets, &r, 16);
+        printf("    %-20s worst relative error %.2e, absolute %.2e of max (max |g| %.2e)\n", info->name, f.worst,
+               f.worst_abs, f.amax);
+        if (f.worst > 2e-2 || f.worst_abs > 2e-3 || f.amax == 0.0)
             fail_msg("%s: model gradient differs from finite differences", info->name);
     }
     model_free(&m);
