@@ -47,6 +47,8 @@ static const char USAGE[] =
     "  --sync-every C (10)   Mode A's interval\n"
     "  --chunks N            one process: the same model over N chunks of the sequence (no network)\n"
     "  --wire bf16|fp32 (bf16) element type of K/V, C and E on the wire (theta and tau: fp32)\n"
+    "  --kv-regather         the backward gathers K/V again instead of keeping every layer's\n"
+    "                        (memory of one layer; kv-forward bytes double)\n"
     "Compression of K/V (mixtures of subspaces; needs --ranks P or --chunks N):\n"
     "  --compress            turn it on (every block but the last)\n"
     "  --rank-k N, --rank-v N  subspace ranks (ceil(0.02 d_kv), ceil(0.05 d_kv))\n"
@@ -169,8 +171,8 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "tied_head=%d rope_theta=%g norm_eps=%g\n"
             "# optim: lr=%g lr_final_frac=%g warmup=%d steps=%d beta1=%g beta2=%g eps=%g weight_decay=%g clip=%g\n"
             "# data: train=%s val=%s batch=%d seq=%d val_tokens=%ld\n# seed: %llu\n"
-            "# cp: ranks=%d layout=%s sync=%s sync_every=%d chunks=%d wire=%s (bytes columns: rank 0's payload "
-            "sent, cumulative)\n"
+            "# cp: ranks=%d layout=%s sync=%s sync_every=%d chunks=%d wire=%s kv=%s (bytes columns: rank 0's "
+            "payload sent, cumulative)\n"
             "# compression: psi_k=%d rank_k=%d rank_v=%d planes=%d warm_steps=%d cov_steps=%d compress_last=%d "
             "unplug_at=%g check_shared=%d stiefel=%d stiefel_lr=%g stiefel_every=%d\n"
             "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
@@ -182,7 +184,8 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             (double)o->grad_clip, t->tc.train_path, t->tc.val_path, t->tc.batch, t->tc.seq, t->tc.val_tokens,
             (unsigned long long)t->tc.seed, t->tc.comm ? comm_size(t->tc.comm) : 1,
             t->tc.cp_layout == CP_ZIGZAG ? "zigzag" : "contiguous", t->tc.sync_mode == SYNC_EVERY_STEP ? "S" : "A",
-            t->tc.sync_every, t->tc.chunks, t->tc.cp.wire_bf16 ? "bf16" : "fp32", m->psi_k, m->rank_k, m->rank_v,
+            t->tc.sync_every, t->tc.chunks, t->tc.cp.wire_bf16 ? "bf16" : "fp32",
+            t->tc.cp.regather ? "regathered" : "cached", m->psi_k, m->rank_k, m->rank_v,
             t->tc.cp.planes, t->tc.warm_steps, t->tc.cov_steps, t->tc.cp.compress_last, t->tc.unplug_at,
             t->tc.check_shared, t->tc.cp.stiefel, (double)t->tc.stiefel_lr, t->tc.stiefel_every);
     return 0;
@@ -195,7 +198,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         O_TRAIN = 256, O_VAL, O_BATCH, O_SEQ, O_STEPS, O_LR, O_WARMUP, O_LR_FINAL, O_WD, O_CLIP, O_SEED, O_EVAL, O_VAL_TOKENS, O_METRICS,
         O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER, O_RANKS, O_LAYOUT, O_SYNC, O_SYNC_EVERY,
         O_CHUNKS, O_WIRE, O_COMPRESS, O_RANK_K, O_RANK_V, O_PSI_K, O_PLANES, O_WARM_STEPS, O_COV_STEPS,
-        O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED, O_STIEFEL, O_STIEFEL_LR, O_STIEFEL_EVERY,
+        O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED, O_STIEFEL, O_STIEFEL_LR, O_STIEFEL_EVERY, O_REGATHER,
     };
     static const struct option LONG[] = {
         {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
@@ -211,7 +214,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         {"planes", 1, 0, O_PLANES},       {"warm-steps", 1, 0, O_WARM_STEPS}, {"cov-steps", 1, 0, O_COV_STEPS},
         {"compress-last", 0, 0, O_COMPRESS_LAST}, {"unplug-at", 1, 0, O_UNPLUG_AT},
         {"check-shared", 0, 0, O_CHECK_SHARED}, {"stiefel", 0, 0, O_STIEFEL}, {"stiefel-lr", 1, 0, O_STIEFEL_LR},
-        {"stiefel-every", 1, 0, O_STIEFEL_EVERY},
+        {"stiefel-every", 1, 0, O_STIEFEL_EVERY}, {"kv-regather", 0, 0, O_REGATHER},
         {"help", 0, 0, 'h'},              {0, 0, 0, 0},
     };
     static char train_default[4096], val_default[4096];
@@ -286,6 +289,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
             c->cp.wire_bf16 = strcmp(optarg, "bf16") == 0;
             break;
         case O_COMPRESS: compress = 1; break;
+        case O_REGATHER: c->cp.regather = true; break;
         case O_RANK_K: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_k = (int)u; compress_only = true; break;
         case O_RANK_V: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_v = (int)u; compress_only = true; break;
         case O_PSI_K: bad = cli_parse_ulong("train", name, optarg, 1, 64, &u); psi_k = (int)u; compress_only = true; break;

@@ -279,7 +279,7 @@ static void full_rank_equals_uncompressed(void **state)
 typedef struct cp_case {
     int ranks;
     enum cp_layout_kind kind;
-    bool compress_last, bf16;
+    bool compress_last, bf16, regather;
 } cp_case;
 
 static uint64_t per_rank_bytes(const model_config *cfg, const cp_case *k)
@@ -298,7 +298,7 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     const cp_case *k = arg;
     const int P = k->ranks, rank = comm_rank(c), N = 2 * P * CHUNK;
     model_config cfg = config_of(32, 2, 2 * P, CHUNK, 8);
-    cp_options opt = {.compress_last = k->compress_last, .wire_bf16 = k->bf16, .seed = 3};
+    cp_options opt = {.compress_last = k->compress_last, .wire_bf16 = k->bf16, .seed = 3, .regather = k->regather};
     uint16_t in[BATCH * 8 * CHUNK], tg[BATCH * 8 * CHUNK], lin[BATCH * 2 * CHUNK], ltg[BATCH * 2 * CHUNK];
     random_tokens(in, (size_t)BATCH * N, cfg.vocab, 1);
     random_tokens(tg, (size_t)BATCH * N, cfg.vocab, 2);
@@ -334,9 +334,9 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     char name[64];
     double worst = worst_difference(&m, &ref, loss, want, false, name, sizeof name);
     if (rank == 0)
-        printf("  P=%d %s%s%s: loss %.6f vs %.6f; worst relative difference %.2e (%s)\n", P,
+        printf("  P=%d %s%s%s%s: loss %.6f vs %.6f; worst relative difference %.2e (%s)\n", P,
                k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous", k->compress_last ? ", last compressed" : "",
-               k->bf16 ? ", bf16 wire" : "", (double)loss, want, worst, name);
+               k->bf16 ? ", bf16 wire" : "", k->regather ? ", gathered again" : "", (double)loss, want, worst, name);
     const double tolerance = k->bf16 ? 5e-2 : 1e-5; /* bf16 rounds E per rank, not per chunk */
     if (worst >= tolerance)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d: %s differs from one process by %.2e", rank, name,
@@ -344,7 +344,8 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
 
     if (k->kind == CP_ZIGZAG) {
         const uint64_t per = per_rank_bytes(&cfg, k);
-        rc = test_kv_bytes(c, (uint64_t)(P - 1 + rank) * per, (uint64_t)(P - 1 + P - 1 - rank) * per, err, errlen);
+        rc = test_kv_bytes(c, (uint64_t)(P - 1 + rank) * per, (uint64_t)(P - 1 + P - 1 - rank) * per,
+                           k->regather ? 2 : 1, err, errlen);
     }
     if (rc == WANCP_OK)
         rc = test_same_on_every_rank(c, cp_attention_shared_hash(&cp, &m), "shared state", err, errlen);
@@ -365,9 +366,11 @@ static void cp_equals_single_process(void **state)
 {
     (void)state;
     static const cp_case cases[] = {
-        {1, CP_ZIGZAG, false, false},     {2, CP_ZIGZAG, false, false}, {4, CP_ZIGZAG, false, false},
-        {4, CP_CONTIGUOUS, false, false}, {4, CP_ZIGZAG, true, false},  {4, CP_ZIGZAG, true, true},
-        {2, CP_ZIGZAG, false, true},
+        /* ranks, layout, last block compressed, bf16 wire, K/V gathered again */
+        {1, CP_ZIGZAG, false, false, false},     {2, CP_ZIGZAG, false, false, false},
+        {4, CP_ZIGZAG, false, false, false},     {4, CP_CONTIGUOUS, false, false, false},
+        {4, CP_ZIGZAG, true, false, false},      {4, CP_ZIGZAG, true, true, false},
+        {2, CP_ZIGZAG, false, true, false},      {4, CP_ZIGZAG, false, false, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);

@@ -47,6 +47,7 @@ static void batch_tokens(uint16_t *in, uint16_t *tg, int n, int vocab)
 typedef struct cp_case {
     int ranks;
     enum cp_layout_kind kind;
+    bool regather; /* the backward gathers K/V again */
 } cp_case;
 
 /* One rank: CP loss and gradients (all-reduced), compared with the single-process model
@@ -67,7 +68,8 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
         return rc;
     cp_layout layout = {.kind = k->kind, .ranks = P, .chunk = CHUNK};
     cp_attention cp;
-    rc = cp_attention_init(&cp, c, &layout, NULL, &m, err, errlen);
+    cp_options opt = {.regather = k->regather};
+    rc = cp_attention_init(&cp, c, &layout, &opt, &m, err, errlen);
     if (rc != WANCP_OK)
         return rc;
     m.loss_tokens = (long)BATCH * N;
@@ -100,8 +102,9 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
         }
     }
     if (rank == 0)
-        printf("  P=%d %s: loss %.6f vs %.6f; worst relative difference %.2e (%s)\n", P,
-               k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous", (double)loss, want, worst, worst_name);
+        printf("  P=%d %s%s: loss %.6f vs %.6f; worst relative difference %.2e (%s)\n", P,
+               k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous", k->regather ? ", K/V gathered again" : "",
+               (double)loss, want, worst, worst_name);
     if (worst >= 1e-5)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d: %s differs from one process by %.2e", rank, worst_name,
                           worst);
@@ -110,8 +113,8 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     if (k->kind == CP_ZIGZAG) {
         const uint64_t mu0 = 2ull * CHUNK * (uint64_t)(cfg.n_kv_heads * model_head_dim(&cfg)) * 4;
         const uint64_t per = (uint64_t)cfg.n_layers * BATCH * mu0;
-        if ((rc = test_kv_bytes(c, (uint64_t)(P - 1 + rank) * per, (uint64_t)(P - 1 + P - 1 - rank) * per, err,
-                                errlen)) != WANCP_OK)
+        if ((rc = test_kv_bytes(c, (uint64_t)(P - 1 + rank) * per, (uint64_t)(P - 1 + P - 1 - rank) * per,
+                                k->regather ? 2 : 1, err, errlen)) != WANCP_OK)
             return rc;
     }
 
@@ -149,7 +152,8 @@ static void equivalence(void **state)
 {
     (void)state;
     static const cp_case cases[] = {
-        {1, CP_ZIGZAG}, {2, CP_ZIGZAG}, {4, CP_ZIGZAG}, {2, CP_CONTIGUOUS}, {4, CP_CONTIGUOUS},
+        {1, CP_ZIGZAG, false}, {2, CP_ZIGZAG, false}, {4, CP_ZIGZAG, false}, {2, CP_CONTIGUOUS, false},
+        {4, CP_CONTIGUOUS, false}, {4, CP_ZIGZAG, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);

@@ -58,20 +58,21 @@ static inline int test_same_on_every_rank(comm *c, uint64_t h, const char *what,
 }
 
 /* Checks this rank's kv-forward and kv-backward payload bytes, summed over peers: out sent
- * forward and received backward, in_ the other two. */
-static inline int test_kv_bytes(comm *c, uint64_t out, uint64_t in_, char *err, size_t errlen)
+ * forward (gathers times: 2 when the backward gathers K/V again) and received backward,
+ * in_ the other two. */
+static inline int test_kv_bytes(comm *c, uint64_t out, uint64_t in_, int gathers, char *err, size_t errlen)
 {
     uint64_t fwd_tx = 0, fwd_rx = 0, bwd_tx = 0, bwd_rx = 0;
     for (int p = 0; p < comm_size(c); p++) {
         comm_counts f = comm_counts_of(c, p, COMM_KV_FORWARD), b = comm_counts_of(c, p, COMM_KV_BACKWARD);
         fwd_tx += f.tx_bytes, fwd_rx += f.rx_bytes, bwd_tx += b.tx_bytes, bwd_rx += b.rx_bytes;
     }
-    if (fwd_tx == out && fwd_rx == in_ && bwd_tx == in_ && bwd_rx == out)
+    if (fwd_tx == gathers * out && fwd_rx == gathers * in_ && bwd_tx == in_ && bwd_rx == out)
         return WANCP_OK;
     return wancp_fail(err, errlen, WANCP_ERR_INPUT,
                       "rank %d bytes: kv-forward tx %llu rx %llu, kv-backward tx %llu rx %llu; want %llu %llu %llu %llu",
                       comm_rank(c), (unsigned long long)fwd_tx, (unsigned long long)fwd_rx, (unsigned long long)bwd_tx,
-                      (unsigned long long)bwd_rx, (unsigned long long)out, (unsigned long long)in_,
+                      (unsigned long long)bwd_rx, (unsigned long long)(gathers * out), (unsigned long long)(gathers * in_),
                       (unsigned long long)in_, (unsigned long long)out);
 }
 

@@ -64,6 +64,8 @@ static void unpack(const cp_attention *cp, const model *m, int layer, float *dst
 static uint8_t *recv_slot(const cp_attention *cp, const model *m, int layer, int b, int chunk)
 {
     const size_t chunks = (size_t)cp_total_chunks(&cp->layout);
+    if (cp->opt.regather) /* one layer and sequence at a time: gathered again for the backward */
+        layer = b = 0;
     return cp->recv_msg + (((size_t)layer * m->batch + b) * chunks + chunk) * cp->slot_bytes;
 }
 
@@ -240,46 +242,73 @@ static float *lse_of(const cp_attention *cp, model *m, int layer, int b, int c)
     return m->acts[layer].lse + (size_t)b * H * m->seq + (size_t)c * H * cp->layout.chunk;
 }
 
+/* Posts one sequence's exchange of K/V (or theta and C): receives of every remote chunk this
+ * rank needs, and each of its chunks (encoded first, in the forward pass) to every rank
+ * that needs it. The kv-forward class carries both the forward pass and a re-gather. */
+static int gather_post(cp_attention *cp, const model *m, int layer, int b, bool encode, char *err, size_t errlen)
+{
+    gather_state *g = &cp->gather;
+    const layer_acts *a = &m->acts[layer];
+    const int P = cp->layout.ranks, chunk = cp->layout.chunk, nchunks = cp_total_chunks(&cp->layout), kvd = kv_dim(m);
+    const bool compressed = cp_attention_layer_compressed(cp, m, layer), talk = cp->exchange && P > 1;
+    const size_t bytes = cp_attention_message_bytes(cp, m, layer), row = (size_t)b * m->seq;
+    int rc = WANCP_OK;
+    g->nsend = 0;
+    for (int j = 0; j < nchunks && rc == WANCP_OK; j++) {
+        int owner = cp_owner(&cp->layout, j);
+        g->recv[j] = NULL;
+        if (talk && owner != cp->rank && cp_rank_needs(&cp->layout, cp->rank, j))
+            rc = comm_irecv(cp->comm, owner, COMM_KV_FORWARD, recv_slot(cp, m, layer, b, j), bytes, &g->recv[j], err,
+                            errlen);
+    }
+    for (int c = 0; c < cp->nloc && rc == WANCP_OK; c++) {
+        if (compressed && encode)
+            encode_own(cp, m, layer, b, c);
+        if (!talk)
+            continue;
+        uint8_t *msg = cp->send_msg + (size_t)c * cp->slot_bytes;
+        if (compressed) {
+            pack(cp, m, layer, msg, own_state(cp, m, layer, b, c));
+        } else {
+            size_t at = wire_put(msg, a->k + (row + (size_t)c * chunk) * kvd, (size_t)chunk * kvd, cp->opt.wire_bf16);
+            wire_put(msg + at, a->v + (row + (size_t)c * chunk) * kvd, (size_t)chunk * kvd, cp->opt.wire_bf16);
+        }
+        for (int r = 0; r < P && rc == WANCP_OK; r++)
+            if (r != cp->rank && cp_rank_needs(&cp->layout, r, cp->mine[c]))
+                rc = comm_isend(cp->comm, r, COMM_KV_FORWARD, msg, bytes, &g->send[g->nsend++], err, errlen);
+    }
+    return rc;
+}
+
+/* Waits for remote chunk j's message; after a failure, for everything posted. */
+static int gather_wait(cp_attention *cp, int j, char *err, size_t errlen)
+{
+    gather_state *g = &cp->gather;
+    if (g->recv[j] == NULL)
+        return WANCP_OK;
+    int rc = comm_wait(cp->comm, g->recv[j], err, errlen);
+    g->recv[j] = NULL;
+    if (rc != WANCP_OK) {
+        for (int i = j + 1; i < cp_total_chunks(&cp->layout); i++)
+            if (g->recv[i] != NULL)
+                comm_wait(cp->comm, g->recv[i], err, errlen);
+        comm_wait_all(cp->comm, g->send, g->nsend, err, errlen);
+    }
+    return rc;
+}
+
 static int cp_forward(void *ctx, model *m, int layer)
 {
     cp_attention *cp = ctx;
     const ops *o = m->ops;
     layer_acts *a = &m->acts[layer];
-    const int P = cp->layout.ranks, chunk = cp->layout.chunk, nchunks = cp_total_chunks(&cp->layout);
+    const int chunk = cp->layout.chunk, nchunks = cp_total_chunks(&cp->layout);
     const int qd = m->cfg.n_heads * model_head_dim(&m->cfg), kvd = kv_dim(m);
     const attn_shape shape = shape_of(m);
-    const bool compressed = cp_attention_layer_compressed(cp, m, layer), talk = cp->exchange && P > 1;
-    const size_t bytes = cp_attention_message_bytes(cp, m, layer);
     char err[WANCP_ERRLEN];
     for (int b = 0; b < m->batch; b++) {
         const size_t row = (size_t)b * m->seq;
-        comm_request *recv_req[2 * COMM_MAX_RANKS], *send_req[CP_MAX_LOCAL * COMM_MAX_RANKS];
-        int nsend = 0, rc = WANCP_OK;
-        for (int j = 0; j < nchunks && rc == WANCP_OK; j++) {
-            int owner = cp_owner(&cp->layout, j);
-            recv_req[j] = NULL;
-            if (talk && owner != cp->rank && cp_rank_needs(&cp->layout, cp->rank, j))
-                rc = comm_irecv(cp->comm, owner, COMM_KV_FORWARD, recv_slot(cp, m, layer, b, j), bytes, &recv_req[j],
-                                err, sizeof err);
-        }
-        for (int c = 0; c < cp->nloc && rc == WANCP_OK; c++) {
-            if (compressed)
-                encode_own(cp, m, layer, b, c);
-            if (!talk)
-                continue;
-            uint8_t *msg = cp->send_msg + (size_t)c * cp->slot_bytes;
-            if (compressed) {
-                pack(cp, m, layer, msg, own_state(cp, m, layer, b, c));
-            } else {
-                size_t at = wire_put(msg, a->k + (row + (size_t)c * chunk) * kvd, (size_t)chunk * kvd,
-                                     cp->opt.wire_bf16);
-                wire_put(msg + at, a->v + (row + (size_t)c * chunk) * kvd, (size_t)chunk * kvd, cp->opt.wire_bf16);
-            }
-            for (int r = 0; r < P && rc == WANCP_OK; r++)
-                if (r != cp->rank && cp_rank_needs(&cp->layout, r, cp->mine[c]))
-                    rc = comm_isend(cp->comm, r, COMM_KV_FORWARD, msg, bytes, &send_req[nsend++], err, sizeof err);
-        }
-        if (rc != WANCP_OK)
+        if (gather_post(cp, m, layer, b, true, err, sizeof err) != WANCP_OK)
             return fail(cp, "context-parallel forward", err);
         /* The exact diagonal blocks while remote chunks travel. */
         for (int c = 0; c < cp->nloc; c++) {
@@ -293,17 +322,8 @@ static int cp_forward(void *ctx, model *m, int layer)
         for (int j = 0; j < nchunks; j++) {
             if (!seen_here(cp, j))
                 continue;
-            if (recv_req[j] != NULL) {
-                rc = comm_wait(cp->comm, recv_req[j], err, sizeof err);
-                recv_req[j] = NULL;
-                if (rc != WANCP_OK) {
-                    for (int i = j + 1; i < nchunks; i++)
-                        if (recv_req[i] != NULL)
-                            comm_wait(cp->comm, recv_req[i], err, sizeof err);
-                    comm_wait_all(cp->comm, send_req, nsend, err, sizeof err);
-                    return fail(cp, "context-parallel forward", err);
-                }
-            }
+            if (gather_wait(cp, j, err, sizeof err) != WANCP_OK)
+                return fail(cp, "context-parallel forward", err);
             parts p;
             chunk_view(cp, m, layer, b, j, true, &p);
             for (int c = 0; c < cp->nloc; c++)
@@ -318,7 +338,7 @@ static int cp_forward(void *ctx, model *m, int layer)
             attn_state st = state_of(cp, m, layer, b, c);
             o->attn_end(st.acc, lse_of(cp, m, layer, b, c), &st, &shape);
         }
-        if (comm_wait_all(cp->comm, send_req, nsend, err, sizeof err) != WANCP_OK)
+        if (comm_wait_all(cp->comm, cp->gather.send, cp->gather.nsend, err, sizeof err) != WANCP_OK)
             return fail(cp, "context-parallel forward", err);
     }
     return 0;
@@ -416,6 +436,8 @@ static int cp_backward(void *ctx, model *m, int layer)
                 if (r != cp->rank && cp_rank_needs(&cp->layout, r, cp->mine[c]))
                     rc = comm_irecv(cp->comm, r, COMM_KV_BACKWARD, cp->grad_in + ((size_t)c * P + r) * cp->slot_bytes,
                                     bytes, &reqs[nreq++], err, sizeof err);
+        if (cp->opt.regather && rc == WANCP_OK)
+            rc = gather_post(cp, m, layer, b, false, err, sizeof err);
         if (compressed)
             memset(cp->acc, 0, (size_t)cp->nloc * cp->own_floats * sizeof *cp->acc);
         for (int c = 0; c < cp->nloc; c++)
@@ -424,6 +446,8 @@ static int cp_backward(void *ctx, model *m, int layer)
         for (int j = 0; j < nchunks && rc == WANCP_OK; j++) {
             if (!seen_here(cp, j))
                 continue;
+            if (cp->opt.regather && (rc = gather_wait(cp, j, err, sizeof err)) != WANCP_OK)
+                break;
             parts p;
             chunk_view(cp, m, layer, b, j, false, &p);
             memset(cp->gview_k, 0, (size_t)chunk * kvd * sizeof *cp->gview_k);
@@ -455,7 +479,8 @@ static int cp_backward(void *ctx, model *m, int layer)
                               m->pos + (size_t)c * chunk, chunk, m->dout + r0 * qd, lse_of(cp, m, layer, b, c),
                               m->delta + (size_t)c * H * chunk, &shape, m->attn_scratch);
         }
-        if (comm_wait_all(cp->comm, reqs, nreq, err, sizeof err) != WANCP_OK || rc != WANCP_OK)
+        if (rc != WANCP_OK || comm_wait_all(cp->comm, reqs, nreq, err, sizeof err) != WANCP_OK ||
+            (cp->opt.regather && comm_wait_all(cp->comm, cp->gather.send, cp->gather.nsend, err, sizeof err) != WANCP_OK))
             return fail(cp, "context-parallel backward", err);
         /* Owners add the partial gradients, in rank order. */
         for (int c = 0; c < cp->nloc && talk; c++)
@@ -504,7 +529,7 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const 
     cp->own_floats = k > 0 ? 2 * k + (size_t)chunk * (m->cfg.rank_k + m->cfg.rank_v) : 0;
     const size_t part_floats = cp->own_floats > 2 * kvf ? cp->own_floats : 2 * kvf;
     cp->slot_bytes = part_floats * sizeof(float);
-    const size_t remote_slots = P > 1 ? (size_t)m->cfg.n_layers * m->batch * chunks : 0;
+    const size_t remote_slots = P == 1 ? 0 : cp->opt.regather ? chunks : (size_t)m->cfg.n_layers * m->batch * chunks;
     cp->recv_msg = calloc(remote_slots + 1, cp->slot_bytes);
     cp->send_msg = calloc((size_t)cp->nloc, cp->slot_bytes);
     cp->grad_out = calloc(chunks, cp->slot_bytes);

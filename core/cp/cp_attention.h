@@ -34,7 +34,16 @@ typedef struct cp_options {
     int planes;         /* rotation planes h; 0: floor(d_kv / 2) */
     uint64_t seed;      /* Q and Omega of every layer; the same on every rank */
     bool stiefel;       /* accumulate dL/dU0 for the Stiefel step (METHOD.md section 3, option) */
+    bool regather;      /* the backward gathers remote K/V again (kv-forward bytes double) instead of
+                         * keeping every layer's from the forward pass (memory of one layer) */
 } cp_options;
+
+/* The requests of one sequence's K/V exchange in flight. */
+typedef struct gather_state {
+    comm_request *recv[2 * COMM_MAX_RANKS]; /* by chunk; NULL when local or not needed */
+    comm_request *send[CP_MAX_LOCAL * COMM_MAX_RANKS];
+    int nsend;
+} gather_state;
 
 typedef struct cp_attention {
     comm *comm;                 /* NULL with one rank */
@@ -45,7 +54,9 @@ typedef struct cp_attention {
     bool compress;              /* compression on now (after the warm start, before unplugging) */
     kv_codec (*codec)[2];       /* (layers) K and V; built when compression goes on */
     size_t slot_bytes;          /* room for one message, the larger form */
-    uint8_t *recv_msg;          /* (layers, batch, chunks, slot) messages from owners, kept for backward */
+    uint8_t *recv_msg;          /* (layers, batch, chunks, slot) messages from owners, kept for backward;
+                                 * (chunks, slot) when the backward gathers them again */
+    gather_state gather;
     uint8_t *send_msg;          /* (nloc, slot) this rank's chunks, packed */
     uint8_t *grad_out;          /* (chunks, slot) partial gradients going to owners */
     uint8_t *grad_in;           /* (nloc, P, slot) partial gradients arriving */
