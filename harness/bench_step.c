@@ -33,6 +33,7 @@ static const char USAGE[] =
     "  --compress      compress K/V between chunks (every block; default ranks; --chunks 8\n"
     "                  unless given) and report the compression maths (compress, decompress,\n"
     "                  E, tau and the owner's sums, forward and backward) as a fraction of the step\n"
+    "  --cheap-rotation  with --compress: the cheaper rotation (r planes pairing U0 with a complement)\n"
     "  --threads N     BLAS threads (default: one per CPU)\n"
     "  --json          one JSON object on stdout\n";
 
@@ -78,17 +79,18 @@ static double sgemm_peak(const ops *o, const model_config *c, int tokens, char *
 
 int bench_step(int argc, char **argv)
 {
-    enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON, O_CHUNKS, O_COMPRESS };
+    enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON, O_CHUNKS, O_COMPRESS, O_CHEAP };
     static const struct option LONG[] = {
         CLI_MODEL_OPTIONS,          {"batch", 1, 0, O_BATCH}, {"steps", 1, 0, O_STEPS}, {"threads", 1, 0, O_THREADS},
         {"json", 0, 0, O_JSON},     {"chunks", 1, 0, O_CHUNKS}, {"compress", 0, 0, O_COMPRESS},
+        {"cheap-rotation", 0, 0, O_CHEAP},
         {"help", 0, 0, 'h'},        {0, 0, 0, 0},
     };
     model_config c = model_config_default();
     c.context = 2048;
     c.n_kv_heads = 0;
     c.attn_block = 0;
-    int batch = 1, steps = 3, threads = 0, json = 0, chunks = 0, compress = 0;
+    int batch = 1, steps = 3, threads = 0, json = 0, chunks = 0, compress = 0, cheap = 0;
     optind = 1;
     opterr = 0;
     for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
@@ -105,6 +107,7 @@ int bench_step(int argc, char **argv)
         case O_JSON: json = 1; break;
         case O_CHUNKS: bad = cli_parse_ulong("bench", name, optarg, 1, CP_MAX_LOCAL, &u); chunks = (int)u; break;
         case O_COMPRESS: compress = 1; break;
+        case O_CHEAP: cheap = 1; break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("bench", "%s needs a value", name);
         default:
@@ -118,6 +121,8 @@ int bench_step(int argc, char **argv)
     if (optind < argc)
         return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
     cli_model_finish(&c);
+    if (cheap && !compress)
+        return cli_usage_error("bench", "--cheap-rotation needs --compress");
     if (compress && chunks == 0)
         chunks = 8;
     if (compress) {
@@ -141,7 +146,7 @@ int bench_step(int argc, char **argv)
         return cli_report("bench", rc, err);
     if (chunks > 0) {
         cp_layout layout = {.kind = CP_CONTIGUOUS, .ranks = 1, .chunk = c.context / chunks, .per_rank = chunks};
-        cp_options co = {.wire_bf16 = true, .compress_last = true, .seed = 3};
+        cp_options co = {.wire_bf16 = true, .compress_last = true, .seed = 3, .cheap_rotation = cheap};
         rc = cp_attention_init(&cp, NULL, &layout, &co, &m, err, sizeof err);
         if (rc == WANCP_OK && compress)
             rc = cp_attention_set_compression(&cp, &m, true, err, sizeof err);
@@ -208,6 +213,7 @@ int bench_step(int argc, char **argv)
             json_object_set_new(j, "rank_k", json_integer(c.rank_k));
             json_object_set_new(j, "rank_v", json_integer(c.rank_v));
             json_object_set_new(j, "compression_overhead", json_real(overhead));
+            json_object_set_new(j, "rotation", json_string(cheap ? "cheap" : "givens"));
         }
         cli_print_json(j);
     } else {
@@ -225,8 +231,8 @@ int bench_step(int argc, char **argv)
         if (chunks > 0)
             printf("%-26s %12d  (%s)\n", "chunks", chunks, compress ? "K/V compressed between chunks" : "uncompressed");
         if (compress)
-            printf("%-26s %12.4f  (ranks %d/%d; median of per-step fractions)\n", "compression / step", overhead,
-                   c.rank_k, c.rank_v);
+            printf("%-26s %12.4f  (ranks %d/%d, %s rotation; median of per-step fractions)\n", "compression / step",
+                   overhead, c.rank_k, c.rank_v, cheap ? "cheaper" : "Givens");
     }
     free(in), free(tg), free(times), free(codec);
     cp_attention_free(&cp);

@@ -54,6 +54,7 @@ static const char USAGE[] =
     "  --rank-k N, --rank-v N  subspace ranks (ceil(0.02 d_kv), ceil(0.05 d_kv))\n"
     "  --psi-k K (1)         outputs of each head psi (the rotation's parameters theta)\n"
     "  --planes H (d_kv/2)   Givens planes of the rotation\n"
+    "  --cheap-rotation      the cheaper rotation: r planes pairing U0 with a complement (O(d r^2))\n"
     "  --warm-steps N (steps/10)  uncompressed steps before the warm start\n"
     "  --cov-steps N (10)    the last of them give the covariance of Z for the bases U0\n"
     "  --compress-last       compress the last block too\n"
@@ -174,7 +175,7 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "# cp: ranks=%d layout=%s sync=%s sync_every=%d chunks=%d wire=%s kv=%s (bytes columns: rank 0's "
             "payload sent, cumulative)\n"
             "# compression: psi_k=%d rank_k=%d rank_v=%d planes=%d warm_steps=%d cov_steps=%d compress_last=%d "
-            "unplug_at=%g check_shared=%d stiefel=%d stiefel_lr=%g stiefel_every=%d\n"
+            "unplug_at=%g check_shared=%d stiefel=%d stiefel_lr=%g stiefel_every=%d rotation=%s\n"
             "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
             "sync_tx_bytes,control_tx_bytes,compressed\n",
             wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), m->n_layers,
@@ -187,7 +188,8 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             t->tc.sync_every, t->tc.chunks, t->tc.cp.wire_bf16 ? "bf16" : "fp32",
             t->tc.cp.regather ? "regathered" : "cached", m->psi_k, m->rank_k, m->rank_v,
             t->tc.cp.planes, t->tc.warm_steps, t->tc.cov_steps, t->tc.cp.compress_last, t->tc.unplug_at,
-            t->tc.check_shared, t->tc.cp.stiefel, (double)t->tc.stiefel_lr, t->tc.stiefel_every);
+            t->tc.check_shared, t->tc.cp.stiefel, (double)t->tc.stiefel_lr, t->tc.stiefel_every,
+            t->tc.cp.cheap_rotation ? "cheap" : "givens");
     return 0;
 }
 
@@ -198,7 +200,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         O_TRAIN = 256, O_VAL, O_BATCH, O_SEQ, O_STEPS, O_LR, O_WARMUP, O_LR_FINAL, O_WD, O_CLIP, O_SEED, O_EVAL, O_VAL_TOKENS, O_METRICS,
         O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER, O_RANKS, O_LAYOUT, O_SYNC, O_SYNC_EVERY,
         O_CHUNKS, O_WIRE, O_COMPRESS, O_RANK_K, O_RANK_V, O_PSI_K, O_PLANES, O_WARM_STEPS, O_COV_STEPS,
-        O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED, O_STIEFEL, O_STIEFEL_LR, O_STIEFEL_EVERY, O_REGATHER,
+        O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED, O_STIEFEL, O_STIEFEL_LR, O_STIEFEL_EVERY, O_REGATHER, O_CHEAP,
     };
     static const struct option LONG[] = {
         {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
@@ -215,6 +217,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         {"compress-last", 0, 0, O_COMPRESS_LAST}, {"unplug-at", 1, 0, O_UNPLUG_AT},
         {"check-shared", 0, 0, O_CHECK_SHARED}, {"stiefel", 0, 0, O_STIEFEL}, {"stiefel-lr", 1, 0, O_STIEFEL_LR},
         {"stiefel-every", 1, 0, O_STIEFEL_EVERY}, {"kv-regather", 0, 0, O_REGATHER},
+        {"cheap-rotation", 0, 0, O_CHEAP},
         {"help", 0, 0, 'h'},              {0, 0, 0, 0},
     };
     static char train_default[4096], val_default[4096];
@@ -290,6 +293,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
             break;
         case O_COMPRESS: compress = 1; break;
         case O_REGATHER: c->cp.regather = true; break;
+        case O_CHEAP: c->cp.cheap_rotation = true; compress_only = true; break;
         case O_RANK_K: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_k = (int)u; compress_only = true; break;
         case O_RANK_V: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_v = (int)u; compress_only = true; break;
         case O_PSI_K: bad = cli_parse_ulong("train", name, optarg, 1, 64, &u); psi_k = (int)u; compress_only = true; break;
@@ -337,6 +341,12 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         c->cov_steps = cov_steps < c->warm_steps ? cov_steps : c->warm_steps;
         if (!stiefel_lr_given)
             c->stiefel_lr = c->optim.lr;
+        if (c->cp.cheap_rotation && (c->cp.planes > 0 || c->cp.stiefel))
+            return cli_usage_error("train", "--cheap-rotation fixes the planes to the basis: not with --planes or "
+                                   "--stiefel");
+        if (c->cp.cheap_rotation && 2 * c->model.rank_v > model_kv_dim(&c->model))
+            return cli_usage_error("train", "--cheap-rotation needs 2 x rank <= d_kv = %d (rank_v is %d)",
+                                   model_kv_dim(&c->model), c->model.rank_v);
         if (c->cp.planes > 0 && 2 * c->cp.planes > model_kv_dim(&c->model))
             return cli_usage_error("train", "--planes %d: 2 x planes must not exceed d_kv = %d", c->cp.planes,
                                    model_kv_dim(&c->model));

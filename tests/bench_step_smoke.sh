@@ -19,3 +19,14 @@ const params = L * (4 * d * d + 3 * d * f) + V * d;
 if (!near(r.step_flops, 6 * params * T + 6 * L * T * T * d)) { console.error("step_flops off the formula"); process.exit(1); }
 if (typeof r.blas_core !== "string" || r.blas_core.length === 0) { console.error("no blas_core"); process.exit(1); }
 ' "$out"
+
+# With --compress: the compression fraction is reported, between 0 and 1, with the ranks used.
+out=$("$1" bench step --json --context 256 --layers 2 --vocab 1000 --steps 1 --compress --chunks 4)
+echo "$out"
+node -e '
+const r = JSON.parse(process.argv[1]);
+if (!(r.compressed === true && r.chunks === 4)) { console.error("compressed/chunks missing"); process.exit(1); }
+if (!(r.compression_overhead > 0 && r.compression_overhead < 1)) { console.error("bad compression_overhead"); process.exit(1); }
+// default ranks for d_kv = 256: ceil(0.02 d_kv) = 6 and ceil(0.05 d_kv) = 13
+if (r.rank_k !== 6 || r.rank_v !== 13 || r.rotation !== "givens") { console.error("ranks or rotation off"); process.exit(1); }
+' "$out"

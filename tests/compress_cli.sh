@@ -61,6 +61,9 @@ check "Stiefel steps on U0 keep every rank's shared state equal" \
 check "Mode A with compression trains" \
   '[ $? = 0 ] && awk -F, "!/^#/ && NR > 1 && \$5 != \"\" {v[n++] = \$5} END {exit !(v[n-1] < v[0])}" "$work/modeA.csv"'
 
+"$wancp" train "${tiny[@]}" --ranks 2 --cheap-rotation --check-shared --metrics "$work/cheap.csv" 2>/dev/null
+check "the cheaper rotation trains and says so" '[ $? = 0 ] && grep -q "rotation=cheap" "$work/cheap.csv"'
+
 # Stop after the warm start, resume: the same as never stopping.
 "$wancp" train "${tiny[@]}" --chunks 8 --checkpoint "$work/ck.bin" --stop-after 12 2>/dev/null
 "$wancp" train "${tiny[@]}" --chunks 8 --resume "$work/ck.bin" --metrics "$work/resumed.csv" 2>/dev/null
@@ -76,6 +79,9 @@ expect2 "rank_k = 40 must be 1..d_kv = 32" "$wancp" train "${base[@]}" --chunks 
 expect2 "--rank-v '0'" "$wancp" train "${base[@]}" --chunks 4 --compress --rank-v 0
 expect2 "--wire 'fp16': expected bf16 or fp32" "$wancp" train "${base[@]}" --wire fp16
 expect2 "--planes 17: 2 x planes must not exceed d_kv = 32" "$wancp" train "${base[@]}" --chunks 4 --compress --planes 17
+expect2 "--cheap-rotation fixes the planes" "$wancp" train "${base[@]}" --chunks 4 --compress --cheap-rotation --stiefel
+expect2 "--cheap-rotation needs 2 x rank <= d_kv = 32 (rank_v is 20)" \
+  "$wancp" train "${base[@]}" --chunks 4 --compress --cheap-rotation --rank-v 20
 expect2 "--chunks is for one process" "$wancp" train "${base[@]}" --chunks 4 --ranks 2
 expect2 "--chunks 3" "$wancp" train "${base[@]}" --chunks 3
 expect2 "field psi_k is 1 but this run has 0" "$wancp" train "${plain[@]}" --chunks 8 --resume "$work/ck.bin"

@@ -76,11 +76,12 @@ static void single_process(model *m, cp_attention *cp, const model_config *cfg, 
 /* Every trainable tensor against Richardson-extrapolated central differences of the loss
  * (as test_model), with every block compressed: W_psi, b_psi (theta's gradient), W_K, W_V
  * and the owner's sum over several consumer chunks. */
-static void finite_differences(void **state)
+static void check_finite_differences(bool cheap)
 {
-    (void)state;
     model_config cfg = config_of(16, 2, 3, 4, 4);
-    cp_options opt = {.compress_last = true, .seed = 3};
+    cp_options opt = {.compress_last = true, .seed = 3, .cheap_rotation = cheap};
+    if (cheap)
+        printf("  the cheaper rotation:\n");
     model m;
     cp_attention cp;
     single_process(&m, &cp, &cfg, 2, 3, 4, &opt, true);
@@ -108,6 +109,13 @@ static void finite_differences(void **state)
     model_free(&m);
 }
 
+static void finite_differences(void **state)
+{
+    (void)state;
+    check_finite_differences(false);
+    check_finite_differences(true);
+}
+
 /* dL/dU0 (the Stiefel option's gradient, summed over chunks, taken back through R(theta))
  * against central differences on U0's entries. */
 static void basis_gradient(void **state)
@@ -119,7 +127,7 @@ static void basis_gradient(void **state)
     cp_attention cp;
     single_process(&m, &cp, &cfg, 2, 3, 4, &opt, true);
     randomize(&m, true, 99);
-    cp_attention_refresh_bases(&cp, &m);
+    assert_int_equal(cp_attention_refresh_bases(&cp, &m, NULL, 0), WANCP_OK);
     uint16_t in[24], tg[24];
     random_tokens(in, 24, cfg.vocab, 1);
     random_tokens(tg, 24, cfg.vocab, 2);
@@ -141,15 +149,15 @@ static void basis_gradient(void **state)
                 for (int k = 0; k < 2; k++) {
                     const float h = k == 0 ? 1e-2f : 5e-3f;
                     u0[i] = saved + h;
-                    cp_attention_refresh_bases(&cp, &m);
+                    assert_int_equal(cp_attention_refresh_bases(&cp, &m, NULL, 0), WANCP_OK);
                     double lp = model_step(&m, in, tg, false);
                     u0[i] = saved - h;
-                    cp_attention_refresh_bases(&cp, &m);
+                    assert_int_equal(cp_attention_refresh_bases(&cp, &m, NULL, 0), WANCP_OK);
                     double lm = model_step(&m, in, tg, false);
                     u0[i] = saved;
                     d[k] = (lp - lm) / (2.0 * h);
                 }
-                cp_attention_refresh_bases(&cp, &m);
+                assert_int_equal(cp_attention_refresh_bases(&cp, &m, NULL, 0), WANCP_OK);
                 worst = fmax(worst, fabs((4.0 * d[1] - d[0]) / 3.0 - g[i]) / amax);
             }
             printf("  layer%d dL/dU0_%c: worst error %.2e of max (max |g| %.2e)\n", l, w == 0 ? 'K' : 'V', worst, amax);
@@ -279,7 +287,7 @@ static void full_rank_equals_uncompressed(void **state)
 typedef struct cp_case {
     int ranks;
     enum cp_layout_kind kind;
-    bool compress_last, bf16, regather;
+    bool compress_last, bf16, regather, cheap;
 } cp_case;
 
 static uint64_t per_rank_bytes(const model_config *cfg, const cp_case *k)
@@ -298,7 +306,8 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     const cp_case *k = arg;
     const int P = k->ranks, rank = comm_rank(c), N = 2 * P * CHUNK;
     model_config cfg = config_of(32, 2, 2 * P, CHUNK, 8);
-    cp_options opt = {.compress_last = k->compress_last, .wire_bf16 = k->bf16, .seed = 3, .regather = k->regather};
+    cp_options opt = {.compress_last = k->compress_last, .wire_bf16 = k->bf16, .seed = 3, .regather = k->regather,
+                      .cheap_rotation = k->cheap};
     uint16_t in[BATCH * 8 * CHUNK], tg[BATCH * 8 * CHUNK], lin[BATCH * 2 * CHUNK], ltg[BATCH * 2 * CHUNK];
     random_tokens(in, (size_t)BATCH * N, cfg.vocab, 1);
     random_tokens(tg, (size_t)BATCH * N, cfg.vocab, 2);
@@ -336,7 +345,8 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     if (rank == 0)
         printf("  P=%d %s%s%s%s: loss %.6f vs %.6f; worst relative difference %.2e (%s)\n", P,
                k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous", k->compress_last ? ", last compressed" : "",
-               k->bf16 ? ", bf16 wire" : "", k->regather ? ", gathered again" : "", (double)loss, want, worst, name);
+               k->bf16 ? ", bf16 wire" : "", k->regather ? ", gathered again" : k->cheap ? ", cheaper rotation" : "",
+               (double)loss, want, worst, name);
     const double tolerance = k->bf16 ? 5e-2 : 1e-5; /* bf16 rounds E per rank, not per chunk */
     if (worst >= tolerance)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d: %s differs from one process by %.2e", rank, name,
@@ -366,11 +376,12 @@ static void cp_equals_single_process(void **state)
 {
     (void)state;
     static const cp_case cases[] = {
-        /* ranks, layout, last block compressed, bf16 wire, K/V gathered again */
-        {1, CP_ZIGZAG, false, false, false},     {2, CP_ZIGZAG, false, false, false},
-        {4, CP_ZIGZAG, false, false, false},     {4, CP_CONTIGUOUS, false, false, false},
-        {4, CP_ZIGZAG, true, false, false},      {4, CP_ZIGZAG, true, true, false},
-        {2, CP_ZIGZAG, false, true, false},      {4, CP_ZIGZAG, false, false, true},
+        /* ranks, layout, last block compressed, bf16 wire, K/V gathered again, cheaper rotation */
+        {1, CP_ZIGZAG, false, false, false, false}, {2, CP_ZIGZAG, false, false, false, false},
+        {4, CP_ZIGZAG, false, false, false, false}, {4, CP_CONTIGUOUS, false, false, false, false},
+        {4, CP_ZIGZAG, true, false, false, false},  {4, CP_ZIGZAG, true, true, false, false},
+        {2, CP_ZIGZAG, false, true, false, false},  {4, CP_ZIGZAG, false, false, true, false},
+        {4, CP_ZIGZAG, true, false, false, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);

@@ -9,12 +9,16 @@
 
 #include <math.h>
 
+/* planes < 0: the cheaper variant (h = r, Qa = U0). */
 static void make(subspace *s, int d, int r, int k, int planes)
 {
     float *u0 = malloc((size_t)d * r * sizeof *u0);
     assert_int_equal(subspace_random_orthonormal(u0, d, r, 7), WANCP_OK);
     char err[WANCP_ERRLEN];
-    assert_int_equal(subspace_init(s, d, r, k, planes, u0, 11, err, sizeof err), WANCP_OK);
+    if (planes < 0)
+        assert_int_equal(subspace_init_cheap(s, d, r, k, u0, 11, err, sizeof err), WANCP_OK);
+    else
+        assert_int_equal(subspace_init(s, d, r, k, planes, u0, 11, err, sizeof err), WANCP_OK);
     free(u0);
 }
 
@@ -34,14 +38,15 @@ static double orthonormality_error(const float *u, int d, int r)
 static void orthonormal_and_identity_at_zero(void **state)
 {
     (void)state;
-    static const int dims[][3] = {{64, 2, 1}, {256, 13, 1}, {256, 6, 3}, {33, 5, 2}};
+    static const int dims[][4] = {{64, 2, 1, 0}, {256, 13, 1, 0}, {256, 6, 3, 0}, {33, 5, 2, 0},
+                                  {256, 13, 1, -1}, {33, 5, 2, -1}}; /* d, r, k, planes (-1: cheaper variant) */
     rng r;
     rng_seed(&r, 3);
     double worst = 0;
     for (size_t c = 0; c < sizeof dims / sizeof dims[0]; c++) {
         int d = dims[c][0], rank = dims[c][1], k = dims[c][2];
         subspace s;
-        make(&s, d, rank, k, 0);
+        make(&s, d, rank, k, dims[c][3]);
         float *u = malloc((size_t)d * rank * sizeof *u), theta[3] = {0, 0, 0};
         subspace_rotate(&s, theta, u);
         assert_memory_equal(u, s.u0, (size_t)d * rank * sizeof *u);
@@ -108,7 +113,7 @@ static void full_rank_is_exact(void **state)
 static void theta_gradient(void **state)
 {
     (void)state;
-    static const int cases[][4] = {{64, 3, 1, 0}, {48, 4, 3, 0}, {40, 2, 2, 2}};
+    static const int cases[][4] = {{64, 3, 1, 0}, {48, 4, 3, 0}, {40, 2, 2, 2}, {40, 3, 2, -1}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int d = cases[c][0], r = cases[c][1], k = cases[c][2];
         subspace s;
@@ -160,12 +165,47 @@ static void bad_shapes(void **state)
     assert_err_mentions(err, "2h <= d");
 }
 
+/* The cheaper variant is U0 cos Phi - Qb sin Phi with Qb orthonormal and orthogonal to U0. */
+static void cheap_variant_formula(void **state)
+{
+    (void)state;
+    enum { D = 40, R = 3, K = 2 };
+    subspace s;
+    make(&s, D, R, K, -1);
+    assert_int_equal(s.h, R);
+    static float u[D * R];
+    const float theta[K] = {0.7f, -1.3f};
+    subspace_rotate(&s, theta, u);
+    double worst = 0, cross = 0;
+    for (int j = 0; j < R; j++) {
+        double phi = 0;
+        for (int i = 0; i < K; i++)
+            phi += (double)s.omega[j * K + i] * theta[i];
+        for (int i = 0; i < D; i++)
+            worst = fmax(worst, fabs(u[i * R + j] - (s.u0[i * R + j] * cos(phi) - s.qb[i * R + j] * sin(phi))));
+        for (int a = 0; a < R; a++) {
+            double dot = 0;
+            for (int i = 0; i < D; i++)
+                dot += (double)s.qb[i * R + j] * s.u0[i * R + a];
+            cross = fmax(cross, fabs(dot));
+        }
+    }
+    printf("  cheaper variant: |U_theta - (U0 cos Phi - Qb sin Phi)| %.1e, |Qb^T U0| %.1e, |Qb^T Qb - I| %.1e\n", worst,
+           cross, orthonormality_error(s.qb, D, R));
+    assert_true(worst < 1e-6 && cross < 1e-6 && orthonormality_error(s.qb, D, R) < 1e-6);
+    char err[WANCP_ERRLEN];
+    subspace t;
+    assert_int_equal(subspace_init_cheap(&t, 4, 3, 1, s.u0, 1, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "2r <= d");
+    subspace_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(orthonormal_and_identity_at_zero), cmocka_unit_test(adjoint_identity),
         cmocka_unit_test(full_rank_is_exact),               cmocka_unit_test(theta_gradient),
-        cmocka_unit_test(bad_shapes),
+        cmocka_unit_test(bad_shapes),                       cmocka_unit_test(cheap_variant_formula),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 #include "cp_attention.h"
 
+#include "../ops/cpu/thread_pool.h"
 #include "../status.h"
 
 #include <math.h>
@@ -82,25 +83,17 @@ static float *u_cache(const cp_attention *cp, const model *m, int layer, int b, 
     return cp->ucache + (((size_t)layer * m->batch + b) * chunks + j) * per;
 }
 
-/* Stores (save) or restores the two codecs' U for chunk j. */
-static void swap_u(cp_attention *cp, const model *m, int layer, int b, int j, bool save)
-{
-    float *at = u_cache(cp, m, layer, b, j);
-    const size_t nk = (size_t)kv_dim(m) * m->cfg.rank_k, nv = (size_t)kv_dim(m) * m->cfg.rank_v;
-    kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
-    if (save) {
-        memcpy(at, ck->u, nk * sizeof *at);
-        memcpy(at + nk, cv->u, nv * sizeof *at);
-    } else {
-        memcpy(ck->u, at, nk * sizeof *at);
-        memcpy(cv->u, at + nk, nv * sizeof *at);
-    }
-}
-
 /* zbar of K then V for local chunk c of sequence b. */
 static float *zbar_cache(const cp_attention *cp, const model *m, int layer, int b, int c)
 {
     return cp->zcache + (((size_t)layer * m->batch + b) * cp->nloc + c) * 2 * kv_dim(m);
+}
+
+/* Floats of one side's scratch rotation: d_kv x the larger rank. */
+static size_t n_rot(const cp_attention *cp, const model *m)
+{
+    (void)cp;
+    return (size_t)kv_dim(m) * (m->cfg.rank_k > m->cfg.rank_v ? m->cfg.rank_k : m->cfg.rank_v);
 }
 
 /* du0 (K or V part of layer l) += R(-phi) codec->gu: dL/dU_theta taken back to U0. */
@@ -111,9 +104,10 @@ static void accumulate_basis_grad(cp_attention *cp, const model *m, int layer, i
     kv_codec *k = &cp->codec[layer][w];
     const size_t n = (size_t)kv_dim(m) * k->s.r;
     float *dst = cp_attention_basis_grads(cp, m, layer) + (w == 0 ? 0 : (size_t)kv_dim(m) * m->cfg.rank_k);
-    subspace_apply_rotation(&k->s, theta, -1, k->gu, cp->rot);
+    float *rot = cp->rot + (size_t)w * n_rot(cp, m);
+    subspace_apply_rotation(&k->s, theta, -1, k->gu, rot);
     for (size_t i = 0; i < n; i++)
-        dst[i] += cp->rot[i];
+        dst[i] += rot[i];
 }
 
 /* Index of chunk j among this rank's chunks, or -1. */
@@ -150,37 +144,130 @@ static parts parts_of(const model *m, int chunk, float *base)
 
 /* ---- forward ---- */
 
-/* Compresses local chunk c of sequence b: theta, U, C (rounded as the wire will carry it). */
-static void encode_own(cp_attention *cp, const model *m, int layer, int b, int c)
+/* ---- the codec's work, K and V side by side ----
+ * K's and V's codecs share nothing (their own scratch, their own rows of dZ, their own heads
+ * psi), so each stretch below runs K on one thread and V on another, each product on one
+ * BLAS thread (kv_codec_serial_begin); the calling thread waits for both. */
+
+enum codec_stage { ENCODE, VIEW, GRAD, FINISH };
+
+typedef struct codec_job {
+    cp_attention *cp;
+    model *m;
+    enum codec_stage stage;
+    int layer, b, c, j; /* c: a local chunk (ENCODE, FINISH, or VIEW's chunk when local, else -1); j: global */
+    bool forward;       /* VIEW: the forward pass, which computes a remote chunk's U */
+    parts p;            /* VIEW, GRAD: the chunk's theta and C */
+    parts g;            /* GRAD: where E and tau go */
+} codec_job;
+
+static const float *psi_w(const model *m, int layer, int w)
+{
+    return model_param(m, w == 0 ? m->layers[layer].psi_wk : m->layers[layer].psi_wv);
+}
+
+static const float *psi_b(const model *m, int layer, int w)
+{
+    return model_param(m, w == 0 ? m->layers[layer].psi_bk : m->layers[layer].psi_bv);
+}
+
+/* Z of local chunk c (K before RoPE, or V). */
+static float *z_of(const cp_attention *cp, const model *m, int layer, int b, int c, int w)
+{
+    const size_t rows = ((size_t)b * m->seq + (size_t)c * cp->layout.chunk) * kv_dim(m);
+    return (w == 0 ? m->acts[layer].k_pre : m->acts[layer].v) + rows;
+}
+
+static void swap_u_one(cp_attention *cp, const model *m, int layer, int b, int j, int w, bool save)
+{
+    float *at = u_cache(cp, m, layer, b, j) + (w == 0 ? 0 : (size_t)kv_dim(m) * m->cfg.rank_k);
+    kv_codec *k = &cp->codec[layer][w];
+    const size_t n = (size_t)kv_dim(m) * k->s.r;
+    memcpy(save ? at : k->u, save ? k->u : at, n * sizeof *at);
+}
+
+static void codec_task(void *ctx, int w)
+{
+    codec_job *job = ctx;
+    cp_attention *cp = job->cp;
+    model *m = job->m;
+    const int chunk = cp->layout.chunk, kvd = kv_dim(m), l = job->layer, b = job->b;
+    kv_codec *k = &cp->codec[l][w];
+    const size_t cn = (size_t)chunk * k->s.r;
+    float *th = w == 0 ? job->p.th_k : job->p.th_v, *comp = w == 0 ? job->p.c_k : job->p.c_v;
+    switch (job->stage) {
+    case ENCODE: { /* theta, U, C (rounded as the wire will carry it) of local chunk c */
+        const float *z = z_of(cp, m, l, b, job->c, w);
+        kv_codec_theta(k, psi_w(m, l, w), psi_b(m, l, w), z, chunk, th);
+        memcpy(zbar_cache(cp, m, l, b, job->c) + (size_t)w * kvd, k->zbar, (size_t)kvd * sizeof(float));
+        kv_codec_basis(k, th);
+        kv_codec_compress(k, z, chunk, comp);
+        wire_round(comp, cn, cp->opt.wire_bf16);
+        swap_u_one(cp, m, l, b, job->j, w, true);
+        break;
+    }
+    case VIEW: { /* decompress (and RoPE for K) chunk j */
+        float *view = w == 0 ? cp->view_k : cp->view_v;
+        if (job->forward && job->c < 0) {
+            kv_codec_basis(k, th);
+            swap_u_one(cp, m, l, b, job->j, w, true);
+        } else {
+            swap_u_one(cp, m, l, b, job->j, w, false);
+        }
+        kv_codec_decompress(k, comp, chunk, view);
+        if (w == 0) /* the CPU table's RoPE runs on the calling thread: no nested pool */
+            m->ops->rope_fwd(view, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
+                             m->rope_sin);
+        break;
+    }
+    case GRAD: { /* this rank's E and tau of chunk j (U at chunk j's, left by VIEW) */
+        float *g = w == 0 ? cp->gview_k : cp->gview_v;
+        if (w == 0) /* dL/d(decompressed K) is before RoPE: undo the rotation of the gradient */
+            m->ops->rope_bwd(g, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
+                             m->rope_sin);
+        float *e = w == 0 ? job->g.c_k : job->g.c_v, *tau = w == 0 ? job->g.th_k : job->g.th_v;
+        kv_codec_consumer_grad(k, th, comp, g, chunk, e, tau);
+        accumulate_basis_grad(cp, m, l, w, th);
+        wire_round(e, cn, cp->opt.wire_bf16);
+        break;
+    }
+    case FINISH: { /* the owner's sums of local chunk c into dZ, dW_psi, db_psi */
+        const parts d = parts_of(m, chunk, cp->acc + (size_t)job->c * cp->own_floats);
+        const layer_params *lp = &m->layers[l];
+        swap_u_one(cp, m, l, b, job->j, w, false);
+        memcpy(k->zbar, zbar_cache(cp, m, l, b, job->c) + (size_t)w * kvd, (size_t)kvd * sizeof(float));
+        const size_t rows = ((size_t)b * m->seq + (size_t)job->c * chunk) * kvd;
+        kv_codec_owner_grad(k, psi_w(m, l, w), th, z_of(cp, m, l, b, job->c, w), w == 0 ? d.c_k : d.c_v,
+                            w == 0 ? d.th_k : d.th_v, chunk, (w == 0 ? m->dk_pre : m->dv) + rows,
+                            model_grad(m, w == 0 ? lp->psi_wk : lp->psi_wv), model_grad(m, w == 0 ? lp->psi_bk : lp->psi_bv));
+        accumulate_basis_grad(cp, m, l, w, th);
+        break;
+    }
+    }
+}
+
+/* Runs one stage for K and V side by side, timed into codec_s. */
+static void run_codec(codec_job *job)
 {
     const double t0 = now_s();
     const int threads = kv_codec_serial_begin();
-    const int chunk = cp->layout.chunk, kvd = kv_dim(m);
-    const layer_params *lp = &m->layers[layer];
-    const layer_acts *a = &m->acts[layer];
-    const size_t rows = ((size_t)b * m->seq + (size_t)c * chunk) * kvd;
-    parts p = parts_of(m, chunk, own_state(cp, m, layer, b, c));
-    kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
-    float *zbar = zbar_cache(cp, m, layer, b, c);
-    kv_codec_theta(ck, model_param(m, lp->psi_wk), model_param(m, lp->psi_bk), a->k_pre + rows, chunk, p.th_k);
-    memcpy(zbar, ck->zbar, (size_t)kvd * sizeof *zbar);
-    kv_codec_basis(ck, p.th_k);
-    kv_codec_compress(ck, a->k_pre + rows, chunk, p.c_k);
-    wire_round(p.c_k, (size_t)chunk * m->cfg.rank_k, cp->opt.wire_bf16);
-    kv_codec_theta(cv, model_param(m, lp->psi_wv), model_param(m, lp->psi_bv), a->v + rows, chunk, p.th_v);
-    memcpy(zbar + kvd, cv->zbar, (size_t)kvd * sizeof *zbar);
-    kv_codec_basis(cv, p.th_v);
-    kv_codec_compress(cv, a->v + rows, chunk, p.c_v);
-    wire_round(p.c_v, (size_t)chunk * m->cfg.rank_v, cp->opt.wire_bf16);
-    swap_u(cp, m, layer, b, cp->mine[c], true);
+    pool_run(2, codec_task, job);
     kv_codec_serial_end(threads);
-    cp->codec_s += now_s() - t0;
+    job->cp->codec_s += now_s() - t0;
+}
+
+/* Compresses local chunk c of sequence b. */
+static void encode_own(cp_attention *cp, model *m, int layer, int b, int c)
+{
+    codec_job job = {.cp = cp, .m = m, .stage = ENCODE, .layer = layer, .b = b, .c = c, .j = cp->mine[c],
+                     .p = parts_of(m, cp->layout.chunk, own_state(cp, m, layer, b, c))};
+    run_codec(&job);
 }
 
 /* Fills view_k (after RoPE) and view_v with chunk j as seen from later chunks; when
  * compressed, leaves each codec's U at chunk j's and returns its parts in *out. The
  * forward pass computes a remote chunk's U from its theta; later calls reuse it. */
-static void chunk_view(cp_attention *cp, const model *m, int layer, int b, int j, bool forward, parts *out)
+static void chunk_view(cp_attention *cp, model *m, int layer, int b, int j, bool forward, parts *out)
 {
     const int chunk = cp->layout.chunk, kvd = kv_dim(m), c = local_index(cp, j);
     const size_t n = (size_t)chunk * kvd;
@@ -200,29 +287,15 @@ static void chunk_view(cp_attention *cp, const model *m, int layer, int b, int j
         }
         return;
     }
-    const double t0 = now_s();
-    const int threads = kv_codec_serial_begin();
     float *base = cp->part;
     if (c >= 0)
         base = own_state(cp, m, layer, b, c);
     else
         unpack(cp, m, layer, cp->part, recv_slot(cp, m, layer, b, j));
-    parts p = parts_of(m, chunk, base);
-    kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
-    if (forward && c < 0) {
-        kv_codec_basis(ck, p.th_k);
-        kv_codec_basis(cv, p.th_v);
-        swap_u(cp, m, layer, b, j, true);
-    } else {
-        swap_u(cp, m, layer, b, j, false);
-    }
-    kv_codec_decompress(ck, p.c_k, chunk, cp->view_k);
-    m->ops->rope_fwd(cp->view_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
-                     m->rope_sin);
-    kv_codec_decompress(cv, p.c_v, chunk, cp->view_v);
-    *out = p;
-    kv_codec_serial_end(threads);
-    cp->codec_s += now_s() - t0;
+    codec_job job = {.cp = cp, .m = m, .stage = VIEW, .layer = layer, .b = b, .c = c, .j = j, .forward = forward,
+                     .p = parts_of(m, chunk, base)};
+    run_codec(&job);
+    *out = job.p;
 }
 
 /* The online-softmax state of local query chunk c. */
@@ -245,7 +318,7 @@ static float *lse_of(const cp_attention *cp, model *m, int layer, int b, int c)
 /* Posts one sequence's exchange of K/V (or theta and C): receives of every remote chunk this
  * rank needs, and each of its chunks (encoded first, in the forward pass) to every rank
  * that needs it. The kv-forward class carries both the forward pass and a re-gather. */
-static int gather_post(cp_attention *cp, const model *m, int layer, int b, bool encode, char *err, size_t errlen)
+static int gather_post(cp_attention *cp, model *m, int layer, int b, bool encode, char *err, size_t errlen)
 {
     gather_state *g = &cp->gather;
     const layer_acts *a = &m->acts[layer];
@@ -348,7 +421,7 @@ static int cp_forward(void *ctx, model *m, int layer)
 
 /* This rank's partial gradient of chunk j (from view_k/v's gradients), as E and tau when
  * compressed, into dst (own_floats, or dK then dV). */
-static void chunk_grad(cp_attention *cp, const model *m, int layer, const parts *p, float *dst)
+static void chunk_grad(cp_attention *cp, model *m, int layer, int b, int j, const parts *p, float *dst)
 {
     const int chunk = cp->layout.chunk, kvd = kv_dim(m);
     const size_t n = (size_t)chunk * kvd;
@@ -357,20 +430,9 @@ static void chunk_grad(cp_attention *cp, const model *m, int layer, const parts 
         memcpy(dst + n, cp->gview_v, n * sizeof *dst);
         return;
     }
-    const double t0 = now_s();
-    const int threads = kv_codec_serial_begin();
-    parts g = parts_of(m, chunk, dst);
-    /* dL/d(decompressed K) is before RoPE: undo the rotation of the gradient first */
-    m->ops->rope_bwd(cp->gview_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
-                     m->rope_sin);
-    kv_codec_consumer_grad(&cp->codec[layer][0], p->th_k, p->c_k, cp->gview_k, chunk, g.c_k, g.th_k);
-    accumulate_basis_grad(cp, m, layer, 0, p->th_k);
-    kv_codec_consumer_grad(&cp->codec[layer][1], p->th_v, p->c_v, cp->gview_v, chunk, g.c_v, g.th_v);
-    accumulate_basis_grad(cp, m, layer, 1, p->th_v);
-    wire_round(g.c_k, (size_t)chunk * m->cfg.rank_k, cp->opt.wire_bf16);
-    wire_round(g.c_v, (size_t)chunk * m->cfg.rank_v, cp->opt.wire_bf16);
-    kv_codec_serial_end(threads);
-    cp->codec_s += now_s() - t0;
+    codec_job job = {.cp = cp, .m = m, .stage = GRAD, .layer = layer, .b = b, .c = -1, .j = j, .p = *p,
+                     .g = parts_of(m, chunk, dst)};
+    run_codec(&job);
 }
 
 /* Adds one partial gradient of local chunk c: into dK/dV, or into the owner's sums. */
@@ -389,27 +451,9 @@ static void add_partial(cp_attention *cp, model *m, int layer, int b, int c, con
 /* The owner's part for local chunk c once every partial gradient is summed. */
 static void finish_own(cp_attention *cp, model *m, int layer, int b, int c)
 {
-    const double t0 = now_s();
-    const int threads = kv_codec_serial_begin();
-    const int chunk = cp->layout.chunk, kvd = kv_dim(m);
-    const layer_params *lp = &m->layers[layer];
-    const layer_acts *a = &m->acts[layer];
-    const size_t rows = ((size_t)b * m->seq + (size_t)c * chunk) * kvd;
-    parts p = parts_of(m, chunk, own_state(cp, m, layer, b, c));
-    parts d = parts_of(m, chunk, cp->acc + (size_t)c * cp->own_floats);
-    const float *zbar = zbar_cache(cp, m, layer, b, c);
-    kv_codec *ck = &cp->codec[layer][0], *cv = &cp->codec[layer][1];
-    swap_u(cp, m, layer, b, cp->mine[c], false);
-    memcpy(ck->zbar, zbar, (size_t)kvd * sizeof *zbar);
-    memcpy(cv->zbar, zbar + kvd, (size_t)kvd * sizeof *zbar);
-    kv_codec_owner_grad(ck, model_param(m, lp->psi_wk), p.th_k, a->k_pre + rows, d.c_k, d.th_k, chunk,
-                        m->dk_pre + rows, model_grad(m, lp->psi_wk), model_grad(m, lp->psi_bk));
-    accumulate_basis_grad(cp, m, layer, 0, p.th_k);
-    kv_codec_owner_grad(cv, model_param(m, lp->psi_wv), p.th_v, a->v + rows, d.c_v, d.th_v, chunk, m->dv + rows,
-                        model_grad(m, lp->psi_wv), model_grad(m, lp->psi_bv));
-    accumulate_basis_grad(cp, m, layer, 1, p.th_v);
-    kv_codec_serial_end(threads);
-    cp->codec_s += now_s() - t0;
+    codec_job job = {.cp = cp, .m = m, .stage = FINISH, .layer = layer, .b = b, .c = c, .j = cp->mine[c],
+                     .p = parts_of(m, cp->layout.chunk, own_state(cp, m, layer, b, c))};
+    run_codec(&job);
 }
 
 static int cp_backward(void *ctx, model *m, int layer)
@@ -460,7 +504,7 @@ static int cp_backward(void *ctx, model *m, int layer)
                                       m->dout + r0 * qd, lse_of(cp, m, layer, b, c), m->delta + (size_t)c * H * chunk,
                                       &shape, m->attn_scratch);
                 }
-            chunk_grad(cp, m, layer, &p, cp->gpart); /* p may point into part */
+            chunk_grad(cp, m, layer, b, j, &p, cp->gpart); /* p may point into part */
             const int cj = local_index(cp, j);
             if (cj >= 0) {
                 add_partial(cp, m, layer, b, cj, cp->gpart);
@@ -549,7 +593,7 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const 
     cp->zcache = k > 0 ? calloc(lb * cp->nloc * 2 * kvd, sizeof *cp->zcache) : NULL;
     const size_t rmax = m->cfg.rank_k > m->cfg.rank_v ? m->cfg.rank_k : m->cfg.rank_v;
     cp->du0 = k > 0 ? calloc((size_t)m->cfg.n_layers * kvd * (m->cfg.rank_k + m->cfg.rank_v), sizeof *cp->du0) : NULL;
-    cp->rot = k > 0 ? calloc(kvd * rmax, sizeof *cp->rot) : NULL;
+    cp->rot = k > 0 ? calloc(2 * kvd * rmax, sizeof *cp->rot) : NULL; /* one per side: K and V run together */
     int32_t *pos = malloc((size_t)m->seq * sizeof *pos);
     if (cp->recv_msg == NULL || cp->send_msg == NULL || cp->grad_out == NULL || cp->grad_in == NULL ||
         cp->own == NULL || cp->acc == NULL || cp->part == NULL || cp->gpart == NULL || cp->view_k == NULL || cp->view_v == NULL ||
@@ -590,7 +634,8 @@ int cp_attention_set_compression(cp_attention *cp, const model *m, bool on, char
             const layer_params *lp = &m->layers[l];
             const uint64_t seed = cp->opt.seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(2 * l + w + 1));
             int rc = kv_codec_init(&cp->codec[l][w], kv_dim(m), w == 0 ? m->cfg.rank_k : m->cfg.rank_v, m->cfg.psi_k,
-                                   cp->opt.planes, model_param(m, w == 0 ? lp->u0_k : lp->u0_v), seed, err, errlen);
+                                   cp->opt.planes, cp->opt.cheap_rotation, model_param(m, w == 0 ? lp->u0_k : lp->u0_v),
+                                   seed, err, errlen);
             if (rc != WANCP_OK) {
                 free_codecs(cp, m->cfg.n_layers);
                 return rc;
@@ -600,11 +645,14 @@ int cp_attention_set_compression(cp_attention *cp, const model *m, bool on, char
     return WANCP_OK;
 }
 
-void cp_attention_refresh_bases(cp_attention *cp, const model *m)
+int cp_attention_refresh_bases(cp_attention *cp, const model *m, char *err, size_t errlen)
 {
     for (int l = 0; cp->compress && l < m->cfg.n_layers; l++)
         for (int w = 0; w < 2; w++)
-            subspace_set_u0(&cp->codec[l][w].s, model_param(m, w == 0 ? m->layers[l].u0_k : m->layers[l].u0_v));
+            if (subspace_set_u0(&cp->codec[l][w].s, model_param(m, w == 0 ? m->layers[l].u0_k : m->layers[l].u0_v)) !=
+                WANCP_OK)
+                return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "compression: out of memory for the bases");
+    return WANCP_OK;
 }
 
 float *cp_attention_basis_grads(const cp_attention *cp, const model *m, int layer)

@@ -32,6 +32,7 @@ typedef struct cp_options {
     bool wire_bf16;     /* K/V, C and E as bf16 on the wire (theta and tau stay fp32) */
     bool compress_last; /* compress the last block too (default: exact, as in the paper) */
     int planes;         /* rotation planes h; 0: floor(d_kv / 2) */
+    bool cheap_rotation;/* h = r planes pairing U0 with a complement: O(d r^2) per rotation */
     uint64_t seed;      /* Q and Omega of every layer; the same on every rank */
     bool stiefel;       /* accumulate dL/dU0 for the Stiefel step (METHOD.md section 3, option) */
     bool regather;      /* the backward gathers remote K/V again (kv-forward bytes double) instead of
@@ -89,7 +90,7 @@ void cp_attention_free(cp_attention *cp);
 int cp_attention_set_compression(cp_attention *cp, const model *m, bool on, char *err, size_t errlen);
 
 /* The bases U0 changed in the model (a Stiefel step, a broadcast): refresh the codecs. */
-void cp_attention_refresh_bases(cp_attention *cp, const model *m);
+int cp_attention_refresh_bases(cp_attention *cp, const model *m, char *err, size_t errlen);
 
 /* This rank's part of dL/dU0 of layer l (d_kv x r_K for K, then d_kv x r_V for V), summed
  * over the backward passes since the last zeroing (opt.stiefel); all-reduce before use. */

@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-int kv_codec_init(kv_codec *c, int d, int r, int k, int planes, const float *u0, uint64_t seed, char *err,
-                  size_t errlen)
+int kv_codec_init(kv_codec *c, int d, int r, int k, int planes, bool cheap, const float *u0, uint64_t seed,
+                  char *err, size_t errlen)
 {
     *c = (kv_codec){0};
-    int rc = subspace_init(&c->s, d, r, k, planes, u0, seed, err, errlen);
+    int rc = cheap ? subspace_init_cheap(&c->s, d, r, k, u0, seed, err, errlen)
+                   : subspace_init(&c->s, d, r, k, planes, u0, seed, err, errlen);
     if (rc != WANCP_OK)
         return rc;
     c->u = malloc((size_t)d * r * sizeof *c->u);

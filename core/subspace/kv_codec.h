@@ -22,9 +22,10 @@ typedef struct kv_codec {
     float *zrow; /* (d) scratch of the owner's gradient */
 } kv_codec;
 
-/* s's shape, U0 (d x r) and the seed of Q and Omega as in subspace_init. */
-int kv_codec_init(kv_codec *c, int d, int r, int k, int planes, const float *u0, uint64_t seed, char *err,
-                  size_t errlen);
+/* s's shape, U0 (d x r) and the seed of Q and Omega as in subspace_init; cheap: the
+ * cheaper rotation (subspace_init_cheap; planes is then r). */
+int kv_codec_init(kv_codec *c, int d, int r, int k, int planes, bool cheap, const float *u0, uint64_t seed,
+                  char *err, size_t errlen);
 void kv_codec_free(kv_codec *c);
 
 /* theta (k) = W zbar + b with zbar = mean of z's m rows; keeps zbar in c. W is (k, d). */

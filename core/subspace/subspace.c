@@ -8,16 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-int subspace_random_orthonormal(float *out, int d, int n, uint64_t seed)
+/* n seeded orthonormal columns (d x n, row-major into out), each also orthogonal to the
+ * `fixed` columns of basis (d x fixed, row-major; may be NULL when fixed is 0). */
+static int orthonormal_after(float *out, int d, int n, const float *basis, int fixed, uint64_t seed)
 {
-    if (n > d)
+    if (n + fixed > d)
         return WANCP_ERR_INPUT;
-    double *q = malloc((size_t)d * n * sizeof *q); /* column j at q[j * d .. ] */
+    const int total = fixed + n;
+    double *q = malloc((size_t)d * total * sizeof *q); /* column j at q[j * d .. ] */
     if (q == NULL)
         return WANCP_ERR_NOMEM;
+    for (int j = 0; j < fixed; j++)
+        for (int i = 0; i < d; i++)
+            q[(size_t)j * d + i] = basis[(size_t)i * fixed + j];
     rng r;
     rng_seed(&r, seed);
-    for (int j = 0; j < n; j++) {
+    for (int j = fixed; j < total; j++) {
         double *v = q + (size_t)j * d;
         for (;;) {
             for (int i = 0; i < d; i++)
@@ -45,19 +51,20 @@ int subspace_random_orthonormal(float *out, int d, int n, uint64_t seed)
     }
     for (int i = 0; i < d; i++)
         for (int j = 0; j < n; j++)
-            out[(size_t)i * n + j] = (float)q[(size_t)j * d + i];
+            out[(size_t)i * n + j] = (float)q[(size_t)(fixed + j) * d + i];
     free(q);
     return WANCP_OK;
 }
 
-int subspace_init(subspace *s, int d, int r, int k, int planes, const float *u0, uint64_t seed, char *err,
-                  size_t errlen)
+int subspace_random_orthonormal(float *out, int d, int n, uint64_t seed)
 {
-    *s = (subspace){.d = d, .r = r, .k = k, .h = planes > 0 ? planes : d / 2};
-    if (d < 2 || r < 1 || r > d || k < 1 || 2 * s->h > d)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "subspace: d = %d, r = %d, k = %d, h = %d (need 1 <= r <= d, "
-                          "k >= 1, 2h <= d)", d, r, k, s->h);
-    const int h = s->h;
+    return orthonormal_after(out, d, n, NULL, 0, seed);
+}
+
+/* Allocates every part for s's d, r, h and k. */
+static int allocate(subspace *s, char *err, size_t errlen)
+{
+    const int d = s->d, r = s->r, h = s->h, k = s->k;
     s->u0 = malloc((size_t)d * r * sizeof *s->u0);
     s->qa = malloc((size_t)d * h * sizeof *s->qa);
     s->qb = malloc((size_t)d * h * sizeof *s->qb);
@@ -67,26 +74,75 @@ int subspace_init(subspace *s, int d, int r, int k, int planes, const float *u0,
     s->phi = malloc((size_t)h * sizeof *s->phi);
     s->wa = malloc((size_t)h * r * sizeof *s->wa);
     s->wb = malloc((size_t)h * r * sizeof *s->wb);
-    float *q = malloc((size_t)d * 2 * h * sizeof *q);
     if (s->u0 == NULL || s->qa == NULL || s->qb == NULL || s->omega == NULL || s->ma == NULL || s->mb == NULL ||
-        s->phi == NULL || s->wa == NULL || s->wb == NULL ||
-        q == NULL || subspace_random_orthonormal(q, d, 2 * h, seed) != WANCP_OK) {
+        s->phi == NULL || s->wa == NULL || s->wb == NULL) {
+        subspace_free(s);
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "subspace: out of memory");
+    }
+    return WANCP_OK;
+}
+
+/* Omega from the seed (N(0, 1) entries). */
+static void fill_omega(subspace *s)
+{
+    rng g;
+    rng_seed(&g, s->seed ^ 0x5DEECE66Dull);
+    for (int i = 0; i < s->h * s->k; i++)
+        s->omega[i] = rng_normal(&g);
+}
+
+/* The cheaper variant's planes: Qa = U0, Qb orthonormal and orthogonal to U0. */
+static int cheap_planes(subspace *s)
+{
+    memcpy(s->qa, s->u0, (size_t)s->d * s->r * sizeof *s->qa);
+    return orthonormal_after(s->qb, s->d, s->r, s->u0, s->r, s->seed);
+}
+
+int subspace_init(subspace *s, int d, int r, int k, int planes, const float *u0, uint64_t seed, char *err,
+                  size_t errlen)
+{
+    *s = (subspace){.d = d, .r = r, .k = k, .h = planes > 0 ? planes : d / 2, .seed = seed};
+    if (d < 2 || r < 1 || r > d || k < 1 || 2 * s->h > d)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "subspace: d = %d, r = %d, k = %d, h = %d (need 1 <= r <= d, "
+                          "k >= 1, 2h <= d)", d, r, k, s->h);
+    int rc = allocate(s, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    const int h = s->h;
+    float *q = malloc((size_t)d * 2 * h * sizeof *q);
+    if (q == NULL || subspace_random_orthonormal(q, d, 2 * h, seed) != WANCP_OK) {
         free(q);
         subspace_free(s);
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "subspace: out of memory");
     }
-    memcpy(s->u0, u0, (size_t)d * r * sizeof *s->u0);
     for (int i = 0; i < d; i++) {
         memcpy(s->qa + (size_t)i * h, q + (size_t)i * 2 * h, (size_t)h * sizeof *q);
         memcpy(s->qb + (size_t)i * h, q + (size_t)i * 2 * h + h, (size_t)h * sizeof *q);
     }
     free(q);
-    rng g;
-    rng_seed(&g, seed ^ 0x5DEECE66Dull);
-    for (int i = 0; i < h * k; i++)
-        s->omega[i] = rng_normal(&g);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, r, d, 1.0f, s->qa, h, s->u0, r, 0.0f, s->ma, r);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, r, d, 1.0f, s->qb, h, s->u0, r, 0.0f, s->mb, r);
+    fill_omega(s);
+    if (subspace_set_u0(s, u0) != WANCP_OK) {
+        subspace_free(s);
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "subspace: out of memory");
+    }
+    return WANCP_OK;
+}
+
+int subspace_init_cheap(subspace *s, int d, int r, int k, const float *u0, uint64_t seed, char *err,
+                        size_t errlen)
+{
+    *s = (subspace){.d = d, .r = r, .k = k, .h = r, .seed = seed, .cheap = true};
+    if (d < 2 || r < 1 || 2 * r > d || k < 1)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT,
+                          "subspace: d = %d, r = %d, k = %d (the cheaper rotation needs 2r <= d, k >= 1)", d, r, k);
+    int rc = allocate(s, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    fill_omega(s);
+    if (subspace_set_u0(s, u0) != WANCP_OK) {
+        subspace_free(s);
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "subspace: out of memory");
+    }
     return WANCP_OK;
 }
 
@@ -187,12 +243,15 @@ void subspace_apply_rotation(const subspace *s, const float *theta, int sign, co
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, r, h, -1.0f, s->qb, h, hb, r, 1.0f, out, r);
 }
 
-void subspace_set_u0(subspace *s, const float *u0)
+int subspace_set_u0(subspace *s, const float *u0)
 {
     const int d = s->d, r = s->r, h = s->h;
     memcpy(s->u0, u0, (size_t)d * r * sizeof *s->u0);
+    if (s->cheap && cheap_planes(s) != WANCP_OK)
+        return WANCP_ERR_NOMEM;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, r, d, 1.0f, s->qa, h, s->u0, r, 0.0f, s->ma, r);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, r, d, 1.0f, s->qb, h, s->u0, r, 0.0f, s->mb, r);
+    return WANCP_OK;
 }
 
 double subspace_orthonormality_error(const float *u, int d, int r)

@@ -1,6 +1,7 @@
 #ifndef WANCP_SUBSPACE_H
 #define WANCP_SUBSPACE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,8 @@
  */
 typedef struct subspace {
     int d, r, h, k;
+    bool cheap;   /* the cheaper variant: h = r planes, Qa = U0, Qb an orthonormal complement */
+    uint64_t seed;
     float *u0;    /* (d, r) */
     float *qa;    /* (d, h) */
     float *qb;    /* (d, h) */
@@ -39,6 +42,12 @@ int subspace_init(subspace *s, int d, int r, int k, int planes, const float *u0,
                   size_t errlen);
 void subspace_free(subspace *s);
 
+/* The cheaper variant (METHOD.md section 2): h = r planes pairing each column of U0 with a
+ * seeded orthonormal complement Qb (orthogonal to U0), so U_theta = U0 cos Phi - Qb sin Phi
+ * with Phi = diag(Omega theta), at O(d r^2) instead of O(d^2 r). Needs 2r <= d. */
+int subspace_init_cheap(subspace *s, int d, int r, int k, const float *u0, uint64_t seed, char *err,
+                        size_t errlen);
+
 /* U (d x r) = U_theta. Not thread-safe on one subspace (shared scratch). */
 void subspace_rotate(const subspace *s, const float *theta, float *u);
 
@@ -50,8 +59,9 @@ void subspace_rotate_grad(const subspace *s, const float *theta, const float *g,
  * dL/dU0. Not thread-safe on one subspace (shared scratch). */
 void subspace_apply_rotation(const subspace *s, const float *theta, int sign, const float *in, float *out);
 
-/* Replaces U0 (d x r, orthonormal columns) and recomputes Ma, Mb. */
-void subspace_set_u0(subspace *s, const float *u0);
+/* Replaces U0 (d x r, orthonormal columns) and recomputes Ma, Mb (and, in the cheaper
+ * variant, Qa = U0 and its complement Qb). */
+int subspace_set_u0(subspace *s, const float *u0);
 
 /* Largest |(U^T U - I)_ij| of a d x r matrix, in double. */
 double subspace_orthonormality_error(const float *u, int d, int r);

@@ -276,7 +276,8 @@ static int stiefel_update(run *r, int step)
     if (rc == WANCP_OK && r->world > 1 && c->stiefel_every > 0 && (step + 1) % c->stiefel_every == 0)
         rc = comm_broadcast(c->comm, COMM_WEIGHT_SYNC, m->params + m->table.trainable,
                             (m->table.total - m->table.trainable) * sizeof(float), 0, r->err, r->errlen);
-    cp_attention_refresh_bases(&r->cp, m);
+    if (rc == WANCP_OK)
+        rc = cp_attention_refresh_bases(&r->cp, m, r->err, r->errlen);
     cp_attention_zero_basis_grads(&r->cp, m);
     return rc;
 }
