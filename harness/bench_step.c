@@ -120,6 +120,7 @@ int bench_step(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
+    const bool block_given = c.attn_block != 0;
     cli_model_finish(&c);
     if (cheap && !compress)
         return cli_usage_error("bench", "--cheap-rotation needs --compress");
@@ -130,6 +131,9 @@ int bench_step(int argc, char **argv)
         c.rank_k = model_default_rank_k(&c);
         c.rank_v = model_default_rank_v(&c);
     }
+    if (!block_given && chunks > 0 && c.context % chunks == 0) /* the default block also divides a chunk */
+        while (c.attn_block > 1 && (c.context / chunks) % c.attn_block != 0)
+            c.attn_block /= 2;
     if (chunks > 0 && (c.context % chunks != 0 || (c.context / chunks) % c.attn_block != 0))
         return cli_usage_error("bench", "--chunks %d: the context %d must split into %d chunks, each a multiple of "
                                "the attention block %d", chunks, c.context, chunks, c.attn_block);
