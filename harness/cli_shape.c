@@ -20,6 +20,7 @@ static const char USAGE[] =
     "       wancp shape down --prefix NAME | --all\n"
     "       wancp shape show [--prefix NAME]\n"
     "       wancp shape capture --prefix NAME --ranks P -o WIRE.csv [--seconds N] [--pcap DIR]\n"
+    "       wancp shape check [--model uplink|mesh|both] [--rates LIST] [--seconds N] [--json]\n"
     "\n"
     "  up     P rank namespaces wancp-NAME-r0.. (198.18.0.1.., no route out) and a switch\n"
     "         namespace wancp-NAME-sw with a bridge; each rank's link shaped up and down with\n"
@@ -32,6 +33,8 @@ static const char USAGE[] =
     "  capture  bytes on the wire at the switch ports, per second and (source rank, destination\n"
     "         rank, TCP port), into WIRE.csv, for N seconds or until Ctrl-C; --pcap DIR also\n"
     "         writes DIR/pK.pcap for Wireshark.\n"
+    "  check  measures the shaper's rates on this kernel against iperf3 and the capture\n"
+    "         (wancp shape check --help).\n"
     "\n"
     "  --prefix NAME   1-16 of a-z0-9 (default: wancp's process id)\n"
     "  --ignore-delay  shape the rate of a profile that also has delay, jitter or loss\n"
@@ -41,12 +44,14 @@ static const char USAGE[] =
 int cli_shape(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error("shape", "missing action: up, down or show");
+        return cli_usage_error("shape", "missing action: up, down, show, capture or check");
     const char *action = argv[1];
     if (strcmp(action, "--help") == 0 || strcmp(action, "-h") == 0) {
         fputs(USAGE, stdout);
         return 0;
     }
+    if (strcmp(action, "check") == 0)
+        return shape_check(argc - 1, argv + 1);
     enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL, O_SECONDS, O_PCAP, O_MODEL };
     static const struct option LONG[] = {
         {"ranks", 1, 0, O_RANKS}, {"prefix", 1, 0, O_PREFIX}, {"ignore-delay", 0, 0, O_IGNORE},
@@ -166,5 +171,5 @@ int cli_shape(int argc, char **argv)
                  have_prefix ? t.prefix : "");
         return system(cmd) == 0 ? 0 : 1;
     }
-    return cli_usage_error("shape", "unknown action '%s': expected up, down or show", action);
+    return cli_usage_error("shape", "unknown action '%s': expected up, down, show, capture or check", action);
 }

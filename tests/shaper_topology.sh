@@ -5,6 +5,8 @@
 #   - up: 2 rank namespaces + switch, addresses in 198.18.0.0/24 and no route out;
 #   - iperf3 between the ranks through htb at 300 Mbit/s: goodput >= 0.92 x the rate; the
 #     capture agrees with iperf3 and with tshark; uplink shares a rank's link, mesh does not;
+#   - `wancp shape check --json` at 300 Mbit/s in both models: every floor met; Ctrl-C in
+#     the middle of its transfer leaves no namespace and no iperf3 behind;
 #   - down removes everything; down --all removes namespaces with a process still inside;
 #   - a profile with delay is refused (exit 2) without --ignore-delay, creating nothing.
 set -uo pipefail
@@ -80,6 +82,28 @@ read -r m1 m2 < <(two_flows mesh)
 echo "two flows from rank 0 at 100mbit: uplink $u1 + $u2 bit/s, mesh $m1 and $m2 bit/s"
 check "uplink: rank 0's flows share its link" 'awk -v a="$u1" -v b="$u2" "BEGIN {exit !(a + b <= 1.02 * 100e6 && a + b >= 0.9 * 100e6)}"'
 check "mesh: every pair has its own link" 'awk -v a="$m1" -v b="$m2" "BEGIN {exit !(a >= 0.9 * 100e6 && b >= 0.9 * 100e6 && a <= 1.02e8 && b <= 1.02e8)}"'
+
+# The acceptance command itself, at one rate in both link models.
+checks() { ip netns list | awk '{print $1}' | grep -c "^wancp-chk" ; }
+"$wancp" shape check --json --rates 300mbit --seconds 3 >"$work/check.json" 2>/dev/null
+rc=$?
+cat "$work/check.json"
+check "shape check passes at 300 Mbit/s in both models" '[ $rc = 0 ] && node -e "
+  const r = JSON.parse(require(\"fs\").readFileSync(process.argv[1], \"utf8\"));
+  const ok = r.passed && r.cases.length === 2 && r.cases.every(c => c.passed && Math.abs(c.l2_ratio - 1) <= 0.03 &&
+    c.goodput_ratio >= 0.92 && Math.abs(c.wire_ratio - 1) <= 0.02 && c.kernel_drops === 0);
+  process.exit(ok ? 0 : 1)" "$work/check.json"'
+check "shape check leaves nothing" '[ "$(checks)" = 0 ]'
+"$wancp" shape check --rates 300mbit --model uplink --seconds 20 >/dev/null 2>"$work/int.log" &
+checker=$!
+sleep 3
+kill -INT $checker
+wait $checker
+rc=$?
+check "Ctrl-C during shape check's transfer: exit 1, nothing left" \
+  '[ $rc = 1 ] && grep -q "interrupted" "$work/int.log" && [ "$(checks)" = 0 ] && ! pgrep -f "iperf3 -s -1 -B 198.18" >/dev/null'
+"$wancp" shape check --rates 0mbit 2>"$work/err"
+check "shape check refuses a bad rate" '[ $? = 2 ] && grep -q "must be above 0" "$work/err"'
 
 "$wancp" shape up none --ranks 3 --prefix "$prefix" >/dev/null
 ip netns exec "wancp-$prefix-r2" sleep 600 &

@@ -1,0 +1,320 @@
+/* wancp shape check: the shaper's rate acceptance, measured on this kernel with real peers.
+ * For each link model and rate: two rank namespaces shaped at the rate, the capture at
+ * the switch, iperf3 from rank 0 to rank 1; then the L2 rate the capture saw against the
+ * configured one, iperf3's goodput, and the capture's bytes against iperf3's. */
+#include "cli.h"
+
+#include "../core/status.h"
+#include "../core/util/buf.h"
+#include "../shaper/capture.h"
+#include "../shaper/profile.h"
+#include "../shaper/topology.h"
+#include "../shaper/units.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char USAGE[] =
+    "Usage: wancp shape check [--model uplink|mesh|both] [--rates LIST] [--seconds N] [--json]\n"
+    "\n"
+    "Measures the shaper on this kernel, for each link model and rate: two rank namespaces\n"
+    "shaped at the rate, iperf3 from rank 0 to rank 1 for N seconds, the capture at the switch.\n"
+    "Reports the L2 rate the capture saw (whole seconds, the first and last left out) against\n"
+    "the configured rate (target within 1%, floor 3%), iperf3's TCP goodput (at least 0.92 of\n"
+    "the rate), the captured payload against iperf3's bytes and the captured wire bytes against\n"
+    "payload plus headers (within 2%), and kernel drops at the capture (none). Exit 1 when a\n"
+    "floor is missed. Everything it creates is removed at the end, and on Ctrl-C.\n"
+    "\n"
+    "  --model M      uplink, mesh or both (both)\n"
+    "  --rates LIST   comma-separated tc rates (100mbit,300mbit,1gbit)\n"
+    "  --seconds N    iperf3 duration per case (4)\n"
+    "  --json         one JSON object on stdout\n"
+    "Needs root (network namespaces), iperf3 and ip.\n";
+
+#define MAX_RATES 8
+#define PORT 5201
+/* Ethernet 14 + IPv4 20 + TCP 32 (timestamps) per segment of at most 1448 payload bytes */
+#define HEADER_BYTES 66.0
+#define SEGMENT_BYTES 1448.0
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+typedef struct check_case {
+    int model;
+    uint64_t rate_bps;
+    double l2_bps, goodput_bps;
+    double iperf_bytes, payload_bytes, wire_bytes;
+    unsigned long drops;
+    double l2_ratio, goodput_ratio, payload_ratio, wire_ratio;
+    bool passed;
+    char error[WANCP_ERRLEN];
+} check_case;
+
+/* Starts argv inside namespace ns with its output discarded; returns the pid or -1. */
+static pid_t spawn_quiet(const char *ns, const char *const *args)
+{
+    char *argv[16] = {"ip", "netns", "exec", (char *)ns};
+    int n = 4;
+    for (int i = 0; args[i] != NULL && n < 15; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *null = freopen("/dev/null", "w", stdout);
+        (void)null;
+        null = freopen("/dev/null", "w", stderr);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Sums the capture's rows of flow rank 0 -> rank 1 on PORT; the L2 rate from the whole
+ * seconds strictly between the first and the last. */
+static int read_wire(const char *path, check_case *k, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot open the capture", path);
+    char line[512];
+    double per_second[4096] = {0};
+    int first = -1, last = -1;
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned long recv = 0, kernel = 0, iface = 0;
+        int port_no = 0;
+        if (sscanf(line, "# p%d: %lu received by the filter, %lu dropped by the kernel, %lu by the interface", &port_no,
+                   &recv, &kernel, &iface) == 4) {
+            k->drops += kernel;
+            continue;
+        }
+        long second, src, dst, port, frames;
+        double wire, payload;
+        if (line[0] == '#' || sscanf(line, "%ld,%ld,%ld,%ld,%ld,%lf,%lf", &second, &src, &dst, &port, &frames, &wire,
+                                     &payload) != 7)
+            continue;
+        if (src != 0 || dst != 1 || port != PORT || second < 0 || second >= 4096)
+            continue;
+        k->wire_bytes += wire;
+        k->payload_bytes += payload;
+        per_second[second] += wire;
+        first = first < 0 || second < first ? (int)second : first;
+        last = second > last ? (int)second : last;
+    }
+    fclose(f);
+    if (last - first < 2)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: fewer than 3 seconds of iperf3 traffic captured", path);
+    double middle = 0;
+    for (int s = first + 1; s < last; s++)
+        middle += per_second[s];
+    k->l2_bps = 8.0 * middle / (last - first - 1);
+    return WANCP_OK;
+}
+
+/* One case: up, capture, iperf3, down. The namespaces go whatever happens. */
+static int run_case(check_case *k, const char *prefix, int seconds, const char *work, char *err, size_t errlen)
+{
+    link_profile p = {.rate_bps = k->rate_bps};
+    snprintf(p.name, sizeof p.name, "check");
+    topology t = {.ranks = 2, .model = k->model, .profile = &p};
+    snprintf(t.prefix, sizeof t.prefix, "%s", prefix);
+    char r0[64], r1[64], addr1[32], csv[1100], secs[16];
+    topology_ns_name(prefix, 0, r0, sizeof r0);
+    topology_ns_name(prefix, 1, r1, sizeof r1);
+    topology_rank_addr(1, addr1, sizeof addr1);
+    snprintf(csv, sizeof csv, "%s/wire.csv", work);
+    snprintf(secs, sizeof secs, "%d", seconds);
+    int rc = topology_up(&t, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    capture cap;
+    bool capturing = false;
+    pid_t server = -1;
+    bytebuf out = {0};
+    if ((rc = capture_start(&cap, prefix, 2, csv, NULL, err, errlen)) == WANCP_OK)
+        capturing = true;
+    if (rc == WANCP_OK) {
+        const char *srv[] = {"iperf3", "-s", "-1", "-B", addr1, "-p", "5201", NULL};
+        server = spawn_quiet(r1, srv);
+        usleep(500000); /* the server binds */
+        char *cli[] = {"ip", "netns", "exec", r0, "iperf3", "-c", addr1, "-p", "5201", "-t", secs, "-J", NULL};
+        if (!interrupted)
+            rc = cli_run_capture(cli, &out, err, errlen);
+        usleep(300000); /* the last frames reach the capture */
+    }
+    if (server > 0) {
+        kill(server, SIGTERM);
+        waitpid(server, NULL, 0);
+    }
+    if (capturing) {
+        int stop = capture_stop(&cap, err, errlen);
+        rc = rc == WANCP_OK ? stop : rc;
+    }
+    int removed = 0;
+    char down_err[WANCP_ERRLEN];
+    if (topology_down(prefix, &removed, down_err, sizeof down_err) != WANCP_OK && rc == WANCP_OK)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", down_err);
+    if (rc == WANCP_OK && interrupted)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "interrupted");
+    if (rc == WANCP_OK) {
+        json_error_t jerr;
+        json_t *j = json_loadb((const char *)out.data, out.len, 0, &jerr);
+        json_t *recv = json_object_get(json_object_get(j, "end"), "sum_received");
+        if (recv == NULL)
+            rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "iperf3 gave no end.sum_received (%.200s)",
+                            j == NULL ? jerr.text : "error in its JSON");
+        else {
+            k->goodput_bps = json_number_value(json_object_get(recv, "bits_per_second"));
+            k->iperf_bytes = json_number_value(json_object_get(recv, "bytes"));
+        }
+        json_decref(j);
+    }
+    bytebuf_free(&out);
+    if (rc == WANCP_OK)
+        rc = read_wire(csv, k, err, errlen);
+    unlink(csv);
+    return rc;
+}
+
+static void judge(check_case *k)
+{
+    const double rate = (double)k->rate_bps;
+    k->l2_ratio = k->l2_bps / rate;
+    k->goodput_ratio = k->goodput_bps / rate;
+    k->payload_ratio = k->iperf_bytes > 0 ? k->payload_bytes / k->iperf_bytes : 0;
+    const double expect = k->iperf_bytes * (1 + HEADER_BYTES / SEGMENT_BYTES);
+    k->wire_ratio = expect > 0 ? k->wire_bytes / expect : 0;
+    k->passed = fabs(k->l2_ratio - 1) <= 0.03 && k->goodput_ratio >= 0.92 && fabs(k->payload_ratio - 1) <= 0.02 &&
+                fabs(k->wire_ratio - 1) <= 0.02 && k->drops == 0;
+}
+
+static int parse_rates(const char *text, uint64_t *rates, int *n)
+{
+    char buf[256], err[WANCP_ERRLEN];
+    snprintf(buf, sizeof buf, "%s", text);
+    *n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        if (*n == MAX_RATES)
+            return cli_usage_error("shape", "--rates: at most %d rates", MAX_RATES);
+        if (shaper_parse_rate(tok, &rates[*n], err, sizeof err) != WANCP_OK || rates[*n] == 0)
+            return cli_usage_error("shape", "--rates: '%s': %s", tok, rates[*n] == 0 ? "must be above 0" : err);
+        (*n)++;
+    }
+    return *n == 0 ? cli_usage_error("shape", "--rates: no rate given") : 0;
+}
+
+int shape_check(int argc, char **argv)
+{
+    enum { O_MODEL = 256, O_RATES, O_SECONDS, O_JSON };
+    static const struct option LONG[] = {
+        {"model", 1, 0, O_MODEL}, {"rates", 1, 0, O_RATES}, {"seconds", 1, 0, O_SECONDS},
+        {"json", 0, 0, O_JSON},   {"help", 0, 0, 'h'},       {0, 0, 0, 0},
+    };
+    int models[2] = {TOPOLOGY_UPLINK, TOPOLOGY_MESH}, nmodels = 2, json = 0, nrates = 0;
+    uint64_t rates[MAX_RATES];
+    unsigned long seconds = 4;
+    const char *rate_text = "100mbit,300mbit,1gbit";
+    optind = 1;
+    opterr = 0;
+    for (int opt; (opt = getopt_long(argc, argv, ":h", LONG, NULL)) != -1;) {
+        switch (opt) {
+        case O_MODEL:
+            if (strcmp(optarg, "both") == 0)
+                nmodels = 2;
+            else if (strcmp(optarg, "uplink") == 0 || strcmp(optarg, "mesh") == 0)
+                nmodels = 1, models[0] = strcmp(optarg, "mesh") == 0 ? TOPOLOGY_MESH : TOPOLOGY_UPLINK;
+            else
+                return cli_usage_error("shape", "--model '%s': expected uplink, mesh or both", optarg);
+            break;
+        case O_RATES: rate_text = optarg; break;
+        case O_SECONDS:
+            if (cli_parse_ulong("shape", "--seconds", optarg, 3, 600, &seconds) != 0)
+                return 2;
+            break;
+        case O_JSON: json = 1; break;
+        case 'h': fputs(USAGE, stdout); return 0;
+        case ':': return cli_usage_error("shape", "%s needs a value", argv[optind - 1]);
+        default: return cli_usage_error("shape", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("shape", "check: unexpected argument '%s'", argv[optind]);
+    int status = parse_rates(rate_text, rates, &nrates);
+    if (status != 0)
+        return status;
+    if (geteuid() != 0)
+        return cli_report("shape", WANCP_ERR_INPUT, "check needs root (network namespaces)");
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    char work[] = "/tmp/wancp-check-XXXXXX", prefix[24];
+    if (mkdtemp(work) == NULL)
+        return cli_report("shape", WANCP_ERR_SYSTEM, "cannot create a folder in /tmp");
+    snprintf(prefix, sizeof prefix, "chk%ld", (long)getpid() % 100000);
+    check_case cases[2 * MAX_RATES];
+    int ncases = 0, failed = 0;
+    for (int mi = 0; mi < nmodels && !interrupted; mi++)
+        for (int ri = 0; ri < nrates && !interrupted; ri++) {
+            check_case *k = &cases[ncases++];
+            *k = (check_case){.model = models[mi], .rate_bps = rates[ri]};
+            if (!json)
+                fprintf(stderr, "shape check: %s model at %.0f Mbit/s, %lu s of iperf3...\n",
+                        k->model == TOPOLOGY_MESH ? "mesh" : "uplink", (double)k->rate_bps / 1e6, seconds);
+            if (run_case(k, prefix, (int)seconds, work, k->error, sizeof k->error) == WANCP_OK)
+                judge(k);
+            failed += !k->passed;
+        }
+    rmdir(work);
+    if (interrupted) {
+        fprintf(stderr, "wancp shape check: interrupted; everything it created is removed\n");
+        return 1;
+    }
+    if (json) {
+        json_t *arr = json_array();
+        for (int i = 0; i < ncases; i++) {
+            const check_case *k = &cases[i];
+            json_t *o = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:b}", "model",
+                                  k->model == TOPOLOGY_MESH ? "mesh" : "uplink", "rate_bps", (double)k->rate_bps,
+                                  "l2_bps", k->l2_bps, "l2_ratio", k->l2_ratio, "goodput_bps", k->goodput_bps,
+                                  "goodput_ratio", k->goodput_ratio, "payload_ratio", k->payload_ratio, "wire_ratio",
+                                  k->wire_ratio, "kernel_drops", (json_int_t)k->drops, "passed", k->passed);
+            if (k->error[0])
+                json_object_set_new(o, "error", json_string(k->error));
+            json_array_append_new(arr, o);
+        }
+        cli_print_json(json_pack("{s:s, s:I, s:o, s:b}", "check", "shape", "seconds", (json_int_t)seconds, "cases", arr,
+                                 "passed", failed == 0));
+    } else {
+        printf("%-7s %9s %9s %8s %11s %8s %8s %8s %6s  %s\n", "# model", "rate", "L2 Mbit/s", "L2/rate",
+               "goodput", "gp/rate", "payload", "wire", "drops", "verdict");
+        for (int i = 0; i < ncases; i++) {
+            const check_case *k = &cases[i];
+            if (k->error[0]) {
+                printf("%-7s %9.0f  failed: %s\n", k->model == TOPOLOGY_MESH ? "mesh" : "uplink",
+                       (double)k->rate_bps / 1e6, k->error);
+                continue;
+            }
+            printf("%-7s %9.0f %9.1f %8.4f %11.1f %8.4f %8.4f %8.4f %6lu  %s\n",
+                   k->model == TOPOLOGY_MESH ? "mesh" : "uplink", (double)k->rate_bps / 1e6, k->l2_bps / 1e6,
+                   k->l2_ratio, k->goodput_bps / 1e6, k->goodput_ratio, k->payload_ratio, k->wire_ratio, k->drops,
+                   k->passed ? (fabs(k->l2_ratio - 1) <= 0.01 ? "ok (within 1%)" : "ok (within 3%)") : "FAILED");
+        }
+        printf("# rates in Mbit/s; payload: captured TCP payload / iperf3's bytes; wire: captured frames / "
+               "(payload + %g B per %g B segment)\n", HEADER_BYTES, SEGMENT_BYTES);
+    }
+    return failed == 0 ? 0 : 1;
+}
