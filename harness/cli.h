@@ -18,6 +18,7 @@ int cli_shape(int argc, char **argv);
 int bench_step(int argc, char **argv); /* wancp bench step, in bench_step.c */
 int bench_comm(int argc, char **argv); /* wancp bench comm, in bench_comm.c */
 int shape_check(int argc, char **argv); /* wancp shape check, in shape_check.c */
+int shape_relay(int argc, char **argv); /* wancp shape relay, in cli_shape.c */
 
 /* The command line as one string (for metadata), into buf. */
 void cli_command_line(int argc, char **argv, char *buf, size_t len);

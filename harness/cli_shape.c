@@ -4,6 +4,7 @@
 #include "../core/status.h"
 #include "../shaper/capture.h"
 #include "../shaper/profile.h"
+#include "../shaper/relay.h"
 #include "../shaper/topology.h"
 
 #include <getopt.h>
@@ -21,6 +22,8 @@ static const char USAGE[] =
     "       wancp shape show [--prefix NAME]\n"
     "       wancp shape capture --prefix NAME --ranks P -o WIRE.csv [--seconds N] [--pcap DIR]\n"
     "       wancp shape check [--model uplink|mesh|both] [--rates LIST] [--seconds N] [--json]\n"
+    "       wancp shape relay --in DEV --out DEV [--delay-ns N] [--jitter-ns N] [--distribution D]\n"
+    "                         [--loss-ppm N] [--queue-bytes N] [--seed N]\n"
     "\n"
     "  up     P rank namespaces wancp-NAME-r0.. (198.18.0.1.., no route out) and a switch\n"
     "         namespace wancp-NAME-sw with a bridge; each rank's link shaped up and down with\n"
@@ -35,10 +38,14 @@ static const char USAGE[] =
     "         writes DIR/pK.pcap for Wireshark.\n"
     "  check  measures the shaper's rates on this kernel against iperf3 and the capture\n"
     "         (wancp shape check --help).\n"
+    "  relay  the user-space delay emulator between two interfaces of this namespace, until\n"
+    "         Ctrl-C (up starts one per rank in the switch namespace when a profile has delay,\n"
+    "         jitter or loss; --dry-run prints these lines). D: 0 uniform, 1 normal, 2 pareto,\n"
+    "         3 paretonormal.\n"
     "\n"
     "  --prefix NAME   1-16 of a-z0-9 (default: wancp's process id)\n"
-    "  --ignore-delay  shape the rate of a profile that also has delay, jitter or loss\n"
-    "                  (those need the user-space emulator, not built yet)\n"
+    "  --ignore-delay  shape the rate alone of a profile that also has delay, jitter or loss\n"
+    "                  (without it they come from the user-space emulator)\n"
     "Needs root (network namespaces).\n";
 
 int cli_shape(int argc, char **argv)
@@ -52,6 +59,8 @@ int cli_shape(int argc, char **argv)
     }
     if (strcmp(action, "check") == 0)
         return shape_check(argc - 1, argv + 1);
+    if (strcmp(action, "relay") == 0)
+        return shape_relay(argc - 1, argv + 1);
     enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL, O_SECONDS, O_PCAP, O_MODEL };
     static const struct option LONG[] = {
         {"ranks", 1, 0, O_RANKS}, {"prefix", 1, 0, O_PREFIX}, {"ignore-delay", 0, 0, O_IGNORE},
@@ -172,4 +181,54 @@ int cli_shape(int argc, char **argv)
         return system(cmd) == 0 ? 0 : 1;
     }
     return cli_usage_error("shape", "unknown action '%s': expected up, down, show, capture or check", action);
+}
+
+/* wancp shape relay: one delay emulator in the current namespace, until Ctrl-C. */
+static volatile sig_atomic_t relay_stopped;
+
+static void relay_signal(int sig)
+{
+    (void)sig;
+    relay_stopped = 1;
+}
+
+int shape_relay(int argc, char **argv)
+{
+    enum { O_IN = 256, O_OUT, O_DELAY, O_JITTER, O_DIST, O_LOSS, O_QUEUE, O_SEED };
+    static const struct option LONG[] = {
+        {"in", 1, 0, O_IN},        {"out", 1, 0, O_OUT},         {"delay-ns", 1, 0, O_DELAY},
+        {"jitter-ns", 1, 0, O_JITTER}, {"distribution", 1, 0, O_DIST}, {"loss-ppm", 1, 0, O_LOSS},
+        {"queue-bytes", 1, 0, O_QUEUE}, {"seed", 1, 0, O_SEED},     {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    relay_options o = {.distribution = JITTER_NORMAL};
+    optind = 1;
+    opterr = 0;
+    for (int opt; (opt = getopt_long(argc, argv, ":h", LONG, NULL)) != -1;) {
+        unsigned long u = 0;
+        int bad = 0;
+        switch (opt) {
+        case O_IN: snprintf(o.in, sizeof o.in, "%s", optarg); break;
+        case O_OUT: snprintf(o.out, sizeof o.out, "%s", optarg); break;
+        case O_DELAY: bad = cli_parse_ulong("shape", "--delay-ns", optarg, 0, 100000000000ul, &u); o.delay_ns = u; break;
+        case O_JITTER: bad = cli_parse_ulong("shape", "--jitter-ns", optarg, 0, 100000000000ul, &u); o.jitter_ns = u; break;
+        case O_DIST: bad = cli_parse_ulong("shape", "--distribution", optarg, 0, 3, &u); o.distribution = (int)u; break;
+        case O_LOSS: bad = cli_parse_ulong("shape", "--loss-ppm", optarg, 0, 1000000, &u); o.loss_ppm = (uint32_t)u; break;
+        case O_QUEUE: bad = cli_parse_ulong("shape", "--queue-bytes", optarg, 0, 1ul << 32, &u); o.queue_bytes = u; break;
+        case O_SEED: bad = cli_parse_ulong("shape", "--seed", optarg, 0, ~0ul, &u); o.seed = u; break;
+        case 'h': fputs(USAGE, stdout); return 0;
+        case ':': return cli_usage_error("shape", "%s needs a value", argv[optind - 1]);
+        default: return cli_usage_error("shape", "unknown option '%s'", argv[optind - 1]);
+        }
+        if (bad)
+            return 2;
+    }
+    if (o.in[0] == 0 || o.out[0] == 0)
+        return cli_usage_error("shape", "relay needs --in DEV and --out DEV");
+    struct sigaction sa = {.sa_handler = relay_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    char err[WANCP_ERRLEN];
+    int rc = relay_run(&o, -1, &relay_stopped, err, sizeof err);
+    return rc == WANCP_OK ? 0 : cli_report("shape", rc, err);
 }

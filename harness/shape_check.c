@@ -1,7 +1,8 @@
-/* wancp shape check: the shaper's rate acceptance, measured on this kernel with real peers.
+/* wancp shape check: the shaper's acceptance, measured on this kernel with real peers.
  * For each link model and rate: two rank namespaces shaped at the rate, the capture at
  * the switch, iperf3 from rank 0 to rank 1; then the L2 rate the capture saw against the
- * configured one, iperf3's goodput, and the capture's bytes against iperf3's. */
+ * configured one, iperf3's goodput, and the capture's bytes against iperf3's. Then the
+ * delay emulator: round trips by ping, loss and order by iperf3 over UDP. */
 #include "cli.h"
 
 #include "../core/status.h"
@@ -30,12 +31,17 @@ static const char USAGE[] =
     "Reports the L2 rate the capture saw (whole seconds, the first and last left out) against\n"
     "the configured rate (target within 1%, floor 3%), iperf3's TCP goodput (at least 0.92 of\n"
     "the rate), the captured payload against iperf3's bytes and the captured wire bytes against\n"
-    "payload plus headers (within 2%), and kernel drops at the capture (none). Exit 1 when a\n"
-    "floor is missed. Everything it creates is removed at the end, and on Ctrl-C.\n"
+    "payload plus headers (within 2%), and kernel drops at the capture (none); then the delay\n"
+    "emulator (below). Exit 1 when a floor is missed. Everything it creates is removed at the\n"
+    "end, and on Ctrl-C.\n"
     "\n"
     "  --model M      uplink, mesh or both (both)\n"
     "  --rates LIST   comma-separated tc rates (100mbit,300mbit,1gbit)\n"
     "  --seconds N    iperf3 duration per case (4)\n"
+    "  --delay T --jitter T --loss P (20ms, 5ms, 2%)  the delay emulator's checks, one way: ping's\n"
+    "                 round trip must add 2 x delay (within 5% or 1 ms) and spread by sqrt(2) x\n"
+    "                 jitter (normal; within 20%); iperf3 over UDP must lose P (within 20%) and\n"
+    "                 reorder nothing. --no-emulator skips them.\n"
     "  --json         one JSON object on stdout\n"
     "Needs root (network namespaces), iperf3 and ip.\n";
 
@@ -189,6 +195,108 @@ static int run_case(check_case *k, const char *prefix, int seconds, const char *
     return rc;
 }
 
+/* ---- the delay emulator: round trips by ping, loss and order by iperf3 over UDP ---- */
+
+typedef struct emu_check {
+    double delay_ms, jitter_ms, loss_percent;            /* configured (one way) */
+    double rtt_avg_ms, rtt_sd_ms;                         /* delay and jitter cases */
+    double jitter_rtt_avg_ms, jitter_rtt_sd_ms;
+    double lost_percent, out_of_order;                    /* loss case */
+    bool delay_ok, jitter_ok, loss_ok;
+    char error[WANCP_ERRLEN];
+} emu_check;
+
+/* Two shaped, emulated ranks at 100 Mbit/s with the given one-way delay, jitter and loss. */
+static int emu_up(const char *prefix, uint64_t delay_ns, uint64_t jitter_ns, uint32_t loss_ppm, char *err,
+                  size_t errlen)
+{
+    static link_profile p;
+    p = (link_profile){.rate_bps = 100000000ull, .delay_ns = delay_ns, .jitter_ns = jitter_ns,
+                       .distribution = JITTER_NORMAL, .loss_ppm = loss_ppm};
+    snprintf(p.name, sizeof p.name, "check-emulator");
+    topology t = {.ranks = 2, .model = TOPOLOGY_UPLINK, .profile = &p};
+    snprintf(t.prefix, sizeof t.prefix, "%s", prefix);
+    return topology_up(&t, err, errlen);
+}
+
+/* ping from rank 0 to rank 1 (after one for ARP): average and standard deviation in ms. */
+static int ping_rtt(const char *prefix, int count, const char *interval, double *avg, double *sd, char *err,
+                    size_t errlen)
+{
+    char r0[64], addr[32], n[16];
+    topology_ns_name(prefix, 0, r0, sizeof r0);
+    topology_rank_addr(1, addr, sizeof addr);
+    snprintf(n, sizeof n, "%d", count);
+    char *warm[] = {"ip", "netns", "exec", r0, "ping", "-c", "1", "-W", "2", addr, NULL};
+    char *run[] = {"ip", "netns", "exec", r0, "ping", "-q", "-c", n, "-i", (char *)interval, addr, NULL};
+    bytebuf out = {0};
+    int rc = cli_run_capture(warm, &out, err, errlen);
+    bytebuf_free(&out);
+    if (rc == WANCP_OK)
+        rc = cli_run_capture(run, &out, err, errlen);
+    double mn, mx;
+    const char *line = rc == WANCP_OK && out.data != NULL ? strstr((const char *)out.data, "rtt min/avg/max/mdev = ") : NULL;
+    if (rc == WANCP_OK && (line == NULL || sscanf(line, "rtt min/avg/max/mdev = %lf/%lf/%lf/%lf", &mn, avg, &mx, sd) != 4))
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "ping between the ranks gave no round-trip times");
+    bytebuf_free(&out);
+    return rc;
+}
+
+/* iperf3 over UDP from rank 0 to rank 1 at 40 Mbit/s for 5 s: lost and reordered. */
+static int udp_loss(const char *prefix, double *lost, double *ooo, char *err, size_t errlen)
+{
+    char r0[64], r1[64], addr[32];
+    topology_ns_name(prefix, 0, r0, sizeof r0);
+    topology_ns_name(prefix, 1, r1, sizeof r1);
+    topology_rank_addr(1, addr, sizeof addr);
+    const char *srv[] = {"iperf3", "-s", "-1", "-B", addr, "-p", "5201", NULL};
+    pid_t server = spawn_quiet(r1, srv);
+    usleep(500000);
+    char *cli[] = {"ip", "netns", "exec", r0, "iperf3", "-c", addr, "-p", "5201", "-u", "-b", "40M", "-l", "1400",
+                   "-t", "5", "-J", NULL};
+    bytebuf out = {0};
+    int rc = interrupted ? WANCP_ERR_SYSTEM : cli_run_capture(cli, &out, err, errlen);
+    if (server > 0) {
+        kill(server, SIGTERM);
+        waitpid(server, NULL, 0);
+    }
+    json_t *j = rc == WANCP_OK ? json_loadb((const char *)out.data, out.len, 0, NULL) : NULL;
+    json_t *sum = json_object_get(json_object_get(j, "end"), "sum");
+    if (rc == WANCP_OK && sum == NULL)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "iperf3 over UDP gave no end.sum");
+    if (rc == WANCP_OK) {
+        *lost = json_number_value(json_object_get(sum, "lost_percent"));
+        *ooo = json_number_value(json_object_get(sum, "out_of_order"));
+    }
+    json_decref(j);
+    bytebuf_free(&out);
+    return rc;
+}
+
+static int run_emulator(emu_check *e, const char *prefix, char *err, size_t errlen)
+{
+    const uint64_t delay = (uint64_t)(e->delay_ms * 1e6), jitter = (uint64_t)(e->jitter_ms * 1e6);
+    int removed = 0, rc = emu_up(prefix, delay, 0, 0, err, errlen);
+    if (rc == WANCP_OK)
+        rc = ping_rtt(prefix, 20, "0.05", &e->rtt_avg_ms, &e->rtt_sd_ms, err, errlen);
+    topology_down(prefix, &removed, err, rc == WANCP_OK ? errlen : 0);
+    if (rc == WANCP_OK && !interrupted && (rc = emu_up(prefix, delay, jitter, 0, err, errlen)) == WANCP_OK)
+        rc = ping_rtt(prefix, 300, "0.02", &e->jitter_rtt_avg_ms, &e->jitter_rtt_sd_ms, err, errlen);
+    topology_down(prefix, &removed, err, rc == WANCP_OK ? errlen : 0);
+    if (rc == WANCP_OK && !interrupted &&
+        (rc = emu_up(prefix, 0, 0, (uint32_t)(e->loss_percent * 1e4), err, errlen)) == WANCP_OK)
+        rc = udp_loss(prefix, &e->lost_percent, &e->out_of_order, err, errlen);
+    topology_down(prefix, &removed, err, rc == WANCP_OK ? errlen : 0);
+    if (rc == WANCP_OK && interrupted)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "interrupted");
+    /* a round trip crosses the delay twice; two independent jitters add their variances */
+    const double want_rtt = 2 * e->delay_ms, want_sd = sqrt(2.0) * e->jitter_ms;
+    e->delay_ok = fabs(e->rtt_avg_ms - want_rtt) <= fmax(0.05 * want_rtt, 1.0);
+    e->jitter_ok = fabs(e->jitter_rtt_sd_ms - want_sd) <= 0.2 * want_sd;
+    e->loss_ok = fabs(e->lost_percent - e->loss_percent) <= 0.2 * e->loss_percent && e->out_of_order == 0;
+    return rc;
+}
+
 static void judge(check_case *k)
 {
     const double rate = (double)k->rate_bps;
@@ -218,11 +326,15 @@ static int parse_rates(const char *text, uint64_t *rates, int *n)
 
 int shape_check(int argc, char **argv)
 {
-    enum { O_MODEL = 256, O_RATES, O_SECONDS, O_JSON };
+    enum { O_MODEL = 256, O_RATES, O_SECONDS, O_JSON, O_DELAY, O_JITTER, O_LOSS, O_NO_EMU };
     static const struct option LONG[] = {
         {"model", 1, 0, O_MODEL}, {"rates", 1, 0, O_RATES}, {"seconds", 1, 0, O_SECONDS},
-        {"json", 0, 0, O_JSON},   {"help", 0, 0, 'h'},       {0, 0, 0, 0},
+        {"json", 0, 0, O_JSON},   {"delay", 1, 0, O_DELAY}, {"jitter", 1, 0, O_JITTER},
+        {"loss", 1, 0, O_LOSS},   {"no-emulator", 0, 0, O_NO_EMU}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
     };
+    emu_check emu = {.delay_ms = 20, .jitter_ms = 5, .loss_percent = 2};
+    int with_emulator = 1;
     int models[2] = {TOPOLOGY_UPLINK, TOPOLOGY_MESH}, nmodels = 2, json = 0, nrates = 0;
     uint64_t rates[MAX_RATES];
     unsigned long seconds = 4;
@@ -245,6 +357,25 @@ int shape_check(int argc, char **argv)
                 return 2;
             break;
         case O_JSON: json = 1; break;
+        case O_NO_EMU: with_emulator = 0; break;
+        case O_DELAY:
+        case O_JITTER: {
+            uint64_t ns;
+            char terr[WANCP_ERRLEN];
+            if (shaper_parse_time(optarg, &ns, terr, sizeof terr) != WANCP_OK || ns < 1000000 || ns > 1000000000)
+                return cli_usage_error("shape", "%s '%s': a time from 1ms to 1s", opt == O_DELAY ? "--delay" : "--jitter",
+                                       optarg);
+            *(opt == O_DELAY ? &emu.delay_ms : &emu.jitter_ms) = (double)ns / 1e6;
+            break;
+        }
+        case O_LOSS: {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (end == optarg || strcmp(end, "%") != 0 || !(v > 0 && v <= 50))
+                return cli_usage_error("shape", "--loss '%s': a percentage above 0 and at most 50, such as 2%%", optarg);
+            emu.loss_percent = v;
+            break;
+        }
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("shape", "%s needs a value", argv[optind - 1]);
         default: return cli_usage_error("shape", "unknown option '%s'", argv[optind - 1]);
@@ -278,6 +409,14 @@ int shape_check(int argc, char **argv)
                 judge(k);
             failed += !k->passed;
         }
+    if (with_emulator && !interrupted) {
+        if (!json)
+            fprintf(stderr, "shape check: the delay emulator (delay %g ms, jitter %g ms, loss %g%%)...\n",
+                    emu.delay_ms, emu.jitter_ms, emu.loss_percent);
+        if (run_emulator(&emu, prefix, emu.error, sizeof emu.error) != WANCP_OK)
+            emu.delay_ok = emu.jitter_ok = emu.loss_ok = false;
+        failed += !emu.delay_ok + !emu.jitter_ok + !emu.loss_ok;
+    }
     rmdir(work);
     if (interrupted) {
         fprintf(stderr, "wancp shape check: interrupted; everything it created is removed\n");
@@ -296,8 +435,20 @@ int shape_check(int argc, char **argv)
                 json_object_set_new(o, "error", json_string(k->error));
             json_array_append_new(arr, o);
         }
-        cli_print_json(json_pack("{s:s, s:I, s:o, s:b}", "check", "shape", "seconds", (json_int_t)seconds, "cases", arr,
-                                 "passed", failed == 0));
+        json_t *top = json_pack("{s:s, s:I, s:o, s:b}", "check", "shape", "seconds", (json_int_t)seconds, "cases", arr,
+                                "passed", failed == 0);
+        if (with_emulator) {
+            json_t *e = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:b, s:b, s:b}", "delay_ms", emu.delay_ms,
+                                  "jitter_ms", emu.jitter_ms, "loss_percent", emu.loss_percent, "rtt_avg_ms",
+                                  emu.rtt_avg_ms, "jitter_rtt_avg_ms", emu.jitter_rtt_avg_ms, "jitter_rtt_sd_ms",
+                                  emu.jitter_rtt_sd_ms, "expected_rtt_sd_ms", sqrt(2.0) * emu.jitter_ms,
+                                  "lost_percent", emu.lost_percent, "out_of_order", emu.out_of_order, "delay_ok",
+                                  emu.delay_ok, "jitter_ok", emu.jitter_ok, "loss_ok", emu.loss_ok);
+            if (emu.error[0])
+                json_object_set_new(e, "error", json_string(emu.error));
+            json_object_set_new(top, "emulator", e);
+        }
+        cli_print_json(top);
     } else {
         printf("%-7s %9s %9s %8s %11s %8s %8s %8s %6s  %s\n", "# model", "rate", "L2 Mbit/s", "L2/rate",
                "goodput", "gp/rate", "payload", "wire", "drops", "verdict");
@@ -315,6 +466,14 @@ int shape_check(int argc, char **argv)
         }
         printf("# rates in Mbit/s; payload: captured TCP payload / iperf3's bytes; wire: captured frames / "
                "(payload + %g B per %g B segment)\n", HEADER_BYTES, SEGMENT_BYTES);
+        if (with_emulator && emu.error[0])
+            printf("emulator: failed: %s\n", emu.error);
+        else if (with_emulator)
+            printf("emulator: RTT %.2f ms for a one-way delay of %g ms (%s); with normal jitter %g ms, RTT standard "
+                   "deviation %.2f ms, expected %.2f (%s); loss %g%%: %.2f%% lost, %g reordered (%s)\n",
+                   emu.rtt_avg_ms, emu.delay_ms, emu.delay_ok ? "ok" : "FAILED", emu.jitter_ms, emu.jitter_rtt_sd_ms,
+                   sqrt(2.0) * emu.jitter_ms, emu.jitter_ok ? "ok" : "FAILED", emu.loss_percent, emu.lost_percent,
+                   emu.out_of_order, emu.loss_ok ? "ok" : "FAILED");
     }
     return failed == 0 ? 0 : 1;
 }

@@ -4,6 +4,9 @@
 #include "units.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -40,11 +43,6 @@ static int check(const topology *t, char *err, size_t errlen)
     if (t->ranks < 1 || t->ranks > 250)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "ranks %d: 1 to 250 fit 198.18.0.0/24", t->ranks);
     const link_profile *p = t->profile;
-    if (p != NULL && !t->ignore_delay && (p->delay_ns > 0 || p->jitter_ns > 0 || p->loss_ppm > 0))
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                          "profile %s has delay, jitter or loss, which need the user-space emulator (this kernel has "
-                          "no netem, and the emulator is not built yet); --ignore-delay shapes the rate alone",
-                          p->name);
     if (p != NULL && (p->ntrace > 0 || p->nschedule > 1))
         return wancp_fail(err, errlen, WANCP_ERR_INPUT,
                           "profile %s changes its rate over time, which needs the run-time rate channel (not built yet)",
@@ -54,12 +52,30 @@ static int check(const topology *t, char *err, size_t errlen)
     return WANCP_OK;
 }
 
+relay_options relay_options_of(const topology *t, int rank)
+{
+    const link_profile *p = t->profile;
+    relay_options o = {.delay_ns = p->delay_ns, .jitter_ns = p->jitter_ns, .distribution = p->distribution,
+                       .loss_ppm = p->loss_ppm, .queue_bytes = p->queue_bytes,
+                       .seed = 0x5EEDull * (uint64_t)(rank + 1)};
+    snprintf(o.in, sizeof o.in, "p%d", rank);
+    snprintf(o.out, sizeof o.out, "d%d", rank);
+    return o;
+}
+
+bool topology_emulates(const topology *t)
+{
+    const link_profile *p = t->profile;
+    return p != NULL && !t->ignore_delay && (p->delay_ns > 0 || p->jitter_ns > 0 || p->loss_ppm > 0);
+}
+
 /* One step of the script: a command line and what it reads on stdin. */
 typedef struct step {
     char ns[64];   /* "" for the host namespace */
     int is_tc;
     char text[8192];
     char dev[16];  /* set: not a batch but `ethtool -K dev ...` inside ns */
+    int tx_off;    /* with dev: transmit checksums off too (the relay re-sends frames as they are) */
 } step;
 
 /* Segmentation offloads off, so packets on the wire are real MTU-sized frames: htb shapes
@@ -118,8 +134,8 @@ static void shape_dev_mesh(step *s, const char *dev, const link_profile *p, int 
 /* The steps of topology_up, in order: host, switch, ranks, then tc per namespace. */
 static int build_steps(const topology *t, step **out, int *count)
 {
-    const int P = t->ranks, shaped = t->profile != NULL;
-    int n = 2 + P + 2 * P + (shaped ? P + 1 : 0);
+    const int P = t->ranks, shaped = t->profile != NULL, emulate = topology_emulates(t);
+    int n = 2 + P + 2 * P + (emulate ? 2 * P : 0) + (shaped ? P + 1 : 0);
     step *s = calloc((size_t)n, sizeof *s);
     if (s == NULL)
         return WANCP_ERR_NOMEM;
@@ -138,7 +154,14 @@ static int build_steps(const topology *t, step **out, int *count)
     for (int r = 0; r < P; r++) {
         topology_ns_name(t->prefix, r, rk, sizeof rk);
         add_line(&s[k], "link add p%d type veth peer name eth0 netns %s", r, rk);
-        add_line(&s[k], "link set p%d master br0", r);
+        if (emulate) { /* p -> relay -> d, whose peer q is the bridge port */
+            add_line(&s[k], "link add d%d type veth peer name q%d", r, r);
+            add_line(&s[k], "link set q%d master br0", r);
+            add_line(&s[k], "link set d%d up", r);
+            add_line(&s[k], "link set q%d up", r);
+        } else {
+            add_line(&s[k], "link set p%d master br0", r);
+        }
         add_line(&s[k], "link set p%d up", r);
     }
     k++;
@@ -151,9 +174,16 @@ static int build_steps(const topology *t, step **out, int *count)
     }
     for (int r = 0; r < P; r++) {
         topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
+        s[k].tx_off = emulate;
         snprintf(s[k++].dev, sizeof s[k].dev, "eth0");
         snprintf(s[k].ns, sizeof s[k].ns, "%s", sw);
+        s[k].tx_off = emulate;
         snprintf(s[k++].dev, sizeof s[k].dev, "p%d", r);
+        for (int side = 0; side < 2 && emulate; side++) {
+            snprintf(s[k].ns, sizeof s[k].ns, "%s", sw);
+            s[k].tx_off = 1;
+            snprintf(s[k++].dev, sizeof s[k].dev, "%c%d", side == 0 ? 'd' : 'q', r);
+        }
     }
     if (shaped) {
         const int mesh = t->model == TOPOLOGY_MESH;
@@ -201,13 +231,24 @@ int topology_script(const topology *t, char *buf, size_t len, char *err, size_t 
     buf[0] = 0;
     for (int i = 0; i < n && used < len; i++) {
         if (s[i].dev[0])
-            used += (size_t)snprintf(buf + used, len - used, "ip netns exec %s ethtool -K %s " OFFLOADS_OFF "\n",
-                                     s[i].ns, s[i].dev);
+            used += (size_t)snprintf(buf + used, len - used, "ip netns exec %s ethtool -K %s " OFFLOADS_OFF "%s\n",
+                                     s[i].ns, s[i].dev, s[i].tx_off ? " tx off" : "");
         else
             used += (size_t)snprintf(buf + used, len - used, "%s%s%s -batch - <<'EOF'\n%sEOF\n",
                                      s[i].is_tc ? "tc" : "ip", s[i].ns[0] ? " -n " : "", s[i].ns, s[i].text);
     }
     free(s);
+    for (int r = 0; r < t->ranks && topology_emulates(t) && used < len; r++) {
+        relay_options o = relay_options_of(t, r);
+        char sw[64];
+        topology_ns_name(t->prefix, -1, sw, sizeof sw);
+        used += (size_t)snprintf(buf + used, len - used,
+                                 "ip netns exec %s wancp shape relay --in %s --out %s --delay-ns %llu --jitter-ns %llu "
+                                 "--distribution %d --loss-ppm %u --queue-bytes %llu --seed %llu &\n",
+                                 sw, o.in, o.out, (unsigned long long)o.delay_ns, (unsigned long long)o.jitter_ns,
+                                 o.distribution, o.loss_ppm, (unsigned long long)o.queue_bytes,
+                                 (unsigned long long)o.seed);
+    }
     if (used >= len)
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "script longer than %zu bytes", len);
     return WANCP_OK;
@@ -229,7 +270,10 @@ static int run_batch(const step *s, char *err, size_t errlen)
         dup2(out[1], STDOUT_FILENO);
         close(in[0]), close(in[1]), close(out[0]), close(out[1]);
         const char *tool = s->is_tc ? "tc" : "ip";
-        if (s->dev[0])
+        if (s->dev[0] && s->tx_off)
+            execlp("ip", "ip", "netns", "exec", s->ns, "ethtool", "-K", s->dev, "tso", "off", "gso", "off", "gro", "off",
+                   "tx", "off", (char *)NULL);
+        else if (s->dev[0])
             execlp("ip", "ip", "netns", "exec", s->ns, "ethtool", "-K", s->dev, "tso", "off", "gso", "off", "gro", "off",
                    (char *)NULL);
         else if (s->ns[0])
@@ -266,6 +310,52 @@ static int run_batch(const step *s, char *err, size_t errlen)
                       said[0] ? said : (WIFEXITED(st) && WEXITSTATUS(st) == 127) ? "not installed" : "failed");
 }
 
+static volatile sig_atomic_t relay_stop;
+
+static void relay_on_signal(int sig)
+{
+    (void)sig;
+    relay_stop = 1;
+}
+
+/* Starts rank r's relay as a child entered into the switch namespace, and waits until its
+ * sockets are open. It lives until topology_down kills what is inside the namespace. */
+static int start_relay(const topology *t, int r, char *err, size_t errlen)
+{
+    char sw[64], path[128];
+    topology_ns_name(t->prefix, -1, sw, sizeof sw);
+    snprintf(path, sizeof path, "/run/netns/%s", sw);
+    int ready[2];
+    if (pipe(ready) != 0)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(ready[0]);
+        setsid(); /* not in the caller's process group: its Ctrl-C is the caller's to handle */
+        int ns = open(path, O_RDONLY | O_CLOEXEC);
+        if (ns < 0 || setns(ns, CLONE_NEWNET) != 0)
+            _exit(3);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, STDIN_FILENO), dup2(null, STDOUT_FILENO), dup2(null, STDERR_FILENO);
+        struct sigaction sa = {.sa_handler = relay_on_signal};
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        relay_options o = relay_options_of(t, r);
+        char ignore[WANCP_ERRLEN];
+        _exit(relay_run(&o, ready[1], &relay_stop, ignore, sizeof ignore) == WANCP_OK ? 0 : 1);
+    }
+    close(ready[1]);
+    struct pollfd p = {.fd = ready[0], .events = POLLIN};
+    char one = 0;
+    int ok = poll(&p, 1, 5000) == 1 && read(ready[0], &one, 1) == 1;
+    close(ready[0]);
+    if (!ok)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "the delay emulator for rank %d did not start in %s", r, sw);
+    return WANCP_OK;
+}
+
 int topology_up(const topology *t, char *err, size_t errlen)
 {
     step *s;
@@ -275,6 +365,8 @@ int topology_up(const topology *t, char *err, size_t errlen)
     for (int i = 0; i < n && rc == WANCP_OK; i++)
         rc = run_batch(&s[i], err, errlen);
     free(s);
+    for (int r = 0; r < t->ranks && rc == WANCP_OK && topology_emulates(t); r++)
+        rc = start_relay(t, r, err, errlen);
     if (rc != WANCP_OK) {
         int removed;
         char ignore[WANCP_ERRLEN];

@@ -2,7 +2,9 @@
 #define WANCP_SHAPER_TOPOLOGY_H
 
 #include "profile.h"
+#include "relay.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -18,8 +20,11 @@
  * of a rank's flows share it. Mesh model: every ordered pair (i, j) has its own link at
  * the rate: an htb class per destination on i's eth0 (u32 filter on the destination
  * address) and per source on j's switch port (filter on the source address).
- * Delay, jitter and loss need the project's user-space emulator (this kernel has no
- * netem); until it exists, a profile with them is refused unless ignore_delay is set.
+ * Delay, jitter and loss come from the project's user-space emulator (this kernel has no
+ * netem): rank K's switch port pK is then not a bridge port; a relay in the switch
+ * namespace (relay.h) moves frames between pK and dK, whose veth peer qK is the bridge
+ * port, and applies the profile on the way from the rank. Checksum offload is off on that
+ * path, since the relay re-sends frames as they are. ignore_delay shapes the rate alone.
  */
 #define TOPOLOGY_NS_PREFIX "wancp-"
 
@@ -36,6 +41,12 @@ typedef struct topology {
 /* The exact commands, as `ip -batch` lines and, per namespace, `tc -batch` lines, in the
  * order topology_up runs them; for --dry-run and for shaping a real NIC by hand. */
 int topology_script(const topology *t, char *buf, size_t len, char *err, size_t errlen);
+
+/* Whether t needs the delay emulator (a profile with delay, jitter or loss, not ignored). */
+bool topology_emulates(const topology *t);
+
+/* The relay of rank's link: from pK to dK with the profile's delay, jitter and loss. */
+relay_options relay_options_of(const topology *t, int rank);
 
 /* Builds everything; on any failure removes what it made. */
 int topology_up(const topology *t, char *err, size_t errlen);

@@ -5,10 +5,12 @@
 #   - up: 2 rank namespaces + switch, addresses in 198.18.0.0/24 and no route out;
 #   - iperf3 between the ranks through htb at 300 Mbit/s: goodput >= 0.92 x the rate; the
 #     capture agrees with iperf3 and with tshark; uplink shares a rank's link, mesh does not;
-#   - `wancp shape check --json` at 300 Mbit/s in both models: every floor met; Ctrl-C in
+#   - `wancp shape check --json` at 300 Mbit/s in both models and the emulator's delay,
+#     jitter and loss: every floor met; Ctrl-C in
 #     the middle of its transfer leaves no namespace and no iperf3 behind;
 #   - down removes everything; down --all removes namespaces with a process still inside;
-#   - a profile with delay is refused (exit 2) without --ignore-delay, creating nothing.
+#   - the delay emulator: a relay per rank (dry-run prints them); RTT adds twice the delay;
+#     down removes the relays (shape check measures jitter and loss).
 set -uo pipefail
 wancp=$1 profiles=$2
 [ "$(id -u)" = 0 ] || { echo "not root: skipped"; exit 77; }
@@ -88,13 +90,18 @@ checks() { ip netns list | awk '{print $1}' | grep -c "^wancp-chk" ; }
 "$wancp" shape check --json --rates 300mbit --seconds 3 >"$work/check.json" 2>/dev/null
 rc=$?
 cat "$work/check.json"
-check "shape check passes at 300 Mbit/s in both models" '[ $rc = 0 ] && node -e "
+check "shape check passes at 300 Mbit/s in both models, and the emulator's delay, jitter and loss" \
+  '[ $rc = 0 ] && node -e "
   const r = JSON.parse(require(\"fs\").readFileSync(process.argv[1], \"utf8\"));
   const ok = r.passed && r.cases.length === 2 && r.cases.every(c => c.passed && Math.abs(c.l2_ratio - 1) <= 0.03 &&
     c.goodput_ratio >= 0.92 && Math.abs(c.wire_ratio - 1) <= 0.02 && c.kernel_drops === 0);
-  process.exit(ok ? 0 : 1)" "$work/check.json"'
+  const e = r.emulator;
+  const emu = e && e.delay_ok && e.jitter_ok && e.loss_ok && Math.abs(e.rtt_avg_ms - 40) <= 2 &&
+    Math.abs(e.jitter_rtt_sd_ms / e.expected_rtt_sd_ms - 1) <= 0.2 && Math.abs(e.lost_percent / 2 - 1) <= 0.2 &&
+    e.out_of_order === 0;
+  process.exit(ok && emu ? 0 : 1)" "$work/check.json"'
 check "shape check leaves nothing" '[ "$(checks)" = 0 ]'
-"$wancp" shape check --rates 300mbit --model uplink --seconds 20 >/dev/null 2>"$work/int.log" &
+"$wancp" shape check --rates 300mbit --model uplink --seconds 20 --no-emulator >/dev/null 2>"$work/int.log" &
 checker=$!
 sleep 3
 kill -INT $checker
@@ -113,9 +120,27 @@ wait $sleeper 2>/dev/null
 check "down --all removes the namespaces" '[ "$(mine)" = 0 ]'
 check "down --all kills processes inside" '! kill -0 $sleeper 2>/dev/null'
 
-"$wancp" shape up "$profiles/wan-300m.ini" --ranks 2 --prefix "$prefix" 2>"$work/err"
-rc=$?
-check "a profile with delay is refused without --ignore-delay" '[ $rc = 2 ] && grep -q "need the user-space emulator" "$work/err" && [ "$(mine)" = 0 ]'
+# The delay emulator (this kernel has no netem): a relay per rank in the switch namespace.
+emulated() { # INI-BODY: up with that profile
+  printf '[link]\nname = emu\nrate = 100mbit\n%b' "$1" >"$work/emu.ini"
+  "$wancp" shape up "$work/emu.ini" --ranks 2 --prefix "$prefix" >/dev/null 2>"$work/err"
+}
+rtt() { # COUNT INTERVAL: "avg mdev" of ping from rank 0 to rank 1, in ms (after one ARP warm-up)
+  ip netns exec "wancp-$prefix-r0" ping -c 1 -W 2 198.18.0.2 >/dev/null 2>&1
+  ip netns exec "wancp-$prefix-r0" ping -q -c "$1" -i "$2" 198.18.0.2 | awk -F'[/ ]' '/^rtt/ {print $8, $10}'
+}
+"$wancp" shape up "$profiles/wan-300m.ini" --ranks 2 --prefix "$prefix" --dry-run >"$work/script"
+check "dry-run prints one relay per rank for a delay profile" '[ "$(grep -c "shape relay --in p" "$work/script")" = 2 ]'
+emulated 'delay = 20ms\n'
+check "up with a delay profile starts a relay per rank" '[ $? = 0 ] && [ "$(ip netns pids wancp-$prefix-sw | wc -l)" = 2 ]'
+read -r avg mdev < <(rtt 20 0.05)
+echo "delay 20 ms each way: RTT avg $avg ms (mdev $mdev)"
+check "RTT adds twice the one-way delay (within 5% or 1 ms)" 'awk -v a="$avg" "BEGIN {d = a - 40; if (d < 0) d = -d; exit !(d <= 2)}"'
+"$wancp" shape down --prefix "$prefix" >/dev/null
+check "down removes the relays" '! pgrep -f -- "--prefix $prefix" >/dev/null && [ "$(mine)" = 0 ]'
+emulated 'delay = 20ms\njitter = 5ms\ndistribution = pareto\nloss = 1%\n'
+check "a profile with jitter and loss comes up too" '[ $? = 0 ] && [ "$(ip netns pids wancp-$prefix-sw | wc -l)" = 2 ]'
+"$wancp" shape down --prefix "$prefix" >/dev/null
 "$wancp" shape up none --ranks 2 --prefix "Bad-Name" 2>"$work/err"
 check "a bad prefix is refused" '[ $? = 2 ] && grep -q "prefix .Bad-Name." "$work/err"'
 
