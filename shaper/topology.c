@@ -1,6 +1,7 @@
 #include "topology.h"
 
 #include "../core/status.h"
+#include "rate_player.h"
 #include "units.h"
 
 #include <dirent.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* htb bursts of 128 KB: smaller ones cost ten times the CPU here for the same accuracy. */
@@ -40,15 +42,11 @@ static int check(const topology *t, char *err, size_t errlen)
         ok = (t->prefix[i] >= 'a' && t->prefix[i] <= 'z') || (t->prefix[i] >= '0' && t->prefix[i] <= '9');
     if (!ok)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "prefix '%s': use 1 to 16 of a-z and 0-9", t->prefix);
-    if (t->ranks < 1 || t->ranks > 250)
+    if (t->ranks < 1 || t->ranks > TOPOLOGY_MAX_RANKS)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "ranks %d: 1 to 250 fit 198.18.0.0/24", t->ranks);
     const link_profile *p = t->profile;
-    if (p != NULL && (p->ntrace > 0 || p->nschedule > 1))
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                          "profile %s changes its rate over time, which needs the run-time rate channel (not built yet)",
-                          p->name);
-    if (p != NULL && p->rate_bps == 0)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "profile %s has no fixed rate", p->name);
+    if (p != NULL && p->rate_bps == 0 && p->ntrace == 0 && p->nschedule == 0)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "profile %s has no rate, schedule or trace", p->name);
     return WANCP_OK;
 }
 
@@ -97,12 +95,30 @@ static void add_line(step *s, const char *fmt, ...)
 }
 
 /* One htb class at the profile's rate, with a byte FIFO of its queue under it. */
-static void shaped_class(step *s, const char *dev, int minor, const link_profile *p)
+/* The rate a link starts at: its schedule's or trace's first, or its fixed one. */
+static uint64_t start_rate(const link_profile *p)
+{
+    rate_plan plan;
+    char ignore[WANCP_ERRLEN];
+    if (rate_plan_of(p, &plan, ignore, sizeof ignore) != WANCP_OK)
+        return p->rate_bps;
+    uint64_t rate = plan.steps[0].rate_bps;
+    rate_plan_free(&plan);
+    return rate;
+}
+
+/* One htb class line: add (at setup) or change (the rate player). */
+static void class_line(step *s, const char *verb, const char *dev, int minor, uint64_t rate_bps)
 {
     char rate[32];
-    shaper_format_rate(p->rate_bps, rate, sizeof rate);
-    add_line(s, "class add dev %s parent 1: classid 1:%d htb rate %s ceil %s burst %s cburst %s quantum 60000", dev,
-             minor, rate, rate, HTB_BURST, HTB_BURST);
+    shaper_format_rate(rate_bps, rate, sizeof rate);
+    add_line(s, "class %s dev %s parent 1: classid 1:%d htb rate %s ceil %s burst %s cburst %s quantum 60000", verb,
+             dev, minor, rate, rate, HTB_BURST, HTB_BURST);
+}
+
+static void shaped_class(step *s, const char *dev, int minor, const link_profile *p)
+{
+    class_line(s, "add", dev, minor, start_rate(p));
     if (p->queue_bytes > 0)
         add_line(s, "qdisc add dev %s parent 1:%d handle %d: bfifo limit %llu", dev, minor, 100 + minor,
                  (unsigned long long)p->queue_bytes);
@@ -238,6 +254,23 @@ int topology_script(const topology *t, char *buf, size_t len, char *err, size_t 
                                      s[i].is_tc ? "tc" : "ip", s[i].ns[0] ? " -n " : "", s[i].ns, s[i].text);
     }
     free(s);
+    rate_plan plan = {0};
+    if (t->profile != NULL && rate_plan_of(t->profile, &plan, err, errlen) == WANCP_OK && plan.n > 1) {
+        used += (size_t)snprintf(buf + used, len - used,
+                                 "# the rate changes over time%s: wancp shape up plays it through one `tc -n NS -batch -`"
+                                 " per namespace, changing every class above to\n",
+                                 plan.period_ns ? " (a trace, repeating)" : "");
+        for (size_t i = 0; i < plan.n && used < len; i++) {
+            char rate[32], at[32];
+            shaper_format_rate(plan.steps[i].rate_bps, rate, sizeof rate);
+            if (plan.steps[i].at_ns == 0)
+                snprintf(at, sizeof at, "0s");
+            else
+                shaper_format_time(plan.steps[i].at_ns, at, sizeof at);
+            used += (size_t)snprintf(buf + used, len - used, "#   %s at %s\n", rate, at);
+        }
+    }
+    rate_plan_free(&plan);
     for (int r = 0; r < t->ranks && topology_emulates(t) && used < len; r++) {
         relay_options o = relay_options_of(t, r);
         char sw[64];
@@ -356,6 +389,102 @@ static int start_relay(const topology *t, int r, char *err, size_t errlen)
     return WANCP_OK;
 }
 
+/* The class changes that set every link of namespace `rank` (-1: the switch) to rate. */
+static void rate_lines(const topology *t, int rank, uint64_t rate, step *s)
+{
+    s->text[0] = 0;
+    for (int r = rank < 0 ? 0 : rank; r < (rank < 0 ? t->ranks : rank + 1); r++) {
+        char dev[16] = "eth0";
+        if (rank < 0)
+            snprintf(dev, sizeof dev, "p%d", r);
+        for (int q = 0; q < t->ranks; q++) {
+            if (t->model == TOPOLOGY_MESH && q != r)
+                class_line(s, "change", dev, q + 1, rate);
+            else if (t->model != TOPOLOGY_MESH && q == 0)
+                class_line(s, "change", dev, 1, rate);
+        }
+    }
+}
+
+static uint64_t clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Plays the profile's rate over time through one long-lived `tc -batch -` per namespace
+ * (a change takes effect within milliseconds; starting tc each time took about a second).
+ * Runs in the switch namespace until topology_down kills it. */
+static void play_rates(const topology *t, const rate_plan *plan)
+{
+    signal(SIGPIPE, SIG_IGN);
+    FILE *tc[TOPOLOGY_MAX_RANKS + 1];
+    for (int i = 0; i <= t->ranks; i++) {
+        char ns[64], cmd[128];
+        topology_ns_name(t->prefix, i == t->ranks ? -1 : i, ns, sizeof ns);
+        snprintf(cmd, sizeof cmd, "exec tc -n %s -batch - >/dev/null 2>&1", ns);
+        tc[i] = popen(cmd, "w");
+        if (tc[i] == NULL)
+            _exit(1);
+    }
+    static step lines;
+    const uint64_t start = clock_ns();
+    uint64_t base = 0; /* start of the current period of a repeating trace */
+    for (size_t k = 1;; k++) {
+        if (k == plan->n) {
+            if (plan->period_ns == 0)
+                break; /* a schedule holds its last rate */
+            base += plan->period_ns;
+            k = 0;
+        }
+        const uint64_t at = start + base + plan->steps[k].at_ns;
+        for (uint64_t now = clock_ns(); now < at; now = clock_ns()) {
+            struct timespec nap = {.tv_sec = (time_t)((at - now) / 1000000000ull),
+                                   .tv_nsec = (long)((at - now) % 1000000000ull)};
+            nanosleep(&nap, NULL);
+        }
+        for (int i = 0; i <= t->ranks; i++) {
+            rate_lines(t, i == t->ranks ? -1 : i, plan->steps[k].rate_bps, &lines);
+            if (fputs(lines.text, tc[i]) < 0 || fflush(tc[i]) != 0)
+                _exit(1);
+        }
+    }
+    for (;;)
+        pause();
+}
+
+/* Forks the rate player into the switch namespace when the rate changes over time. */
+static int start_rate_player(const topology *t, char *err, size_t errlen)
+{
+    rate_plan plan;
+    int rc = rate_plan_of(t->profile, &plan, err, errlen);
+    if (rc != WANCP_OK || plan.n < 2) {
+        rate_plan_free(&plan);
+        return rc;
+    }
+    char sw[64], path[128];
+    topology_ns_name(t->prefix, -1, sw, sizeof sw);
+    snprintf(path, sizeof path, "/run/netns/%s", sw);
+    pid_t pid = fork();
+    if (pid < 0) {
+        rate_plan_free(&plan);
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        setsid();
+        int ns = open(path, O_RDONLY | O_CLOEXEC);
+        if (ns < 0 || setns(ns, CLONE_NEWNET) != 0)
+            _exit(3);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, STDIN_FILENO), dup2(null, STDOUT_FILENO), dup2(null, STDERR_FILENO);
+        play_rates(t, &plan);
+        _exit(0);
+    }
+    rate_plan_free(&plan);
+    return WANCP_OK;
+}
+
 int topology_up(const topology *t, char *err, size_t errlen)
 {
     step *s;
@@ -367,6 +496,8 @@ int topology_up(const topology *t, char *err, size_t errlen)
     free(s);
     for (int r = 0; r < t->ranks && rc == WANCP_OK && topology_emulates(t); r++)
         rc = start_relay(t, r, err, errlen);
+    if (rc == WANCP_OK && t->profile != NULL)
+        rc = start_rate_player(t, err, errlen);
     if (rc != WANCP_OK) {
         int removed;
         char ignore[WANCP_ERRLEN];

@@ -25,8 +25,12 @@
  * namespace (relay.h) moves frames between pK and dK, whose veth peer qK is the bridge
  * port, and applies the profile on the way from the rank. Checksum offload is off on that
  * path, since the relay re-sends frames as they are. ignore_delay shapes the rate alone.
+ * A rate that changes over time (a schedule or a trace, rate_player.h) is played by a
+ * helper in the switch namespace that changes every htb class through long-lived tc
+ * processes; topology_down removes it with the rest.
  */
 #define TOPOLOGY_NS_PREFIX "wancp-"
+#define TOPOLOGY_MAX_RANKS 250 /* 198.18.0.1 .. .250 */
 
 enum topology_model { TOPOLOGY_UPLINK, TOPOLOGY_MESH };
 

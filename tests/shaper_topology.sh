@@ -10,7 +10,8 @@
 #     the middle of its transfer leaves no namespace and no iperf3 behind;
 #   - down removes everything; down --all removes namespaces with a process still inside;
 #   - the delay emulator: a relay per rank (dry-run prints them); RTT adds twice the delay;
-#     down removes the relays (shape check measures jitter and loss).
+#     down removes the relays (shape check measures jitter and loss);
+#   - rate over time: a schedule and a mahimahi trace reach iperf3; down removes the player.
 set -uo pipefail
 wancp=$1 profiles=$2
 [ "$(id -u)" = 0 ] || { echo "not root: skipped"; exit 77; }
@@ -141,6 +142,33 @@ check "down removes the relays" '! pgrep -f -- "--prefix $prefix" >/dev/null && 
 emulated 'delay = 20ms\njitter = 5ms\ndistribution = pareto\nloss = 1%\n'
 check "a profile with jitter and loss comes up too" '[ $? = 0 ] && [ "$(ip netns pids wancp-$prefix-sw | wc -l)" = 2 ]'
 "$wancp" shape down --prefix "$prefix" >/dev/null
+# Rate over time: a schedule, and a mahimahi trace, played through long-lived tc processes.
+goodputs() { # SECONDS: iperf3's per-second goodput from rank 0 to rank 1, in Mbit/s
+  ip netns exec "wancp-$prefix-r1" iperf3 -s -1 -B 198.18.0.2 -p 5203 >/dev/null 2>&1 &
+  sleep 0.5
+  ip netns exec "wancp-$prefix-r0" iperf3 -c 198.18.0.2 -p 5203 -t "$1" -J 2>/dev/null | node -e '
+    let t = ""; process.stdin.on("data", d => t += d).on("end", () =>
+      console.log(JSON.parse(t).intervals.map(i => (i.sum.bits_per_second / 1e6).toFixed(1)).join(" ")))'
+}
+printf '[link]\nname = sched\nrate = 50mbit\nschedule = 0s 50mbit, 3s 200mbit\n' >"$work/sched.ini"
+"$wancp" shape up "$work/sched.ini" --ranks 2 --prefix "$prefix" --dry-run >"$work/script"
+check "dry-run states the rate over time" 'grep -q "200mbit at 3s" "$work/script"'
+"$wancp" shape up "$work/sched.ini" --ranks 2 --prefix "$prefix" >/dev/null
+check "a schedule starts the rate player in the switch namespace" '[ "$(ip netns pids wancp-$prefix-sw | wc -l)" -ge 1 ]'
+read -r -a g < <(goodputs 6)
+echo "schedule 50 Mbit/s, 200 Mbit/s from 3 s: goodput per second (sender's view) ${g[*]} Mbit/s"
+check "the schedule's rates reach iperf3" 'awk -v a="${g[1]}" -v b="${g[5]}" "BEGIN {exit !(a <= 55 && a >= 40 && b >= 170 && b <= 202)}"'
+"$wancp" shape down --prefix "$prefix" >/dev/null
+check "down removes the rate player" '[ "$(mine)" = 0 ] && ! pgrep -f -- "tc -n wancp-$prefix" >/dev/null'
+awk 'BEGIN {for (t = 0; t < 1000; t++) for (k = 0; k < (t < 500 ? 4 : 2); k++) print t}' >"$work/varying.trace"
+printf '[link]\nname = trace\ntrace = varying.trace\n' >"$work/trace.ini"
+"$wancp" shape up "$work/trace.ini" --ranks 2 --prefix "$prefix" >/dev/null
+read -r -a g < <(goodputs 3)
+echo "trace of 4 then 2 deliveries per ms (48 then 24 Mbit/s for half a second each), repeating: goodput per second ${g[*]} Mbit/s"
+check "a trace's rate reaches iperf3 (36 Mbit/s on average over whole periods)" \
+  'awk -v a="${g[1]}" -v b="${g[2]}" "BEGIN {m = (a + b) / 2; exit !(m >= 0.9 * 36 && m <= 1.03 * 36)}"'
+"$wancp" shape down --prefix "$prefix" >/dev/null
+
 "$wancp" shape up none --ranks 2 --prefix "Bad-Name" 2>"$work/err"
 check "a bad prefix is refused" '[ $? = 2 ] && grep -q "prefix .Bad-Name." "$work/err"'
 
