@@ -17,7 +17,7 @@
 
 static const char USAGE[] =
     "Usage: wancp shape up PROFILE|none --ranks P [--model uplink|mesh] [--prefix NAME] [--ignore-delay]\n"
-    "                       [--dry-run]\n"
+    "                       [--delay-mechanism auto|relay|netem] [--dry-run]\n"
     "       wancp shape down --prefix NAME | --all\n"
     "       wancp shape show [--prefix NAME]\n"
     "       wancp shape capture --prefix NAME --ranks P -o WIRE.csv [--seconds N] [--pcap DIR]\n"
@@ -45,7 +45,9 @@ static const char USAGE[] =
     "\n"
     "  --prefix NAME   1-16 of a-z0-9 (default: wancp's process id)\n"
     "  --ignore-delay  shape the rate alone of a profile that also has delay, jitter or loss\n"
-    "                  (without it they come from the user-space emulator)\n"
+    "                  (without it they come from netem where the kernel has it, else the relay)\n"
+    "  --delay-mechanism  auto (netem when /proc/config.gz says the kernel has it, else the\n"
+    "                  user-space relay), relay or netem; up prints the one chosen\n"
     "Needs root (network namespaces).\n";
 
 int cli_shape(int argc, char **argv)
@@ -61,11 +63,12 @@ int cli_shape(int argc, char **argv)
         return shape_check(argc - 1, argv + 1);
     if (strcmp(action, "relay") == 0)
         return shape_relay(argc - 1, argv + 1);
-    enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL, O_SECONDS, O_PCAP, O_MODEL };
+    enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL, O_SECONDS, O_PCAP, O_MODEL, O_MECH };
     static const struct option LONG[] = {
         {"ranks", 1, 0, O_RANKS}, {"prefix", 1, 0, O_PREFIX}, {"ignore-delay", 0, 0, O_IGNORE},
         {"dry-run", 0, 0, O_DRY}, {"all", 0, 0, O_ALL},       {"seconds", 1, 0, O_SECONDS},
         {"pcap", 1, 0, O_PCAP},   {"output", 1, 0, 'o'},      {"model", 1, 0, O_MODEL},
+        {"delay-mechanism", 1, 0, O_MECH},
         {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -99,6 +102,12 @@ int cli_shape(int argc, char **argv)
             if (strcmp(optarg, "uplink") != 0 && strcmp(optarg, "mesh") != 0)
                 return cli_usage_error("shape", "--model '%s': expected uplink or mesh", optarg);
             t.model = strcmp(optarg, "mesh") == 0 ? TOPOLOGY_MESH : TOPOLOGY_UPLINK;
+            break;
+        case O_MECH:
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "relay") != 0 && strcmp(optarg, "netem") != 0)
+                return cli_usage_error("shape", "--delay-mechanism '%s': expected auto, relay or netem", optarg);
+            t.delay_mechanism = strcmp(optarg, "relay") == 0 ? DELAY_RELAY : strcmp(optarg, "netem") == 0 ? DELAY_NETEM
+                                                                                                        : DELAY_AUTO;
             break;
         case 'o': output = optarg; break;
         case 'h': fputs(USAGE, stdout); return 0;
@@ -134,9 +143,9 @@ int cli_shape(int argc, char **argv)
         } else {
             rc = topology_up(&t, err, sizeof err);
             if (rc == WANCP_OK)
-                printf("up: %d ranks in wancp-%s-r0..r%d (198.18.0.1..%d), switch wancp-%s-sw, %s, %s model\n", t.ranks,
-                       t.prefix, t.ranks - 1, t.ranks, t.prefix, loaded ? p.name : "unshaped",
-                       t.model == TOPOLOGY_MESH ? "mesh" : "uplink");
+                printf("up: %d ranks in wancp-%s-r0..r%d (198.18.0.1..%d), switch wancp-%s-sw, %s, %s model, delay "
+                       "mechanism %s\n", t.ranks, t.prefix, t.ranks - 1, t.ranks, t.prefix, loaded ? p.name : "unshaped",
+                       t.model == TOPOLOGY_MESH ? "mesh" : "uplink", topology_delay_mechanism(&t));
         }
         if (loaded)
             link_profile_free(&p);

@@ -203,12 +203,13 @@ typedef struct emu_check {
     double jitter_rtt_avg_ms, jitter_rtt_sd_ms;
     double lost_percent, out_of_order;                    /* loss case */
     bool delay_ok, jitter_ok, loss_ok;
+    const char *mechanism;                                /* netem or relay, as up chose */
     char error[WANCP_ERRLEN];
 } emu_check;
 
 /* Two shaped, emulated ranks at 100 Mbit/s with the given one-way delay, jitter and loss. */
-static int emu_up(const char *prefix, uint64_t delay_ns, uint64_t jitter_ns, uint32_t loss_ppm, char *err,
-                  size_t errlen)
+static int emu_up(const char *prefix, uint64_t delay_ns, uint64_t jitter_ns, uint32_t loss_ppm, const char **mechanism,
+                  char *err, size_t errlen)
 {
     static link_profile p;
     p = (link_profile){.rate_bps = 100000000ull, .delay_ns = delay_ns, .jitter_ns = jitter_ns,
@@ -216,6 +217,7 @@ static int emu_up(const char *prefix, uint64_t delay_ns, uint64_t jitter_ns, uin
     snprintf(p.name, sizeof p.name, "check-emulator");
     topology t = {.ranks = 2, .model = TOPOLOGY_UPLINK, .profile = &p};
     snprintf(t.prefix, sizeof t.prefix, "%s", prefix);
+    *mechanism = topology_delay_mechanism(&t);
     return topology_up(&t, err, errlen);
 }
 
@@ -276,15 +278,15 @@ static int udp_loss(const char *prefix, double *lost, double *ooo, char *err, si
 static int run_emulator(emu_check *e, const char *prefix, char *err, size_t errlen)
 {
     const uint64_t delay = (uint64_t)(e->delay_ms * 1e6), jitter = (uint64_t)(e->jitter_ms * 1e6);
-    int removed = 0, rc = emu_up(prefix, delay, 0, 0, err, errlen);
+    int removed = 0, rc = emu_up(prefix, delay, 0, 0, &e->mechanism, err, errlen);
     if (rc == WANCP_OK)
         rc = ping_rtt(prefix, 20, "0.05", &e->rtt_avg_ms, &e->rtt_sd_ms, err, errlen);
     topology_down(prefix, &removed, err, rc == WANCP_OK ? errlen : 0);
-    if (rc == WANCP_OK && !interrupted && (rc = emu_up(prefix, delay, jitter, 0, err, errlen)) == WANCP_OK)
+    if (rc == WANCP_OK && !interrupted && (rc = emu_up(prefix, delay, jitter, 0, &e->mechanism, err, errlen)) == WANCP_OK)
         rc = ping_rtt(prefix, 300, "0.02", &e->jitter_rtt_avg_ms, &e->jitter_rtt_sd_ms, err, errlen);
     topology_down(prefix, &removed, err, rc == WANCP_OK ? errlen : 0);
     if (rc == WANCP_OK && !interrupted &&
-        (rc = emu_up(prefix, 0, 0, (uint32_t)(e->loss_percent * 1e4), err, errlen)) == WANCP_OK)
+        (rc = emu_up(prefix, 0, 0, (uint32_t)(e->loss_percent * 1e4), &e->mechanism, err, errlen)) == WANCP_OK)
         rc = udp_loss(prefix, &e->lost_percent, &e->out_of_order, err, errlen);
     topology_down(prefix, &removed, err, rc == WANCP_OK ? errlen : 0);
     if (rc == WANCP_OK && interrupted)
@@ -444,6 +446,7 @@ int shape_check(int argc, char **argv)
                                   emu.jitter_rtt_sd_ms, "expected_rtt_sd_ms", sqrt(2.0) * emu.jitter_ms,
                                   "lost_percent", emu.lost_percent, "out_of_order", emu.out_of_order, "delay_ok",
                                   emu.delay_ok, "jitter_ok", emu.jitter_ok, "loss_ok", emu.loss_ok);
+            json_object_set_new(e, "mechanism", json_string(emu.mechanism != NULL ? emu.mechanism : "none"));
             if (emu.error[0])
                 json_object_set_new(e, "error", json_string(emu.error));
             json_object_set_new(top, "emulator", e);
@@ -469,9 +472,10 @@ int shape_check(int argc, char **argv)
         if (with_emulator && emu.error[0])
             printf("emulator: failed: %s\n", emu.error);
         else if (with_emulator)
-            printf("emulator: RTT %.2f ms for a one-way delay of %g ms (%s); with normal jitter %g ms, RTT standard "
+            printf("emulator (%s): RTT %.2f ms for a one-way delay of %g ms (%s); with normal jitter %g ms, RTT standard "
                    "deviation %.2f ms, expected %.2f (%s); loss %g%%: %.2f%% lost, %g reordered (%s)\n",
-                   emu.rtt_avg_ms, emu.delay_ms, emu.delay_ok ? "ok" : "FAILED", emu.jitter_ms, emu.jitter_rtt_sd_ms,
+                   emu.mechanism != NULL ? emu.mechanism : "none", emu.rtt_avg_ms, emu.delay_ms,
+                   emu.delay_ok ? "ok" : "FAILED", emu.jitter_ms, emu.jitter_rtt_sd_ms,
                    sqrt(2.0) * emu.jitter_ms, emu.jitter_ok ? "ok" : "FAILED", emu.loss_percent, emu.lost_percent,
                    emu.out_of_order, emu.loss_ok ? "ok" : "FAILED");
     }

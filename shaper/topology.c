@@ -61,11 +61,27 @@ relay_options relay_options_of(const topology *t, int rank)
     return o;
 }
 
-bool topology_emulates(const topology *t)
+/* The kernel's own configuration, when it publishes it (/proc/config.gz); else no netem. */
+static bool kernel_has_netem(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        FILE *f = popen("zcat /proc/config.gz 2>/dev/null | grep -qE '^CONFIG_NET_SCH_NETEM=(y|m)' && echo yes", "r");
+        char said[8] = "";
+        known = f != NULL && fgets(said, sizeof said, f) != NULL && strncmp(said, "yes", 3) == 0;
+        if (f != NULL)
+            pclose(f);
+    }
+    return known == 1;
+}
+
+static bool needs_delay(const topology *t)
 {
     const link_profile *p = t->profile;
     return p != NULL && !t->ignore_delay && (p->delay_ns > 0 || p->jitter_ns > 0 || p->loss_ppm > 0);
 }
+
+
 
 /* One step of the script: a command line and what it reads on stdin. */
 typedef struct step {
@@ -95,6 +111,67 @@ static void add_line(step *s, const char *fmt, ...)
 }
 
 /* One htb class at the profile's rate, with a byte FIFO of its queue under it. */
+/* netem under a shaped class: the rank's egress gets the whole one-way delay, as the relay. */
+static void netem_child(step *s, const char *dev, int minor, const link_profile *p)
+{
+    static const char *dist[] = {"", " distribution normal", " distribution pareto", " distribution paretonormal"};
+    char delay[32], jitter[32];
+    shaper_format_time(p->delay_ns, delay, sizeof delay);
+    shaper_format_time(p->jitter_ns, jitter, sizeof jitter);
+    add_line(s, "qdisc add dev %s parent 1:%d handle %d: netem delay %s%s%s%s loss %.4f%% limit 100000", dev, minor,
+             100 + minor, delay, p->jitter_ns > 0 ? " " : "", p->jitter_ns > 0 ? jitter : "",
+             p->jitter_ns > 0 && p->distribution >= 0 && p->distribution < 4 ? dist[p->distribution] : "",
+             p->loss_ppm / 1e4);
+}
+
+static bool always(void) { return true; }
+static size_t relay_script(const topology *t, char *buf, size_t len);
+static int start_relays(const topology *t, char *err, size_t errlen);
+
+/*
+ * Where delay, jitter and loss come from, behind one table: whether this kernel has it;
+ * whether it needs the rank ports out of the bridge (a relay between pK and dK, qK the
+ * bridge port); what goes under a rank's egress class; what --dry-run prints after the
+ * commands; and what must run beside the links once they are up.
+ */
+typedef struct delay_mechanism {
+    const char *name, *says;
+    bool (*available)(void);
+    bool own_ports;
+    void (*egress_child)(step *s, const char *dev, int minor, const link_profile *p);
+    size_t (*script)(const topology *t, char *buf, size_t len);
+    int (*start)(const topology *t, char *err, size_t errlen);
+} delay_mechanism;
+
+static const delay_mechanism NETEM = {"netem", "netem under each rank's egress class", kernel_has_netem, false,
+                                      netem_child, NULL, NULL};
+static const delay_mechanism RELAY = {"relay", "the user-space relay (no netem in this kernel), lines at the end",
+                                      always, true, NULL, relay_script, start_relays};
+
+/* The mechanism t uses, or NULL when its links carry no delay, jitter or loss. */
+static const delay_mechanism *delay_of(const topology *t)
+{
+    if (!needs_delay(t))
+        return NULL;
+    if (t->delay_mechanism == DELAY_NETEM)
+        return &NETEM;
+    if (t->delay_mechanism == DELAY_RELAY)
+        return &RELAY;
+    return NETEM.available() ? &NETEM : &RELAY;
+}
+
+const char *topology_delay_mechanism(const topology *t)
+{
+    const delay_mechanism *m = delay_of(t);
+    return m != NULL ? m->name : "none";
+}
+
+bool topology_emulates(const topology *t)
+{
+    const delay_mechanism *m = delay_of(t);
+    return m != NULL && m->own_ports;
+}
+
 /* The rate a link starts at: its schedule's or trace's first, or its fixed one. */
 static uint64_t start_rate(const link_profile *p)
 {
@@ -116,24 +193,31 @@ static void class_line(step *s, const char *verb, const char *dev, int minor, ui
              dev, minor, rate, rate, HTB_BURST, HTB_BURST);
 }
 
-static void shaped_class(step *s, const char *dev, int minor, const link_profile *p)
+/* A shaped class, with the delay mechanism's child under it (egress_child, may be NULL) or
+ * a byte queue of the profile's length. */
+static void shaped_class(step *s, const char *dev, int minor, const link_profile *p,
+                         void (*egress_child)(step *, const char *, int, const link_profile *))
 {
     class_line(s, "add", dev, minor, start_rate(p));
-    if (p->queue_bytes > 0)
+    if (egress_child != NULL)
+        egress_child(s, dev, minor, p);
+    else if (p->queue_bytes > 0)
         add_line(s, "qdisc add dev %s parent 1:%d handle %d: bfifo limit %llu", dev, minor, 100 + minor,
                  (unsigned long long)p->queue_bytes);
 }
 
-/* Uplink: everything through dev in one class. */
-static void shape_dev(step *s, const char *dev, const link_profile *p)
+/* Uplink: everything through dev in one class (with netem under it on a rank's egress). */
+static void shape_dev(step *s, const char *dev, const link_profile *p,
+                      void (*egress_child)(step *, const char *, int, const link_profile *))
 {
     add_line(s, "qdisc add dev %s root handle 1: htb default 1", dev);
-    shaped_class(s, dev, 1, p);
+    shaped_class(s, dev, 1, p, egress_child);
 }
 
 /* Mesh: one class per peer of rank self, chosen by the peer's address (dst on a rank's
  * eth0, src on the switch port towards self); other packets (ARP) pass unshaped. */
-static void shape_dev_mesh(step *s, const char *dev, const link_profile *p, int self, int ranks, const char *match)
+static void shape_dev_mesh(step *s, const char *dev, const link_profile *p, int self, int ranks, const char *match,
+                           void (*egress_child)(step *, const char *, int, const link_profile *))
 {
     add_line(s, "qdisc add dev %s root handle 1: htb default 0", dev);
     for (int q = 0; q < ranks; q++) {
@@ -141,7 +225,7 @@ static void shape_dev_mesh(step *s, const char *dev, const link_profile *p, int 
             continue;
         char addr[32];
         topology_rank_addr(q, addr, sizeof addr);
-        shaped_class(s, dev, q + 1, p);
+        shaped_class(s, dev, q + 1, p, egress_child);
         add_line(s, "filter add dev %s parent 1: protocol ip prio 1 u32 match ip %s %s/32 flowid 1:%d", dev, match, addr,
                  q + 1);
     }
@@ -203,13 +287,15 @@ static int build_steps(const topology *t, step **out, int *count)
     }
     if (shaped) {
         const int mesh = t->model == TOPOLOGY_MESH;
+        const delay_mechanism *m = delay_of(t);
+        void (*child)(step *, const char *, int, const link_profile *) = m != NULL ? m->egress_child : NULL;
         for (int r = 0; r < P; r++, k++) { /* uplinks */
             topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
             s[k].is_tc = 1;
             if (mesh)
-                shape_dev_mesh(&s[k], "eth0", t->profile, r, P, "dst");
+                shape_dev_mesh(&s[k], "eth0", t->profile, r, P, "dst", child);
             else
-                shape_dev(&s[k], "eth0", t->profile);
+                shape_dev(&s[k], "eth0", t->profile, child);
         }
         snprintf(s[k].ns, sizeof s[k].ns, "%s", sw); /* downlinks */
         s[k].is_tc = 1;
@@ -217,9 +303,9 @@ static int build_steps(const topology *t, step **out, int *count)
             char dev[16];
             snprintf(dev, sizeof dev, "p%d", r);
             if (mesh)
-                shape_dev_mesh(&s[k], dev, t->profile, r, P, "src");
+                shape_dev_mesh(&s[k], dev, t->profile, r, P, "src", NULL);
             else
-                shape_dev(&s[k], dev, t->profile);
+                shape_dev(&s[k], dev, t->profile, NULL);
         }
         k++;
     }
@@ -237,6 +323,24 @@ static int plan(const topology *t, step **s, int *n, char *err, size_t errlen)
     return rc;
 }
 
+/* The relays as `wancp shape relay` lines, one per rank, run in the switch namespace. */
+static size_t relay_script(const topology *t, char *buf, size_t len)
+{
+    size_t used = 0;
+    char sw[64];
+    topology_ns_name(t->prefix, -1, sw, sizeof sw);
+    for (int r = 0; r < t->ranks && used < len; r++) {
+        relay_options o = relay_options_of(t, r);
+        used += (size_t)snprintf(buf + used, len - used,
+                                 "ip netns exec %s wancp shape relay --in %s --out %s --delay-ns %llu --jitter-ns %llu "
+                                 "--distribution %d --loss-ppm %u --queue-bytes %llu --seed %llu &\n",
+                                 sw, o.in, o.out, (unsigned long long)o.delay_ns, (unsigned long long)o.jitter_ns,
+                                 o.distribution, o.loss_ppm, (unsigned long long)o.queue_bytes,
+                                 (unsigned long long)o.seed);
+    }
+    return used;
+}
+
 int topology_script(const topology *t, char *buf, size_t len, char *err, size_t errlen)
 {
     step *s;
@@ -245,6 +349,9 @@ int topology_script(const topology *t, char *buf, size_t len, char *err, size_t 
         return rc;
     size_t used = 0;
     buf[0] = 0;
+    const delay_mechanism *m = delay_of(t);
+    if (m != NULL)
+        used += (size_t)snprintf(buf + used, len - used, "# delay, jitter and loss: %s\n", m->says);
     for (int i = 0; i < n && used < len; i++) {
         if (s[i].dev[0])
             used += (size_t)snprintf(buf + used, len - used, "ip netns exec %s ethtool -K %s " OFFLOADS_OFF "%s\n",
@@ -271,17 +378,8 @@ int topology_script(const topology *t, char *buf, size_t len, char *err, size_t 
         }
     }
     rate_plan_free(&plan);
-    for (int r = 0; r < t->ranks && topology_emulates(t) && used < len; r++) {
-        relay_options o = relay_options_of(t, r);
-        char sw[64];
-        topology_ns_name(t->prefix, -1, sw, sizeof sw);
-        used += (size_t)snprintf(buf + used, len - used,
-                                 "ip netns exec %s wancp shape relay --in %s --out %s --delay-ns %llu --jitter-ns %llu "
-                                 "--distribution %d --loss-ppm %u --queue-bytes %llu --seed %llu &\n",
-                                 sw, o.in, o.out, (unsigned long long)o.delay_ns, (unsigned long long)o.jitter_ns,
-                                 o.distribution, o.loss_ppm, (unsigned long long)o.queue_bytes,
-                                 (unsigned long long)o.seed);
-    }
+    if (m != NULL && m->script != NULL && used < len)
+        used += m->script(t, buf + used, len - used);
     if (used >= len)
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "script longer than %zu bytes", len);
     return WANCP_OK;
@@ -485,6 +583,14 @@ static int start_rate_player(const topology *t, char *err, size_t errlen)
     return WANCP_OK;
 }
 
+static int start_relays(const topology *t, char *err, size_t errlen)
+{
+    int rc = WANCP_OK;
+    for (int r = 0; r < t->ranks && rc == WANCP_OK; r++)
+        rc = start_relay(t, r, err, errlen);
+    return rc;
+}
+
 int topology_up(const topology *t, char *err, size_t errlen)
 {
     step *s;
@@ -494,8 +600,9 @@ int topology_up(const topology *t, char *err, size_t errlen)
     for (int i = 0; i < n && rc == WANCP_OK; i++)
         rc = run_batch(&s[i], err, errlen);
     free(s);
-    for (int r = 0; r < t->ranks && rc == WANCP_OK && topology_emulates(t); r++)
-        rc = start_relay(t, r, err, errlen);
+    const delay_mechanism *m = delay_of(t);
+    if (rc == WANCP_OK && m != NULL && m->start != NULL)
+        rc = m->start(t, err, errlen);
     if (rc == WANCP_OK && t->profile != NULL)
         rc = start_rate_player(t, err, errlen);
     if (rc != WANCP_OK) {

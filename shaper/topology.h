@@ -34,20 +34,30 @@
 
 enum topology_model { TOPOLOGY_UPLINK, TOPOLOGY_MESH };
 
+/* Where delay, jitter and loss come from: auto takes netem where the kernel has it (its
+ * configuration says CONFIG_NET_SCH_NETEM), else the relay. */
+enum topology_delay { DELAY_AUTO, DELAY_RELAY, DELAY_NETEM };
+
 typedef struct topology {
     char prefix[24]; /* [a-z0-9] only, at most 16: names stay short and safe in commands */
     int ranks;
     int model;       /* enum topology_model */
     const link_profile *profile; /* NULL: unshaped */
     int ignore_delay;
+    int delay_mechanism; /* enum topology_delay */
 } topology;
 
 /* The exact commands, as `ip -batch` lines and, per namespace, `tc -batch` lines, in the
  * order topology_up runs them; for --dry-run and for shaping a real NIC by hand. */
 int topology_script(const topology *t, char *buf, size_t len, char *err, size_t errlen);
 
-/* Whether t needs the delay emulator (a profile with delay, jitter or loss, not ignored). */
+/* Whether t needs the delay emulator (a profile with delay, jitter or loss, not ignored,
+ * and the relay chosen). */
 bool topology_emulates(const topology *t);
+
+/* What gives t its delay, jitter and loss: "netem", "relay" or "none" (for printing and
+ * recording). */
+const char *topology_delay_mechanism(const topology *t);
 
 /* The relay of rank's link: from pK to dK with the profile's delay, jitter and loss. */
 relay_options relay_options_of(const topology *t, int rank);

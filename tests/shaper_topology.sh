@@ -87,6 +87,8 @@ check "uplink: rank 0's flows share its link" 'awk -v a="$u1" -v b="$u2" "BEGIN 
 check "mesh: every pair has its own link" 'awk -v a="$m1" -v b="$m2" "BEGIN {exit !(a >= 0.9 * 100e6 && b >= 0.9 * 100e6 && a <= 1.02e8 && b <= 1.02e8)}"'
 
 # The acceptance command itself, at one rate in both link models.
+want_mechanism=relay # what auto picks: netem where the kernel's configuration has it
+zcat /proc/config.gz 2>/dev/null | grep -qE "^CONFIG_NET_SCH_NETEM=(y|m)" && want_mechanism=netem
 checks() { ip netns list | awk '{print $1}' | grep -c "^wancp-chk" ; }
 "$wancp" shape check --json --rates 300mbit --seconds 3 >"$work/check.json" 2>/dev/null
 rc=$?
@@ -97,10 +99,10 @@ check "shape check passes at 300 Mbit/s in both models, and the emulator's delay
   const ok = r.passed && r.cases.length === 2 && r.cases.every(c => c.passed && Math.abs(c.l2_ratio - 1) <= 0.03 &&
     c.goodput_ratio >= 0.92 && Math.abs(c.wire_ratio - 1) <= 0.02 && c.kernel_drops === 0);
   const e = r.emulator;
-  const emu = e && e.delay_ok && e.jitter_ok && e.loss_ok && Math.abs(e.rtt_avg_ms - 40) <= 2 &&
+  const emu = e && e.mechanism === process.argv[2] && e.delay_ok && e.jitter_ok && e.loss_ok && Math.abs(e.rtt_avg_ms - 40) <= 2 &&
     Math.abs(e.jitter_rtt_sd_ms / e.expected_rtt_sd_ms - 1) <= 0.2 && Math.abs(e.lost_percent / 2 - 1) <= 0.2 &&
     e.out_of_order === 0;
-  process.exit(ok && emu ? 0 : 1)" "$work/check.json"'
+  process.exit(ok && emu ? 0 : 1)" "$work/check.json" "$want_mechanism"'
 check "shape check leaves nothing" '[ "$(checks)" = 0 ]'
 "$wancp" shape check --rates 300mbit --model uplink --seconds 20 --no-emulator >/dev/null 2>"$work/int.log" &
 checker=$!
@@ -110,6 +112,16 @@ wait $checker
 rc=$?
 check "Ctrl-C during shape check's transfer: exit 1, nothing left" \
   '[ $rc = 1 ] && grep -q "interrupted" "$work/int.log" && [ "$(checks)" = 0 ] && ! pgrep -f "iperf3 -s -1 -B 198.18" >/dev/null'
+# kill -9 in the middle of a transfer, then down --all: nothing of the project is left.
+"$wancp" shape check --rates 300mbit --model uplink --seconds 20 --no-emulator >/dev/null 2>&1 &
+checker=$!
+sleep 3
+kill -9 $checker
+wait $checker 2>/dev/null
+"$wancp" shape down --all >/dev/null
+check "kill -9, then down --all: no namespace, helper, link or qdisc of the project remains" \
+  '[ "$(checks)" = 0 ] && ! pgrep -f "iperf3 -s -1 -B 198.18" >/dev/null && ! pgrep -f "tc -n wancp-" >/dev/null &&
+   ! ip link | grep -qE " (p|d|q)[0-9]+[@:]|wancp" && ! tc qdisc show | grep -q htb'
 "$wancp" shape check --rates 0mbit 2>"$work/err"
 check "shape check refuses a bad rate" '[ $? = 2 ] && grep -q "must be above 0" "$work/err"'
 
@@ -132,6 +144,13 @@ rtt() { # COUNT INTERVAL: "avg mdev" of ping from rank 0 to rank 1, in ms (after
 }
 "$wancp" shape up "$profiles/wan-300m.ini" --ranks 2 --prefix "$prefix" --dry-run >"$work/script"
 check "dry-run prints one relay per rank for a delay profile" '[ "$(grep -c "shape relay --in p" "$work/script")" = 2 ]'
+"$wancp" shape up "$profiles/wan-300m-jitter.ini" --ranks 2 --prefix "$prefix" --dry-run --delay-mechanism netem >"$work/script"
+check "--delay-mechanism netem puts netem under each rank's egress class" \
+  '[ "$(grep -c "netem delay 20ms" "$work/script")" = 2 ] && ! grep -q "shape relay" "$work/script"'
+if ! zcat /proc/config.gz 2>/dev/null | grep -qE "^CONFIG_NET_SCH_NETEM=(y|m)"; then
+  "$wancp" shape up "$profiles/wan-300m.ini" --ranks 2 --prefix "$prefix" --delay-mechanism netem >/dev/null 2>"$work/err"
+  check "netem forced on a kernel without it: an error naming tc, and nothing left" '[ $? != 0 ] && grep -q "tc" "$work/err" && [ "$(mine)" = 0 ]'
+fi
 emulated 'delay = 20ms\n'
 check "up with a delay profile starts a relay per rank" '[ $? = 0 ] && [ "$(ip netns pids wancp-$prefix-sw | wc -l)" = 2 ]'
 read -r avg mdev < <(rtt 20 0.05)
