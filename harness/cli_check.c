@@ -3,27 +3,70 @@
 
 #include "../core/status.h"
 #include "../shaper/profile.h"
+#include "scenario.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static const char USAGE[] =
     "Usage: wancp check profile FILE...\n"
+    "       wancp check scenario FILE [--set section.key=value]...\n"
     "\n"
     "  profile   link profiles (INI, one [link] section; see scenarios/profiles/): prints one\n"
     "            line per valid profile; otherwise every problem of the file, each with\n"
-    "            file:line, and exit status 2.\n";
+    "            file:line, and exit status 2.\n"
+    "  scenario  an experiment (see scenarios/README.md) with its overrides (arm.NAME.key for\n"
+    "            an arm): prints it resolved, every value explicit, with its arms' link\n"
+    "            profiles checked too; otherwise every problem at once, and exit status 2.\n";
+
+static int check_scenario(int argc, char **argv)
+{
+    char *sets[64];
+    int nsets = 0;
+    const char *path = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--set") == 0 || strncmp(argv[i], "--set=", 6) == 0) {
+            const char *v = argv[i][5] == '=' ? argv[i] + 6 : (i + 1 < argc ? argv[++i] : NULL);
+            if (v == NULL)
+                return cli_usage_error("check", "--set needs section.key=value");
+            if (nsets == 64)
+                return cli_usage_error("check", "at most 64 --set");
+            sets[nsets++] = (char *)v;
+        } else if (argv[i][0] == '-') {
+            return cli_usage_error("check", "unknown option '%s'", argv[i]);
+        } else if (path != NULL) {
+            return cli_usage_error("check", "scenario takes one FILE");
+        } else {
+            path = argv[i];
+        }
+    }
+    if (path == NULL)
+        return cli_usage_error("check", "scenario needs a FILE");
+    static scenario s;
+    char err[4096];
+    int rc = scenario_load(&s, path, sets, nsets, err, sizeof err);
+    if (rc != WANCP_OK) {
+        fprintf(stderr, "wancp check: %s\n", err);
+        return wancp_exit_status(rc);
+    }
+    scenario_write(&s, stdout);
+    fprintf(stderr, "%s: ok (%d arm%s, %d ranks, %d steps)\n", path, s.narms, s.narms == 1 ? "" : "s", s.ranks, s.steps);
+    scenario_free(&s);
+    return 0;
+}
 
 int cli_check(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error("check", "missing what to check: profile");
+        return cli_usage_error("check", "missing what to check: profile or scenario");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(USAGE, stdout);
         return 0;
     }
+    if (strcmp(argv[1], "scenario") == 0)
+        return check_scenario(argc, argv);
     if (strcmp(argv[1], "profile") != 0)
-        return cli_usage_error("check", "unknown input kind '%s': expected profile", argv[1]);
+        return cli_usage_error("check", "unknown input kind '%s': expected profile or scenario", argv[1]);
     if (argc < 3)
         return cli_usage_error("check", "profile needs at least one FILE");
     int status = 0;

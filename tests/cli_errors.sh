@@ -53,7 +53,7 @@ expect 2 "unknown benchmark 'disk'" -- "$wancp" bench disk
 expect 2 "nothing.jsonl: cannot open" -- "$wancp" bench tokenizer --text "$work/nothing.jsonl" --encoder "$gpt2"
 printf '[link]\nrate = -300mbit\ndelay = 2\n' >"$work/bad_profile.ini"
 expect 2 "bad_profile.ini:2: rate '-300mbit'" -- "$wancp" check profile "$work/bad_profile.ini"
-expect 2 "unknown input kind 'scenario'" -- "$wancp" check scenario x.ini
+expect 2 "unknown input kind 'recipe'" -- "$wancp" check recipe x.ini
 for out in x y z; do
   if ls "$work"/$out* >/dev/null 2>&1; then echo "FAIL: output $out written after an error"; failures=$((failures + 1)); fi
 done

@@ -1,0 +1,337 @@
+#include "scenario.h"
+
+#include "../core/model/config.h"
+#include "../core/status.h"
+#include "../shaper/topology.h"
+#include "cli.h"
+
+#include <ini.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parsing state: the scenario, where we are, and every problem found so far. */
+typedef struct parse {
+    scenario *s;
+    FILE *file;
+    int line;
+    const char *where; /* a --set being applied, or NULL while reading the file */
+    bool name_seen;    /* a name was given, good or not */
+    char problems[4096];
+    int nproblems;
+} parse;
+
+static void problem(parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void problem(parse *ps, const char *fmt, ...)
+{
+    size_t used = strlen(ps->problems);
+    ps->nproblems++;
+    if (used + 8 >= sizeof ps->problems)
+        return;
+    if (ps->where != NULL)
+        used += (size_t)snprintf(ps->problems + used, sizeof ps->problems - used, "%s--set %s: ",
+                                 ps->nproblems > 1 ? "; " : "", ps->where);
+    else if (ps->line == 0) /* the whole file */
+        used += (size_t)snprintf(ps->problems + used, sizeof ps->problems - used, "%s%s: ",
+                                 ps->nproblems > 1 ? "; " : "", ps->s->path);
+    else
+        used += (size_t)snprintf(ps->problems + used, sizeof ps->problems - used, "%s%s:%d: ",
+                                 ps->nproblems > 1 ? "; " : "", ps->s->path, ps->line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ps->problems + used, sizeof ps->problems - used, fmt, ap);
+    va_end(ap);
+}
+
+static char *read_line(char *str, int num, void *stream)
+{
+    parse *ps = stream;
+    char *got = fgets(str, num, ps->file);
+    if (got != NULL)
+        ps->line++;
+    return got;
+}
+
+static void set_long(parse *ps, const char *sec, const char *key, const char *v, long min, long max, long *out)
+{
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end != 0 || x < min || x > max)
+        problem(ps, "[%s] %s = '%s': expected a whole number from %ld to %ld", sec, key, v, min, max);
+    else
+        *out = x;
+}
+
+static void set_int(parse *ps, const char *sec, const char *key, const char *v, long min, long max, int *out)
+{
+    long x = *out;
+    set_long(ps, sec, key, v, min, max, &x);
+    *out = (int)x;
+}
+
+static void set_double(parse *ps, const char *sec, const char *key, const char *v, double min, double max, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end != 0 || !(x >= min && x <= max))
+        problem(ps, "[%s] %s = '%s': expected a number from %g to %g", sec, key, v, min, max);
+    else
+        *out = x;
+}
+
+static void set_sync(parse *ps, const char *sec, const char *key, const char *v, char *out)
+{
+    if (strcmp(v, "S") != 0 && strcmp(v, "A") != 0)
+        problem(ps, "[%s] %s = '%s': expected S (every step) or A (average every sync_every)", sec, key, v);
+    else
+        *out = v[0];
+}
+
+/* A file named relative to the scenario's folder (or absolute). */
+static void set_path(parse *ps, const char *key, const char *v, char *out, size_t len)
+{
+    int n = v[0] == '/' ? snprintf(out, len, "%s", v) : snprintf(out, len, "%s/%s", ps->s->dir, v);
+    if (n < 0 || (size_t)n >= len)
+        problem(ps, "%s = '%.60s...': the path is longer than %zu bytes", key, v, len - 1);
+}
+
+static scenario_arm *arm_named(parse *ps, const char *name)
+{
+    scenario *s = ps->s;
+    for (int i = 0; i < s->narms; i++)
+        if (strcmp(s->arms[i].name, name) == 0)
+            return &s->arms[i];
+    if (ps->where != NULL) {
+        problem(ps, "no arm '%s' in the scenario", name);
+        return NULL;
+    }
+    if (s->narms == SCENARIO_MAX_ARMS) {
+        problem(ps, "more than %d arms", SCENARIO_MAX_ARMS);
+        return NULL;
+    }
+    scenario_arm *a = &s->arms[s->narms++];
+    *a = (scenario_arm){.link_model = TOPOLOGY_UPLINK, .warm_steps = -1};
+    snprintf(a->name, sizeof a->name, "%s", name);
+    return a;
+}
+
+static void arm_key(parse *ps, scenario_arm *a, const char *sec, const char *key, const char *v)
+{
+    if (strcmp(key, "profile") == 0) {
+        if (strcmp(v, "none") == 0)
+            a->profile_path[0] = 0;
+        else
+            set_path(ps, key, v, a->profile_path, sizeof a->profile_path);
+    } else if (strcmp(key, "link_model") == 0) {
+        if (strcmp(v, "uplink") != 0 && strcmp(v, "mesh") != 0)
+            problem(ps, "[%s] link_model = '%s': expected uplink or mesh", sec, v);
+        a->link_model = strcmp(v, "mesh") == 0 ? TOPOLOGY_MESH : TOPOLOGY_UPLINK;
+    } else if (strcmp(key, "compress") == 0) {
+        if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+            problem(ps, "[%s] compress = '%s': expected true or false", sec, v);
+        a->compress = strcmp(v, "true") == 0;
+    } else if (strcmp(key, "warm_steps") == 0) {
+        set_int(ps, sec, key, v, 0, 100000000, &a->warm_steps);
+    } else if (strcmp(key, "sync") == 0) {
+        set_sync(ps, sec, key, v, &a->sync);
+    } else if (strcmp(key, "sync_every") == 0) {
+        set_int(ps, sec, key, v, 1, 1000000, &a->sync_every);
+    } else {
+        problem(ps, "[%s] unknown key '%s' (profile, link_model, compress, warm_steps, sync, sync_every)", sec, key);
+    }
+}
+
+static int on_key(void *user, const char *sec, const char *key, const char *v)
+{
+    parse *ps = user;
+    scenario *s = ps->s;
+    if (strcmp(sec, "scenario") == 0) {
+        if (strcmp(key, "name") == 0) {
+            ps->name_seen = true;
+            size_t n = strlen(v), ok = n > 0 && n < sizeof s->name;
+            for (size_t i = 0; i < n && ok; i++)
+                ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '-' || v[i] == '_';
+            if (!ok)
+                problem(ps, "[scenario] name = '%s': use 1 to 63 of a-z, 0-9, - and _", v);
+            else
+                snprintf(s->name, sizeof s->name, "%s", v);
+        } else if (strcmp(key, "ranks") == 0) {
+            set_int(ps, sec, key, v, 1, 64, &s->ranks);
+        } else if (strcmp(key, "steps") == 0) {
+            set_int(ps, sec, key, v, 1, 100000000, &s->steps);
+        } else if (strcmp(key, "seed") == 0) {
+            long x = 0;
+            set_long(ps, sec, key, v, 0, 2147483647L, &x);
+            s->seed = (unsigned long)x;
+        } else if (strcmp(key, "target_val_loss") == 0) {
+            set_double(ps, sec, key, v, 0, 100, &s->target_val_loss);
+        } else if (strcmp(key, "dilation") == 0) {
+            set_double(ps, sec, key, v, 1, 1000, &s->dilation);
+        } else if (strcmp(key, "timeout") == 0) {
+            set_int(ps, sec, key, v, 10, 86400 * 7, &s->timeout_s);
+        } else {
+            problem(ps, "[scenario] unknown key '%s' (name, ranks, steps, seed, target_val_loss, dilation, timeout)",
+                    key);
+        }
+    } else if (strcmp(sec, "model") == 0) {
+        static const char *keys[] = {"layers", "dim", "heads", "kv_heads", "ffn", "context", "vocab"};
+        int *fields[] = {&s->layers, &s->dim, &s->heads, &s->kv_heads, &s->ffn, &s->context, &s->vocab};
+        size_t i = 0;
+        while (i < 7 && strcmp(key, keys[i]) != 0)
+            i++;
+        if (i == 7)
+            problem(ps, "[model] unknown key '%s' (layers, dim, heads, kv_heads, ffn, context, vocab)", key);
+        else
+            set_int(ps, sec, key, v, 1, 1 << 24, fields[i]);
+    } else if (strcmp(sec, "train") == 0) {
+        if (strcmp(key, "train") == 0 || strcmp(key, "val") == 0)
+            set_path(ps, key, v, key[0] == 't' ? s->train : s->val, sizeof s->train);
+        else if (strcmp(key, "batch") == 0)
+            set_int(ps, sec, key, v, 1, 4096, &s->batch);
+        else if (strcmp(key, "lr") == 0)
+            set_double(ps, sec, key, v, 1e-9, 10, &s->lr);
+        else if (strcmp(key, "warmup") == 0)
+            set_int(ps, sec, key, v, 0, 100000000, &s->warmup);
+        else if (strcmp(key, "eval_every") == 0)
+            set_int(ps, sec, key, v, 0, 100000000, &s->eval_every);
+        else if (strcmp(key, "val_tokens") == 0)
+            set_long(ps, sec, key, v, 1, 1L << 40, &s->val_tokens);
+        else if (strcmp(key, "wire") == 0) {
+            if (strcmp(v, "bf16") != 0 && strcmp(v, "fp32") != 0)
+                problem(ps, "[train] wire = '%s': expected bf16 or fp32", v);
+            else
+                snprintf(s->wire, sizeof s->wire, "%s", v);
+        } else if (strcmp(key, "sync") == 0)
+            set_sync(ps, sec, key, v, &s->sync);
+        else if (strcmp(key, "sync_every") == 0)
+            set_int(ps, sec, key, v, 1, 1000000, &s->sync_every);
+        else
+            problem(ps, "[train] unknown key '%s' (train, val, batch, lr, warmup, eval_every, val_tokens, wire, sync, "
+                    "sync_every)", key);
+    } else if (strncmp(sec, "arm ", 4) == 0 && sec[4] != 0) {
+        scenario_arm *a = arm_named(ps, sec + 4);
+        if (a != NULL)
+            arm_key(ps, a, sec, key, v);
+    } else {
+        problem(ps, "unknown section [%s] (scenario, model, train, arm NAME)", sec);
+    }
+    return 1;
+}
+
+/* One --set section.key=value (arm.NAME.key for an arm), as if it ended the file. */
+static void apply_set(parse *ps, const char *text)
+{
+    char buf[1200], sec[1210];
+    snprintf(buf, sizeof buf, "%s", text);
+    ps->where = text;
+    char *eq = strchr(buf, '='), *dot = eq != NULL ? memchr(buf, '.', (size_t)(eq - buf)) : NULL;
+    if (eq == NULL || dot == NULL || dot == buf) {
+        problem(ps, "expected section.key=value (arm.NAME.key=value for an arm)");
+        return;
+    }
+    *eq = 0;
+    char *key = strrchr(buf, '.');
+    *key++ = 0;
+    if (strncmp(buf, "arm.", 4) == 0)
+        snprintf(sec, sizeof sec, "arm %s", buf + 4);
+    else
+        snprintf(sec, sizeof sec, "%s", buf);
+    on_key(ps, sec, key, eq + 1);
+}
+
+/* What can only be judged once everything is read. */
+static void check_whole(parse *ps)
+{
+    scenario *s = ps->s;
+    ps->where = NULL;
+    ps->line = 0;
+    if (!ps->name_seen)
+        problem(ps, "[scenario] needs a name");
+    if (s->ranks == 0 || s->steps == 0)
+        problem(ps, "[scenario] needs ranks and steps");
+    if (s->narms == 0)
+        problem(ps, "no [arm NAME] section: a scenario compares at least one arm");
+    if (s->ranks > 0 && s->context % (2 * s->ranks) != 0)
+        problem(ps, "[model] context = %d does not split into 2 x %d chunks for %d ranks", s->context, s->ranks, s->ranks);
+    model_config c = model_config_default();
+    c.n_layers = s->layers, c.dim = s->dim, c.n_heads = s->heads, c.n_kv_heads = s->kv_heads, c.ffn_dim = s->ffn;
+    c.context = s->context, c.vocab = s->vocab, c.attn_block = 1;
+    char err[WANCP_ERRLEN];
+    if (model_config_validate(&c, "[model]", err, sizeof err) != WANCP_OK)
+        problem(ps, "%s", err);
+    for (int i = 0; i < s->narms; i++) {
+        scenario_arm *a = &s->arms[i];
+        for (int j = 0; j < i; j++)
+            if (strcmp(s->arms[j].name, a->name) == 0)
+                problem(ps, "two arms are named '%s'", a->name);
+        if (a->profile_path[0] == 0)
+            continue;
+        if (link_profile_load(&a->profile, a->profile_path, err, sizeof err) != WANCP_OK)
+            problem(ps, "[arm %s] profile: %s", a->name, err);
+        else
+            a->shaped = true;
+    }
+}
+
+int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, char *err, size_t errlen)
+{
+    *s = (scenario){.seed = 1, .dilation = 1.0, .timeout_s = 1800, .layers = 4, .dim = 256, .heads = 4,
+                    .kv_heads = 4, .ffn = 704, .context = 1024, .vocab = 50257, .batch = 4, .lr = 3e-3, .warmup = -1,
+                    .eval_every = 50, .val_tokens = 65536, .wire = "bf16", .sync = 'S', .sync_every = 10};
+    snprintf(s->path, sizeof s->path, "%s", path);
+    snprintf(s->dir, sizeof s->dir, "%s", path);
+    char *slash = strrchr(s->dir, '/');
+    if (slash != NULL)
+        *slash = 0;
+    else
+        snprintf(s->dir, sizeof s->dir, ".");
+    snprintf(s->train, sizeof s->train, "%s/data/brown_train.bin", cli_source_dir());
+    snprintf(s->val, sizeof s->val, "%s/data/brown_val.bin", cli_source_dir());
+    parse ps = {.s = s};
+    ps.file = fopen(path, "r");
+    if (ps.file == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open", path);
+    int rc = ini_parse_stream(read_line, &ps, on_key, &ps);
+    fclose(ps.file);
+    if (rc > 0 && ps.nproblems == 0) {
+        ps.line = rc;
+        problem(&ps, "not a key = value line or a [section]");
+    }
+    for (int i = 0; i < nsets; i++)
+        apply_set(&ps, sets[i]);
+    check_whole(&ps); /* even after other problems: every one is reported at once */
+    if (ps.nproblems == 0)
+        return WANCP_OK;
+    scenario_free(s);
+    return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.problems);
+}
+
+void scenario_free(scenario *s)
+{
+    for (int i = 0; i < s->narms; i++)
+        if (s->arms[i].shaped)
+            link_profile_free(&s->arms[i].profile);
+    s->narms = 0;
+}
+
+void scenario_write(const scenario *s, FILE *f)
+{
+    fprintf(f, "; %s, resolved: every value explicit\n[scenario]\nname = %s\nranks = %d\nsteps = %d\nseed = %lu\n"
+               "target_val_loss = %g\ndilation = %g\ntimeout = %d\n\n",
+            s->path, s->name, s->ranks, s->steps, s->seed, s->target_val_loss, s->dilation, s->timeout_s);
+    fprintf(f, "[model]\nlayers = %d\ndim = %d\nheads = %d\nkv_heads = %d\nffn = %d\ncontext = %d\nvocab = %d\n\n",
+            s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->context, s->vocab);
+    fprintf(f, "[train]\ntrain = %s\nval = %s\nbatch = %d\nlr = %g\nwarmup = %d\neval_every = %d\nval_tokens = %ld\n"
+               "wire = %s\nsync = %c\nsync_every = %d\n",
+            s->train, s->val, s->batch, s->lr, s->warmup >= 0 ? s->warmup : s->steps / 10, s->eval_every,
+            s->val_tokens, s->wire, s->sync, s->sync_every);
+    for (int i = 0; i < s->narms; i++) {
+        const scenario_arm *a = &s->arms[i];
+        fprintf(f, "\n[arm %s]\nprofile = %s\nlink_model = %s\ncompress = %s\nwarm_steps = %d\nsync = %c\n"
+                   "sync_every = %d\n",
+                a->name, a->shaped ? a->profile_path : "none", a->link_model == TOPOLOGY_MESH ? "mesh" : "uplink",
+                a->compress ? "true" : "false", a->warm_steps >= 0 ? a->warm_steps : s->steps / 10,
+                a->sync ? a->sync : s->sync, a->sync_every ? a->sync_every : s->sync_every);
+    }
+}

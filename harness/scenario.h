@@ -1,0 +1,66 @@
+#ifndef WANCP_SCENARIO_H
+#define WANCP_SCENARIO_H
+
+#include "../shaper/profile.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/*
+ * An experiment description (an .ini file in scenarios/): what to train, on how many ranks, and the
+ * arms to compare, each one training run from the same seed and data over its own links.
+ *
+ *   [scenario]  name, ranks, steps, seed, target_val_loss, dilation (>= 1), timeout (s per arm)
+ *   [model]     layers, dim, heads, kv_heads, ffn, context, vocab
+ *   [train]     train, val (shards, relative to the scenario's folder), batch, lr, warmup,
+ *               eval_every, val_tokens, wire (bf16|fp32), sync (S|A), sync_every
+ *   [arm NAME]  profile (a link profile file, or none: unshaped), link_model (uplink|mesh),
+ *               compress (true|false), warm_steps, sync, sync_every (the arm's own)
+ *
+ * The whole file is read and checked before anything uses it: every problem is reported at
+ * once, each with file:line and the key, and `--set section.key=value` overrides apply as
+ * if they were the file's last lines (an arm's section is `arm.NAME`).
+ */
+#define SCENARIO_MAX_ARMS 16
+
+typedef struct scenario_arm {
+    char name[64];
+    char profile_path[1024]; /* resolved; "" when unshaped */
+    link_profile profile;
+    bool shaped;
+    int link_model;          /* enum topology_model */
+    bool compress;
+    int warm_steps;          /* -1: a tenth of the steps */
+    char sync;               /* 'S' or 'A' */
+    int sync_every;
+} scenario_arm;
+
+typedef struct scenario {
+    char path[1024], dir[1024];
+    char name[64];
+    int ranks, steps;
+    unsigned long seed;
+    double target_val_loss; /* 0: none given */
+    double dilation;
+    int timeout_s;
+    int layers, dim, heads, kv_heads, ffn, context, vocab;
+    char train[1024], val[1024];
+    int batch, warmup, eval_every;
+    long val_tokens;
+    double lr;
+    char wire[8];
+    char sync;
+    int sync_every;
+    scenario_arm arms[SCENARIO_MAX_ARMS];
+    int narms;
+} scenario;
+
+/* Reads and checks path with the overrides ("section.key=value") applied. */
+int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, char *err, size_t errlen);
+void scenario_free(scenario *s);
+
+/* The resolved scenario as INI (every value explicit), so a run can be repeated exactly. */
+void scenario_write(const scenario *s, FILE *f);
+
+#endif

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# scenario_cli.sh WANCP PROFILE_DIR: `wancp check scenario`, the scenario reader that `wancp
+# run` starts from: a good scenario prints resolved (every value explicit) and reads back to
+# the same; --set overrides apply, arms included; a bad one names every problem at once with
+# file:line and key, exit 2.
+set -uo pipefail
+wancp=$1 profiles=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0 passes=0
+check() { if eval "$2"; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi; }
+
+cat >"$work/good.ini" <<INI
+; three arms over 4 ranks
+[scenario]
+name = demo
+ranks = 4
+steps = 100
+target_val_loss = 6.5
+dilation = 4
+
+[model]
+context = 4096
+
+[train]
+sync = A
+
+[arm uncompressed@300mbit]
+profile = $profiles/wan-300m.ini
+
+[arm compressed@300mbit]
+profile = $profiles/wan-300m.ini
+compress = true
+warm_steps = 20
+
+[arm unshaped]
+profile = none
+INI
+"$wancp" check scenario "$work/good.ini" --set train.batch=2 --set arm.unshaped.link_model=mesh \
+  >"$work/resolved.ini" 2>"$work/log"
+check "a good scenario passes and says so" '[ $? = 0 ] && grep -q "ok (3 arms, 4 ranks, 100 steps)" "$work/log"'
+check "resolved: defaults explicit, --set applied to train and to an arm" \
+  'grep -q "^warmup = 10$" "$work/resolved.ini" && grep -q "^batch = 2$" "$work/resolved.ini" &&
+   grep -q "^dilation = 4$" "$work/resolved.ini" && grep -q "^warm_steps = 20$" "$work/resolved.ini" &&
+   [ "$(grep -c "^link_model = mesh$" "$work/resolved.ini")" = 1 ] && [ "$(grep -c "^sync = A$" "$work/resolved.ini")" = 4 ]'
+"$wancp" check scenario "$work/resolved.ini" >"$work/again.ini" 2>/dev/null
+check "the resolved scenario reads back to itself" 'diff <(grep -v "^;" "$work/resolved.ini") <(grep -v "^;" "$work/again.ini") >/dev/null'
+
+cat >"$work/bad.ini" <<'INI'
+[scenario]
+name = Bad Name
+ranks = 3
+steps = x
+colour = red
+[model]
+context = 4096
+heads = 5
+[arm a]
+profile = nowhere.ini
+compress = maybe
+INI
+"$wancp" check scenario "$work/bad.ini" --set scenario.seed=-1 --set arm.b.compress=true >/dev/null 2>"$work/err"
+rc=$?
+cat "$work/err"
+check "a bad scenario exits 2 with one line" '[ $rc = 2 ] && [ "$(wc -l <"$work/err")" = 1 ]'
+for needle in "bad.ini:2: [scenario] name = 'Bad Name'" "bad.ini:4: [scenario] steps = 'x'" \
+              "bad.ini:5: [scenario] unknown key 'colour'" "bad.ini:11: [arm a] compress = 'maybe'" \
+              "--set scenario.seed=-1: [scenario] seed = '-1'" "--set arm.b.compress=true: no arm 'b'" \
+              "does not split into 2 x 3 chunks" "dim = 256 is not divisible by heads = 5" \
+              "[arm a] profile: $work/nowhere.ini: cannot open"; do
+  check "names: $needle" 'grep -qF -- "$needle" "$work/err"'
+done
+printf '[scenario]\nname = x\nranks = 2\nsteps = 1\n' >"$work/noarm.ini"
+"$wancp" check scenario "$work/noarm.ini" 2>"$work/err" >/dev/null
+check "a scenario without arms is refused" '[ $? = 2 ] && grep -q "no \[arm NAME\] section" "$work/err"'
+"$wancp" check scenario "$work/missing.ini" 2>"$work/err" >/dev/null
+check "a missing file is named" '[ $? = 2 ] && grep -q "missing.ini: cannot open" "$work/err"'
+"$wancp" check scenario "$work/good.ini" --set 2>"$work/err" >/dev/null
+check "--set without a value is a usage error" '[ $? = 2 ] && grep -q "needs section.key=value" "$work/err"'
+
+echo "$passes passed, $failures failed"
+[ "$failures" = 0 ]
