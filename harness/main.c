@@ -22,9 +22,9 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     {"data", cli_data, "tokenize text into token shards (GPT-2 BPE or bytes); check and decode shards"},
-    {"train", cli_train, "train on token shards (CPU); --ranks P: context-parallel over P ranks"},
-    {"shape", cli_shape, "shaped rank namespaces up and down (uplink or mesh, htb); capture bytes"},
-    {"check", cli_check, "validate inputs (link profiles), every problem at once"},
+    {"train", cli_train, "train on token shards (CPU); --ranks P context-parallel, --compress K/V subspaces"},
+    {"shape", cli_shape, "shaped rank namespaces (rate, delay, jitter, loss); capture bytes; check"},
+    {"check", cli_check, "validate inputs (link profiles, scenarios), every problem at once"},
     {"bench", cli_bench, "measure against this machine's ceilings (tokenizer, training step, collectives)"},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
