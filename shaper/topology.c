@@ -449,27 +449,42 @@ static void relay_on_signal(int sig)
     relay_stop = 1;
 }
 
-/* Starts rank r's relay as a child entered into the switch namespace, and waits until its
- * sockets are open. It lives until topology_down kills what is inside the namespace. */
-static int start_relay(const topology *t, int r, char *err, size_t errlen)
+/* Forks a helper that lives in t's switch namespace, in its own session (the caller's
+ * Ctrl-C is the caller's to handle) with no terminal; returns its pid, 0 in the helper, or
+ * -1. topology_down kills it with everything else inside the namespace. */
+static pid_t fork_into_switch(const topology *t)
 {
     char sw[64], path[128];
     topology_ns_name(t->prefix, -1, sw, sizeof sw);
     snprintf(path, sizeof path, "/run/netns/%s", sw);
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    setsid();
+    int ns = open(path, O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || setns(ns, CLONE_NEWNET) != 0)
+        _exit(3);
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, STDIN_FILENO), dup2(null, STDOUT_FILENO), dup2(null, STDERR_FILENO);
+    return 0;
+}
+
+/* Starts rank r's relay as a child entered into the switch namespace, and waits until its
+ * sockets are open. It lives until topology_down kills what is inside the namespace. */
+static int start_relay(const topology *t, int r, char *err, size_t errlen)
+{
+    char sw[64];
+    topology_ns_name(t->prefix, -1, sw, sizeof sw);
     int ready[2];
     if (pipe(ready) != 0)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0)
+    pid_t pid = fork_into_switch(t);
+    if (pid < 0) {
+        close(ready[0]), close(ready[1]);
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "fork: %s", strerror(errno));
+    }
     if (pid == 0) {
         close(ready[0]);
-        setsid(); /* not in the caller's process group: its Ctrl-C is the caller's to handle */
-        int ns = open(path, O_RDONLY | O_CLOEXEC);
-        if (ns < 0 || setns(ns, CLONE_NEWNET) != 0)
-            _exit(3);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, STDIN_FILENO), dup2(null, STDOUT_FILENO), dup2(null, STDERR_FILENO);
         struct sigaction sa = {.sa_handler = relay_on_signal};
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
@@ -561,21 +576,12 @@ static int start_rate_player(const topology *t, char *err, size_t errlen)
         rate_plan_free(&plan);
         return rc;
     }
-    char sw[64], path[128];
-    topology_ns_name(t->prefix, -1, sw, sizeof sw);
-    snprintf(path, sizeof path, "/run/netns/%s", sw);
-    pid_t pid = fork();
+    pid_t pid = fork_into_switch(t);
     if (pid < 0) {
         rate_plan_free(&plan);
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "fork: %s", strerror(errno));
     }
     if (pid == 0) {
-        setsid();
-        int ns = open(path, O_RDONLY | O_CLOEXEC);
-        if (ns < 0 || setns(ns, CLONE_NEWNET) != 0)
-            _exit(3);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, STDIN_FILENO), dup2(null, STDOUT_FILENO), dup2(null, STDERR_FILENO);
         play_rates(t, &plan);
         _exit(0);
     }

@@ -37,14 +37,6 @@ static model_config config_of(int dim, int kv_heads, int chunks, int chunk, int 
     return c;
 }
 
-static void random_tokens(uint16_t *t, size_t n, int vocab, uint64_t seed)
-{
-    rng r;
-    rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++)
-        t[i] = (uint16_t)(rng_next(&r) % (uint64_t)vocab);
-}
-
 /* Heads psi away from zero so theta moves the subspaces; with weights, every weight too. */
 static void randomize(model *m, bool weights, uint64_t seed)
 {

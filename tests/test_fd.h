@@ -1,12 +1,21 @@
 #ifndef WANCP_TEST_FD_H
 #define WANCP_TEST_FD_H
 
-/* Shared by the model-level gradient checks: one tensor's sampled gradient against
+/* Shared by the model-level tests: seeded tokens, and one tensor's sampled gradient against
  * Richardson-extrapolated central differences of the model's loss. */
 #include "core/model/model.h"
 #include "core/util/rng.h"
 
 #include <math.h>
+
+/* n seeded tokens below vocab. */
+static inline void random_tokens(uint16_t *t, size_t n, int vocab, uint64_t seed)
+{
+    rng r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++)
+        t[i] = (uint16_t)(rng_next(&r) % (uint64_t)vocab);
+}
 
 typedef struct fd_result {
     double worst;     /* relative error, over elements above 1% of the largest sampled gradient */

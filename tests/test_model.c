@@ -29,14 +29,6 @@ static model_config tiny_config(int tied)
     return c;
 }
 
-static void random_tokens(uint16_t *t, size_t n, int vocab, uint64_t seed)
-{
-    rng r;
-    rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++)
-        t[i] = (uint16_t)(rng_next(&r) % (uint64_t)vocab);
-}
-
 /* Every tensor: 16 sampled elements (all of small ones) against Richardson-extrapolated
  * central differences of the mean loss, judged as in test_ops: relative error below 2e-2 on
  * significant elements, absolute error below 2e-3 of the largest sampled gradient. */

@@ -201,6 +201,14 @@ static void accumulate_covariance(run *r)
     r->cov_count++;
 }
 
+/* Rank 0's bases U0 (the frozen end of the parameter table) to every rank. */
+static int broadcast_bases(run *r)
+{
+    model *m = &r->m;
+    return comm_broadcast(r->c->comm, COMM_WEIGHT_SYNC, m->params + m->table.trainable,
+                          (m->table.total - m->table.trainable) * sizeof(float), 0, r->err, r->errlen);
+}
+
 /* METHOD.md section 3: covariance all-reduced, U0 from rank 0, psi back to 0. */
 static int warm_start(run *r)
 {
@@ -218,8 +226,7 @@ static int warm_start(run *r)
                                        model_param(m, w == 0 ? lp->u0_k : lp->u0_v), r->err, r->errlen);
         }
     if (rc == WANCP_OK && r->world > 1)
-        rc = comm_broadcast(r->c->comm, COMM_WEIGHT_SYNC, m->params + m->table.trainable,
-                            (m->table.total - m->table.trainable) * sizeof(float), 0, r->err, r->errlen);
+        rc = broadcast_bases(r);
     for (int l = 0; l < m->cfg.n_layers && rc == WANCP_OK; l++) {
         const int heads[4] = {m->layers[l].psi_wk, m->layers[l].psi_bk, m->layers[l].psi_wv, m->layers[l].psi_bv};
         for (int i = 0; i < 4; i++) {
@@ -274,8 +281,7 @@ static int stiefel_update(run *r, int step)
                               lr, r->err, r->errlen);
     }
     if (rc == WANCP_OK && r->world > 1 && c->stiefel_every > 0 && (step + 1) % c->stiefel_every == 0)
-        rc = comm_broadcast(c->comm, COMM_WEIGHT_SYNC, m->params + m->table.trainable,
-                            (m->table.total - m->table.trainable) * sizeof(float), 0, r->err, r->errlen);
+        rc = broadcast_bases(r);
     if (rc == WANCP_OK)
         rc = cp_attention_refresh_bases(&r->cp, m, r->err, r->errlen);
     cp_attention_zero_basis_grads(&r->cp, m);
