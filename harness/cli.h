@@ -15,6 +15,8 @@ int cli_bench(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_check(int argc, char **argv);
 int cli_shape(int argc, char **argv);
+int cli_run(int argc, char **argv);  /* wancp run, in cli_run.c */
+int cli_plot(int argc, char **argv); /* wancp plot, in cli_run.c */
 int bench_step(int argc, char **argv); /* wancp bench step, in bench_step.c */
 int bench_comm(int argc, char **argv); /* wancp bench comm, in bench_comm.c */
 int shape_check(int argc, char **argv); /* wancp shape check, in shape_check.c */

@@ -3,14 +3,17 @@
 
 #include "../core/status.h"
 #include "../shaper/profile.h"
+#include "results.h"
 #include "scenario.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char USAGE[] =
     "Usage: wancp check profile FILE...\n"
     "       wancp check scenario FILE [--set section.key=value]...\n"
+    "       wancp check RESULTS_DIR [--against REFERENCE] [--tolerance PERCENT]\n"
     "\n"
     "  profile   link profiles (INI, one [link] section; see scenarios/profiles/): prints one\n"
     "            line per valid profile; otherwise every problem of the file, each with\n"
@@ -55,6 +58,33 @@ static int check_scenario(int argc, char **argv)
     return 0;
 }
 
+static int check_results(int argc, char **argv)
+{
+    const char *dir = argv[1], *against = NULL;
+    double tolerance = 1.0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--against") == 0 && i + 1 < argc) {
+            against = argv[++i];
+        } else if (strcmp(argv[i], "--tolerance") == 0 && i + 1 < argc) {
+            if (cli_parse_float("check", "--tolerance", argv[++i], 0, 1000, &tolerance) != 0)
+                return 2;
+        } else {
+            return cli_usage_error("check", "unknown option '%s' for a results folder", argv[i]);
+        }
+    }
+    static run_summary s;
+    char err[4096];
+    int rc = results_summarize(&s, dir, err, sizeof err);
+    if (rc != WANCP_OK) {
+        fprintf(stderr, "wancp check: %s\n", err);
+        return wancp_exit_status(rc);
+    }
+    int status = results_check(&s, against, tolerance / 100, stdout, err, sizeof err);
+    if (status == 2)
+        fprintf(stderr, "wancp check: %s\n", err);
+    return status;
+}
+
 int cli_check(int argc, char **argv)
 {
     if (argc < 2)
@@ -65,8 +95,12 @@ int cli_check(int argc, char **argv)
     }
     if (strcmp(argv[1], "scenario") == 0)
         return check_scenario(argc, argv);
+    struct stat st;
+    if (stat(argv[1], &st) == 0 && S_ISDIR(st.st_mode))
+        return check_results(argc, argv);
     if (strcmp(argv[1], "profile") != 0)
-        return cli_usage_error("check", "unknown input kind '%s': expected profile or scenario", argv[1]);
+        return cli_usage_error("check", "unknown input kind '%s': expected profile, scenario or a results folder",
+                               argv[1]);
     if (argc < 3)
         return cli_usage_error("check", "profile needs at least one FILE");
     int status = 0;

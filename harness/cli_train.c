@@ -116,10 +116,14 @@ static void report(void *ctx, const step_report *r)
         fputc(',', t->metrics);
         if (isfinite(r->grad_norm))
             fprintf(t->metrics, "%.6g", r->grad_norm);
-        fprintf(t->metrics, ",%lld,%.2f,%llu,%llu,%llu,%llu,%d\n", r->tokens, r->step_ms,
+        double comm_ms = 0;
+        for (int cls = 0; cls < COMM_NCLASSES; cls++)
+            comm_ms += r->wait_ms[cls];
+        fprintf(t->metrics, ",%lld,%.2f,%llu,%llu,%llu,%llu,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f\n", r->tokens, r->step_ms,
                 (unsigned long long)r->tx_bytes[COMM_KV_FORWARD], (unsigned long long)r->tx_bytes[COMM_KV_BACKWARD],
                 (unsigned long long)r->tx_bytes[COMM_WEIGHT_SYNC], (unsigned long long)r->tx_bytes[COMM_CONTROL],
-                r->compressed);
+                r->compressed, r->step_ms - comm_ms, comm_ms, r->wait_ms[COMM_KV_FORWARD],
+                r->wait_ms[COMM_KV_BACKWARD], r->wait_ms[COMM_WEIGHT_SYNC] + r->wait_ms[COMM_CONTROL], r->unix_s);
         fflush(t->metrics);
         t->rows++;
     }
@@ -173,11 +177,13 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "# optim: lr=%g lr_final_frac=%g warmup=%d steps=%d beta1=%g beta2=%g eps=%g weight_decay=%g clip=%g\n"
             "# data: train=%s val=%s batch=%d seq=%d val_tokens=%ld\n# seed: %llu\n"
             "# cp: ranks=%d layout=%s sync=%s sync_every=%d chunks=%d wire=%s kv=%s (bytes columns: rank 0's "
-            "payload sent, cumulative)\n"
+            "payload sent, cumulative; "
+            "comm_ms: time blocked on communication, compute_ms the rest of step_ms)\n"
             "# compression: psi_k=%d rank_k=%d rank_v=%d planes=%d warm_steps=%d cov_steps=%d compress_last=%d "
             "unplug_at=%g check_shared=%d stiefel=%d stiefel_lr=%g stiefel_every=%d rotation=%s\n"
             "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
-            "sync_tx_bytes,control_tx_bytes,compressed\n",
+            "sync_tx_bytes,control_tx_bytes,compressed,compute_ms,comm_ms,kv_fwd_wait_ms,kv_bwd_wait_ms,"
+            "sync_wait_ms,unix_s\n",
             wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), m->n_layers,
             m->dim, m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab, m->context, m->attn_block, m->tied_head,
             (double)m->rope_theta, (double)m->norm_eps, (double)o->lr, (double)o->lr_final_frac, o->warmup_steps,
@@ -323,7 +329,12 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     if (c->seq == 0)
         c->seq = c->model.context;
     /* The default attention block also divides the chunk a rank holds. */
-    const int pieces = t->ranks > 1 ? 2 * t->ranks : c->chunks;
+    int world = t->ranks; /* launched ranks learn P from the environment */
+    static const char *const WORLD_VARS[] = {"WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"};
+    for (int i = 0; i < 3 && world <= 1; i++)
+        if (getenv(WORLD_VARS[i]) != NULL)
+            world = atoi(getenv(WORLD_VARS[i]));
+    const int pieces = world > 1 ? 2 * world : c->chunks;
     if (!block_given && pieces > 0 && c->seq % pieces == 0)
         while (c->model.attn_block > 1 && (c->seq / pieces) % c->model.attn_block != 0)
             c->model.attn_block /= 2;

@@ -24,7 +24,9 @@ static const command COMMANDS[] = {
     {"data", cli_data, "tokenize text into token shards (GPT-2 BPE or bytes); check and decode shards"},
     {"train", cli_train, "train on token shards (CPU); --ranks P context-parallel, --compress K/V subspaces"},
     {"shape", cli_shape, "shaped rank namespaces (rate, delay, jitter, loss); capture bytes; check"},
-    {"check", cli_check, "validate inputs (link profiles, scenarios), every problem at once"},
+    {"run", cli_run, "run a scenario's arms over shaped links: results, summary and figures"},
+    {"plot", cli_plot, "redraw a results folder's summary and figures"},
+    {"check", cli_check, "validate inputs (profiles, scenarios); check a run's communication volume"},
     {"bench", cli_bench, "measure against this machine's ceilings (tokenizer, training step, collectives)"},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -110,6 +110,14 @@ static scenario_arm *arm_named(parse *ps, const char *name)
         problem(ps, "more than %d arms", SCENARIO_MAX_ARMS);
         return NULL;
     }
+    size_t n = strlen(name), ok = n > 0 && n < sizeof s->arms[0].name;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+             (name[i] >= '0' && name[i] <= '9') || strchr("@+_-", name[i]) != NULL;
+    if (!ok) { /* it names the arm's results folder */
+        problem(ps, "[arm %s]: an arm's name is 1 to 63 of A-Z, a-z, 0-9, @, +, _ and -", name);
+        return NULL;
+    }
     scenario_arm *a = &s->arms[s->narms++];
     *a = (scenario_arm){.link_model = TOPOLOGY_UPLINK, .warm_steps = -1};
     snprintf(a->name, sizeof a->name, "%s", name);
@@ -131,6 +139,10 @@ static void arm_key(parse *ps, scenario_arm *a, const char *sec, const char *key
         if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
             problem(ps, "[%s] compress = '%s': expected true or false", sec, v);
         a->compress = strcmp(v, "true") == 0;
+    } else if (strcmp(key, "compress_last") == 0) {
+        if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+            problem(ps, "[%s] compress_last = '%s': expected true or false", sec, v);
+        a->compress_last = strcmp(v, "true") == 0;
     } else if (strcmp(key, "warm_steps") == 0) {
         set_int(ps, sec, key, v, 0, 100000000, &a->warm_steps);
     } else if (strcmp(key, "sync") == 0) {
@@ -138,7 +150,8 @@ static void arm_key(parse *ps, scenario_arm *a, const char *sec, const char *key
     } else if (strcmp(key, "sync_every") == 0) {
         set_int(ps, sec, key, v, 1, 1000000, &a->sync_every);
     } else {
-        problem(ps, "[%s] unknown key '%s' (profile, link_model, compress, warm_steps, sync, sync_every)", sec, key);
+        problem(ps, "[%s] unknown key '%s' (profile, link_model, compress, compress_last, warm_steps, sync, "
+                "sync_every)", sec, key);
     }
 }
 
@@ -328,10 +341,10 @@ void scenario_write(const scenario *s, FILE *f)
             s->val_tokens, s->wire, s->sync, s->sync_every);
     for (int i = 0; i < s->narms; i++) {
         const scenario_arm *a = &s->arms[i];
-        fprintf(f, "\n[arm %s]\nprofile = %s\nlink_model = %s\ncompress = %s\nwarm_steps = %d\nsync = %c\n"
-                   "sync_every = %d\n",
+        fprintf(f, "\n[arm %s]\nprofile = %s\nlink_model = %s\ncompress = %s\ncompress_last = %s\nwarm_steps = %d\n"
+                   "sync = %c\nsync_every = %d\n",
                 a->name, a->shaped ? a->profile_path : "none", a->link_model == TOPOLOGY_MESH ? "mesh" : "uplink",
-                a->compress ? "true" : "false", a->warm_steps >= 0 ? a->warm_steps : s->steps / 10,
+                a->compress ? "true" : "false", a->compress_last ? "true" : "false", a->warm_steps >= 0 ? a->warm_steps : s->steps / 10,
                 a->sync ? a->sync : s->sync, a->sync_every ? a->sync_every : s->sync_every);
     }
 }

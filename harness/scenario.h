@@ -16,7 +16,8 @@
  *   [train]     train, val (shards, relative to the scenario's folder), batch, lr, warmup,
  *               eval_every, val_tokens, wire (bf16|fp32), sync (S|A), sync_every
  *   [arm NAME]  profile (a link profile file, or none: unshaped), link_model (uplink|mesh),
- *               compress (true|false), warm_steps, sync, sync_every (the arm's own)
+ *               compress (true|false), compress_last (true|false), warm_steps, sync,
+ *               sync_every (the arm's own); NAME: 1 to 63 of A-Z a-z 0-9 @ + _ -
  *
  * The whole file is read and checked before anything uses it: every problem is reported at
  * once, each with file:line and the key, and `--set section.key=value` overrides apply as
@@ -31,6 +32,7 @@ typedef struct scenario_arm {
     bool shaped;
     int link_model;          /* enum topology_model */
     bool compress;
+    bool compress_last;      /* the last layer's K/V too (METHOD.md 5: all blocks compressed) */
     int warm_steps;          /* -1: a tenth of the steps */
     char sync;               /* 'S' or 'A' */
     int sync_every;

@@ -160,6 +160,7 @@ static int capture_main(const char *prefix, int ranks, const char *csv_path, con
     }
     fprintf(f, "# wancp wire capture: switch %s, %d ports, ingress only (each packet once, at its sender)\n", ns,
             ranks);
+    fprintf(f, "# start_unix: %lld.%09ld (second 0 begins here)\n", (long long)k.start.tv_sec, k.start.tv_nsec);
     for (int r = 0; r < ranks; r++) {
         struct pcap_stat st = {0};
         pcap_stats(handles[r], &st);

@@ -14,7 +14,7 @@
  *
  * The capture runs in a child process entered into the switch namespace; capture_stop
  * ends it and it writes wire.csv (temporary name, then renamed):
- *   # lines: prefix, ranks, kernel drops per port
+ *   # lines: prefix, ranks, start_unix (real time of second 0), kernel drops per port
  *   second,src_rank,dst_rank,port,frames,wire_bytes,payload_bytes
  * With pcap_dir, every port's packets also go to pcap_dir/pK.pcap (opens in Wireshark).
  */

@@ -253,7 +253,9 @@ void link_profile_describe(const link_profile *p, char *buf, size_t len)
         shaper_format_rate(p->rate_bps, rate, sizeof rate);
     shaper_format_time(p->delay_ns, delay, sizeof delay);
     shaper_format_time(p->jitter_ns, jitter, sizeof jitter);
-    size_t used = (size_t)snprintf(buf, len, "%s: %s, delay %s", p->name, rate, delay);
+    size_t used = (size_t)snprintf(buf, len, "%s: %s", p->name, rate);
+    if (p->delay_ns > 0 && used < len)
+        used += (size_t)snprintf(buf + used, len - used, ", delay %s", delay);
     if (p->jitter_ns > 0 && used < len)
         used += (size_t)snprintf(buf + used, len - used, ", jitter %s %s", jitter, names[p->distribution]);
     if (p->loss_ppm > 0 && used < len)

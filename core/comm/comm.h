@@ -82,6 +82,10 @@ typedef struct comm_counts {
 } comm_counts;
 comm_counts comm_counts_of(const comm *c, int peer, int cls);
 
+/* Seconds this rank's callers spent blocked in comm_wait (and so in every blocking call
+ * and collective) on requests of a class: the communication compute did not hide. */
+double comm_blocked_seconds(const comm *c, int cls);
+
 /* ---- collectives (blocking; every rank calls them in the same order) ---- */
 
 enum comm_allgather_algo { COMM_DIRECT, COMM_RING };

@@ -49,6 +49,7 @@ struct comm {
     bool stopping;
     bool failed;
     char error[512];
+    double blocked_s[COMM_NCLASSES]; /* time callers spent waiting in comm_wait*, by class */
 
     float *scratch;           /* reduction buffers of the collectives, grown once, reused */
     size_t scratch_floats;

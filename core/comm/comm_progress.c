@@ -302,9 +302,14 @@ int comm_wait_all(comm *c, comm_request **reqs, int n, char *err, size_t errlen)
     if (n == 0)
         return WANCP_OK;
     pthread_mutex_lock(&c->lock);
-    for (int i = 0; i < n && !c->failed; i++)
+    for (int i = 0; i < n && !c->failed; i++) {
+        if (reqs[i]->complete)
+            continue;
+        const double t0 = comm_now();
         while (!reqs[i]->complete && !c->failed)
             pthread_cond_wait(&c->changed, &c->lock);
+        c->blocked_s[reqs[i]->cn->cls] += comm_now() - t0; /* exposed communication */
+    }
     int rc = c->failed ? wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", c->error) : WANCP_OK;
     /* After a failure requests may still sit in queues; the communicator is unusable then,
      * and comm_close releases everything. */
@@ -342,6 +347,15 @@ comm_counts comm_counts_of(const comm *c, int peer, int cls)
     comm_counts counts = peer == c->opt.rank ? (comm_counts){0} : comm_conn(m, peer, cls)->counts;
     pthread_mutex_unlock(&m->lock);
     return counts;
+}
+
+double comm_blocked_seconds(const comm *c, int cls)
+{
+    comm *m = (comm *)c;
+    pthread_mutex_lock(&m->lock);
+    double s = c->blocked_s[cls];
+    pthread_mutex_unlock(&m->lock);
+    return s;
 }
 
 int comm_rank(const comm *c)

@@ -98,8 +98,23 @@ static int sync_weights(run *r, int step)
     return rc;
 }
 
+/* Seconds blocked on communication so far, per class (zero for one process). */
+static void blocked(const run *r, double out[COMM_NCLASSES])
+{
+    for (int cls = 0; cls < COMM_NCLASSES; cls++)
+        out[cls] = r->world > 1 ? comm_blocked_seconds(r->c->comm, cls) : 0.0;
+}
+
+static double unix_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 static void counts(run *r, step_report *rep)
 {
+    rep->unix_s = unix_now();
     for (int cls = 0; cls < COMM_NCLASSES && r->world > 1; cls++) {
         rep->tx_bytes[cls] = 0;
         for (int p = 0; p < r->world; p++)
@@ -351,7 +366,8 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
         if ((rc = schedule_compression(&r, step)) != WANCP_OK)
             goto done;
         const bool compressed = r.cp_on && r.cp.compress;
-        double t0 = now_s();
+        double t0 = now_s(), blocked0[COMM_NCLASSES], blocked1[COMM_NCLASSES];
+        blocked(&r, blocked0);
         loader_next(&r.train);
         model_zero_grads(&r.m);
         double loss;
@@ -372,6 +388,9 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
                             .grad_norm = norm, .lr = optim_lr(&c->optim, step - 1),
                             .tokens = (long long)step * per_batch, .step_ms = (now_s() - t0) * 1e3,
                             .compressed = compressed};
+        blocked(&r, blocked1);
+        for (int cls = 0; cls < COMM_NCLASSES; cls++)
+            rep.wait_ms[cls] = (blocked1[cls] - blocked0[cls]) * 1e3;
         if (!isfinite(loss)) {
             rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "training diverged at step %d (loss %g); lower --lr",
                             step, loss);

@@ -57,6 +57,8 @@ typedef struct step_report {
     double step_ms;         /* forward + backward + optimizer of this step */
     double wall_s;          /* since the trainer started */
     uint64_t tx_bytes[COMM_NCLASSES]; /* payload bytes this rank sent so far, per class */
+    double wait_ms[COMM_NCLASSES]; /* of step_ms, time blocked on communication, per class */
+    double unix_s;          /* real time of the report (lines a run up with packet captures) */
     bool compressed;        /* K/V went compressed in this step */
     double basis_error;     /* final report with compression: largest |U^T U - I| over every U0 and
                              * U_theta of the last step; NAN otherwise */

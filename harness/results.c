@@ -1,0 +1,459 @@
+/* A results folder read back into per-arm summaries (summary.json, summary.md). */
+#include "results.h"
+
+#include "../core/comm/comm.h"
+#include "../core/status.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- wire.csv: bytes on the wire per second and flow ---- */
+
+typedef struct wire_row {
+    double second;
+    int src, dst, port;
+    double frames, wire, payload;
+} wire_row;
+
+typedef struct wire_file {
+    wire_row *rows;
+    size_t n;
+    double start_unix;
+} wire_file;
+
+static int wire_read(wire_file *w, const char *path, char *err, size_t errlen)
+{
+    *w = (wire_file){.start_unix = NAN};
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open", path);
+    char line[512];
+    size_t cap = 0;
+    int lineno = 0, rc = WANCP_OK;
+    while (fgets(line, sizeof line, f) != NULL) {
+        lineno++;
+        if (strncmp(line, "# start_unix:", 13) == 0)
+            w->start_unix = strtod(line + 13, NULL);
+        if (line[0] < '0' || line[0] > '9')
+            continue;
+        wire_row r;
+        if (sscanf(line, "%lf,%d,%d,%d,%lf,%lf,%lf", &r.second, &r.src, &r.dst, &r.port, &r.frames, &r.wire,
+                   &r.payload) != 7) {
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s:%d: expected 7 numbers", path, lineno);
+            break;
+        }
+        if (w->n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            wire_row *grown = realloc(w->rows, cap * sizeof *grown);
+            if (grown == NULL) {
+                rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
+                break;
+            }
+            w->rows = grown;
+        }
+        w->rows[w->n++] = r;
+    }
+    fclose(f);
+    if (rc != WANCP_OK) {
+        free(w->rows);
+        w->rows = NULL;
+    }
+    return rc;
+}
+
+/* The traffic class of a listening port (comm.h: master_port + 1 + 4 rank + class). */
+static int port_class(int port, int master_port)
+{
+    if (port <= master_port)
+        return COMM_CONTROL; /* the rendezvous */
+    return (port - master_port - 1) % COMM_NCLASSES;
+}
+
+/* K/V bytes rank 0 put on the wire between unix times a and b (seconds are apportioned
+ * where the window cuts them); NAN bounds: the whole capture. */
+static void wire_kv_from_rank0(const wire_file *w, int master_port, double a, double b, double *wire,
+                               double *payload)
+{
+    *wire = *payload = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        const wire_row *r = &w->rows[i];
+        int cls = port_class(r->port, master_port);
+        if (r->src != 0 || r->dst < 0 || r->port == 0 || (cls != COMM_KV_FORWARD && cls != COMM_KV_BACKWARD))
+            continue;
+        double share = 1.0;
+        if (isfinite(a) && isfinite(b)) {
+            double lo = w->start_unix + r->second, hi = lo + 1;
+            double from = lo > a ? lo : a, to = hi < b ? hi : b;
+            share = to > from ? to - from : 0;
+        }
+        *wire += share * r->wire;
+        *payload += share * r->payload;
+    }
+}
+
+/* ---- summary of one arm ---- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    if (n == 0)
+        return NAN;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Everything the metrics tell: losses, time to target, the steady window's medians. */
+static void summarize_metrics(arm_summary *a, const metrics_file *m, double target)
+{
+    const double D = a->dilation;
+    const metrics_row *rows = m->rows;
+    const int n = m->nrows;
+    a->final_val_loss = NAN;
+    a->time_to_target_s = NAN;
+    double train_s = 0, prev_s = NAN, prev_val = NAN;
+    for (int i = 0; i < n; i++) {
+        if (rows[i].step > 0 && isfinite(rows[i].step_ms))
+            train_s += rows[i].step_ms / 1e3 / D;
+        if (isfinite(rows[i].val_loss)) {
+            const double v = rows[i].val_loss;
+            a->final_val_loss = v;
+            /* Where the validation curve crosses the target, linear between evaluations, so
+             * the evaluation interval does not round every arm's time up. */
+            if (target > 0 && v <= target && !isfinite(a->time_to_target_s))
+                a->time_to_target_s = isfinite(prev_val) && prev_val > target
+                                          ? prev_s + (train_s - prev_s) * (prev_val - target) / (prev_val - v)
+                                          : train_s;
+            prev_s = train_s;
+            prev_val = v;
+        }
+        a->steps = rows[i].step;
+    }
+    /* Steady: from the second step after the last switch (compression on, or off when
+     * unplugged), so start-up and the switch itself are left out. */
+    int switch_at = 0;
+    for (int i = 2; i < n; i++)
+        if (rows[i].compressed != rows[i - 1].compressed)
+            switch_at = i;
+    int from = switch_at + 2 < n ? switch_at + 2 : (n > 1 ? n - 1 : 0);
+    a->steady_from = n > 0 ? rows[from].step : 0;
+    int k = 0;
+    double *v[7];
+    int allocated = 1;
+    for (int j = 0; j < 7; j++)
+        allocated &= (v[j] = calloc((size_t)n + 1, sizeof(double))) != NULL;
+    if (!allocated) {
+        for (int j = 0; j < 7; j++)
+            free(v[j]);
+        return;
+    }
+    for (int i = from > 0 ? from : 1; i < n; i++, k++) {
+        v[0][k] = rows[i].step_ms / 1e3 / D;
+        v[1][k] = (rows[i].step_ms - rows[i].comm_ms) / 1e3 / D;
+        v[2][k] = rows[i].comm_ms / 1e3 / D;
+        v[3][k] = rows[i].kv_fwd_wait_ms / 1e3 / D;
+        v[4][k] = rows[i].kv_bwd_wait_ms / 1e3 / D;
+        v[5][k] = (double)(rows[i].kv_fwd_tx - rows[i - 1].kv_fwd_tx);
+        v[6][k] = (double)(rows[i].kv_bwd_tx - rows[i - 1].kv_bwd_tx);
+    }
+    a->step_time_s_median = median(v[0], k);
+    a->compute_s_median = median(v[1], k);
+    a->comm_s_median = median(v[2], k);
+    a->kv_fwd_wait_s_median = median(v[3], k);
+    a->kv_bwd_wait_s_median = median(v[4], k);
+    a->kv_fwd_bytes_per_step_app = median(v[5], k);
+    a->kv_bwd_bytes_per_step_app = median(v[6], k);
+    a->kv_bytes_per_step_app = a->kv_fwd_bytes_per_step_app + a->kv_bwd_bytes_per_step_app;
+    k = 0;
+    for (int i = from > 0 ? from : 1; i < n; i++)
+        v[0][k++] = rows[i].sync_wait_ms / 1e3 / D;
+    a->sync_wait_s_median = median(v[0], k);
+    for (int j = 0; j < 7; j++)
+        free(v[j]);
+    if (n > 1 && a->steps > 0)
+        a->sync_bytes_per_step = (double)(rows[n - 1].sync_tx - rows[0].sync_tx) / (double)(n - 1);
+    uint64_t fwd, bwd;
+    metrics_kv_formula(m, 0, n > 0 && rows[n - 1].compressed, &fwd, &bwd);
+    a->kv_fwd_formula = (double)fwd;
+    a->kv_bwd_formula = (double)bwd;
+}
+
+/* Bytes on the wire against the app counters: the whole run, and per step in the steady
+ * window (the wire's bytes per app byte there, times a training step's app bytes, so the
+ * evaluations' traffic, counted by both, does not inflate a step). A window shorter than
+ * 30 s takes the whole run's ratio instead. */
+static void summarize_wire(arm_summary *a, const metrics_file *m, const wire_file *w, int master_port)
+{
+    const int n = m->nrows;
+    double wire, payload;
+    wire_kv_from_rank0(w, master_port, NAN, NAN, &wire, &payload);
+    const double app_total = n > 0 ? (double)(m->rows[n - 1].kv_fwd_tx + m->rows[n - 1].kv_bwd_tx) : 0;
+    a->wire_payload_over_app = app_total > 0 ? payload / app_total : NAN;
+    int from = 0;
+    while (from < n && m->rows[from].step < a->steady_from)
+        from++;
+    /* Per-second buckets cut the window's ends approximately: only a long window is used. */
+    const double min_window_s = 30;
+    if (from < 1 || from >= n || !isfinite(m->rows[from - 1].unix_s) || !isfinite(w->start_unix) ||
+        m->rows[n - 1].unix_s - m->rows[from - 1].unix_s < min_window_s) {
+        a->wire_over_app = app_total > 0 ? wire / app_total : NAN;
+    } else {
+        const metrics_row *first = &m->rows[from - 1], *last = &m->rows[n - 1];
+        wire_kv_from_rank0(w, master_port, first->unix_s, last->unix_s, &wire, &payload);
+        double app = (double)(last->kv_fwd_tx + last->kv_bwd_tx - first->kv_fwd_tx - first->kv_bwd_tx);
+        a->wire_over_app = app > 0 ? wire / app : NAN;
+    }
+    a->kv_bytes_per_step_wire = a->kv_bytes_per_step_app * a->wire_over_app;
+}
+
+static void json_text(json_t *o, const char *key, char *out, size_t len)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    snprintf(out, len, "%s", s != NULL ? s : "");
+}
+
+int results_summarize(run_summary *s, const char *run_dir, char *err, size_t errlen)
+{
+    *s = (run_summary){.dilation = 1, .master_port = 20000};
+    snprintf(s->dir, sizeof s->dir, "%s", run_dir);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/run.json", run_dir);
+    json_error_t jerr;
+    json_t *run = json_load_file(path, 0, &jerr);
+    if (run == NULL && access(path, R_OK) != 0)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot read: not a wancp run's results folder", path);
+    if (run == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s:%d: %s", path, jerr.line, jerr.text);
+    json_text(run, "scenario", s->scenario, sizeof s->scenario);
+    if (json_is_number(json_object_get(run, "dilation")))
+        s->dilation = json_number_value(json_object_get(run, "dilation"));
+    s->target_val_loss = json_number_value(json_object_get(run, "target_val_loss"));
+    if (json_is_integer(json_object_get(run, "master_port")))
+        s->master_port = (int)json_integer_value(json_object_get(run, "master_port"));
+    json_t *arms = json_object_get(run, "arms");
+    if (!json_is_array(arms) || s->dilation < 1) {
+        json_decref(run);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: no \"arms\" list (or a dilation below 1)", path);
+    }
+    int rc = WANCP_OK;
+    for (size_t i = 0; i < json_array_size(arms) && s->narms < 16; i++) {
+        json_t *ja = json_array_get(arms, i);
+        arm_summary *a = &s->arms[s->narms++];
+        *a = (arm_summary){.dilation = s->dilation, .final_val_loss = NAN, .time_to_target_s = NAN,
+                           .step_time_s_median = NAN, .compute_s_median = NAN, .comm_s_median = NAN,
+                           .kv_fwd_wait_s_median = NAN, .kv_bwd_wait_s_median = NAN, .sync_wait_s_median = NAN,
+                           .kv_fwd_bytes_per_step_app = NAN, .kv_bwd_bytes_per_step_app = NAN,
+                           .kv_bytes_per_step_app = NAN, .kv_bytes_per_step_wire = NAN, .sync_bytes_per_step = NAN,
+                           .kv_fwd_formula = NAN, .kv_bwd_formula = NAN, .wire_payload_over_app = NAN,
+                           .wire_over_app = NAN};
+        json_text(ja, "name", a->name, sizeof a->name);
+        json_text(ja, "outcome", a->outcome, sizeof a->outcome);
+        json_text(ja, "reason", a->reason, sizeof a->reason);
+        json_text(ja, "link", a->link, sizeof a->link);
+        json_text(ja, "sync", a->sync, sizeof a->sync);
+        a->sync_every = (int)json_integer_value(json_object_get(ja, "sync_every"));
+        a->compress = json_is_true(json_object_get(ja, "compress"));
+        if (a->name[0] == 0 || strchr(a->name, '/') != NULL || a->name[0] == '.') {
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: arm %zu has no usable name", path, i);
+            break;
+        }
+        metrics_file m;
+        snprintf(path, sizeof path, "%s/%s/metrics.csv", run_dir, a->name);
+        if (access(path, F_OK) != 0)
+            continue; /* never started, or nothing written */
+        if ((rc = metrics_read(&m, path, err, errlen)) != WANCP_OK)
+            break;
+        a->has_metrics = true;
+        summarize_metrics(a, &m, s->target_val_loss);
+        wire_file w;
+        snprintf(path, sizeof path, "%s/%s/wire.csv", run_dir, a->name);
+        if (access(path, F_OK) == 0) {
+            if ((rc = wire_read(&w, path, err, errlen)) != WANCP_OK) {
+                metrics_free(&m);
+                break;
+            }
+            a->has_wire = true;
+            summarize_wire(a, &m, &w, s->master_port);
+            free(w.rows);
+        }
+        metrics_free(&m);
+    }
+    json_decref(run);
+    return rc;
+}
+
+/* ---- summary.json and summary.md ---- */
+
+static json_t *number_or_null(double x)
+{
+    return isfinite(x) ? json_real(x) : json_null();
+}
+
+static int write_then_rename(const char *path, const char *text, char *err, size_t errlen)
+{
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.partial", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", tmp);
+    int bad = fputs(text, f) < 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", path);
+    }
+    return WANCP_OK;
+}
+
+static char *summary_json(const run_summary *s)
+{
+    json_t *o = json_object(), *arms = json_array();
+    json_object_set_new(o, "scenario", json_string(s->scenario));
+    json_object_set_new(o, "dilation", json_real(s->dilation));
+    json_object_set_new(o, "target_val_loss", number_or_null(s->target_val_loss > 0 ? s->target_val_loss : NAN));
+    json_object_set_new(o, "times", json_string("training time: the sum of step times (start-up and evaluation "
+                                                "left out), divided by the dilation"));
+    json_object_set_new(o, "bytes", json_string("payload bytes rank 0 sends per training step (app counters, median "
+                                                "over the steady steps); wire: whole frames"));
+    for (int i = 0; i < s->narms; i++) {
+        const arm_summary *a = &s->arms[i];
+        json_t *j = json_object();
+        json_object_set_new(j, "name", json_string(a->name));
+        json_object_set_new(j, "outcome", json_string(a->outcome));
+        if (a->reason[0])
+            json_object_set_new(j, "reason", json_string(a->reason));
+        json_object_set_new(j, "link", json_string(a->link));
+        json_object_set_new(j, "sync", json_string(a->sync));
+        json_object_set_new(j, "sync_every", json_integer(a->sync_every));
+        json_object_set_new(j, "compress", json_boolean(a->compress));
+        json_object_set_new(j, "steps", json_integer(a->steps));
+        json_object_set_new(j, "final_val_loss", number_or_null(a->final_val_loss));
+        json_object_set_new(j, "time_to_target_s", number_or_null(a->time_to_target_s));
+        json_object_set_new(j, "steady_from_step", json_integer(a->steady_from));
+        json_object_set_new(j, "kv_bytes_per_step_app", number_or_null(a->kv_bytes_per_step_app));
+        json_object_set_new(j, "kv_fwd_bytes_per_step_app", number_or_null(a->kv_fwd_bytes_per_step_app));
+        json_object_set_new(j, "kv_bwd_bytes_per_step_app", number_or_null(a->kv_bwd_bytes_per_step_app));
+        json_object_set_new(j, "kv_bytes_per_step_formula", number_or_null(a->kv_fwd_formula + a->kv_bwd_formula));
+        json_object_set_new(j, "kv_bytes_per_step_wire", number_or_null(a->kv_bytes_per_step_wire));
+        json_object_set_new(j, "kv_wire_payload_over_app", number_or_null(a->wire_payload_over_app));
+        json_object_set_new(j, "sync_bytes_per_step", number_or_null(a->sync_bytes_per_step));
+        json_object_set_new(j, "step_time_s_median", number_or_null(a->step_time_s_median));
+        json_object_set_new(j, "compute_s_median", number_or_null(a->compute_s_median));
+        json_object_set_new(j, "exposed_comm_s_median", number_or_null(a->comm_s_median));
+        json_object_set_new(j, "dilation", json_real(a->dilation));
+        json_array_append_new(arms, j);
+    }
+    json_object_set_new(o, "arms", arms);
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(8));
+    json_decref(o);
+    return text;
+}
+
+static void fmt_bytes(double b, char *buf, size_t len)
+{
+    if (!isfinite(b))
+        snprintf(buf, len, "-");
+    else if (b >= 1e6)
+        snprintf(buf, len, "%.2f MB", b / 1e6);
+    else
+        snprintf(buf, len, "%.1f kB", b / 1e3);
+}
+
+static void fmt_num(double x, const char *f, char *buf, size_t len)
+{
+    if (isfinite(x))
+        snprintf(buf, len, f, x);
+    else
+        snprintf(buf, len, "-");
+}
+
+static char *summary_md(const run_summary *s)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f == NULL)
+        return NULL;
+    fprintf(f, "# %s\n\n", s->scenario);
+    fprintf(f, "Times are training time (the sum of step times; start-up and evaluation left out)%s. "
+               "Bytes are what rank 0 sends per training step: the app counters (median over the steady steps) "
+               "and whole frames on the wire (pcap).\n\n",
+            s->dilation > 1 ? ", dilated: links ran at B/D with delays x D and times are divided by D" : "");
+    if (s->dilation > 1)
+        fprintf(f, "Dilation D = %g.\n\n", s->dilation);
+    fprintf(f, "| arm | outcome | link | sync | steps | final val | time to %s | step (s) | compute | exposed comm | "
+               "K/V per step (app) | K/V (wire) | formula | sync per step |\n",
+            s->target_val_loss > 0 ? "target" : "target (none)");
+    fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    double base_kv = NAN, base_time = NAN;
+    for (int i = 0; i < s->narms; i++) {
+        const arm_summary *a = &s->arms[i];
+        char fv[32], tt[32], st[32], cs[32], cm[32], kv[32], kw[32], kf[32], sy[32];
+        fmt_num(a->final_val_loss, "%.4f", fv, sizeof fv);
+        fmt_num(a->time_to_target_s, "%.1f s", tt, sizeof tt);
+        fmt_num(a->step_time_s_median, "%.3f", st, sizeof st);
+        fmt_num(a->compute_s_median, "%.3f", cs, sizeof cs);
+        fmt_num(a->comm_s_median, "%.3f", cm, sizeof cm);
+        fmt_bytes(a->kv_bytes_per_step_app, kv, sizeof kv);
+        fmt_bytes(a->kv_bytes_per_step_wire, kw, sizeof kw);
+        fmt_bytes(a->kv_fwd_formula + a->kv_bwd_formula, kf, sizeof kf);
+        fmt_bytes(a->sync_bytes_per_step, sy, sizeof sy);
+        fprintf(f, "| %s | %s%s%s | %s | %s every %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a->name,
+                a->outcome, a->reason[0] ? ": " : "", a->reason, a->link, a->sync, a->sync_every, a->steps, fv, tt, st,
+                cs, cm, kv, kw, kf, sy);
+        if (!a->compress && isfinite(a->kv_bytes_per_step_wire) && !isfinite(base_kv))
+            base_kv = a->kv_bytes_per_step_wire;
+        if (!a->compress && strstr(a->link, "unshaped") != NULL && isfinite(a->time_to_target_s))
+            base_time = a->time_to_target_s;
+    }
+    fprintf(f, "\n");
+    for (int i = 0; i < s->narms; i++) {
+        const arm_summary *a = &s->arms[i];
+        if (a->compress && isfinite(a->kv_bytes_per_step_wire) && isfinite(base_kv))
+            fprintf(f, "- %s: K/V on the wire per step %.2f%% of an uncompressed arm's.\n", a->name,
+                    100 * a->kv_bytes_per_step_wire / base_kv);
+        if (isfinite(a->time_to_target_s) && isfinite(base_time) && a->time_to_target_s != base_time)
+            fprintf(f, "- %s: time to target %.2fx the unshaped uncompressed arm's.\n", a->name,
+                    a->time_to_target_s / base_time);
+        if (isfinite(a->wire_payload_over_app))
+            fprintf(f, "- %s: K/V TCP payload on the wire / app counters over the run: %.4f.\n", a->name,
+                    a->wire_payload_over_app);
+    }
+    fclose(f);
+    return text;
+}
+
+int results_write_summary(const run_summary *s, char *err, size_t errlen)
+{
+    char path[1200];
+    char *json = summary_json(s), *md = summary_md(s);
+    int rc = json != NULL && md != NULL ? WANCP_OK : wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
+    if (rc == WANCP_OK) {
+        snprintf(path, sizeof path, "%s/summary.json", s->dir);
+        size_t n = strlen(json);
+        char *with_newline = malloc(n + 2);
+        if (with_newline == NULL)
+            rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
+        else {
+            memcpy(with_newline, json, n);
+            memcpy(with_newline + n, "\n", 2);
+            rc = write_then_rename(path, with_newline, err, errlen);
+            free(with_newline);
+        }
+    }
+    if (rc == WANCP_OK) {
+        snprintf(path, sizeof path, "%s/summary.md", s->dir);
+        rc = write_then_rename(path, md, err, errlen);
+    }
+    free(json);
+    free(md);
+    return rc;
+}

@@ -1,0 +1,99 @@
+#ifndef WANCP_RESULTS_H
+#define WANCP_RESULTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/*
+ * A run's results folder, read back: rank 0's metrics.csv and the capture's wire.csv of
+ * every arm, turned into the per-arm summary (summary.json, summary.md), the data files
+ * the gnuplot scripts in plots/ draw, and the communication-volume checks.
+ *
+ *   RUN/scenario.ini   the resolved scenario
+ *   RUN/run.json       commit, host, libraries, start/end, dilation, master port, arms with
+ *                      their outcome and reason
+ *   RUN/ARM/metrics.csv, wire.csv, rankK.log
+ *   RUN/summary.json, summary.md, plot-data/, *.png, *.svg
+ *
+ * Times in summaries and figures are training time: the sum of the steps' times (start-up
+ * and evaluation left out, the same for every arm), divided by the dilation D. The time to
+ * the target validation loss is interpolated linearly between the evaluations around it.
+ */
+
+/* One step's row of a metrics CSV (columns found by their header names). */
+typedef struct metrics_row {
+    int step;
+    double wall_s, train_loss, val_loss, step_ms, comm_ms, kv_fwd_wait_ms, kv_bwd_wait_ms, sync_wait_ms, unix_s;
+    uint64_t kv_fwd_tx, kv_bwd_tx, sync_tx, control_tx; /* cumulative payload bytes rank 0 sent */
+    int compressed;
+} metrics_row;
+
+/* A metrics CSV with what its header says about the run. */
+typedef struct metrics_file {
+    metrics_row *rows;
+    int nrows;
+    int layers, dim, heads, kv_heads, batch, seq, ranks, psi_k, rank_k, rank_v, compress_last, sync_every;
+    char wire[8], sync[4], layout[16], kv[16];
+} metrics_file;
+
+/* Reads path; an incomplete last line (a killed run) is left out. Problems name path:line. */
+int metrics_read(metrics_file *m, const char *path, char *err, size_t errlen);
+void metrics_free(metrics_file *m);
+
+/* METHOD.md section 5: K/V payload bytes rank `rank` sends per training step, forward and
+ * backward, for the run the header describes, compressed or not. */
+void metrics_kv_formula(const metrics_file *m, int rank, bool compressed, uint64_t *fwd, uint64_t *bwd);
+
+typedef struct arm_summary {
+    char name[64];
+    char outcome[16];        /* ok, failed, interrupted, not-run */
+    char reason[512];
+    char link[160];          /* the arm's link, as run.json describes it */
+    char sync[4];
+    int sync_every;
+    bool compress;
+    int steps;               /* training steps done */
+    double final_val_loss;   /* NAN: none */
+    double time_to_target_s; /* NAN: target not reached (or none) */
+    int steady_from;         /* first step of the steady window (after the switch to compression) */
+    double step_time_s_median, compute_s_median, comm_s_median;
+    double kv_fwd_wait_s_median, kv_bwd_wait_s_median, sync_wait_s_median;
+    double kv_fwd_bytes_per_step_app, kv_bwd_bytes_per_step_app; /* median over the steady window */
+    double kv_bytes_per_step_app, kv_bytes_per_step_wire;
+    double sync_bytes_per_step;            /* mean over the run */
+    double kv_fwd_formula, kv_bwd_formula; /* METHOD.md 5 for the steady steps */
+    double wire_payload_over_app;          /* K/V TCP payload (pcap) / app bytes, the whole run; NAN: no capture */
+    double wire_over_app;                  /* whole frames / app bytes over the steady window */
+    double dilation;
+    bool has_metrics, has_wire;
+} arm_summary;
+
+typedef struct run_summary {
+    char dir[1024];
+    char scenario[64];
+    double dilation, target_val_loss;
+    int master_port;
+    arm_summary arms[16];
+    int narms;
+} run_summary;
+
+/* Reads RUN (run.json, each arm's CSVs) into s. Arms without files get outcome not-run
+ * or their recorded outcome. */
+int results_summarize(run_summary *s, const char *run_dir, char *err, size_t errlen);
+
+/* Writes summary.json and summary.md (temporary names, renamed). */
+int results_write_summary(const run_summary *s, char *err, size_t errlen);
+
+/* Writes plot-data/ and runs the gnuplot scripts of plots_dir: the figures, RUN/NAME.png and .svg. */
+int results_plot(const run_summary *s, const char *plots_dir, char *err, size_t errlen);
+
+/* The communication-volume check: each arm's bytes per step against METHOD.md's formulas
+ * (exactly) and, with reference (a results folder or its summary.json), against the
+ * reference's arms: growth beyond tolerance (a fraction) fails. Prints a readable table
+ * and every difference to f; returns 0 when everything passes, 1 when something grew or
+ * differs, 2 on unreadable input. */
+int results_check(const run_summary *s, const char *reference, double tolerance, FILE *f, char *err, size_t errlen);
+
+#endif

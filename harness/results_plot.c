@@ -1,0 +1,227 @@
+/* A results folder's figures: data files for gnuplot, then the scripts of plots/. */
+#include "results.h"
+
+#include "../core/status.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *const SCRIPTS[] = {"loss_vs_time.gp", "loss_vs_step.gp", "bytes_per_step.gp", "step_time.gp"};
+#define NSCRIPTS (sizeof SCRIPTS / sizeof SCRIPTS[0])
+
+static void put_number(FILE *f, double x)
+{
+    if (isfinite(x))
+        fprintf(f, " %.9g", x);
+    else
+        fputs(" NaN", f);
+}
+
+/* plot-data/ARM.steps (every step) and ARM.val (the evaluations): step, training time
+ * (dilated), loss, and for steps the time split. */
+static int arm_curves(const run_summary *s, const arm_summary *a, const char *data_dir, char *err, size_t errlen)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s/metrics.csv", s->dir, a->name);
+    metrics_file m;
+    int rc = metrics_read(&m, path, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    char steps_path[1400], val_path[1400];
+    snprintf(steps_path, sizeof steps_path, "%s/%s.steps", data_dir, a->name);
+    snprintf(val_path, sizeof val_path, "%s/%s.val", data_dir, a->name);
+    FILE *fs = fopen(steps_path, "w"), *fv = fopen(val_path, "w");
+    if (fs == NULL || fv == NULL)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", fs == NULL ? steps_path : val_path);
+    double train_s = 0;
+    if (rc == WANCP_OK) {
+        fprintf(fs, "# step training_s train_loss step_s compute_s exposed_comm_s (times / D = %g)\n", a->dilation);
+        fprintf(fv, "# step training_s val_loss (times / D = %g)\n", a->dilation);
+        for (int i = 0; i < m.nrows; i++) {
+            const metrics_row *r = &m.rows[i];
+            if (r->step > 0 && isfinite(r->step_ms))
+                train_s += r->step_ms / 1e3 / a->dilation;
+            if (r->step > 0) {
+                fprintf(fs, "%d", r->step);
+                put_number(fs, train_s);
+                put_number(fs, r->train_loss);
+                put_number(fs, r->step_ms / 1e3 / a->dilation);
+                put_number(fs, (r->step_ms - r->comm_ms) / 1e3 / a->dilation);
+                put_number(fs, r->comm_ms / 1e3 / a->dilation);
+                fputc('\n', fs);
+            }
+            if (isfinite(r->val_loss)) {
+                fprintf(fv, "%d", r->step);
+                put_number(fv, train_s);
+                put_number(fv, r->val_loss);
+                fputc('\n', fv);
+            }
+        }
+    }
+    if (fs != NULL && fclose(fs) != 0 && rc == WANCP_OK)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", steps_path);
+    if (fv != NULL && fclose(fv) != 0 && rc == WANCP_OK)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", val_path);
+    metrics_free(&m);
+    return rc;
+}
+
+/* A gnuplot string literal: double quotes, with backslashes and quotes escaped. */
+static void put_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* plot-data/arms.gp (what the scripts loop over), bytes.dat and time.dat (one row per arm). */
+static int run_tables(const run_summary *s, const char *data_dir, int *plotted, int n, char *err, size_t errlen)
+{
+    char path[1400];
+    snprintf(path, sizeof path, "%s/arms.gp", data_dir);
+    FILE *g = fopen(path, "w");
+    if (g == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", path);
+    fprintf(g, "# written by wancp plot: the arms the scripts in plots/ draw\nnarms = %d\n", n);
+    fprintf(g, "array arm_data[%d]\narray arm_title[%d]\n", n > 0 ? n : 1, n > 0 ? n : 1);
+    for (int i = 0; i < n; i++) {
+        const arm_summary *a = &s->arms[plotted[i]];
+        char title[512], data[1500];
+        if (strcmp(a->sync, "A") == 0)
+            snprintf(title, sizeof title, "%s: %s, weights averaged every %d steps", a->name, a->link, a->sync_every);
+        else
+            snprintf(title, sizeof title, "%s: %s, gradients all-reduced every step", a->name, a->link);
+        if (strcmp(a->outcome, "ok") != 0)
+            snprintf(title + strlen(title), sizeof title - strlen(title), " (%s)", a->outcome);
+        snprintf(data, sizeof data, "%s/%s", data_dir, a->name);
+        fprintf(g, "arm_data[%d] = ", i + 1);
+        put_string(g, data);
+        fprintf(g, "\narm_title[%d] = ", i + 1);
+        put_string(g, title);
+        fputc('\n', g);
+    }
+    char mode[256];
+    if (s->dilation > 1)
+        snprintf(mode, sizeof mode, "dilated, D = %g: links at B/D, delays x D, times / D", s->dilation);
+    else
+        snprintf(mode, sizeof mode, "emulated in real time (D = 1)");
+    fprintf(g, "run_dir = ");
+    put_string(g, s->dir);
+    fprintf(g, "\nrun_name = ");
+    put_string(g, s->scenario);
+    fprintf(g, "\nrun_mode = ");
+    put_string(g, mode);
+    if (s->target_val_loss > 0)
+        fprintf(g, "\ntarget = %.9g\n", s->target_val_loss);
+    else
+        fprintf(g, "\ntarget = NaN\n");
+    fprintf(g, "data_dir = ");
+    put_string(g, data_dir);
+    fputc('\n', g);
+    if (fclose(g) != 0)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", path);
+
+    snprintf(path, sizeof path, "%s/bytes.dat", data_dir);
+    FILE *b = fopen(path, "w");
+    snprintf(path, sizeof path, "%s/time.dat", data_dir);
+    FILE *t = fopen(path, "w");
+    if (b == NULL || t == NULL) {
+        if (b != NULL)
+            fclose(b);
+        if (t != NULL)
+            fclose(t);
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", path);
+    }
+    fprintf(b, "# arm kv_forward_app_MB kv_backward_app_MB kv_wire_MB sync_app_MB (rank 0, per training step)\n");
+    fprintf(t, "# arm compute_s kv_forward_wait_s kv_backward_wait_s sync_wait_s (medians of the steady steps, / D)\n");
+    for (int i = 0; i < n; i++) {
+        const arm_summary *a = &s->arms[plotted[i]];
+        put_string(b, a->name);
+        put_number(b, a->kv_fwd_bytes_per_step_app / 1e6);
+        put_number(b, a->kv_bwd_bytes_per_step_app / 1e6);
+        put_number(b, a->kv_bytes_per_step_wire / 1e6);
+        put_number(b, a->sync_bytes_per_step / 1e6);
+        fputc('\n', b);
+        put_string(t, a->name);
+        put_number(t, a->compute_s_median);
+        put_number(t, a->kv_fwd_wait_s_median);
+        put_number(t, a->kv_bwd_wait_s_median);
+        put_number(t, a->sync_wait_s_median);
+        fputc('\n', t);
+    }
+    int bad = fclose(b) != 0;
+    bad |= fclose(t) != 0;
+    return bad ? wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", data_dir) : WANCP_OK;
+}
+
+/* gnuplot -e plots_dir=... arms.gp SCRIPT, its messages into plot-data/gnuplot.log. */
+static int run_gnuplot(const char *plots_dir, const char *data_dir, const char *script, char *err, size_t errlen)
+{
+    char arms[1400], log_path[1400], where[1400];
+    snprintf(where, sizeof where, "plots_dir = '%s'", plots_dir);
+    snprintf(arms, sizeof arms, "%s/arms.gp", data_dir);
+    snprintf(log_path, sizeof log_path, "%s/gnuplot.log", data_dir);
+    pid_t pid = fork();
+    if (pid < 0)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        FILE *log = fopen(log_path, "a");
+        if (log != NULL) {
+            dup2(fileno(log), STDERR_FILENO);
+            dup2(fileno(log), STDOUT_FILENO);
+        }
+        execlp("gnuplot", "gnuplot", "-e", where, arms, script, (char *)NULL);
+        fprintf(stderr, "gnuplot: %s\n", strerror(errno));
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "gnuplot did not run (harness/setup installs it); see %s",
+                          log_path);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "gnuplot failed on %s; see %s", script, log_path);
+    return WANCP_OK;
+}
+
+int results_plot(const run_summary *s, const char *plots_dir, char *err, size_t errlen)
+{
+    char data_dir[1100];
+    snprintf(data_dir, sizeof data_dir, "%s/plot-data", s->dir);
+    if (mkdir(data_dir, 0755) != 0 && errno != EEXIST)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create: %s", data_dir, strerror(errno));
+    char log_path[1200];
+    snprintf(log_path, sizeof log_path, "%s/gnuplot.log", data_dir);
+    unlink(log_path);
+    int plotted[16], n = 0, rc = WANCP_OK;
+    for (int i = 0; i < s->narms && rc == WANCP_OK; i++) {
+        if (!s->arms[i].has_metrics)
+            continue;
+        rc = arm_curves(s, &s->arms[i], data_dir, err, errlen);
+        plotted[n++] = i;
+    }
+    if (rc == WANCP_OK && n == 0)
+        rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: no arm has metrics to plot", s->dir);
+    if (rc == WANCP_OK)
+        rc = run_tables(s, data_dir, plotted, n, err, errlen);
+    for (size_t i = 0; i < NSCRIPTS && rc == WANCP_OK; i++) {
+        char script[1200];
+        snprintf(script, sizeof script, "%s/%s", plots_dir, SCRIPTS[i]);
+        if (access(script, R_OK) != 0)
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot read", script);
+        else
+            rc = run_gnuplot(plots_dir, data_dir, script, err, errlen);
+    }
+    return rc;
+}

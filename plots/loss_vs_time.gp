@@ -1,0 +1,10 @@
+# Validation loss against training time, every arm: the paper's Figure 2.
+load plots_dir."/style.gp"
+set xlabel sprintf("training time (s%s)", run_mode[1:7] eq "dilated" ? ", divided by D" : "")
+set ylabel "validation loss (nats per token)"
+set title sprintf("%s: validation loss vs training time\n{/*0.8 %s; start-up and evaluation left out%s}", run_name, run_mode, target == target ? sprintf("; dashed: target %.3f", target) : "")
+if (target == target) { set arrow 1 from graph 0, first target to graph 1, first target nohead dt 2 lc rgb "#888888" }
+do for [fmt in "png svg"] {
+    eval (fmt eq "png" ? output_png("loss_vs_time") : output_svg("loss_vs_time"))
+    plot for [i=1:narms] arm_data[i].".val" using 2:3 with linespoints title arm_title[i] noenhanced
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# run_cli.sh WANCP SOURCE_DIR: `wancp run`, `wancp plot` and `wancp check RESULTS` on what
+# needs no root:
+#   - a bad scenario: every problem with file:line, exit 2, no results folder created;
+#   - --dry-run prints each arm's rank command and creates nothing; --only names a real arm;
+#   - a hand-made results folder (run.json, metrics.csv, wire.csv): summary.json's fields,
+#     figures drawn, `wancp check` passes on volumes that equal METHOD.md's formulas and
+#     fails, with a readable diff, when a class grew against a reference or a formula;
+#   - bad input to plot and check: exit 2 with the file named.
+set -uo pipefail
+wancp=$1 src=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0 passes=0
+check() { if eval "$2"; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi; }
+
+cat >"$work/bad.ini" <<'INI'
+[scenario]
+name = bad
+ranks = 3
+steps = 10
+colour = blue
+
+[arm a]
+profile = nowhere.ini
+INI
+"$wancp" run "$work/bad.ini" -o "$work/out" >/dev/null 2>"$work/err"
+check "bad scenario: exit 2" '[ $? = 2 ]'
+check "bad scenario: file:line and key" 'grep -q "bad.ini:5: \[scenario\] unknown key .colour." "$work/err"'
+check "bad scenario: the arm's profile named" 'grep -q "nowhere.ini" "$work/err"'
+check "bad scenario: nothing created" '[ ! -e "$work/out" ]'
+"$wancp" run "$src/scenarios/ci-tiny.ini" --set model.dim=65 -o "$work/out" >/dev/null 2>"$work/err"
+check "bad --set: exit 2, nothing created" '[ $? = 2 ] && [ ! -e "$work/out" ] && grep -q "dim" "$work/err"'
+"$wancp" run "$src/scenarios/ci-tiny.ini" --only nosuch -o "$work/out" >/dev/null 2>"$work/err"
+check "--only names a real arm" '[ $? = 2 ] && grep -q "nosuch" "$work/err" && [ ! -e "$work/out" ]'
+"$wancp" run >/dev/null 2>"$work/err"
+check "no scenario: usage error" '[ $? = 2 ] && grep -q "missing the SCENARIO" "$work/err"'
+"$wancp" run --help | grep -q "Usage: wancp run"
+check "run --help" '[ $? = 0 ]'
+
+for f in "$src"/scenarios/*.ini; do
+    "$wancp" check scenario "$f" >/dev/null 2>"$work/err"
+    check "$(basename "$f") is a valid scenario" '[ $? = 0 ]' || cat "$work/err"
+done
+"$wancp" run "$src/scenarios/quickstart.ini" --dry-run -o "$work/out" >"$work/dry" 2>&1
+check "dry-run: exit 0" '[ $? = 0 ]'
+check "dry-run: resolved scenario and one rank command per arm" \
+      '[ "$(grep -c "^; arm .*, each rank: wancp train" "$work/dry")" = 3 ] && grep -q "^dilation = 3" "$work/dry"'
+check "dry-run: the compressed arm compresses every layer" 'grep "arm compressed@300M" "$work/dry" | grep -q -- "--compress .*--compress-last"'
+check "dry-run: creates nothing" '[ ! -e "$work/out" ]'
+
+# A results folder made by hand: two ranks, 2 layers, dim 64, 2 heads, seq 256, bf16.
+# Uncompressed K/V per sequence and layer: mu0 = 2 x 64 x 64 x 2 = 16384 B; rank 0 sends
+# (P-1) = 1 message forward and 2(P-1) = 2 backward per layer: 32768 and 65536 B per step.
+mkrun() { # DIR FWD_PER_STEP BWD_PER_STEP
+    mkdir -p "$1/a"
+    cat >"$1/run.json" <<JSON
+{"scenario": "hand", "dilation": 2, "target_val_loss": 4.0, "master_port": 20000,
+ "arms": [{"name": "a", "outcome": "ok", "link": "test link", "sync": "A", "sync_every": 4, "compress": false},
+          {"name": "b", "outcome": "not-run"}]}
+JSON
+    {
+        echo "# wancp train metrics"
+        echo "# model: layers=2 dim=64 heads=2 kv_heads=2 ffn_dim=128 vocab=256 context=256 attn_block=64"
+        echo "# data: train=x val=y batch=1 seq=256 val_tokens=512"
+        echo "# cp: ranks=2 layout=zigzag sync=A sync_every=4 chunks=0 wire=bf16 kv=cached (bytes)"
+        echo "# compression: psi_k=0 rank_k=0 rank_v=0 planes=0 warm_steps=0 cov_steps=0 compress_last=0"
+        echo "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,sync_tx_bytes,control_tx_bytes,compressed,compute_ms,comm_ms,kv_fwd_wait_ms,kv_bwd_wait_ms,sync_wait_ms,unix_s"
+        echo "0,0.1,0,,5.0,,0,0,0,0,0,0,0,0,0,0,0,0,1000.0"
+        for s in 1 2 3 4 5 6; do
+            val=""; [ $((s % 2)) = 0 ] && val=$(echo "5 - $s * 0.25" | bc)
+            echo "$s,$s.5,0.001,4.5,$val,1,256,1000,$(($2 * s)),$(($3 * s)),$((100 * s)),8,0,800,200,100,80,20,100$s.0"
+        done
+    } >"$1/a/metrics.csv"
+    {
+        echo "# wancp wire capture: switch x, 2 ports"
+        echo "# start_unix: 1000.0 (second 0 begins here)"
+        echo "second,src_rank,dst_rank,port,frames,wire_bytes,payload_bytes"
+        # rank 0's K/V ports are 20001 (kv-forward) and 20002 (kv-backward) of rank 0 itself
+        echo "1,0,1,20001,100,$(($2 * 6 + 6600)),$(($2 * 6))"
+        echo "1,0,1,20002,100,$(($3 * 6 + 6600)),$(($3 * 6))"
+        echo "1,1,0,20001,100,9999,9999"
+    } >"$1/a/wire.csv"
+}
+mkrun "$work/r1" 32768 65536
+"$wancp" plot "$work/r1" 2>"$work/err"
+check "plot: exit 0" '[ $? = 0 ]'
+check "plot: four figures, PNG and SVG" '[ "$(ls "$work/r1"/*.png "$work/r1"/*.svg 2>/dev/null | wc -l)" = 8 ]'
+check "plot: summary.json has the per-arm fields" \
+      'node -e "const s=require(process.argv[1]); const a=s.arms[0];
+        for (const k of [\"outcome\",\"steps\",\"final_val_loss\",\"time_to_target_s\",\"kv_bytes_per_step_app\",\"kv_bytes_per_step_wire\",\"sync_bytes_per_step\",\"step_time_s_median\",\"dilation\"]) if (!(k in a)) process.exit(1);
+        if (a.steps !== 6 || a.kv_bytes_per_step_app !== 98304 || a.dilation !== 2 || s.arms[1].outcome !== \"not-run\") process.exit(1);
+        if (Math.abs(a.step_time_s_median - 0.5) > 1e-9 || Math.abs(a.final_val_loss - 3.5) > 1e-9) process.exit(1);
+        // val 4.5 at step 2 (1 s dilated), 4.0 at step 4 (2 s): the target 4.0 is met at 2 s
+        if (Math.abs(a.time_to_target_s - 2.0) > 1e-9) process.exit(1);
+        if (Math.abs(a.sync_bytes_per_step - 100) > 1e-9) process.exit(1);" "$work/r1/summary.json"'
+"$wancp" check "$work/r1" >"$work/out.txt" 2>&1
+check "check: volumes equal to the formulas pass" '[ $? = 0 ] && grep -q "communication volume: ok" "$work/out.txt"'
+mkrun "$work/r2" 32768 70000
+"$wancp" check "$work/r1" --against "$work/r2" >"$work/out.txt" 2>&1
+check "check: a reference folder without summary.json is named" '[ $? = 2 ] && grep -q "wancp plot RESULTS_DIR writes it" "$work/out.txt"'
+"$wancp" plot "$work/r2" >/dev/null 2>&1
+"$wancp" check "$work/r2" --against "$work/r1" >"$work/out.txt" 2>&1
+check "check: a grown class fails" '[ $? = 1 ] && grep -q "kv-backward (app) .* GREW" "$work/out.txt" && grep -q "DIFFERS from the formula" "$work/out.txt"'
+"$wancp" check "$work/r1" --against "$work/r2" --tolerance 1 >"$work/out.txt" 2>&1
+check "check: a shrunk class against a reference passes" '[ $? = 0 ]'
+"$wancp" check "$work/r1" --against "$work/nothing.json" >/dev/null 2>"$work/err"
+check "check: unreadable reference: exit 2, named" '[ $? = 2 ] && grep -q "nothing.json" "$work/err"'
+echo "1,2,3" >>"$work/r2/a/metrics.csv"
+"$wancp" plot "$work/r2" >/dev/null 2>"$work/err"
+check "plot: a malformed row is named file:line" '[ $? = 2 ] && grep -q "a/metrics.csv:14" "$work/err"'
+mkdir "$work/empty"
+"$wancp" check "$work/empty" >/dev/null 2>"$work/err"
+check "check: a folder without run.json: exit 2" '[ $? = 2 ] && grep -q "run.json" "$work/err"'
+
+echo "run_cli: $passes passed, $failures failed"
+[ "$failures" = 0 ]
