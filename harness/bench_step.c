@@ -35,6 +35,9 @@ static const char USAGE[] =
     "                  E, tau and the owner's sums, forward and backward) as a fraction of the step\n"
     "  --cheap-rotation  with --compress: the cheaper rotation (r planes pairing U0 with a complement)\n"
     "  --threads N     BLAS threads (default: one per CPU)\n"
+    "  --device cpu|cuda (cpu)  cuda: CUDA kernels and cuBLAS; the peak is cuBLAS's on that GPU,\n"
+    "                  so the ratio is the model FLOP utilisation (MFU) in the same maths\n"
+    "  --precision tf32|fp32 (tf32)  cuda matmuls on TF32 tensor cores, or in full fp32\n"
     "  --json          one JSON object on stdout\n";
 
 static int cmp_double(const void *a, const void *b)
@@ -43,19 +46,22 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Best GFLOP/s of sgemm over square and training-shaped products, 3 tries each. */
+/* Best GFLOP/s of the backend's matmul over square and training-shaped products, 3 tries
+ * each (on a GPU also larger squares, which its peak needs). */
 static double sgemm_peak(const ops *o, const model_config *c, int tokens, char *shape, size_t shape_len)
 {
     const int shapes[][3] = {
         {2048, 2048, 2048}, {tokens, c->ffn_dim, c->dim}, {tokens, c->dim, c->ffn_dim}, {256, c->vocab, c->dim},
+        {4096, 4096, 4096}, {8192, 8192, 8192},
     };
+    const size_t count = strcmp(o->name, "cpu") == 0 ? 4 : 6;
     double best = 0.0;
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    for (size_t s = 0; s < count; s++) {
         int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-        float *a = calloc((size_t)m * k, sizeof *a), *b = calloc((size_t)k * n, sizeof *b);
-        float *out = calloc((size_t)m * n, sizeof *out);
+        float *a = o->alloc((size_t)m * k * sizeof *a), *b = o->alloc((size_t)k * n * sizeof *b);
+        float *out = o->alloc((size_t)m * n * sizeof *out);
         if (a == NULL || b == NULL || out == NULL) {
-            free(a), free(b), free(out);
+            o->release(a), o->release(b), o->release(out);
             continue;
         }
         for (size_t i = 0; i < (size_t)m * k; i++)
@@ -63,34 +69,37 @@ static double sgemm_peak(const ops *o, const model_config *c, int tokens, char *
         for (size_t i = 0; i < (size_t)k * n; i++)
             b[i] = (float)(i % 5) * 0.1f;
         o->matmul(out, a, b, m, n, k, false, false, 1.0f, 0.0f); /* warm-up */
+        o->sync();
         for (int r = 0; r < 3; r++) {
             double t0 = cli_now();
             o->matmul(out, a, b, m, n, k, false, false, 1.0f, 0.0f);
+            o->sync();
             double g = 2.0 * m * n * k / (cli_now() - t0) / 1e9;
             if (g > best) {
                 best = g;
                 snprintf(shape, shape_len, "%dx%dx%d", m, n, k);
             }
         }
-        free(a), free(b), free(out);
+        o->release(a), o->release(b), o->release(out);
     }
     return best;
 }
 
 int bench_step(int argc, char **argv)
 {
-    enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON, O_CHUNKS, O_COMPRESS, O_CHEAP };
+    enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON, O_CHUNKS, O_COMPRESS, O_CHEAP, O_DEVICE, O_PRECISION };
     static const struct option LONG[] = {
         CLI_MODEL_OPTIONS,          {"batch", 1, 0, O_BATCH}, {"steps", 1, 0, O_STEPS}, {"threads", 1, 0, O_THREADS},
         {"json", 0, 0, O_JSON},     {"chunks", 1, 0, O_CHUNKS}, {"compress", 0, 0, O_COMPRESS},
-        {"cheap-rotation", 0, 0, O_CHEAP},
+        {"cheap-rotation", 0, 0, O_CHEAP}, {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PRECISION},
         {"help", 0, 0, 'h'},        {0, 0, 0, 0},
     };
     model_config c = model_config_default();
     c.context = 2048;
     c.n_kv_heads = 0;
     c.attn_block = 0;
-    int batch = 1, steps = 3, threads = 0, json = 0, chunks = 0, compress = 0, cheap = 0;
+    int batch = 1, steps = 3, threads = 0, json = 0, chunks = 0, compress = 0, cheap = 0, fp32 = 0;
+    const char *device = "cpu";
     optind = 1;
     opterr = 0;
     for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
@@ -108,6 +117,16 @@ int bench_step(int argc, char **argv)
         case O_CHUNKS: bad = cli_parse_ulong("bench", name, optarg, 1, CP_MAX_LOCAL, &u); chunks = (int)u; break;
         case O_COMPRESS: compress = 1; break;
         case O_CHEAP: cheap = 1; break;
+        case O_DEVICE:
+            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0)
+                return cli_usage_error("bench", "--device '%s': expected cpu or cuda", optarg);
+            device = optarg;
+            break;
+        case O_PRECISION:
+            if (strcmp(optarg, "tf32") != 0 && strcmp(optarg, "fp32") != 0)
+                return cli_usage_error("bench", "--precision '%s': expected tf32 or fp32", optarg);
+            fp32 = strcmp(optarg, "fp32") == 0;
+            break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("bench", "%s needs a value", name);
         default:
@@ -124,6 +143,8 @@ int bench_step(int argc, char **argv)
     cli_model_finish(&c);
     if (cheap && !compress)
         return cli_usage_error("bench", "--cheap-rotation needs --compress");
+    if (strcmp(device, "cpu") != 0 && (chunks > 0 || compress))
+        return cli_usage_error("bench", "--chunks and --compress run on --device cpu only so far");
     if (compress && chunks == 0)
         chunks = 8;
     if (compress) {
@@ -139,8 +160,18 @@ int bench_step(int argc, char **argv)
                                "the attention block %d", chunks, c.context, chunks, c.attn_block);
 
     ops_cpu_set_threads(threads);
-    const ops *o = ops_cpu();
     char err[WANCP_ERRLEN];
+    const ops *o = ops_by_name(device, err, sizeof err);
+    if (o == NULL)
+        return cli_report("bench", WANCP_ERR_INPUT, err);
+    ops_cuda_set_tf32(!fp32);
+    const bool gpu = strcmp(o->name, "cpu") != 0;
+    char device_name[512];
+    if (gpu)
+        snprintf(device_name, sizeof device_name, "cuda, %s, %s matmuls", ops_cuda_device_name(),
+                 ops_cuda_tf32() ? "tf32" : "fp32");
+    else
+        snprintf(device_name, sizeof device_name, "cpu, %s, %d threads", ops_cpu_blas_core(), ops_cpu_threads());
     model m;
     cp_attention cp = {0};
     int rc = model_config_validate(&c, "command line", err, sizeof err);
@@ -184,6 +215,7 @@ int bench_step(int argc, char **argv)
         model_zero_grads(&m);
         model_step(&m, in, tg, true);
         optim_step(&m, &oc, s);
+        o->sync(); /* a GPU may still be running the last update */
         if (s > 0) {
             times[s - 1] = cli_now() - t0;
             codec[s - 1] = (cp.codec_s - c0) / times[s - 1];
@@ -211,6 +243,9 @@ int bench_step(int argc, char **argv)
             peak, "sgemm_peak_shape", peak_shape, "matmul_params", (json_int_t)model_matmul_params(&c), "step_flops",
             flops, "flops_formula", "6*matmul_params*tokens + 6*layers*seq^2*dim*batch", "step_s_median", median,
             "step_gflops", gflops, "ratio", gflops / peak, "tokens_per_s", tokens / median, "peak_rss_mb", rss_mb);
+        json_object_set_new(j, "device", json_string(device_name));
+        json_object_set_new(j, "mfu", json_real(gflops / peak));
+        json_object_set_new(j, "peak_source", json_string(gpu ? "cuBLAS sgemm on this device, this run" : "OpenBLAS sgemm on this host, this run"));
         json_object_set_new(j, "chunks", json_integer(chunks));
         json_object_set_new(j, "compressed", json_boolean(compress));
         if (compress) {
@@ -222,14 +257,14 @@ int bench_step(int argc, char **argv)
         cli_print_json(j);
     } else {
         printf("# training step: %d layers, dim %d, %d/%d heads, ffn %d, vocab %d, %d x %d tokens, attention "
-               "blocks of %d; OpenBLAS core %s, %d threads\n",
+               "blocks of %d; %s\n",
                c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab, batch, c.context, c.attn_block,
-               ops_cpu_blas_core(), ops_cpu_threads());
+               device_name);
         printf("%-26s %12s\n", "# measure", "value");
-        printf("%-26s %12.1f  (%s)\n", "sgemm peak GFLOP/s", peak, peak_shape);
+        printf("%-26s %12.1f  (%s, %s)\n", "sgemm peak GFLOP/s", peak, peak_shape, gpu ? "cuBLAS" : "OpenBLAS");
         printf("%-26s %12.3f\n", "step seconds (median)", median);
         printf("%-26s %12.1f  (%.1f GFLOP per step)\n", "step GFLOP/s", gflops, flops / 1e9);
-        printf("%-26s %12.2f\n", "ratio step / peak", gflops / peak);
+        printf("%-26s %12.2f%s\n", "ratio step / peak", gflops / peak, gpu ? "  (MFU)" : "");
         printf("%-26s %12.0f\n", "tokens/s", tokens / median);
         printf("%-26s %12.0f\n", "peak RSS MB", rss_mb);
         if (chunks > 0)

@@ -40,6 +40,8 @@ static const char USAGE[] =
     "  --resume FILE         continue a checkpointed run (bitwise as if never stopped)\n"
     "  --stop-after N        stop once N steps are done (checkpoint written); resume later\n"
     "  --threads N           BLAS threads (default: one per CPU)\n"
+    "  --device cpu|cuda (cpu)  where the maths runs: OpenBLAS, or CUDA kernels and cuBLAS\n"
+    "  --precision tf32|fp32 (tf32)  cuda matmuls on TF32 tensor cores, or in full fp32\n"
     "Context parallelism (each of P ranks holds 2 chunks of every sequence):\n"
     "  --ranks P             start P ranks of this command on loopback and watch them\n"
     "  --cp-layout zigzag|contiguous (zigzag)   which chunks a rank holds\n"
@@ -81,6 +83,9 @@ typedef struct train_cli {
     int first_step;
     int rows; /* data rows written to the metrics file */
     int ranks; /* --ranks: launch this many local ranks */
+    const char *device;  /* --device: cpu or cuda */
+    bool fp32_matmuls;   /* --precision fp32: no TF32 on cuda */
+    const ops *ops;
 } train_cli;
 
 static volatile sig_atomic_t stop_requested;
@@ -169,9 +174,15 @@ static int open_metrics(train_cli *t, int argc, char **argv)
     gethostname(host, sizeof host);
     const model_config *m = &t->tc.model;
     const optim_config *o = &t->tc.optim;
+    char device[512];
+    if (strcmp(t->ops->name, "cpu") == 0)
+        snprintf(device, sizeof device, "cpu");
+    else
+        snprintf(device, sizeof device, "cuda, %s, %s matmuls", ops_cuda_device_name(), ops_cuda_tf32() ? "tf32" : "fp32");
     fprintf(t->metrics,
             "# wancp train metrics\n# commit: %s\n# command: %s\n# host: %s\n"
             "# blas: %s, core %s, %d threads\n"
+            "# device: %s\n"
             "# model: layers=%d dim=%d heads=%d kv_heads=%d ffn_dim=%d vocab=%d context=%d attn_block=%d "
             "tied_head=%d rope_theta=%g norm_eps=%g\n"
             "# optim: lr=%g lr_final_frac=%g warmup=%d steps=%d beta1=%g beta2=%g eps=%g weight_decay=%g clip=%g\n"
@@ -184,7 +195,7 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
             "sync_tx_bytes,control_tx_bytes,compressed,compute_ms,comm_ms,kv_fwd_wait_ms,kv_bwd_wait_ms,"
             "sync_wait_ms,unix_s\n",
-            wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), m->n_layers,
+            wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), device, m->n_layers,
             m->dim, m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab, m->context, m->attn_block, m->tied_head,
             (double)m->rope_theta, (double)m->norm_eps, (double)o->lr, (double)o->lr_final_frac, o->warmup_steps,
             o->total_steps, (double)o->beta1, (double)o->beta2, (double)o->eps, (double)o->weight_decay,
@@ -207,6 +218,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER, O_RANKS, O_LAYOUT, O_SYNC, O_SYNC_EVERY,
         O_CHUNKS, O_WIRE, O_COMPRESS, O_RANK_K, O_RANK_V, O_PSI_K, O_PLANES, O_WARM_STEPS, O_COV_STEPS,
         O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED, O_STIEFEL, O_STIEFEL_LR, O_STIEFEL_EVERY, O_REGATHER, O_CHEAP,
+        O_DEVICE, O_PRECISION,
     };
     static const struct option LONG[] = {
         {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
@@ -223,7 +235,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         {"compress-last", 0, 0, O_COMPRESS_LAST}, {"unplug-at", 1, 0, O_UNPLUG_AT},
         {"check-shared", 0, 0, O_CHECK_SHARED}, {"stiefel", 0, 0, O_STIEFEL}, {"stiefel-lr", 1, 0, O_STIEFEL_LR},
         {"stiefel-every", 1, 0, O_STIEFEL_EVERY}, {"kv-regather", 0, 0, O_REGATHER},
-        {"cheap-rotation", 0, 0, O_CHEAP},
+        {"cheap-rotation", 0, 0, O_CHEAP}, {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PRECISION},
         {"help", 0, 0, 'h'},              {0, 0, 0, 0},
     };
     static char train_default[4096], val_default[4096];
@@ -300,6 +312,16 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         case O_COMPRESS: compress = 1; break;
         case O_REGATHER: c->cp.regather = true; break;
         case O_CHEAP: c->cp.cheap_rotation = true; compress_only = true; break;
+        case O_DEVICE:
+            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0)
+                return cli_usage_error("train", "--device '%s': expected cpu or cuda", optarg);
+            t->device = optarg;
+            break;
+        case O_PRECISION:
+            if (strcmp(optarg, "tf32") != 0 && strcmp(optarg, "fp32") != 0)
+                return cli_usage_error("train", "--precision '%s': expected tf32 or fp32", optarg);
+            t->fp32_matmuls = strcmp(optarg, "fp32") == 0;
+            break;
         case O_RANK_K: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_k = (int)u; compress_only = true; break;
         case O_RANK_V: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_v = (int)u; compress_only = true; break;
         case O_PSI_K: bad = cli_parse_ulong("train", name, optarg, 1, 64, &u); psi_k = (int)u; compress_only = true; break;
@@ -431,6 +453,12 @@ int cli_train(int argc, char **argv)
         t.tc.comm = c;
     }
     ops_cpu_set_threads(threads);
+    t.ops = ops_by_name(t.device != NULL ? t.device : "cpu", err, sizeof err);
+    if (t.ops == NULL) {
+        comm_close(c);
+        return cli_report("train", WANCP_ERR_INPUT, err);
+    }
+    ops_cuda_set_tf32(!t.fp32_matmuls);
     t.tty = isatty(STDERR_FILENO);
     if (rank == 0 && (status = open_metrics(&t, argc, argv)) != 0) {
         comm_close(c);
@@ -441,7 +469,7 @@ int cli_train(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     int stopped_at = 0;
-    int rc = trainer_run(&t.tc, ops_cpu(), rank == 0 ? report : NULL, &t, &stop_requested, &stopped_at, err,
+    int rc = trainer_run(&t.tc, t.ops, rank == 0 ? report : NULL, &t, &stop_requested, &stopped_at, err,
                          sizeof err);
     if (t.metrics != NULL) {
         fclose(t.metrics);

@@ -169,13 +169,14 @@ int model_init(model *m, const model_config *cfg, const ops *o, int batch, int s
     m->pos = calloc((size_t)seq, sizeof *m->pos);
     if (m->layers == NULL || m->acts == NULL || m->pos == NULL || add_params(m) != WANCP_OK)
         goto nomem;
+    /* Everything the ops touch comes from the backend (device memory on a GPU). */
     size_t total = m->table.total;
-    m->params = calloc(total, sizeof *m->params);
-    m->grads = calloc(total, sizeof *m->grads);
-    m->adam_m = calloc(total, sizeof *m->adam_m);
-    m->adam_v = calloc(total, sizeof *m->adam_v);
+    m->params = o->alloc(total * sizeof *m->params);
+    m->grads = o->alloc(total * sizeof *m->grads);
+    m->adam_m = o->alloc(total * sizeof *m->adam_m);
+    m->adam_v = o->alloc(total * sizeof *m->adam_v);
     size_t act_floats = carve(m, NULL);
-    m->act_buffer = calloc(act_floats, sizeof *m->act_buffer);
+    m->act_buffer = o->alloc(act_floats * sizeof *m->act_buffer);
     if (m->params == NULL || m->grads == NULL || m->adam_m == NULL || m->adam_v == NULL || m->act_buffer == NULL)
         goto nomem;
     carve(m, m->act_buffer);
@@ -189,11 +190,13 @@ nomem:
 
 void model_free(model *m)
 {
-    free(m->params);
-    free(m->grads);
-    free(m->adam_m);
-    free(m->adam_v);
-    free(m->act_buffer);
+    if (m->ops != NULL) {
+        m->ops->release(m->params);
+        m->ops->release(m->grads);
+        m->ops->release(m->adam_m);
+        m->ops->release(m->adam_v);
+        m->ops->release(m->act_buffer);
+    }
     free(m->acts);
     free(m->layers);
     free(m->pos);
@@ -203,7 +206,7 @@ void model_free(model *m)
 
 void model_zero_grads(model *m)
 {
-    memset(m->grads, 0, m->table.total * sizeof *m->grads);
+    m->ops->zero(m->grads, m->table.total);
 }
 
 static attn_shape shape_of(const model *m)
@@ -240,9 +243,9 @@ void model_attention_backward_local(model *m, int layer)
     attn_shape shape = shape_of(m);
     const size_t qd = (size_t)shape.n_heads * shape.head_dim, kvd = (size_t)shape.n_kv_heads * shape.head_dim;
     const size_t n = (size_t)m->batch * m->seq;
-    memset(m->dq, 0, n * qd * sizeof *m->dq);
-    memset(m->dk, 0, n * kvd * sizeof *m->dk);
-    memset(m->dv, 0, n * kvd * sizeof *m->dv);
+    o->zero(m->dq, n * qd);
+    o->zero(m->dk, n * kvd);
+    o->zero(m->dv, n * kvd);
     for (int b = 0; b < m->batch; b++) {
         const size_t row = (size_t)b * m->seq;
         o->attn_bwd_delta(m->delta, a->o + row * qd, m->dout + row * qd, m->seq, &shape);
@@ -297,7 +300,7 @@ static int block_forward(model *m, int l, float *x_out)
     o->matmul(a->k, a->xn1, model_param(m, p->wk), n, kvd, d, false, true, 1.0f, 0.0f);
     o->matmul(a->v, a->xn1, model_param(m, p->wv), n, kvd, d, false, true, 1.0f, 0.0f);
     if (a->k_pre != NULL)
-        memcpy(a->k_pre, a->k, (size_t)n * kvd * sizeof *a->k_pre);
+        o->copy(a->k_pre, a->k, (size_t)n * kvd);
     rope(m, a->q, c->n_heads, false);
     rope(m, a->k, c->n_kv_heads, false);
     if (attention_forward(m, l) != 0)
@@ -338,7 +341,7 @@ static int block_backward(model *m, int l)
     o->matmul(m->dout, m->dx, model_param(m, p->wo), n, qd, d, false, false, 1.0f, 0.0f);
     o->matmul(model_grad(m, p->wo), m->dx, a->o, d, qd, n, true, false, 1.0f, 1.0f);
     if (m->dk_pre != NULL)
-        memset(m->dk_pre, 0, (size_t)n * kvd * sizeof *m->dk_pre);
+        o->zero(m->dk_pre, (size_t)n * kvd);
     if (attention_backward(m, l) != 0)
         return -1;
     rope(m, m->dq, c->n_heads, true);
@@ -391,7 +394,7 @@ double model_step(model *m, const uint16_t *inputs, const uint16_t *targets, boo
     if (!backward)
         return loss;
 
-    memset(m->dx, 0, (size_t)n * d * sizeof *m->dx);
+    o->zero(m->dx, (size_t)n * d);
     o->rmsnorm_bwd(m->dx, model_grad(m, m->final_norm), m->dxn, m->x_final, model_param(m, m->final_norm), m->rstdf,
                    n, d);
     for (int l = c->n_layers - 1; l >= 0; l--)

@@ -13,6 +13,12 @@
  * Conventions: row-major fp32; n = number of token rows; shapes in comments as (rows, cols).
  * Backward functions ACCUMULATE (+=) into parameter gradients and into the residual-stream
  * gradient they are documented to accumulate into, and OVERWRITE other outputs.
+ *
+ * Memory: float arrays an op reads or writes come from ops->alloc (the cpu backend's is
+ * calloc; the cuda backend's is managed memory, which host code may read and write too,
+ * after ops->sync). Integer arrays (tokens, targets, positions) are small and may live
+ * anywhere the host can read: backends copy what they need. Ops may run asynchronously;
+ * those that return a value (cross_entropy, sumsq) wait for it.
  */
 
 /* Shape of multi-head attention with grouped-query heads: q has n_heads heads, k and v have
@@ -38,6 +44,15 @@ typedef struct attn_state {
 
 typedef struct ops {
     const char *name;
+
+    /* Zeroed memory for bytes (NULL when out of memory), and its release. */
+    void *(*alloc)(size_t bytes);
+    void (*release)(void *p);
+    /* x = 0; dst = src (count floats, both from alloc). */
+    void (*zero)(float *x, size_t count);
+    void (*copy)(float *dst, const float *src, size_t count);
+    /* Waits for every op issued so far: after it, host code may touch op memory. */
+    void (*sync)(void);
 
     /* c (m, n) = alpha * op(a) op(b) + beta * c, op(x) = x or x^T; a is (m, k) or (k, m),
      * b is (k, n) or (n, k); all packed. */
@@ -100,7 +115,8 @@ typedef struct ops {
                   float eps, float weight_decay, float grad_scale, int t);
 } ops;
 
-/* Scratch floats attn_block and attn_block_bwd need for this shape. */
+/* Scratch floats attn_block and attn_block_bwd need for this shape (the cpu backend's
+ * tiles; other backends keep their own and ignore it). */
 size_t attn_scratch_floats(const attn_shape *shape);
 
 /* The CPU reference backend: OpenBLAS for matmuls, C loops for the rest. */
@@ -113,5 +129,21 @@ int ops_cpu_threads(void);
 /* "OpenBLAS 0.3.21, core SkylakeX" style: the library and the kernels it chose. */
 const char *ops_cpu_blas_name(void);
 const char *ops_cpu_blas_core(void);
+
+/* The CUDA backend on device 0: cuBLAS for matmuls (and for attention's blockwise
+ * products), CUDA kernels for the rest. NULL, with the reason in err, when this build has
+ * no CUDA or no usable device is present. */
+const ops *ops_cuda(char *err, size_t errlen);
+
+/* TF32 tensor-core matmuls (default on) or full fp32 ones: off is what the tests compare
+ * against the cpu reference at 1e-5. */
+void ops_cuda_set_tf32(bool on);
+bool ops_cuda_tf32(void);
+
+/* "NVIDIA H100 80GB HBM3, sm_90, CUDA 13.0, cuBLAS 13.0.0" style. */
+const char *ops_cuda_device_name(void);
+
+/* The backend named "cpu" or "cuda"; NULL with the reason in err otherwise. */
+const ops *ops_by_name(const char *name, char *err, size_t errlen);
 
 #endif

@@ -84,6 +84,7 @@ static int sync_gradients(run *r)
 {
     if (r->world == 1 || r->c->sync_mode != SYNC_EVERY_STEP)
         return WANCP_OK;
+    r->m.ops->sync(); /* the host sends what the backward wrote */
     return comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->m.grads, r->m.table.trainable, r->err, r->errlen);
 }
 
@@ -92,6 +93,7 @@ static int sync_weights(run *r, int step)
     if (r->world == 1 || r->c->sync_mode != SYNC_AVERAGE || step % r->c->sync_every != 0)
         return WANCP_OK;
     /* Only the trained prefix: the bases U0 are identical on every rank and never averaged. */
+    r->m.ops->sync();
     int rc = comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->m.params, r->m.table.trainable, r->err, r->errlen);
     if (rc == WANCP_OK)
         r->m.ops->scale(r->m.params, r->m.table.trainable, 1.0f / (float)r->world);
@@ -138,6 +140,7 @@ static int save(run *r, const rng *g, int step)
     char path[4096];
     checkpoint_path(r, path, sizeof path);
     train_state ts = {.step = (uint64_t)step, .data_pos = r->train.pos, .rng = *g};
+    r->m.ops->sync(); /* the file gets what the optimizer wrote */
     return checkpoint_save(path, &r->m, &ts, r->err, r->errlen);
 }
 
@@ -164,6 +167,11 @@ static int setup(run *r, const ops *o, int *step, rng *g)
     if (c->model.psi_k > 0 && !r->cp_on)
         return wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
                           "compression needs chunks: run over ranks (--ranks P) or give --chunks N");
+    if (r->cp_on && strcmp(o->name, "cpu") != 0)
+        return wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
+                          "device %s: context parallelism (ranks or chunks) and compression run on the cpu backend "
+                          "only so far; use --device cpu, or one process without --chunks",
+                          o->name);
     int rc = model_init(&r->m, &c->model, o, c->batch, local_seq, c->seed, r->err, r->errlen);
     if (rc == WANCP_OK && c->model.psi_k > 0) {
         const size_t kvd = (size_t)model_kv_dim(&c->model);

@@ -6,7 +6,33 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Host memory: op memory and host memory are the same thing here. */
+static void *cpu_alloc(size_t bytes)
+{
+    return calloc(bytes > 0 ? bytes : 1, 1);
+}
+
+static void cpu_release(void *p)
+{
+    free(p);
+}
+
+static void cpu_zero(float *x, size_t count)
+{
+    memset(x, 0, count * sizeof *x);
+}
+
+static void cpu_copy(float *dst, const float *src, size_t count)
+{
+    memmove(dst, src, count * sizeof *dst);
+}
+
+static void cpu_sync(void)
+{
+}
 
 static void cpu_matmul(float *c, const float *a, const float *b, int m, int n, int k, bool trans_a, bool trans_b,
                        float alpha, float beta)
@@ -255,6 +281,11 @@ static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t count
 
 static const ops CPU_OPS = {
     .name = "cpu",
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .zero = cpu_zero,
+    .copy = cpu_copy,
+    .sync = cpu_sync,
     .matmul = cpu_matmul,
     .embedding_fwd = cpu_embedding_fwd,
     .embedding_bwd = cpu_embedding_bwd,

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# cuda_cli.sh WANCP DATA_DIR: the cuda backend from the command line.
+#   - everywhere: a bad --device or --precision, and cuda with chunks, exit 2 with one line;
+#   - on a GPU (else exit 77, a skip): `wancp train --device cuda` follows the cpu's training
+#     loss within 2% at each of 50 steps, resumes from its own checkpoint, and
+#     `wancp bench step --device cuda --json` reports an MFU against cuBLAS's peak.
+set -uo pipefail
+wancp=$1 data=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0 passes=0
+check() { if eval "$2"; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi; }
+expect2() {
+  local needle=$1; shift
+  "$@" >/dev/null 2>"$work/err"
+  local rc=$?
+  check "exit 2 and '$needle' for: ${*:2}" '[ $rc = 2 ] && [ "$(wc -l <"$work/err")" = 1 ] && grep -q -- "$needle" "$work/err"'
+}
+[ -f "$data/brown_bytes_train.bin" ] || { echo "no $data/brown_bytes_train.bin: run harness/setup"; exit 1; }
+tiny=(--train "$data/brown_bytes_train.bin" --val "$data/brown_bytes_val.bin" --vocab 256 --layers 2 --dim 64
+      --heads 4 --kv-heads 2 --ffn 128 --context 128 --attn-block 32 --batch 4 --steps 50 --lr 3e-3 --warmup 5
+      --eval-every 25 --val-tokens 2048 --threads 2 --seed 3)
+
+expect2 "expected cpu or cuda" "$wancp" train "${tiny[@]}" --device tpu
+expect2 "expected tf32 or fp32" "$wancp" train "${tiny[@]}" --precision fp16
+expect2 "expected cpu or cuda" "$wancp" bench step --device gpu
+expect2 "cpu only" "$wancp" bench step --device cuda --chunks 2
+
+if ! "$wancp" --version 2>&1 | grep -q "kernel ok"; then
+  echo "passed $passes checks; no usable CUDA device here, the rest is skipped:"
+  "$wancp" --version 2>&1 | grep -i cuda
+  [ "$failures" = 0 ] || exit 1
+  exit 77
+fi
+
+expect2 "cpu backend only" "$wancp" train "${tiny[@]}" --device cuda --chunks 2
+"$wancp" train "${tiny[@]}" --metrics "$work/cpu.csv" 2>/dev/null
+check "cpu run" '[ $? = 0 ]'
+"$wancp" train "${tiny[@]}" --device cuda --metrics "$work/cuda.csv" --checkpoint "$work/ck.bin" 2>"$work/cuda.log"
+check "cuda run" '[ $? = 0 ] && grep -q "^# device: cuda, " "$work/cuda.csv"'
+# train_loss is column 4; step 0 is the evaluation row
+paste -d, <(grep -v '^#' "$work/cpu.csv" | cut -d, -f1,4) <(grep -v '^#' "$work/cuda.csv" | cut -d, -f4) \
+  | awk -F, 'NR > 1 && $2 != "" { r = ($3 - $2) / $2; if (r < 0) r = -r; if (r > w) w = r; n++ }
+             END { printf "%d steps, worst relative difference of the training loss cpu vs cuda: %.2e\n", n, w; exit !(n == 50 && w < 0.02) }'
+check "cuda follows the cpu loss curve within 2% for 50 steps" '[ ${PIPESTATUS[1]} = 0 ]'
+grep -v '^#' "$work/cpu.csv" | tail -n 1 | cut -d, -f1,4,5 | sed 's/^/cpu  last step,train,val: /'
+grep -v '^#' "$work/cuda.csv" | tail -n 1 | cut -d, -f1,4,5 | sed 's/^/cuda last step,train,val: /'
+
+# Resume from the GPU's checkpoint: the state went through host memory and back.
+"$wancp" train "${tiny[@]}" --device cuda --steps 60 --resume "$work/ck.bin" --metrics "$work/resumed.csv" 2>/dev/null
+check "cuda resumes from its checkpoint" '[ $? = 0 ] && [ "$(grep -v "^#" "$work/resumed.csv" | tail -n 1 | cut -d, -f1)" = 60 ]'
+
+out=$("$wancp" bench step --device cuda --json --layers 2 --dim 512 --heads 4 --context 2048 --vocab 1000 --steps 2)
+echo "$out"
+field() { printf '%s' "$out" | grep -o "\"$1\": *[^,}]*" | head -n 1 | sed 's/^[^:]*: *//; s/"//g'; }
+mfu=$(field mfu) gflops=$(field step_gflops) peak=$(field sgemm_peak_gflops)
+awk -v m="$mfu" -v g="$gflops" -v p="$peak" 'BEGIN { d = m - g / p; if (d < 0) d = -d; exit !(m > 0 && m <= 1.05 && d <= 1e-3 * m) }'
+check "bench step --device cuda reports an MFU against the cuBLAS peak" '[ $? = 0 ] && printf "%s" "$out" | grep -q "\"device\": \"cuda, "'
+
+echo "passed $passes checks, failed $failures"
+[ "$failures" = 0 ]

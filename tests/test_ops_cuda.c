@@ -1,0 +1,433 @@
+/* The cuda backend against the cpu reference: every op, forward and backward, on the same
+ * inputs, then the whole model's loss and every parameter gradient, then 50 training steps.
+ *
+ * Error measure: max |cuda - cpu| / max |cpu| over each output (normwise relative; an
+ * elementwise ratio would blow up on outputs near zero). Full fp32 (TF32 off) must agree
+ * to 1e-5. TF32 matmuls keep 10 mantissa bits of each operand (relative rounding 2^-11 ~
+ * 5e-4 per operand), so products and what follows them get 5e-3; the TF32 training curve
+ * must stay within 2% of the cpu's loss at every one of 50 steps.
+ *
+ * Without a usable CUDA device (or without CUDA in the build) the test exits 77: ctest
+ * reports it skipped. */
+#include "test_helpers.h"
+
+#include "core/model/model.h"
+#include "core/ops/ops.h"
+#include "core/status.h"
+#include "core/train/optimizer.h"
+#include "core/util/rng.h"
+
+#include <math.h>
+
+#define FP32_TOL 1e-5
+#define TF32_TOL 5e-3
+
+static const ops *cpu, *gpu;
+static rng r;
+
+static float *host_randn(size_t n, float scale)
+{
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * rng_normal(&r);
+    return x;
+}
+
+/* A copy of host data in each backend's memory. */
+static float *on(const ops *o, const float *h, size_t n)
+{
+    float *x = o->alloc(n * sizeof *x);
+    assert_non_null(x);
+    memcpy(x, h, n * sizeof *x);
+    return x;
+}
+
+static double compare(const char *what, const float *got, const float *want, size_t n, double tol)
+{
+    gpu->sync();
+    double diff = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i]) && !(isinf(got[i]) && got[i] == want[i]))
+            fail_msg("%s: element %zu is %g on cuda, %g on cpu", what, i, (double)got[i], (double)want[i]);
+        if (isinf(want[i]))
+            continue;
+        diff = fmax(diff, fabs((double)got[i] - want[i]));
+        scale = fmax(scale, fabs((double)want[i]));
+    }
+    double rel = scale > 0.0 ? diff / scale : diff;
+    printf("  %-36s max |cuda - cpu| / max |cpu| = %.2e (tolerance %.0e)\n", what, rel, tol);
+    if (rel > tol)
+        fail_msg("%s: cuda differs from cpu by %.2e (tolerance %.0e)", what, rel, tol);
+    return rel;
+}
+
+static void matmuls(bool tf32)
+{
+    ops_cuda_set_tf32(tf32);
+    const int m = 67, n = 45, k = 129;
+    float *a = host_randn((size_t)m * k, 1.0f), *b = host_randn((size_t)k * n, 1.0f), *c = host_randn((size_t)m * n, 1.0f);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            float *ga = on(gpu, a, (size_t)m * k), *gb = on(gpu, b, (size_t)k * n), *gc = on(gpu, c, (size_t)m * n);
+            float *cc = on(cpu, c, (size_t)m * n);
+            cpu->matmul(cc, a, b, m, n, k, ta, tb, 1.5f, 0.5f);
+            gpu->matmul(gc, ga, gb, m, n, k, ta, tb, 1.5f, 0.5f);
+            char what[64];
+            snprintf(what, sizeof what, "matmul %s%s (%s)", ta ? "T" : "N", tb ? "T" : "N", tf32 ? "tf32" : "fp32");
+            compare(what, gc, cc, (size_t)m * n, tf32 ? TF32_TOL : FP32_TOL);
+            gpu->release(ga), gpu->release(gb), gpu->release(gc), cpu->release(cc);
+        }
+    free(a), free(b), free(c);
+    ops_cuda_set_tf32(false);
+}
+
+static void matmul_fp32(void **state)
+{
+    (void)state;
+    matmuls(false);
+}
+
+static void matmul_tf32(void **state)
+{
+    (void)state;
+    matmuls(true);
+}
+
+static void elementwise(void **state)
+{
+    (void)state;
+    /* embedding: tokens repeat, so the backward's adds collide */
+    const int n = 50, d = 33, vocab = 20;
+    uint16_t tokens[50];
+    for (int i = 0; i < n; i++)
+        tokens[i] = (uint16_t)(rng_next(&r) % vocab);
+    float *wte = host_randn((size_t)vocab * d, 1.0f), *dout = host_randn((size_t)n * d, 1.0f);
+    float *c_out = on(cpu, dout, (size_t)n * d), *g_out = on(gpu, dout, (size_t)n * d), *g_wte = on(gpu, wte, (size_t)vocab * d);
+    cpu->embedding_fwd(c_out, tokens, wte, n, d);
+    gpu->embedding_fwd(g_out, tokens, g_wte, n, d);
+    compare("embedding forward", g_out, c_out, (size_t)n * d, FP32_TOL);
+    float *c_dw = on(cpu, wte, (size_t)vocab * d), *g_dw = on(gpu, wte, (size_t)vocab * d), *g_dout = on(gpu, dout, (size_t)n * d);
+    cpu->embedding_bwd(c_dw, tokens, dout, n, d);
+    gpu->embedding_bwd(g_dw, tokens, g_dout, n, d);
+    compare("embedding backward (accumulating)", g_dw, c_dw, (size_t)vocab * d, FP32_TOL);
+
+    /* rmsnorm: a width that is not a multiple of the block; gradients added onto values */
+    const int rows = 37, width = 300;
+    float *x = host_randn((size_t)rows * width, 2.0f), *w = host_randn(width, 1.0f), *g = host_randn((size_t)rows * width, 1.0f);
+    float *c_y = on(cpu, x, (size_t)rows * width), *c_rstd = on(cpu, w, rows);
+    float *g_x = on(gpu, x, (size_t)rows * width), *g_w = on(gpu, w, width), *g_y = on(gpu, x, (size_t)rows * width);
+    float *g_rstd = on(gpu, w, rows);
+    cpu->rmsnorm_fwd(c_y, c_rstd, x, w, rows, width, 1e-5f);
+    gpu->rmsnorm_fwd(g_y, g_rstd, g_x, g_w, rows, width, 1e-5f);
+    compare("rmsnorm forward", g_y, c_y, (size_t)rows * width, FP32_TOL);
+    compare("rmsnorm forward rstd", g_rstd, c_rstd, rows, FP32_TOL);
+    float *c_dx = on(cpu, g, (size_t)rows * width), *c_dwn = on(cpu, w, width);
+    float *g_dx = on(gpu, g, (size_t)rows * width), *g_dwn = on(gpu, w, width), *g_g = on(gpu, g, (size_t)rows * width);
+    cpu->rmsnorm_bwd(c_dx, c_dwn, g, x, w, c_rstd, rows, width);
+    gpu->rmsnorm_bwd(g_dx, g_dwn, g_g, g_x, g_w, g_rstd, rows, width);
+    compare("rmsnorm backward dx", g_dx, c_dx, (size_t)rows * width, FP32_TOL);
+    compare("rmsnorm backward dw", g_dwn, c_dwn, width, FP32_TOL);
+
+    /* rope at scattered positions, forward then the inverse */
+    const int heads = 3, hd = 16, ctx = 64, tok = 20;
+    float *cos_t = malloc((size_t)ctx * hd / 2 * sizeof *cos_t), *sin_t = malloc((size_t)ctx * hd / 2 * sizeof *sin_t);
+    assert_non_null(cos_t);
+    assert_non_null(sin_t);
+    for (int p = 0; p < ctx; p++)
+        for (int j = 0; j < hd / 2; j++) {
+            double f = pow(10000.0, -(double)j / (hd / 2));
+            cos_t[p * hd / 2 + j] = (float)cos(p * f);
+            sin_t[p * hd / 2 + j] = (float)sin(p * f);
+        }
+    int32_t pos[20];
+    for (int i = 0; i < tok; i++)
+        pos[i] = (int32_t)(rng_next(&r) % ctx);
+    float *q = host_randn((size_t)tok * heads * hd, 1.0f);
+    float *c_q = on(cpu, q, (size_t)tok * heads * hd), *g_q = on(gpu, q, (size_t)tok * heads * hd);
+    float *g_cos = on(gpu, cos_t, (size_t)ctx * hd / 2), *g_sin = on(gpu, sin_t, (size_t)ctx * hd / 2);
+    cpu->rope_fwd(c_q, pos, tok, heads, hd, cos_t, sin_t);
+    gpu->rope_fwd(g_q, pos, tok, heads, hd, g_cos, g_sin);
+    compare("rope forward", g_q, c_q, (size_t)tok * heads * hd, FP32_TOL);
+    cpu->rope_bwd(c_q, pos, tok, heads, hd, cos_t, sin_t);
+    gpu->rope_bwd(g_q, pos, tok, heads, hd, g_cos, g_sin);
+    compare("rope backward", g_q, c_q, (size_t)tok * heads * hd, FP32_TOL);
+
+    /* swiglu */
+    const size_t count = 1000;
+    float *gate = host_randn(count, 3.0f), *up = host_randn(count, 1.0f), *dh = host_randn(count, 1.0f);
+    float *c_h = on(cpu, gate, count), *c_dg = on(cpu, gate, count), *c_du = on(cpu, gate, count);
+    float *g_gate = on(gpu, gate, count), *g_up = on(gpu, up, count), *g_dh = on(gpu, dh, count);
+    float *g_h = on(gpu, gate, count), *g_dg = on(gpu, gate, count), *g_du = on(gpu, gate, count);
+    cpu->swiglu_fwd(c_h, gate, up, count);
+    gpu->swiglu_fwd(g_h, g_gate, g_up, count);
+    compare("swiglu forward", g_h, c_h, count, FP32_TOL);
+    cpu->swiglu_bwd(c_dg, c_du, dh, gate, up, count);
+    gpu->swiglu_bwd(g_dg, g_du, g_dh, g_gate, g_up, count);
+    compare("swiglu backward dg", g_dg, c_dg, count, FP32_TOL);
+    compare("swiglu backward du", g_du, c_du, count, FP32_TOL);
+
+    /* add, scale, sumsq, adamw */
+    const size_t big = 100003;
+    float *y = host_randn(big, 1.0f), *z = host_randn(big, 1.0f);
+    float *c_y2 = on(cpu, y, big), *g_y2 = on(gpu, y, big), *g_z = on(gpu, z, big);
+    cpu->add(c_y2, z, big);
+    gpu->add(g_y2, g_z, big);
+    cpu->scale(c_y2, big, -0.37f);
+    gpu->scale(g_y2, big, -0.37f);
+    compare("add then scale", g_y2, c_y2, big, FP32_TOL);
+    double s_cpu = cpu->sumsq(c_y2, big), s_gpu = gpu->sumsq(g_y2, big);
+    printf("  %-36s cpu %.9g, cuda %.9g\n", "sumsq", s_cpu, s_gpu);
+    assert_true(fabs(s_cpu - s_gpu) <= 1e-9 * s_cpu);
+    float *c_p = on(cpu, y, big), *c_m = on(cpu, z, big), *c_v = on(cpu, z, big);
+    float *g_p = on(gpu, y, big), *g_m = on(gpu, z, big), *g_v = on(gpu, z, big);
+    for (size_t i = 0; i < big; i++)
+        c_v[i] = g_v[i] = c_v[i] * c_v[i];
+    for (int t = 1; t <= 3; t++) {
+        cpu->adamw(c_p, z, c_m, c_v, big, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, t);
+        gpu->adamw(g_p, g_z, g_m, g_v, big, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.7f, t);
+    }
+    compare("adamw parameters", g_p, c_p, big, FP32_TOL);
+    compare("adamw first moments", g_m, c_m, big, FP32_TOL);
+    compare("adamw second moments", g_v, c_v, big, FP32_TOL);
+
+    /* cross-entropy: loss, then loss and gradient */
+    const int ce_rows = 33, ce_vocab = 300;
+    float *logits = host_randn((size_t)ce_rows * ce_vocab, 3.0f);
+    uint16_t targets[33];
+    for (int i = 0; i < ce_rows; i++)
+        targets[i] = (uint16_t)(rng_next(&r) % ce_vocab);
+    float *c_l = on(cpu, logits, (size_t)ce_rows * ce_vocab), *g_l = on(gpu, logits, (size_t)ce_rows * ce_vocab);
+    double l_cpu = cpu->cross_entropy(c_l, targets, ce_rows, ce_vocab, 0.0f);
+    double l_gpu = gpu->cross_entropy(g_l, targets, ce_rows, ce_vocab, 0.0f);
+    printf("  %-36s cpu %.9g, cuda %.9g\n", "cross-entropy loss", l_cpu, l_gpu);
+    assert_true(fabs(l_cpu - l_gpu) <= FP32_TOL * fabs(l_cpu));
+    l_cpu = cpu->cross_entropy(c_l, targets, ce_rows, ce_vocab, 0.03f);
+    l_gpu = gpu->cross_entropy(g_l, targets, ce_rows, ce_vocab, 0.03f);
+    assert_true(fabs(l_cpu - l_gpu) <= FP32_TOL * fabs(l_cpu));
+    compare("cross-entropy gradient", g_l, c_l, (size_t)ce_rows * ce_vocab, FP32_TOL);
+
+    float *gpu_bufs[] = {g_out, g_wte, g_dw, g_dout, g_x, g_w, g_y, g_rstd, g_dx, g_dwn, g_g, g_q, g_cos, g_sin,
+                         g_gate, g_up, g_dh, g_h, g_dg, g_du, g_y2, g_z, g_p, g_m, g_v, g_l};
+    for (size_t i = 0; i < sizeof gpu_bufs / sizeof gpu_bufs[0]; i++)
+        gpu->release(gpu_bufs[i]);
+    float *cpu_bufs[] = {c_out, c_dw, c_y, c_rstd, c_dx, c_dwn, c_q, c_h, c_dg, c_du, c_y2, c_p, c_m, c_v, c_l};
+    for (size_t i = 0; i < sizeof cpu_bufs / sizeof cpu_bufs[0]; i++)
+        cpu->release(cpu_bufs[i]);
+    float *host[] = {wte, dout, x, w, g, cos_t, sin_t, q, gate, up, dh, y, z, logits};
+    for (size_t i = 0; i < sizeof host / sizeof host[0]; i++)
+        free(host[i]);
+}
+
+/* Attention as context parallelism uses it: one set of query rows merged with several key
+ * sets in turn (an earlier chunk, the diagonal, a chunk wholly in the future), grouped-query
+ * heads, and a second case whose first rows see no key at all. */
+static void attention_case(const char *name, const int32_t *q_pos, int tq, const int32_t *const *k_pos,
+                           const int *tk, int sets)
+{
+    const attn_shape shape = {.n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .block = 16};
+    const size_t qd = (size_t)shape.n_heads * shape.head_dim, kvd = (size_t)shape.n_kv_heads * shape.head_dim;
+    const size_t hq = (size_t)shape.n_heads * tq;
+    float *q = host_randn(tq * qd, 1.0f), *dout = host_randn(tq * qd, 1.0f);
+    float *k[4], *v[4];
+    for (int s = 0; s < sets; s++) {
+        k[s] = host_randn((size_t)tk[s] * kvd, 1.0f);
+        v[s] = host_randn((size_t)tk[s] * kvd, 1.0f);
+    }
+    const ops *both[2] = {cpu, gpu};
+    float *o_[2], *lse_[2], *dq_[2], *dk_[2][4], *dv_[2][4];
+    for (int b = 0; b < 2; b++) {
+        const ops *x = both[b];
+        float *qq = on(x, q, tq * qd), *gg = on(x, dout, tq * qd);
+        float *acc = x->alloc(tq * qd * sizeof(float)), *mx = x->alloc(hq * sizeof(float));
+        float *sm = x->alloc(hq * sizeof(float)), *delta = x->alloc(hq * sizeof(float));
+        float *scratch = x->alloc(attn_scratch_floats(&shape) * sizeof(float));
+        o_[b] = x->alloc(tq * qd * sizeof(float));
+        lse_[b] = x->alloc(hq * sizeof(float));
+        dq_[b] = x->alloc(tq * qd * sizeof(float));
+        attn_state st = {.acc = acc, .max = mx, .sum = sm, .tq = tq};
+        x->attn_begin(&st, &shape);
+        float *kk[4], *vv[4];
+        for (int s = 0; s < sets; s++) {
+            kk[s] = on(x, k[s], (size_t)tk[s] * kvd);
+            vv[s] = on(x, v[s], (size_t)tk[s] * kvd);
+            x->attn_block(&st, qq, q_pos, kk[s], vv[s], k_pos[s], tk[s], &shape, scratch);
+        }
+        x->attn_end(o_[b], lse_[b], &st, &shape);
+        x->attn_bwd_delta(delta, o_[b], gg, tq, &shape);
+        for (int s = 0; s < sets; s++) {
+            dk_[b][s] = x->alloc((size_t)tk[s] * kvd * sizeof(float));
+            dv_[b][s] = x->alloc((size_t)tk[s] * kvd * sizeof(float));
+            x->attn_block_bwd(dq_[b], dk_[b][s], dv_[b][s], qq, q_pos, tq, kk[s], vv[s], k_pos[s], tk[s], gg, lse_[b],
+                              delta, &shape, scratch);
+            x->release(kk[s]), x->release(vv[s]);
+        }
+        x->sync();
+        x->release(qq), x->release(gg), x->release(acc), x->release(mx), x->release(sm), x->release(delta);
+        x->release(scratch);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "attention %s: output", name);
+    compare(what, o_[1], o_[0], tq * qd, FP32_TOL);
+    snprintf(what, sizeof what, "attention %s: log-sum-exp", name);
+    compare(what, lse_[1], lse_[0], hq, FP32_TOL);
+    snprintf(what, sizeof what, "attention %s: dq", name);
+    compare(what, dq_[1], dq_[0], tq * qd, FP32_TOL);
+    for (int s = 0; s < sets; s++) {
+        snprintf(what, sizeof what, "attention %s: dk of key set %d", name, s);
+        compare(what, dk_[1][s], dk_[0][s], (size_t)tk[s] * kvd, FP32_TOL);
+        snprintf(what, sizeof what, "attention %s: dv of key set %d", name, s);
+        compare(what, dv_[1][s], dv_[0][s], (size_t)tk[s] * kvd, FP32_TOL);
+    }
+    for (int b = 0; b < 2; b++) {
+        both[b]->release(o_[b]), both[b]->release(lse_[b]), both[b]->release(dq_[b]);
+        for (int s = 0; s < sets; s++)
+            both[b]->release(dk_[b][s]), both[b]->release(dv_[b][s]);
+    }
+    for (int s = 0; s < sets; s++)
+        free(k[s]), free(v[s]);
+    free(q), free(dout);
+}
+
+static void attention(void **state)
+{
+    (void)state;
+    int32_t q_pos[48], earlier[40], future[21], late_keys[31], first[16];
+    for (int i = 0; i < 48; i++)
+        q_pos[i] = 40 + i;
+    for (int i = 0; i < 40; i++)
+        earlier[i] = i;
+    for (int i = 0; i < 21; i++)
+        future[i] = 100 + i;
+    const int32_t *sets[3] = {earlier, q_pos, future};
+    const int tk[3] = {40, 48, 21};
+    attention_case("chunks merged", q_pos, 48, sets, tk, 3);
+    /* queries 0..15 against keys 10..40: rows 0..9 see nothing (o = 0, lse = -inf) */
+    for (int i = 0; i < 16; i++)
+        first[i] = i;
+    for (int i = 0; i < 31; i++)
+        late_keys[i] = 10 + i;
+    const int32_t *late[1] = {late_keys};
+    const int tk_late[1] = {31};
+    attention_case("rows that see nothing", first, 16, late, tk_late, 1);
+}
+
+static model_config small_model(void)
+{
+    model_config c = model_config_default();
+    c.n_layers = 2;
+    c.dim = 64;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.ffn_dim = 96;
+    c.vocab = 300;
+    c.context = 64;
+    c.attn_block = 16;
+    return c;
+}
+
+static void random_batch(uint16_t *x, int n, int vocab, rng *g)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = (uint16_t)(rng_next(g) % (uint64_t)vocab);
+}
+
+/* The whole model in full fp32: the loss and every parameter's gradient. */
+static void model_gradients(void **state)
+{
+    (void)state;
+    ops_cuda_set_tf32(false);
+    model_config cfg = small_model();
+    model mc, mg;
+    char err[WANCP_ERRLEN];
+    assert_int_equal(model_init(&mc, &cfg, cpu, 2, 64, 11, err, sizeof err), WANCP_OK);
+    assert_int_equal(model_init(&mg, &cfg, gpu, 2, 64, 11, err, sizeof err), WANCP_OK);
+    uint16_t in[128], tg[128];
+    rng g;
+    rng_seed(&g, 5);
+    random_batch(in, 128, cfg.vocab, &g);
+    random_batch(tg, 128, cfg.vocab, &g);
+    model_zero_grads(&mc);
+    model_zero_grads(&mg);
+    double lc = model_step(&mc, in, tg, true), lg = model_step(&mg, in, tg, true);
+    gpu->sync();
+    printf("  model loss: cpu %.9f, cuda %.9f\n", lc, lg);
+    assert_true(fabs(lc - lg) <= FP32_TOL * fabs(lc));
+    double worst = 0.0;
+    for (int t = 0; t < mc.table.count; t++) {
+        const tensor_info *info = &mc.table.tensors[t];
+        if (info->frozen)
+            continue;
+        char what[80];
+        snprintf(what, sizeof what, "gradient of %s", info->name);
+        worst = fmax(worst, compare(what, model_grad(&mg, t), model_grad(&mc, t), info->count, FP32_TOL));
+    }
+    printf("  worst gradient difference over %d tensors: %.2e\n", mc.table.count, worst);
+    model_free(&mc);
+    model_free(&mg);
+}
+
+/* 50 AdamW steps on fresh random batches: TF32 on the GPU follows the cpu's loss curve. */
+static void training_curve(void **state)
+{
+    (void)state;
+    ops_cuda_set_tf32(true);
+    model_config cfg = small_model();
+    model mc, mg;
+    char err[WANCP_ERRLEN];
+    assert_int_equal(model_init(&mc, &cfg, cpu, 2, 64, 3, err, sizeof err), WANCP_OK);
+    assert_int_equal(model_init(&mg, &cfg, gpu, 2, 64, 3, err, sizeof err), WANCP_OK);
+    optim_config oc = optim_config_default();
+    oc.lr = 3e-3f;
+    oc.total_steps = 50;
+    rng g;
+    rng_seed(&g, 8);
+    /* A small corpus of 4 batches, visited in turn, so the loss falls visibly. */
+    uint16_t in[4][128], tg[4][128];
+    for (int b = 0; b < 4; b++) {
+        random_batch(in[b], 128, 40, &g);
+        for (int i = 0; i < 128; i++)
+            tg[b][i] = (uint16_t)((in[b][i] * 7 + 3) % 40);
+    }
+    double worst = 0.0, first = 0.0, last = 0.0;
+    for (int s = 0; s < 50; s++) {
+        model_zero_grads(&mc);
+        model_zero_grads(&mg);
+        double lc = model_step(&mc, in[s % 4], tg[s % 4], true), lg = model_step(&mg, in[s % 4], tg[s % 4], true);
+        optim_step(&mc, &oc, s);
+        optim_step(&mg, &oc, s);
+        double rel = fabs(lc - lg) / fabs(lc);
+        worst = fmax(worst, rel);
+        if (s == 0)
+            first = lc;
+        last = lc;
+        if (s % 10 == 9)
+            printf("  step %2d: loss cpu %.5f, cuda (tf32) %.5f\n", s + 1, lc, lg);
+    }
+    printf("  50 steps: loss %.3f -> %.3f; worst relative difference cpu vs cuda %.2e (tolerance 2e-2)\n", first,
+           last, worst);
+    assert_true(last < 0.8 * first); /* it learned */
+    assert_true(worst < 2e-2);
+    model_free(&mc);
+    model_free(&mg);
+    ops_cuda_set_tf32(false);
+}
+
+int main(void)
+{
+    char err[WANCP_ERRLEN];
+    cpu = ops_cpu();
+    gpu = ops_cuda(err, sizeof err);
+    if (gpu == NULL) {
+        printf("skipped: %s\n", err);
+        return 77;
+    }
+    printf("cuda: %s\n", ops_cuda_device_name());
+    ops_cuda_set_tf32(false);
+    rng_seed(&r, 77);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(matmul_fp32),     cmocka_unit_test(matmul_tf32),     cmocka_unit_test(elementwise),
+        cmocka_unit_test(attention),       cmocka_unit_test(model_gradients), cmocka_unit_test(training_curve),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
