@@ -62,10 +62,9 @@ static double compare(const char *what, const float *got, const float *want, siz
     return rel;
 }
 
-static void matmuls(bool tf32)
+/* Odd sizes and multiples of 4 (cuBLAS picks other kernels for each). */
+static void matmuls_of(bool tf32, int m, int n, int k)
 {
-    ops_cuda_set_tf32(tf32);
-    const int m = 67, n = 45, k = 129;
     float *a = host_randn((size_t)m * k, 1.0f), *b = host_randn((size_t)k * n, 1.0f), *c = host_randn((size_t)m * n, 1.0f);
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
@@ -74,11 +73,20 @@ static void matmuls(bool tf32)
             cpu->matmul(cc, a, b, m, n, k, ta, tb, 1.5f, 0.5f);
             gpu->matmul(gc, ga, gb, m, n, k, ta, tb, 1.5f, 0.5f);
             char what[64];
-            snprintf(what, sizeof what, "matmul %s%s (%s)", ta ? "T" : "N", tb ? "T" : "N", tf32 ? "tf32" : "fp32");
+            snprintf(what, sizeof what, "matmul %s%s %dx%dx%d (%s)", ta ? "T" : "N", tb ? "T" : "N", m, n, k,
+                     tf32 ? "tf32" : "fp32");
             compare(what, gc, cc, (size_t)m * n, tf32 ? TF32_TOL : FP32_TOL);
             gpu->release(ga), gpu->release(gb), gpu->release(gc), cpu->release(cc);
         }
     free(a), free(b), free(c);
+}
+
+static void matmuls(bool tf32)
+{
+    ops_cuda_set_tf32(tf32);
+    matmuls_of(tf32, 67, 45, 129);
+    matmuls_of(tf32, 64, 32, 128);
+    matmuls_of(tf32, 64, 45, 128); /* only C's rows are odd */
     ops_cuda_set_tf32(false);
 }
 

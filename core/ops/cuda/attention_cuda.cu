@@ -18,7 +18,7 @@ static device_buffer g_q_pos, g_k_pos, g_scores, g_dscores;
 // multiple of 64 when that large (tensor-core friendly).
 static int query_rows_per_block(int tq, int tk, int group)
 {
-    size_t rows = SCORE_TILE_FLOATS / ((size_t)(tk > 0 ? tk : 1) * group);
+    size_t rows = SCORE_TILE_FLOATS / ((size_t)(tk > 0 ? tk + 3 : 1) * group);
     if (rows >= 64)
         rows = rows / 64 * 64;
     if (rows < 1)
@@ -40,6 +40,13 @@ static block_plan plan_blocks(const int32_t *q_pos, int tq, const int32_t *k_pos
     p.k_pos = (const int32_t *)device_upload(&g_k_pos, k_pos, (size_t)tk * sizeof *k_pos);
     p.rows_per_block = query_rows_per_block(tq, tk, group);
     return p;
+}
+
+// Score tiles' rows are a multiple of 4 floats apart, so cuBLAS keeps its fast kernels
+// whatever the number of visible keys.
+static int tile_ld(int keys)
+{
+    return (keys + 3) / 4 * 4;
 }
 
 // Keys with position <= last: positions ascend, so a binary search on the host copy.
@@ -104,12 +111,12 @@ __device__ static void reduce_max_sum(float *m, float *l)
 // One block per (head of the group, query row): masks the row of scores by position,
 // merges it into the running max m and sum l, overwrites it with exp(s - m_new), and
 // rescales the row's accumulator by exp(m_old - m_new).
-__global__ static void softmax_merge_kernel(float *scores, int rows, int nv, const int32_t *q_pos,
+__global__ static void softmax_merge_kernel(float *scores, int rows, int nv, int ld, const int32_t *q_pos,
                                             const int32_t *k_pos, int i0, int h0, int tq, int qs, int hd, float *acc,
                                             float *max, float *sum)
 {
     const int g = blockIdx.x / rows, r = blockIdx.x % rows, i = i0 + r, h = h0 + g;
-    float *s = scores + ((size_t)g * rows + r) * nv;
+    float *s = scores + ((size_t)g * rows + r) * ld;
     const int32_t qp = q_pos[i];
     // One pass: each thread's own max and sum with rescaling, then combined.
     float m = -INFINITY, l = 0.0f;
@@ -156,22 +163,22 @@ void cuda_attn_block(attn_state *st, const float *q, const int32_t *q_pos, const
     const float scale = 1.0f / sqrtf((float)hd);
     const block_plan plan = plan_blocks(q_pos, tq, k_pos, tk, group);
     const int bq = plan.rows_per_block;
-    float *s = (float *)device_buffer_reserve(&g_scores, (size_t)group * bq * tk * sizeof(float));
+    float *s = (float *)device_buffer_reserve(&g_scores, (size_t)group * bq * tile_ld(tk) * sizeof(float));
     for (int i0 = 0; i0 < tq; i0 += bq) {
         const int rows = tq - i0 < bq ? tq - i0 : bq;
-        const int nv = visible_keys(k_pos, tk, q_pos[i0 + rows - 1]);
+        const int nv = visible_keys(k_pos, tk, q_pos[i0 + rows - 1]), ld = tile_ld(nv);
         if (nv == 0)
             continue;
         for (int kh = 0; kh < hkv; kh++) {
             const int h0 = kh * group;
             // S_g = scale Q_h K_kh^T for the group's heads h = h0 + g
             gemm_rm(false, true, rows, nv, hd, scale, q + (size_t)i0 * qs + (size_t)h0 * hd, qs, hd,
-                    k + (size_t)kh * hd, ks, 0, 0.0f, s, nv, (long long)rows * nv, group);
+                    k + (size_t)kh * hd, ks, 0, 0.0f, s, ld, (long long)rows * ld, group);
             softmax_merge_kernel<<<group * rows, SOFTMAX_THREADS, 0, g_cuda.stream>>>(
-                s, rows, nv, plan.q_pos, plan.k_pos, i0, h0, tq, qs, hd, st->acc, st->max, st->sum);
+                s, rows, nv, ld, plan.q_pos, plan.k_pos, i0, h0, tq, qs, hd, st->acc, st->max, st->sum);
             LAUNCH_CHECK();
             // acc_h += P_g V_kh
-            gemm_rm(false, false, rows, hd, nv, 1.0f, s, nv, (long long)rows * nv, v + (size_t)kh * hd, ks, 0, 1.0f,
+            gemm_rm(false, false, rows, hd, nv, 1.0f, s, ld, (long long)rows * ld, v + (size_t)kh * hd, ks, 0, 1.0f,
                     st->acc + (size_t)i0 * qs + (size_t)h0 * hd, qs, hd, group);
         }
     }
@@ -229,12 +236,12 @@ void cuda_attn_bwd_delta(float *delta, const float *o, const float *dout, int tq
 
 // From the scores S and dP = dO V^T: P = exp(S - lse) under the mask (rows whose lse is
 // -inf saw nothing: 0) over S, and dS = P (dP - delta) over dP, in one pass.
-__global__ static void probs_dscores_kernel(float *scores, float *dp, int rows, int nv, const int32_t *q_pos,
+__global__ static void probs_dscores_kernel(float *scores, float *dp, int rows, int nv, int ld, const int32_t *q_pos,
                                             const int32_t *k_pos, int i0, int h0, int tq, const float *lse,
                                             const float *delta)
 {
     const int g = blockIdx.x / rows, r = blockIdx.x % rows, i = i0 + r;
-    const size_t off = ((size_t)g * rows + r) * nv;
+    const size_t off = ((size_t)g * rows + r) * ld;
     const size_t state = (size_t)(h0 + g) * tq + i;
     const float L = lse[state], dr = delta[state];
     const int32_t qp = q_pos[i];
@@ -259,30 +266,30 @@ void cuda_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const 
     const float scale = 1.0f / sqrtf((float)hd);
     const block_plan plan = plan_blocks(q_pos, tq, k_pos, tk, group);
     const int bq = plan.rows_per_block;
-    float *p = (float *)device_buffer_reserve(&g_scores, (size_t)group * bq * tk * sizeof(float));
-    float *ds = (float *)device_buffer_reserve(&g_dscores, (size_t)group * bq * tk * sizeof(float));
+    float *p = (float *)device_buffer_reserve(&g_scores, (size_t)group * bq * tile_ld(tk) * sizeof(float));
+    float *ds = (float *)device_buffer_reserve(&g_dscores, (size_t)group * bq * tile_ld(tk) * sizeof(float));
     for (int i0 = 0; i0 < tq; i0 += bq) {
         const int rows = tq - i0 < bq ? tq - i0 : bq;
-        const int nv = visible_keys(k_pos, tk, q_pos[i0 + rows - 1]);
+        const int nv = visible_keys(k_pos, tk, q_pos[i0 + rows - 1]), ld = tile_ld(nv);
         if (nv == 0)
             continue;
-        const long long tile = (long long)rows * nv;
+        const long long tile = (long long)rows * ld;
         for (int kh = 0; kh < hkv; kh++) {
             const int h0 = kh * group;
             const float *qb = q + (size_t)i0 * qs + (size_t)h0 * hd, *gb = dout + (size_t)i0 * qs + (size_t)h0 * hd;
             const float *kb = k + (size_t)kh * hd, *vb = v + (size_t)kh * hd;
-            gemm_rm(false, true, rows, nv, hd, scale, qb, qs, hd, kb, ks, 0, 0.0f, p, nv, tile, group);
-            gemm_rm(false, true, rows, nv, hd, 1.0f, gb, qs, hd, vb, ks, 0, 0.0f, ds, nv, tile, group);
-            probs_dscores_kernel<<<group * rows, SOFTMAX_THREADS, 0, g_cuda.stream>>>(p, ds, rows, nv, plan.q_pos,
+            gemm_rm(false, true, rows, nv, hd, scale, qb, qs, hd, kb, ks, 0, 0.0f, p, ld, tile, group);
+            gemm_rm(false, true, rows, nv, hd, 1.0f, gb, qs, hd, vb, ks, 0, 0.0f, ds, ld, tile, group);
+            probs_dscores_kernel<<<group * rows, SOFTMAX_THREADS, 0, g_cuda.stream>>>(p, ds, rows, nv, ld, plan.q_pos,
                                                                                      plan.k_pos, i0, h0, tq, lse, delta);
             LAUNCH_CHECK();
-            gemm_rm(false, false, rows, hd, nv, scale, ds, nv, tile, kb, ks, 0, 1.0f,
+            gemm_rm(false, false, rows, hd, nv, scale, ds, ld, tile, kb, ks, 0, 1.0f,
                     dq + (size_t)i0 * qs + (size_t)h0 * hd, qs, hd, group);
             // The group's heads all add into one dK and dV: one product at a time.
             for (int g = 0; g < group; g++) {
-                gemm_rm(true, false, nv, hd, rows, 1.0f, p + g * tile, nv, 0, gb + (size_t)g * hd, qs, 0, 1.0f,
+                gemm_rm(true, false, nv, hd, rows, 1.0f, p + g * tile, ld, 0, gb + (size_t)g * hd, qs, 0, 1.0f,
                         dv + (size_t)kh * hd, ks, 0, 1);
-                gemm_rm(true, false, nv, hd, rows, scale, ds + g * tile, nv, 0, qb + (size_t)g * hd, qs, 0, 1.0f,
+                gemm_rm(true, false, nv, hd, rows, scale, ds + g * tile, ld, 0, qb + (size_t)g * hd, qs, 0, 1.0f,
                         dk + (size_t)kh * hd, ks, 0, 1);
             }
         }
