@@ -98,8 +98,8 @@ int bench_step(int argc, char **argv)
     c.context = 2048;
     c.n_kv_heads = 0;
     c.attn_block = 0;
-    int batch = 1, steps = 3, threads = 0, json = 0, chunks = 0, compress = 0, cheap = 0, fp32 = 0;
-    const char *device = "cpu";
+    int batch = 1, steps = 3, threads = 0, json = 0, chunks = 0, compress = 0, cheap = 0;
+    cli_device device = {0};
     optind = 1;
     opterr = 0;
     for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
@@ -118,15 +118,7 @@ int bench_step(int argc, char **argv)
         case O_COMPRESS: compress = 1; break;
         case O_CHEAP: cheap = 1; break;
         case O_DEVICE:
-            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0)
-                return cli_usage_error("bench", "--device '%s': expected cpu or cuda", optarg);
-            device = optarg;
-            break;
-        case O_PRECISION:
-            if (strcmp(optarg, "tf32") != 0 && strcmp(optarg, "fp32") != 0)
-                return cli_usage_error("bench", "--precision '%s': expected tf32 or fp32", optarg);
-            fp32 = strcmp(optarg, "fp32") == 0;
-            break;
+        case O_PRECISION: bad = cli_device_option("bench", name, optarg, &device); break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("bench", "%s needs a value", name);
         default:
@@ -143,7 +135,7 @@ int bench_step(int argc, char **argv)
     cli_model_finish(&c);
     if (cheap && !compress)
         return cli_usage_error("bench", "--cheap-rotation needs --compress");
-    if (strcmp(device, "cpu") != 0 && (chunks > 0 || compress))
+    if (device.name != NULL && strcmp(device.name, "cpu") != 0 && (chunks > 0 || compress))
         return cli_usage_error("bench", "--chunks and --compress run on --device cpu only so far");
     if (compress && chunks == 0)
         chunks = 8;
@@ -161,17 +153,12 @@ int bench_step(int argc, char **argv)
 
     ops_cpu_set_threads(threads);
     char err[WANCP_ERRLEN];
-    const ops *o = ops_by_name(device, err, sizeof err);
+    const ops *o = cli_device_open("bench", &device);
     if (o == NULL)
-        return cli_report("bench", WANCP_ERR_INPUT, err);
-    ops_cuda_set_tf32(!fp32);
+        return 2;
     const bool gpu = strcmp(o->name, "cpu") != 0;
     char device_name[512];
-    if (gpu)
-        snprintf(device_name, sizeof device_name, "cuda, %s, %s matmuls", ops_cuda_device_name(),
-                 ops_cuda_tf32() ? "tf32" : "fp32");
-    else
-        snprintf(device_name, sizeof device_name, "cpu, %s, %d threads", ops_cpu_blas_core(), ops_cpu_threads());
+    cli_device_describe(o, device_name, sizeof device_name);
     model m;
     cp_attention cp = {0};
     int rc = model_config_validate(&c, "command line", err, sizeof err);

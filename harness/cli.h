@@ -3,6 +3,7 @@
 
 #include "../core/util/buf.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -58,6 +59,22 @@ int cli_run_capture(char *const argv[], bytebuf *out, char *err, size_t errlen);
 /* Prints a benchmark's JSON object on one line of stdout and releases it (NULL: nothing). */
 struct json_t;
 void cli_print_json(struct json_t *o);
+
+/* --device cpu|cuda and --precision tf32|fp32, as train and bench step take them. */
+typedef struct cli_device {
+    const char *name;  /* NULL: cpu */
+    bool fp32_matmuls; /* --precision fp32: no TF32 on cuda */
+} cli_device;
+
+/* Takes the value of opt ("--device" or "--precision") into d; 0, or 2 after a usage error. */
+int cli_device_option(const char *cmd, const char *opt, const char *text, cli_device *d);
+
+/* The backend d names, with its matmul precision set; NULL after printing why (exit 2). */
+struct ops;
+const struct ops *cli_device_open(const char *cmd, const cli_device *d);
+
+/* "cpu, SkylakeX, 2 threads" or "cuda, NVIDIA H100 ..., tf32 matmuls": for metadata. */
+void cli_device_describe(const struct ops *o, char *buf, size_t len);
 
 /* Seconds on a monotonic clock. */
 double cli_now(void);

@@ -83,8 +83,7 @@ typedef struct train_cli {
     int first_step;
     int rows; /* data rows written to the metrics file */
     int ranks; /* --ranks: launch this many local ranks */
-    const char *device;  /* --device: cpu or cuda */
-    bool fp32_matmuls;   /* --precision fp32: no TF32 on cuda */
+    cli_device device;   /* --device, --precision */
     const ops *ops;
 } train_cli;
 
@@ -175,10 +174,7 @@ static int open_metrics(train_cli *t, int argc, char **argv)
     const model_config *m = &t->tc.model;
     const optim_config *o = &t->tc.optim;
     char device[512];
-    if (strcmp(t->ops->name, "cpu") == 0)
-        snprintf(device, sizeof device, "cpu");
-    else
-        snprintf(device, sizeof device, "cuda, %s, %s matmuls", ops_cuda_device_name(), ops_cuda_tf32() ? "tf32" : "fp32");
+    cli_device_describe(t->ops, device, sizeof device);
     fprintf(t->metrics,
             "# wancp train metrics\n# commit: %s\n# command: %s\n# host: %s\n"
             "# blas: %s, core %s, %d threads\n"
@@ -313,15 +309,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         case O_REGATHER: c->cp.regather = true; break;
         case O_CHEAP: c->cp.cheap_rotation = true; compress_only = true; break;
         case O_DEVICE:
-            if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0)
-                return cli_usage_error("train", "--device '%s': expected cpu or cuda", optarg);
-            t->device = optarg;
-            break;
-        case O_PRECISION:
-            if (strcmp(optarg, "tf32") != 0 && strcmp(optarg, "fp32") != 0)
-                return cli_usage_error("train", "--precision '%s': expected tf32 or fp32", optarg);
-            t->fp32_matmuls = strcmp(optarg, "fp32") == 0;
-            break;
+        case O_PRECISION: bad = cli_device_option("train", name, optarg, &t->device); break;
         case O_RANK_K: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_k = (int)u; compress_only = true; break;
         case O_RANK_V: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_v = (int)u; compress_only = true; break;
         case O_PSI_K: bad = cli_parse_ulong("train", name, optarg, 1, 64, &u); psi_k = (int)u; compress_only = true; break;
@@ -453,12 +441,10 @@ int cli_train(int argc, char **argv)
         t.tc.comm = c;
     }
     ops_cpu_set_threads(threads);
-    t.ops = ops_by_name(t.device != NULL ? t.device : "cpu", err, sizeof err);
-    if (t.ops == NULL) {
+    if ((t.ops = cli_device_open("train", &t.device)) == NULL) {
         comm_close(c);
-        return cli_report("train", WANCP_ERR_INPUT, err);
+        return 2;
     }
-    ops_cuda_set_tf32(!t.fp32_matmuls);
     t.tty = isatty(STDERR_FILENO);
     if (rank == 0 && (status = open_metrics(&t, argc, argv)) != 0) {
         comm_close(c);

@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include "../core/ops/ops.h"
 #include "../core/status.h"
 
 #include <errno.h>
@@ -138,4 +139,38 @@ void cli_print_json(json_t *o)
         printf("%s\n", s);
     free(s);
     json_decref(o);
+}
+
+int cli_device_option(const char *cmd, const char *opt, const char *text, cli_device *d)
+{
+    if (strcmp(opt, "--device") == 0) {
+        if (strcmp(text, "cpu") != 0 && strcmp(text, "cuda") != 0)
+            return cli_usage_error(cmd, "--device '%s': expected cpu or cuda", text);
+        d->name = text;
+        return 0;
+    }
+    if (strcmp(text, "tf32") != 0 && strcmp(text, "fp32") != 0)
+        return cli_usage_error(cmd, "--precision '%s': expected tf32 or fp32", text);
+    d->fp32_matmuls = strcmp(text, "fp32") == 0;
+    return 0;
+}
+
+const ops *cli_device_open(const char *cmd, const cli_device *d)
+{
+    char err[WANCP_ERRLEN];
+    const ops *o = ops_by_name(d->name != NULL ? d->name : "cpu", err, sizeof err);
+    if (o == NULL) {
+        cli_report(cmd, WANCP_ERR_INPUT, err);
+        return NULL;
+    }
+    ops_cuda_set_tf32(!d->fp32_matmuls);
+    return o;
+}
+
+void cli_device_describe(const ops *o, char *buf, size_t len)
+{
+    if (strcmp(o->name, "cpu") == 0)
+        snprintf(buf, len, "cpu, %s, %d threads", ops_cpu_blas_core(), ops_cpu_threads());
+    else
+        snprintf(buf, len, "cuda, %s, %s matmuls", ops_cuda_device_name(), ops_cuda_tf32() ? "tf32" : "fp32");
 }
