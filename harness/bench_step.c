@@ -48,7 +48,7 @@ static int cmp_double(const void *a, const void *b)
 
 /* Best GFLOP/s of the backend's matmul over square and training-shaped products, 3 tries
  * each (on a GPU also larger squares, which its peak needs). */
-static double sgemm_peak(const ops *o, const model_config *c, int tokens, char *shape, size_t shape_len)
+double bench_sgemm_peak(const ops *o, const model_config *c, int tokens, char *shape, size_t shape_len)
 {
     const int shapes[][3] = {
         {2048, 2048, 2048}, {tokens, c->ffn_dim, c->dim}, {tokens, c->dim, c->ffn_dim}, {256, c->vocab, c->dim},
@@ -179,7 +179,7 @@ int bench_step(int argc, char **argv)
     }
     const int tokens = batch * c.context;
     char peak_shape[64] = "";
-    double peak = sgemm_peak(o, &c, tokens, peak_shape, sizeof peak_shape);
+    double peak = bench_sgemm_peak(o, &c, tokens, peak_shape, sizeof peak_shape);
 
     uint16_t *in = malloc((size_t)tokens * sizeof *in), *tg = malloc((size_t)tokens * sizeof *tg);
     double *times = malloc((size_t)steps * sizeof *times), *codec = malloc((size_t)steps * sizeof *codec);

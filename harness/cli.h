@@ -18,8 +18,10 @@ int cli_check(int argc, char **argv);
 int cli_shape(int argc, char **argv);
 int cli_run(int argc, char **argv);  /* wancp run, in cli_run.c */
 int cli_plot(int argc, char **argv); /* wancp plot, in cli_run.c */
+int cli_sim(int argc, char **argv);  /* wancp sim, in cli_sim.c */
 int bench_step(int argc, char **argv); /* wancp bench step, in bench_step.c */
 int bench_comm(int argc, char **argv); /* wancp bench comm, in bench_comm.c */
+int bench_calibrate(int argc, char **argv); /* wancp bench calibrate, in bench_calibrate.c */
 int shape_check(int argc, char **argv); /* wancp shape check, in shape_check.c */
 int shape_relay(int argc, char **argv); /* wancp shape relay, in cli_shape.c */
 
@@ -75,6 +77,11 @@ const struct ops *cli_device_open(const char *cmd, const cli_device *d);
 
 /* "cpu, SkylakeX, 2 threads" or "cuda, NVIDIA H100 ..., tf32 matmuls": for metadata. */
 void cli_device_describe(const struct ops *o, char *buf, size_t len);
+
+/* The best matmul GFLOP/s of backend o over square and training-shaped products (c's shapes
+ * at tokens rows), its shape into shape; in bench_step.c. */
+struct model_config;
+double bench_sgemm_peak(const struct ops *o, const struct model_config *c, int tokens, char *shape, size_t shape_len);
 
 /* Seconds on a monotonic clock. */
 double cli_now(void);

@@ -16,6 +16,7 @@ static const char USAGE[] =
     "\n"
     "  step [--json] ...  training step GFLOP/s against the sgemm peak (wancp bench step --help)\n"
     "  comm [--json] ...  collectives over P local ranks against iperf3 (wancp bench comm --help)\n"
+    "  calibrate SCENARIO.ini  this host's compute by op class for wancp sim --hardware cpu-local\n"
     "\n"
     "  tokenizer [--text FILE] [--encoder DIR] [--reference DIR] [--repeat N] [--json]\n"
     "      GPT-2 tokenization throughput of wancp and of the npm gpt-3-encoder (under node),\n"
@@ -185,7 +186,7 @@ static int bench_tokenizer(int argc, char **argv)
 int cli_bench(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error("bench", "missing what to measure: tokenizer, step or comm");
+        return cli_usage_error("bench", "missing what to measure: tokenizer, step, comm or calibrate");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(USAGE, stdout);
         return 0;
@@ -196,5 +197,7 @@ int cli_bench(int argc, char **argv)
         return bench_step(argc - 1, argv + 1);
     if (strcmp(argv[1], "comm") == 0)
         return bench_comm(argc - 1, argv + 1);
-    return cli_usage_error("bench", "unknown benchmark '%s': expected tokenizer, step or comm", argv[1]);
+    if (strcmp(argv[1], "calibrate") == 0)
+        return bench_calibrate(argc - 1, argv + 1);
+    return cli_usage_error("bench", "unknown benchmark '%s': expected tokenizer, step, comm or calibrate", argv[1]);
 }

@@ -74,37 +74,6 @@ static void utc_now(char *buf, size_t len, const char *fmt)
     strftime(buf, len, fmt, &tm);
 }
 
-/* The arm's link as run: the profile scaled by the dilation (rates / D, times x D, queue
- * bytes / D so the queue holds the same time). */
-static int dilate(const link_profile *in, double D, link_profile *out)
-{
-    *out = *in;
-    out->schedule = NULL;
-    out->trace_ms = NULL;
-    out->rate_bps = (uint64_t)llround((double)in->rate_bps / D);
-    out->delay_ns = (uint64_t)llround((double)in->delay_ns * D);
-    out->jitter_ns = (uint64_t)llround((double)in->jitter_ns * D);
-    out->queue_bytes = (uint64_t)llround((double)in->queue_bytes / D);
-    if (in->nschedule > 0) {
-        out->schedule = malloc(in->nschedule * sizeof *out->schedule);
-        if (out->schedule == NULL)
-            return -1;
-        for (size_t i = 0; i < in->nschedule; i++)
-            out->schedule[i] = (rate_step){.at_ns = (uint64_t)llround((double)in->schedule[i].at_ns * D),
-                                           .rate_bps = (uint64_t)llround((double)in->schedule[i].rate_bps / D)};
-    }
-    if (in->ntrace > 0) {
-        out->trace_ms = malloc(in->ntrace * sizeof *out->trace_ms);
-        if (out->trace_ms == NULL) {
-            free(out->schedule);
-            return -1;
-        }
-        for (size_t i = 0; i < in->ntrace; i++)
-            out->trace_ms[i] = (uint32_t)llround((double)in->trace_ms[i] * D);
-    }
-    return 0;
-}
-
 /* What the arm's link was, for run.json and the figures' legends. */
 static void describe_link(const scenario *s, const scenario_arm *a, const char *mechanism, char *buf, size_t len)
 {
@@ -313,7 +282,7 @@ static int run_arm(const scenario *s, const scenario_arm *a, int index, int narm
         return 1;
     }
     link_profile dilated;
-    if (a->shaped && dilate(&a->profile, s->dilation, &dilated) != 0) {
+    if (a->shaped && link_profile_dilate(&a->profile, s->dilation, &dilated) != 0) {
         json_object_set_new(ja, "outcome", json_string("failed"));
         json_object_set_new(ja, "reason", json_string("out of memory"));
         return 1;

@@ -26,6 +26,7 @@ static const command COMMANDS[] = {
     {"shape", cli_shape, "shaped rank namespaces (rate, delay, jitter, loss); capture bytes; check"},
     {"run", cli_run, "run a scenario's arms over shaped links: results, summary and figures"},
     {"plot", cli_plot, "redraw a results folder's summary and figures"},
+    {"sim", cli_sim, "predict step times at any scale: event model of a CP step over the link model"},
     {"check", cli_check, "validate inputs (profiles, scenarios); check a run's communication volume"},
     {"bench", cli_bench, "measure against this machine's ceilings (tokenizer, training step, collectives)"},
 };

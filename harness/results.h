@@ -89,6 +89,12 @@ int results_write_summary(const run_summary *s, char *err, size_t errlen);
 /* Writes plot-data/ and runs the gnuplot scripts of plots_dir: the figures, RUN/NAME.png and .svg. */
 int results_plot(const run_summary *s, const char *plots_dir, char *err, size_t errlen);
 
+/* gnuplot -e plots_dir=... DATA_DIR/arms.gp SCRIPT, its messages into DATA_DIR/gnuplot.log. */
+int results_gnuplot(const char *plots_dir, const char *data_dir, const char *script, char *err, size_t errlen);
+
+/* A gnuplot string literal: double quotes, with backslashes and quotes escaped. */
+void results_put_string(FILE *f, const char *s);
+
 /* The communication-volume check: each arm's bytes per step against METHOD.md's formulas
  * (exactly) and, with reference (a results folder or its summary.json), against the
  * reference's arms: growth beyond tolerance (a fraction) fails. Prints a readable table

@@ -72,8 +72,7 @@ static int arm_curves(const run_summary *s, const arm_summary *a, const char *da
     return rc;
 }
 
-/* A gnuplot string literal: double quotes, with backslashes and quotes escaped. */
-static void put_string(FILE *f, const char *s)
+void results_put_string(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -105,9 +104,9 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
             snprintf(title + strlen(title), sizeof title - strlen(title), " (%s)", a->outcome);
         snprintf(data, sizeof data, "%s/%s", data_dir, a->name);
         fprintf(g, "arm_data[%d] = ", i + 1);
-        put_string(g, data);
+        results_put_string(g, data);
         fprintf(g, "\narm_title[%d] = ", i + 1);
-        put_string(g, title);
+        results_put_string(g, title);
         fputc('\n', g);
     }
     char mode[256];
@@ -116,17 +115,17 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
     else
         snprintf(mode, sizeof mode, "emulated in real time (D = 1)");
     fprintf(g, "run_dir = ");
-    put_string(g, s->dir);
+    results_put_string(g, s->dir);
     fprintf(g, "\nrun_name = ");
-    put_string(g, s->scenario);
+    results_put_string(g, s->scenario);
     fprintf(g, "\nrun_mode = ");
-    put_string(g, mode);
+    results_put_string(g, mode);
     if (s->target_val_loss > 0)
         fprintf(g, "\ntarget = %.9g\n", s->target_val_loss);
     else
         fprintf(g, "\ntarget = NaN\n");
     fprintf(g, "data_dir = ");
-    put_string(g, data_dir);
+    results_put_string(g, data_dir);
     fputc('\n', g);
     if (fclose(g) != 0)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", path);
@@ -146,13 +145,13 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
     fprintf(t, "# arm compute_s kv_forward_wait_s kv_backward_wait_s sync_wait_s (medians of the steady steps, / D)\n");
     for (int i = 0; i < n; i++) {
         const arm_summary *a = &s->arms[plotted[i]];
-        put_string(b, a->name);
+        results_put_string(b, a->name);
         put_number(b, a->kv_fwd_bytes_per_step_app / 1e6);
         put_number(b, a->kv_bwd_bytes_per_step_app / 1e6);
         put_number(b, a->kv_bytes_per_step_wire / 1e6);
         put_number(b, a->sync_bytes_per_step / 1e6);
         fputc('\n', b);
-        put_string(t, a->name);
+        results_put_string(t, a->name);
         put_number(t, a->compute_s_median);
         put_number(t, a->kv_fwd_wait_s_median);
         put_number(t, a->kv_bwd_wait_s_median);
@@ -164,8 +163,7 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
     return bad ? wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", data_dir) : WANCP_OK;
 }
 
-/* gnuplot -e plots_dir=... arms.gp SCRIPT, its messages into plot-data/gnuplot.log. */
-static int run_gnuplot(const char *plots_dir, const char *data_dir, const char *script, char *err, size_t errlen)
+int results_gnuplot(const char *plots_dir, const char *data_dir, const char *script, char *err, size_t errlen)
 {
     char arms[1400], log_path[1400], where[1400];
     snprintf(where, sizeof where, "plots_dir = '%s'", plots_dir);
@@ -221,7 +219,7 @@ int results_plot(const run_summary *s, const char *plots_dir, char *err, size_t 
         if (access(script, R_OK) != 0)
             rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot read", script);
         else
-            rc = run_gnuplot(plots_dir, data_dir, script, err, errlen);
+            rc = results_gnuplot(plots_dir, data_dir, script, err, errlen);
     }
     return rc;
 }

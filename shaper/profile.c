@@ -4,6 +4,7 @@
 #include "units.h"
 
 #include <ini.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,4 +266,33 @@ void link_profile_describe(const link_profile *p, char *buf, size_t len)
     if (p->ntrace > 0 && used < len)
         snprintf(buf + used, len - used, ", trace of %zu opportunities over %u ms", p->ntrace,
                  p->trace_ms[p->ntrace - 1]);
+}
+
+int link_profile_dilate(const link_profile *in, double D, link_profile *out)
+{
+    *out = *in;
+    out->schedule = NULL;
+    out->trace_ms = NULL;
+    out->rate_bps = (uint64_t)llround((double)in->rate_bps / D);
+    out->delay_ns = (uint64_t)llround((double)in->delay_ns * D);
+    out->jitter_ns = (uint64_t)llround((double)in->jitter_ns * D);
+    out->queue_bytes = (uint64_t)llround((double)in->queue_bytes / D);
+    if (in->nschedule > 0) {
+        out->schedule = malloc(in->nschedule * sizeof *out->schedule);
+        if (out->schedule == NULL)
+            return -1;
+        for (size_t i = 0; i < in->nschedule; i++)
+            out->schedule[i] = (rate_step){.at_ns = (uint64_t)llround((double)in->schedule[i].at_ns * D),
+                                           .rate_bps = (uint64_t)llround((double)in->schedule[i].rate_bps / D)};
+    }
+    if (in->ntrace > 0) {
+        out->trace_ms = malloc(in->ntrace * sizeof *out->trace_ms);
+        if (out->trace_ms == NULL) {
+            free(out->schedule);
+            return -1;
+        }
+        for (size_t i = 0; i < in->ntrace; i++)
+            out->trace_ms[i] = (uint32_t)llround((double)in->trace_ms[i] * D);
+    }
+    return 0;
 }

@@ -49,4 +49,10 @@ void link_profile_free(link_profile *p);
 /* One line describing the profile, e.g. "wan-300m: 300mbit, delay 20ms, jitter 2ms normal". */
 void link_profile_describe(const link_profile *p, char *buf, size_t len);
 
+/* The profile as a dilated run plays it (SIMULATION.md, time dilation): rates / D, delays,
+ * jitter, schedule times and trace timestamps x D, queue bytes / D so the queue holds the
+ * same time. out owns copies of the schedule and trace (link_profile_free); -1 when out
+ * of memory. */
+int link_profile_dilate(const link_profile *in, double D, link_profile *out);
+
 #endif

@@ -62,3 +62,16 @@ uint64_t rate_plan_at(const rate_plan *plan, uint64_t t_ns)
         rate = plan->steps[i].rate_bps;
     return rate;
 }
+
+uint64_t rate_plan_next_change(const rate_plan *plan, uint64_t t_ns)
+{
+    uint64_t base = 0, t = t_ns;
+    if (plan->period_ns > 0) {
+        t = t_ns % plan->period_ns;
+        base = t_ns - t;
+    }
+    for (size_t i = 1; i < plan->n; i++)
+        if (plan->steps[i].at_ns > t)
+            return base + plan->steps[i].at_ns;
+    return plan->period_ns > 0 && plan->n > 1 ? base + plan->period_ns : UINT64_MAX;
+}

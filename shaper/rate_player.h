@@ -28,4 +28,8 @@ void rate_plan_free(rate_plan *plan);
 /* The rate at time t from the start. */
 uint64_t rate_plan_at(const rate_plan *plan, uint64_t t_ns);
 
+/* The first time after t at which the rate may change (a step, or a trace's wrap), or
+ * UINT64_MAX when it never does again. */
+uint64_t rate_plan_next_change(const rate_plan *plan, uint64_t t_ns);
+
 #endif

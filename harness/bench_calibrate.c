@@ -1,0 +1,345 @@
+/* wancp bench calibrate: this host's compute by op class, measured as a scenario's ranks run
+ * it (P processes sharing the cores, each with the threads `wancp run` gives it), written as
+ * the hardware profile cpu-local for `wancp sim`. */
+#include "cli.h"
+#include "cli_model.h"
+#include "scenario.h"
+#include "sim_hardware.h"
+#include "sim_step.h"
+
+#include "../core/comm/comm.h"
+#include "../core/cp/cp_attention.h"
+#include "../core/model/model.h"
+#include "../core/ops/ops_timed.h"
+#include "../core/status.h"
+#include "../core/train/optimizer.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char USAGE[] =
+    "Usage: wancp bench calibrate SCENARIO.ini [--set SECTION.KEY=VALUE]... [--steps N] [-o FILE] [--json]\n"
+    "\n"
+    "Runs the scenario's model as its P ranks would on this host (P processes at once on\n"
+    "127.0.0.1, each with the BLAS threads `wancp run` gives a rank; the K/V exchange skipped,\n"
+    "so only compute is timed), uncompressed and compressed, --steps timed steps each (3)\n"
+    "after one warm-up. Every op is timed into its class (matmul, attention, elementwise and\n"
+    "optimizer, and the compression maths); the simulator's FLOP and byte counts for the same\n"
+    "step divided by those seconds give this host's efficiency per class against the sgemm\n"
+    "peak (measured after). A third pass runs the uncompressed step with its exchange on\n"
+    "loopback: what it adds per K/V byte a rank moves is the byte cost. Written to -o FILE (default: results/hardware/cpu-local.ini, or\n"
+    "$WANCP_HARDWARE), which `wancp sim --hardware cpu-local` reads.\n";
+
+enum { VARIANTS = 3 }; /* uncompressed, compressed (compute alone); uncompressed with its exchange on loopback */
+
+typedef struct rank_times {
+    double step_s, class_s[OPS_TIME_NCLASSES], codec_s;
+} rank_times;
+
+typedef struct shared {
+    rank_times t[VARIANTS][COMM_MAX_RANKS];
+    int failed;
+    char error[512];
+} shared;
+
+/* The model a rank of s trains (as `wancp run` starts `wancp train`). */
+static model_config config_of(const scenario *s, bool compress)
+{
+    model_config c = model_config_default();
+    c.n_layers = s->layers;
+    c.dim = s->dim;
+    c.n_heads = s->heads;
+    c.n_kv_heads = s->kv_heads;
+    c.ffn_dim = s->ffn;
+    c.vocab = s->vocab;
+    c.context = s->context;
+    c.attn_block = 0;
+    cli_model_finish(&c);
+    const int chunk = s->context / (2 * s->ranks);
+    while (c.attn_block > 1 && chunk % c.attn_block != 0)
+        c.attn_block /= 2;
+    if (compress) {
+        c.psi_k = 1;
+        c.rank_k = model_default_rank_k(&c);
+        c.rank_v = model_default_rank_v(&c);
+    }
+    return c;
+}
+
+static int time_variant(comm *cm, const scenario *s, bool compress, bool exchange, int steps, rank_times *out,
+                        char *err, size_t errlen)
+{
+    const model_config cfg = config_of(s, compress);
+    const int chunk = s->context / (2 * s->ranks);
+    model m;
+    cp_attention cp = {0};
+    const ops *o = ops_timed(ops_cpu());
+    int rc = model_init(&m, &cfg, o, s->batch, 2 * chunk, 1, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    cp_layout layout = {.kind = CP_ZIGZAG, .ranks = s->ranks, .chunk = chunk};
+    cp_options co = {.wire_bf16 = strcmp(s->wire, "bf16") == 0, .compress_last = true, .seed = 3};
+    rc = cp_attention_init(&cp, s->ranks > 1 ? cm : NULL, &layout, &co, &m, err, errlen);
+    if (rc == WANCP_OK && compress)
+        rc = cp_attention_set_compression(&cp, &m, true, err, errlen);
+    cp.exchange = exchange;
+    const size_t n = (size_t)s->batch * m.seq;
+    uint16_t *in = calloc(n, sizeof *in), *tg = calloc(n, sizeof *tg);
+    if (rc == WANCP_OK && (in == NULL || tg == NULL))
+        rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n && rc == WANCP_OK; i++)
+        in[i] = (uint16_t)(i * 7 % (size_t)cfg.vocab), tg[i] = (uint16_t)(i * 11 % (size_t)cfg.vocab);
+    optim_config oc = optim_config_default();
+    oc.total_steps = steps + 1;
+    *out = (rank_times){0};
+    for (int k = -1; k < steps && rc == WANCP_OK; k++) { /* k = -1 warms up */
+        if (s->ranks > 1)
+            rc = comm_barrier(cm, err, errlen);
+        ops_timed_reset();
+        const double codec0 = cp.codec_s, t0 = cli_now();
+        model_zero_grads(&m);
+        if (rc == WANCP_OK && isnan(model_step(&m, in, tg, true)))
+            rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", cp.error);
+        if (rc == WANCP_OK)
+            optim_step(&m, &oc, k + 1);
+        const double took = cli_now() - t0;
+        double cls[OPS_TIME_NCLASSES];
+        ops_timed_read(cls);
+        if (k < 0)
+            continue;
+        out->step_s += took / steps;
+        out->codec_s += (cp.codec_s - codec0) / steps;
+        for (int c = 0; c < OPS_TIME_NCLASSES; c++)
+            out->class_s[c] += cls[c] / steps;
+    }
+    free(in);
+    free(tg);
+    cp_attention_free(&cp);
+    model_free(&m);
+    return rc;
+}
+
+/* BLAS threads of one rank, as `wancp run` gives each. */
+static int rank_threads(const scenario *s)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > s->ranks ? (int)(cpus / s->ranks) : 1;
+}
+
+static int rank_main(int rank, const scenario *s, int port, int steps, shared *out)
+{
+    char err[WANCP_ERRLEN];
+    comm *cm = NULL;
+    int rc = WANCP_OK;
+    if (s->ranks > 1) {
+        comm_options o = {.rank = rank, .world = s->ranks, .master_port = port, .job_id = (uint64_t)port,
+                          .timeout_ms = 120000};
+        snprintf(o.master_addr, sizeof o.master_addr, "127.0.0.1");
+        rc = comm_open(&cm, &o, err, sizeof err);
+    }
+    ops_cpu_set_threads(rank_threads(s));
+    for (int v = 0; v < VARIANTS && rc == WANCP_OK; v++)
+        rc = time_variant(cm, s, v == 1, v == 2, steps, &out->t[v][rank], err, sizeof err);
+    if (rc != WANCP_OK) {
+        out->failed = 1;
+        snprintf(out->error, sizeof out->error, "rank %d: %.480s", rank, err);
+    }
+    comm_close(cm);
+    return rc == WANCP_OK ? 0 : 1;
+}
+
+/* The simulator's setup of s's step (links do not matter here). */
+static sim_setup setup_of(const scenario *s, const sim_hardware *hw, bool compress)
+{
+    const model_config c = config_of(s, compress);
+    sim_setup st = {.hw = *hw, .compress = compress, .compress_last = true, .wire_bytes = 4, .sync = 'N',
+                    .time_scale = 1};
+    st.shape = (sim_shape){.ranks = s->ranks, .layers = s->layers, .dim = s->dim, .heads = s->heads,
+                           .kv_heads = s->kv_heads, .ffn = s->ffn, .vocab = s->vocab, .batch = s->batch,
+                           .chunk = s->context / (2 * s->ranks), .rank_k = c.rank_k, .rank_v = c.rank_v,
+                           .psi_k = c.psi_k, .tied = true};
+    st.link = (link_model_config){.nodes = s->ranks, .topology = 0};
+    return st;
+}
+
+int bench_calibrate(int argc, char **argv)
+{
+    static const struct option opts[] = {{"set", 1, 0, 's'}, {"steps", 1, 0, 'n'}, {"json", 0, 0, 'j'},
+                                         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    char *sets[64], out_path[1100] = "";
+    int nsets = 0, c;
+    unsigned long steps = 3;
+    bool json = false;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (nsets == 64)
+                return cli_usage_error("bench", "more than 64 --set options");
+            sets[nsets++] = optarg;
+            break;
+        case 'n':
+            if (cli_parse_ulong("bench", "--steps", optarg, 1, 100, &steps) != 0)
+                return 2;
+            break;
+        case 'o': snprintf(out_path, sizeof out_path, "%s", optarg); break;
+        case 'j': json = true; break;
+        case 'h': fputs(USAGE, stdout); return 0;
+        default: return cli_usage_error("bench", "calibrate: unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("bench", "calibrate takes one scenario file");
+    if (out_path[0] == '\0')
+        sim_hardware_local_path(out_path, sizeof out_path);
+    char err[WANCP_ERRLEN];
+    scenario *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return cli_report("bench", WANCP_ERR_NOMEM, "out of memory");
+    int rc = scenario_load(s, argv[optind], sets, nsets, err, sizeof err);
+    if (rc == WANCP_OK && s->ranks > COMM_MAX_RANKS)
+        rc = wancp_fail(err, sizeof err, WANCP_ERR_INPUT, "%s: %d ranks", s->path, s->ranks);
+    if (rc != WANCP_OK) {
+        free(s);
+        return cli_report("bench", rc, err);
+    }
+    shared *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (res == MAP_FAILED) {
+        scenario_free(s);
+        free(s);
+        return cli_report("bench", WANCP_ERR_NOMEM, "cannot map shared results");
+    }
+    memset(res, 0, sizeof *res);
+    srand((unsigned)getpid() ^ (unsigned)time(NULL));
+    const int port = 10240 + rand() % 20000; /* below the ephemeral range (32768+) */
+    if (!json)
+        fprintf(stderr, "bench calibrate: %s, %d ranks on 127.0.0.1, %lu timed steps uncompressed and compressed\n",
+                s->name, s->ranks, steps);
+    pid_t pids[COMM_MAX_RANKS];
+    for (int r = 0; r < s->ranks; r++) {
+        pids[r] = fork();
+        if (pids[r] == 0)
+            _exit(rank_main(r, s, port, (int)steps, res));
+    }
+    int failed = 0;
+    for (int r = 0; r < s->ranks; r++) {
+        int st;
+        waitpid(pids[r], &st, 0);
+        failed |= !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    if (failed || res->failed) {
+        snprintf(err, sizeof err, "%s", res->failed ? res->error : "a rank failed");
+        rc = WANCP_ERR_SYSTEM;
+    }
+    /* The ceiling, alone on the host as bench step measures it; after the ranks, since BLAS
+     * and the thread pool started here would not survive into forked ranks. */
+    const model_config cfg = config_of(s, false);
+    char peak_shape[64] = "";
+    ops_cpu_set_threads(0);
+    const double peak =
+        rc == WANCP_OK ? bench_sgemm_peak(ops_cpu(), &cfg, s->context / s->ranks, peak_shape, sizeof peak_shape) * 1e9 : 0;
+    /* Efficiency per class: the simulator's counts over measured seconds, summed over ranks. */
+    sim_hardware hw = {.peak_flops = peak, .efficiency = {1, 1, 1}, .memory_bytes_s = 1, .act_bytes = 4,
+                       .param_bytes = 4, .host = true};
+    snprintf(hw.name, sizeof hw.name, "cpu-local");
+    double amount[SIM_NCLASSES] = {0}, secs[SIM_NCLASSES] = {0}, step_measured[VARIANTS] = {0};
+    double moved[VARIANTS][COMM_MAX_RANKS], byte_s = 0, bytes = 0;
+    sim_work work[VARIANTS][COMM_MAX_RANKS];
+    for (int v = 0; v < VARIANTS && rc == WANCP_OK; v++) {
+        sim_setup st = setup_of(s, &hw, v == 1);
+        for (int r = 0; r < s->ranks && rc == WANCP_OK; r++) {
+            rc = sim_step_work(&st, v == 1, r, &work[v][r], &moved[v][r], err, sizeof err);
+            const rank_times *t = &res->t[v][r];
+            const double *cl = t->class_s;
+            step_measured[v] += t->step_s / s->ranks;
+            if (v == 2) { /* what the exchange adds to a rank's step, per byte it moved */
+                byte_s += t->step_s - res->t[0][r].step_s;
+                bytes += moved[v][r];
+                continue;
+            }
+            if (v == 1) { /* the codec from the compressed step; the rest from the plain one */
+                amount[SIM_CODEC] += work[v][r].amount[SIM_CODEC];
+                secs[SIM_CODEC] += t->codec_s;
+                continue;
+            }
+            const double other = fmax(0.0, t->step_s - cl[OPS_TIME_MATMUL] - cl[OPS_TIME_ATTENTION] -
+                                                 cl[OPS_TIME_ELEMENTWISE] - cl[OPS_TIME_OPTIMIZER] - t->codec_s);
+            amount[SIM_MATMUL] += work[v][r].amount[SIM_MATMUL];
+            amount[SIM_ATTENTION] += work[v][r].amount[SIM_ATTENTION];
+            amount[SIM_MEMORY] += work[v][r].amount[SIM_MEMORY];
+            secs[SIM_MATMUL] += cl[OPS_TIME_MATMUL];
+            secs[SIM_ATTENTION] += cl[OPS_TIME_ATTENTION];
+            secs[SIM_MEMORY] += cl[OPS_TIME_ELEMENTWISE] + cl[OPS_TIME_OPTIMIZER] + other;
+        }
+    }
+    for (int k = 0; k < SIM_NCLASSES && rc == WANCP_OK; k++)
+        if (!(secs[k] > 0) || !(amount[k] > 0))
+            rc = wancp_fail(err, sizeof err, WANCP_ERR_SYSTEM, "class %d measured no time; nothing to calibrate", k);
+    double predicted[VARIANTS] = {0};
+    if (rc == WANCP_OK) {
+        for (int k = 0; k < SIM_MEMORY; k++)
+            hw.efficiency[k] = amount[k] / secs[k] / peak;
+        hw.memory_bytes_s = amount[SIM_MEMORY] / secs[SIM_MEMORY];
+        hw.byte_cost_s = s->ranks > 1 && bytes > 0 ? fmax(0.0, byte_s / bytes) : 0;
+        for (int v = 0; v < VARIANTS; v++)
+            for (int r = 0; r < s->ranks; r++)
+                predicted[v] += (sim_work_seconds(&work[v][r], &hw) + (v == 2 ? moved[v][r] * hw.byte_cost_s : 0)) /
+                                s->ranks;
+        char host[256] = "?", comment[2600];
+        gethostname(host, sizeof host);
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(comment, sizeof comment,
+                 "cpu-local: this host (%.200s, %s), measured by `wancp bench calibrate %.1000s` (wancp %.40s)\n"
+                 "%d ranks at once, %d BLAS threads each (%s); sgemm peak %.1f GFLOP/s alone (%s)\n"
+                 "per rank and step: matmul %.4f s, attention %.4f s, memory-bound %.4f s, compression %.4f s\n"
+                 "compute-only step measured %.4f s uncompressed, %.4f s compressed; with the exchange on "
+                 "loopback %.4f s (byte cost %.3g ns per byte sent or received)",
+                 host, stamp, s->path, wancp_git_commit, s->ranks, rank_threads(s), ops_cpu_blas_core(), peak / 1e9,
+                 peak_shape, secs[SIM_MATMUL] / s->ranks, secs[SIM_ATTENTION] / s->ranks, secs[SIM_MEMORY] / s->ranks,
+                 secs[SIM_CODEC] / s->ranks, step_measured[0], step_measured[1], step_measured[2],
+                 hw.byte_cost_s * 1e9);
+        rc = sim_hardware_write(&hw, out_path, comment, err, sizeof err);
+    }
+    if (rc == WANCP_OK && json) {
+        json_t *j = json_pack("{s:s, s:s, s:i, s:f, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "scenario", s->name,
+                              "profile", out_path, "ranks", s->ranks, "sgemm_peak_gflops", peak / 1e9, "sgemm_peak_shape",
+                              peak_shape, "matmul", hw.efficiency[SIM_MATMUL], "attention", hw.efficiency[SIM_ATTENTION],
+                              "codec", hw.efficiency[SIM_CODEC], "memory_bytes_s", hw.memory_bytes_s,
+                              "step_measured_s", step_measured[0], "step_predicted_s", predicted[0],
+                              "compressed_step_measured_s", step_measured[1], "compressed_step_predicted_s", predicted[1]);
+        json_object_set_new(j, "byte_cost_s", json_real(hw.byte_cost_s));
+        json_object_set_new(j, "exchange_step_measured_s", json_real(step_measured[2]));
+        cli_print_json(j);
+    } else if (rc == WANCP_OK) {
+        printf("# wancp bench calibrate %s: %d ranks at once on this host; sgemm peak %.1f GFLOP/s (%s)\n", s->name,
+               s->ranks, peak / 1e9, peak_shape);
+        printf("# class         seconds/step/rank   work/step/rank        efficiency\n");
+        static const char *const NAMES[SIM_NCLASSES] = {"matmul", "attention", "compression", "memory-bound"};
+        for (int k = 0; k < SIM_NCLASSES; k++)
+            printf("  %-14s %12.4f %16.4g %s %10.4g%s\n", NAMES[k], secs[k] / s->ranks, amount[k] / s->ranks,
+                   k == SIM_MEMORY ? "B   " : "FLOP", k == SIM_MEMORY ? hw.memory_bytes_s / 1e9 : hw.efficiency[k],
+                   k == SIM_MEMORY ? " GB/s" : " of peak");
+        printf("# compute-only step per rank: uncompressed measured %.4f s, model %.4f s; compressed %.4f s, model %.4f s\n",
+               step_measured[0], predicted[0], step_measured[1], predicted[1]);
+        printf("# with the exchange on loopback: %.4f s; byte cost %.3g ns per K/V byte a rank sends or receives\n",
+               step_measured[2], hw.byte_cost_s * 1e9);
+        printf("# written: %s\n", out_path);
+    }
+    munmap(res, sizeof *res);
+    scenario_free(s);
+    free(s);
+    return rc == WANCP_OK ? 0 : cli_report("bench", rc, err);
+}

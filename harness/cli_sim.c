@@ -1,0 +1,528 @@
+/* wancp sim: a scenario's arms through the step simulator (sim_step.h) on a hardware profile;
+ * against a run's measured step times; loss curves projected onto simulated wall-clock. */
+#include "cli.h"
+#include "results.h"
+#include "scenario.h"
+#include "sim_hardware.h"
+#include "sim_step.h"
+
+#include "../core/model/config.h"
+#include "../core/status.h"
+#include "../shaper/topology.h"
+#include "../shaper/units.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char USAGE[] =
+    "Usage: wancp sim SCENARIO.ini [options]\n"
+    "\n"
+    "Predicts each arm's step time from the event model of a context-parallel step (every\n"
+    "rank's compute and messages, in the trainer's order) over the link model of the arm's\n"
+    "profile (uplink or mesh, rate, delay, jitter, loss, rate over time), with compute from a\n"
+    "hardware profile. Times are rank 0's, as the trainer reports them: step, compute, and\n"
+    "communication it waits for (exposed), by class; bytes are what rank 0 sends per step.\n"
+    "\n"
+    "  --hardware NAME|FILE  cpu-local (this host, measured by `wancp bench calibrate`;\n"
+    "                      the default), a100-bf16, h100-bf16 (scenarios/hardware/), or a\n"
+    "                      profile file. On cpu-local the scenario's dilation D applies as in\n"
+    "                      `wancp run` (links at B/D, delays x D, times / D); elsewhere not.\n"
+    "  --set SECTION.KEY=VALUE  override the scenario, as `wancp run --set` (repeatable)\n"
+    "  --arm NAME          only this arm (repeatable)\n"
+    "  --steps N           project a run of N steps (default: the scenario's)\n"
+    "  --routing needed|allgather  K/V only to the ranks that need it (wancp's CP, default)\n"
+    "                      or every chunk to every rank and every gradient back (SIMULATION.md)\n"
+    "  --no-overlap        remote K/V waited for before any attention (the closed form's case)\n"
+    "  --sync-overlap      Mode S all-reduces each layer's gradients as its backward ends\n"
+    "                      (buckets overlapping the rest); default: one all-reduce after it,\n"
+    "                      as wancp's trainer does\n"
+    "  --straggler RANK:K  RANK's links at B/K\n"
+    "  --unshaped-rate RATE  what an unshaped arm's links carry (default 10gbit)\n"
+    "  --seed N            jitter samples (default 1)\n"
+    "  --against RESULTS   compare with a `wancp run` results folder's measured steady step\n"
+    "                      times (summary); exit 1 if an arm differs by more than --tolerance\n"
+    "  --tolerance F       (0.10)\n"
+    "  --loss METRICS.csv  a real run's loss per step (metrics.csv): write loss against each\n"
+    "                      arm's projected wall-clock (T = sum of simulated step times) and the\n"
+    "                      figure sim_loss_vs_time.png/.svg into -o DIR\n"
+    "  -o DIR              where --loss writes (default results/sim-SCENARIO-TIME)\n"
+    "  --json              one JSON object on stdout\n";
+
+typedef struct sim_cli {
+    const char *scenario, *hardware, *against, *loss, *out_dir;
+    char *sets[64];
+    int nsets;
+    const char *arms[SCENARIO_MAX_ARMS];
+    int narms;
+    int steps;
+    bool allgather, no_overlap, sync_overlap, json;
+    int straggler;
+    double straggler_k, unshaped_bps, tolerance;
+    unsigned long seed;
+} sim_cli;
+
+enum { O_HARDWARE = 1, O_SET, O_ARM, O_STEPS, O_ROUTING, O_NO_OVERLAP, O_SYNC_OVERLAP, O_STRAGGLER, O_UNSHAPED,
+       O_SEED, O_AGAINST, O_TOLERANCE, O_LOSS, O_JSON, O_HELP };
+
+static int parse(int argc, char **argv, sim_cli *o)
+{
+    static const struct option opts[] = {
+        {"hardware", 1, 0, O_HARDWARE}, {"set", 1, 0, O_SET},           {"arm", 1, 0, O_ARM},
+        {"steps", 1, 0, O_STEPS},       {"routing", 1, 0, O_ROUTING},   {"no-overlap", 0, 0, O_NO_OVERLAP},
+        {"sync-overlap", 0, 0, O_SYNC_OVERLAP}, {"straggler", 1, 0, O_STRAGGLER}, {"unshaped-rate", 1, 0, O_UNSHAPED},
+        {"seed", 1, 0, O_SEED},         {"against", 1, 0, O_AGAINST},   {"tolerance", 1, 0, O_TOLERANCE},
+        {"loss", 1, 0, O_LOSS},         {"json", 0, 0, O_JSON},         {"help", 0, 0, O_HELP},
+        {0, 0, 0, 0}};
+    *o = (sim_cli){.hardware = "cpu-local", .straggler = -1, .tolerance = 0.10, .seed = 1};
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+        unsigned long u;
+        char err[WANCP_ERRLEN];
+        uint64_t bps;
+        switch (c) {
+        case O_HARDWARE: o->hardware = optarg; break;
+        case O_SET:
+            if (o->nsets == 64)
+                return cli_usage_error("sim", "more than 64 --set options");
+            o->sets[o->nsets++] = optarg;
+            break;
+        case O_ARM:
+            if (o->narms == SCENARIO_MAX_ARMS)
+                return cli_usage_error("sim", "more than %d --arm options", SCENARIO_MAX_ARMS);
+            o->arms[o->narms++] = optarg;
+            break;
+        case O_STEPS:
+            if (cli_parse_ulong("sim", "--steps", optarg, 1, 10000000, &u) != 0)
+                return 2;
+            o->steps = (int)u;
+            break;
+        case O_ROUTING:
+            if (strcmp(optarg, "needed") != 0 && strcmp(optarg, "allgather") != 0)
+                return cli_usage_error("sim", "--routing '%s': expected needed or allgather", optarg);
+            o->allgather = strcmp(optarg, "allgather") == 0;
+            break;
+        case O_NO_OVERLAP: o->no_overlap = true; break;
+        case O_SYNC_OVERLAP: o->sync_overlap = true; break;
+        case O_STRAGGLER: {
+            int rank, used = 0;
+            double k;
+            if (sscanf(optarg, "%d:%lf%n", &rank, &k, &used) != 2 || optarg[used] != '\0' || rank < 0 ||
+                rank >= LINK_MAX_NODES || !(k >= 1 && k <= 1e6))
+                return cli_usage_error("sim", "--straggler '%s': expected RANK:K with K >= 1", optarg);
+            o->straggler = rank;
+            o->straggler_k = k;
+            break;
+        }
+        case O_UNSHAPED:
+            if (shaper_parse_rate(optarg, &bps, err, sizeof err) != WANCP_OK || bps == 0)
+                return cli_usage_error("sim", "--unshaped-rate '%s': %s", optarg, bps == 0 ? "must be above 0" : err);
+            o->unshaped_bps = (double)bps;
+            break;
+        case O_SEED:
+            if (cli_parse_ulong("sim", "--seed", optarg, 0, ~0ul, &o->seed) != 0)
+                return 2;
+            break;
+        case O_AGAINST: o->against = optarg; break;
+        case O_TOLERANCE:
+            if (cli_parse_float("sim", "--tolerance", optarg, 0.0, 10.0, &o->tolerance) != 0)
+                return 2;
+            break;
+        case O_LOSS: o->loss = optarg; break;
+        case 'o': o->out_dir = optarg; break;
+        case O_JSON: o->json = true; break;
+        case O_HELP: fputs(USAGE, stdout); return -1;
+        default: return cli_usage_error("sim", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc - 1)
+        return cli_usage_error("sim", optind == argc ? "no scenario file" : "one scenario file, not several");
+    o->scenario = argv[optind];
+    if (o->out_dir != NULL && o->loss == NULL)
+        return cli_usage_error("sim", "-o needs --loss");
+    return 0;
+}
+
+/* One arm's simulation and, with --against, its measurement. */
+typedef struct arm_sim {
+    const scenario_arm *arm;
+    link_profile dilated;
+    bool has_dilated;
+    double node_scale[LINK_MAX_NODES];
+    sim_setup setup;
+    sim_result result;
+    double closed_form_s;
+    const arm_summary *measured; /* NULL: none */
+} arm_sim;
+
+static bool wanted(const sim_cli *o, const char *name)
+{
+    if (o->narms == 0)
+        return true;
+    for (int i = 0; i < o->narms; i++)
+        if (strcmp(o->arms[i], name) == 0)
+            return true;
+    return false;
+}
+
+static int setup_arm(const sim_cli *o, const scenario *s, const sim_hardware *hw, arm_sim *a, char *err, size_t errlen)
+{
+    const scenario_arm *arm = a->arm;
+    const double D = hw->host ? s->dilation : 1.0;
+    sim_setup *st = &a->setup;
+    *st = (sim_setup){.hw = *hw};
+    st->shape = (sim_shape){.ranks = s->ranks, .layers = s->layers, .dim = s->dim, .heads = s->heads,
+                            .kv_heads = s->kv_heads, .ffn = s->ffn, .vocab = s->vocab, .batch = s->batch,
+                            .chunk = s->context / (2 * s->ranks), .tied = true};
+    if (arm->compress) {
+        model_config c = {.dim = s->dim, .n_heads = s->heads, .n_kv_heads = s->kv_heads};
+        st->shape.psi_k = 1;
+        st->shape.rank_k = model_default_rank_k(&c);
+        st->shape.rank_v = model_default_rank_v(&c);
+    }
+    if (s->ranks > LINK_MAX_NODES)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: %d ranks; the simulator takes at most %d", s->path,
+                          s->ranks, LINK_MAX_NODES);
+    const link_profile *profile = NULL;
+    if (arm->shaped) {
+        if (D > 1) {
+            if (link_profile_dilate(&arm->profile, D, &a->dilated) != 0)
+                return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory");
+            a->has_dilated = true;
+            profile = &a->dilated;
+        } else {
+            profile = &arm->profile;
+        }
+    }
+    for (int r = 0; r < s->ranks; r++)
+        a->node_scale[r] = r == o->straggler ? 1.0 / o->straggler_k : 1.0;
+    if (o->straggler >= s->ranks)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "--straggler %d: the scenario has %d ranks", o->straggler,
+                          s->ranks);
+    st->link = (link_model_config){.nodes = s->ranks, .topology = arm->link_model, .profile = profile,
+                                   .unshaped_bps = o->unshaped_bps, .node_scale = a->node_scale, .seed = o->seed};
+    st->compress = arm->compress;
+    st->compress_last = arm->compress_last;
+    st->warm_steps = arm->warm_steps >= 0 ? arm->warm_steps : s->steps / 10;
+    st->wire_bytes = strcmp(s->wire, "bf16") == 0 ? 2 : 4;
+    st->sync = arm->sync != 0 ? arm->sync : s->sync;
+    st->sync_every = arm->sync_every != 0 ? arm->sync_every : s->sync_every;
+    st->sync_overlap = o->sync_overlap;
+    st->allgather = o->allgather;
+    st->no_overlap = o->no_overlap;
+    st->time_scale = 1.0 / D;
+    return WANCP_OK;
+}
+
+static const char *const CLASS_KEYS[COMM_NCLASSES] = {"kv_forward", "kv_backward", "weight_sync", "control"};
+
+static void describe_arm(const arm_sim *a, char *buf, size_t len)
+{
+    const scenario_arm *arm = a->arm;
+    char link[160] = "unshaped";
+    if (arm->shaped)
+        link_profile_describe(&arm->profile, link, sizeof link);
+    snprintf(buf, len, "%s, %s, %s%s, sync %c%s", link, arm->link_model == TOPOLOGY_MESH ? "mesh" : "uplink",
+             arm->compress ? "compressed" : "uncompressed", arm->compress && arm->compress_last ? " (all blocks)" : "",
+             a->setup.sync, a->setup.sync == 'A' ? " (averaging)" : " (every step)");
+}
+
+static double rel_diff(double predicted, double measured) { return (predicted - measured) / measured; }
+
+static json_t *arm_json(const arm_sim *a)
+{
+    json_t *o = json_object();
+    char desc[400];
+    describe_arm(a, desc, sizeof desc);
+    const sim_result *r = &a->result;
+    json_object_set_new(o, "name", json_string(a->arm->name));
+    json_object_set_new(o, "link", json_string(desc));
+    json_object_set_new(o, "step_s", json_real(r->steady.step_s));
+    json_object_set_new(o, "compute_s", json_real(r->steady.compute_s));
+    json_t *ex = json_object(), *by = json_object();
+    double exposed = 0;
+    for (int c = 0; c < COMM_NCLASSES; c++) {
+        json_object_set_new(ex, CLASS_KEYS[c], json_real(r->steady.exposed_s[c]));
+        json_object_set_new(by, CLASS_KEYS[c], json_real(r->steady.bytes[c]));
+        exposed += r->steady.exposed_s[c];
+    }
+    json_object_set_new(o, "exposed_comm_s", json_real(exposed));
+    json_object_set_new(o, "exposed_s", ex);
+    json_object_set_new(o, "bytes_per_step", by);
+    json_object_set_new(o, "warm_step_s", json_real(r->warm.step_s));
+    json_object_set_new(o, "sync_step_s", json_real(r->sync_step.step_s));
+    json_object_set_new(o, "sync_step_bytes", json_real(r->sync_step.bytes[COMM_WEIGHT_SYNC]));
+    json_object_set_new(o, "mean_step_s", json_real(r->mean_s));
+    json_object_set_new(o, "p50_step_s", json_real(r->p50_s));
+    json_object_set_new(o, "p95_step_s", json_real(r->p95_s));
+    json_object_set_new(o, "total_s", json_real(r->total_s));
+    json_object_set_new(o, "closed_form_s", json_real(a->closed_form_s));
+    json_object_set_new(o, "stepwise", json_boolean(r->stepwise));
+    if (a->measured != NULL) {
+        json_t *m = json_object();
+        json_object_set_new(m, "step_s", json_real(a->measured->step_time_s_median));
+        json_object_set_new(m, "compute_s", json_real(a->measured->compute_s_median));
+        json_object_set_new(m, "exposed_comm_s", json_real(a->measured->comm_s_median));
+        json_object_set_new(m, "step_rel_diff", json_real(rel_diff(r->steady.step_s, a->measured->step_time_s_median)));
+        json_object_set_new(o, "measured", m);
+    }
+    return o;
+}
+
+static void print_table(const sim_cli *o, const scenario *s, const sim_hardware *hw, arm_sim *arms, int n,
+                        double sim_s, int steps)
+{
+    printf("# wancp sim %s: hardware %s (%s), %d ranks, %d steps projected\n", s->name, hw->name, hw->source, s->ranks,
+           steps);
+    if (hw->host && s->dilation > 1)
+        printf("# dilation D = %g as the run: links at B/D, delays x D, times / D\n", s->dilation);
+    printf("# model: %d layers, dim %d, %d heads (%d kv), ffn %d, vocab %d, context %d (chunk %d), batch %d; routing %s%s\n",
+           s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->vocab, s->context, s->context / (2 * s->ranks), s->batch,
+           o->allgather ? "allgather" : "needed", o->no_overlap ? ", no overlap" : "");
+    printf("# times in seconds per step (rank 0; steady); exposed = waiting for communication, by class;\n"
+           "# MB = payload rank 0 sends per step; total = the projected run\n");
+    printf("%-26s %9s %9s %9s %9s %9s %9s %10s %10s\n", "arm", "step_s", "compute", "exp_fwd", "exp_bwd", "exp_sync",
+           "KV_MB", "sync_step", "total_s");
+    for (int i = 0; i < n; i++) {
+        const sim_step_stats *t = &arms[i].result.steady;
+        printf("%-26s %9.4f %9.4f %9.4f %9.4f %9.4f %9.3f %10.4f %10.1f\n", arms[i].arm->name, t->step_s, t->compute_s,
+               t->exposed_s[COMM_KV_FORWARD], t->exposed_s[COMM_KV_BACKWARD], t->exposed_s[COMM_WEIGHT_SYNC],
+               (t->bytes[COMM_KV_FORWARD] + t->bytes[COMM_KV_BACKWARD]) / 1e6, arms[i].result.sync_step.step_s,
+               arms[i].result.total_s);
+    }
+    for (int i = 0; i < n; i++) {
+        char desc[400];
+        describe_arm(&arms[i], desc, sizeof desc);
+        printf("#   %s: %s%s\n", arms[i].arm->name, desc,
+               arms[i].result.stepwise ? sim_s >= 0 ? "; every step simulated (jitter or rate over time)" : "" : "");
+        if (arms[i].result.stepwise)
+            printf("#     steps: median %.4f s, p95 %.4f s\n", arms[i].result.p50_s, arms[i].result.p95_s);
+    }
+    bool any = false;
+    for (int i = 0; i < n; i++)
+        any = any || arms[i].measured != NULL;
+    if (any) {
+        printf("# against %s (measured: median of the steady steps)\n", o->against);
+        printf("%-26s %10s %10s %9s %10s %10s\n", "arm", "predicted", "measured", "diff", "compute_m", "exposed_m");
+        for (int i = 0; i < n; i++) {
+            const arm_summary *m = arms[i].measured;
+            if (m == NULL) {
+                printf("%-26s %10.4f %10s\n", arms[i].arm->name, arms[i].result.steady.step_s, "(not run)");
+                continue;
+            }
+            double d = rel_diff(arms[i].result.steady.step_s, m->step_time_s_median);
+            printf("%-26s %10.4f %10.4f %+8.1f%% %10.4f %10.4f%s\n", arms[i].arm->name, arms[i].result.steady.step_s,
+                   m->step_time_s_median, 100 * d, m->compute_s_median, m->comm_s_median,
+                   fabs(d) > o->tolerance ? "  OUTSIDE" : "");
+        }
+    }
+    printf("# simulated in %.3f s\n", sim_s);
+}
+
+/* --loss: each arm's projected wall-clock for the real run's losses, and the figure. */
+static int project_loss(const sim_cli *o, const scenario *s, const sim_hardware *hw, arm_sim *arms, int n,
+                        const metrics_file *mf, char *dir_out, size_t dir_len, char *err, size_t errlen)
+{
+    if (o->out_dir != NULL) {
+        snprintf(dir_out, dir_len, "%s", o->out_dir);
+    } else {
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+        snprintf(dir_out, dir_len, "%s/results/sim-%s-%s", cli_source_dir(), s->name, stamp);
+    }
+    char data_dir[1200], path[1400];
+    snprintf(data_dir, sizeof data_dir, "%s/plot-data", dir_out);
+    if ((mkdir(dir_out, 0755) != 0 && errno != EEXIST) || (mkdir(data_dir, 0755) != 0 && errno != EEXIST))
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create: %s", data_dir, strerror(errno));
+    snprintf(path, sizeof path, "%s/arms.gp", data_dir);
+    FILE *g = fopen(path, "w");
+    if (g == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", path);
+    fprintf(g, "# written by wancp sim --loss\nnarms = %d\narray arm_data[%d]\narray arm_title[%d]\n", n, n, n);
+    int rc = WANCP_OK;
+    for (int i = 0; i < n && rc == WANCP_OK; i++) {
+        const sim_result *r = &arms[i].result;
+        snprintf(path, sizeof path, "%s/%s.sim", data_dir, arms[i].arm->name);
+        FILE *f = fopen(path, "w");
+        if (f == NULL) {
+            rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", path);
+            break;
+        }
+        fprintf(f, "# step projected_s train_loss val_loss (loss from %s; time from wancp sim, %s)\n", o->loss, hw->name);
+        double t = 0;
+        int k = 0;
+        for (int row = 0; row < mf->nrows; row++) {
+            const metrics_row *m = &mf->rows[row];
+            for (; k < m->step && k < r->steps; k++)
+                t += r->step_s[k];
+            fprintf(f, "%d %.6f %.6f ", m->step, t, m->train_loss);
+            if (isnan(m->val_loss))
+                fprintf(f, "NaN\n");
+            else
+                fprintf(f, "%.6f\n", m->val_loss);
+        }
+        if (fclose(f) != 0)
+            rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", path);
+        char title[512];
+        describe_arm(&arms[i], title, sizeof title);
+        snprintf(title + strlen(title), sizeof title - strlen(title), ": %.3g s/step", r->steady.step_s);
+        snprintf(path, sizeof path, "%s/%s.sim", data_dir, arms[i].arm->name);
+        fprintf(g, "arm_data[%d] = ", i + 1);
+        results_put_string(g, path);
+        fprintf(g, "\narm_title[%d] = ", i + 1);
+        char full[600];
+        snprintf(full, sizeof full, "%s: %s", arms[i].arm->name, title);
+        results_put_string(g, full);
+        fputc('\n', g);
+    }
+    char mode[300];
+    snprintf(mode, sizeof mode, "projected: hardware %s%s; losses of %s", hw->name,
+             hw->host && s->dilation > 1 ? ", dilated as the run" : "", o->loss);
+    fprintf(g, "run_dir = ");
+    results_put_string(g, dir_out);
+    fprintf(g, "\nrun_name = ");
+    results_put_string(g, s->name);
+    fprintf(g, "\nrun_mode = ");
+    results_put_string(g, mode);
+    if (s->target_val_loss > 0)
+        fprintf(g, "\ntarget = %.9g\n", s->target_val_loss);
+    else
+        fprintf(g, "\ntarget = NaN\n");
+    fprintf(g, "data_dir = ");
+    results_put_string(g, data_dir);
+    fputc('\n', g);
+    if (fclose(g) != 0 && rc == WANCP_OK)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s/arms.gp: cannot write", data_dir);
+    char plots[1100], script[1200];
+    snprintf(plots, sizeof plots, "%s/plots", cli_source_dir());
+    snprintf(script, sizeof script, "%s/sim_loss_vs_time.gp", plots);
+    if (rc == WANCP_OK)
+        rc = results_gnuplot(plots, data_dir, script, err, errlen);
+    return rc;
+}
+
+int cli_sim(int argc, char **argv)
+{
+    sim_cli o;
+    int st = parse(argc, argv, &o);
+    if (st != 0)
+        return st < 0 ? 0 : st;
+    char err[WANCP_ERRLEN];
+    scenario *s = calloc(1, sizeof *s);
+    arm_sim *arms = calloc(SCENARIO_MAX_ARMS, sizeof *arms);
+    run_summary *measured = o.against != NULL ? calloc(1, sizeof *measured) : NULL;
+    metrics_file mf = {0};
+    sim_hardware hw;
+    int rc = s == NULL || arms == NULL || (o.against != NULL && measured == NULL) ? WANCP_ERR_NOMEM : WANCP_OK;
+    if (rc != WANCP_OK)
+        snprintf(err, sizeof err, "out of memory");
+    if (rc == WANCP_OK)
+        rc = scenario_load(s, o.scenario, o.sets, o.nsets, err, sizeof err);
+    if (rc == WANCP_OK)
+        rc = sim_hardware_find(&hw, o.hardware, err, sizeof err);
+    if (rc == WANCP_OK && o.against != NULL)
+        rc = results_summarize(measured, o.against, err, sizeof err);
+    if (rc == WANCP_OK && o.loss != NULL)
+        rc = metrics_read(&mf, o.loss, err, sizeof err);
+    if (rc == WANCP_OK && o.loss != NULL && mf.nrows == 0)
+        rc = wancp_fail(err, sizeof err, WANCP_ERR_INPUT, "%s: no steps to project", o.loss);
+    int n = 0;
+    for (int i = 0; rc == WANCP_OK && i < o.narms; i++) {
+        bool found = false;
+        for (int a = 0; a < s->narms; a++)
+            found = found || strcmp(s->arms[a].name, o.arms[i]) == 0;
+        if (!found)
+            rc = wancp_fail(err, sizeof err, WANCP_ERR_INPUT, "%s: no arm named '%s'", o.scenario, o.arms[i]);
+    }
+    int steps = o.steps > 0 ? o.steps : s->steps;
+    if (rc == WANCP_OK && o.loss != NULL && mf.rows[mf.nrows - 1].step > steps)
+        steps = mf.rows[mf.nrows - 1].step;
+    const double t0 = cli_now();
+    for (int a = 0; rc == WANCP_OK && a < s->narms; a++) {
+        if (!wanted(&o, s->arms[a].name))
+            continue;
+        arm_sim *as = &arms[n++];
+        as->arm = &s->arms[a];
+        rc = setup_arm(&o, s, &hw, as, err, sizeof err);
+        if (rc == WANCP_OK)
+            rc = sim_run(&as->setup, steps, &as->result, err, sizeof err);
+        if (rc == WANCP_OK)
+            as->closed_form_s = sim_closed_form(&as->setup, as->setup.compress, err, sizeof err);
+        for (int m = 0; measured != NULL && m < measured->narms; m++)
+            if (strcmp(measured->arms[m].name, as->arm->name) == 0 && measured->arms[m].has_metrics &&
+                measured->arms[m].step_time_s_median > 0)
+                as->measured = &measured->arms[m];
+        if (!o.json && rc == WANCP_OK && isatty(fileno(stderr)))
+            fprintf(stderr, "\rsimulated %d/%d arms", n, o.narms > 0 ? o.narms : s->narms);
+    }
+    const double sim_s = cli_now() - t0;
+    if (!o.json && isatty(fileno(stderr)))
+        fputc('\n', stderr);
+    int status = 0;
+    if (rc == WANCP_OK) {
+        for (int i = 0; i < n; i++)
+            if (arms[i].measured != NULL &&
+                fabs(rel_diff(arms[i].result.steady.step_s, arms[i].measured->step_time_s_median)) > o.tolerance)
+                status = 1;
+        if (o.json) {
+            json_t *j = json_object(), *list = json_array(), *h = json_object();
+            json_object_set_new(j, "scenario", json_string(s->name));
+            json_object_set_new(h, "name", json_string(hw.name));
+            json_object_set_new(h, "source", json_string(hw.source));
+            json_object_set_new(h, "peak_flops", json_real(hw.peak_flops));
+            json_object_set_new(h, "matmul", json_real(hw.efficiency[SIM_MATMUL]));
+            json_object_set_new(h, "attention", json_real(hw.efficiency[SIM_ATTENTION]));
+            json_object_set_new(h, "codec", json_real(hw.efficiency[SIM_CODEC]));
+            json_object_set_new(h, "memory_bytes_s", json_real(hw.memory_bytes_s));
+            json_object_set_new(j, "hardware", h);
+            json_object_set_new(j, "ranks", json_integer(s->ranks));
+            json_object_set_new(j, "steps", json_integer(steps));
+            json_object_set_new(j, "dilation", json_real(hw.host ? s->dilation : 1.0));
+            json_object_set_new(j, "routing", json_string(o.allgather ? "allgather" : "needed"));
+            json_object_set_new(j, "overlap", json_boolean(!o.no_overlap));
+            json_object_set_new(j, "sim_seconds", json_real(sim_s));
+            if (o.against != NULL) {
+                json_object_set_new(j, "against", json_string(o.against));
+                json_object_set_new(j, "tolerance", json_real(o.tolerance));
+            }
+            for (int i = 0; i < n; i++)
+                json_array_append_new(list, arm_json(&arms[i]));
+            json_object_set_new(j, "arms", list);
+            cli_print_json(j);
+        } else {
+            print_table(&o, s, &hw, arms, n, sim_s, steps);
+        }
+        if (o.loss != NULL) {
+            char dir[1100];
+            rc = project_loss(&o, s, &hw, arms, n, &mf, dir, sizeof dir, err, sizeof err);
+            if (rc == WANCP_OK)
+                fprintf(o.json ? stderr : stdout, "# loss vs projected time: %s/sim_loss_vs_time.png (and .svg)\n", dir);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        sim_result_free(&arms[i].result);
+        if (arms[i].has_dilated)
+            link_profile_free(&arms[i].dilated);
+    }
+    metrics_free(&mf);
+    free(measured);
+    if (s != NULL)
+        scenario_free(s);
+    free(s);
+    free(arms);
+    if (rc != WANCP_OK)
+        return cli_report("sim", rc, err);
+    return status;
+}

@@ -1,0 +1,76 @@
+#ifndef WANCP_SIM_COST_H
+#define WANCP_SIM_COST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * What the pieces of one rank's CP training step cost: FLOPs per op class and bytes moved
+ * by memory-bound ops, and their seconds on a hardware profile. The step simulator charges
+ * these; `wancp bench calibrate` divides the same counts by measured seconds to find this
+ * host's efficiencies, so the counts only need to be consistent, not exact.
+ *
+ * FLOPs follow the model-FLOP convention of bench step (SIMULATION.md's arithmetic):
+ * matmuls 2 x params x tokens forward and twice that backward; attention 4 m^2 d per full
+ * chunk-by-chunk block forward, half for a diagonal (causal) block, backward twice the
+ * forward. Compression maths (METHOD.md section 2) with r = r_K + r_V and h planes:
+ * compress 2 m d_kv r + the rotation 4 d_kv h r; decompress 2 m d_kv r; the consumer's E
+ * and tau 4 m d_kv r; the owner's sums 4 m d_kv r + 4 d_kv h r.
+ */
+enum sim_op_class { SIM_MATMUL, SIM_ATTENTION, SIM_CODEC, SIM_MEMORY, SIM_NCLASSES };
+
+/* A hardware profile: peak and the fraction of it each op class reaches. */
+typedef struct sim_hardware {
+    char name[64];
+    char source[1100];      /* the file it came from */
+    double peak_flops;      /* FLOP/s at the profile's precision */
+    double efficiency[3];   /* SIM_MATMUL, SIM_ATTENTION, SIM_CODEC: fraction of peak */
+    double memory_bytes_s;  /* what memory-bound ops reach, bytes/s */
+    double op_overhead_s;   /* per op: a kernel launch, a call */
+    double act_bytes;       /* bytes per activation element (4 fp32, 2 bf16) */
+    double param_bytes;     /* bytes per parameter in the weight sync */
+    double byte_cost_s;     /* a rank's own time per payload byte it sends or receives (packing,
+                             * copies, system calls); 0 where a NIC or NCCL moves the bytes */
+    bool host;              /* this host itself: a scenario's dilation applies to it */
+} sim_hardware;
+
+/* The shape of one rank's work. */
+typedef struct sim_shape {
+    int ranks, layers, dim, heads, kv_heads, ffn, vocab, batch;
+    int chunk;              /* m = context / (2 P) tokens */
+    int rank_k, rank_v, psi_k, planes;
+    bool tied;
+} sim_shape;
+
+/* The cost of one piece of work, by class (FLOPs, or bytes for SIM_MEMORY) and op count. */
+typedef struct sim_work {
+    double amount[SIM_NCLASSES];
+    double ops;
+} sim_work;
+
+static inline int sim_kv_dim(const sim_shape *s) { return s->kv_heads * (s->dim / s->heads); }
+
+/* Seconds of w on hw. */
+double sim_work_seconds(const sim_work *w, const sim_hardware *hw);
+
+void sim_work_add(sim_work *into, const sim_work *w, double times);
+
+/* The pieces of a layer, per rank: projections, MLP and head over its batch x 2 x chunk
+ * tokens; blocks, views and the codec per sequence. */
+sim_work sim_cost_pre_attention(const sim_shape *s, const sim_hardware *hw, bool backward); /* norm, QKV, RoPE */
+sim_work sim_cost_post_attention(const sim_shape *s, const sim_hardware *hw, bool backward); /* O, norm, MLP */
+sim_work sim_cost_block(const sim_shape *s, bool diagonal, bool backward); /* one chunk x chunk block */
+sim_work sim_cost_view(const sim_shape *s, const sim_hardware *hw, bool compressed, bool rotate); /* a chunk as seen */
+sim_work sim_cost_encode(const sim_shape *s); /* compress one own chunk */
+sim_work sim_cost_consumer_grad(const sim_shape *s); /* E and tau of one chunk */
+sim_work sim_cost_owner_finish(const sim_shape *s); /* the owner's sums of one chunk */
+sim_work sim_cost_head(const sim_shape *s, const sim_hardware *hw, bool backward); /* final norm, LM head, loss */
+sim_work sim_cost_optimizer(const sim_shape *s);
+
+/* Payload bytes of one chunk's K/V message (METHOD.md section 5), wire_bytes per element. */
+double sim_message_bytes(const sim_shape *s, bool compressed, double wire_bytes);
+
+/* Trainable parameters (what a weight sync moves). */
+double sim_trainable_params(const sim_shape *s);
+
+#endif

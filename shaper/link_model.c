@@ -1,0 +1,403 @@
+#include "link_model.h"
+
+#include "../core/status.h"
+#include "rate_player.h"
+#include "relay.h"
+#include "topology.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct message {
+    int src, dst, cls;
+    double bytes, left;  /* left: bytes still to leave the source */
+    double post_at;
+    double sent, arrival; /* INFINITY until known */
+    int next;             /* the next message queued on the same connection, -1 */
+    bool queued;          /* on its connection's queue (posted) */
+} message;
+
+/* One connection (src, dst, class): a FIFO whose head message is being sent. */
+typedef struct connection {
+    int head, tail;      /* -1 when empty */
+    double last_arrival; /* arrivals keep the connection's order */
+    double rate;         /* bytes/s the head message gets now */
+    int frozen_round;    /* water-filling scratch: 0 while rising, else the round it stopped */
+} connection;
+
+struct link_net {
+    link_model_config cfg;
+    rate_plan plan;
+    double now;
+    double base_bps; /* the plan's rate now (or the unshaped rate) */
+    double delay_s, jitter_s, mathis_bytes_s;
+    int distribution;
+    message *msgs;
+    int nmsgs, cap;
+    connection *conns;
+    int *active; /* connections with a queued message */
+    int nactive;
+    int *free_ids; /* released message slots */
+    int nfree, cap_free;
+    int *future; /* messages posted for a later time */
+    int nfuture, cap_future;
+    int nres;
+    double *res_cap, *res_load; /* water-filling scratch per link */
+    int *res_count;
+    bool dirty; /* rates need recomputing */
+    double bytes[LINK_MAX_NODES][LINK_MAX_CLASSES];
+    uint64_t rng;
+};
+
+static int conn_index(const link_net *n, int src, int dst, int cls)
+{
+    return (src * n->cfg.nodes + dst) * LINK_MAX_CLASSES + cls;
+}
+
+static double uniform01(uint64_t *s)
+{
+    *s += 0x9E3779B97F4A7C15ull; /* splitmix64 */
+    uint64_t z = *s;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return ((double)(z >> 11) + 0.5) / 9007199254740992.0; /* (0, 1) */
+}
+
+static double node_bytes_s(const link_net *n, int node)
+{
+    const double scale = n->cfg.node_scale != NULL ? n->cfg.node_scale[node] : 1.0;
+    return n->base_bps * scale * n->cfg.eta / 8.0;
+}
+
+double link_net_payload_bps(const link_net *n, int node) { return node_bytes_s(n, node) * 8.0; }
+
+double link_net_delay_s(const link_net *n) { return n->delay_s; }
+
+static double rate_at(const link_net *n, double t)
+{
+    if (n->cfg.profile == NULL)
+        return n->cfg.unshaped_bps;
+    return (double)rate_plan_at(&n->plan, (uint64_t)llround(fmax(t, 0.0) * 1e9));
+}
+
+int link_net_init(link_net **out, const link_model_config *cfg, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (cfg->nodes < 1 || cfg->nodes > LINK_MAX_NODES)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "link model: %d nodes (1 to %d)", cfg->nodes, LINK_MAX_NODES);
+    if (cfg->topology != TOPOLOGY_UPLINK && cfg->topology != TOPOLOGY_MESH)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "link model: unknown topology %d", cfg->topology);
+    for (int i = 0; cfg->node_scale != NULL && i < cfg->nodes; i++)
+        if (!(cfg->node_scale[i] > 0) || !isfinite(cfg->node_scale[i]))
+            return wancp_fail(err, errlen, WANCP_ERR_INPUT, "link model: node %d's rate factor %g is not positive", i,
+                              cfg->node_scale[i]);
+    link_net *n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "link model: out of memory");
+    n->cfg = *cfg;
+    if (n->cfg.unshaped_bps <= 0)
+        n->cfg.unshaped_bps = LINK_UNSHAPED_BPS;
+    if (n->cfg.eta <= 0)
+        n->cfg.eta = LINK_ETA_TCP;
+    n->rng = cfg->seed;
+    n->mathis_bytes_s = INFINITY;
+    if (cfg->profile != NULL) {
+        int rc = rate_plan_of(cfg->profile, &n->plan, err, errlen);
+        if (rc != WANCP_OK) {
+            free(n);
+            return rc;
+        }
+        n->delay_s = (double)cfg->profile->delay_ns * 1e-9;
+        n->jitter_s = (double)cfg->profile->jitter_ns * 1e-9;
+        n->distribution = cfg->profile->distribution;
+        n->mathis_bytes_s = link_mathis_bps(LINK_MSS_BYTES, 2 * n->delay_s, cfg->profile->loss_ppm * 1e-6) / 8.0;
+    }
+    const int P = cfg->nodes, nconns = P * P * LINK_MAX_CLASSES;
+    n->nres = cfg->topology == TOPOLOGY_UPLINK ? 2 * P : P * P;
+    n->conns = calloc((size_t)nconns, sizeof *n->conns);
+    n->active = calloc((size_t)nconns, sizeof *n->active);
+    n->res_cap = calloc((size_t)n->nres, sizeof *n->res_cap);
+    n->res_load = calloc((size_t)n->nres, sizeof *n->res_load);
+    n->res_count = calloc((size_t)n->nres, sizeof *n->res_count);
+    if (n->conns == NULL || n->active == NULL || n->res_cap == NULL || n->res_load == NULL || n->res_count == NULL) {
+        link_net_free(n);
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "link model: out of memory");
+    }
+    for (int c = 0; c < nconns; c++)
+        n->conns[c] = (connection){.head = -1, .tail = -1, .last_arrival = -INFINITY};
+    n->base_bps = rate_at(n, 0);
+    *out = n;
+    return WANCP_OK;
+}
+
+void link_net_free(link_net *n)
+{
+    if (n == NULL)
+        return;
+    if (n->cfg.profile != NULL)
+        rate_plan_free(&n->plan);
+    free(n->msgs);
+    free(n->free_ids);
+    free(n->conns);
+    free(n->active);
+    free(n->future);
+    free(n->res_cap);
+    free(n->res_load);
+    free(n->res_count);
+    free(n);
+}
+
+/* The links connection c uses: its source's uplink and destination's downlink, or its
+ * pair's link. Returns how many (1 or 2). */
+static int links_of(const link_net *n, int c, int res[2])
+{
+    const int P = n->cfg.nodes, pair = c / LINK_MAX_CLASSES, src = pair / P, dst = pair % P;
+    if (n->cfg.topology == TOPOLOGY_MESH) {
+        res[0] = src * P + dst;
+        return 1;
+    }
+    res[0] = src;
+    res[1] = P + dst;
+    return 2;
+}
+
+static double link_capacity(const link_net *n, int r)
+{
+    const int P = n->cfg.nodes;
+    if (n->cfg.topology == TOPOLOGY_MESH)
+        return fmin(node_bytes_s(n, r / P), node_bytes_s(n, r % P));
+    return node_bytes_s(n, r < P ? r : r - P);
+}
+
+/* Max-min fair shares by water-filling: every unfrozen connection rises at the same rate
+ * until a link it crosses is full (or the Mathis cap binds); those freeze; repeat. */
+static void share_links(link_net *n)
+{
+    for (int r = 0; r < n->nres; r++) {
+        n->res_cap[r] = link_capacity(n, r);
+        n->res_load[r] = 0;
+        n->res_count[r] = 0;
+    }
+    for (int i = 0; i < n->nactive; i++) {
+        int res[2], k = links_of(n, n->active[i], res);
+        n->conns[n->active[i]].frozen_round = 0;
+        for (int j = 0; j < k; j++)
+            n->res_count[res[j]]++;
+    }
+    int unfrozen = n->nactive;
+    for (int round = 1; unfrozen > 0; round++) {
+        double level = n->mathis_bytes_s;
+        for (int r = 0; r < n->nres; r++)
+            if (n->res_count[r] > 0)
+                level = fmin(level, (n->res_cap[r] - n->res_load[r]) / n->res_count[r]);
+        level = fmax(level, 0.0);
+        int froze = 0;
+        for (int i = 0; i < n->nactive; i++) {
+            connection *cn = &n->conns[n->active[i]];
+            if (cn->frozen_round != 0)
+                continue;
+            int res[2], k = links_of(n, n->active[i], res);
+            bool bound = n->mathis_bytes_s <= level * (1 + 1e-12);
+            for (int j = 0; j < k && !bound; j++)
+                bound = (n->res_cap[res[j]] - n->res_load[res[j]]) / n->res_count[res[j]] <= level * (1 + 1e-12);
+            if (!bound)
+                continue;
+            cn->frozen_round = round;
+            cn->rate = level;
+            froze++;
+        }
+        /* Loads change only after every connection at this level is found. */
+        for (int i = 0; i < n->nactive; i++) {
+            connection *cn = &n->conns[n->active[i]];
+            if (cn->frozen_round != round)
+                continue;
+            int res[2], k = links_of(n, n->active[i], res);
+            for (int j = 0; j < k; j++)
+                if (n->res_count[res[j]] > 0) {
+                    n->res_load[res[j]] += level;
+                    n->res_count[res[j]]--;
+                }
+        }
+        if (froze == 0) /* cannot happen with a finite level; stops a loop on NaN */
+            break;
+        unfrozen -= froze;
+    }
+    n->dirty = false;
+}
+
+/* Puts message id on its connection's queue (at the model's current time). */
+static void enqueue(link_net *n, int id)
+{
+    message *m = &n->msgs[id];
+    connection *cn = &n->conns[conn_index(n, m->src, m->dst, m->cls)];
+    m->queued = true;
+    if (cn->tail >= 0) {
+        n->msgs[cn->tail].next = id;
+    } else {
+        cn->head = id;
+        n->active[n->nactive++] = conn_index(n, m->src, m->dst, m->cls);
+    }
+    cn->tail = id;
+    n->dirty = true;
+}
+
+int link_net_send(link_net *n, int src, int dst, int cls, double bytes, double at)
+{
+    if (src < 0 || src >= n->cfg.nodes || dst < 0 || dst >= n->cfg.nodes || src == dst || cls < 0 ||
+        cls >= LINK_MAX_CLASSES || !(bytes >= 0))
+        return WANCP_ERR_INPUT;
+    if (n->nfree == 0 && n->nmsgs == n->cap) {
+        int cap = n->cap > 0 ? 2 * n->cap : 256;
+        message *m = realloc(n->msgs, (size_t)cap * sizeof *m);
+        if (m == NULL)
+            return WANCP_ERR_NOMEM;
+        n->msgs = m;
+        n->cap = cap;
+    }
+    const int id = n->nfree > 0 ? n->free_ids[--n->nfree] : n->nmsgs++;
+    n->msgs[id] = (message){.src = src, .dst = dst, .cls = cls, .bytes = bytes, .left = bytes, .post_at = at,
+                            .sent = INFINITY, .arrival = INFINITY, .next = -1};
+    n->bytes[src][cls] += bytes;
+    if (at <= n->now) {
+        enqueue(n, id);
+        return id;
+    }
+    if (n->nfuture == n->cap_future) {
+        int cap = n->cap_future > 0 ? 2 * n->cap_future : 64;
+        int *f = realloc(n->future, (size_t)cap * sizeof *f);
+        if (f == NULL)
+            return WANCP_ERR_NOMEM;
+        n->future = f;
+        n->cap_future = cap;
+    }
+    n->future[n->nfuture++] = id;
+    return id;
+}
+
+double link_net_next_event(const link_net *n)
+{
+    link_net *mut = (link_net *)n; /* rates are a cache of the state: recompute lazily */
+    if (mut->dirty)
+        share_links(mut);
+    double t = INFINITY;
+    for (int i = 0; i < n->nactive; i++) {
+        const connection *cn = &n->conns[n->active[i]];
+        if (cn->rate > 0)
+            t = fmin(t, n->now + n->msgs[cn->head].left / cn->rate);
+    }
+    for (int i = 0; i < n->nfuture; i++)
+        t = fmin(t, n->msgs[n->future[i]].post_at);
+    if (n->cfg.profile != NULL && (n->nactive > 0 || n->nfuture > 0)) {
+        uint64_t next = rate_plan_next_change(&n->plan, (uint64_t)llround(n->now * 1e9));
+        if (next != UINT64_MAX)
+            t = fmin(t, (double)next * 1e-9);
+    }
+    return t;
+}
+
+/* When the message whose last byte left at t arrives: delay plus a jitter sample, never
+ * before the previous message of its connection. */
+static double arrival_of(link_net *n, connection *cn, double t)
+{
+    double delay = n->delay_s;
+    if (n->jitter_s > 0) {
+        double u1 = uniform01(&n->rng), u2 = uniform01(&n->rng), u3 = uniform01(&n->rng);
+        delay += relay_jitter_sample(n->distribution, n->jitter_s, u1, u2, u3);
+    }
+    double at = fmax(t + fmax(delay, 0.0), cn->last_arrival);
+    cn->last_arrival = at;
+    return at;
+}
+
+int link_net_advance(link_net *n, double t, int *done, int max)
+{
+    if (n->dirty)
+        share_links(n);
+    const double dt = t - n->now;
+    int ndone = 0;
+    for (int i = 0; i < n->nactive; i++) {
+        const int c = n->active[i];
+        connection *cn = &n->conns[c];
+        message *m = &n->msgs[cn->head];
+        m->left -= cn->rate * dt;
+        if (m->left > 1e-9 * m->bytes + 1e-6) /* more than rounding left */
+            continue;
+        const int id = cn->head;
+        m->left = 0;
+        m->sent = t;
+        m->arrival = arrival_of(n, cn, t);
+        if (ndone < max)
+            done[ndone] = id;
+        ndone++;
+        cn->head = m->next;
+        if (cn->head < 0) {
+            cn->tail = -1;
+            n->active[i--] = n->active[--n->nactive];
+        }
+        n->dirty = true;
+    }
+    n->now = t;
+    for (int i = 0; i < n->nfuture; i++)
+        if (n->msgs[n->future[i]].post_at <= t) {
+            enqueue(n, n->future[i]);
+            n->future[i--] = n->future[--n->nfuture];
+        }
+    const double rate = rate_at(n, t);
+    if (rate != n->base_bps) {
+        n->base_bps = rate;
+        n->dirty = true;
+    }
+    return ndone;
+}
+
+void link_net_release(link_net *n, int id)
+{
+    if (n->nfree == n->cap_free) {
+        int cap = n->cap_free > 0 ? 2 * n->cap_free : 256;
+        int *f = realloc(n->free_ids, (size_t)cap * sizeof *f);
+        if (f == NULL)
+            return; /* the slot stays used: only memory is lost */
+        n->free_ids = f;
+        n->cap_free = cap;
+    }
+    n->free_ids[n->nfree++] = id;
+}
+
+double link_net_sent_at(const link_net *n, int id) { return n->msgs[id].sent; }
+
+double link_net_arrival(const link_net *n, int id) { return n->msgs[id].arrival; }
+
+double link_net_bytes(const link_net *n, int src, int cls) { return n->bytes[src][cls]; }
+
+/* ---- closed forms ---- */
+
+double link_ring_allgather_s(int p, double n_bytes, double alpha_s, double beta_s)
+{
+    return (p - 1) * alpha_s + (double)(p - 1) / p * n_bytes * beta_s;
+}
+
+double link_ring_reduce_scatter_s(int p, double n_bytes, double alpha_s, double beta_s)
+{
+    return link_ring_allgather_s(p, n_bytes, alpha_s, beta_s);
+}
+
+double link_ring_allreduce_s(int p, double n_bytes, double alpha_s, double beta_s)
+{
+    return 2 * (p - 1) * alpha_s + 2.0 * (p - 1) / p * n_bytes * beta_s;
+}
+
+double link_busbw_factor(const char *collective, int p)
+{
+    const double f = (double)(p - 1) / p;
+    return strcmp(collective, "all_reduce") == 0 ? 2 * f : f;
+}
+
+double link_mathis_bps(double mss_bytes, double rtt_s, double loss)
+{
+    if (!(loss > 0) || !(rtt_s > 0))
+        return INFINITY;
+    return mss_bytes * 8.0 / rtt_s * 1.22 / sqrt(loss);
+}

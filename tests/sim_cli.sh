@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# sim_cli.sh WANCP SOURCE_DIR: `wancp sim` and `wancp bench calibrate` as a user meets them:
+# the paper-scale table on a100-bf16 (JSON, read back), this host calibrated on ci-tiny and
+# simulated on it, a real run's losses projected onto simulated wall-clock with its figure,
+# and bad input (scenario values, hardware names and files, options): one line, exit 2.
+set -uo pipefail
+wancp=$1 src=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0 passes=0
+check() { if eval "$2"; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi; }
+# A JSON number after "KEY": within the object of arm NAME (one-line JSON).
+arm_value() { tr '{' '\n' <"$1" | awk -v arm="\"name\": \"$2\"" -v key="\"$3\": " 'index($0, arm) {
+    i = index($0, key); if (i) { s = substr($0, i + length(key)); sub(/[,}].*/, "", s); print s; exit } }'; }
+
+"$wancp" sim --help | grep -q -- "--hardware"
+check "sim --help" "[ $? -eq 0 ]"
+
+# Paper scale on the A100 profile: six arms; compression over 300M mesh links lands near the
+# 100G step; uncompressed at 300M is two orders of magnitude slower.
+"$wancp" sim "$src/scenarios/paper-scale.ini" --hardware a100-bf16 --json >"$work/paper.json"
+check "paper-scale sim runs" "[ $? -eq 0 ]"
+fast=$(arm_value "$work/paper.json" "uncompressed@100G" step_s)
+comp=$(arm_value "$work/paper.json" "compressed@300M-mesh" step_s)
+slow=$(arm_value "$work/paper.json" "uncompressed@300M" step_s)
+check "paper-scale figures present ($fast, $comp, $slow)" "[ -n '$fast' ] && [ -n '$comp' ] && [ -n '$slow' ]"
+check "compressed@300M-mesh within 2x of uncompressed@100G" "awk 'BEGIN { exit !($comp < 2 * $fast) }'"
+check "uncompressed@300M over 100x uncompressed@100G" "awk 'BEGIN { exit !($slow > 100 * $fast) }'"
+"$wancp" sim "$src/scenarios/paper-scale.ini" --hardware a100-bf16 --set train.sync=S --arm compressed@300M-mesh \
+    --json >"$work/sync.json"
+synced=$(arm_value "$work/sync.json" "compressed@300M-mesh" step_s)
+check "a per-step all-reduce at 300M costs over 60 s ($synced)" "awk 'BEGIN { exit !($synced > $comp + 60) }'"
+
+# This host: calibrate on ci-tiny, simulate it; the text table names every arm.
+"$wancp" bench calibrate "$src/scenarios/ci-tiny.ini" -o "$work/cpu.ini" --steps 1 >"$work/cal.txt" 2>&1
+check "bench calibrate writes a profile" "[ $? -eq 0 ] && grep -q '^host = true' '$work/cpu.ini'"
+"$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware "$work/cpu.ini" >"$work/tiny.txt"
+check "sim on the calibrated host" "[ $? -eq 0 ] && grep -q '^compressed@unshaped\|^uncompressed' '$work/tiny.txt'"
+WANCP_HARDWARE="$work/cpu.ini" "$wancp" sim "$src/scenarios/ci-tiny.ini" --json >"$work/tiny.json"
+check "cpu-local is what WANCP_HARDWARE names" "[ $? -eq 0 ] && grep -q '\"name\": \"cpu-local\"' '$work/tiny.json'"
+
+# Losses of a real run (one process, 6 steps) projected onto each arm's simulated time.
+"$wancp" train --train "$src/data/brown_bytes_train.bin" --val "$src/data/brown_bytes_val.bin" --vocab 256 \
+    --layers 2 --dim 64 --heads 2 --ffn 128 --context 256 --batch 2 --steps 6 --eval-every 2 --val-tokens 1024 \
+    --metrics "$work/loss.csv" 2>/dev/null
+"$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware "$work/cpu.ini" --loss "$work/loss.csv" -o "$work/proj" >/dev/null
+check "--loss writes the figure" "[ $? -eq 0 ] && [ -s '$work/proj/sim_loss_vs_time.png' ] && [ -s '$work/proj/sim_loss_vs_time.svg' ]"
+check "--loss writes increasing projected times" \
+    "awk '/^#/ { last = 0; next } { if (\$2 < last) bad = 1; last = \$2; n++ } END { exit bad || n < 4 }' '$work/proj/plot-data/'*.sim"
+
+# Bad input: one line, exit 2.
+expect_2() {
+    local name=$1; shift
+    "$@" >"$work/out" 2>"$work/err"
+    local st=$?
+    check "$name: exit 2 (got $st)" "[ $st -eq 2 ]"
+    check "$name: one line naming it ($(head -c 200 "$work/err"))" "[ \$(wc -l <'$work/err') -eq 1 ] && grep -q '$2' '$work/err'"
+}
+printf '[hardware]\nname = x\npeak_flops = fast\n' >"$work/bad.ini"
+expect_2 "no scenario" "$wancp" sim
+expect_2 "missing scenario" "$wancp" sim "$work/none.ini"
+expect_2 "unknown hardware" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware tpu-v9
+expect_2 "bad hardware file" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware "$work/bad.ini"
+WANCP_HARDWARE="$work/nothing.ini" "$wancp" sim "$src/scenarios/ci-tiny.ini" >/dev/null 2>"$work/err"
+check "cpu-local before calibration: exit 2, says what to run" "[ $? -eq 2 ] && grep -q 'wancp bench calibrate' '$work/err'"
+expect_2 "bad --straggler" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --straggler x
+expect_2 "straggler beyond the ranks" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --straggler 7:4
+expect_2 "bad --routing" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --routing ring
+expect_2 "unknown arm" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --arm nope
+expect_2 "bad scenario value" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --set scenario.ranks=0
+expect_2 "missing --against folder" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --against "$work/no"
+expect_2 "missing --loss file" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --loss "$work/no.csv"
+expect_2 "calibrate without a scenario" "$wancp" bench calibrate
+
+echo "sim_cli: $passes passed, $failures failed"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,239 @@
+/* The step simulator: the event model against its closed form where overlap is off, the
+ * paper-scale arithmetic of SIMULATION.md, overlap doing what it should, and the speed of
+ * projecting 10,000 steps. */
+#include "test_helpers.h"
+
+#include "core/status.h"
+#include "harness/sim_hardware.h"
+#include "harness/sim_step.h"
+#include "shaper/topology.h"
+
+#include <math.h>
+#include <time.h>
+
+#define HARDWARE_DIR PROFILE_DIR "/../hardware"
+
+static sim_hardware a100(void)
+{
+    sim_hardware hw;
+    char err[WANCP_ERRLEN];
+    if (sim_hardware_load(&hw, HARDWARE_DIR "/a100-bf16.ini", err, sizeof err) != WANCP_OK)
+        fail_msg("%s", err);
+    return hw;
+}
+
+/* SIMULATION.md's setting: 800M (ffn 11456 makes the matmul parameters 0.800e9), 132,000
+ * tokens over 8 ranks, bf16. */
+static sim_setup paper(const link_profile *p, int topology)
+{
+    sim_setup s = {.hw = a100(), .wire_bytes = 2, .sync = 'A', .sync_every = 500, .time_scale = 1};
+    s.shape = (sim_shape){.ranks = 8, .layers = 8, .dim = 2048, .heads = 8, .kv_heads = 8, .ffn = 11456,
+                          .vocab = 50257, .batch = 1, .chunk = 132000 / 16, .tied = true};
+    s.link = (link_model_config){.nodes = 8, .topology = topology, .profile = p};
+    return s;
+}
+
+static void compressed(sim_setup *s)
+{
+    s->compress = true;
+    s->compress_last = true;
+    s->shape.psi_k = 1;
+    s->shape.rank_k = 41;  /* ceil(0.02 x 2048) */
+    s->shape.rank_v = 103; /* ceil(0.05 x 2048) */
+}
+
+static sim_result run(const sim_setup *s, int steps)
+{
+    sim_result r;
+    char err[WANCP_ERRLEN];
+    if (sim_run(s, steps, &r, err, sizeof err) != WANCP_OK)
+        fail_msg("%s", err);
+    return r;
+}
+
+static double kv_exposed(const sim_result *r)
+{
+    return r->steady.exposed_s[COMM_KV_FORWARD] + r->steady.exposed_s[COMM_KV_BACKWARD];
+}
+
+/* With overlap off the event model is the closed form: uplink and mesh, Mode S every step
+ * and Mode A every c, uncompressed and compressed, paper and quickstart shapes. */
+static void event_model_equals_closed_form(void **state)
+{
+    (void)state;
+    link_profile wan = {.rate_bps = 300000000, .delay_ns = 20000000};
+    char err[WANCP_ERRLEN];
+    for (int topo = 0; topo < 2; topo++)
+        for (int sync = 0; sync < 2; sync++)
+            for (int comp = 0; comp < 2; comp++)
+                for (int shape = 0; shape < 2; shape++) {
+                    sim_setup s = paper(&wan, topo == 0 ? TOPOLOGY_UPLINK : TOPOLOGY_MESH);
+                    if (shape == 1) { /* quickstart's model */
+                        s.shape = (sim_shape){.ranks = 4, .layers = 4, .dim = 256, .heads = 4, .kv_heads = 4,
+                                              .ffn = 704, .vocab = 256, .batch = 1, .chunk = 512, .tied = true};
+                        s.link.nodes = 4;
+                    }
+                    s.no_overlap = true;
+                    s.allgather = true;
+                    s.sync = sync == 0 ? 'S' : 'A';
+                    s.sync_every = 10;
+                    if (comp) {
+                        compressed(&s);
+                        s.shape.rank_k = shape == 1 ? 6 : 41;
+                        s.shape.rank_v = shape == 1 ? 13 : 103;
+                    }
+                    sim_result r = run(&s, 10);
+                    const double closed = sim_closed_form(&s, comp != 0, err, sizeof err);
+                    const double event = s.sync == 'S' ? r.steady.step_s : r.total_s / 10;
+                    print_message("topology %d sync %c compressed %d shape %d: event %.4f s, closed form %.4f s\n", topo,
+                                  s.sync, comp, shape, event, closed);
+                    assert_true(fabs(event - closed) / closed < 0.01);
+                    sim_result_free(&r);
+                }
+}
+
+/* SIMULATION.md's paper-scale arithmetic, with its assumptions: every chunk to every rank
+ * and back (all-gather), the raw link rate (eta = 1), no overlap. */
+static void paper_arithmetic(void **state)
+{
+    (void)state;
+    link_profile slow = {.rate_bps = 300000000}, fast = {.rate_bps = 100000000000ull};
+    /* K+V of one chunk: 8250 x 2048 x 2 x 2 B; a rank's link carries 2 (P-1) = 14 of them per
+     * layer and pass: 946 MB; 15.14 GB per step over 8 layers, forward and backward. */
+    const double per_step = 14 * 8250.0 * 2048 * 2 * 2 * 8 * 2;
+    const struct {
+        const link_profile *p;
+        int topology;
+        bool compress;
+        double want_s, stated_s;
+    } rows[] = {
+        {&slow, TOPOLOGY_UPLINK, false, per_step * 8 / 300e6, 404},
+        {&slow, TOPOLOGY_MESH, false, per_step / 7 * 8 / 300e6, 58},
+        {&fast, TOPOLOGY_UPLINK, false, per_step * 8 / 100e9, 1.2},
+        /* all blocks compressed: (41 + 103) / 4096 of the bytes, plus theta */
+        {&slow, TOPOLOGY_UPLINK, true, (14 * (8250.0 * 144 * 2 + 8) * 8 * 2) * 8 / 300e6, 0.53e9 * 8 / 300e6},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        sim_setup s = paper(rows[i].p, rows[i].topology);
+        s.allgather = true;
+        s.no_overlap = true;
+        s.link.eta = 1.0;
+        if (rows[i].compress)
+            compressed(&s);
+        sim_result r = run(&s, 600);
+        const double got = kv_exposed(&r);
+        print_message("row %zu: K/V exchange %.2f s; arithmetic %.2f s; SIMULATION.md says %.3g s\n", i, got,
+                      rows[i].want_s, rows[i].stated_s);
+        assert_true(fabs(got - rows[i].want_s) / rows[i].want_s < 0.01);
+        assert_true(fabs(got - rows[i].stated_s) / rows[i].stated_s < 0.015); /* its figures are rounded */
+        sim_result_free(&r);
+    }
+    /* Compute per GPU: 2.9e14 FLOP (6NT + 6LT^2d over 8), 0.94 s at the 312 TFLOP/s peak. */
+    sim_setup s = paper(&slow, TOPOLOGY_UPLINK);
+    sim_work w;
+    double moved;
+    char err[WANCP_ERRLEN];
+    assert_int_equal(sim_step_work(&s, false, 0, &w, &moved, err, sizeof err), WANCP_OK);
+    const double flops = w.amount[SIM_MATMUL] + w.amount[SIM_ATTENTION];
+    const double want = (6 * 0.8e9 * 132000 + 6.0 * 8 * 132000.0 * 132000 * 2048) / 8;
+    print_message("per GPU %.4g FLOP (arithmetic %.4g), %.3f s at peak\n", flops, want, flops / 312e12);
+    assert_true(fabs(flops - want) / want < 0.01);
+    /* The weight all-reduce of 800M bf16 parameters at 300 Mbit/s: about 75 s (ring). */
+    s.link.eta = 1.0;
+    s.sync = 'A';
+    s.sync_every = 2;
+    sim_result r = run(&s, 2);
+    const double ring = r.sync_step.exposed_s[COMM_WEIGHT_SYNC];
+    print_message("weight all-reduce %.1f s (SIMULATION.md: about 75 s)\n", ring);
+    assert_true(fabs(ring - 75) / 75 < 0.02);
+    sim_result_free(&r);
+}
+
+/* Overlap hides communication: the step with overlap is never slower, and on a fast link it
+ * is compute plus little. */
+static void overlap_hides_communication(void **state)
+{
+    (void)state;
+    link_profile fast = {.rate_bps = 100000000000ull, .delay_ns = 5000};
+    sim_setup s = paper(&fast, TOPOLOGY_UPLINK);
+    sim_result with = run(&s, 10);
+    s.no_overlap = true;
+    sim_result without = run(&s, 10);
+    print_message("100G: step %.3f s with overlap, %.3f s without; compute %.3f s\n", with.steady.step_s,
+                  without.steady.step_s, with.steady.compute_s);
+    assert_true(with.steady.step_s < without.steady.step_s);
+    assert_true(with.steady.step_s < 1.25 * with.steady.compute_s);
+    /* bytes are what METHOD.md 5 says rank 0 sends: (P-1) + 0 chunks forward, 2P-2 back */
+    const double mu0 = 2 * 8250.0 * 2048 * 2;
+    assert_true(fabs(with.steady.bytes[COMM_KV_FORWARD] - 7 * mu0 * 8) < 1);
+    assert_true(fabs(with.steady.bytes[COMM_KV_BACKWARD] - 14 * mu0 * 8) < 1);
+    sim_result_free(&with);
+    sim_result_free(&without);
+}
+
+/* Jitter makes every step its own: simulated step by step, p95 above the median. */
+static void jitter_is_simulated_per_step(void **state)
+{
+    (void)state;
+    link_profile j = {.rate_bps = 300000000, .delay_ns = 20000000, .jitter_ns = 10000000,
+                      .distribution = JITTER_PARETONORMAL};
+    sim_setup s = paper(&j, TOPOLOGY_MESH);
+    compressed(&s);
+    s.shape.layers = 2;
+    s.warm_steps = 0;
+    s.link.seed = 3;
+    sim_result r = run(&s, 40);
+    assert_true(r.stepwise);
+    assert_true(r.p95_s > r.p50_s);
+    sim_result_free(&r);
+}
+
+/* 10,000 paper-scale steps in under a second (the projection of a whole run). */
+static void ten_thousand_steps_fast(void **state)
+{
+    (void)state;
+    link_profile wan = {.rate_bps = 300000000};
+    sim_setup s = paper(&wan, TOPOLOGY_MESH);
+    compressed(&s);
+    s.warm_steps = 500;
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    sim_result r = run(&s, 10000);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    const double took = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+    print_message("10,000 paper-scale steps: %.3f s of simulation, %.0f s projected\n", took, r.total_s);
+    assert_int_equal(r.steps, 10000);
+    assert_true(r.total_s > 9500 * r.steady.step_s);
+#if !defined(__SANITIZE_ADDRESS__)
+    assert_true(took < 1.0);
+#endif
+    sim_result_free(&r);
+}
+
+static void bad_hardware_files(void **state)
+{
+    (void)state;
+    char path[512], err[WANCP_ERRLEN];
+    sim_hardware hw;
+    test_path(path, sizeof path, "bad.ini");
+    test_write_file(path, "[hardware]\nname = x\npeak_flops = -3\nmatmul = 0.5\nfoo = 1\n", 58);
+    assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "bad.ini:3: peak_flops");
+    assert_err_mentions(err, "bad.ini:5: unknown key 'foo'");
+    assert_err_mentions(err, "missing key 'attention'");
+    assert_int_equal(sim_hardware_find(&hw, "tpu-v9", err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "unknown hardware 'tpu-v9'");
+    assert_int_equal(sim_hardware_find(&hw, "a100-bf16", err, sizeof err), WANCP_OK);
+    assert_true(hw.peak_flops == 312e12);
+    test_remove_tmpdir();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(event_model_equals_closed_form), cmocka_unit_test(paper_arithmetic),
+        cmocka_unit_test(overlap_hides_communication),    cmocka_unit_test(jitter_is_simulated_per_step),
+        cmocka_unit_test(ten_thousand_steps_fast),        cmocka_unit_test(bad_hardware_files),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
