@@ -303,7 +303,7 @@ static void print_table(const sim_cli *o, const scenario *s, const sim_hardware 
         char desc[400];
         describe_arm(&arms[i], desc, sizeof desc);
         printf("#   %s: %s%s\n", arms[i].arm->name, desc,
-               arms[i].result.stepwise ? sim_s >= 0 ? "; every step simulated (jitter or rate over time)" : "" : "");
+               arms[i].result.stepwise ? "; every step simulated (jitter or rate over time)" : "");
         if (arms[i].result.stepwise)
             printf("#     steps: median %.4f s, p95 %.4f s\n", arms[i].result.p50_s, arms[i].result.p95_s);
     }

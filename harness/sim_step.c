@@ -517,7 +517,7 @@ static int engine_run(engine *e)
         e->rk[r] = (rank_state){.wait_msg = -1};
     for (int i = 0; i < RING; i++)
         e->inst[i].step = -1;
-    for (long guard = 0;; guard++) {
+    for (;;) {
         int moved;
         do {
             moved = 0;
@@ -549,7 +549,6 @@ static int engine_run(engine *e)
                     return WANCP_ERR_NOMEM;
         for (int r = 0; r < P; r++)
             wake(e, r);
-        (void)guard;
     }
 }
 
