@@ -135,8 +135,6 @@ int bench_step(int argc, char **argv)
     cli_model_finish(&c);
     if (cheap && !compress)
         return cli_usage_error("bench", "--cheap-rotation needs --compress");
-    if (device.name != NULL && strcmp(device.name, "cpu") != 0 && (chunks > 0 || compress))
-        return cli_usage_error("bench", "--chunks and --compress run on --device cpu only so far");
     if (compress && chunks == 0)
         chunks = 8;
     if (compress) {

@@ -136,6 +136,8 @@ static void build_argv(const scenario *s, const scenario_arm *a, const char *met
     add_value(v, "--val-tokens", "%ld", s->val_tokens);
     add_value(v, "--seed", "%lu", s->seed);
     add_value(v, "--wire", "%s", s->wire);
+    add_value(v, "--device", "%s", s->device);
+    add_value(v, "--precision", "%s", s->precision);
     add_value(v, "--sync", "%c", a->sync ? a->sync : s->sync);
     add_value(v, "--sync-every", "%d", a->sync_every ? a->sync_every : s->sync_every);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);

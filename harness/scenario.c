@@ -215,13 +215,23 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
                 problem(ps, "[train] wire = '%s': expected bf16 or fp32", v);
             else
                 snprintf(s->wire, sizeof s->wire, "%s", v);
+        } else if (strcmp(key, "device") == 0) {
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
+                problem(ps, "[train] device = '%s': expected cpu or cuda", v);
+            else
+                snprintf(s->device, sizeof s->device, "%s", v);
+        } else if (strcmp(key, "precision") == 0) {
+            if (strcmp(v, "tf32") != 0 && strcmp(v, "fp32") != 0)
+                problem(ps, "[train] precision = '%s': expected tf32 or fp32", v);
+            else
+                snprintf(s->precision, sizeof s->precision, "%s", v);
         } else if (strcmp(key, "sync") == 0)
             set_sync(ps, sec, key, v, &s->sync);
         else if (strcmp(key, "sync_every") == 0)
             set_int(ps, sec, key, v, 1, 1000000, &s->sync_every);
         else
             problem(ps, "[train] unknown key '%s' (train, val, batch, lr, warmup, eval_every, val_tokens, wire, sync, "
-                    "sync_every)", key);
+                    "sync_every, device, precision)", key);
     } else if (strncmp(sec, "arm ", 4) == 0 && sec[4] != 0) {
         scenario_arm *a = arm_named(ps, sec + 4);
         if (a != NULL)
@@ -291,7 +301,8 @@ int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, c
 {
     *s = (scenario){.seed = 1, .dilation = 1.0, .timeout_s = 1800, .layers = 4, .dim = 256, .heads = 4,
                     .kv_heads = 4, .ffn = 704, .context = 1024, .vocab = 50257, .batch = 4, .lr = 3e-3, .warmup = -1,
-                    .eval_every = 50, .val_tokens = 65536, .wire = "bf16", .sync = 'S', .sync_every = 10};
+                    .eval_every = 50, .val_tokens = 65536, .wire = "bf16", .sync = 'S', .sync_every = 10,
+                    .device = "cpu", .precision = "tf32"};
     snprintf(s->path, sizeof s->path, "%s", path);
     snprintf(s->dir, sizeof s->dir, "%s", path);
     char *slash = strrchr(s->dir, '/');
@@ -336,9 +347,9 @@ void scenario_write(const scenario *s, FILE *f)
     fprintf(f, "[model]\nlayers = %d\ndim = %d\nheads = %d\nkv_heads = %d\nffn = %d\ncontext = %d\nvocab = %d\n\n",
             s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->context, s->vocab);
     fprintf(f, "[train]\ntrain = %s\nval = %s\nbatch = %d\nlr = %g\nwarmup = %d\neval_every = %d\nval_tokens = %ld\n"
-               "wire = %s\nsync = %c\nsync_every = %d\n",
+               "wire = %s\nsync = %c\nsync_every = %d\ndevice = %s\nprecision = %s\n",
             s->train, s->val, s->batch, s->lr, s->warmup >= 0 ? s->warmup : s->steps / 10, s->eval_every,
-            s->val_tokens, s->wire, s->sync, s->sync_every);
+            s->val_tokens, s->wire, s->sync, s->sync_every, s->device, s->precision);
     for (int i = 0; i < s->narms; i++) {
         const scenario_arm *a = &s->arms[i];
         fprintf(f, "\n[arm %s]\nprofile = %s\nlink_model = %s\ncompress = %s\ncompress_last = %s\nwarm_steps = %d\n"

@@ -14,7 +14,9 @@
  *   [scenario]  name, ranks, steps, seed, target_val_loss, dilation (>= 1), timeout (s per arm)
  *   [model]     layers, dim, heads, kv_heads, ffn, context, vocab
  *   [train]     train, val (shards, relative to the scenario's folder), batch, lr, warmup,
- *               eval_every, val_tokens, wire (bf16|fp32), sync (S|A), sync_every
+ *               eval_every, val_tokens, wire (bf16|fp32), sync (S|A), sync_every,
+ *               device (cpu|cuda: the ranks of an arm share the machine's first GPU),
+ *               precision (tf32|fp32, cuda's matmuls)
  *   [arm NAME]  profile (a link profile file, or none: unshaped), link_model (uplink|mesh),
  *               compress (true|false), compress_last (true|false), warm_steps, sync,
  *               sync_every (the arm's own); NAME: 1 to 63 of A-Z a-z 0-9 @ + _ -
@@ -52,6 +54,7 @@ typedef struct scenario {
     long val_tokens;
     double lr;
     char wire[8];
+    char device[8], precision[8];
     char sync;
     int sync_every;
     scenario_arm arms[SCENARIO_MAX_ARMS];

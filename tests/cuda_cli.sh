@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # cuda_cli.sh WANCP DATA_DIR: the cuda backend from the command line.
-#   - everywhere: a bad --device or --precision, and cuda with chunks, exit 2 with one line;
+#   - everywhere: a bad --device or --precision exits 2 with one line;
 #   - on a GPU (else exit 77, a skip): `wancp train --device cuda` follows the cpu's training
 #     loss within 2% at each of 50 steps, resumes from its own checkpoint, and
-#     `wancp bench step --device cuda --json` reports an MFU against cuBLAS's peak.
+#     `wancp bench step --device cuda --json` reports an MFU against cuBLAS's peak;
+#   - context parallelism on one GPU shared by the ranks (host staging over TCP): 4 ranks in
+#     fp32 follow the cpu's 4 ranks within 1e-3 and send the same bytes, their Mode S
+#     checkpoints are identical; compressed 2 ranks and one process over 4 chunks follow the cpu.
 set -uo pipefail
 wancp=$1 data=$2
 work=$(mktemp -d)
@@ -24,7 +27,6 @@ tiny=(--train "$data/brown_bytes_train.bin" --val "$data/brown_bytes_val.bin" --
 expect2 "expected cpu or cuda" "$wancp" train "${tiny[@]}" --device tpu
 expect2 "expected tf32 or fp32" "$wancp" train "${tiny[@]}" --precision fp16
 expect2 "expected cpu or cuda" "$wancp" bench step --device gpu
-expect2 "cpu only" "$wancp" bench step --device cuda --chunks 2
 
 if ! "$wancp" --version 2>&1 | grep -q "kernel ok"; then
   echo "passed $passes checks; no usable CUDA device here, the rest is skipped:"
@@ -33,7 +35,6 @@ if ! "$wancp" --version 2>&1 | grep -q "kernel ok"; then
   exit 77
 fi
 
-expect2 "cpu backend only" "$wancp" train "${tiny[@]}" --device cuda --chunks 2
 "$wancp" train "${tiny[@]}" --metrics "$work/cpu.csv" 2>/dev/null
 check "cpu run" '[ $? = 0 ]'
 "$wancp" train "${tiny[@]}" --device cuda --metrics "$work/cuda.csv" --checkpoint "$work/ck.bin" 2>"$work/cuda.log"
@@ -56,6 +57,45 @@ field() { printf '%s' "$out" | grep -o "\"$1\": *[^,}]*" | head -n 1 | sed 's/^[
 mfu=$(field mfu) gflops=$(field step_gflops) peak=$(field sgemm_peak_gflops)
 awk -v m="$mfu" -v g="$gflops" -v p="$peak" 'BEGIN { d = m - g / p; if (d < 0) d = -d; exit !(m > 0 && m <= 1.05 && d <= 1e-3 * m) }'
 check "bench step --device cuda reports an MFU against the cuBLAS peak" '[ $? = 0 ] && printf "%s" "$out" | grep -q "\"device\": \"cuda, "'
+
+# Context parallelism with the ranks sharing this GPU. worst FILE_A FILE_B LIMIT: the largest
+# relative difference of the training loss over the common steps, printed; fails above LIMIT.
+worst() {
+  paste -d, <(grep -v '^#' "$1" | cut -d, -f1,4) <(grep -v '^#' "$2" | cut -d, -f4) \
+    | awk -F, -v lim="$3" -v what="$4" 'NR > 1 && $2 != "" { r = ($3 - $2) / $2; if (r < 0) r = -r; if (r > w) w = r; n++ }
+        END { printf "%s: %d steps, worst relative difference of the training loss cpu vs cuda: %.2e (limit %g)\n", what, n, w, lim;
+              exit !(n > 0 && w <= lim) }'
+}
+# bytes FILE: rank 0's kv-forward, kv-backward and weight-sync byte columns of the last row.
+bytes() { grep -v '^#' "$1" | tail -n 1 | cut -d, -f9-11; }
+cp4=("${tiny[@]}" --steps 20 --attn-block 16 --wire fp32 --sync S)
+"$wancp" train "${cp4[@]}" --ranks 4 --metrics "$work/cp4-cpu.csv" 2>/dev/null
+check "cpu, 4 ranks" '[ $? = 0 ]'
+"$wancp" train "${cp4[@]}" --ranks 4 --device cuda --precision fp32 --metrics "$work/cp4-cuda.csv" \
+  --checkpoint "$work/cp4.bin" 2>"$work/cp4.log"
+check "cuda, 4 ranks on one GPU" '[ $? = 0 ] || { tail -n 5 "$work/cp4.log"; false; }'
+worst "$work/cp4-cpu.csv" "$work/cp4-cuda.csv" 1e-3 "4 ranks, fp32, Mode S"; rc=$?
+check "cuda's 4 ranks follow the cpu's within 1e-3 (fp32)" '[ $rc = 0 ]'
+echo "bytes per class, cpu: $(bytes "$work/cp4-cpu.csv"); cuda: $(bytes "$work/cp4-cuda.csv")"
+check "cuda's ranks send the cpu's bytes, per class" '[ -n "$(bytes "$work/cp4-cuda.csv")" ] && [ "$(bytes "$work/cp4-cpu.csv")" = "$(bytes "$work/cp4-cuda.csv")" ]'
+check "Mode S leaves the same weights on every rank (checkpoints identical)" \
+  'cmp -s "$work/cp4.bin.rank0" "$work/cp4.bin.rank1" && cmp -s "$work/cp4.bin.rank0" "$work/cp4.bin.rank3"'
+
+comp=("${tiny[@]}" --steps 30 --compress --warm-steps 5 --cov-steps 5 --compress-last)
+"$wancp" train "${comp[@]}" --ranks 2 --metrics "$work/c2-cpu.csv" 2>/dev/null
+"$wancp" train "${comp[@]}" --ranks 2 --device cuda --metrics "$work/c2-cuda.csv" 2>"$work/c2.log"
+check "cuda, 2 ranks compressed (the last step ran compressed)" \
+  '[ $? = 0 ] && [ "$(grep -v "^#" "$work/c2-cuda.csv" | tail -n 1 | cut -d, -f13)" = 1 ] || { tail -n 5 "$work/c2.log"; false; }'
+worst "$work/c2-cpu.csv" "$work/c2-cuda.csv" 0.02 "2 ranks, compressed K/V, tf32"; rc=$?
+check "compressed cuda ranks follow the cpu's within 2%" '[ $rc = 0 ]'
+check "compressed cuda ranks send the cpu's kv bytes" \
+  '[ "$(bytes "$work/c2-cpu.csv" | cut -d, -f1,2)" = "$(bytes "$work/c2-cuda.csv" | cut -d, -f1,2)" ]'
+
+"$wancp" train "${tiny[@]}" --steps 20 --chunks 4 --metrics "$work/ch-cpu.csv" 2>/dev/null
+"$wancp" train "${tiny[@]}" --steps 20 --chunks 4 --device cuda --precision fp32 --metrics "$work/ch-cuda.csv" 2>/dev/null
+check "cuda, one process over 4 chunks" '[ $? = 0 ]'
+worst "$work/ch-cpu.csv" "$work/ch-cuda.csv" 1e-3 "one process, 4 chunks, fp32"; rc=$?
+check "cuda over 4 chunks follows the cpu within 1e-3" '[ $rc = 0 ]'
 
 echo "passed $passes checks, failed $failures"
 [ "$failures" = 0 ]

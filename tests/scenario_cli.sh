@@ -42,6 +42,7 @@ check "a good scenario passes and says so" '[ $? = 0 ] && grep -q "ok (3 arms, 4
 check "resolved: defaults explicit, --set applied to train and to an arm" \
   'grep -q "^warmup = 10$" "$work/resolved.ini" && grep -q "^batch = 2$" "$work/resolved.ini" &&
    grep -q "^dilation = 4$" "$work/resolved.ini" && grep -q "^warm_steps = 20$" "$work/resolved.ini" &&
+   grep -q "^device = cpu$" "$work/resolved.ini" && grep -q "^precision = tf32$" "$work/resolved.ini" &&
    [ "$(grep -c "^link_model = mesh$" "$work/resolved.ini")" = 1 ] && [ "$(grep -c "^sync = A$" "$work/resolved.ini")" = 4 ]'
 "$wancp" check scenario "$work/resolved.ini" >"$work/again.ini" 2>/dev/null
 check "the resolved scenario reads back to itself" 'diff <(grep -v "^;" "$work/resolved.ini") <(grep -v "^;" "$work/again.ini") >/dev/null'
@@ -59,7 +60,8 @@ heads = 5
 profile = nowhere.ini
 compress = maybe
 INI
-"$wancp" check scenario "$work/bad.ini" --set scenario.seed=-1 --set arm.b.compress=true >/dev/null 2>"$work/err"
+"$wancp" check scenario "$work/bad.ini" --set scenario.seed=-1 --set arm.b.compress=true --set train.device=tpu \
+  --set train.precision=fp16 >/dev/null 2>"$work/err"
 rc=$?
 cat "$work/err"
 check "a bad scenario exits 2 with one line" '[ $rc = 2 ] && [ "$(wc -l <"$work/err")" = 1 ]'
@@ -67,7 +69,8 @@ for needle in "bad.ini:2: [scenario] name = 'Bad Name'" "bad.ini:4: [scenario] s
               "bad.ini:5: [scenario] unknown key 'colour'" "bad.ini:11: [arm a] compress = 'maybe'" \
               "--set scenario.seed=-1: [scenario] seed = '-1'" "--set arm.b.compress=true: no arm 'b'" \
               "does not split into 2 x 3 chunks" "dim = 256 is not divisible by heads = 5" \
-              "[arm a] profile: $work/nowhere.ini: cannot open"; do
+              "[arm a] profile: $work/nowhere.ini: cannot open" "[train] device = 'tpu': expected cpu or cuda" \
+              "[train] precision = 'fp16': expected tf32 or fp32"; do
   check "names: $needle" 'grep -qF -- "$needle" "$work/err"'
 done
 printf '[scenario]\nname = x\nranks = 2\nsteps = 1\n' >"$work/noarm.ini"

@@ -421,6 +421,45 @@ static void training_curve(void **state)
     ops_cuda_set_tf32(false);
 }
 
+/* Host staging and the wire's rounding: download into pinned memory, upload from plain
+ * memory that is overwritten at once, and bf16 rounding equal to the cpu's bit for bit
+ * (ties, tiny values, infinities and NaN included). */
+static void staging(void **state)
+{
+    (void)state;
+    const size_t n = 100003;
+    float *h = host_randn(n, 3.0f);
+    h[0] = 1.00390625f; /* exactly between two bf16 values: ties to even */
+    h[1] = 1.01171875f;
+    h[2] = INFINITY;
+    h[3] = -INFINITY;
+    h[4] = NAN;
+    h[5] = 1e-40f;
+    float *d = gpu->alloc(n * sizeof *d), *pinned = gpu->host_alloc(n * sizeof *pinned);
+    float *plain = malloc(n * sizeof *plain), *want = malloc(n * sizeof *want);
+    assert_non_null(d), assert_non_null(pinned), assert_non_null(plain), assert_non_null(want);
+    assert_false(gpu->host_memory);
+    assert_true(cpu->host_memory);
+    memcpy(plain, h, n * sizeof *h);
+    gpu->upload(d, plain, n);
+    for (size_t i = 0; i < n; i++) /* upload's source may change as soon as it returns */
+        plain[i] = -1.0f;
+    gpu->download(pinned, d, n);
+    gpu->sync();
+    assert_memory_equal(pinned, h, n * sizeof *h);
+    memcpy(want, h, n * sizeof *h);
+    cpu->round_bf16(want, n);
+    gpu->round_bf16(d, n);
+    gpu->download(pinned, d, n);
+    gpu->sync();
+    assert_memory_equal(pinned, want, n * sizeof *want);
+    assert_true(pinned[0] == 1.0f && pinned[1] == 1.015625f && isnan(pinned[4]));
+    printf("  staging: %zu floats up and down bit for bit; bf16 rounding equals the cpu's bit for bit\n", n);
+    gpu->release(d);
+    gpu->host_release(pinned);
+    free(plain), free(want), free(h);
+}
+
 int main(void)
 {
     char err[WANCP_ERRLEN];
@@ -436,6 +475,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(matmul_fp32),     cmocka_unit_test(matmul_tf32),     cmocka_unit_test(elementwise),
         cmocka_unit_test(attention),       cmocka_unit_test(model_gradients), cmocka_unit_test(training_curve),
+        cmocka_unit_test(staging),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

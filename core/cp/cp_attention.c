@@ -215,16 +215,10 @@ static void codec_task(void *ctx, int w)
             swap_u_one(cp, m, l, b, job->j, w, false);
         }
         kv_codec_decompress(k, comp, chunk, view);
-        if (w == 0) /* the CPU table's RoPE runs on the calling thread: no nested pool */
-            m->ops->rope_fwd(view, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
-                             m->rope_sin);
         break;
     }
-    case GRAD: { /* this rank's E and tau of chunk j (U at chunk j's, left by VIEW) */
-        float *g = w == 0 ? cp->gview_k : cp->gview_v;
-        if (w == 0) /* dL/d(decompressed K) is before RoPE: undo the rotation of the gradient */
-            m->ops->rope_bwd(g, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos,
-                             m->rope_sin);
+    case GRAD: { /* this rank's E and tau of chunk j (U at chunk j's, left by VIEW; gview_k before RoPE) */
+        const float *g = w == 0 ? cp->gview_k : cp->gview_v;
         float *e = w == 0 ? job->g.c_k : job->g.c_v, *tau = w == 0 ? job->g.th_k : job->g.th_v;
         kv_codec_consumer_grad(k, th, comp, g, chunk, e, tau);
         accumulate_basis_grad(cp, m, l, w, th);
@@ -246,9 +240,12 @@ static void codec_task(void *ctx, int w)
     }
 }
 
-/* Runs one stage for K and V side by side, timed into codec_s. */
+/* Runs one stage for K and V side by side, timed into codec_s. The codec is host code: on
+ * a device backend it reads and writes the model's (managed) memory and the views once the
+ * device has finished with them, hence the sync. */
 static void run_codec(codec_job *job)
 {
+    job->m->ops->sync();
     const double t0 = now_s();
     const int threads = kv_codec_serial_begin();
     pool_run(2, codec_task, job);
@@ -273,17 +270,20 @@ static void chunk_view(cp_attention *cp, model *m, int layer, int b, int j, bool
     const size_t n = (size_t)chunk * kvd;
     for (int t = 0; t < chunk; t++)
         cp->view_pos[t] = j * chunk + t;
+    const ops *o = m->ops;
     if (!cp_attention_layer_compressed(cp, m, layer)) {
-        if (c >= 0) {
+        if (c >= 0) { /* as the wire would carry it, without leaving the device */
             const size_t rows = ((size_t)b * m->seq + (size_t)c * chunk) * kvd;
-            memcpy(cp->view_k, m->acts[layer].k + rows, n * sizeof *cp->view_k);
-            memcpy(cp->view_v, m->acts[layer].v + rows, n * sizeof *cp->view_v);
-            wire_round(cp->view_k, n, cp->opt.wire_bf16);
-            wire_round(cp->view_v, n, cp->opt.wire_bf16);
+            o->copy(cp->view_k, m->acts[layer].k + rows, n);
+            o->copy(cp->view_v, m->acts[layer].v + rows, n);
+            if (cp->opt.wire_bf16) {
+                o->round_bf16(cp->view_k, n);
+                o->round_bf16(cp->view_v, n);
+            }
         } else {
             unpack(cp, m, layer, cp->part, recv_slot(cp, m, layer, b, j));
-            memcpy(cp->view_k, cp->part, n * sizeof *cp->view_k);
-            memcpy(cp->view_v, cp->part + n, n * sizeof *cp->view_v);
+            o->upload(cp->view_k, cp->part, n);
+            o->upload(cp->view_v, cp->part + n, n);
         }
         return;
     }
@@ -295,6 +295,7 @@ static void chunk_view(cp_attention *cp, model *m, int layer, int b, int j, bool
     codec_job job = {.cp = cp, .m = m, .stage = VIEW, .layer = layer, .b = b, .c = c, .j = j, .forward = forward,
                      .p = parts_of(m, chunk, base)};
     run_codec(&job);
+    o->rope_fwd(cp->view_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos, m->rope_sin);
     *out = job.p;
 }
 
@@ -334,18 +335,22 @@ static int gather_post(cp_attention *cp, model *m, int layer, int b, bool encode
             rc = comm_irecv(cp->comm, owner, COMM_KV_FORWARD, recv_slot(cp, m, layer, b, j), bytes, &g->recv[j], err,
                             errlen);
     }
+    const size_t n = (size_t)chunk * kvd;
     for (int c = 0; c < cp->nloc && rc == WANCP_OK; c++) {
         if (compressed && encode)
             encode_own(cp, m, layer, b, c);
+        if (talk && !compressed) { /* staged: K and V copied out while earlier work finishes */
+            m->ops->download(cp->stage + 2 * c * n, a->k + (row + (size_t)c * chunk) * kvd, n);
+            m->ops->download(cp->stage + 2 * c * n + n, a->v + (row + (size_t)c * chunk) * kvd, n);
+        }
+    }
+    if (talk && !compressed)
+        m->ops->sync();
+    for (int c = 0; c < cp->nloc && rc == WANCP_OK; c++) {
         if (!talk)
             continue;
         uint8_t *msg = cp->send_msg + (size_t)c * cp->slot_bytes;
-        if (compressed) {
-            pack(cp, m, layer, msg, own_state(cp, m, layer, b, c));
-        } else {
-            size_t at = wire_put(msg, a->k + (row + (size_t)c * chunk) * kvd, (size_t)chunk * kvd, cp->opt.wire_bf16);
-            wire_put(msg + at, a->v + (row + (size_t)c * chunk) * kvd, (size_t)chunk * kvd, cp->opt.wire_bf16);
-        }
+        pack(cp, m, layer, msg, compressed ? own_state(cp, m, layer, b, c) : cp->stage + 2 * c * n);
         for (int r = 0; r < P && rc == WANCP_OK; r++)
             if (r != cp->rank && cp_rank_needs(&cp->layout, r, cp->mine[c]))
                 rc = comm_isend(cp->comm, r, COMM_KV_FORWARD, msg, bytes, &g->send[g->nsend++], err, errlen);
@@ -419,33 +424,42 @@ static int cp_forward(void *ctx, model *m, int layer)
 
 /* ---- backward ---- */
 
-/* This rank's partial gradient of chunk j (from view_k/v's gradients), as E and tau when
- * compressed, into dst (own_floats, or dK then dV). */
-static void chunk_grad(cp_attention *cp, model *m, int layer, int b, int j, const parts *p, float *dst)
+/* This rank's partial gradient of chunk j (from view_k/v's gradients) in host memory, to
+ * send or to add: E and tau when compressed (into dst, own_floats), else dK then dV (staged). */
+static const float *chunk_grad(cp_attention *cp, model *m, int layer, int b, int j, const parts *p, float *dst)
 {
     const int chunk = cp->layout.chunk, kvd = kv_dim(m);
     const size_t n = (size_t)chunk * kvd;
+    const ops *o = m->ops;
     if (!cp_attention_layer_compressed(cp, m, layer)) {
-        memcpy(dst, cp->gview_k, n * sizeof *dst);
-        memcpy(dst + n, cp->gview_v, n * sizeof *dst);
-        return;
+        o->download(cp->gstage, cp->gview_k, n);
+        o->download(cp->gstage + n, cp->gview_v, n);
+        o->sync();
+        return cp->gstage;
     }
+    /* dL/d(decompressed K) is before RoPE: undo the rotation of the gradient first */
+    o->rope_bwd(cp->gview_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos, m->rope_sin);
     codec_job job = {.cp = cp, .m = m, .stage = GRAD, .layer = layer, .b = b, .c = -1, .j = j, .p = *p,
                      .g = parts_of(m, chunk, dst)};
     run_codec(&job);
+    return dst;
 }
 
-/* Adds one partial gradient of local chunk c: into dK/dV, or into the owner's sums. */
+/* Adds one partial gradient (host memory) of local chunk c: into dK/dV, or into the
+ * owner's sums (host memory, where the codec reads them). */
 static void add_partial(cp_attention *cp, model *m, int layer, int b, int c, const float *g)
 {
     const int chunk = cp->layout.chunk, kvd = kv_dim(m);
     if (cp_attention_layer_compressed(cp, m, layer)) {
-        m->ops->add(cp->acc + (size_t)c * cp->own_floats, g, cp->own_floats);
+        float *acc = cp->acc + (size_t)c * cp->own_floats;
+        for (size_t i = 0; i < cp->own_floats; i++)
+            acc[i] += g[i];
         return;
     }
     const size_t rows = ((size_t)b * m->seq + (size_t)c * chunk) * kvd, n = (size_t)chunk * kvd;
-    m->ops->add(m->dk + rows, g, n);
-    m->ops->add(m->dv + rows, g + n, n);
+    m->ops->upload(cp->gdev, g, 2 * n);
+    m->ops->add(m->dk + rows, cp->gdev, n);
+    m->ops->add(m->dv + rows, cp->gdev + n, n);
 }
 
 /* The owner's part for local chunk c once every partial gradient is summed. */
@@ -468,9 +482,9 @@ static int cp_backward(void *ctx, model *m, int layer)
     const bool compressed = cp_attention_layer_compressed(cp, m, layer), talk = cp->exchange && P > 1;
     const size_t bytes = cp_attention_message_bytes(cp, m, layer);
     char err[WANCP_ERRLEN];
-    memset(m->dq, 0, n * qd * sizeof *m->dq);
-    memset(m->dk, 0, n * kvd * sizeof *m->dk);
-    memset(m->dv, 0, n * kvd * sizeof *m->dv);
+    o->zero(m->dq, n * qd);
+    o->zero(m->dk, n * kvd);
+    o->zero(m->dv, n * kvd);
     for (int b = 0; b < m->batch; b++) {
         const size_t row = (size_t)b * m->seq;
         comm_request *reqs[2 * CP_MAX_LOCAL * COMM_MAX_RANKS];
@@ -494,8 +508,8 @@ static int cp_backward(void *ctx, model *m, int layer)
                 break;
             parts p;
             chunk_view(cp, m, layer, b, j, false, &p);
-            memset(cp->gview_k, 0, (size_t)chunk * kvd * sizeof *cp->gview_k);
-            memset(cp->gview_v, 0, (size_t)chunk * kvd * sizeof *cp->gview_v);
+            o->zero(cp->gview_k, (size_t)chunk * kvd);
+            o->zero(cp->gview_v, (size_t)chunk * kvd);
             for (int c = 0; c < cp->nloc; c++)
                 if (cp->mine[c] > j) {
                     const size_t r0 = row + (size_t)c * chunk;
@@ -504,13 +518,19 @@ static int cp_backward(void *ctx, model *m, int layer)
                                       m->dout + r0 * qd, lse_of(cp, m, layer, b, c), m->delta + (size_t)c * H * chunk,
                                       &shape, m->attn_scratch);
                 }
-            chunk_grad(cp, m, layer, b, j, &p, cp->gpart); /* p may point into part */
             const int cj = local_index(cp, j);
+            if (cj >= 0 && !compressed) { /* this rank's own partial dK/dV stays on the device */
+                const size_t r0 = (row + (size_t)cj * chunk) * kvd;
+                o->add(m->dk + r0, cp->gview_k, (size_t)chunk * kvd);
+                o->add(m->dv + r0, cp->gview_v, (size_t)chunk * kvd);
+                continue;
+            }
+            const float *g = chunk_grad(cp, m, layer, b, j, &p, cp->gpart); /* p may point into part */
             if (cj >= 0) {
-                add_partial(cp, m, layer, b, cj, cp->gpart);
+                add_partial(cp, m, layer, b, cj, g);
             } else if (talk) {
                 uint8_t *msg = cp->grad_out + (size_t)j * cp->slot_bytes;
-                pack(cp, m, layer, msg, cp->gpart);
+                pack(cp, m, layer, msg, g);
                 rc = comm_isend(cp->comm, cp_owner(&cp->layout, j), COMM_KV_BACKWARD, msg, bytes, &reqs[nreq++], err,
                                 sizeof err);
             }
@@ -582,10 +602,14 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const 
     cp->acc = calloc((size_t)cp->nloc * cp->own_floats + 1, sizeof *cp->acc);
     cp->part = calloc(part_floats, sizeof *cp->part);
     cp->gpart = calloc(part_floats, sizeof *cp->gpart);
-    cp->view_k = calloc(kvf, sizeof(float));
-    cp->view_v = calloc(kvf, sizeof(float));
-    cp->gview_k = calloc(kvf, sizeof(float));
-    cp->gview_v = calloc(kvf, sizeof(float));
+    const ops *o = cp->ops = m->ops;
+    cp->view_k = o->alloc(kvf * sizeof(float));
+    cp->view_v = o->alloc(kvf * sizeof(float));
+    cp->gview_k = o->alloc(kvf * sizeof(float));
+    cp->gview_v = o->alloc(kvf * sizeof(float));
+    cp->gdev = o->alloc(2 * kvf * sizeof(float));
+    cp->stage = o->host_alloc((size_t)cp->nloc * 2 * kvf * sizeof(float));
+    cp->gstage = o->host_alloc(2 * kvf * sizeof(float));
     cp->view_pos = calloc((size_t)chunk, sizeof *cp->view_pos);
     cp->codec = k > 0 ? calloc((size_t)m->cfg.n_layers, sizeof *cp->codec) : NULL;
     const size_t lb = (size_t)m->cfg.n_layers * m->batch, kvd = (size_t)kv_dim(m);
@@ -597,7 +621,7 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const 
     int32_t *pos = malloc((size_t)m->seq * sizeof *pos);
     if (cp->recv_msg == NULL || cp->send_msg == NULL || cp->grad_out == NULL || cp->grad_in == NULL ||
         cp->own == NULL || cp->acc == NULL || cp->part == NULL || cp->gpart == NULL || cp->view_k == NULL || cp->view_v == NULL ||
-        cp->gview_k == NULL || cp->gview_v == NULL || cp->view_pos == NULL || (k > 0 && (cp->codec == NULL || cp->ucache == NULL || cp->zcache == NULL || cp->du0 == NULL ||
+        cp->gview_k == NULL || cp->gview_v == NULL || cp->gdev == NULL || cp->stage == NULL || cp->gstage == NULL || cp->view_pos == NULL || (k > 0 && (cp->codec == NULL || cp->ucache == NULL || cp->zcache == NULL || cp->du0 == NULL ||
                    cp->rot == NULL)) ||
         pos == NULL) {
         free(pos);
@@ -764,10 +788,15 @@ void cp_attention_free(cp_attention *cp)
     free(cp->acc);
     free(cp->part);
     free(cp->gpart);
-    free(cp->view_k);
-    free(cp->view_v);
-    free(cp->gview_k);
-    free(cp->gview_v);
+    if (cp->ops != NULL) {
+        cp->ops->release(cp->view_k);
+        cp->ops->release(cp->view_v);
+        cp->ops->release(cp->gview_k);
+        cp->ops->release(cp->gview_v);
+        cp->ops->release(cp->gdev);
+        cp->ops->host_release(cp->stage);
+        cp->ops->host_release(cp->gstage);
+    }
     free(cp->view_pos);
     free(cp->codec);
     free(cp->ucache);

@@ -70,8 +70,12 @@ typedef struct cp_attention {
     float *rot;                 /* (d_kv, max r) scratch */
     float *part;                /* (own_floats, or 2 m d_kv) one unpacked message */
     float *gpart;               /* the same size: one partial gradient before packing */
-    float *view_k, *view_v;     /* (m, d_kv) a chunk as seen from later chunks */
-    float *gview_k, *gview_v;   /* (m, d_kv) its gradient */
+    const ops *ops;             /* the model's backend: the views below are its memory */
+    float *view_k, *view_v;     /* (m, d_kv) a chunk as seen from later chunks (op memory) */
+    float *gview_k, *gview_v;   /* (m, d_kv) its gradient (op memory) */
+    float *gdev;                /* (2 m d_kv) a received partial dK/dV on its way to dK/dV (op memory) */
+    float *stage;               /* (nloc, 2 m d_kv) own K/V copied out to send (host staging) */
+    float *gstage;              /* (2 m d_kv) a partial dK/dV copied out to send (host staging) */
     int32_t *view_pos;          /* (m) its positions */
     bool exchange;              /* false: skip every send and receive (compute-only timing) */
     double codec_s;             /* seconds in compression maths so far (compress, decompress, E, tau, owner sums) */

@@ -19,6 +19,10 @@
  * after ops->sync). Integer arrays (tokens, targets, positions) are small and may live
  * anywhere the host can read: backends copy what they need. Ops may run asynchronously;
  * those that return a value (cross_entropy, sumsq) wait for it.
+ *
+ * What crosses the network never goes from op memory to a socket directly: it is copied
+ * (download) into host memory first and back (upload) after, so a device backend's copies
+ * run on its own engines and the host touches only host memory (host staging).
  */
 
 /* Shape of multi-head attention with grouped-query heads: q has n_heads heads, k and v have
@@ -53,6 +57,22 @@ typedef struct ops {
     void (*copy)(float *dst, const float *src, size_t count);
     /* Waits for every op issued so far: after it, host code may touch op memory. */
     void (*sync)(void);
+
+    /* Host staging. host_memory: op memory is plain host memory (cpu), so a socket may read
+     * and write it directly. host_alloc: zeroed host memory the device copies to and from
+     * at full speed (pinned, for cuda), released by host_release. download: host = src
+     * (count floats of op memory), in issue order: read host after sync. upload: dst (op
+     * memory) = host, in issue order; host is plain malloc'd memory (not host_alloc's) and
+     * may be changed again as soon as upload returns. */
+    bool host_memory;
+    void *(*host_alloc)(size_t bytes);
+    void (*host_release)(void *p);
+    void (*download)(float *host, const float *src, size_t count);
+    void (*upload)(float *dst, const float *host, size_t count);
+
+    /* x rounded in place to the nearest bf16 (ties to even; NaN stays NaN), kept as fp32:
+     * the values a bf16 wire carries. */
+    void (*round_bf16)(float *x, size_t count);
 
     /* c (m, n) = alpha * op(a) op(b) + beta * c, op(x) = x or x^T; a is (m, k) or (k, m),
      * b is (k, n) or (n, k); all packed. */

@@ -28,6 +28,11 @@ static void t_release(void *p) { inner_ops->release(p); }
 static void t_zero(float *x, size_t n) { TIMED(OPS_TIME_ELEMENTWISE, inner_ops->zero(x, n)); }
 static void t_copy(float *d, const float *s, size_t n) { TIMED(OPS_TIME_ELEMENTWISE, inner_ops->copy(d, s, n)); }
 static void t_sync(void) { inner_ops->sync(); }
+static void *t_host_alloc(size_t bytes) { return inner_ops->host_alloc(bytes); }
+static void t_host_release(void *p) { inner_ops->host_release(p); }
+static void t_download(float *h, const float *s, size_t n) { TIMED(OPS_TIME_ELEMENTWISE, inner_ops->download(h, s, n)); }
+static void t_upload(float *d, const float *h, size_t n) { TIMED(OPS_TIME_ELEMENTWISE, inner_ops->upload(d, h, n)); }
+static void t_round_bf16(float *x, size_t n) { TIMED(OPS_TIME_ELEMENTWISE, inner_ops->round_bf16(x, n)); }
 
 static void t_matmul(float *c, const float *a, const float *b, int m, int n, int k, bool ta, bool tb, float alpha,
                      float beta)
@@ -128,13 +133,18 @@ static void t_adamw(float *p, const float *g, float *m, float *v, size_t n, floa
     TIMED(OPS_TIME_OPTIMIZER, inner_ops->adamw(p, g, m, v, n, lr, b1, b2, eps, wd, gs, t));
 }
 
-static const ops timed_table = {
+static ops timed_table = {
     .name = "timed",
     .alloc = t_alloc,
     .release = t_release,
     .zero = t_zero,
     .copy = t_copy,
     .sync = t_sync,
+    .host_alloc = t_host_alloc,
+    .host_release = t_host_release,
+    .download = t_download,
+    .upload = t_upload,
+    .round_bf16 = t_round_bf16,
     .matmul = t_matmul,
     .embedding_fwd = t_embedding_fwd,
     .embedding_bwd = t_embedding_bwd,
@@ -159,6 +169,7 @@ static const ops timed_table = {
 const ops *ops_timed(const ops *inner)
 {
     inner_ops = inner;
+    timed_table.host_memory = inner->host_memory;
     ops_timed_reset();
     return &timed_table;
 }

@@ -1,6 +1,7 @@
 #include "kv_codec.h"
 
 #include "../status.h"
+#include "../util/bf16.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -125,31 +126,12 @@ void kv_codec_serial_end(int threads)
         openblas_set_num_threads(threads);
 }
 
-/* Round to nearest even on the upper 16 bits; NaN stays NaN (quiet). */
-static uint16_t bf16_of(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((x >> 16) | 0x40u);
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return (uint16_t)(x >> 16);
-}
-
-static float float_of(uint16_t h)
-{
-    uint32_t x = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
-
 void wire_round(float *x, size_t n, bool bf16)
 {
     if (!bf16)
         return;
     for (size_t i = 0; i < n; i++)
-        x[i] = float_of(bf16_of(x[i]));
+        x[i] = bf16_to_float(bf16_from_float(x[i]));
 }
 
 size_t wire_put(void *dst, const float *src, size_t n, bool bf16)
@@ -160,7 +142,7 @@ size_t wire_put(void *dst, const float *src, size_t n, bool bf16)
     }
     uint8_t *out = dst;
     for (size_t i = 0; i < n; i++) {
-        uint16_t h = bf16_of(src[i]);
+        uint16_t h = bf16_from_float(src[i]);
         memcpy(out + 2 * i, &h, 2);
     }
     return 2 * n;
@@ -176,7 +158,7 @@ size_t wire_get(float *dst, const void *src, size_t n, bool bf16)
     for (size_t i = 0; i < n; i++) {
         uint16_t h;
         memcpy(&h, in + 2 * i, 2);
-        dst[i] = float_of(h);
+        dst[i] = bf16_to_float(h);
     }
     return 2 * n;
 }

@@ -29,6 +29,8 @@ typedef struct run {
     int world, rank;
     uint16_t *local_in, *local_tg; /* (batch, 2 chunk) this rank's tokens under CP */
     float *cov;                    /* (layers, K and V, d_kv, d_kv) covariance of Z during warm-up */
+    float *stage;                  /* (parameters) host staging of what crosses the network, for a
+                                    * backend whose memory is not host memory; NULL otherwise */
     int cov_count;                 /* steps accumulated into it */
     char *err;
     size_t errlen;
@@ -78,14 +80,31 @@ static int evaluate(run *r, long batches, double *out)
     return WANCP_OK;
 }
 
+/* Sums count floats of op memory over ranks (root < 0), or sends root's to every rank:
+ * directly where op memory is host memory, else through the pinned staging buffer. */
+static int exchange_op_memory(run *r, float *x, size_t count, int root)
+{
+    const ops *o = r->m.ops;
+    float *buf = o->host_memory ? x : r->stage;
+    if (!o->host_memory)
+        o->download(buf, x, count);
+    o->sync(); /* the host sends what the device wrote */
+    int rc = root < 0 ? comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, buf, count, r->err, r->errlen)
+                      : comm_broadcast(r->c->comm, COMM_WEIGHT_SYNC, buf, count * sizeof *buf, root, r->err, r->errlen);
+    if (rc == WANCP_OK && !o->host_memory) {
+        o->upload(x, buf, count);
+        o->sync(); /* the staging buffer is reused by the next exchange */
+    }
+    return rc;
+}
+
 /* Mode S: gradients summed over ranks every step. Mode A: nothing here; weights are
  * averaged every sync_every steps after the optimizer. */
 static int sync_gradients(run *r)
 {
     if (r->world == 1 || r->c->sync_mode != SYNC_EVERY_STEP)
         return WANCP_OK;
-    r->m.ops->sync(); /* the host sends what the backward wrote */
-    return comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->m.grads, r->m.table.trainable, r->err, r->errlen);
+    return exchange_op_memory(r, r->m.grads, r->m.table.trainable, -1);
 }
 
 static int sync_weights(run *r, int step)
@@ -93,8 +112,7 @@ static int sync_weights(run *r, int step)
     if (r->world == 1 || r->c->sync_mode != SYNC_AVERAGE || step % r->c->sync_every != 0)
         return WANCP_OK;
     /* Only the trained prefix: the bases U0 are identical on every rank and never averaged. */
-    r->m.ops->sync();
-    int rc = comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->m.params, r->m.table.trainable, r->err, r->errlen);
+    int rc = exchange_op_memory(r, r->m.params, r->m.table.trainable, -1);
     if (rc == WANCP_OK)
         r->m.ops->scale(r->m.params, r->m.table.trainable, 1.0f / (float)r->world);
     return rc;
@@ -167,12 +185,10 @@ static int setup(run *r, const ops *o, int *step, rng *g)
     if (c->model.psi_k > 0 && !r->cp_on)
         return wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
                           "compression needs chunks: run over ranks (--ranks P) or give --chunks N");
-    if (r->cp_on && strcmp(o->name, "cpu") != 0)
-        return wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
-                          "device %s: context parallelism (ranks or chunks) and compression run on the cpu backend "
-                          "only so far; use --device cpu, or one process without --chunks",
-                          o->name);
     int rc = model_init(&r->m, &c->model, o, c->batch, local_seq, c->seed, r->err, r->errlen);
+    if (rc == WANCP_OK && r->world > 1 && !o->host_memory &&
+        (r->stage = o->host_alloc(r->m.table.total * sizeof(float))) == NULL)
+        rc = wancp_fail(r->err, r->errlen, WANCP_ERR_NOMEM, "out of pinned host memory for staging the weight sync");
     if (rc == WANCP_OK && c->model.psi_k > 0) {
         const size_t kvd = (size_t)model_kv_dim(&c->model);
         r->cov = calloc((size_t)c->model.n_layers * 2 * kvd * kvd, sizeof *r->cov);
@@ -216,6 +232,7 @@ static int setup(run *r, const ops *o, int *step, rng *g)
 static void accumulate_covariance(run *r)
 {
     const int kvd = model_kv_dim(&r->m.cfg), n = r->m.batch * r->m.seq;
+    r->m.ops->sync(); /* host maths on what the device wrote */
     for (int l = 0; l < r->m.cfg.n_layers; l++) {
         float *cov = r->cov + (size_t)l * 2 * kvd * kvd;
         covariance_accumulate(cov, r->m.acts[l].k_pre, n, kvd);
@@ -228,8 +245,7 @@ static void accumulate_covariance(run *r)
 static int broadcast_bases(run *r)
 {
     model *m = &r->m;
-    return comm_broadcast(r->c->comm, COMM_WEIGHT_SYNC, m->params + m->table.trainable,
-                          (m->table.total - m->table.trainable) * sizeof(float), 0, r->err, r->errlen);
+    return exchange_op_memory(r, m->params + m->table.trainable, m->table.total - m->table.trainable, 0);
 }
 
 /* METHOD.md section 3: covariance all-reduced, U0 from rank 0, psi back to 0. */
@@ -239,6 +255,7 @@ static int warm_start(run *r)
     const int kvd = model_kv_dim(&m->cfg);
     const size_t cov_floats = (size_t)m->cfg.n_layers * 2 * kvd * kvd;
     int rc = WANCP_OK;
+    m->ops->sync(); /* the host rewrites U0 and the heads psi below */
     if (r->world > 1)
         rc = comm_allreduce_sum(r->c->comm, COMM_WEIGHT_SYNC, r->cov, cov_floats, r->err, r->errlen);
     for (int l = 0; l < m->cfg.n_layers && rc == WANCP_OK && r->rank == 0; l++)
@@ -291,6 +308,7 @@ static int stiefel_update(run *r, int step)
     const int kvd = model_kv_dim(&m->cfg);
     const size_t per_layer = (size_t)kvd * (m->cfg.rank_k + m->cfg.rank_v);
     int rc = WANCP_OK;
+    m->ops->sync(); /* the host steps U0 below */
     if (r->world > 1)
         rc = comm_allreduce_sum(c->comm, COMM_WEIGHT_SYNC, r->cp.du0, per_layer * m->cfg.n_layers, r->err, r->errlen);
     const float lr = c->optim.lr > 0 ? c->stiefel_lr * optim_lr(&c->optim, step) / c->optim.lr : 0.0f;
@@ -431,6 +449,8 @@ done:
     free(r.local_in);
     free(r.local_tg);
     free(r.cov);
+    if (r.stage != NULL)
+        r.m.ops->host_release(r.stage);
     loader_free(&r.train);
     loader_free(&r.val);
     model_free(&r.m);

@@ -1,6 +1,7 @@
 /* The CPU reference backend: OpenBLAS sgemm for matmuls, plain C loops for the rest. */
 #include "ops_cpu_internal.h"
 
+#include "../../util/bf16.h"
 #include "fast_exp.h"
 #include "thread_pool.h"
 
@@ -32,6 +33,23 @@ static void cpu_copy(float *dst, const float *src, size_t count)
 
 static void cpu_sync(void)
 {
+}
+
+/* Host staging is plain copying here: op memory is host memory. */
+static void cpu_download(float *host, const float *src, size_t count)
+{
+    memcpy(host, src, count * sizeof *host);
+}
+
+static void cpu_upload(float *dst, const float *host, size_t count)
+{
+    memcpy(dst, host, count * sizeof *dst);
+}
+
+static void cpu_round_bf16(float *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        x[i] = bf16_to_float(bf16_from_float(x[i]));
 }
 
 static void cpu_matmul(float *c, const float *a, const float *b, int m, int n, int k, bool trans_a, bool trans_b,
@@ -286,6 +304,12 @@ static const ops CPU_OPS = {
     .zero = cpu_zero,
     .copy = cpu_copy,
     .sync = cpu_sync,
+    .host_memory = true,
+    .host_alloc = cpu_alloc,
+    .host_release = cpu_release,
+    .download = cpu_download,
+    .upload = cpu_upload,
+    .round_bf16 = cpu_round_bf16,
     .matmul = cpu_matmul,
     .embedding_fwd = cpu_embedding_fwd,
     .embedding_bwd = cpu_embedding_bwd,

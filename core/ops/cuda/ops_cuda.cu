@@ -6,6 +6,7 @@
 
 extern "C" {
 #include "../../status.h"
+#include "../../util/bf16.h"
 }
 
 #include <math.h>
@@ -101,6 +102,53 @@ static void cuda_copy(float *dst, const float *src, size_t count)
 static void cuda_sync(void)
 {
     CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
+}
+
+// ---- host staging -----------------------------------------------------------------------------
+
+// Pinned host memory: the copy engines reach it directly, so downloads into it run while
+// the stream computes and the host waits only for the copy it needs.
+static void *cuda_host_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (cudaHostAlloc(&p, bytes > 0 ? bytes : 1, cudaHostAllocDefault) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void cuda_host_release(void *p)
+{
+    if (p != NULL) {
+        CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream)); // a download may still be writing it
+        CUDA_CHECK(cudaFreeHost(p));
+    }
+}
+
+static void cuda_download(float *host, const float *src, size_t count)
+{
+    CUDA_CHECK(cudaMemcpyAsync(host, src, count * sizeof *host, cudaMemcpyDefault, g_cuda.stream));
+}
+
+// From pageable memory the runtime copies the source into its own staging buffer before it
+// returns, so the caller may reuse it at once; the copy to the device stays in stream order.
+static void cuda_upload(float *dst, const float *host, size_t count)
+{
+    CUDA_CHECK(cudaMemcpyAsync(dst, host, count * sizeof *dst, cudaMemcpyDefault, g_cuda.stream));
+}
+
+__global__ static void round_bf16_kernel(float *x, size_t count)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x)
+        x[i] = bf16_to_float(bf16_from_float(x[i]));
+}
+
+static void cuda_round_bf16(float *x, size_t count)
+{
+    round_bf16_kernel<<<grid_for(count, 256), 256, 0, g_cuda.stream>>>(x, count);
+    LAUNCH_CHECK();
 }
 
 // ---- reductions -----------------------------------------------------------------------------
@@ -503,6 +551,12 @@ static void fill_table(void)
     CUDA_OPS.zero = cuda_zero;
     CUDA_OPS.copy = cuda_copy;
     CUDA_OPS.sync = cuda_sync;
+    CUDA_OPS.host_memory = false;
+    CUDA_OPS.host_alloc = cuda_host_alloc;
+    CUDA_OPS.host_release = cuda_host_release;
+    CUDA_OPS.download = cuda_download;
+    CUDA_OPS.upload = cuda_upload;
+    CUDA_OPS.round_bf16 = cuda_round_bf16;
     CUDA_OPS.matmul = cuda_matmul;
     CUDA_OPS.embedding_fwd = cuda_embedding_fwd;
     CUDA_OPS.embedding_bwd = cuda_embedding_bwd;
