@@ -42,6 +42,8 @@ static const char USAGE[] =
     "  --threads N           BLAS threads (default: one per CPU)\n"
     "  --device cpu|cuda (cpu)  where the maths runs: OpenBLAS, or CUDA kernels and cuBLAS\n"
     "  --precision tf32|fp32 (tf32)  cuda matmuls on TF32 tensor cores, or in full fp32\n"
+    "  --transport tcp|nccl (tcp)  nccl: the weight sync as NCCL collectives on the GPU (one GPU per rank,\n"
+    "                        cuda only); K/V always go over TCP, staged through pinned host memory\n"
     "Context parallelism (each of P ranks holds 2 chunks of every sequence):\n"
     "  --ranks P             start P ranks of this command on loopback and watch them\n"
     "  --cp-layout zigzag|contiguous (zigzag)   which chunks a rank holds\n"
@@ -84,6 +86,7 @@ typedef struct train_cli {
     int rows; /* data rows written to the metrics file */
     int ranks; /* --ranks: launch this many local ranks */
     cli_device device;   /* --device, --precision */
+    bool nccl;           /* --transport nccl */
     const ops *ops;
 } train_cli;
 
@@ -179,6 +182,7 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "# wancp train metrics\n# commit: %s\n# command: %s\n# host: %s\n"
             "# blas: %s, core %s, %d threads\n"
             "# device: %s\n"
+            "# transport: K/V over TCP%s, weight sync over %s\n"
             "# model: layers=%d dim=%d heads=%d kv_heads=%d ffn_dim=%d vocab=%d context=%d attn_block=%d "
             "tied_head=%d rope_theta=%g norm_eps=%g\n"
             "# optim: lr=%g lr_final_frac=%g warmup=%d steps=%d beta1=%g beta2=%g eps=%g weight_decay=%g clip=%g\n"
@@ -191,7 +195,9 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
             "sync_tx_bytes,control_tx_bytes,compressed,compute_ms,comm_ms,kv_fwd_wait_ms,kv_bwd_wait_ms,"
             "sync_wait_ms,unix_s\n",
-            wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), device, m->n_layers,
+            wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), device,
+            t->ops->host_memory ? "" : " (staged through pinned host memory)",
+            t->tc.nccl != NULL ? comm_nccl_describe(t->tc.nccl) : t->ops->host_memory ? "TCP" : "TCP (staged)", m->n_layers,
             m->dim, m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab, m->context, m->attn_block, m->tied_head,
             (double)m->rope_theta, (double)m->norm_eps, (double)o->lr, (double)o->lr_final_frac, o->warmup_steps,
             o->total_steps, (double)o->beta1, (double)o->beta2, (double)o->eps, (double)o->weight_decay,
@@ -214,7 +220,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER, O_RANKS, O_LAYOUT, O_SYNC, O_SYNC_EVERY,
         O_CHUNKS, O_WIRE, O_COMPRESS, O_RANK_K, O_RANK_V, O_PSI_K, O_PLANES, O_WARM_STEPS, O_COV_STEPS,
         O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED, O_STIEFEL, O_STIEFEL_LR, O_STIEFEL_EVERY, O_REGATHER, O_CHEAP,
-        O_DEVICE, O_PRECISION,
+        O_DEVICE, O_PRECISION, O_TRANSPORT,
     };
     static const struct option LONG[] = {
         {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
@@ -232,7 +238,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         {"check-shared", 0, 0, O_CHECK_SHARED}, {"stiefel", 0, 0, O_STIEFEL}, {"stiefel-lr", 1, 0, O_STIEFEL_LR},
         {"stiefel-every", 1, 0, O_STIEFEL_EVERY}, {"kv-regather", 0, 0, O_REGATHER},
         {"cheap-rotation", 0, 0, O_CHEAP}, {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PRECISION},
-        {"help", 0, 0, 'h'},              {0, 0, 0, 0},
+        {"transport", 1, 0, O_TRANSPORT}, {"help", 0, 0, 'h'},              {0, 0, 0, 0},
     };
     static char train_default[4096], val_default[4096];
     snprintf(train_default, sizeof train_default, "%s/data/brown_train.bin", cli_source_dir());
@@ -308,6 +314,11 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         case O_COMPRESS: compress = 1; break;
         case O_REGATHER: c->cp.regather = true; break;
         case O_CHEAP: c->cp.cheap_rotation = true; compress_only = true; break;
+        case O_TRANSPORT:
+            if (strcmp(optarg, "tcp") != 0 && strcmp(optarg, "nccl") != 0)
+                return cli_usage_error("train", "--transport '%s': expected tcp or nccl", optarg);
+            t->nccl = strcmp(optarg, "nccl") == 0;
+            break;
         case O_DEVICE:
         case O_PRECISION: bad = cli_device_option("train", name, optarg, &t->device); break;
         case O_RANK_K: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_k = (int)u; compress_only = true; break;
@@ -375,6 +386,8 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     c->cp.seed = c->seed ^ 0x51u;
     if (c->chunks > 0 && t->ranks > 1)
         return cli_usage_error("train", "--chunks is for one process; over --ranks P each rank holds 2 chunks");
+    if (t->nccl && (t->device.name == NULL || strcmp(t->device.name, "cuda") != 0))
+        return cli_usage_error("train", "--transport nccl runs collectives on GPUs: it needs --device cuda");
     if (c->chunks > 0 && (c->seq % c->chunks != 0 || (c->seq / c->chunks) % c->model.attn_block != 0))
         return cli_usage_error("train", "--chunks %d: a sequence of %d tokens must split into %d chunks, each a "
                                "multiple of the attention block %d", c->chunks, c->seq, c->chunks, c->model.attn_block);
@@ -429,7 +442,7 @@ int cli_train(int argc, char **argv)
     }
     char err[WANCP_ERRLEN];
     comm *c = NULL;
-    int rank = 0;
+    int rank = 0, timeout_ms = 0;
     if (getenv("WORLD_SIZE") != NULL || getenv("SLURM_NTASKS") != NULL || getenv("OMPI_COMM_WORLD_SIZE") != NULL) {
         comm_options co;
         int rc = comm_options_from_env(&co, err, sizeof err);
@@ -438,6 +451,7 @@ int cli_train(int argc, char **argv)
         if (rc != WANCP_OK)
             return cli_report("train", rc, err);
         rank = co.rank;
+        timeout_ms = co.timeout_ms;
         t.tc.comm = c;
     }
     ops_cpu_set_threads(threads);
@@ -445,8 +459,18 @@ int cli_train(int argc, char **argv)
         comm_close(c);
         return 2;
     }
+    if (t.nccl) {
+        int rc = comm_nccl_open(&t.tc.nccl, c, timeout_ms, err, sizeof err);
+        if (rc != WANCP_OK) {
+            comm_close(c);
+            if (c != NULL)
+                fprintf(stderr, "wancp train: rank %d: %s\n", rank, err);
+            return c != NULL ? wancp_exit_status(rc) : cli_report("train", rc, err);
+        }
+    }
     t.tty = isatty(STDERR_FILENO);
     if (rank == 0 && (status = open_metrics(&t, argc, argv)) != 0) {
+        comm_nccl_close(t.tc.nccl);
         comm_close(c);
         return status;
     }
@@ -464,6 +488,7 @@ int cli_train(int argc, char **argv)
         else if (rc != WANCP_OK && t.rows == 0)
             unlink(t.metrics_partial); /* refused before any step: nothing worth keeping */
     }
+    comm_nccl_close(t.tc.nccl);
     comm_close(c);
     if (rc != WANCP_OK && c != NULL) {
         fprintf(stderr, "wancp train: rank %d: %s\n", rank, err);

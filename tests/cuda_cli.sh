@@ -6,7 +6,9 @@
 #     `wancp bench step --device cuda --json` reports an MFU against cuBLAS's peak;
 #   - context parallelism on one GPU shared by the ranks (host staging over TCP): 4 ranks in
 #     fp32 follow the cpu's 4 ranks within 1e-3 and send the same bytes, their Mode S
-#     checkpoints are identical; compressed 2 ranks and one process over 4 chunks follow the cpu.
+#     checkpoints are identical; compressed 2 ranks and one process over 4 chunks follow the cpu;
+#   - the NCCL transport with one rank (where libnccl.so.2 can be loaded): its identity
+#     all-reduce every step leaves the run bit for bit the run without it.
 set -uo pipefail
 wancp=$1 data=$2
 work=$(mktemp -d)
@@ -27,6 +29,8 @@ tiny=(--train "$data/brown_bytes_train.bin" --val "$data/brown_bytes_val.bin" --
 expect2 "expected cpu or cuda" "$wancp" train "${tiny[@]}" --device tpu
 expect2 "expected tf32 or fp32" "$wancp" train "${tiny[@]}" --precision fp16
 expect2 "expected cpu or cuda" "$wancp" bench step --device gpu
+expect2 "expected tcp or nccl" "$wancp" train "${tiny[@]}" --transport mpi
+expect2 "needs --device cuda" "$wancp" train "${tiny[@]}" --transport nccl
 
 if ! "$wancp" --version 2>&1 | grep -q "kernel ok"; then
   echo "passed $passes checks; no usable CUDA device here, the rest is skipped:"
@@ -96,6 +100,22 @@ check "compressed cuda ranks send the cpu's kv bytes" \
 check "cuda, one process over 4 chunks" '[ $? = 0 ]'
 worst "$work/ch-cpu.csv" "$work/ch-cuda.csv" 1e-3 "one process, 4 chunks, fp32"; rc=$?
 check "cuda over 4 chunks follows the cpu within 1e-3" '[ $rc = 0 ]'
+
+# The NCCL transport, one rank on this GPU: Mode S all-reduces the gradients through NCCL
+# every step (the identity with one rank), so the losses must equal the TCP run's exactly.
+one=("${tiny[@]}" --steps 10 --device cuda --precision fp32)
+"$wancp" train "${one[@]}" --metrics "$work/tcp1.csv" 2>/dev/null
+"$wancp" train "${one[@]}" --transport nccl --metrics "$work/nccl1.csv" 2>"$work/nccl1.log"
+rc=$?
+if [ $rc = 2 ] && grep -q "cannot load" "$work/nccl1.log"; then
+  echo "NCCL transport not checked: $(cat "$work/nccl1.log")"
+else
+  check "one rank over NCCL runs" '[ $rc = 0 ] || { cat "$work/nccl1.log"; false; }'
+  grep "^# transport" "$work/nccl1.csv"
+  check "the metrics name NCCL as the weight-sync transport" 'grep -q "^# transport: .*weight sync over NCCL 2\." "$work/nccl1.csv"'
+  check "NCCL's identity all-reduce leaves the losses bit for bit" \
+    'diff <(grep -v "^#" "$work/tcp1.csv" | cut -d, -f1,4,5,6) <(grep -v "^#" "$work/nccl1.csv" | cut -d, -f1,4,5,6)'
+fi
 
 echo "passed $passes checks, failed $failures"
 [ "$failures" = 0 ]

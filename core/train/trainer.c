@@ -31,6 +31,7 @@ typedef struct run {
     float *cov;                    /* (layers, K and V, d_kv, d_kv) covariance of Z during warm-up */
     float *stage;                  /* (parameters) host staging of what crosses the network, for a
                                     * backend whose memory is not host memory; NULL otherwise */
+    double nccl_wait_s;            /* seconds in NCCL's weight-sync collectives so far */
     int cov_count;                 /* steps accumulated into it */
     char *err;
     size_t errlen;
@@ -85,6 +86,13 @@ static int evaluate(run *r, long batches, double *out)
 static int exchange_op_memory(run *r, float *x, size_t count, int root)
 {
     const ops *o = r->m.ops;
+    if (r->c->nccl != NULL) { /* on the device, in stream order: no staging */
+        const double t0 = now_s();
+        int rc = root < 0 ? comm_nccl_allreduce_sum(r->c->nccl, x, count, r->err, r->errlen)
+                          : comm_nccl_broadcast(r->c->nccl, x, count, root, r->err, r->errlen);
+        r->nccl_wait_s += now_s() - t0;
+        return rc;
+    }
     float *buf = o->host_memory ? x : r->stage;
     if (!o->host_memory)
         o->download(buf, x, count);
@@ -102,14 +110,14 @@ static int exchange_op_memory(run *r, float *x, size_t count, int root)
  * averaged every sync_every steps after the optimizer. */
 static int sync_gradients(run *r)
 {
-    if (r->world == 1 || r->c->sync_mode != SYNC_EVERY_STEP)
-        return WANCP_OK;
+    if ((r->world == 1 && r->c->nccl == NULL) || r->c->sync_mode != SYNC_EVERY_STEP)
+        return WANCP_OK; /* with NCCL one rank still runs its (identity) all-reduce */
     return exchange_op_memory(r, r->m.grads, r->m.table.trainable, -1);
 }
 
 static int sync_weights(run *r, int step)
 {
-    if (r->world == 1 || r->c->sync_mode != SYNC_AVERAGE || step % r->c->sync_every != 0)
+    if ((r->world == 1 && r->c->nccl == NULL) || r->c->sync_mode != SYNC_AVERAGE || step % r->c->sync_every != 0)
         return WANCP_OK;
     /* Only the trained prefix: the bases U0 are identical on every rank and never averaged. */
     int rc = exchange_op_memory(r, r->m.params, r->m.table.trainable, -1);
@@ -123,6 +131,7 @@ static void blocked(const run *r, double out[COMM_NCLASSES])
 {
     for (int cls = 0; cls < COMM_NCLASSES; cls++)
         out[cls] = r->world > 1 ? comm_blocked_seconds(r->c->comm, cls) : 0.0;
+    out[COMM_WEIGHT_SYNC] += r->nccl_wait_s;
 }
 
 static double unix_now(void)
@@ -140,6 +149,8 @@ static void counts(run *r, step_report *rep)
         for (int p = 0; p < r->world; p++)
             rep->tx_bytes[cls] += comm_counts_of(r->c->comm, p, cls).tx_bytes;
     }
+    if (r->world > 1)
+        rep->tx_bytes[COMM_WEIGHT_SYNC] += comm_nccl_tx_bytes(r->c->nccl);
 }
 
 /* A checkpoint per rank under CP (Mode A leaves the ranks' weights apart). */

@@ -2,6 +2,7 @@
 #define WANCP_TRAINER_H
 
 #include "../comm/comm.h"
+#include "../comm/comm_nccl.h"
 #include "../cp/cp_attention.h"
 #include "../model/model.h"
 #include "optimizer.h"
@@ -31,6 +32,8 @@ typedef struct trainer_config {
     const char *resume_path;/* NULL: start fresh */
     int stop_after;         /* > 0: stop (with a checkpoint) once this many steps are done */
     comm *comm;             /* NULL or 1 rank: no context parallelism */
+    comm_nccl *nccl;        /* non-NULL: the weight-sync class over NCCL on op memory (comm_nccl.h),
+                             * also with one rank; NULL: over comm, staged */
     int cp_layout;          /* CP_ZIGZAG or CP_CONTIGUOUS */
     int sync_mode;          /* enum sync_mode */
     int sync_every;         /* Mode A's interval c */

@@ -591,9 +591,20 @@ static bool context_init(void)
         cudaGetLastError();
         return false;
     }
+    // Which GPU: WANCP_CUDA_DEVICE, else the rank's index on its node as launchers set it
+    // (one GPU per rank on a cluster node; ranks sharing a GPU all land on device 0).
+    int device = 0;
+    static const char *const LOCAL[] = {"WANCP_CUDA_DEVICE", "LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"};
+    for (int i = 0; i < 4; i++) {
+        const char *v = getenv(LOCAL[i]);
+        if (v != NULL && v[0] >= '0' && v[0] <= '9') {
+            device = atoi(v) % count;
+            break;
+        }
+    }
     cudaDeviceProp p;
     int runtime = 0, blas_version = 0;
-    if ((e = cudaSetDevice(0)) != cudaSuccess || (e = cudaGetDeviceProperties(&p, 0)) != cudaSuccess ||
+    if ((e = cudaSetDevice(device)) != cudaSuccess || (e = cudaGetDeviceProperties(&p, device)) != cudaSuccess ||
         (e = cudaStreamCreateWithFlags(&g_cuda.stream, cudaStreamNonBlocking)) != cudaSuccess) {
         snprintf(g_why, sizeof g_why, "device cuda: %s", cudaGetErrorString(e));
         return false;
@@ -608,9 +619,9 @@ static bool context_init(void)
         return false;
     }
     cudaRuntimeGetVersion(&runtime);
-    snprintf(g_cuda.name, sizeof g_cuda.name, "%s, sm_%d%d, %d SMs, CUDA %d.%d, cuBLAS %d.%d.%d", p.name, p.major,
-             p.minor, p.multiProcessorCount, runtime / 1000, runtime % 1000 / 10, blas_version / 10000,
-             blas_version / 100 % 100, blas_version % 100);
+    snprintf(g_cuda.name, sizeof g_cuda.name, "%s (device %d of %d), sm_%d%d, %d SMs, CUDA %d.%d, cuBLAS %d.%d.%d",
+             p.name, device, count, p.major, p.minor, p.multiProcessorCount, runtime / 1000, runtime % 1000 / 10,
+             blas_version / 10000, blas_version / 100 % 100, blas_version % 100);
     return true;
 }
 
