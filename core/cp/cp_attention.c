@@ -240,16 +240,112 @@ static void codec_task(void *ctx, int w)
     }
 }
 
-/* Runs one stage for K and V side by side, timed into codec_s. The codec is host code: on
- * a device backend it reads and writes the model's (managed) memory and the views once the
- * device has finished with them, hence the sync. */
+/* The same stages on a device backend: every product over the chunk's rows is an op on op
+ * memory, in stream order; the host computes theta, U_theta and the rotation's gradient from
+ * what it downloads (d, r and k numbers), and waits only for those. */
+static void codec_task_device(codec_job *job, int w)
+{
+    cp_attention *cp = job->cp;
+    model *m = job->m;
+    const ops *o = m->ops;
+    const int chunk = cp->layout.chunk, kvd = kv_dim(m), l = job->layer, b = job->b;
+    kv_codec *k = &cp->codec[l][w];
+    cp_codec_device *dv = &cp->dev[w];
+    const int r = k->s.r, nk = k->s.k;
+    const size_t cn = (size_t)chunk * r, ur = (size_t)kvd * r;
+    float *th = w == 0 ? job->p.th_k : job->p.th_v, *comp = w == 0 ? job->p.c_k : job->p.c_v;
+    switch (job->stage) {
+    case ENCODE: { /* zbar as a product with ones; theta and U on the host; C = Z U on the device */
+        const float *z = z_of(cp, m, l, b, job->c, w);
+        o->matmul(dv->vec, cp->ones, z, 1, kvd, chunk, false, false, 1.0f / (float)chunk, 0.0f);
+        o->download(k->zbar, dv->vec, (size_t)kvd);
+        o->download(dv->w, psi_w(m, l, w), (size_t)nk * kvd);
+        o->download(dv->b, psi_b(m, l, w), (size_t)nk);
+        o->sync();
+        kv_codec_head(k, dv->w, dv->b, th);
+        memcpy(zbar_cache(cp, m, l, b, job->c) + (size_t)w * kvd, k->zbar, (size_t)kvd * sizeof(float));
+        kv_codec_basis(k, th);
+        o->upload(dv->u, k->u, ur);
+        o->matmul(dv->comp, z, dv->u, chunk, r, kvd, false, false, 1.0f, 0.0f);
+        if (cp->opt.wire_bf16)
+            o->round_bf16(dv->comp, cn);
+        o->download(comp, dv->comp, cn); /* read after the sync before sending */
+        swap_u_one(cp, m, l, b, job->j, w, true);
+        break;
+    }
+    case VIEW: { /* view = C U^T; leaves U and C on the device for the backward's GRAD */
+        if (job->forward && job->c < 0) {
+            kv_codec_basis(k, th);
+            swap_u_one(cp, m, l, b, job->j, w, true);
+        } else {
+            swap_u_one(cp, m, l, b, job->j, w, false);
+        }
+        o->upload(dv->u, k->u, ur);
+        o->upload(dv->comp, comp, cn);
+        o->matmul(w == 0 ? cp->view_k : cp->view_v, dv->comp, dv->u, chunk, kvd, r, false, true, 1.0f, 0.0f);
+        break;
+    }
+    case GRAD: { /* E = G U and dL/dU = G^T C on the device; tau from it on the host */
+        const float *g = w == 0 ? cp->gview_k : cp->gview_v;
+        float *e = w == 0 ? job->g.c_k : job->g.c_v, *tau = w == 0 ? job->g.th_k : job->g.th_v;
+        o->matmul(dv->e, g, dv->u, chunk, r, kvd, false, false, 1.0f, 0.0f);
+        o->matmul(dv->gu, g, dv->comp, kvd, r, chunk, true, false, 1.0f, 0.0f);
+        o->download(e, dv->e, cn);
+        o->download(k->gu, dv->gu, ur);
+        o->sync();
+        subspace_rotate_grad(&k->s, th, k->gu, tau);
+        accumulate_basis_grad(cp, m, l, w, th);
+        wire_round(e, cn, cp->opt.wire_bf16);
+        break;
+    }
+    case FINISH: { /* the owner's sums into dZ (device), dW_psi and db_psi */
+        const parts d = parts_of(m, chunk, cp->acc + (size_t)job->c * cp->own_floats);
+        const layer_params *lp = &m->layers[l];
+        float *dtheta = w == 0 ? d.th_k : d.th_v;
+        const float *z = z_of(cp, m, l, b, job->c, w);
+        float *dz = (w == 0 ? m->dk_pre : m->dv) + ((size_t)b * m->seq + (size_t)job->c * chunk) * kvd;
+        swap_u_one(cp, m, l, b, job->j, w, false);
+        memcpy(k->zbar, zbar_cache(cp, m, l, b, job->c) + (size_t)w * kvd, (size_t)kvd * sizeof(float));
+        o->upload(dv->u, k->u, ur);
+        o->upload(dv->comp, w == 0 ? d.c_k : d.c_v, cn);
+        o->matmul(dv->gu, z, dv->comp, kvd, r, chunk, true, false, 1.0f, 0.0f); /* Z^T dC */
+        o->download(k->gu, dv->gu, ur);
+        o->download(dv->w, psi_w(m, l, w), (size_t)nk * kvd);
+        o->sync();
+        float own[64];
+        subspace_rotate_grad(&k->s, th, k->gu, own);
+        for (int i = 0; i < nk; i++)
+            dtheta[i] += own[i];
+        o->matmul(dz, dv->comp, dv->u, chunk, kvd, r, false, true, 1.0f, 1.0f); /* dZ += dC U^T */
+        kv_codec_owner_row(k, dv->w, dtheta, chunk, k->zrow);
+        o->upload(dv->vec, k->zrow, (size_t)kvd);
+        o->matmul(dz, cp->ones, dv->vec, chunk, kvd, 1, false, false, 1.0f, 1.0f); /* every row += row */
+        memset(dv->dw, 0, (size_t)nk * kvd * sizeof *dv->dw);
+        memset(dv->db, 0, (size_t)nk * sizeof *dv->db);
+        kv_codec_head_grad(k, dtheta, dv->dw, dv->db);
+        o->upload(dv->tmp, dv->dw, (size_t)nk * kvd);
+        o->add(model_grad(m, w == 0 ? lp->psi_wk : lp->psi_wv), dv->tmp, (size_t)nk * kvd);
+        o->upload(dv->vec, dv->db, (size_t)nk);
+        o->add(model_grad(m, w == 0 ? lp->psi_bk : lp->psi_bv), dv->vec, (size_t)nk);
+        accumulate_basis_grad(cp, m, l, w, th);
+        break;
+    }
+    }
+}
+
+/* Runs one stage for K and V, timed into codec_s: side by side on two threads on the cpu;
+ * one after the other on a device backend, whose stream orders them. */
 static void run_codec(codec_job *job)
 {
-    job->m->ops->sync();
     const double t0 = now_s();
-    const int threads = kv_codec_serial_begin();
-    pool_run(2, codec_task, job);
-    kv_codec_serial_end(threads);
+    if (job->m->ops->host_memory) {
+        const int threads = kv_codec_serial_begin();
+        pool_run(2, codec_task, job);
+        kv_codec_serial_end(threads);
+    } else {
+        codec_task_device(job, 0);
+        codec_task_device(job, 1);
+    }
     job->cp->codec_s += now_s() - t0;
 }
 
@@ -344,8 +440,7 @@ static int gather_post(cp_attention *cp, model *m, int layer, int b, bool encode
             m->ops->download(cp->stage + 2 * c * n + n, a->v + (row + (size_t)c * chunk) * kvd, n);
         }
     }
-    if (talk && !compressed)
-        m->ops->sync();
+    m->ops->sync(); /* staged K/V, or C and theta, complete in host memory */
     for (int c = 0; c < cp->nloc && rc == WANCP_OK; c++) {
         if (!talk)
             continue;
@@ -562,6 +657,56 @@ static int cp_backward(void *ctx, model *m, int layer)
 
 /* ---- setup ---- */
 
+/* The codec's buffers for a device backend (cp_codec_device), and the ones vector. */
+static bool alloc_codec_device(cp_attention *cp, const model *m, size_t rmax)
+{
+    const ops *o = m->ops;
+    const size_t chunk = (size_t)cp->layout.chunk, kvd = (size_t)kv_dim(m), k = (size_t)m->cfg.psi_k;
+    const size_t vec = kvd > k ? kvd : k;
+    bool ok = (cp->ones = o->alloc(chunk * sizeof(float))) != NULL;
+    for (int w = 0; w < 2 && ok; w++) {
+        cp_codec_device *dv = &cp->dev[w];
+        dv->u = o->alloc(kvd * rmax * sizeof(float));
+        dv->comp = o->alloc(chunk * rmax * sizeof(float));
+        dv->e = o->alloc(chunk * rmax * sizeof(float));
+        dv->gu = o->alloc(kvd * rmax * sizeof(float));
+        dv->vec = o->alloc(vec * sizeof(float));
+        dv->tmp = o->alloc(k * kvd * sizeof(float));
+        dv->w = calloc(k * kvd, sizeof(float)); /* plain memory: upload's sources are */
+        dv->b = calloc(k, sizeof(float));
+        dv->dw = calloc(k * kvd, sizeof(float));
+        dv->db = calloc(k, sizeof(float));
+        ok = dv->u != NULL && dv->comp != NULL && dv->e != NULL && dv->gu != NULL && dv->vec != NULL &&
+             dv->tmp != NULL && dv->w != NULL && dv->b != NULL && dv->dw != NULL && dv->db != NULL;
+    }
+    float *ones = ok ? malloc(chunk * sizeof *ones) : NULL;
+    for (size_t i = 0; ones != NULL && i < chunk; i++)
+        ones[i] = 1.0f;
+    if (ones != NULL)
+        o->upload(cp->ones, ones, chunk);
+    free(ones);
+    return ones != NULL;
+}
+
+static void free_codec_device(cp_attention *cp)
+{
+    const ops *o = cp->ops;
+    o->release(cp->ones);
+    for (int w = 0; w < 2; w++) {
+        cp_codec_device *dv = &cp->dev[w];
+        o->release(dv->u);
+        o->release(dv->comp);
+        o->release(dv->e);
+        o->release(dv->gu);
+        o->release(dv->vec);
+        o->release(dv->tmp);
+        free(dv->w);
+        free(dv->b);
+        free(dv->dw);
+        free(dv->db);
+    }
+}
+
 int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const cp_options *opt, model *m,
                       char *err, size_t errlen)
 {
@@ -618,8 +763,11 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const 
     const size_t rmax = m->cfg.rank_k > m->cfg.rank_v ? m->cfg.rank_k : m->cfg.rank_v;
     cp->du0 = k > 0 ? calloc((size_t)m->cfg.n_layers * kvd * (m->cfg.rank_k + m->cfg.rank_v), sizeof *cp->du0) : NULL;
     cp->rot = k > 0 ? calloc(2 * kvd * rmax, sizeof *cp->rot) : NULL; /* one per side: K and V run together */
+    bool device_ok = true;
+    if (k > 0 && !o->host_memory)
+        device_ok = alloc_codec_device(cp, m, rmax);
     int32_t *pos = malloc((size_t)m->seq * sizeof *pos);
-    if (cp->recv_msg == NULL || cp->send_msg == NULL || cp->grad_out == NULL || cp->grad_in == NULL ||
+    if (!device_ok || cp->recv_msg == NULL || cp->send_msg == NULL || cp->grad_out == NULL || cp->grad_in == NULL ||
         cp->own == NULL || cp->acc == NULL || cp->part == NULL || cp->gpart == NULL || cp->view_k == NULL || cp->view_v == NULL ||
         cp->gview_k == NULL || cp->gview_v == NULL || cp->gdev == NULL || cp->stage == NULL || cp->gstage == NULL || cp->view_pos == NULL || (k > 0 && (cp->codec == NULL || cp->ucache == NULL || cp->zcache == NULL || cp->du0 == NULL ||
                    cp->rot == NULL)) ||
@@ -796,6 +944,7 @@ void cp_attention_free(cp_attention *cp)
         cp->ops->release(cp->gdev);
         cp->ops->host_release(cp->stage);
         cp->ops->host_release(cp->gstage);
+        free_codec_device(cp);
     }
     free(cp->view_pos);
     free(cp->codec);

@@ -39,6 +39,14 @@ typedef struct cp_options {
                          * keeping every layer's from the forward pass (memory of one layer) */
 } cp_options;
 
+/* Where the codec's products run on a device backend (whose memory is not host memory):
+ * the products over a chunk's m rows go to the device through the ops table; theta, the
+ * rotation and its gradient (sizes d, r and k) stay on the host. One set per side, K and V. */
+typedef struct cp_codec_device {
+    float *u, *comp, *e, *gu, *vec, *tmp; /* op memory: (d, r) U; (m, r) C or dC; (m, r) E; (d, r); (d); (k, d) */
+    float *w, *b, *dw, *db;               /* host: the head psi (k, d) and (k), and its gradient */
+} cp_codec_device;
+
 /* The requests of one sequence's K/V exchange in flight. */
 typedef struct gather_state {
     comm_request *recv[2 * COMM_MAX_RANKS]; /* by chunk; NULL when local or not needed */
@@ -76,6 +84,8 @@ typedef struct cp_attention {
     float *gdev;                /* (2 m d_kv) a received partial dK/dV on its way to dK/dV (op memory) */
     float *stage;               /* (nloc, 2 m d_kv) own K/V copied out to send (host staging) */
     float *gstage;              /* (2 m d_kv) a partial dK/dV copied out to send (host staging) */
+    cp_codec_device dev[2];     /* compression on a device backend (all NULL otherwise) */
+    float *ones;                /* (m) ones in op memory: column means and row broadcasts as products */
     int32_t *view_pos;          /* (m) its positions */
     bool exchange;              /* false: skip every send and receive (compute-only timing) */
     double codec_s;             /* seconds in compression maths so far (compress, decompress, E, tau, owner sums) */

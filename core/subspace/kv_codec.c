@@ -40,7 +40,7 @@ void kv_codec_free(kv_codec *c)
 
 void kv_codec_theta(kv_codec *c, const float *w, const float *b, const float *z, int m, float *theta)
 {
-    const int d = c->s.d, k = c->s.k;
+    const int d = c->s.d;
     double *sum = c->sum;
     for (int j = 0; j < d; j++)
         sum[j] = 0;
@@ -49,6 +49,12 @@ void kv_codec_theta(kv_codec *c, const float *w, const float *b, const float *z,
             sum[j] += z[(size_t)t * d + j];
     for (int j = 0; j < d; j++)
         c->zbar[j] = (float)(sum[j] / m);
+    kv_codec_head(c, w, b, theta);
+}
+
+void kv_codec_head(const kv_codec *c, const float *w, const float *b, float *theta)
+{
+    const int d = c->s.d, k = c->s.k;
     for (int i = 0; i < k; i++) {
         double a = b[i];
         for (int j = 0; j < d; j++)
@@ -95,16 +101,27 @@ void kv_codec_owner_grad(kv_codec *c, const float *w, const float *theta, const 
         dtheta[i] += own[i];
     /* dz += dcomp U^T, and every row gets (1/m) W^T dtheta through zbar */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, d, r, 1.0f, dcomp, r, c->u, r, 1.0f, dz, d);
-    float *row = c->zrow;
+    kv_codec_owner_row(c, w, dtheta, m, c->zrow);
+    for (int t = 0; t < m; t++)
+        for (int j = 0; j < d; j++)
+            dz[(size_t)t * d + j] += c->zrow[j];
+    kv_codec_head_grad(c, dtheta, dw, db);
+}
+
+void kv_codec_owner_row(const kv_codec *c, const float *w, const float *dtheta, int m, float *row)
+{
+    const int d = c->s.d, k = c->s.k;
     for (int j = 0; j < d; j++) {
         double a = 0;
         for (int i = 0; i < k; i++)
             a += (double)w[(size_t)i * d + j] * dtheta[i];
         row[j] = (float)(a / m);
     }
-    for (int t = 0; t < m; t++)
-        for (int j = 0; j < d; j++)
-            dz[(size_t)t * d + j] += row[j];
+}
+
+void kv_codec_head_grad(const kv_codec *c, const float *dtheta, float *dw, float *db)
+{
+    const int d = c->s.d, k = c->s.k;
     for (int i = 0; i < k; i++) {
         for (int j = 0; j < d; j++)
             dw[(size_t)i * d + j] += dtheta[i] * c->zbar[j];

@@ -31,6 +31,9 @@ void kv_codec_free(kv_codec *c);
 /* theta (k) = W zbar + b with zbar = mean of z's m rows; keeps zbar in c. W is (k, d). */
 void kv_codec_theta(kv_codec *c, const float *w, const float *b, const float *z, int m, float *theta);
 
+/* theta (k) = W c->zbar + b: the head alone, once zbar is known (a device computes the mean). */
+void kv_codec_head(const kv_codec *c, const float *w, const float *b, float *theta);
+
 /* c->u = U_theta. */
 void kv_codec_basis(kv_codec *c, const float *theta);
 
@@ -51,6 +54,11 @@ void kv_codec_consumer_grad(kv_codec *c, const float *theta, const float *comp, 
  * dw += dtheta zbar^T, db += dtheta. */
 void kv_codec_owner_grad(kv_codec *c, const float *w, const float *theta, const float *z, const float *dcomp,
                          float *dtheta, int m, float *dz, float *dw, float *db);
+
+/* The owner's pieces that do not scale with m, for a caller that does the products itself:
+ * row (d) = (1/m) W^T dtheta, added to every row of dz; dw += dtheta zbar^T, db += dtheta. */
+void kv_codec_owner_row(const kv_codec *c, const float *w, const float *dtheta, int m, float *row);
+void kv_codec_head_grad(const kv_codec *c, const float *dtheta, float *dw, float *db);
 
 /* The codec's products are thin (r columns): OpenBLAS splitting one over its threads
  * costs more in hand-offs than it saves (measured 2.3x slower on 2 threads). Callers run
