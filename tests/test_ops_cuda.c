@@ -87,6 +87,8 @@ static void matmuls(bool tf32)
     matmuls_of(tf32, 67, 45, 129);
     matmuls_of(tf32, 64, 32, 128);
     matmuls_of(tf32, 64, 45, 128); /* only C's rows are odd */
+    matmuls_of(tf32, 517, 1029, 4101); /* large enough that odd rows are padded first */
+    matmuls_of(tf32, 516, 1029, 4100); /* only C padded */
     ops_cuda_set_tf32(false);
 }
 
