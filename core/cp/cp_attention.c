@@ -242,8 +242,10 @@ static void codec_task(void *ctx, int w)
 
 /* The same stages on a device backend: every product over the chunk's rows is an op on op
  * memory, in stream order; the host computes theta, U_theta and the rotation's gradient from
- * what it downloads (d, r and k numbers), and waits only for those. */
-static void codec_task_device(codec_job *job, int w)
+ * what it downloads (d, r and k numbers). Each side runs in two halves: before (`after`
+ * false) issues the device work and the downloads the host needs; after, once the caller
+ * has waited for both sides at once, the host maths and the device work that follows it. */
+static void codec_task_device(codec_job *job, int w, bool after)
 {
     cp_attention *cp = job->cp;
     model *m = job->m;
@@ -257,11 +259,14 @@ static void codec_task_device(codec_job *job, int w)
     switch (job->stage) {
     case ENCODE: { /* zbar as a product with ones; theta and U on the host; C = Z U on the device */
         const float *z = z_of(cp, m, l, b, job->c, w);
-        o->matmul(dv->vec, cp->ones, z, 1, kvd, chunk, false, false, 1.0f / (float)chunk, 0.0f);
-        o->download(k->zbar, dv->vec, (size_t)kvd);
-        o->download(dv->w, psi_w(m, l, w), (size_t)nk * kvd);
-        o->download(dv->b, psi_b(m, l, w), (size_t)nk);
-        o->sync();
+        if (!after) {
+            o->matmul(dv->vec, cp->ones, z, 1, kvd, chunk, false, false, 1.0f / (float)chunk, 0.0f);
+            o->download(dv->zbar, dv->vec, (size_t)kvd);
+            o->download(dv->w, psi_w(m, l, w), (size_t)nk * kvd);
+            o->download(dv->b, psi_b(m, l, w), (size_t)nk);
+            break;
+        }
+        memcpy(k->zbar, dv->zbar, (size_t)kvd * sizeof(float));
         kv_codec_head(k, dv->w, dv->b, th);
         memcpy(zbar_cache(cp, m, l, b, job->c) + (size_t)w * kvd, k->zbar, (size_t)kvd * sizeof(float));
         kv_codec_basis(k, th);
@@ -274,6 +279,8 @@ static void codec_task_device(codec_job *job, int w)
         break;
     }
     case VIEW: { /* view = C U^T; leaves U and C on the device for the backward's GRAD */
+        if (after)
+            break;
         if (job->forward && job->c < 0) {
             kv_codec_basis(k, th);
             swap_u_one(cp, m, l, b, job->j, w, true);
@@ -288,11 +295,15 @@ static void codec_task_device(codec_job *job, int w)
     case GRAD: { /* E = G U and dL/dU = G^T C on the device; tau from it on the host */
         const float *g = w == 0 ? cp->gview_k : cp->gview_v;
         float *e = w == 0 ? job->g.c_k : job->g.c_v, *tau = w == 0 ? job->g.th_k : job->g.th_v;
-        o->matmul(dv->e, g, dv->u, chunk, r, kvd, false, false, 1.0f, 0.0f);
-        o->matmul(dv->gu, g, dv->comp, kvd, r, chunk, true, false, 1.0f, 0.0f);
-        o->download(e, dv->e, cn);
-        o->download(k->gu, dv->gu, ur);
-        o->sync();
+        if (!after) {
+            o->matmul(dv->e, g, dv->u, chunk, r, kvd, false, false, 1.0f, 0.0f);
+            o->matmul(dv->gu, g, dv->comp, kvd, r, chunk, true, false, 1.0f, 0.0f);
+            o->download(dv->he, dv->e, cn);
+            o->download(dv->hgu, dv->gu, ur);
+            break;
+        }
+        memcpy(e, dv->he, cn * sizeof *e);
+        memcpy(k->gu, dv->hgu, ur * sizeof *k->gu);
         subspace_rotate_grad(&k->s, th, k->gu, tau);
         accumulate_basis_grad(cp, m, l, w, th);
         wire_round(e, cn, cp->opt.wire_bf16);
@@ -304,14 +315,17 @@ static void codec_task_device(codec_job *job, int w)
         float *dtheta = w == 0 ? d.th_k : d.th_v;
         const float *z = z_of(cp, m, l, b, job->c, w);
         float *dz = (w == 0 ? m->dk_pre : m->dv) + ((size_t)b * m->seq + (size_t)job->c * chunk) * kvd;
-        swap_u_one(cp, m, l, b, job->j, w, false);
-        memcpy(k->zbar, zbar_cache(cp, m, l, b, job->c) + (size_t)w * kvd, (size_t)kvd * sizeof(float));
-        o->upload(dv->u, k->u, ur);
-        o->upload(dv->comp, w == 0 ? d.c_k : d.c_v, cn);
-        o->matmul(dv->gu, z, dv->comp, kvd, r, chunk, true, false, 1.0f, 0.0f); /* Z^T dC */
-        o->download(k->gu, dv->gu, ur);
-        o->download(dv->w, psi_w(m, l, w), (size_t)nk * kvd);
-        o->sync();
+        if (!after) {
+            swap_u_one(cp, m, l, b, job->j, w, false);
+            memcpy(k->zbar, zbar_cache(cp, m, l, b, job->c) + (size_t)w * kvd, (size_t)kvd * sizeof(float));
+            o->upload(dv->u, k->u, ur);
+            o->upload(dv->comp, w == 0 ? d.c_k : d.c_v, cn);
+            o->matmul(dv->gu, z, dv->comp, kvd, r, chunk, true, false, 1.0f, 0.0f); /* Z^T dC */
+            o->download(dv->hgu, dv->gu, ur);
+            o->download(dv->w, psi_w(m, l, w), (size_t)nk * kvd);
+            break;
+        }
+        memcpy(k->gu, dv->hgu, ur * sizeof *k->gu);
         float own[64];
         subspace_rotate_grad(&k->s, th, k->gu, own);
         for (int i = 0; i < nk; i++)
@@ -334,7 +348,7 @@ static void codec_task_device(codec_job *job, int w)
 }
 
 /* Runs one stage for K and V, timed into codec_s: side by side on two threads on the cpu;
- * one after the other on a device backend, whose stream orders them. */
+ * on a device backend both sides' device work first, one wait, then both sides' host maths. */
 static void run_codec(codec_job *job)
 {
     const double t0 = now_s();
@@ -343,8 +357,12 @@ static void run_codec(codec_job *job)
         pool_run(2, codec_task, job);
         kv_codec_serial_end(threads);
     } else {
-        codec_task_device(job, 0);
-        codec_task_device(job, 1);
+        codec_task_device(job, 0, false);
+        codec_task_device(job, 1, false);
+        if (job->stage != VIEW)
+            job->m->ops->sync();
+        codec_task_device(job, 0, true);
+        codec_task_device(job, 1, true);
     }
     job->cp->codec_s += now_s() - t0;
 }
@@ -672,12 +690,16 @@ static bool alloc_codec_device(cp_attention *cp, const model *m, size_t rmax)
         dv->gu = o->alloc(kvd * rmax * sizeof(float));
         dv->vec = o->alloc(vec * sizeof(float));
         dv->tmp = o->alloc(k * kvd * sizeof(float));
-        dv->w = calloc(k * kvd, sizeof(float)); /* plain memory: upload's sources are */
-        dv->b = calloc(k, sizeof(float));
-        dv->dw = calloc(k * kvd, sizeof(float));
+        dv->w = o->host_alloc(k * kvd * sizeof(float));
+        dv->b = o->host_alloc(k * sizeof(float));
+        dv->zbar = o->host_alloc(kvd * sizeof(float));
+        dv->he = o->host_alloc(chunk * rmax * sizeof(float));
+        dv->hgu = o->host_alloc(kvd * rmax * sizeof(float));
+        dv->dw = calloc(k * kvd, sizeof(float)); /* plain memory: upload's sources are */
         dv->db = calloc(k, sizeof(float));
         ok = dv->u != NULL && dv->comp != NULL && dv->e != NULL && dv->gu != NULL && dv->vec != NULL &&
-             dv->tmp != NULL && dv->w != NULL && dv->b != NULL && dv->dw != NULL && dv->db != NULL;
+             dv->tmp != NULL && dv->w != NULL && dv->b != NULL && dv->zbar != NULL && dv->he != NULL &&
+             dv->hgu != NULL && dv->dw != NULL && dv->db != NULL;
     }
     float *ones = ok ? malloc(chunk * sizeof *ones) : NULL;
     for (size_t i = 0; ones != NULL && i < chunk; i++)
@@ -700,8 +722,11 @@ static void free_codec_device(cp_attention *cp)
         o->release(dv->gu);
         o->release(dv->vec);
         o->release(dv->tmp);
-        free(dv->w);
-        free(dv->b);
+        o->host_release(dv->w);
+        o->host_release(dv->b);
+        o->host_release(dv->zbar);
+        o->host_release(dv->he);
+        o->host_release(dv->hgu);
         free(dv->dw);
         free(dv->db);
     }

@@ -44,7 +44,10 @@ typedef struct cp_options {
  * rotation and its gradient (sizes d, r and k) stay on the host. One set per side, K and V. */
 typedef struct cp_codec_device {
     float *u, *comp, *e, *gu, *vec, *tmp; /* op memory: (d, r) U; (m, r) C or dC; (m, r) E; (d, r); (d); (k, d) */
-    float *w, *b, *dw, *db;               /* host: the head psi (k, d) and (k), and its gradient */
+    float *w, *b, *zbar, *he, *hgu;       /* pinned host: what the host downloads, so that the downloads of
+                                           * both sides queue behind one wait: psi (k, d), (k); zbar (d);
+                                           * E (m, r); dL/dU (d, r) */
+    float *dw, *db;                       /* plain host: psi's gradient, uploaded */
 } cp_codec_device;
 
 /* The requests of one sequence's K/V exchange in flight. */
