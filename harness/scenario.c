@@ -2,6 +2,7 @@
 
 #include "../core/model/config.h"
 #include "../core/status.h"
+#include "../shaper/ini_input.h"
 #include "../shaper/topology.h"
 #include "cli.h"
 
@@ -13,44 +14,26 @@
 /* Parsing state: the scenario, where we are, and every problem found so far. */
 typedef struct parse {
     scenario *s;
-    FILE *file;
-    int line;
+    ini_input in;
     const char *where; /* a --set being applied, or NULL while reading the file */
     bool name_seen;    /* a name was given, good or not */
-    char problems[4096];
-    int nproblems;
 } parse;
 
 static void problem(parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void problem(parse *ps, const char *fmt, ...)
 {
-    size_t used = strlen(ps->problems);
-    ps->nproblems++;
-    if (used + 8 >= sizeof ps->problems)
-        return;
+    char where[1100];
     if (ps->where != NULL)
-        used += (size_t)snprintf(ps->problems + used, sizeof ps->problems - used, "%s--set %s: ",
-                                 ps->nproblems > 1 ? "; " : "", ps->where);
-    else if (ps->line == 0) /* the whole file */
-        used += (size_t)snprintf(ps->problems + used, sizeof ps->problems - used, "%s%s: ",
-                                 ps->nproblems > 1 ? "; " : "", ps->s->path);
+        snprintf(where, sizeof where, "--set %s", ps->where);
+    else if (ps->in.line == 0) /* the whole file */
+        snprintf(where, sizeof where, "%s", ps->s->path);
     else
-        used += (size_t)snprintf(ps->problems + used, sizeof ps->problems - used, "%s%s:%d: ",
-                                 ps->nproblems > 1 ? "; " : "", ps->s->path, ps->line);
+        snprintf(where, sizeof where, "%s:%d", ps->s->path, ps->in.line);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ps->problems + used, sizeof ps->problems - used, fmt, ap);
+    ini_input_problem(&ps->in, where, fmt, ap);
     va_end(ap);
-}
-
-static char *read_line(char *str, int num, void *stream)
-{
-    parse *ps = stream;
-    char *got = fgets(str, num, ps->file);
-    if (got != NULL)
-        ps->line++;
-    return got;
 }
 
 static void set_long(parse *ps, const char *sec, const char *key, const char *v, long min, long max, long *out)
@@ -268,7 +251,7 @@ static void check_whole(parse *ps)
 {
     scenario *s = ps->s;
     ps->where = NULL;
-    ps->line = 0;
+    ps->in.line = 0;
     if (!ps->name_seen)
         problem(ps, "[scenario] needs a name");
     if (s->ranks == 0 || s->steps == 0)
@@ -313,22 +296,22 @@ int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, c
     snprintf(s->train, sizeof s->train, "%s/data/brown_train.bin", cli_source_dir());
     snprintf(s->val, sizeof s->val, "%s/data/brown_val.bin", cli_source_dir());
     parse ps = {.s = s};
-    ps.file = fopen(path, "r");
-    if (ps.file == NULL)
+    ps.in.file = fopen(path, "r");
+    if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open", path);
-    int rc = ini_parse_stream(read_line, &ps, on_key, &ps);
-    fclose(ps.file);
-    if (rc > 0 && ps.nproblems == 0) {
-        ps.line = rc;
+    int rc = ini_parse_stream(ini_input_read_line, &ps.in, on_key, &ps);
+    fclose(ps.in.file);
+    if (rc > 0 && ps.in.nproblems == 0) {
+        ps.in.line = rc;
         problem(&ps, "not a key = value line or a [section]");
     }
     for (int i = 0; i < nsets; i++)
         apply_set(&ps, sets[i]);
     check_whole(&ps); /* even after other problems: every one is reported at once */
-    if (ps.nproblems == 0)
+    if (ps.in.nproblems == 0)
         return WANCP_OK;
     scenario_free(s);
-    return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.problems);
+    return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.in.problems);
 }
 
 void scenario_free(scenario *s)

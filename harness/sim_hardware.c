@@ -1,6 +1,7 @@
 #include "sim_hardware.h"
 
 #include "../core/status.h"
+#include "../shaper/ini_input.h"
 #include "cli.h"
 
 #include <errno.h>
@@ -21,36 +22,20 @@ static const char *const KEYS[NKEYS] = {"name",          "peak_flops",    "matmu
 typedef struct parse {
     sim_hardware *hw;
     const char *path;
-    FILE *file;
-    int line;
+    ini_input in;
     int seen[NKEYS];
-    char problems[1536];
-    int nproblems;
 } parse;
 
 static void problem(parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void problem(parse *ps, const char *fmt, ...)
 {
-    size_t used = strlen(ps->problems);
-    ps->nproblems++;
-    if (used + 8 >= sizeof ps->problems)
-        return;
-    used += (size_t)snprintf(ps->problems + used, sizeof ps->problems - used, "%s%s:%d: ", ps->nproblems > 1 ? "; " : "",
-                             ps->path, ps->line);
+    char where[1100];
+    snprintf(where, sizeof where, "%s:%d", ps->path, ps->in.line);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ps->problems + used, sizeof ps->problems - used, fmt, ap);
+    ini_input_problem(&ps->in, where, fmt, ap);
     va_end(ap);
-}
-
-static char *read_line(char *str, int num, void *stream)
-{
-    parse *ps = stream;
-    char *got = fgets(str, num, ps->file);
-    if (got != NULL)
-        ps->line++;
-    return got;
 }
 
 /* A finite number in (lo, hi]. */
@@ -119,22 +104,22 @@ int sim_hardware_load(sim_hardware *hw, const char *path, char *err, size_t errl
 {
     *hw = (sim_hardware){0};
     parse ps = {.hw = hw, .path = path};
-    ps.file = fopen(path, "r");
-    if (ps.file == NULL)
+    ps.in.file = fopen(path, "r");
+    if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    int rc = ini_parse_stream(read_line, &ps, handler, &ps);
-    fclose(ps.file);
-    if (rc > 0 && ps.nproblems == 0) {
-        ps.line = rc;
+    int rc = ini_parse_stream(ini_input_read_line, &ps.in, handler, &ps);
+    fclose(ps.in.file);
+    if (rc > 0 && ps.in.nproblems == 0) {
+        ps.in.line = rc;
         problem(&ps, "not an INI line");
     }
     for (int k = 0; k < NKEYS; k++)
         if (!ps.seen[k]) {
-            ps.line = 0;
+            ps.in.line = 0;
             problem(&ps, "missing key '%s' in [hardware]", KEYS[k]);
         }
-    if (ps.nproblems > 0)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.problems);
+    if (ps.in.nproblems > 0)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.in.problems);
     snprintf(hw->source, sizeof hw->source, "%s", path);
     return WANCP_OK;
 }

@@ -1,5 +1,7 @@
 #include "profile.h"
 
+#include "ini_input.h"
+
 #include "../core/status.h"
 #include "units.h"
 
@@ -14,16 +16,13 @@
 typedef struct parse {
     link_profile *p;
     const char *path;
-    FILE *file;
-    int line;
+    ini_input in;
     int in_link;
     int seen_link, seen_rate, seen_delay, seen_jitter, seen_trace;
     int delay_bad; /* a delay was given but did not parse: say that, not "no delay" */
     int jitter_line;
     char trace_path[1024];
     int trace_line;
-    char problems[2048];
-    int nproblems;
 } parse;
 
 /* Records one problem; returns -1 so callers can `return problem(...)`. */
@@ -31,27 +30,13 @@ static int problem(parse *ps, int line, const char *fmt, ...) __attribute__((for
 
 static int problem(parse *ps, int line, const char *fmt, ...)
 {
-    size_t used = strlen(ps->problems);
-    ps->nproblems++;
-    if (used + 8 >= sizeof ps->problems)
-        return -1;
-    used += (size_t)snprintf(ps->problems + used, sizeof ps->problems - used, "%s%s:%d: ", ps->nproblems > 1 ? "; " : "",
-                             ps->path, line);
+    char where[1100];
+    snprintf(where, sizeof where, "%s:%d", ps->path, line);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ps->problems + used, sizeof ps->problems - used, fmt, ap);
+    ini_input_problem(&ps->in, where, fmt, ap);
     va_end(ap);
     return -1;
-}
-
-/* inih reads through this, so the handler knows the line it is on. */
-static char *read_line(char *str, int num, void *stream)
-{
-    parse *ps = stream;
-    char *got = fgets(str, num, ps->file);
-    if (got != NULL)
-        ps->line++;
-    return got;
 }
 
 static int parse_loss(const char *v, uint32_t *ppm)
@@ -74,21 +59,21 @@ static int parse_schedule(parse *ps, const char *v)
         n += *c == ',';
     ps->p->schedule = calloc(n, sizeof *ps->p->schedule);
     if (ps->p->schedule == NULL)
-        return problem(ps, ps->line, "schedule: out of memory");
+        return problem(ps, ps->in.line, "schedule: out of memory");
     char *save = NULL;
     for (char *item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
         char at[64] = "", rate[64] = "", extra[8] = "";
         if (sscanf(item, " %63s %63s %7s", at, rate, extra) != 2)
-            return problem(ps, ps->line, "schedule: '%s' is not \"time rate\"", item);
+            return problem(ps, ps->in.line, "schedule: '%s' is not \"time rate\"", item);
         rate_step *s = &ps->p->schedule[ps->p->nschedule];
         if (shaper_parse_time(at, &s->at_ns, err, sizeof err) != WANCP_OK)
-            return problem(ps, ps->line, "schedule: %s", err);
+            return problem(ps, ps->in.line, "schedule: %s", err);
         if (shaper_parse_rate(rate, &s->rate_bps, err, sizeof err) != WANCP_OK)
-            return problem(ps, ps->line, "schedule: %s", err);
+            return problem(ps, ps->in.line, "schedule: %s", err);
         if (ps->p->nschedule == 0 && s->at_ns != 0)
-            return problem(ps, ps->line, "schedule: the first step must be at 0s, not %s", at);
+            return problem(ps, ps->in.line, "schedule: the first step must be at 0s, not %s", at);
         if (ps->p->nschedule > 0 && s->at_ns <= ps->p->schedule[ps->p->nschedule - 1].at_ns)
-            return problem(ps, ps->line, "schedule: %s does not come after the step before it", at);
+            return problem(ps, ps->in.line, "schedule: %s does not come after the step before it", at);
         ps->p->nschedule++;
     }
     return 0;
@@ -100,7 +85,7 @@ static int handler(void *user, const char *section, const char *name, const char
     link_profile *p = ps->p;
     char err[WANCP_ERRLEN];
     if (strcmp(section, "link") != 0) {
-        problem(ps, ps->line, "unknown section [%s] (expected [link])", section);
+        problem(ps, ps->in.line, "unknown section [%s] (expected [link])", section);
         return 1;
     }
     ps->seen_link = 1;
@@ -109,20 +94,20 @@ static int handler(void *user, const char *section, const char *name, const char
     } else if (strcmp(name, "rate") == 0) {
         ps->seen_rate = 1;
         if (shaper_parse_rate(value, &p->rate_bps, err, sizeof err) != WANCP_OK)
-            problem(ps, ps->line, "%s", err);
+            problem(ps, ps->in.line, "%s", err);
         else if (p->rate_bps == 0)
-            problem(ps, ps->line, "rate must be above 0");
+            problem(ps, ps->in.line, "rate must be above 0");
     } else if (strcmp(name, "delay") == 0) {
         ps->seen_delay = 1;
         if (shaper_parse_time(value, &p->delay_ns, err, sizeof err) != WANCP_OK) {
-            problem(ps, ps->line, "delay: %s", err);
+            problem(ps, ps->in.line, "delay: %s", err);
             ps->delay_bad = 1;
         }
     } else if (strcmp(name, "jitter") == 0) {
         ps->seen_jitter = 1;
-        ps->jitter_line = ps->line;
+        ps->jitter_line = ps->in.line;
         if (shaper_parse_time(value, &p->jitter_ns, err, sizeof err) != WANCP_OK)
-            problem(ps, ps->line, "jitter: %s", err);
+            problem(ps, ps->in.line, "jitter: %s", err);
     } else if (strcmp(name, "distribution") == 0) {
         static const char *const names[] = {"uniform", "normal", "pareto", "paretonormal"};
         int found = -1;
@@ -130,23 +115,23 @@ static int handler(void *user, const char *section, const char *name, const char
             if (strcmp(value, names[i]) == 0)
                 found = i;
         if (found < 0)
-            problem(ps, ps->line, "distribution '%s': expected uniform, normal, pareto or paretonormal", value);
+            problem(ps, ps->in.line, "distribution '%s': expected uniform, normal, pareto or paretonormal", value);
         else
             p->distribution = found;
     } else if (strcmp(name, "loss") == 0) {
         if (parse_loss(value, &p->loss_ppm) != 0)
-            problem(ps, ps->line, "loss '%s': expected a percentage from 0%% to 100%%, e.g. 0.1%%", value);
+            problem(ps, ps->in.line, "loss '%s': expected a percentage from 0%% to 100%%, e.g. 0.1%%", value);
     } else if (strcmp(name, "queue") == 0) {
         if (shaper_parse_size(value, &p->queue_bytes, err, sizeof err) != WANCP_OK)
-            problem(ps, ps->line, "queue: %s", err);
+            problem(ps, ps->in.line, "queue: %s", err);
     } else if (strcmp(name, "schedule") == 0) {
         parse_schedule(ps, value);
     } else if (strcmp(name, "trace") == 0) {
         ps->seen_trace = 1;
-        ps->trace_line = ps->line;
+        ps->trace_line = ps->in.line;
         snprintf(ps->trace_path, sizeof ps->trace_path, "%s", value);
     } else {
-        problem(ps, ps->line, "unknown key '%s' (expected name, rate, delay, jitter, distribution, loss, queue, "
+        problem(ps, ps->in.line, "unknown key '%s' (expected name, rate, delay, jitter, distribution, loss, queue, "
                 "schedule or trace)", name);
     }
     return 1;
@@ -209,30 +194,30 @@ int link_profile_load(link_profile *p, const char *path, char *err, size_t errle
 {
     *p = (link_profile){.distribution = JITTER_NORMAL};
     parse ps = {.p = p, .path = path};
-    ps.file = fopen(path, "r");
-    if (ps.file == NULL)
+    ps.in.file = fopen(path, "r");
+    if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open", path);
-    int rc = ini_parse_stream(read_line, &ps, handler, &ps);
-    fclose(ps.file);
-    if (rc > 0 && ps.nproblems == 0)
+    int rc = ini_parse_stream(ini_input_read_line, &ps.in, handler, &ps);
+    fclose(ps.in.file);
+    if (rc > 0 && ps.in.nproblems == 0)
         problem(&ps, rc, "not INI syntax (expected [link] and key = value lines)");
     if (rc == 0 && !ps.seen_link)
         problem(&ps, 1, "no [link] section");
     if (ps.seen_link && !ps.seen_rate && !ps.seen_trace)
-        problem(&ps, ps.line, "no rate (give rate, or a trace)");
+        problem(&ps, ps.in.line, "no rate (give rate, or a trace)");
     if (ps.seen_jitter && p->jitter_ns > 0 && !ps.delay_bad && (!ps.seen_delay || p->delay_ns == 0))
         problem(&ps, ps.jitter_line, "jitter without delay (jitter spreads the delay: give delay too)");
     if (p->jitter_ns > p->delay_ns && p->delay_ns > 0 && p->distribution == JITTER_UNIFORM)
         problem(&ps, ps.jitter_line, "uniform jitter larger than the delay would make delays negative");
-    if (ps.seen_trace && ps.nproblems == 0)
+    if (ps.seen_trace && ps.in.nproblems == 0)
         load_trace(&ps);
     if (p->name[0] == 0) {
         const char *base = strrchr(path, '/');
         snprintf(p->name, sizeof p->name, "%.*s", (int)strcspn(base ? base + 1 : path, "."), base ? base + 1 : path);
     }
-    if (ps.nproblems > 0) {
+    if (ps.in.nproblems > 0) {
         link_profile_free(p);
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.problems);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.in.problems);
     }
     return WANCP_OK;
 }
