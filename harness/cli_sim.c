@@ -390,19 +390,7 @@ static int project_loss(const sim_cli *o, const scenario *s, const sim_hardware 
     char mode[300];
     snprintf(mode, sizeof mode, "projected: hardware %s%s; losses of %s", hw->name,
              hw->host && s->dilation > 1 ? ", dilated as the run" : "", o->loss);
-    fprintf(g, "run_dir = ");
-    results_put_string(g, dir_out);
-    fprintf(g, "\nrun_name = ");
-    results_put_string(g, s->name);
-    fprintf(g, "\nrun_mode = ");
-    results_put_string(g, mode);
-    if (s->target_val_loss > 0)
-        fprintf(g, "\ntarget = %.9g\n", s->target_val_loss);
-    else
-        fprintf(g, "\ntarget = NaN\n");
-    fprintf(g, "data_dir = ");
-    results_put_string(g, data_dir);
-    fputc('\n', g);
+    results_put_run_vars(g, dir_out, s->name, mode, s->target_val_loss, data_dir);
     if (fclose(g) != 0 && rc == WANCP_OK)
         rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s/arms.gp: cannot write", data_dir);
     char plots[1100], script[1200];

@@ -95,6 +95,11 @@ int results_gnuplot(const char *plots_dir, const char *data_dir, const char *scr
 /* A gnuplot string literal: double quotes, with backslashes and quotes escaped. */
 void results_put_string(FILE *f, const char *s);
 
+/* The run's variables every figure script reads (run_dir, run_name, run_mode, target: NaN
+ * when target <= 0, data_dir), one gnuplot assignment per line. */
+void results_put_run_vars(FILE *f, const char *run_dir, const char *run_name, const char *run_mode, double target,
+                          const char *data_dir);
+
 /* The communication-volume check: each arm's bytes per step against METHOD.md's formulas
  * (exactly) and, with reference (a results folder or its summary.json), against the
  * reference's arms: growth beyond tolerance (a fraction) fails. Prints a readable table

@@ -72,6 +72,24 @@ static int arm_curves(const run_summary *s, const arm_summary *a, const char *da
     return rc;
 }
 
+void results_put_run_vars(FILE *f, const char *run_dir, const char *run_name, const char *run_mode, double target,
+                          const char *data_dir)
+{
+    fprintf(f, "run_dir = ");
+    results_put_string(f, run_dir);
+    fprintf(f, "\nrun_name = ");
+    results_put_string(f, run_name);
+    fprintf(f, "\nrun_mode = ");
+    results_put_string(f, run_mode);
+    if (target > 0)
+        fprintf(f, "\ntarget = %.9g\n", target);
+    else
+        fprintf(f, "\ntarget = NaN\n");
+    fprintf(f, "data_dir = ");
+    results_put_string(f, data_dir);
+    fputc('\n', f);
+}
+
 void results_put_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -114,19 +132,7 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
         snprintf(mode, sizeof mode, "dilated, D = %g: links at B/D, delays x D, times / D", s->dilation);
     else
         snprintf(mode, sizeof mode, "emulated in real time (D = 1)");
-    fprintf(g, "run_dir = ");
-    results_put_string(g, s->dir);
-    fprintf(g, "\nrun_name = ");
-    results_put_string(g, s->scenario);
-    fprintf(g, "\nrun_mode = ");
-    results_put_string(g, mode);
-    if (s->target_val_loss > 0)
-        fprintf(g, "\ntarget = %.9g\n", s->target_val_loss);
-    else
-        fprintf(g, "\ntarget = NaN\n");
-    fprintf(g, "data_dir = ");
-    results_put_string(g, data_dir);
-    fputc('\n', g);
+    results_put_run_vars(g, s->dir, s->scenario, mode, s->target_val_loss, data_dir);
     if (fclose(g) != 0)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", path);
 
