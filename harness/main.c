@@ -22,7 +22,7 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     {"data", cli_data, "tokenize text into token shards (GPT-2 BPE or bytes); check and decode shards"},
-    {"train", cli_train, "train on token shards (CPU); --ranks P context-parallel, --compress K/V subspaces"},
+    {"train", cli_train, "train on token shards (cpu or cuda); --ranks P context-parallel, --compress K/V subspaces"},
     {"shape", cli_shape, "shaped rank namespaces (rate, delay, jitter, loss); capture bytes; check"},
     {"run", cli_run, "run a scenario's arms over shaped links: results, summary and figures"},
     {"plot", cli_plot, "redraw a results folder's summary and figures"},
