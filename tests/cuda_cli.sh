@@ -21,6 +21,16 @@ expect2() {
   local rc=$?
   check "exit 2 and '$needle' for: ${*:2}" '[ $rc = 2 ] && [ "$(wc -l <"$work/err")" = 1 ] && grep -q -- "$needle" "$work/err"'
 }
+# worst FILE_A FILE_B LIMIT WHAT [STEPS]: the largest relative difference of the training loss
+# (column 4; step 0 is the evaluation row) over the common steps, printed; fails above LIMIT,
+# or when STEPS is given and the files do not share that many steps.
+worst() {
+  paste -d, <(grep -v '^#' "$1" | cut -d, -f1,4) <(grep -v '^#' "$2" | cut -d, -f4) \
+    | awk -F, -v lim="$3" -v what="$4" -v want="${5:-0}" 'NR > 1 && $2 != "" { r = ($3 - $2) / $2; if (r < 0) r = -r; if (r > w) w = r; n++ }
+        END { printf "%s: %d steps, worst relative difference of the training loss cpu vs cuda: %.2e (limit %g)\n", what, n, w, lim;
+              exit !(n > 0 && (want == 0 || n == want) && w <= lim) }'
+}
+
 [ -f "$data/brown_bytes_train.bin" ] || { echo "no $data/brown_bytes_train.bin: run harness/setup"; exit 1; }
 tiny=(--train "$data/brown_bytes_train.bin" --val "$data/brown_bytes_val.bin" --vocab 256 --layers 2 --dim 64
       --heads 4 --kv-heads 2 --ffn 128 --context 128 --attn-block 32 --batch 4 --steps 50 --lr 3e-3 --warmup 5
@@ -43,11 +53,8 @@ fi
 check "cpu run" '[ $? = 0 ]'
 "$wancp" train "${tiny[@]}" --device cuda --metrics "$work/cuda.csv" --checkpoint "$work/ck.bin" 2>"$work/cuda.log"
 check "cuda run" '[ $? = 0 ] && grep -q "^# device: cuda, " "$work/cuda.csv"'
-# train_loss is column 4; step 0 is the evaluation row
-paste -d, <(grep -v '^#' "$work/cpu.csv" | cut -d, -f1,4) <(grep -v '^#' "$work/cuda.csv" | cut -d, -f4) \
-  | awk -F, 'NR > 1 && $2 != "" { r = ($3 - $2) / $2; if (r < 0) r = -r; if (r > w) w = r; n++ }
-             END { printf "%d steps, worst relative difference of the training loss cpu vs cuda: %.2e\n", n, w; exit !(n == 50 && w < 0.02) }'
-check "cuda follows the cpu loss curve within 2% for 50 steps" '[ ${PIPESTATUS[1]} = 0 ]'
+worst "$work/cpu.csv" "$work/cuda.csv" 0.02 "one process, tf32" 50; rc=$?
+check "cuda follows the cpu loss curve within 2% for 50 steps" '[ $rc = 0 ]'
 grep -v '^#' "$work/cpu.csv" | tail -n 1 | cut -d, -f1,4,5 | sed 's/^/cpu  last step,train,val: /'
 grep -v '^#' "$work/cuda.csv" | tail -n 1 | cut -d, -f1,4,5 | sed 's/^/cuda last step,train,val: /'
 
@@ -62,14 +69,7 @@ mfu=$(field mfu) gflops=$(field step_gflops) peak=$(field sgemm_peak_gflops)
 awk -v m="$mfu" -v g="$gflops" -v p="$peak" 'BEGIN { d = m - g / p; if (d < 0) d = -d; exit !(m > 0 && m <= 1.05 && d <= 1e-3 * m) }'
 check "bench step --device cuda reports an MFU against the cuBLAS peak" '[ $? = 0 ] && printf "%s" "$out" | grep -q "\"device\": \"cuda, "'
 
-# Context parallelism with the ranks sharing this GPU. worst FILE_A FILE_B LIMIT: the largest
-# relative difference of the training loss over the common steps, printed; fails above LIMIT.
-worst() {
-  paste -d, <(grep -v '^#' "$1" | cut -d, -f1,4) <(grep -v '^#' "$2" | cut -d, -f4) \
-    | awk -F, -v lim="$3" -v what="$4" 'NR > 1 && $2 != "" { r = ($3 - $2) / $2; if (r < 0) r = -r; if (r > w) w = r; n++ }
-        END { printf "%s: %d steps, worst relative difference of the training loss cpu vs cuda: %.2e (limit %g)\n", what, n, w, lim;
-              exit !(n > 0 && w <= lim) }'
-}
+# Context parallelism with the ranks sharing this GPU.
 # bytes FILE: rank 0's kv-forward, kv-backward and weight-sync byte columns of the last row.
 bytes() { grep -v '^#' "$1" | tail -n 1 | cut -d, -f9-11; }
 cp4=("${tiny[@]}" --steps 20 --attn-block 16 --wire fp32 --sync S)
