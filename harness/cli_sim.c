@@ -24,6 +24,7 @@
 
 static const char USAGE[] =
     "Usage: wancp sim SCENARIO.ini [options]\n"
+    "       wancp sim validate [options]   the link model against emulated links (--help)\n"
     "\n"
     "Predicts each arm's step time from the event model of a context-parallel step (every\n"
     "rank's compute and messages, in the trainer's order) over the link model of the arm's\n"
@@ -40,7 +41,8 @@ static const char USAGE[] =
     "  --steps N           project a run of N steps (default: the scenario's)\n"
     "  --routing needed|allgather  K/V only to the ranks that need it (wancp's CP, default)\n"
     "                      or every chunk to every rank and every gradient back (SIMULATION.md)\n"
-    "  --no-overlap        remote K/V waited for before any attention (the closed form's case)\n"
+    "  --no-overlap        remote K/V waited for before any attention, links without htb's\n"
+    "                      bucket (the closed form's case)\n"
     "  --sync-overlap      Mode S all-reduces each layer's gradients as its backward ends\n"
     "                      (buckets overlapping the rest); default: one all-reduce after it,\n"
     "                      as wancp's trainer does\n"
@@ -219,6 +221,7 @@ static int setup_arm(const sim_cli *o, const scenario *s, const sim_hardware *hw
     st->sync_overlap = o->sync_overlap;
     st->allgather = o->allgather;
     st->no_overlap = o->no_overlap;
+    st->link.no_burst = o->no_overlap; /* the closed form's links: no htb bucket either */
     st->time_scale = 1.0 / D;
     return WANCP_OK;
 }
@@ -403,6 +406,8 @@ static int project_loss(const sim_cli *o, const scenario *s, const sim_hardware 
 
 int cli_sim(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "validate") == 0)
+        return sim_validate(argc - 1, argv + 1);
     sim_cli o;
     int st = parse(argc, argv, &o);
     if (st != 0)

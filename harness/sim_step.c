@@ -721,7 +721,10 @@ double sim_closed_form(const sim_setup *s, bool compressed, char *err, size_t er
     link_net *net;
     if (link_net_init(&net, &s->link, err, errlen) != WANCP_OK)
         return NAN;
-    const double B = link_net_payload_bps(net, 0) / 8.0, alpha = link_net_delay_s(net);
+    const double B = link_net_duplex_payload_bps(net, 0) / 8.0, alpha = link_net_delay_s(net);
+    /* a ring's ACKs go back over the link of the next node's own stream on an uplink, over an
+     * otherwise idle pair link on a mesh */
+    const double B_ring = s->link.topology == TOPOLOGY_MESH ? link_net_payload_bps(net, 0) / 8.0 : B;
     link_net_free(net);
     const sim_hardware *hw = &s->hw;
     double t = 0;
@@ -763,7 +766,7 @@ double sim_closed_form(const sim_setup *s, bool compressed, char *err, size_t er
     if (P > 1)
         t += alpha; /* rank 0's "go on" broadcast: the others start one delay later */
     const double sync_bytes = sim_trainable_params(sh) * hw->param_bytes;
-    const double ring = P > 1 ? link_ring_allreduce_s(P, sync_bytes, alpha, 1.0 / B) : 0;
+    const double ring = P > 1 ? link_ring_allreduce_s(P, sync_bytes, alpha, 1.0 / B_ring) : 0;
     if (s->sync == 'S')
         t += ring;
     else if (s->sync == 'A' && s->sync_every > 0)

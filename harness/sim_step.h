@@ -79,7 +79,7 @@ int sim_step_work(const sim_setup *s, bool compressed, int rank, sim_work *out, 
                   size_t errlen);
 
 /* SIMULATION.md's closed form for one step of rank 0 with overlap off (sim_setup.no_overlap):
- * per layer, forward and backward, compute + the slowest link's bytes / its payload rate
+ * per layer, forward and backward, compute + the slowest link's bytes / its payload rate with traffic both ways
  * + its delay; the head, the optimizer, the step's broadcast (one delay), and the weight
  * sync by the ring formula (Mode S every step, Mode A / c). compressed: a step after the
  * warm-up. */

@@ -44,8 +44,12 @@ struct link_net {
     int *future; /* messages posted for a later time */
     int nfuture, cap_future;
     int nres;
-    double *res_cap, *res_load; /* water-filling scratch per link */
-    int *res_count;
+    double ack_wire; /* wire bytes the way back per payload byte (0: no ACKs modelled) */
+    double *res_cap, *res_load; /* water-filling scratch per link, in wire bytes/s */
+    double *res_weight;         /* wire bytes per payload byte of the rising connections */
+    double burst;               /* htb's bucket per link in wire bytes (0: none modelled) */
+    double *tokens;             /* per link */
+    bool *bucket_open;          /* per link: passing bytes at the unshaped rate on its tokens */
     bool dirty; /* rates need recomputing */
     double bytes[LINK_MAX_NODES][LINK_MAX_CLASSES];
     uint64_t rng;
@@ -76,6 +80,11 @@ double link_net_payload_bps(const link_net *n, int node) { return node_bytes_s(n
 
 double link_net_delay_s(const link_net *n) { return n->delay_s; }
 
+double link_net_duplex_payload_bps(const link_net *n, int node)
+{
+    return node_bytes_s(n, node) * 8.0 / (1.0 + n->cfg.eta * n->ack_wire);
+}
+
 static double rate_at(const link_net *n, double t)
 {
     if (n->cfg.profile == NULL)
@@ -100,8 +109,10 @@ int link_net_init(link_net **out, const link_model_config *cfg, char *err, size_
     n->cfg = *cfg;
     if (n->cfg.unshaped_bps <= 0)
         n->cfg.unshaped_bps = LINK_UNSHAPED_BPS;
-    if (n->cfg.eta <= 0)
+    if (n->cfg.eta <= 0) {
         n->cfg.eta = LINK_ETA_TCP;
+        n->ack_wire = LINK_ACK_WIRE_PER_BYTE;
+    }
     n->rng = cfg->seed;
     n->mathis_bytes_s = INFINITY;
     if (cfg->profile != NULL) {
@@ -121,13 +132,20 @@ int link_net_init(link_net **out, const link_model_config *cfg, char *err, size_
     n->active = calloc((size_t)nconns, sizeof *n->active);
     n->res_cap = calloc((size_t)n->nres, sizeof *n->res_cap);
     n->res_load = calloc((size_t)n->nres, sizeof *n->res_load);
-    n->res_count = calloc((size_t)n->nres, sizeof *n->res_count);
-    if (n->conns == NULL || n->active == NULL || n->res_cap == NULL || n->res_load == NULL || n->res_count == NULL) {
+    n->res_weight = calloc((size_t)n->nres, sizeof *n->res_weight);
+    n->tokens = calloc((size_t)n->nres, sizeof *n->tokens);
+    n->bucket_open = calloc((size_t)n->nres, sizeof *n->bucket_open);
+    if (n->conns == NULL || n->active == NULL || n->res_cap == NULL || n->res_load == NULL || n->res_weight == NULL ||
+        n->tokens == NULL || n->bucket_open == NULL) {
         link_net_free(n);
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "link model: out of memory");
     }
     for (int c = 0; c < nconns; c++)
         n->conns[c] = (connection){.head = -1, .tail = -1, .last_arrival = -INFINITY};
+    if (n->ack_wire > 0 && cfg->profile != NULL && !cfg->no_burst) /* links start idle: buckets full */
+        n->burst = LINK_BURST_BYTES;
+    for (int r = 0; r < n->nres; r++)
+        n->tokens[r] = n->burst;
     n->base_bps = rate_at(n, 0);
     *out = n;
     return WANCP_OK;
@@ -146,63 +164,81 @@ void link_net_free(link_net *n)
     free(n->future);
     free(n->res_cap);
     free(n->res_load);
-    free(n->res_count);
+    free(n->res_weight);
+    free(n->tokens);
+    free(n->bucket_open);
     free(n);
 }
 
-/* The links connection c uses: its source's uplink and destination's downlink, or its
- * pair's link. Returns how many (1 or 2). */
-static int links_of(const link_net *n, int c, int res[2])
+/* The links connection c loads and by how much: its source's uplink and destination's
+ * downlink (mesh: its pair's link) by 1 / eta wire bytes per payload byte, and under TCP's
+ * framing the links of the way back by its ACKs. Returns how many (1 to 4). */
+static int links_of(const link_net *n, int c, int res[4], double wire[4])
 {
     const int P = n->cfg.nodes, pair = c / LINK_MAX_CLASSES, src = pair / P, dst = pair % P;
+    int k = 0;
     if (n->cfg.topology == TOPOLOGY_MESH) {
-        res[0] = src * P + dst;
-        return 1;
+        res[k] = src * P + dst, wire[k++] = 1.0 / n->cfg.eta;
+        if (n->ack_wire > 0)
+            res[k] = dst * P + src, wire[k++] = n->ack_wire;
+        return k;
     }
-    res[0] = src;
-    res[1] = P + dst;
-    return 2;
+    res[k] = src, wire[k++] = 1.0 / n->cfg.eta;
+    res[k] = P + dst, wire[k++] = 1.0 / n->cfg.eta;
+    if (n->ack_wire > 0) {
+        res[k] = dst, wire[k++] = n->ack_wire;
+        res[k] = P + src, wire[k++] = n->ack_wire;
+    }
+    return k;
 }
 
+/* A link's rate in wire bytes/s: its node's (mesh: the slower node's) rate x node scale. */
 static double link_capacity(const link_net *n, int r)
 {
     const int P = n->cfg.nodes;
     if (n->cfg.topology == TOPOLOGY_MESH)
-        return fmin(node_bytes_s(n, r / P), node_bytes_s(n, r % P));
-    return node_bytes_s(n, r < P ? r : r - P);
+        return fmin(node_bytes_s(n, r / P), node_bytes_s(n, r % P)) / n->cfg.eta;
+    return node_bytes_s(n, r < P ? r : r - P) / n->cfg.eta;
 }
 
-/* Max-min fair shares by water-filling: every unfrozen connection rises at the same rate
- * until a link it crosses is full (or the Mathis cap binds); those freeze; repeat. */
+/* Max-min fair shares by water-filling: every unfrozen connection's payload rate rises at
+ * the same pace until a link it loads is full (or the Mathis cap binds); those freeze;
+ * repeat. */
 static void share_links(link_net *n)
 {
     for (int r = 0; r < n->nres; r++) {
-        n->res_cap[r] = link_capacity(n, r);
+        /* a bucket opens once it holds a frame and stays open until it is empty */
+        n->bucket_open[r] = n->burst > 0 && (n->bucket_open[r] ? n->tokens[r] > 0 : n->tokens[r] >= 1514.0);
+        n->res_cap[r] = n->bucket_open[r] ? fmax(link_capacity(n, r), n->cfg.unshaped_bps / 8.0) : link_capacity(n, r);
         n->res_load[r] = 0;
-        n->res_count[r] = 0;
+        n->res_weight[r] = 0;
     }
     for (int i = 0; i < n->nactive; i++) {
-        int res[2], k = links_of(n, n->active[i], res);
+        int res[4];
+        double wire[4];
+        const int k = links_of(n, n->active[i], res, wire);
         n->conns[n->active[i]].frozen_round = 0;
         for (int j = 0; j < k; j++)
-            n->res_count[res[j]]++;
+            n->res_weight[res[j]] += wire[j];
     }
     int unfrozen = n->nactive;
     for (int round = 1; unfrozen > 0; round++) {
         double level = n->mathis_bytes_s;
         for (int r = 0; r < n->nres; r++)
-            if (n->res_count[r] > 0)
-                level = fmin(level, (n->res_cap[r] - n->res_load[r]) / n->res_count[r]);
+            if (n->res_weight[r] > 1e-9) /* rounding leaves crumbs on links no rising connection loads */
+                level = fmin(level, (n->res_cap[r] - n->res_load[r]) / n->res_weight[r]);
         level = fmax(level, 0.0);
         int froze = 0;
         for (int i = 0; i < n->nactive; i++) {
             connection *cn = &n->conns[n->active[i]];
             if (cn->frozen_round != 0)
                 continue;
-            int res[2], k = links_of(n, n->active[i], res);
+            int res[4];
+            double wire[4];
+            const int k = links_of(n, n->active[i], res, wire);
             bool bound = n->mathis_bytes_s <= level * (1 + 1e-12);
             for (int j = 0; j < k && !bound; j++)
-                bound = (n->res_cap[res[j]] - n->res_load[res[j]]) / n->res_count[res[j]] <= level * (1 + 1e-12);
+                bound = (n->res_cap[res[j]] - n->res_load[res[j]]) / n->res_weight[res[j]] <= level * (1 + 1e-12);
             if (!bound)
                 continue;
             cn->frozen_round = round;
@@ -214,12 +250,13 @@ static void share_links(link_net *n)
             connection *cn = &n->conns[n->active[i]];
             if (cn->frozen_round != round)
                 continue;
-            int res[2], k = links_of(n, n->active[i], res);
-            for (int j = 0; j < k; j++)
-                if (n->res_count[res[j]] > 0) {
-                    n->res_load[res[j]] += level;
-                    n->res_count[res[j]]--;
-                }
+            int res[4];
+            double wire[4];
+            const int k = links_of(n, n->active[i], res, wire);
+            for (int j = 0; j < k; j++) {
+                n->res_load[res[j]] += level * wire[j];
+                n->res_weight[res[j]] = fmax(n->res_weight[res[j]] - wire[j], 0.0);
+            }
         }
         if (froze == 0) /* cannot happen with a finite level; stops a loop on NaN */
             break;
@@ -290,6 +327,9 @@ double link_net_next_event(const link_net *n)
     }
     for (int i = 0; i < n->nfuture; i++)
         t = fmin(t, n->msgs[n->future[i]].post_at);
+    for (int r = 0; r < n->nres && n->burst > 0; r++) /* an open bucket running dry */
+        if (n->bucket_open[r] && n->res_load[r] > link_capacity(n, r))
+            t = fmin(t, n->now + n->tokens[r] / (n->res_load[r] - link_capacity(n, r)));
     if (n->cfg.profile != NULL && (n->nactive > 0 || n->nfuture > 0)) {
         uint64_t next = rate_plan_next_change(&n->plan, (uint64_t)llround(n->now * 1e9));
         if (next != UINT64_MAX)
@@ -318,12 +358,23 @@ int link_net_advance(link_net *n, double t, int *done, int max)
         share_links(n);
     const double dt = t - n->now;
     int ndone = 0;
+    for (int r = 0; r < n->nres && n->burst > 0; r++) {
+        /* the bucket gains what the link's rate exceeds its load by, loses the excess */
+        const double rate = link_capacity(n, r), net = rate - n->res_load[r];
+        const bool dry = net < 0 && n->now + n->tokens[r] / -net <= t + 1e-12 * fmax(1.0, t);
+        n->tokens[r] = dry ? 0 : fmin(n->burst, fmax(0.0, n->tokens[r] + net * dt));
+        if (dry && n->bucket_open[r])
+            n->dirty = true;
+    }
     for (int i = 0; i < n->nactive; i++) {
         const int c = n->active[i];
         connection *cn = &n->conns[c];
         message *m = &n->msgs[cn->head];
+        /* Done when its last byte was due by t: judged by time as well as by bytes, since
+         * t - now loses digits late in a long run and a few bytes could be left forever. */
+        const double due = cn->rate > 0 ? n->now + m->left / cn->rate : INFINITY;
         m->left -= cn->rate * dt;
-        if (m->left > 1e-9 * m->bytes + 1e-6) /* more than rounding left */
+        if (due > t + 1e-12 * fmax(1.0, t) && m->left > 1e-9 * m->bytes + 1e-6)
             continue;
         const int id = cn->head;
         m->left = 0;

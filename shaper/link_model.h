@@ -3,6 +3,7 @@
 
 #include "profile.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,7 +19,15 @@
  *           share it max-min fairly (as TCP flows through one htb class roughly do)
  *   mesh    every ordered pair has its own link (at the slower node's rate); the classes
  *           of a pair share it max-min fairly
- * A message occupies its connection for bytes / (eta x its share) seconds and arrives the
+ * Under TCP's framing (eta left 0) a connection's payload costs 1514 / 1448 wire bytes per
+ * byte on the links it crosses, and its delayed ACKs (66 bytes per two segments) load the
+ * links of the way back: a lone message gets 0.956 of the rate, a ring where every node
+ * sends and receives 0.936; and each shaped link has htb's bucket of LINK_BURST_BYTES: while
+ * it holds tokens the link passes bytes at the unshaped rate, draining it by what exceeds the
+ * link's rate, and refills at that rate while idle (so a small message on an idle link
+ * arrives sooner than its bytes / rate). An explicit eta is the payload share alone: no
+ * ACKs, no bucket.
+ * A message occupies its connection for bytes / its share seconds and arrives the
  * profile's delay (+ one jitter sample, netem's distributions, order kept per connection)
  * after its last byte left: latency pipelines over back-to-back messages. With loss p every
  * connection is capped by Mathis et al., MSS / RTT x 1.22 / sqrt(p) with RTT = 2 x delay.
@@ -30,11 +39,13 @@
  */
 #define LINK_MAX_NODES 64
 #define LINK_MAX_CLASSES 8
-/* Payload share of the wire under TCP/IPv4 with timestamps: 1448 payload bytes per
- * 1514-byte frame, and the reverse direction's delayed ACKs (66 bytes per two frames)
- * crossing the same access links: 1448 / (1514 + 33). */
-#define LINK_ETA_TCP 0.936
+/* TCP/IPv4 with timestamps: 1448 payload bytes per 1514-byte frame one way, a 66-byte
+ * delayed ACK per two frames the other way. */
 #define LINK_MSS_BYTES 1448.0
+#define LINK_ETA_TCP (LINK_MSS_BYTES / 1514.0)
+#define LINK_ACK_WIRE_PER_BYTE (66.0 / (2 * LINK_MSS_BYTES))
+/* The burst of every htb class the shaper builds (topology.c's HTB_BURST). */
+#define LINK_BURST_BYTES 131072.0
 /* The unshaped veth between namespaces on this kind of host (loopback-class memory copies). */
 #define LINK_UNSHAPED_BPS 10e9
 
@@ -43,7 +54,8 @@ typedef struct link_model_config {
     int topology;                /* TOPOLOGY_UPLINK or TOPOLOGY_MESH */
     const link_profile *profile; /* NULL: unshaped, at unshaped_bps and no delay */
     double unshaped_bps;         /* 0: LINK_UNSHAPED_BPS */
-    double eta;                  /* 0: LINK_ETA_TCP */
+    double eta;                  /* 0: TCP's framing, ACKs on the way back included */
+    bool no_burst;               /* TCP's framing without htb's bucket (the closed form's links) */
     const double *node_scale;    /* (nodes) rate factor per node; NULL: all 1 */
     uint64_t seed;               /* jitter samples */
 } link_model_config;
@@ -80,9 +92,15 @@ double link_net_arrival(const link_net *n, int id);
 double link_net_bytes(const link_net *n, int src, int cls);
 
 /* The capacity one link offers a lone connection now: eta x rate x node scale, in bit/s of
- * payload; and the one-way delay in seconds (without jitter). */
+ * payload (0.956 x rate under TCP's framing); and the one-way delay in seconds (without
+ * jitter). */
 double link_net_payload_bps(const link_net *n, int node);
 double link_net_delay_s(const link_net *n);
+
+/* The payload rate of each connection when every node sends one stream and receives one
+ * (rings, all-gathers): a link then carries its own payload and the ACKs of the stream the
+ * other way; rate x 1448 / (1514 + 33) under TCP's framing, eta x rate otherwise. */
+double link_net_duplex_payload_bps(const link_net *n, int node);
 
 /* Collective times by the alpha-beta formulas (alpha: seconds per message, beta: seconds
  * per byte on one link), for cross-checks:

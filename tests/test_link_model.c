@@ -238,6 +238,57 @@ static void ring_matches_formula(void **state)
     link_net_free(n);
 }
 
+/* TCP's framing (eta left 0): a lone stream gets 1448/1514 of the rate; streams both ways
+ * also carry each other's ACKs, 1448/(1514 + 33) each; without htb's bucket. */
+static void tcp_framing_and_acks(void **state)
+{
+    (void)state;
+    link_profile p = profile(100000000, 0);
+    link_model_config c = {.nodes = 2, .topology = TOPOLOGY_UPLINK, .profile = &p, .no_burst = true};
+    link_net *n = make(&c);
+    int one = link_net_send(n, 0, 1, 0, 1e6, 0);
+    drain(n);
+    assert_true(fabs(link_net_arrival(n, one) - 8e6 / (1e8 * 1448 / 1514)) < 1e-9);
+    link_net_free(n);
+    for (int topo = 0; topo < 2; topo++) {
+        c.topology = topo == 0 ? TOPOLOGY_UPLINK : TOPOLOGY_MESH;
+        n = make(&c);
+        int there = link_net_send(n, 0, 1, 0, 1e6, 0), back = link_net_send(n, 1, 0, 0, 1e6, 0);
+        drain(n);
+        const double want = 8e6 / (1e8 * 1448 / (1514 + 33));
+        print_message("both ways (%s): %.6f s each, want %.6f s\n", topo == 0 ? "uplink" : "mesh",
+                      link_net_arrival(n, there), want);
+        assert_true(fabs(link_net_arrival(n, there) - want) < 1e-9);
+        assert_true(fabs(link_net_arrival(n, back) - want) < 1e-9);
+        assert_true(fabs(link_net_duplex_payload_bps(n, 0) - 1e8 * 1448 / (1514 + 33)) < 1e-3);
+        link_net_free(n);
+    }
+}
+
+/* htb's bucket: on idle links a message passes at the unshaped rate until the bucket is dry
+ * (it refills at the rate meanwhile), then at the rate; after an idle second it is full
+ * again; a message smaller than the bucket takes no time at the rate at all. */
+static void htb_bucket(void **state)
+{
+    (void)state;
+    link_profile p = profile(100000000, 0);
+    link_model_config c = {.nodes = 2, .topology = TOPOLOGY_UPLINK, .profile = &p};
+    link_net *n = make(&c);
+    const double R = 1e8 / 8, U = LINK_UNSHAPED_BPS / 8, W = 1e6 * 1514 / 1448; /* wire bytes */
+    const double t1 = LINK_BURST_BYTES / (U - R), want = t1 + (W - U * t1) / R;
+    int a = link_net_send(n, 0, 1, 0, 1e6, 0);
+    drain(n);
+    print_message("1 MB on idle links: %.6f s (without the bucket %.6f s)\n", link_net_arrival(n, a), W / R);
+    assert_true(fabs(link_net_arrival(n, a) - want) < 1e-9);
+    int b = link_net_send(n, 0, 1, 0, 1e6, 2.0); /* after an idle second: the same again */
+    drain(n);
+    assert_true(fabs(link_net_arrival(n, b) - 2.0 - want) < 1e-9);
+    int small = link_net_send(n, 0, 1, 0, 65536, 4.0);
+    drain(n);
+    assert_true(fabs(link_net_arrival(n, small) - 4.0 - 65536.0 * 1514 / 1448 / U) < 1e-9);
+    link_net_free(n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,7 +297,8 @@ int main(void)
         cmocka_unit_test(jitter_keeps_order),  cmocka_unit_test(mathis_caps_lossy_links),
         cmocka_unit_test(schedule_changes_rate), cmocka_unit_test(straggler_and_eta),
         cmocka_unit_test(bad_configurations),  cmocka_unit_test(collective_formulas),
-        cmocka_unit_test(ring_matches_formula),
+        cmocka_unit_test(ring_matches_formula),  cmocka_unit_test(tcp_framing_and_acks),
+        cmocka_unit_test(htb_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,6 +75,7 @@ static void event_model_equals_closed_form(void **state)
                     }
                     s.no_overlap = true;
                     s.allgather = true;
+                    s.link.no_burst = true; /* the closed form has no htb bucket */
                     s.sync = sync == 0 ? 'S' : 'A';
                     s.sync_every = 10;
                     if (comp) {
