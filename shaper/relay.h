@@ -14,7 +14,9 @@
  * its link, a round trip between two ranks adds twice the delay, and every distribution
  * stays what the profile says (two halves would not add up to a uniform or a pareto).
  * Frames leave in arrival order (a late sample holds back the ones behind it, as one
- * queue does): no reordering. A queue beyond queue_bytes drops at the tail.
+ * queue does): no reordering. While frames flow the relay wakes every 0.1 ms and moves
+ * them in batches, so it keeps up at 1 Gbit/s on two cores; a frame leaves at most about
+ * 0.1 ms after its due time (both ways). A queue beyond queue_bytes drops at the tail.
  */
 typedef struct relay_options {
     char in[16], out[16];  /* interface names in the current namespace */

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <sched.h>
 #include <errno.h>
@@ -50,11 +51,28 @@ static int check(const topology *t, char *err, size_t errlen)
     return WANCP_OK;
 }
 
+/* The relay holds every frame for its delay, so beside the queue the profile allows (4 MB
+ * when it says nothing) it must hold what the link carries meanwhile: its fastest rate x
+ * (delay + 3 jitters), up to 1 GiB. A wire does not drop bytes for being long. */
+static uint64_t relay_queue_bytes(const link_profile *p)
+{
+    double peak = (double)p->rate_bps;
+    rate_plan plan = {0};
+    char ignore[WANCP_ERRLEN];
+    if (rate_plan_of(p, &plan, ignore, sizeof ignore) == WANCP_OK)
+        for (size_t i = 0; i < plan.n; i++)
+            peak = fmax(peak, (double)plan.steps[i].rate_bps);
+    rate_plan_free(&plan);
+    const double held_ns = (double)p->delay_ns + 3.0 * (double)p->jitter_ns;
+    const double bytes = (double)(p->queue_bytes > 0 ? p->queue_bytes : (4u << 20)) + peak / 8.0 * held_ns * 1e-9;
+    return (uint64_t)fmin(bytes, (double)(1u << 30)); /* the relay's memory: at most 1 GiB */
+}
+
 relay_options relay_options_of(const topology *t, int rank)
 {
     const link_profile *p = t->profile;
     relay_options o = {.delay_ns = p->delay_ns, .jitter_ns = p->jitter_ns, .distribution = p->distribution,
-                       .loss_ppm = p->loss_ppm, .queue_bytes = p->queue_bytes,
+                       .loss_ppm = p->loss_ppm, .queue_bytes = relay_queue_bytes(p),
                        .seed = 0x5EEDull * (uint64_t)(rank + 1)};
     snprintf(o.in, sizeof o.in, "p%d", rank);
     snprintf(o.out, sizeof o.out, "d%d", rank);
@@ -90,7 +108,15 @@ typedef struct step {
     char text[8192];
     char dev[16];  /* set: not a batch but `ethtool -K dev ...` inside ns */
     int tx_off;    /* with dev: transmit checksums off too (the relay re-sends frames as they are) */
+    int tcp_buffers; /* set: not a batch but `sysctl` of TCP_BUFFERS inside ns */
 } step;
+
+/* A rank's TCP buffers may grow to 64 MiB, as on hosts tuned for long fat paths: Linux's
+ * default 4 MiB send buffer caps a stream at 4 MiB per round trip (under 300 Mbit/s at
+ * 100 ms once the link's queue adds its own delay), which would be the host's limit, not
+ * the link's. */
+#define TCP_BUFFERS "net.ipv4.tcp_rmem=4096 131072 67108864", "net.ipv4.tcp_wmem=4096 16384 67108864"
+#define TCP_BUFFERS_SHELL "net.ipv4.tcp_rmem='4096 131072 67108864' net.ipv4.tcp_wmem='4096 16384 67108864'"
 
 /* Segmentation offloads off, so packets on the wire are real MTU-sized frames: htb shapes
  * them smoothly and the capture counts the headers each segment really carries. */
@@ -235,7 +261,7 @@ static void shape_dev_mesh(step *s, const char *dev, const link_profile *p, int 
 static int build_steps(const topology *t, step **out, int *count)
 {
     const int P = t->ranks, shaped = t->profile != NULL, emulate = topology_emulates(t);
-    int n = 2 + P + 2 * P + (emulate ? 2 * P : 0) + (shaped ? P + 1 : 0);
+    int n = 2 + 2 * P + 2 * P + (emulate ? 2 * P : 0) + (shaped ? P + 1 : 0);
     step *s = calloc((size_t)n, sizeof *s);
     if (s == NULL)
         return WANCP_ERR_NOMEM;
@@ -271,6 +297,10 @@ static int build_steps(const topology *t, step **out, int *count)
         add_line(&s[k], "link set lo up");
         add_line(&s[k], "addr add %s/24 dev eth0", addr);
         add_line(&s[k], "link set eth0 up");
+    }
+    for (int r = 0; r < P; r++, k++) {
+        topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
+        s[k].tcp_buffers = 1;
     }
     for (int r = 0; r < P; r++) {
         topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
@@ -353,7 +383,10 @@ int topology_script(const topology *t, char *buf, size_t len, char *err, size_t 
     if (m != NULL)
         used += (size_t)snprintf(buf + used, len - used, "# delay, jitter and loss: %s\n", m->says);
     for (int i = 0; i < n && used < len; i++) {
-        if (s[i].dev[0])
+        if (s[i].tcp_buffers)
+            used += (size_t)snprintf(buf + used, len - used, "ip netns exec %s sysctl -q -w " TCP_BUFFERS_SHELL "\n",
+                                     s[i].ns);
+        else if (s[i].dev[0])
             used += (size_t)snprintf(buf + used, len - used, "ip netns exec %s ethtool -K %s " OFFLOADS_OFF "%s\n",
                                      s[i].ns, s[i].dev, s[i].tx_off ? " tx off" : "");
         else
@@ -401,7 +434,9 @@ static int run_batch(const step *s, char *err, size_t errlen)
         dup2(out[1], STDOUT_FILENO);
         close(in[0]), close(in[1]), close(out[0]), close(out[1]);
         const char *tool = s->is_tc ? "tc" : "ip";
-        if (s->dev[0] && s->tx_off)
+        if (s->tcp_buffers)
+            execlp("ip", "ip", "netns", "exec", s->ns, "sysctl", "-q", "-w", TCP_BUFFERS, (char *)NULL);
+        else if (s->dev[0] && s->tx_off)
             execlp("ip", "ip", "netns", "exec", s->ns, "ethtool", "-K", s->dev, "tso", "off", "gso", "off", "gro", "off",
                    "tx", "off", (char *)NULL);
         else if (s->dev[0])
@@ -435,9 +470,10 @@ static int run_batch(const step *s, char *err, size_t errlen)
     char *nl = strchr(said, '\n');
     if (nl != NULL)
         *nl = 0;
-    return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s%s%s%s%s: %s", s->dev[0] ? "ethtool in " : "",
-                      s->dev[0] ? "" : s->is_tc ? "tc" : "ip", s->ns[0] && !s->dev[0] ? " -n " : "", s->ns,
-                      s->dev[0] ? "" : "",
+    const bool exec = s->dev[0] || s->tcp_buffers;
+    return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s%s%s%s%s: %s",
+                      s->tcp_buffers ? "sysctl in " : s->dev[0] ? "ethtool in " : "",
+                      exec ? "" : s->is_tc ? "tc" : "ip", s->ns[0] && !exec ? " -n " : "", s->ns, "",
                       said[0] ? said : (WIFEXITED(st) && WEXITSTATUS(st) == 127) ? "not installed" : "failed");
 }
 
