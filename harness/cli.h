@@ -22,6 +22,7 @@ int cli_sim(int argc, char **argv);  /* wancp sim, in cli_sim.c */
 int bench_step(int argc, char **argv); /* wancp bench step, in bench_step.c */
 int bench_comm(int argc, char **argv); /* wancp bench comm, in bench_comm.c */
 int bench_calibrate(int argc, char **argv); /* wancp bench calibrate, in bench_calibrate.c */
+int sim_validate(int argc, char **argv); /* wancp sim validate, in sim_validate.c */
 int shape_check(int argc, char **argv); /* wancp shape check, in shape_check.c */
 int shape_relay(int argc, char **argv); /* wancp shape relay, in cli_shape.c */
 

@@ -71,6 +71,15 @@ expect_2 "bad scenario value" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardwa
 expect_2 "missing --against folder" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --against "$work/no"
 expect_2 "missing --loss file" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --loss "$work/no.csv"
 expect_2 "calibrate without a scenario" "$wancp" bench calibrate
+expect_2 "validate: bad --rates" "$wancp" sim validate --rates 5x
+expect_2 "validate: rate out of range" "$wancp" sim validate --rates 20gbit
+expect_2 "validate: bad --delays" "$wancp" sim validate --delays 2s
+expect_2 "validate: one rank" "$wancp" sim validate --ranks 1
+expect_2 "validate: bad --only" "$wancp" sim validate --only v3
+expect_2 "validate: --max-bytes below 64 KiB" "$wancp" sim validate --max-bytes 1kib
+expect_2 "validate: stray argument" "$wancp" sim validate extra
+"$wancp" sim validate --help | grep -q -- "--collective-max-bytes"
+check "validate --help says its options" "[ $? -eq 0 ]"
 
 echo "sim_cli: $passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# sim_validate.sh WANCP: `wancp sim validate` on this machine's kernel (needs root; skipped
+# with 77 otherwise), the part of SIMULATION.md's V1 and V2 this two-core host emulates
+# faithfully (see the README for the rest and why):
+#   - one message rank 0 -> rank 1 at 100 Mbit/s without delay, 64 KiB .. 4 MiB: every case
+#     within max(2%, 2 ms) of the link model (TCP's framing, ACKs, htb's bucket);
+#   - ring all-gather, reduce-scatter and all-reduce over 4 ranks at 100 Mbit/s, 1 MiB:
+#     within 5%;
+#   - Ctrl-C in the middle: exit 130 and no namespace left; nothing left after a full run.
+set -uo pipefail
+wancp=$1
+[ "$(id -u)" = 0 ] || { echo "not root: skipped"; exit 77; }
+ip netns add wancp-probe$$ 2>/dev/null || { echo "no network namespaces here: skipped"; exit 77; }
+ip netns del wancp-probe$$
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0 passes=0
+check() { if eval "$2"; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi; }
+validators() { ip netns list | awk '{print $1}' | grep -c '^wancp-val' ; }
+before=$(validators)
+
+"$wancp" sim validate --only v1 --rates 100mbit --delays 0 --max-bytes 4mib >"$work/v1.out" 2>"$work/v1.err"
+v1=$?
+"$wancp" sim validate --only v2 --ranks 4 --rates 100mbit --delays 0 --collective-max-bytes 1mib \
+  >"$work/v2.out" 2>"$work/v2.err"
+v2=$?
+cat "$work/v1.out" "$work/v1.err" "$work/v2.out" "$work/v2.err"
+check "V1: exit 0, 4 messages within their bounds" \
+  '[ $v1 = 0 ] && grep -q "^4 of 4 cases within their bounds" "$work/v1.out" && [ "$(grep -c "^message .* pass$" "$work/v1.out")" = 4 ]'
+check "V2: exit 0, 3 collectives within their bounds" '[ $v2 = 0 ] && grep -q "^3 of 3 cases within their bounds" "$work/v2.out"'
+check "every case measured" '! grep -q "not measured" "$work/v1.out" "$work/v2.out" && ! grep -q "ranks: " "$work/v1.err" "$work/v2.err"'
+check "nothing left behind" '[ "$(validators)" = "$before" ]'
+
+"$wancp" sim validate --only v1 --rates 100mbit --delays 0 --max-bytes 64mib >"$work/int.out" 2>&1 &
+pid=$!
+sleep 3
+kill -INT $pid
+wait $pid
+status=$?
+check "Ctrl-C: exit 130" '[ $status = 130 ]'
+check "Ctrl-C: no namespace left" '[ "$(validators)" = "$before" ]'
+check "Ctrl-C: no rank left" '! pgrep -f "sim validate" >/dev/null'
+
+echo "$passes passed, $failures failed"
+[ $failures = 0 ]
