@@ -1,12 +1,12 @@
 /* An arm's ranks entered into their namespaces, watched, stopped when one fails. */
 #include "arm_launch.h"
 
+#include "../core/status.h"
 #include "../shaper/topology.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,16 +102,12 @@ static void print_progress(const arm_launch *l, double elapsed, int tty, int fin
 /* The child: enter rank r's namespace, point stdout and stderr at its log, exec. */
 static void start_rank(const arm_launch *l, int r, const char *job)
 {
-    char ns[64], path[1200], value[32];
+    char path[1200], value[32], err[WANCP_ERRLEN];
     setpgid(0, 0);
-    topology_ns_name(l->prefix, r, ns, sizeof ns);
-    snprintf(path, sizeof path, "/run/netns/%s", ns);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
-        fprintf(stderr, "wancp run: rank %d: cannot enter %s: %s\n", r, ns, strerror(errno));
+    if (topology_enter(l->prefix, r, err, sizeof err) != WANCP_OK) {
+        fprintf(stderr, "wancp run: rank %d: %s\n", r, err);
         _exit(126);
     }
-    close(fd);
     snprintf(path, sizeof path, "%s/rank%d.log", l->log_dir, r);
     int log = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (log < 0) {

@@ -12,11 +12,9 @@
 #include "../shaper/units.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -51,6 +49,7 @@ static const char USAGE[] =
     "  --json         one JSON object on stdout: every case with its figures\n";
 
 #define MAX_LIST 8
+#define MAX_RANKS 16 /* per topology: what two cores can host at all */
 #define MAX_SIZES 16
 #define REPS 3
 #define PORT 29500
@@ -72,8 +71,8 @@ typedef struct vcase {
 /* What the forked ranks of one topology write for the parent: each rank's start and end of
  * every repetition of every case, and the first error. */
 typedef struct shared {
-    double start[COMM_MAX_RANKS / 16][MAX_SIZES * (NOPS - 1)][REPS];
-    double end[COMM_MAX_RANKS / 16][MAX_SIZES * (NOPS - 1)][REPS];
+    double start[MAX_RANKS][MAX_SIZES * (NOPS - 1)][REPS];
+    double end[MAX_RANKS][MAX_SIZES * (NOPS - 1)][REPS];
     int failed;
     char error[512];
 } shared;
@@ -154,10 +153,19 @@ static int model_ring(const link_model_config *cfg, int rounds, const double *ro
     return rc;
 }
 
-/* comm_collectives.c's pieces: a ring step's block of 1 MiB or more goes in 4 messages. */
-static int pieces_of(double bytes)
+/* One message of bytes from node 0 to node 1 on idle links: its arrival. */
+static int model_message(const link_model_config *cfg, double bytes, double *seconds, char *err, size_t errlen)
 {
-    return bytes >= (double)(1u << 20) ? 4 : 1;
+    link_net *n = NULL;
+    int rc = link_net_init(&n, cfg, err, errlen), done[4];
+    int id = rc == WANCP_OK ? link_net_send(n, 0, 1, 0, bytes, 0.0) : -1;
+    while (id >= 0 && !isfinite(link_net_arrival(n, id)) && isfinite(link_net_next_event(n)))
+        link_net_advance(n, link_net_next_event(n), done, 4);
+    *seconds = id >= 0 ? link_net_arrival(n, id) : NAN;
+    link_net_free(n);
+    if (rc == WANCP_OK && !isfinite(*seconds))
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "link model: the message never arrived");
+    return rc;
 }
 
 static int predict(vcase *v, const link_profile *p, char *err, size_t errlen)
@@ -165,40 +173,18 @@ static int predict(vcase *v, const link_profile *p, char *err, size_t errlen)
     link_model_config cfg = {.nodes = v->op == OP_MESSAGE ? 2 : v->ranks, .topology = TOPOLOGY_UPLINK, .profile = p,
                              .seed = 1};
     const int P = cfg.nodes;
-    double bytes[2 * COMM_MAX_RANKS];
-    int pieces[2 * COMM_MAX_RANKS], rounds = 0;
+    if (v->op == OP_MESSAGE)
+        return model_message(&cfg, (double)v->bytes, &v->predicted_s, err, errlen);
+    double bytes[2 * MAX_RANKS];
+    int pieces[2 * MAX_RANKS], rounds = 0;
     const double block = (double)v->bytes / P;
-    switch (v->op) {
-    case OP_MESSAGE: /* one message, rank 0 to rank 1: a "ring" of two whose second half is empty */
-        rounds = 1, bytes[0] = (double)v->bytes, pieces[0] = 1;
-        break;
-    case OP_ALLGATHER:
-        for (rounds = 0; rounds < P - 1; rounds++)
-            bytes[rounds] = block, pieces[rounds] = 1;
-        break;
-    case OP_REDUCE_SCATTER:
-        for (rounds = 0; rounds < P - 1; rounds++)
-            bytes[rounds] = block, pieces[rounds] = pieces_of(block);
-        break;
-    default:
-        for (rounds = 0; rounds < 2 * (P - 1); rounds++)
-            bytes[rounds] = block, pieces[rounds] = rounds < P - 1 ? pieces_of(block) : 1;
-        break;
-    }
-    if (v->op != OP_MESSAGE)
-        return model_ring(&cfg, rounds, bytes, pieces, &v->predicted_s, err, errlen);
-    /* The single message: rank 1 sends nothing back, so only rank 0's message is posted. */
-    link_net *n = NULL;
-    int rc = link_net_init(&n, &cfg, err, errlen), done[4];
-    int id = rc == WANCP_OK ? link_net_send(n, 0, 1, 0, bytes[0], 0.0) : -1;
-    while (rc == WANCP_OK && id >= 0 && !isfinite(link_net_arrival(n, id)) && isfinite(link_net_next_event(n)))
-        link_net_advance(n, link_net_next_event(n), done, 4);
-    if (rc == WANCP_OK)
-        v->predicted_s = id >= 0 ? link_net_arrival(n, id) : NAN;
-    link_net_free(n);
-    return rc == WANCP_OK && !isfinite(v->predicted_s)
-               ? wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "link model: the message never arrived")
-               : rc;
+    for (; v->op == OP_ALLGATHER && rounds < P - 1; rounds++)
+        bytes[rounds] = block, pieces[rounds] = 1;
+    for (; v->op == OP_REDUCE_SCATTER && rounds < P - 1; rounds++)
+        bytes[rounds] = block, pieces[rounds] = comm_ring_pieces((size_t)block);
+    for (; v->op == OP_ALLREDUCE && rounds < 2 * (P - 1); rounds++) /* reduce-scatter, then all-gather */
+        bytes[rounds] = block, pieces[rounds] = rounds < P - 1 ? comm_ring_pieces((size_t)block) : 1;
+    return model_ring(&cfg, rounds, bytes, pieces, &v->predicted_s, err, errlen);
 }
 
 /* ---- the measured side: forked ranks inside the namespaces ---- */
@@ -251,17 +237,13 @@ static int run_case(comm *c, const group *g, int i, void *a, void *b, char *err,
 
 static int rank_program(const group *g, int rank, char *err, size_t errlen)
 {
-    char ns[64], path[128];
-    topology_ns_name(g->prefix, rank, ns, sizeof ns);
-    snprintf(path, sizeof path, "/run/netns/%s", ns);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0)
-        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "cannot enter %s: %s", ns, strerror(errno));
-    close(fd);
+    int rc = topology_enter(g->prefix, rank, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
     comm_options o = {.rank = rank, .world = g->ranks, .master_port = PORT, .job_id = 0x5117ull, .timeout_ms = 60000};
     topology_rank_addr(0, o.master_addr, sizeof o.master_addr);
     comm *c = NULL;
-    int rc = comm_open(&c, &o, err, errlen);
+    rc = comm_open(&c, &o, err, errlen);
     const size_t len = g->max_bytes > g->warm_bytes ? g->max_bytes : g->warm_bytes;
     uint8_t *a = rc == WANCP_OK ? malloc(len) : NULL, *b = rc == WANCP_OK ? malloc(len) : NULL;
     if (rc == WANCP_OK && (a == NULL || b == NULL))
@@ -292,7 +274,7 @@ static int run_group(group *g, const link_profile *p, char *err, size_t errlen)
     if (rc != WANCP_OK)
         return rc;
     memset(g->sh, 0, sizeof *g->sh);
-    pid_t pids[COMM_MAX_RANKS / 16];
+    pid_t pids[MAX_RANKS];
     int started = 0;
     for (int r = 0; r < g->ranks; r++) {
         pid_t pid = fork();
@@ -455,7 +437,7 @@ static int parse(int argc, char **argv, options *o)
         unsigned long p;
         if (o->nranks == MAX_LIST)
             return cli_usage_error("sim", "--ranks: at most %d values", MAX_LIST);
-        if (cli_parse_ulong("sim", "--ranks", tok, 2, COMM_MAX_RANKS / 16, &p) != 0)
+        if (cli_parse_ulong("sim", "--ranks", tok, 2, MAX_RANKS, &p) != 0)
             return 2;
         o->ranks[o->nranks++] = (int)p;
     }

@@ -4,10 +4,8 @@
 #include "topology.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pcap/pcap.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -99,16 +97,12 @@ static int cmp_flow(const void *a, const void *b)
 /* The capture process: enter the switch namespace, read every port, write the CSV. */
 static int capture_main(const char *prefix, int ranks, const char *csv_path, const char *pcap_dir)
 {
-    char ns[128], path[1200], errbuf[PCAP_ERRBUF_SIZE];
-    snprintf(path, sizeof path, "/run/netns/");
+    char ns[128], path[1200], errbuf[PCAP_ERRBUF_SIZE], err[WANCP_ERRLEN];
     topology_ns_name(prefix, -1, ns, sizeof ns);
-    strncat(path, ns, sizeof path - strlen(path) - 1);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
-        fprintf(stderr, "wancp capture: cannot enter %s: %s\n", ns, strerror(errno));
+    if (topology_enter(prefix, -1, err, sizeof err) != WANCP_OK) {
+        fprintf(stderr, "wancp capture: %s\n", err);
         return 2;
     }
-    close(fd);
     pcap_t *handles[MAX_PORTS];
     pcap_dumper_t *dumps[MAX_PORTS] = {0};
     struct pollfd fds[MAX_PORTS];

@@ -2,6 +2,7 @@
 #define WANCP_SHAPER_LINK_MODEL_H
 
 #include "profile.h"
+#include "topology.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -44,8 +45,8 @@
 #define LINK_MSS_BYTES 1448.0
 #define LINK_ETA_TCP (LINK_MSS_BYTES / 1514.0)
 #define LINK_ACK_WIRE_PER_BYTE (66.0 / (2 * LINK_MSS_BYTES))
-/* The burst of every htb class the shaper builds (topology.c's HTB_BURST). */
-#define LINK_BURST_BYTES 131072.0
+/* The burst of every htb class the shaper builds. */
+#define LINK_BURST_BYTES (TOPOLOGY_HTB_BURST_KIB * 1024.0)
 /* The unshaped veth between namespaces on this kind of host (loopback-class memory copies). */
 #define LINK_UNSHAPED_BPS 10e9
 

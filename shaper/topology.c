@@ -19,8 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* htb bursts of 128 KB: smaller ones cost ten times the CPU here for the same accuracy. */
-#define HTB_BURST "128k"
 
 void topology_ns_name(const char *prefix, int rank, char *buf, size_t len)
 {
@@ -115,8 +113,10 @@ typedef struct step {
  * default 4 MiB send buffer caps a stream at 4 MiB per round trip (under 300 Mbit/s at
  * 100 ms once the link's queue adds its own delay), which would be the host's limit, not
  * the link's. */
-#define TCP_BUFFERS "net.ipv4.tcp_rmem=4096 131072 67108864", "net.ipv4.tcp_wmem=4096 16384 67108864"
-#define TCP_BUFFERS_SHELL "net.ipv4.tcp_rmem='4096 131072 67108864' net.ipv4.tcp_wmem='4096 16384 67108864'"
+#define TCP_RMEM "4096 131072 67108864"
+#define TCP_WMEM "4096 16384 67108864"
+#define TCP_BUFFERS "net.ipv4.tcp_rmem=" TCP_RMEM, "net.ipv4.tcp_wmem=" TCP_WMEM
+#define TCP_BUFFERS_SHELL "net.ipv4.tcp_rmem='" TCP_RMEM "' net.ipv4.tcp_wmem='" TCP_WMEM "'"
 
 /* Segmentation offloads off, so packets on the wire are real MTU-sized frames: htb shapes
  * them smoothly and the capture counts the headers each segment really carries. */
@@ -215,8 +215,8 @@ static void class_line(step *s, const char *verb, const char *dev, int minor, ui
 {
     char rate[32];
     shaper_format_rate(rate_bps, rate, sizeof rate);
-    add_line(s, "class %s dev %s parent 1: classid 1:%d htb rate %s ceil %s burst %s cburst %s quantum 60000", verb,
-             dev, minor, rate, rate, HTB_BURST, HTB_BURST);
+    add_line(s, "class %s dev %s parent 1: classid 1:%d htb rate %s ceil %s burst %dk cburst %dk quantum 60000", verb,
+             dev, minor, rate, rate, TOPOLOGY_HTB_BURST_KIB, TOPOLOGY_HTB_BURST_KIB);
 }
 
 /* A shaped class, with the delay mechanism's child under it (egress_child, may be NULL) or
@@ -471,9 +471,9 @@ static int run_batch(const step *s, char *err, size_t errlen)
     if (nl != NULL)
         *nl = 0;
     const bool exec = s->dev[0] || s->tcp_buffers;
-    return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s%s%s%s%s: %s",
+    return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s%s%s%s: %s",
                       s->tcp_buffers ? "sysctl in " : s->dev[0] ? "ethtool in " : "",
-                      exec ? "" : s->is_tc ? "tc" : "ip", s->ns[0] && !exec ? " -n " : "", s->ns, "",
+                      exec ? "" : s->is_tc ? "tc" : "ip", s->ns[0] && !exec ? " -n " : "", s->ns,
                       said[0] ? said : (WIFEXITED(st) && WEXITSTATUS(st) == 127) ? "not installed" : "failed");
 }
 
@@ -485,20 +485,33 @@ static void relay_on_signal(int sig)
     relay_stop = 1;
 }
 
+int topology_enter(const char *prefix, int rank, char *err, size_t errlen)
+{
+    char ns[64], path[128];
+    topology_ns_name(prefix, rank, ns, sizeof ns);
+    snprintf(path, sizeof path, "/run/netns/%s", ns);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+        int rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "cannot enter %s: %s", ns, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    close(fd);
+    return WANCP_OK;
+}
+
 /* Forks a helper that lives in t's switch namespace, in its own session (the caller's
  * Ctrl-C is the caller's to handle) with no terminal; returns its pid, 0 in the helper, or
  * -1. topology_down kills it with everything else inside the namespace. */
 static pid_t fork_into_switch(const topology *t)
 {
-    char sw[64], path[128];
-    topology_ns_name(t->prefix, -1, sw, sizeof sw);
-    snprintf(path, sizeof path, "/run/netns/%s", sw);
     pid_t pid = fork();
     if (pid != 0)
         return pid;
     setsid();
-    int ns = open(path, O_RDONLY | O_CLOEXEC);
-    if (ns < 0 || setns(ns, CLONE_NEWNET) != 0)
+    char ignore[WANCP_ERRLEN];
+    if (topology_enter(t->prefix, -1, ignore, sizeof ignore) != WANCP_OK)
         _exit(3);
     int null = open("/dev/null", O_RDWR);
     dup2(null, STDIN_FILENO), dup2(null, STDOUT_FILENO), dup2(null, STDERR_FILENO);

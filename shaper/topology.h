@@ -69,6 +69,14 @@ int topology_up(const topology *t, char *err, size_t errlen);
  * namespace, for cleaning up after a crash). Reports how many went. */
 int topology_down(const char *prefix, int *removed, char *err, size_t errlen);
 
+/* Moves the calling process (or thread) into the network namespace of rank (or -1: the
+ * switch) of prefix; WANCP_OK, or an error naming the namespace. */
+int topology_enter(const char *prefix, int rank, char *err, size_t errlen);
+
+/* The burst of every htb class, in KiB: smaller ones cost ten times the CPU here for the
+ * same accuracy. The link model's bucket is the same size. */
+#define TOPOLOGY_HTB_BURST_KIB 128
+
 /* Namespace name for rank (or -1: the switch), into buf. */
 void topology_ns_name(const char *prefix, int rank, char *buf, size_t len);
 

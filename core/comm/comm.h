@@ -105,4 +105,9 @@ int comm_broadcast(comm *c, int cls, void *buf, size_t bytes, int root, char *er
 
 int comm_barrier(comm *c, char *err, size_t errlen);
 
+/* The messages a reducing ring step (reduce-scatter, all-reduce's first half) sends its block
+ * of block_bytes in: 4 from 1 MiB up, so the sum of one overlaps the arrival of the next;
+ * both ends compute it from the block's length (and the simulator's check from the same). */
+int comm_ring_pieces(size_t block_bytes);
+
 #endif

@@ -64,11 +64,9 @@ int comm_allgather(comm *c, int cls, const void *send, void *recv, size_t bytes,
     return WANCP_OK;
 }
 
-/* Pieces a ring step's block travels in: large blocks go in 4 messages so the reduction of
- * one overlaps the arrival of the next. Both ends compute it from the block length. */
-static int pieces_of(size_t floats)
+int comm_ring_pieces(size_t block_bytes)
 {
-    return floats * sizeof(float) >= (1u << 20) ? 4 : 1;
+    return block_bytes >= (1u << 20) ? 4 : 1;
 }
 
 /* One ring step: sends give (gl floats) right while tl floats arrive from the left into
@@ -78,7 +76,7 @@ static int sendrecv_reduce(comm *c, int cls, const float *give, size_t gl, float
 {
     const int rank = c->opt.rank, world = c->opt.world;
     const int right = (rank + 1) % world, left = (rank + world - 1) % world;
-    const int rp = pieces_of(tl), sp = pieces_of(gl);
+    const int rp = comm_ring_pieces(tl * sizeof *tmp), sp = comm_ring_pieces(gl * sizeof *give);
     comm_request *recvs[4], *sends[4];
     int rc = WANCP_OK, posted_recvs = 0, posted_sends = 0;
     for (int p = 0; p < rp && rc == WANCP_OK; p++, posted_recvs++) {
