@@ -107,6 +107,7 @@ typedef struct step {
     char dev[16];  /* set: not a batch but `ethtool -K dev ...` inside ns */
     int tx_off;    /* with dev: transmit checksums off too (the relay re-sends frames as they are) */
     int tcp_buffers; /* set: not a batch but `sysctl` of TCP_BUFFERS inside ns */
+    int force;     /* the batch goes on past a failing line (removal: take what can go) */
 } step;
 
 /* A rank's TCP buffers may grow to 64 MiB, as on hosts tuned for long fat paths: Linux's
@@ -444,6 +445,8 @@ static int run_batch(const step *s, char *err, size_t errlen)
                    (char *)NULL);
         else if (s->ns[0])
             execlp(tool, tool, "-n", s->ns, "-batch", "-", (char *)NULL);
+        else if (s->force)
+            execlp(tool, tool, "-force", "-batch", "-", (char *)NULL);
         else
             execlp(tool, tool, "-batch", "-", (char *)NULL);
         _exit(127);
@@ -683,6 +686,28 @@ static void kill_inside(const char *name)
     pclose(f);
 }
 
+/* The namespaces whose names start with want, into s as `netns del` lines, each one's
+ * processes killed first. Returns how many, or a WANCP_ERR_* code. */
+static int del_lines(const char *want, step *s, char *err, size_t errlen)
+{
+    DIR *d = opendir("/run/netns");
+    if (d == NULL)
+        return errno == ENOENT ? 0 : wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "/run/netns: %s", strerror(errno));
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, want, strlen(want)) != 0)
+            continue;
+        kill_inside(e->d_name);
+        add_line(s, "netns del %s", e->d_name);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* `ip netns del` fails now and then with "Device or resource busy" while the kernel still
+ * tears down the namespace's devices; a namespace left behind would outlive the run, so
+ * removal goes on past a failure and tries again for up to two seconds. */
 int topology_down(const char *prefix, int *removed, char *err, size_t errlen)
 {
     *removed = 0;
@@ -691,17 +716,19 @@ int topology_down(const char *prefix, int *removed, char *err, size_t errlen)
         snprintf(want, sizeof want, TOPOLOGY_NS_PREFIX "%s-", prefix);
     else
         snprintf(want, sizeof want, TOPOLOGY_NS_PREFIX);
-    DIR *d = opendir("/run/netns");
-    if (d == NULL)
-        return errno == ENOENT ? WANCP_OK : wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "/run/netns: %s", strerror(errno));
-    step s = {0};
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        if (strncmp(e->d_name, want, strlen(want)) != 0)
-            continue;
-        kill_inside(e->d_name);
-        add_line(&s, "netns del %s", e->d_name);
-        (*removed)++;
+    int rc = WANCP_OK;
+    for (int attempt = 0; attempt < 20; attempt++) {
+        step s = {.force = 1};
+        int n = del_lines(want, &s, err, errlen);
+        if (n < 0)
+            return n;
+        if (n == 0)
+            return WANCP_OK;
+        if (attempt == 0)
+            *removed = n;
+        if ((rc = run_batch(&s, err, errlen)) == WANCP_OK)
+            return WANCP_OK;
+        usleep(100000);
     }
-    closedir(d);
-    return *removed > 0 ? run_batch(&s, err, errlen) : WANCP_OK;
+    return rc;
 }
