@@ -88,32 +88,28 @@ static void on_signal(int sig)
 /* ---- the model's side ---- */
 
 /* The link model of cfg run until every posted message has arrived; the last arrival. The
- * ring collectives: in each of rounds rounds, every rank sends pieces messages of
- * round_bytes[k] / pieces to its right as soon as it holds what its left sent in the round
- * before (as comm_collectives.c waits for the receive before the next round). */
-static int model_ring(const link_model_config *cfg, int rounds, const double *round_bytes, const int *pieces,
-                      double *seconds, char *err, size_t errlen)
+ * ring collectives: in each of rounds rounds, every rank sends one message of round_bytes
+ * to its right as soon as it holds what its left sent in the round before (as
+ * comm_collectives.c waits for the receive, summed as it lands, before the next round). */
+static int model_ring(const link_model_config *cfg, int rounds, double round_bytes, double *seconds, char *err,
+                      size_t errlen)
 {
     enum { MAX_IDS = 1 << 14 };
     const int P = cfg->nodes;
     link_net *n = NULL;
     int rc = link_net_init(&n, cfg, err, errlen);
-    int *dst_of = calloc(MAX_IDS, sizeof *dst_of), *round = calloc((size_t)P, sizeof *round);
-    int *left_to_come = calloc((size_t)P, sizeof *left_to_come), done[64];
+    int *dst_of = calloc(MAX_IDS, sizeof *dst_of), *round = calloc((size_t)P, sizeof *round), done[64];
     double *ready = calloc((size_t)P, sizeof *ready), last = 0;
-    if (rc == WANCP_OK && (dst_of == NULL || round == NULL || left_to_come == NULL || ready == NULL))
+    if (rc == WANCP_OK && (dst_of == NULL || round == NULL || ready == NULL))
         rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the link model");
-    for (int r = 0; r < P && rc == WANCP_OK; r++)
-        left_to_come[r] = pieces[0];
-    /* post(r, k, at): rank r's messages of round k */
-    for (int r = 0; r < P && rc == WANCP_OK; r++)
-        for (int p = 0; p < pieces[0] && rc == WANCP_OK; p++) {
-            int id = link_net_send(n, r, (r + 1) % P, 0, round_bytes[0] / pieces[0], 0.0);
-            if (id < 0 || id >= MAX_IDS)
-                rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "link model: no room for a message");
-            else
-                dst_of[id] = (r + 1) % P;
-        }
+    /* rank r's message of round 0, at once */
+    for (int r = 0; r < P && rc == WANCP_OK; r++) {
+        int id = link_net_send(n, r, (r + 1) % P, 0, round_bytes, 0.0);
+        if (id < 0 || id >= MAX_IDS)
+            rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "link model: no room for a message");
+        else
+            dst_of[id] = (r + 1) % P;
+    }
     int finished = 0;
     while (rc == WANCP_OK && finished < P) {
         double t = link_net_next_event(n);
@@ -126,29 +122,22 @@ static int model_ring(const link_model_config *cfg, int rounds, const double *ro
             const int r = dst_of[done[i]];
             ready[r] = fmax(ready[r], link_net_arrival(n, done[i]));
             link_net_release(n, done[i]);
-            if (--left_to_come[r] > 0)
-                continue;
             if (++round[r] == rounds) {
                 last = fmax(last, ready[r]);
                 finished++;
                 continue;
             }
-            const int q = round[r];
-            left_to_come[r] = pieces[q];
-            for (int p = 0; p < pieces[q] && rc == WANCP_OK; p++) {
-                int id = link_net_send(n, r, (r + 1) % P, 0, round_bytes[q] / pieces[q], ready[r]);
-                if (id < 0 || id >= MAX_IDS)
-                    rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "link model: no room for a message");
-                else
-                    dst_of[id] = (r + 1) % P;
-            }
+            int id = link_net_send(n, r, (r + 1) % P, 0, round_bytes, ready[r]);
+            if (id < 0 || id >= MAX_IDS)
+                rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "link model: no room for a message");
+            else
+                dst_of[id] = (r + 1) % P;
         }
     }
     *seconds = last;
     link_net_free(n);
     free(dst_of);
     free(round);
-    free(left_to_come);
     free(ready);
     return rc;
 }
@@ -175,16 +164,9 @@ static int predict(vcase *v, const link_profile *p, char *err, size_t errlen)
     const int P = cfg.nodes;
     if (v->op == OP_MESSAGE)
         return model_message(&cfg, (double)v->bytes, &v->predicted_s, err, errlen);
-    double bytes[2 * MAX_RANKS];
-    int pieces[2 * MAX_RANKS], rounds = 0;
-    const double block = (double)v->bytes / P;
-    for (; v->op == OP_ALLGATHER && rounds < P - 1; rounds++)
-        bytes[rounds] = block, pieces[rounds] = 1;
-    for (; v->op == OP_REDUCE_SCATTER && rounds < P - 1; rounds++)
-        bytes[rounds] = block, pieces[rounds] = comm_ring_pieces((size_t)block);
-    for (; v->op == OP_ALLREDUCE && rounds < 2 * (P - 1); rounds++) /* reduce-scatter, then all-gather */
-        bytes[rounds] = block, pieces[rounds] = rounds < P - 1 ? comm_ring_pieces((size_t)block) : 1;
-    return model_ring(&cfg, rounds, bytes, pieces, &v->predicted_s, err, errlen);
+    /* every round moves one block per rank: P - 1 rounds, twice for the all-reduce */
+    const int rounds = (v->op == OP_ALLREDUCE ? 2 : 1) * (P - 1);
+    return model_ring(&cfg, rounds, (double)v->bytes / P, &v->predicted_s, err, errlen);
 }
 
 /* ---- the measured side: forked ranks inside the namespaces ---- */

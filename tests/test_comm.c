@@ -98,8 +98,9 @@ static int collectives_body(comm *c, void *arg, char *err, size_t errlen)
 {
     (void)arg;
     const int rank = comm_rank(c), world = comm_size(c);
-    static const size_t counts[] = {0, 1, 7, 1000, 100003};
-    for (int it = 0; it < 5; it++) {
+    /* 300007 floats: ring blocks above 1 MiB travel as pieces */
+    static const size_t counts[] = {0, 1, 7, 1000, 100003, 300007};
+    for (int it = 0; it < 6; it++) {
         size_t count = counts[it];
         /* all-gather, both algorithms */
         for (int algo = 0; algo < 2; algo++) {
@@ -112,6 +113,17 @@ static int collectives_body(comm *c, void *arg, char *err, size_t errlen)
                     CHECK(all[(size_t)p * count + i] == payload(p, it, i), "allgather %d: rank %d block %d differs", algo,
                           rank, p);
             free(mine);
+            /* in place: send is this rank's block of recv */
+            memset(all, 0, (count * world + 1) * sizeof *all);
+            for (size_t i = 0; i < count; i++)
+                all[(size_t)rank * count + i] = payload(rank, it, i);
+            if (rc == WANCP_OK)
+                rc = comm_allgather(c, COMM_KV_FORWARD, all + (size_t)rank * count, all, count * sizeof *all, algo, err,
+                                    errlen);
+            for (int p = 0; p < world && rc == WANCP_OK; p++)
+                for (size_t i = 0; i < count; i++)
+                    CHECK(all[(size_t)p * count + i] == payload(p, it, i), "allgather %d in place: rank %d block %d differs",
+                          algo, rank, p);
             free(all);
             if (rc != WANCP_OK)
                 return rc;
@@ -142,6 +154,11 @@ static int collectives_body(comm *c, void *arg, char *err, size_t errlen)
                 want += payload(p * 10 + rank, it, i);
             CHECK(out[i] == want, "reduce-scatter: rank %d index %zu", rank, i);
         }
+        /* in place: recv is this rank's block of send */
+        if (rc == WANCP_OK)
+            rc = comm_reduce_scatter_sum(c, COMM_KV_BACKWARD, in, in + (size_t)rank * count, count, err, errlen);
+        for (size_t i = 0; i < count && rc == WANCP_OK; i++)
+            CHECK(in[(size_t)rank * count + i] == out[i], "reduce-scatter in place: rank %d index %zu", rank, i);
         free(in);
         free(out);
         if (rc != WANCP_OK)

@@ -65,6 +65,12 @@ int comm_isend(comm *c, int peer, int cls, const void *buf, size_t len, comm_req
                size_t errlen);
 int comm_irecv(comm *c, int peer, int cls, void *buf, size_t len, comm_request **req, char *err, size_t errlen);
 
+/* A summing receive of count floats: sum[i] = arrived[i] + add[i] (add may be sum). The
+ * progress thread sums each piece as it lands, while it is in cache, so a reducing
+ * collective costs no pass over memory beyond its inputs and output. */
+int comm_irecv_sum(comm *c, int peer, int cls, const float *add, float *sum, size_t count, comm_request **req,
+                   char *err, size_t errlen);
+
 /* Waits for a request and frees it; on failure, the communicator's error. */
 int comm_wait(comm *c, comm_request *req, char *err, size_t errlen);
 
@@ -90,14 +96,16 @@ double comm_blocked_seconds(const comm *c, int cls);
 
 enum comm_allgather_algo { COMM_DIRECT, COMM_RING };
 
-/* recv (world x bytes) gets every rank's send (bytes) in rank order. */
+/* recv (world x bytes) gets every rank's send (bytes) in rank order. send is either apart
+ * from recv or exactly this rank's block of it (in place). */
 int comm_allgather(comm *c, int cls, const void *send, void *recv, size_t bytes, int algo, char *err, size_t errlen);
 
 /* In-place sum over ranks (ring: reduce-scatter then all-gather); every rank ends with the
  * same bits. */
 int comm_allreduce_sum(comm *c, int cls, float *data, size_t count, char *err, size_t errlen);
 
-/* send (world x count) summed over ranks; rank r gets block r in recv (count). */
+/* send (world x count) summed over ranks; rank r gets block r in recv (count). recv is
+ * either apart from send or exactly block r of it (in place). */
 int comm_reduce_scatter_sum(comm *c, int cls, const float *send, float *recv, size_t count, char *err,
                             size_t errlen);
 
@@ -105,9 +113,5 @@ int comm_broadcast(comm *c, int cls, void *buf, size_t bytes, int root, char *er
 
 int comm_barrier(comm *c, char *err, size_t errlen);
 
-/* The messages a reducing ring step (reduce-scatter, all-reduce's first half) sends its block
- * of block_bytes in: 4 from 1 MiB up, so the sum of one overlaps the arrival of the next;
- * both ends compute it from the block's length (and the simulator's check from the same). */
-int comm_ring_pieces(size_t block_bytes);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "../status.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,75 +33,59 @@ static void block_of(size_t count, int world, int b, size_t *start, size_t *len)
 int comm_allgather(comm *c, int cls, const void *send, void *recv, size_t bytes, int algo, char *err, size_t errlen)
 {
     const int rank = c->opt.rank, world = c->opt.world;
-    uint8_t *out = recv;
-    if (out + (size_t)rank * bytes != send)
-        memmove(out + (size_t)rank * bytes, send, bytes);
-    if (world == 1)
+    uint8_t *out = recv, *own = out + (size_t)rank * bytes;
+    if (world == 1) {
+        if (own != send)
+            memmove(own, send, bytes);
         return WANCP_OK;
+    }
+    /* Every first send goes out of send itself, so copying it into its place in recv
+     * happens while the bytes are on the wire. */
+    comm_request *reqs[2 * COMM_MAX_RANKS];
+    int n = 0, rc = WANCP_OK;
     if (algo == COMM_DIRECT) {
-        comm_request *reqs[2 * COMM_MAX_RANKS];
-        int n = 0, rc = WANCP_OK;
         for (int p = 0; p < world && rc == WANCP_OK; p++)
             if (p != rank)
                 rc = comm_irecv(c, p, cls, out + (size_t)p * bytes, bytes, &reqs[n++], err, errlen);
         for (int p = 0; p < world && rc == WANCP_OK; p++)
             if (p != rank)
-                rc = comm_isend(c, p, cls, out + (size_t)rank * bytes, bytes, &reqs[n++], err, errlen);
+                rc = comm_isend(c, p, cls, send, bytes, &reqs[n++], err, errlen);
+        if (rc == WANCP_OK && own != send)
+            memmove(own, send, bytes);
         return rc == WANCP_OK ? comm_wait_all(c, reqs, n, err, errlen) : rc;
     }
     /* Ring: in step s, pass block (rank - s) right and take block (rank - s - 1) from the left. */
     const int right = (rank + 1) % world, left = (rank + world - 1) % world;
-    for (int s = 0; s < world - 1; s++) {
+    for (int s = 0; s < world - 1 && rc == WANCP_OK; s++) {
         int give = (rank - s + world) % world, take = (rank - s - 1 + world) % world;
-        comm_request *reqs[2];
-        int rc = comm_irecv(c, left, cls, out + (size_t)take * bytes, bytes, &reqs[0], err, errlen);
+        rc = comm_irecv(c, left, cls, out + (size_t)take * bytes, bytes, &reqs[0], err, errlen);
         if (rc == WANCP_OK)
-            rc = comm_isend(c, right, cls, out + (size_t)give * bytes, bytes, &reqs[1], err, errlen);
+            rc = comm_isend(c, right, cls, s == 0 ? send : out + (size_t)give * bytes, bytes, &reqs[1], err, errlen);
+        if (rc == WANCP_OK && s == 0 && own != send)
+            memmove(own, send, bytes);
         if (rc == WANCP_OK)
             rc = comm_wait_all(c, reqs, 2, err, errlen);
-        if (rc != WANCP_OK)
-            return rc;
     }
-    return WANCP_OK;
-}
-
-int comm_ring_pieces(size_t block_bytes)
-{
-    return block_bytes >= (1u << 20) ? 4 : 1;
-}
-
-/* One ring step: sends give (gl floats) right while tl floats arrive from the left into
- * tmp; as each piece lands, sum[i] = tmp[i] + other[i] for it (sum may be tmp or other). */
-static int sendrecv_reduce(comm *c, int cls, const float *give, size_t gl, float *tmp, size_t tl, const float *other,
-                           float *sum, char *err, size_t errlen)
-{
-    const int rank = c->opt.rank, world = c->opt.world;
-    const int right = (rank + 1) % world, left = (rank + world - 1) % world;
-    const int rp = comm_ring_pieces(tl * sizeof *tmp), sp = comm_ring_pieces(gl * sizeof *give);
-    comm_request *recvs[4], *sends[4];
-    int rc = WANCP_OK, posted_recvs = 0, posted_sends = 0;
-    for (int p = 0; p < rp && rc == WANCP_OK; p++, posted_recvs++) {
-        size_t a = tl * (size_t)p / (size_t)rp, b = tl * (size_t)(p + 1) / (size_t)rp;
-        rc = comm_irecv(c, left, cls, tmp + a, (b - a) * sizeof *tmp, &recvs[p], err, errlen);
-    }
-    for (int p = 0; p < sp && rc == WANCP_OK; p++, posted_sends++) {
-        size_t a = gl * (size_t)p / (size_t)sp, b = gl * (size_t)(p + 1) / (size_t)sp;
-        rc = comm_isend(c, right, cls, give + a, (b - a) * sizeof *give, &sends[p], err, errlen);
-    }
-    for (int p = 0; p < posted_recvs && rc == WANCP_OK; p++) {
-        rc = comm_wait(c, recvs[p], err, errlen);
-        size_t a = tl * (size_t)p / (size_t)rp, b = tl * (size_t)(p + 1) / (size_t)rp;
-        for (size_t i = a; i < b && rc == WANCP_OK; i++)
-            sum[i] = tmp[i] + other[i];
-    }
-    if (rc == WANCP_OK)
-        rc = comm_wait_all(c, sends, posted_sends, err, errlen);
     return rc;
 }
 
+/* One ring step: sends give (gl floats) right while tl floats arrive from the left, summed
+ * with other into sum as they land (sum may be other). */
+static int sendrecv_reduce(comm *c, int cls, const float *give, size_t gl, size_t tl, const float *other, float *sum,
+                           char *err, size_t errlen)
+{
+    const int rank = c->opt.rank, world = c->opt.world;
+    const int right = (rank + 1) % world, left = (rank + world - 1) % world;
+    comm_request *reqs[2];
+    int rc = comm_irecv_sum(c, left, cls, other, sum, tl, &reqs[0], err, errlen);
+    if (rc == WANCP_OK)
+        rc = comm_isend(c, right, cls, give, gl * sizeof *give, &reqs[1], err, errlen);
+    return rc == WANCP_OK ? comm_wait_all(c, reqs, 2, err, errlen) : rc;
+}
+
 /* Ring reduce-scatter in place on data (count floats): afterwards block (rank + 1) % world
- * holds the full sum. tmp holds one block. */
-static int ring_reduce_scatter(comm *c, int cls, float *data, size_t count, float *tmp, char *err, size_t errlen)
+ * holds the full sum. */
+static int ring_reduce_scatter(comm *c, int cls, float *data, size_t count, char *err, size_t errlen)
 {
     const int rank = c->opt.rank, world = c->opt.world;
     for (int s = 0; s < world - 1; s++) {
@@ -108,7 +93,7 @@ static int ring_reduce_scatter(comm *c, int cls, float *data, size_t count, floa
         size_t gs, gl, ts, tl;
         block_of(count, world, give, &gs, &gl);
         block_of(count, world, take, &ts, &tl);
-        int rc = sendrecv_reduce(c, cls, data + gs, gl, tmp, tl, data + ts, data + ts, err, errlen);
+        int rc = sendrecv_reduce(c, cls, data + gs, gl, tl, data + ts, data + ts, err, errlen);
         if (rc != WANCP_OK)
             return rc;
     }
@@ -120,11 +105,7 @@ int comm_allreduce_sum(comm *c, int cls, float *data, size_t count, char *err, s
     const int rank = c->opt.rank, world = c->opt.world;
     if (world == 1)
         return WANCP_OK;
-    size_t max_block = count / (size_t)world + 1;
-    float *tmp = scratch(c, max_block);
-    if (tmp == NULL)
-        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the all-reduce");
-    int rc = ring_reduce_scatter(c, cls, data, count, tmp, err, errlen);
+    int rc = ring_reduce_scatter(c, cls, data, count, err, errlen);
     /* All-gather of the reduced blocks: rank r starts with block (r + 1) % world. */
     const int right = (rank + 1) % world, left = (rank + world - 1) % world;
     for (int s = 0; s < world - 1 && rc == WANCP_OK; s++) {
@@ -142,30 +123,35 @@ int comm_allreduce_sum(comm *c, int cls, float *data, size_t count, char *err, s
     return rc;
 }
 
-/* Ring reduce-scatter with two block buffers: in step s rank r sends its partial sum of
- * block (r - s - 1) to the right and adds its own input to the partial of block (r - s - 2)
- * arriving from the left; after P-1 steps it holds block r, summed over every rank. */
+/* Ring reduce-scatter: in step s rank r sends its partial sum of block (r - s - 1) to the
+ * right (its own input block in step 0) and adds its own input to the partial of block
+ * (r - s - 2) arriving from the left; after P-1 steps it holds block r, summed over every
+ * rank. Partial sums alternate between recv and one scratch block, arranged so the last
+ * lands in recv: no pass over memory is spent on copies. */
 int comm_reduce_scatter_sum(comm *c, int cls, const float *send, float *recv, size_t count, char *err, size_t errlen)
 {
     const int rank = c->opt.rank, world = c->opt.world;
     if (world == 1) {
-        memcpy(recv, send, count * sizeof *recv);
+        if (recv != send)
+            memmove(recv, send, count * sizeof *recv);
         return WANCP_OK;
     }
-    float *out = scratch(c, 2 * (count + 1)), *in = out + count + 1;
-    if (out == NULL)
+    /* In place, recv is the input block the last step adds, so it cannot hold a partial. */
+    const bool in_place = recv == send + (size_t)rank * count;
+    float *spare = world > 2 ? scratch(c, (in_place ? 2 : 1) * (count + 1)) : NULL;
+    if (world > 2 && spare == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the reduce-scatter");
-    memcpy(out, send + (size_t)((rank - 1 + world) % world) * count, count * sizeof *out);
+    const float *give = send + (size_t)((rank - 1 + world) % world) * count;
     int rc = WANCP_OK;
     for (int s = 0; s < world - 1 && rc == WANCP_OK; s++) {
         const float *mine = send + (size_t)((rank - s - 2 + 2 * world) % world) * count;
-        rc = sendrecv_reduce(c, cls, out, count, in, count, mine, in, err, errlen);
-        float *t = out;
-        out = in;
-        in = t;
+        float *sum = s == world - 2           ? recv
+                     : in_place               ? spare + (size_t)(s % 2) * (count + 1)
+                     : (world - 2 - s) % 2 == 0 ? recv
+                                              : spare;
+        rc = sendrecv_reduce(c, cls, give, count, count, mine, sum, err, errlen);
+        give = sum;
     }
-    if (rc == WANCP_OK)
-        memcpy(recv, out, count * sizeof *recv);
     return rc;
 }
 

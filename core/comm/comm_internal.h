@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #define COMM_REQUESTS 8192 /* in flight at once; a CP step needs a few per peer and layer */
+#define COMM_BOUNCE_FLOATS (16 * 1024) /* 64 KiB: a summing receive's bytes, summed while in cache */
 
 struct comm_request {
     struct comm_request *next; /* in its connection's queue, or the free list */
@@ -17,6 +18,8 @@ struct comm_request {
     bool complete;
     const uint8_t *send_buf;
     uint8_t *recv_buf;
+    const float *add;   /* a summing receive: recv_buf (floats) = what arrives + add */
+    uint8_t partial[4]; /* a summing receive: the bytes of a float not yet whole */
     size_t len;
     size_t header_done; /* bytes of the 32-byte header moved */
     size_t done;        /* payload bytes moved */
@@ -51,6 +54,7 @@ struct comm {
     char error[512];
     double blocked_s[COMM_NCLASSES]; /* time callers spent waiting in comm_wait*, by class */
 
+    float bounce[COMM_BOUNCE_FLOATS]; /* the progress thread's landing place for summing receives */
     float *scratch;           /* reduction buffers of the collectives, grown once, reused */
     size_t scratch_floats;
 

@@ -98,16 +98,54 @@ static void progress_send(comm *c, conn *cn, double now)
     }
 }
 
-/* Reads into the head receive: the header first (checked), then the payload in place. */
+/* A summing receive's payload goes through the bounce buffer: n new bytes after the part
+ * of a float left from the last read; every whole float is summed into place while it is
+ * still in cache, and what is left of a float waits for the next read. */
+static void add_into(float *restrict sum, const float *restrict arrived, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sum[i] += arrived[i];
+}
+
+static void add_apart(float *restrict sum, const float *restrict arrived, const float *restrict add, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sum[i] = arrived[i] + add[i];
+}
+
+static void sum_arrived(comm *c, struct comm_request *r, size_t part, size_t n)
+{
+    const size_t total = part + n, whole = total / sizeof(float), first = (r->done - part) / sizeof(float);
+    float *sum = (float *)(void *)r->recv_buf + first;
+    const float *add = r->add + first;
+    /* the same float sum either way: arrived + add, one rounding (in place or apart) */
+    if (sum == add)
+        add_into(sum, c->bounce, whole);
+    else
+        add_apart(sum, c->bounce, add, whole);
+    memcpy(r->partial, (uint8_t *)c->bounce + whole * sizeof(float), total % sizeof(float));
+    r->done += n;
+}
+
+/* Reads into the head receive: the header first (checked), then the payload in place (or,
+ * for a summing receive, through the bounce buffer). */
 static void progress_recv(comm *c, conn *cn, double now)
 {
     while (cn->recvs != NULL) {
         struct comm_request *r = cn->recvs;
         ssize_t n;
+        size_t part = r->done % sizeof(float);
         if (r->header_done < FRAME_BYTES)
             n = recv(cn->fd, r->header + r->header_done, FRAME_BYTES - r->header_done, MSG_DONTWAIT);
-        else
-            n = r->len == r->done ? 1 : recv(cn->fd, r->recv_buf + r->done, r->len - r->done, MSG_DONTWAIT);
+        else if (r->len == r->done)
+            n = 1;
+        else if (r->add != NULL) {
+            uint8_t *landing = (uint8_t *)c->bounce;
+            size_t room = sizeof c->bounce - part, want = r->len - r->done < room ? r->len - r->done : room;
+            memcpy(landing, r->partial, part);
+            n = recv(cn->fd, landing + part, want, MSG_DONTWAIT);
+        } else
+            n = recv(cn->fd, r->recv_buf + r->done, r->len - r->done, MSG_DONTWAIT);
         if (n == 0) {
             comm_fail_locked(c, "%s closed the connection: the rank exited or crashed", cn->name);
             return;
@@ -136,6 +174,8 @@ static void progress_recv(comm *c, conn *cn, double now)
                 }
                 cn->recv_seq++;
             }
+        } else if (r->len > r->done && r->add != NULL) {
+            sum_arrived(c, r, part, (size_t)n);
         } else if (r->len > r->done) {
             r->done += (size_t)n;
         }
@@ -245,8 +285,8 @@ void *comm_progress_main(void *arg)
 
 /* ---- requests ---- */
 
-static int post(comm *c, int peer, int cls, bool is_send, const void *buf, size_t len, comm_request **req, char *err,
-                size_t errlen)
+static int post(comm *c, int peer, int cls, bool is_send, const void *buf, const float *add, size_t len,
+                comm_request **req, char *err, size_t errlen)
 {
     if (peer < 0 || peer >= c->opt.world || peer == c->opt.rank || cls < 0 || cls >= COMM_NCLASSES)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d: no connection to rank %d in class %d", c->opt.rank,
@@ -272,6 +312,7 @@ static int post(comm *c, int peer, int cls, bool is_send, const void *buf, size_
         frame_encode(&f, r->header);
     } else {
         r->recv_buf = (uint8_t *)buf;
+        r->add = add;
     }
     struct comm_request **head = is_send ? &cn->sends : &cn->recvs, **tail = is_send ? &cn->sends_tail : &cn->recvs_tail;
     if (*head == NULL && (is_send ? cn->recvs : cn->sends) == NULL)
@@ -289,12 +330,18 @@ static int post(comm *c, int peer, int cls, bool is_send, const void *buf, size_
 
 int comm_isend(comm *c, int peer, int cls, const void *buf, size_t len, comm_request **req, char *err, size_t errlen)
 {
-    return post(c, peer, cls, true, buf, len, req, err, errlen);
+    return post(c, peer, cls, true, buf, NULL, len, req, err, errlen);
 }
 
 int comm_irecv(comm *c, int peer, int cls, void *buf, size_t len, comm_request **req, char *err, size_t errlen)
 {
-    return post(c, peer, cls, false, buf, len, req, err, errlen);
+    return post(c, peer, cls, false, buf, NULL, len, req, err, errlen);
+}
+
+int comm_irecv_sum(comm *c, int peer, int cls, const float *add, float *sum, size_t count, comm_request **req,
+                   char *err, size_t errlen)
+{
+    return post(c, peer, cls, false, sum, add, count * sizeof *sum, req, err, errlen);
 }
 
 int comm_wait_all(comm *c, comm_request **reqs, int n, char *err, size_t errlen)
@@ -328,14 +375,14 @@ int comm_wait(comm *c, comm_request *req, char *err, size_t errlen)
 
 int comm_send(comm *c, int peer, int cls, const void *buf, size_t len, char *err, size_t errlen)
 {
-    comm_request *r;
+    comm_request *r = NULL;
     int rc = comm_isend(c, peer, cls, buf, len, &r, err, errlen);
     return rc == WANCP_OK ? comm_wait(c, r, err, errlen) : rc;
 }
 
 int comm_recv(comm *c, int peer, int cls, void *buf, size_t len, char *err, size_t errlen)
 {
-    comm_request *r;
+    comm_request *r = NULL;
     int rc = comm_irecv(c, peer, cls, buf, len, &r, err, errlen);
     return rc == WANCP_OK ? comm_wait(c, r, err, errlen) : rc;
 }
