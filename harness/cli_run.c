@@ -85,6 +85,8 @@ static void describe_link(const scenario *s, const scenario_arm *a, const char *
     char d[256];
     link_profile_describe(&a->profile, d, sizeof d);
     size_t used = (size_t)snprintf(buf, len, "%s, %s", d, model);
+    if (a->straggler_k > 1 && used < len)
+        used += (size_t)snprintf(buf + used, len - used, ", rank %d's links at 1/%g", a->straggler, a->straggler_k);
     if (s->dilation > 1 && used < len)
         used += (size_t)snprintf(buf + used, len - used, ", run at 1/%g of the rate", s->dilation);
     if (strcmp(mechanism, "none") != 0 && used < len)
@@ -290,7 +292,7 @@ static int run_arm(const scenario *s, const scenario_arm *a, int index, int narm
         return 1;
     }
     topology t = {.ranks = s->ranks, .model = a->link_model, .profile = a->shaped ? &dilated : NULL,
-                  .delay_mechanism = DELAY_AUTO};
+                  .delay_mechanism = DELAY_AUTO, .straggler = a->straggler, .straggler_k = a->straggler_k};
     snprintf(t.prefix, sizeof t.prefix, "run%d", (int)(getpid() % 100000));
     describe_link(s, a, topology_delay_mechanism(&t), link, sizeof link);
     json_object_set_new(ja, "link", json_string(link));

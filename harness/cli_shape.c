@@ -17,7 +17,7 @@
 
 static const char USAGE[] =
     "Usage: wancp shape up PROFILE|none --ranks P [--model uplink|mesh] [--prefix NAME] [--ignore-delay]\n"
-    "                       [--delay-mechanism auto|relay|netem] [--dry-run]\n"
+    "                       [--delay-mechanism auto|relay|netem] [--straggler RANK:K] [--dry-run]\n"
     "       wancp shape down --prefix NAME | --all\n"
     "       wancp shape show [--prefix NAME]\n"
     "       wancp shape capture --prefix NAME --ranks P -o WIRE.csv [--seconds N] [--pcap DIR]\n"
@@ -48,6 +48,8 @@ static const char USAGE[] =
     "                  (without it they come from netem where the kernel has it, else the relay)\n"
     "  --delay-mechanism  auto (netem when /proc/config.gz says the kernel has it, else the\n"
     "                  user-space relay), relay or netem; up prints the one chosen\n"
+    "  --straggler RANK:K  RANK's links (up and down; in the mesh every pair of them) at the\n"
+    "                  profile's rate / K: one slow node, as SIMULATION.md's V5\n"
     "Needs root (network namespaces).\n";
 
 int cli_shape(int argc, char **argv)
@@ -63,12 +65,12 @@ int cli_shape(int argc, char **argv)
         return shape_check(argc - 1, argv + 1);
     if (strcmp(action, "relay") == 0)
         return shape_relay(argc - 1, argv + 1);
-    enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL, O_SECONDS, O_PCAP, O_MODEL, O_MECH };
+    enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL, O_SECONDS, O_PCAP, O_MODEL, O_MECH, O_STRAGGLER };
     static const struct option LONG[] = {
         {"ranks", 1, 0, O_RANKS}, {"prefix", 1, 0, O_PREFIX}, {"ignore-delay", 0, 0, O_IGNORE},
         {"dry-run", 0, 0, O_DRY}, {"all", 0, 0, O_ALL},       {"seconds", 1, 0, O_SECONDS},
         {"pcap", 1, 0, O_PCAP},   {"output", 1, 0, 'o'},      {"model", 1, 0, O_MODEL},
-        {"delay-mechanism", 1, 0, O_MECH},
+        {"delay-mechanism", 1, 0, O_MECH}, {"straggler", 1, 0, O_STRAGGLER},
         {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -102,6 +104,10 @@ int cli_shape(int argc, char **argv)
             if (strcmp(optarg, "uplink") != 0 && strcmp(optarg, "mesh") != 0)
                 return cli_usage_error("shape", "--model '%s': expected uplink or mesh", optarg);
             t.model = strcmp(optarg, "mesh") == 0 ? TOPOLOGY_MESH : TOPOLOGY_UPLINK;
+            break;
+        case O_STRAGGLER:
+            if (topology_parse_straggler(optarg, &t.straggler, &t.straggler_k) != 0)
+                return cli_usage_error("shape", "--straggler '%s': expected RANK:K with K >= 1", optarg);
             break;
         case O_MECH:
             if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "relay") != 0 && strcmp(optarg, "netem") != 0)

@@ -46,11 +46,16 @@ static const char USAGE[] =
     "  --sync-overlap      Mode S all-reduces each layer's gradients as its backward ends\n"
     "                      (buckets overlapping the rest); default: one all-reduce after it,\n"
     "                      as wancp's trainer does\n"
-    "  --straggler RANK:K  RANK's links at B/K\n"
+    "  --straggler RANK:K  RANK's links at B/K in every arm (an arm's own straggler key\n"
+    "                      otherwise)\n"
     "  --unshaped-rate RATE  what an unshaped arm's links carry (default 10gbit)\n"
     "  --seed N            jitter samples (default 1)\n"
     "  --against RESULTS   compare with a `wancp run` results folder's measured steady step\n"
-    "                      times (summary); exit 1 if an arm differs by more than --tolerance\n"
+    "                      times (summary); exit 1 if an arm differs by more than --tolerance;\n"
+    "                      also (SIMULATION.md V5) a jittered arm's p50 and p95 step times\n"
+    "                      (within 10% and 15%) and, for a sweep of fixed rates with an unshaped\n"
+    "                      arm, the knee: the rate where the step time is twice the unshaped\n"
+    "                      arm's (within 25%)\n"
     "  --tolerance F       (0.10)\n"
     "  --loss METRICS.csv  a real run's loss per step (metrics.csv): write loss against each\n"
     "                      arm's projected wall-clock (T = sum of simulated step times) and the\n"
@@ -116,10 +121,9 @@ static int parse(int argc, char **argv, sim_cli *o)
         case O_NO_OVERLAP: o->no_overlap = true; break;
         case O_SYNC_OVERLAP: o->sync_overlap = true; break;
         case O_STRAGGLER: {
-            int rank, used = 0;
+            int rank;
             double k;
-            if (sscanf(optarg, "%d:%lf%n", &rank, &k, &used) != 2 || optarg[used] != '\0' || rank < 0 ||
-                rank >= LINK_MAX_NODES || !(k >= 1 && k <= 1e6))
+            if (topology_parse_straggler(optarg, &rank, &k) != 0 || rank >= LINK_MAX_NODES)
                 return cli_usage_error("sim", "--straggler '%s': expected RANK:K with K >= 1", optarg);
             o->straggler = rank;
             o->straggler_k = k;
@@ -205,8 +209,10 @@ static int setup_arm(const sim_cli *o, const scenario *s, const sim_hardware *hw
             profile = &arm->profile;
         }
     }
+    const int straggler = o->straggler >= 0 ? o->straggler : arm->straggler_k > 1 ? arm->straggler : -1;
+    const double straggler_k = o->straggler >= 0 ? o->straggler_k : arm->straggler_k;
     for (int r = 0; r < s->ranks; r++)
-        a->node_scale[r] = r == o->straggler ? 1.0 / o->straggler_k : 1.0;
+        a->node_scale[r] = r == straggler ? 1.0 / straggler_k : 1.0;
     if (o->straggler >= s->ranks)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "--straggler %d: the scenario has %d ranks", o->straggler,
                           s->ranks);
@@ -234,12 +240,73 @@ static void describe_arm(const arm_sim *a, char *buf, size_t len)
     char link[160] = "unshaped";
     if (arm->shaped)
         link_profile_describe(&arm->profile, link, sizeof link);
+    if (arm->straggler_k > 1) {
+        size_t used = strlen(link);
+        snprintf(link + used, sizeof link - used, ", rank %d's links at 1/%g", arm->straggler, arm->straggler_k);
+    }
     snprintf(buf, len, "%s, %s, %s%s, sync %c%s", link, arm->link_model == TOPOLOGY_MESH ? "mesh" : "uplink",
              arm->compress ? "compressed" : "uncompressed", arm->compress && arm->compress_last ? " (all blocks)" : "",
              a->setup.sync, a->setup.sync == 'A' ? " (averaging)" : " (every step)");
 }
 
 static double rel_diff(double predicted, double measured) { return (predicted - measured) / measured; }
+
+/* SIMULATION.md V5's bounds: the knee within 25%, a jittered arm's p50 and p95 step times
+ * within 10% and 15%. */
+#define KNEE_BOUND 0.25
+#define P50_BOUND 0.10
+#define P95_BOUND 0.15
+
+/* An arm of a bandwidth sweep: a fixed rate and nothing else (no delay, jitter, loss,
+ * schedule or straggler). */
+static bool plain_rate(const scenario_arm *a)
+{
+    const link_profile *p = &a->profile;
+    return a->shaped && p->rate_bps > 0 && p->delay_ns == 0 && p->jitter_ns == 0 && p->loss_ppm == 0 &&
+           p->ntrace == 0 && p->nschedule == 0 && !(a->straggler_k > 1);
+}
+
+static double step_of(const arm_sim *a, bool measured)
+{
+    return measured ? a->measured->step_time_s_median : a->result.steady.step_s;
+}
+
+/* V5's knee of the measured arms of one compression: the rate at which the step time
+ * crosses twice the unshaped arm's, log-linear in the rate between the two arms that
+ * bracket it; measured or predicted from the same arms. NAN without an unshaped arm, two
+ * rates, or a crossing. */
+static double knee_bps(const arm_sim *arms, int n, bool compressed, bool measured)
+{
+    const arm_sim *fast = NULL, *member[SCENARIO_MAX_ARMS];
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        const scenario_arm *a = arms[i].arm;
+        if (arms[i].measured == NULL || a->compress != compressed)
+            continue;
+        if (!a->shaped && !(a->straggler_k > 1))
+            fast = &arms[i];
+        else if (plain_rate(a))
+            member[m++] = &arms[i];
+    }
+    if (fast == NULL || m < 2)
+        return NAN;
+    for (int i = 1; i < m; i++) /* by rate, ascending */
+        for (int j = i; j > 0 && member[j]->arm->profile.rate_bps < member[j - 1]->arm->profile.rate_bps; j--) {
+            const arm_sim *t = member[j];
+            member[j] = member[j - 1];
+            member[j - 1] = t;
+        }
+    const double target = 2 * step_of(fast, measured);
+    for (int i = 0; i + 1 < m; i++) {
+        const double slow = step_of(member[i], measured), quick = step_of(member[i + 1], measured);
+        if (slow >= target && quick <= target && slow > quick) {
+            const double lo = log((double)member[i]->arm->profile.rate_bps);
+            const double hi = log((double)member[i + 1]->arm->profile.rate_bps);
+            return exp(lo + (slow - target) / (slow - quick) * (hi - lo));
+        }
+    }
+    return NAN;
+}
 
 static json_t *arm_json(const arm_sim *a)
 {
@@ -276,6 +343,11 @@ static json_t *arm_json(const arm_sim *a)
         json_object_set_new(m, "compute_s", json_real(a->measured->compute_s_median));
         json_object_set_new(m, "exposed_comm_s", json_real(a->measured->comm_s_median));
         json_object_set_new(m, "step_rel_diff", json_real(rel_diff(r->steady.step_s, a->measured->step_time_s_median)));
+        json_object_set_new(m, "p95_step_s", json_real(a->measured->step_time_s_p95));
+        if (r->stepwise) {
+            json_object_set_new(m, "p50_rel_diff", json_real(rel_diff(r->p50_s, a->measured->step_time_s_median)));
+            json_object_set_new(m, "p95_rel_diff", json_real(rel_diff(r->p95_s, a->measured->step_time_s_p95)));
+        }
         json_object_set_new(o, "measured", m);
     }
     return o;
@@ -326,6 +398,33 @@ static void print_table(const sim_cli *o, const scenario *s, const sim_hardware 
             printf("%-26s %10.4f %10.4f %+8.1f%% %10.4f %10.4f%s\n", arms[i].arm->name, arms[i].result.steady.step_s,
                    m->step_time_s_median, 100 * d, m->compute_s_median, m->comm_s_median,
                    fabs(d) > o->tolerance ? "  OUTSIDE" : "");
+        }
+        for (int i = 0; i < n; i++) { /* V5: jitter's spread of step times */
+            const arm_summary *m = arms[i].measured;
+            const sim_result *r = &arms[i].result;
+            if (m == NULL || !r->stepwise)
+                continue;
+            const double d50 = rel_diff(r->p50_s, m->step_time_s_median), d95 = rel_diff(r->p95_s, m->step_time_s_p95);
+            printf("# %s: p50 predicted %.4f, measured %.4f (%+.1f%%%s); p95 predicted %.4f, measured %.4f "
+                   "(%+.1f%%%s)\n",
+                   arms[i].arm->name, r->p50_s, m->step_time_s_median, 100 * d50,
+                   fabs(d50) > P50_BOUND ? ", OUTSIDE 10%" : "", r->p95_s, m->step_time_s_p95, 100 * d95,
+                   fabs(d95) > P95_BOUND ? ", OUTSIDE 15%" : "");
+        }
+        for (int c = 0; c < 2; c++) { /* V5: the knee of a bandwidth sweep */
+            const double meas = knee_bps(arms, n, c == 1, true), pred = knee_bps(arms, n, c == 1, false);
+            if (!isfinite(meas))
+                continue;
+            const double d = rel_diff(pred, meas);
+            if (isfinite(pred))
+                printf("# knee (step time twice the unshaped arm's), %s: measured %.0f Mbit/s, predicted %.0f Mbit/s "
+                       "(%+.1f%%%s)\n",
+                       c ? "compressed" : "uncompressed", meas / 1e6, pred / 1e6, 100 * d,
+                       fabs(d) > KNEE_BOUND ? ", OUTSIDE 25%" : "");
+            else
+                printf("# knee (step time twice the unshaped arm's), %s: measured %.0f Mbit/s, predicted: no "
+                       "crossing, OUTSIDE\n",
+                       c ? "compressed" : "uncompressed", meas / 1e6);
         }
     }
     printf("# simulated in %.3f s\n", sim_s);
@@ -465,10 +564,27 @@ int cli_sim(int argc, char **argv)
         fputc('\n', stderr);
     int status = 0;
     if (rc == WANCP_OK) {
-        for (int i = 0; i < n; i++)
-            if (arms[i].measured != NULL &&
-                fabs(rel_diff(arms[i].result.steady.step_s, arms[i].measured->step_time_s_median)) > o.tolerance)
+        for (int i = 0; i < n; i++) {
+            const arm_summary *m = arms[i].measured;
+            const sim_result *r = &arms[i].result;
+            if (m != NULL && fabs(rel_diff(r->steady.step_s, m->step_time_s_median)) > o.tolerance)
                 status = 1;
+            if (m != NULL && r->stepwise &&
+                (fabs(rel_diff(r->p50_s, m->step_time_s_median)) > P50_BOUND ||
+                 fabs(rel_diff(r->p95_s, m->step_time_s_p95)) > P95_BOUND))
+                status = 1;
+        }
+        json_t *knees = json_array();
+        for (int c = 0; c < 2; c++) {
+            const double meas = knee_bps(arms, n, c == 1, true), pred = knee_bps(arms, n, c == 1, false);
+            if (!isfinite(meas))
+                continue;
+            status |= !isfinite(pred) || fabs(rel_diff(pred, meas)) > KNEE_BOUND;
+            json_t *k = json_pack("{s:s, s:f}", "arms", c ? "compressed" : "uncompressed", "measured_bps", meas);
+            json_object_set_new(k, "predicted_bps", isfinite(pred) ? json_real(pred) : json_null());
+            json_object_set_new(k, "rel_diff", isfinite(pred) ? json_real(rel_diff(pred, meas)) : json_null());
+            json_array_append_new(knees, k);
+        }
         if (o.json) {
             json_t *j = json_object(), *list = json_array(), *h = json_object();
             json_object_set_new(j, "scenario", json_string(s->name));
@@ -493,10 +609,13 @@ int cli_sim(int argc, char **argv)
             for (int i = 0; i < n; i++)
                 json_array_append_new(list, arm_json(&arms[i]));
             json_object_set_new(j, "arms", list);
+            if (o.against != NULL)
+                json_object_set_new(j, "knee", json_incref(knees));
             cli_print_json(j);
         } else {
             print_table(&o, s, &hw, arms, n, sim_s, steps);
         }
+        json_decref(knees);
         if (o.loss != NULL) {
             char dir[1100];
             rc = project_loss(&o, s, &hw, arms, n, &mf, dir, sizeof dir, err, sizeof err);

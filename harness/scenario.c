@@ -132,9 +132,14 @@ static void arm_key(parse *ps, scenario_arm *a, const char *sec, const char *key
         set_sync(ps, sec, key, v, &a->sync);
     } else if (strcmp(key, "sync_every") == 0) {
         set_int(ps, sec, key, v, 1, 1000000, &a->sync_every);
+    } else if (strcmp(key, "straggler") == 0) {
+        if (strcmp(v, "none") == 0)
+            a->straggler = 0, a->straggler_k = 0;
+        else if (topology_parse_straggler(v, &a->straggler, &a->straggler_k) != 0)
+            problem(ps, "[%s] straggler = '%s': expected RANK:K with K >= 1 (or none)", sec, v);
     } else {
         problem(ps, "[%s] unknown key '%s' (profile, link_model, compress, compress_last, warm_steps, sync, "
-                "sync_every)", sec, key);
+                "sync_every, straggler)", sec, key);
     }
 }
 
@@ -271,6 +276,11 @@ static void check_whole(parse *ps)
         for (int j = 0; j < i; j++)
             if (strcmp(s->arms[j].name, a->name) == 0)
                 problem(ps, "two arms are named '%s'", a->name);
+        if (a->straggler_k > 1 && a->straggler >= s->ranks)
+            problem(ps, "[arm %s] straggler = %d:%g: the scenario has ranks 0 to %d", a->name, a->straggler,
+                    a->straggler_k, s->ranks - 1);
+        if (a->straggler_k > 1 && a->profile_path[0] == 0)
+            problem(ps, "[arm %s] straggler: an unshaped arm has no rate to divide (give it a profile)", a->name);
         if (a->profile_path[0] == 0)
             continue;
         if (link_profile_load(&a->profile, a->profile_path, err, sizeof err) != WANCP_OK)
@@ -340,5 +350,9 @@ void scenario_write(const scenario *s, FILE *f)
                 a->name, a->shaped ? a->profile_path : "none", a->link_model == TOPOLOGY_MESH ? "mesh" : "uplink",
                 a->compress ? "true" : "false", a->compress_last ? "true" : "false", a->warm_steps >= 0 ? a->warm_steps : s->steps / 10,
                 a->sync ? a->sync : s->sync, a->sync_every ? a->sync_every : s->sync_every);
+        if (a->straggler_k > 1)
+            fprintf(f, "straggler = %d:%g\n", a->straggler, a->straggler_k);
+        else
+            fprintf(f, "straggler = none\n");
     }
 }

@@ -19,7 +19,8 @@
  *               precision (tf32|fp32, cuda's matmuls)
  *   [arm NAME]  profile (a link profile file, or none: unshaped), link_model (uplink|mesh),
  *               compress (true|false), compress_last (true|false), warm_steps, sync,
- *               sync_every (the arm's own); NAME: 1 to 63 of A-Z a-z 0-9 @ + _ -
+ *               sync_every (the arm's own), straggler (RANK:K: that rank's links at the
+ *               profile's rate / K); NAME: 1 to 63 of A-Z a-z 0-9 @ + _ -
  *
  * The whole file is read and checked before anything uses it: every problem is reported at
  * once, each with file:line and the key, and `--set section.key=value` overrides apply as
@@ -38,6 +39,8 @@ typedef struct scenario_arm {
     int warm_steps;          /* -1: a tenth of the steps */
     char sync;               /* 'S' or 'A' */
     int sync_every;
+    int straggler;           /* with straggler_k > 1: this rank's links at the rate / k */
+    double straggler_k;
 } scenario_arm;
 
 typedef struct scenario {

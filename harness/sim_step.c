@@ -127,13 +127,13 @@ static bool layer_compressed(const builder *b, int l)
 /* A ring all-reduce of bytes on every rank, progressed by the communication thread: round
  * k's send follows round k-1's receive and send. Posts everything now; last[r] is what
  * rank r waits for (its last receive), last_sent[r] its last send. */
-static void ring_allreduce(builder *b, double bytes, int *last, int *last_sent)
+static void ring_allreduce(builder *b, int cls, double bytes, int *last, int *last_sent)
 {
     const int P = b->s->shape.ranks, rounds = 2 * (P - 1);
     int prev[LINK_MAX_NODES], cur[LINK_MAX_NODES];
     for (int k = 0; k < rounds; k++) {
         for (int r = 0; r < P; r++)
-            cur[r] = add_msg(b, r, (r + 1) % P, COMM_WEIGHT_SYNC, bytes / P, k > 0 ? prev[(r + P - 1) % P] : -1,
+            cur[r] = add_msg(b, r, (r + 1) % P, cls, bytes / P, k > 0 ? prev[(r + P - 1) % P] : -1,
                              k > 0 ? prev[r] : -1);
         for (int r = 0; r < P; r++) {
             emit(b, r, OP_POST, cur[r], 0);
@@ -283,24 +283,28 @@ static int build_kind(const sim_setup *s, step_kind *k, int kind, char *err, siz
     for (int l = sh->layers - 1; l >= 0; l--) {
         backward_layer(&b, l);
         if (buckets)
-            ring_allreduce(&b, layer_params * s->hw.param_bytes, blast[l], bsent[l]);
+            ring_allreduce(&b, COMM_WEIGHT_SYNC, layer_params * s->hw.param_bytes, blast[l], bsent[l]);
     }
     for (int r = 0; r < P; r++)
         compute(&b, r, embed, 1);
+    if (P > 1) { /* the step's loss: one float, ring all-reduced (2(P-1) hops, each a delay) */
+        ring_allreduce(&b, COMM_CONTROL, 4.0 * P, last, last_sent);
+        wait_ring(&b, last, last_sent);
+    }
     if (s->sync == 'S' && P > 1) {
         if (buckets) {
-            ring_allreduce(&b, (params - layer_params * sh->layers) * s->hw.param_bytes, last, last_sent);
+            ring_allreduce(&b, COMM_WEIGHT_SYNC, (params - layer_params * sh->layers) * s->hw.param_bytes, last, last_sent);
             for (int l = 0; l < sh->layers; l++)
                 wait_ring(&b, blast[l], bsent[l]);
         } else {
-            ring_allreduce(&b, sync_bytes, last, last_sent);
+            ring_allreduce(&b, COMM_WEIGHT_SYNC, sync_bytes, last, last_sent);
         }
         wait_ring(&b, last, last_sent);
     }
     for (int r = 0; r < P; r++)
         compute(&b, r, sim_cost_optimizer(sh), 1);
     if (b.sync_step && P > 1) {
-        ring_allreduce(&b, sync_bytes, last, last_sent);
+        ring_allreduce(&b, COMM_WEIGHT_SYNC, sync_bytes, last, last_sent);
         wait_ring(&b, last, last_sent);
         sim_work scale = {.amount[SIM_MEMORY] = 8 * params, .ops = 1};
         for (int r = 0; r < P; r++)
@@ -763,8 +767,9 @@ double sim_closed_form(const sim_setup *s, bool compressed, char *err, size_t er
     sim_work_add(&rest, &opt, 1);
     sim_work_add(&rest, &embed, 2);
     t += sim_work_seconds(&rest, hw);
-    if (P > 1)
-        t += alpha; /* rank 0's "go on" broadcast: the others start one delay later */
+    if (P > 1) /* rank 0's "go on" broadcast (the others start one delay later); the loss's
+                * ring all-reduce of one float, 2(P-1) hops */
+        t += alpha + 2 * (P - 1) * alpha;
     const double sync_bytes = sim_trainable_params(sh) * hw->param_bytes;
     const double ring = P > 1 ? link_ring_allreduce_s(P, sync_bytes, alpha, 1.0 / B_ring) : 0;
     if (s->sync == 'S')

@@ -27,7 +27,7 @@
 
 static const char USAGE[] =
     "Usage: wancp sim validate [--rates LIST] [--delays LIST] [--max-bytes N] [--ranks LIST]\n"
-    "                          [--collective-max-bytes N] [--only v1|v2] [--json]\n"
+    "                          [--collective-max-bytes N] [--only v1|v2|v6] [--dilations LIST] [--json]\n"
     "\n"
     "The link model (shaper/link_model.c) against the links it stands for: for every rate and\n"
     "one-way delay, the rank namespaces wancp run builds (uplink model, delay from the same\n"
@@ -40,12 +40,17 @@ static const char USAGE[] =
     "      1 MiB to --collective-max-bytes (16mib) by x4, sizes as bench comm states them: the\n"
     "      slowest rank's time, median of 3 after a warm-up; passes within 5%, or 10% when one\n"
     "      ring message is below the bandwidth-delay product (rate x round trip).\n"
+    "  V6  (--only v6) time dilation: links at B/D with delays x D for each D in --dilations\n"
+    "      (1,4,16), B and the delay the first of --rates and --delays; one 8 MiB message and an\n"
+    "      8 MiB ring all-gather over the first P of --ranks; passes when time / D stays within\n"
+    "      5% across the dilations (max / min - 1).\n"
     "Exit 1 when a case misses its bound. Needs root (network namespaces); everything it creates\n"
     "is removed at the end and on Ctrl-C.\n"
     "\n"
     "  --rates LIST   comma-separated tc rates (100mbit,300mbit,1gbit)\n"
     "  --delays LIST  comma-separated one-way delays (0,25ms,50ms)\n"
-    "  --only V       v1 or v2 alone\n"
+    "  --only V       v1 or v2 alone, or v6\n"
+    "  --dilations LIST  V6's dilations D, comma-separated whole numbers 1 to 64 (1,4,16)\n"
     "  --json         one JSON object on stdout: every case with its figures\n";
 
 #define MAX_LIST 8
@@ -55,6 +60,8 @@ static const char USAGE[] =
 #define PORT 29500
 #define V1_MIN_BYTES (64u << 10)
 #define V2_MIN_BYTES (1u << 20)
+#define V6_BYTES (8u << 20)
+#define V6_BOUND 0.05
 
 enum { OP_MESSAGE, OP_ALLGATHER, OP_REDUCE_SCATTER, OP_ALLREDUCE, NOPS };
 static const char *const OP_NAMES[NOPS] = {"message", "all_gather", "reduce_scatter", "all_reduce"};
@@ -64,6 +71,7 @@ typedef struct vcase {
     uint64_t rate_bps, delay_ns;
     size_t bytes;             /* the message; a collective's size as bench comm states it */
     int reps;
+    int dilation;             /* V6: the run's D (links at B/D, delays x D); 0 for V1 and V2 */
     double predicted_s, measured_s, bound_s;
     bool measured, passed;
 } vcase;
@@ -341,8 +349,9 @@ typedef struct options {
     uint64_t rates[MAX_LIST], delays[MAX_LIST];
     int nrates, ndelays;
     int ranks[MAX_LIST], nranks;
+    int dilations[MAX_LIST], ndilations;
     uint64_t max_bytes, coll_max_bytes;
-    bool v1, v2, json;
+    bool v1, v2, v6, json;
 } options;
 
 static int parse_list(const char *opt, const char *text, uint64_t *out, int *n, bool rate)
@@ -368,14 +377,14 @@ static int parse_list(const char *opt, const char *text, uint64_t *out, int *n, 
 
 static int parse(int argc, char **argv, options *o)
 {
-    enum { O_RATES = 256, O_DELAYS, O_MAX, O_RANKS, O_CMAX, O_ONLY, O_JSON };
+    enum { O_RATES = 256, O_DELAYS, O_MAX, O_RANKS, O_CMAX, O_ONLY, O_DILATIONS, O_JSON };
     static const struct option LONG[] = {
         {"rates", 1, 0, O_RATES}, {"delays", 1, 0, O_DELAYS}, {"max-bytes", 1, 0, O_MAX},
         {"ranks", 1, 0, O_RANKS}, {"collective-max-bytes", 1, 0, O_CMAX}, {"only", 1, 0, O_ONLY},
-        {"json", 0, 0, O_JSON},   {"help", 0, 0, 'h'},                    {0, 0, 0, 0},
+        {"dilations", 1, 0, O_DILATIONS}, {"json", 0, 0, O_JSON}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     *o = (options){.max_bytes = 1ull << 30, .coll_max_bytes = 16u << 20, .v1 = true, .v2 = true};
-    const char *rates = "100mbit,300mbit,1gbit", *delays = "0,25ms,50ms", *ranks = "4,8";
+    const char *rates = "100mbit,300mbit,1gbit", *delays = "0,25ms,50ms", *ranks = "4,8", *dilations = "1,4,16";
     optind = 1;
     opterr = 0;
     for (int opt; (opt = getopt_long(argc, argv, ":h", LONG, NULL)) != -1;) {
@@ -395,11 +404,13 @@ static int parse(int argc, char **argv, options *o)
             break;
         }
         case O_ONLY:
-            if (strcmp(optarg, "v1") != 0 && strcmp(optarg, "v2") != 0)
-                return cli_usage_error("sim", "--only '%s': expected v1 or v2", optarg);
+            if (strcmp(optarg, "v1") != 0 && strcmp(optarg, "v2") != 0 && strcmp(optarg, "v6") != 0)
+                return cli_usage_error("sim", "--only '%s': expected v1, v2 or v6", optarg);
             o->v1 = strcmp(optarg, "v1") == 0;
-            o->v2 = !o->v1;
+            o->v2 = strcmp(optarg, "v2") == 0;
+            o->v6 = strcmp(optarg, "v6") == 0;
             break;
+        case O_DILATIONS: dilations = optarg; break;
         case O_JSON: o->json = true; break;
         case 'h': fputs(USAGE, stdout); return -1;
         case ':': return cli_usage_error("sim", "%s needs a value", argv[optind - 1]);
@@ -423,7 +434,48 @@ static int parse(int argc, char **argv, options *o)
             return 2;
         o->ranks[o->nranks++] = (int)p;
     }
-    return o->nranks == 0 ? cli_usage_error("sim", "--ranks: no value given") : 0;
+    if (o->nranks == 0)
+        return cli_usage_error("sim", "--ranks: no value given");
+    snprintf(buf, sizeof buf, "%s", dilations);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        unsigned long d;
+        if (o->ndilations == MAX_LIST)
+            return cli_usage_error("sim", "--dilations: at most %d values", MAX_LIST);
+        if (cli_parse_ulong("sim", "--dilations", tok, 1, 64, &d) != 0)
+            return 2;
+        o->dilations[o->ndilations++] = (int)d;
+    }
+    return o->ndilations < 2 ? cli_usage_error("sim", "--dilations: at least two values to compare") : 0;
+}
+
+/* V6's cases of one dilation: the message (P = 0) or the ring all-gather over P ranks. */
+static int v6_cases(uint64_t rate, uint64_t delay, int P, int D, vcase *out)
+{
+    if (P == 0)
+        out[0] = (vcase){.op = OP_MESSAGE, .ranks = 2, .rate_bps = rate, .delay_ns = delay, .bytes = V6_BYTES,
+                         .reps = 8.0 * V6_BYTES / (double)rate > 2.0 ? 1 : REPS, .dilation = D};
+    else
+        out[0] = (vcase){.op = OP_ALLGATHER, .ranks = P, .rate_bps = rate, .delay_ns = delay,
+                         .bytes = V6_BYTES / (size_t)(P * 4) * (size_t)(P * 4), .reps = REPS, .dilation = D};
+    return 1;
+}
+
+/* V6's verdict for one op: time / D across the dilations, max / min - 1 within 5%. Returns
+ * whether it passed; fills the spreads. */
+static bool v6_spread(const vcase *all, int n, int op, double *measured, double *predicted)
+{
+    double lo = INFINITY, hi = 0, plo = INFINITY, phi = 0;
+    bool all_measured = true;
+    for (int i = 0; i < n; i++) {
+        if (all[i].dilation == 0 || all[i].op != op)
+            continue;
+        all_measured &= all[i].measured;
+        const double t = all[i].measured_s / all[i].dilation, p = all[i].predicted_s / all[i].dilation;
+        lo = fmin(lo, t), hi = fmax(hi, t), plo = fmin(plo, p), phi = fmax(phi, p);
+    }
+    *measured = hi / lo - 1;
+    *predicted = phi / plo - 1;
+    return all_measured && *measured <= V6_BOUND;
 }
 
 /* The cases of one topology (one rate, one delay, one P; P = 0: V1). */
@@ -453,6 +505,12 @@ static void print_case(const vcase *v)
         snprintf(size, sizeof size, "%g MiB", (double)v->bytes / (1u << 20));
     else
         snprintf(size, sizeof size, "%g KiB", (double)v->bytes / 1024);
+    if (v->dilation > 0) /* V6: the verdict is the spread across dilations, printed after */
+        printf("%-15s %2d %8.2f %7.1f %11s %12.2f %12.2f %+8.1f%% %9s  D = %d: %.2f ms / D\n", OP_NAMES[v->op],
+               v->ranks, (double)v->rate_bps / 1e6, (double)v->delay_ns / 1e6, size, v->predicted_s * 1e3,
+               v->measured_s * 1e3, 100.0 * (v->measured_s - v->predicted_s) / v->predicted_s, "-", v->dilation,
+               v->measured_s * 1e3 / v->dilation);
+    else
     printf("%-15s %2d %8.0f %7.1f %11s %12.2f %12.2f %+8.1f%% %9.2f  %s\n", OP_NAMES[v->op], v->ranks,
            (double)v->rate_bps / 1e6, (double)v->delay_ns / 1e6, size, v->predicted_s * 1e3, v->measured_s * 1e3,
            100.0 * (v->measured_s - v->predicted_s) / v->predicted_s, v->bound_s * 1e3,
@@ -461,10 +519,13 @@ static void print_case(const vcase *v)
 
 static json_t *case_json(const vcase *v)
 {
-    return json_pack("{s:s, s:i, s:f, s:f, s:I, s:f, s:f, s:f, s:b}", "op", OP_NAMES[v->op], "ranks", v->ranks,
-                     "rate_bps", (double)v->rate_bps, "delay_ms", (double)v->delay_ns / 1e6, "bytes",
-                     (json_int_t)v->bytes, "predicted_s", v->predicted_s, "measured_s",
-                     v->measured ? v->measured_s : -1.0, "bound_s", v->bound_s, "passed", v->passed);
+    json_t *o = json_pack("{s:s, s:i, s:f, s:f, s:I, s:f, s:f, s:f, s:b}", "op", OP_NAMES[v->op], "ranks", v->ranks,
+                          "rate_bps", (double)v->rate_bps, "delay_ms", (double)v->delay_ns / 1e6, "bytes",
+                          (json_int_t)v->bytes, "predicted_s", v->predicted_s, "measured_s",
+                          v->measured ? v->measured_s : -1.0, "bound_s", v->bound_s, "passed", v->passed);
+    if (v->dilation > 0)
+        json_object_set_new(o, "dilation", json_integer(v->dilation));
+    return o;
 }
 
 int sim_validate(int argc, char **argv)
@@ -489,68 +550,106 @@ int sim_validate(int argc, char **argv)
     char prefix[24], err[WANCP_ERRLEN] = "";
     snprintf(prefix, sizeof prefix, "val%ld", (long)getpid() % 100000);
     int ncases = 0, groups_failed = 0, rc = WANCP_OK;
-    int Ps[MAX_LIST + 1], nP = 0;
-    if (o.v1)
-        Ps[nP++] = 0;
-    for (int i = 0; o.v2 && i < o.nranks; i++)
-        Ps[nP++] = o.ranks[i];
-    for (int pi = 0; pi < nP && !interrupted; pi++)
-        for (int ri = 0; ri < o.nrates && !interrupted; ri++)
-            for (int di = 0; di < o.ndelays && !interrupted; di++) {
-                link_profile p = {.rate_bps = o.rates[ri], .delay_ns = o.delays[di]};
-                snprintf(p.name, sizeof p.name, "validate");
-                group g = {.prefix = prefix, .ranks = Ps[pi] == 0 ? 2 : Ps[pi], .cases = all + ncases, .sh = sh};
-                g.ncases = cases_of(&o, p.rate_bps, p.delay_ns, Ps[pi], g.cases);
-                for (int i = 0; i < g.ncases; i++)
-                    if (g.cases[i].bytes > g.max_bytes)
-                        g.max_bytes = g.cases[i].bytes;
-                /* warm-up: twice the round trip's bytes, at least 4 MiB, per ring connection */
-                g.warm_bytes = (size_t)g.ranks *
-                               (size_t)fmax(4 << 20, 2.0 * (double)p.rate_bps / 8 * 2e-9 * (double)p.delay_ns);
-                for (int i = 0; i < g.ncases && rc == WANCP_OK; i++)
-                    rc = predict(&g.cases[i], &p, err, sizeof err);
-                if (rc != WANCP_OK)
-                    break;
-                double expected = 0;
-                for (int i = 0; i < g.ncases; i++)
-                    expected += g.cases[i].predicted_s * (g.cases[i].reps + (g.cases[i].op != OP_MESSAGE));
-                if (!o.json)
-                    fprintf(stderr, "sim validate: %s at %g Mbit/s, delay %g ms, %d ranks (about %.0f s)...\n",
-                            Ps[pi] == 0 ? "V1 messages" : "V2 collectives", (double)p.rate_bps / 1e6,
-                            (double)p.delay_ns / 1e6, g.ranks, expected);
-                char gerr[WANCP_ERRLEN];
-                if (run_group(&g, &p, gerr, sizeof gerr) != WANCP_OK) {
-                    groups_failed++;
-                    fprintf(stderr, "sim validate: %g Mbit/s, delay %g ms, %d ranks: %s\n", (double)p.rate_bps / 1e6,
-                            (double)p.delay_ns / 1e6, g.ranks, gerr);
-                } else
-                    for (int i = 0; i < g.ncases; i++)
-                        measured_of(&g, i);
-                for (int i = 0; i < g.ncases; i++)
-                    judge(&g.cases[i]);
-                ncases += g.ncases;
-            }
+    /* The groups: one topology each (rate, delay, P; P = 0: V1's two ranks), V6's with their
+     * dilation D. */
+    typedef struct spec {
+        int P, D;
+        uint64_t rate, delay;
+    } spec;
+    spec *specs = calloc(MAX_LIST * MAX_LIST * (MAX_LIST + 1) + 2 * MAX_LIST, sizeof *specs);
+    int nspecs = 0;
+    if (specs == NULL) {
+        free(all);
+        munmap(sh, sizeof *sh);
+        return cli_report("sim", WANCP_ERR_NOMEM, "out of memory");
+    }
+    for (int pi = -1; pi < (o.v2 ? o.nranks : 0); pi++)
+        for (int ri = 0; ri < o.nrates && (pi >= 0 || o.v1); ri++)
+            for (int di = 0; di < o.ndelays; di++)
+                specs[nspecs++] = (spec){.P = pi < 0 ? 0 : o.ranks[pi], .rate = o.rates[ri], .delay = o.delays[di]};
+    for (int k = 0; o.v6 && k < 2; k++) /* the message, then the all-gather, at every D */
+        for (int d = 0; d < o.ndilations; d++)
+            specs[nspecs++] = (spec){.P = k == 0 ? 0 : o.ranks[0], .D = o.dilations[d],
+                                     .rate = o.rates[0] / (uint64_t)o.dilations[d],
+                                     .delay = o.delays[0] * (uint64_t)o.dilations[d]};
+    for (int si = 0; si < nspecs && !interrupted; si++) {
+        const spec *sp = &specs[si];
+        link_profile p = {.rate_bps = sp->rate, .delay_ns = sp->delay};
+        snprintf(p.name, sizeof p.name, "validate");
+        group g = {.prefix = prefix, .ranks = sp->P == 0 ? 2 : sp->P, .cases = all + ncases, .sh = sh};
+        g.ncases = sp->D > 0 ? v6_cases(p.rate_bps, p.delay_ns, sp->P, sp->D, g.cases)
+                             : cases_of(&o, p.rate_bps, p.delay_ns, sp->P, g.cases);
+        for (int i = 0; i < g.ncases; i++)
+            if (g.cases[i].bytes > g.max_bytes)
+                g.max_bytes = g.cases[i].bytes;
+        /* warm-up: twice the round trip's bytes, at least 4 MiB, per ring connection */
+        g.warm_bytes = (size_t)g.ranks * (size_t)fmax(4 << 20, 2.0 * (double)p.rate_bps / 8 * 2e-9 * (double)p.delay_ns);
+        for (int i = 0; i < g.ncases && rc == WANCP_OK; i++)
+            rc = predict(&g.cases[i], &p, err, sizeof err);
+        if (rc != WANCP_OK)
+            break;
+        double expected = 0;
+        for (int i = 0; i < g.ncases; i++)
+            expected += g.cases[i].predicted_s * (g.cases[i].reps + (g.cases[i].op != OP_MESSAGE));
+        expected += 8.0 * (double)g.warm_bytes * 2 / (double)p.rate_bps; /* the warm-up, roughly */
+        if (!o.json)
+            fprintf(stderr, "sim validate: %s at %g Mbit/s, delay %g ms, %d ranks (about %.0f s)...\n",
+                    sp->D > 0 ? "V6 dilation" : sp->P == 0 ? "V1 messages" : "V2 collectives", (double)p.rate_bps / 1e6,
+                    (double)p.delay_ns / 1e6, g.ranks, expected);
+        char gerr[WANCP_ERRLEN];
+        if (run_group(&g, &p, gerr, sizeof gerr) != WANCP_OK) {
+            groups_failed++;
+            fprintf(stderr, "sim validate: %g Mbit/s, delay %g ms, %d ranks: %s\n", (double)p.rate_bps / 1e6,
+                    (double)p.delay_ns / 1e6, g.ranks, gerr);
+        } else
+            for (int i = 0; i < g.ncases; i++)
+                measured_of(&g, i);
+        for (int i = 0; i < g.ncases; i++)
+            judge(&g.cases[i]);
+        ncases += g.ncases;
+    }
+    free(specs);
     munmap(sh, sizeof *sh);
     if (rc != WANCP_OK) {
         free(all);
         return cli_report("sim", rc, err);
     }
-    int failed = 0;
+    int failed = 0, checked = 0;
     for (int i = 0; i < ncases; i++)
-        failed += !all[i].passed;
+        if (all[i].dilation == 0)
+            failed += !all[i].passed, checked++;
+    json_t *v6 = json_array();
+    for (int op = OP_MESSAGE; o.v6 && op <= OP_ALLGATHER; op++) {
+        double spread, model_spread;
+        const bool ok = v6_spread(all, ncases, op, &spread, &model_spread);
+        failed += !ok, checked++;
+        json_array_append_new(v6, json_pack("{s:s, s:f, s:f, s:f, s:b}", "op", OP_NAMES[op], "spread", spread,
+                                            "model_spread", model_spread, "bound", V6_BOUND, "passed", ok));
+    }
     if (o.json) {
         json_t *cases = json_array();
         for (int i = 0; i < ncases; i++)
             json_array_append_new(cases, case_json(&all[i]));
-        cli_print_json(json_pack("{s:s, s:o, s:i, s:i, s:b}", "bench", "sim_validate", "cases", cases, "failed", failed,
-                                 "groups_failed", groups_failed, "interrupted", interrupted != 0));
+        json_t *top = json_pack("{s:s, s:o, s:i, s:i, s:b}", "bench", "sim_validate", "cases", cases, "failed", failed,
+                                "groups_failed", groups_failed, "interrupted", interrupted != 0);
+        if (o.v6)
+            json_object_set(top, "v6", v6);
+        cli_print_json(top);
     } else {
         printf("%-15s %2s %8s %7s %11s %12s %12s %9s %9s\n", "op", "P", "Mbit/s", "delay", "bytes", "model ms",
                "measured ms", "diff", "bound ms");
         for (int i = 0; i < ncases; i++)
             print_case(&all[i]);
-        printf("%d of %d cases within their bounds\n", ncases - failed, ncases);
+        for (size_t k = 0; k < json_array_size(v6); k++) {
+            json_t *r = json_array_get(v6, k);
+            printf("V6 %s: time / D spread %.1f%% across the dilations (model %.1f%%; bound 5%%): %s\n",
+                   json_string_value(json_object_get(r, "op")), 100 * json_real_value(json_object_get(r, "spread")),
+                   100 * json_real_value(json_object_get(r, "model_spread")),
+                   json_is_true(json_object_get(r, "passed")) ? "pass" : "FAIL");
+        }
+        printf("%d of %d checks within their bounds\n", checked - failed, checked);
     }
+    json_decref(v6);
     free(all);
     if (interrupted)
         return 130;

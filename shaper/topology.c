@@ -46,6 +46,11 @@ static int check(const topology *t, char *err, size_t errlen)
     const link_profile *p = t->profile;
     if (p != NULL && p->rate_bps == 0 && p->ntrace == 0 && p->nschedule == 0)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "profile %s has no rate, schedule or trace", p->name);
+    if (t->straggler_k > 1 && (t->straggler < 0 || t->straggler >= t->ranks))
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "straggler rank %d: the topology has ranks 0 to %d", t->straggler,
+                          t->ranks - 1);
+    if (t->straggler_k > 1 && p == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "a straggler needs shaped links (a profile)");
     return WANCP_OK;
 }
 
@@ -106,18 +111,22 @@ typedef struct step {
     char text[8192];
     char dev[16];  /* set: not a batch but `ethtool -K dev ...` inside ns */
     int tx_off;    /* with dev: transmit checksums off too (the relay re-sends frames as they are) */
-    int tcp_buffers; /* set: not a batch but `sysctl` of TCP_BUFFERS inside ns */
+    int tcp_tuning; /* set: not a batch but `sysctl` of TCP_TUNING inside ns */
     int force;     /* the batch goes on past a failing line (removal: take what can go) */
 } step;
 
-/* A rank's TCP buffers may grow to 64 MiB, as on hosts tuned for long fat paths: Linux's
- * default 4 MiB send buffer caps a stream at 4 MiB per round trip (under 300 Mbit/s at
- * 100 ms once the link's queue adds its own delay), which would be the host's limit, not
- * the link's. */
+/* A rank's TCP is tuned as hosts for long fat paths are, so the link is the limit, not the
+ * host: buffers may grow to 64 MiB (Linux's default 4 MiB send buffer caps a stream at
+ * 4 MiB per round trip, under 300 Mbit/s at 100 ms once the link's queue adds its own
+ * delay), and a connection keeps its window across the compute gaps between a step's
+ * exchanges (with slow start after idle, every exchange longer than a retransmission
+ * timeout apart starts again from 10 segments and needs several round trips to fill the
+ * link: on a 20 ms link that more than doubled the exposed communication of a CP step). */
 #define TCP_RMEM "4096 131072 67108864"
 #define TCP_WMEM "4096 16384 67108864"
-#define TCP_BUFFERS "net.ipv4.tcp_rmem=" TCP_RMEM, "net.ipv4.tcp_wmem=" TCP_WMEM
-#define TCP_BUFFERS_SHELL "net.ipv4.tcp_rmem='" TCP_RMEM "' net.ipv4.tcp_wmem='" TCP_WMEM "'"
+#define TCP_TUNING "net.ipv4.tcp_rmem=" TCP_RMEM, "net.ipv4.tcp_wmem=" TCP_WMEM, "net.ipv4.tcp_slow_start_after_idle=0"
+#define TCP_TUNING_SHELL                                                                                                \
+    "net.ipv4.tcp_rmem='" TCP_RMEM "' net.ipv4.tcp_wmem='" TCP_WMEM "' net.ipv4.tcp_slow_start_after_idle=0"
 
 /* Segmentation offloads off, so packets on the wire are real MTU-sized frames: htb shapes
  * them smoothly and the capture counts the headers each segment really carries. */
@@ -211,6 +220,25 @@ static uint64_t start_rate(const link_profile *p)
     return rate;
 }
 
+double topology_rank_scale(const topology *t, int rank)
+{
+    return t->straggler_k > 1 && rank == t->straggler ? 1.0 / t->straggler_k : 1.0;
+}
+
+int topology_parse_straggler(const char *text, int *rank, double *k)
+{
+    int used = 0;
+    if (sscanf(text, "%d:%lf%n", rank, k, &used) != 2 || text[used] != '\0' || *rank < 0 ||
+        *rank >= TOPOLOGY_MAX_RANKS || !(*k >= 1 && *k <= 1e6))
+        return -1;
+    return 0;
+}
+
+static uint64_t scaled(uint64_t rate_bps, double scale)
+{
+    return scale == 1.0 ? rate_bps : (uint64_t)llround((double)rate_bps * scale);
+}
+
 /* One htb class line: add (at setup) or change (the rate player). */
 static void class_line(step *s, const char *verb, const char *dev, int minor, uint64_t rate_bps)
 {
@@ -222,10 +250,10 @@ static void class_line(step *s, const char *verb, const char *dev, int minor, ui
 
 /* A shaped class, with the delay mechanism's child under it (egress_child, may be NULL) or
  * a byte queue of the profile's length. */
-static void shaped_class(step *s, const char *dev, int minor, const link_profile *p,
+static void shaped_class(step *s, const char *dev, int minor, const link_profile *p, double scale,
                          void (*egress_child)(step *, const char *, int, const link_profile *))
 {
-    class_line(s, "add", dev, minor, start_rate(p));
+    class_line(s, "add", dev, minor, scaled(start_rate(p), scale));
     if (egress_child != NULL)
         egress_child(s, dev, minor, p);
     else if (p->queue_bytes > 0)
@@ -234,17 +262,17 @@ static void shaped_class(step *s, const char *dev, int minor, const link_profile
 }
 
 /* Uplink: everything through dev in one class (with netem under it on a rank's egress). */
-static void shape_dev(step *s, const char *dev, const link_profile *p,
+static void shape_dev(step *s, const char *dev, const link_profile *p, double scale,
                       void (*egress_child)(step *, const char *, int, const link_profile *))
 {
     add_line(s, "qdisc add dev %s root handle 1: htb default 1", dev);
-    shaped_class(s, dev, 1, p, egress_child);
+    shaped_class(s, dev, 1, p, scale, egress_child);
 }
 
 /* Mesh: one class per peer of rank self, chosen by the peer's address (dst on a rank's
  * eth0, src on the switch port towards self); other packets (ARP) pass unshaped. */
-static void shape_dev_mesh(step *s, const char *dev, const link_profile *p, int self, int ranks, const char *match,
-                           void (*egress_child)(step *, const char *, int, const link_profile *))
+static void shape_dev_mesh(step *s, const char *dev, const link_profile *p, double scale, int self, int ranks,
+                           const char *match, void (*egress_child)(step *, const char *, int, const link_profile *))
 {
     add_line(s, "qdisc add dev %s root handle 1: htb default 0", dev);
     for (int q = 0; q < ranks; q++) {
@@ -252,7 +280,7 @@ static void shape_dev_mesh(step *s, const char *dev, const link_profile *p, int 
             continue;
         char addr[32];
         topology_rank_addr(q, addr, sizeof addr);
-        shaped_class(s, dev, q + 1, p, egress_child);
+        shaped_class(s, dev, q + 1, p, scale, egress_child);
         add_line(s, "filter add dev %s parent 1: protocol ip prio 1 u32 match ip %s %s/32 flowid 1:%d", dev, match, addr,
                  q + 1);
     }
@@ -301,7 +329,7 @@ static int build_steps(const topology *t, step **out, int *count)
     }
     for (int r = 0; r < P; r++, k++) {
         topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
-        s[k].tcp_buffers = 1;
+        s[k].tcp_tuning = 1;
     }
     for (int r = 0; r < P; r++) {
         topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
@@ -324,9 +352,9 @@ static int build_steps(const topology *t, step **out, int *count)
             topology_ns_name(t->prefix, r, s[k].ns, sizeof s[k].ns);
             s[k].is_tc = 1;
             if (mesh)
-                shape_dev_mesh(&s[k], "eth0", t->profile, r, P, "dst", child);
+                shape_dev_mesh(&s[k], "eth0", t->profile, topology_rank_scale(t, r), r, P, "dst", child);
             else
-                shape_dev(&s[k], "eth0", t->profile, child);
+                shape_dev(&s[k], "eth0", t->profile, topology_rank_scale(t, r), child);
         }
         snprintf(s[k].ns, sizeof s[k].ns, "%s", sw); /* downlinks */
         s[k].is_tc = 1;
@@ -334,9 +362,9 @@ static int build_steps(const topology *t, step **out, int *count)
             char dev[16];
             snprintf(dev, sizeof dev, "p%d", r);
             if (mesh)
-                shape_dev_mesh(&s[k], dev, t->profile, r, P, "src", NULL);
+                shape_dev_mesh(&s[k], dev, t->profile, topology_rank_scale(t, r), r, P, "src", NULL);
             else
-                shape_dev(&s[k], dev, t->profile, NULL);
+                shape_dev(&s[k], dev, t->profile, topology_rank_scale(t, r), NULL);
         }
         k++;
     }
@@ -384,8 +412,8 @@ int topology_script(const topology *t, char *buf, size_t len, char *err, size_t 
     if (m != NULL)
         used += (size_t)snprintf(buf + used, len - used, "# delay, jitter and loss: %s\n", m->says);
     for (int i = 0; i < n && used < len; i++) {
-        if (s[i].tcp_buffers)
-            used += (size_t)snprintf(buf + used, len - used, "ip netns exec %s sysctl -q -w " TCP_BUFFERS_SHELL "\n",
+        if (s[i].tcp_tuning)
+            used += (size_t)snprintf(buf + used, len - used, "ip netns exec %s sysctl -q -w " TCP_TUNING_SHELL "\n",
                                      s[i].ns);
         else if (s[i].dev[0])
             used += (size_t)snprintf(buf + used, len - used, "ip netns exec %s ethtool -K %s " OFFLOADS_OFF "%s\n",
@@ -435,8 +463,8 @@ static int run_batch(const step *s, char *err, size_t errlen)
         dup2(out[1], STDOUT_FILENO);
         close(in[0]), close(in[1]), close(out[0]), close(out[1]);
         const char *tool = s->is_tc ? "tc" : "ip";
-        if (s->tcp_buffers)
-            execlp("ip", "ip", "netns", "exec", s->ns, "sysctl", "-q", "-w", TCP_BUFFERS, (char *)NULL);
+        if (s->tcp_tuning)
+            execlp("ip", "ip", "netns", "exec", s->ns, "sysctl", "-q", "-w", TCP_TUNING, (char *)NULL);
         else if (s->dev[0] && s->tx_off)
             execlp("ip", "ip", "netns", "exec", s->ns, "ethtool", "-K", s->dev, "tso", "off", "gso", "off", "gro", "off",
                    "tx", "off", (char *)NULL);
@@ -473,9 +501,9 @@ static int run_batch(const step *s, char *err, size_t errlen)
     char *nl = strchr(said, '\n');
     if (nl != NULL)
         *nl = 0;
-    const bool exec = s->dev[0] || s->tcp_buffers;
+    const bool exec = s->dev[0] || s->tcp_tuning;
     return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s%s%s%s: %s",
-                      s->tcp_buffers ? "sysctl in " : s->dev[0] ? "ethtool in " : "",
+                      s->tcp_tuning ? "sysctl in " : s->dev[0] ? "ethtool in " : "",
                       exec ? "" : s->is_tc ? "tc" : "ip", s->ns[0] && !exec ? " -n " : "", s->ns,
                       said[0] ? said : (WIFEXITED(st) && WEXITSTATUS(st) == 127) ? "not installed" : "failed");
 }
@@ -564,9 +592,9 @@ static void rate_lines(const topology *t, int rank, uint64_t rate, step *s)
             snprintf(dev, sizeof dev, "p%d", r);
         for (int q = 0; q < t->ranks; q++) {
             if (t->model == TOPOLOGY_MESH && q != r)
-                class_line(s, "change", dev, q + 1, rate);
+                class_line(s, "change", dev, q + 1, scaled(rate, topology_rank_scale(t, r)));
             else if (t->model != TOPOLOGY_MESH && q == 0)
-                class_line(s, "change", dev, 1, rate);
+                class_line(s, "change", dev, 1, scaled(rate, topology_rank_scale(t, r)));
         }
     }
 }

@@ -25,6 +25,7 @@
  * namespace (relay.h) moves frames between pK and dK, whose veth peer qK is the bridge
  * port, and applies the profile on the way from the rank. Checksum offload is off on that
  * path, since the relay re-sends frames as they are. ignore_delay shapes the rate alone.
+ * A straggler rank's links run at the rate / straggler_k (the link model's node_scale).
  * A rate that changes over time (a schedule or a trace, rate_player.h) is played by a
  * helper in the switch namespace that changes every htb class through long-lived tc
  * processes; topology_down removes it with the rest.
@@ -45,7 +46,15 @@ typedef struct topology {
     const link_profile *profile; /* NULL: unshaped */
     int ignore_delay;
     int delay_mechanism; /* enum topology_delay */
+    int straggler;       /* with straggler_k > 1: this rank's links (up and down, every */
+    double straggler_k;  /* class of them in the mesh) run at the rate / straggler_k */
 } topology;
+
+/* The factor rank r's links run at: 1 / straggler_k for the straggler, else 1. */
+double topology_rank_scale(const topology *t, int rank);
+
+/* "RANK:K" (K >= 1, up to 1e6) into rank and k; 0, or -1 when it is not that. */
+int topology_parse_straggler(const char *text, int *rank, double *k);
 
 /* The exact commands, as `ip -batch` lines and, per namespace, `tc -batch` lines, in the
  * order topology_up runs them; for --dry-run and for shaping a real NIC by hand. */

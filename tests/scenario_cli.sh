@@ -32,6 +32,7 @@ profile = $profiles/wan-300m.ini
 profile = $profiles/wan-300m.ini
 compress = true
 warm_steps = 20
+straggler = 1:4
 
 [arm unshaped]
 profile = none
@@ -43,6 +44,7 @@ check "resolved: defaults explicit, --set applied to train and to an arm" \
   'grep -q "^warmup = 10$" "$work/resolved.ini" && grep -q "^batch = 2$" "$work/resolved.ini" &&
    grep -q "^dilation = 4$" "$work/resolved.ini" && grep -q "^warm_steps = 20$" "$work/resolved.ini" &&
    grep -q "^device = cpu$" "$work/resolved.ini" && grep -q "^precision = tf32$" "$work/resolved.ini" &&
+   grep -q "^straggler = 1:4$" "$work/resolved.ini" && [ "$(grep -c "^straggler = none$" "$work/resolved.ini")" = 2 ] &&
    [ "$(grep -c "^link_model = mesh$" "$work/resolved.ini")" = 1 ] && [ "$(grep -c "^sync = A$" "$work/resolved.ini")" = 4 ]'
 "$wancp" check scenario "$work/resolved.ini" >"$work/again.ini" 2>/dev/null
 check "the resolved scenario reads back to itself" 'diff <(grep -v "^;" "$work/resolved.ini") <(grep -v "^;" "$work/again.ini") >/dev/null'
@@ -59,6 +61,13 @@ heads = 5
 [arm a]
 profile = nowhere.ini
 compress = maybe
+straggler = 9:4
+[arm c]
+profile = none
+straggler = 1:x
+[arm d]
+profile = none
+straggler = 1:2
 INI
 "$wancp" check scenario "$work/bad.ini" --set scenario.seed=-1 --set arm.b.compress=true --set train.device=tpu \
   --set train.precision=fp16 >/dev/null 2>"$work/err"
@@ -70,7 +79,8 @@ for needle in "bad.ini:2: [scenario] name = 'Bad Name'" "bad.ini:4: [scenario] s
               "--set scenario.seed=-1: [scenario] seed = '-1'" "--set arm.b.compress=true: no arm 'b'" \
               "does not split into 2 x 3 chunks" "dim = 256 is not divisible by heads = 5" \
               "[arm a] profile: $work/nowhere.ini: cannot open" "[train] device = 'tpu': expected cpu or cuda" \
-              "[train] precision = 'fp16': expected tf32 or fp32"; do
+              "[train] precision = 'fp16': expected tf32 or fp32" "[arm a] straggler = 9:4: the scenario has ranks 0 to 2" \
+              "bad.ini:15: [arm c] straggler = '1:x': expected RANK:K" "[arm d] straggler: an unshaped arm has no rate"; do
   check "names: $needle" 'grep -qF -- "$needle" "$work/err"'
 done
 printf '[scenario]\nname = x\nranks = 2\nsteps = 1\n' >"$work/noarm.ini"

@@ -8,6 +8,7 @@
 #   - `wancp shape check --json` at 300 Mbit/s in both models and the emulator's delay,
 #     jitter and loss: every floor met; Ctrl-C in
 #     the middle of its transfer leaves no namespace and no iperf3 behind;
+#   - a straggler's links at the rate / K (dry-run and iperf3);
 #   - down removes everything; down --all removes namespaces with a process still inside;
 #     down tries again past a namespace that is busy for a moment;
 #   - the delay emulator: a relay per rank (dry-run prints them); RTT adds twice the delay;
@@ -34,6 +35,9 @@ check "dry-run creates nothing" '[ "$(mine)" = 0 ]'
 check "up creates 2 ranks and a switch" '[ "$(mine)" = 3 ]'
 check "no route out of a rank" '! ip -n wancp-$prefix-r0 route | grep -q default && ip -n wancp-$prefix-r0 route | grep -q "^198.18.0.0/24"'
 check "nothing in the host namespace" '! ip link | grep -q "p0\|wancp"'
+check "a rank's TCP: buffers to 64 MiB, no slow start after idle" \
+  '[ "$(ip netns exec wancp-$prefix-r1 sysctl -n net.ipv4.tcp_slow_start_after_idle)" = 0 ] &&
+   ip netns exec wancp-$prefix-r1 sysctl -n net.ipv4.tcp_wmem | grep -q "67108864$"'
 "$wancp" shape capture --prefix "$prefix" --ranks 2 -o "$work/wire.csv" --pcap "$work" 2>"$work/capture.log" &
 capturer=$!
 sleep 1
@@ -86,6 +90,22 @@ read -r m1 m2 < <(two_flows mesh)
 echo "two flows from rank 0 at 100mbit: uplink $u1 + $u2 bit/s, mesh $m1 and $m2 bit/s"
 check "uplink: rank 0's flows share its link" 'awk -v a="$u1" -v b="$u2" "BEGIN {exit !(a + b <= 1.02 * 100e6 && a + b >= 0.9 * 100e6)}"'
 check "mesh: every pair has its own link" 'awk -v a="$m1" -v b="$m2" "BEGIN {exit !(a >= 0.9 * 100e6 && b >= 0.9 * 100e6 && a <= 1.02e8 && b <= 1.02e8)}"'
+
+# One straggler (SIMULATION.md V5): rank 1's links, up and down, at 100 Mbit/s / 4.
+"$wancp" shape up "$work/r100.ini" --ranks 3 --prefix "$prefix" --straggler 1:4 --dry-run >"$work/strag.script"
+check "dry-run: the straggler's two classes at 25 Mbit/s, the other four at 100" \
+  '[ "$(grep -c "htb rate 25mbit" "$work/strag.script")" = 2 ] && [ "$(grep -c "htb rate 100mbit" "$work/strag.script")" = 4 ]'
+"$wancp" shape up "$work/r100.ini" --ranks 2 --prefix "$prefix" --straggler 2:4 --dry-run >/dev/null 2>"$work/err"
+check "a straggler beyond the ranks is refused" '[ $? = 2 ] && grep -q "straggler rank 2" "$work/err"'
+"$wancp" shape up "$work/r100.ini" --ranks 2 --prefix "$prefix" --straggler 1:4 >/dev/null
+ip netns exec "wancp-$prefix-r1" iperf3 -s -1 -B 198.18.0.2 -p 5201 >/dev/null 2>&1 &
+sleep 0.5
+ip netns exec "wancp-$prefix-r0" iperf3 -c 198.18.0.2 -p 5201 -t 3 -J >"$work/strag.json" 2>/dev/null
+"$wancp" shape down --prefix "$prefix" >/dev/null
+strag=$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).end.sum_received.bits_per_second)' "$work/strag.json")
+echo "to the straggler at 100mbit / 4: $strag bit/s"
+check "a flow to the straggler gets its downlink's quarter of the rate" \
+  'awk -v a="$strag" "BEGIN {exit !(a >= 0.9 * 25e6 && a <= 1.02 * 25e6)}"'
 
 # The acceptance command itself, at one rate in both link models.
 want_mechanism=relay # what auto picks: netem where the kernel's configuration has it

@@ -48,6 +48,34 @@ check "--loss writes the figure" "[ $? -eq 0 ] && [ -s '$work/proj/sim_loss_vs_t
 check "--loss writes increasing projected times" \
     "awk '/^#/ { last = 0; next } { if (\$2 < last) bad = 1; last = \$2; n++ } END { exit bad || n < 4 }' '$work/proj/plot-data/'*.sim"
 
+# V5 against a committed bandwidth sweep: the knee (the rate where the step time is twice
+# the unshaped arm's, log-linear between the bracketing arms), computed here from the
+# summary alone, is what sim reports as measured.
+sweep=$src/results/reference/bandwidth-sweep-2core
+"$wancp" sim "$src/scenarios/bandwidth-sweep.ini" --hardware "$work/cpu.ini" --against "$sweep" --json >"$work/knee.json"
+node -e '
+const fs = require("fs");
+const sim = JSON.parse(fs.readFileSync(process.argv[1], "utf8")), sum = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+const rate = { "50M": 50e6, "100M": 100e6, "300M": 300e6, "1G": 1e9 };
+const pts = sum.arms.filter(a => a.name.startsWith("uncompressed@") && rate[a.name.split("@")[1]])
+  .map(a => [rate[a.name.split("@")[1]], a.step_time_s_median]).sort((x, y) => x[0] - y[0]);
+const target = 2 * sum.arms.find(a => a.name === "uncompressed@unshaped").step_time_s_median;
+let knee = NaN;
+for (let i = 0; i + 1 < pts.length; i++)
+  if (pts[i][1] >= target && pts[i + 1][1] <= target)
+    knee = Math.exp(Math.log(pts[i][0]) + (pts[i][1] - target) / (pts[i][1] - pts[i + 1][1]) * Math.log(pts[i + 1][0] / pts[i][0]));
+const k = sim.knee.find(x => x.arms === "uncompressed");
+console.log(`knee of the sweep: here ${(knee / 1e6).toFixed(1)} Mbit/s, sim measured ${(k.measured_bps / 1e6).toFixed(1)}, predicted ${k.predicted_bps === null ? "none" : (k.predicted_bps / 1e6).toFixed(1)}`);
+process.exit(Math.abs(k.measured_bps / knee - 1) < 1e-3 ? 0 : 1); /* the summary rounds to 6 digits */
+' "$work/knee.json" "$sweep/summary.json"
+check "sim --against: the sweep's knee as computed from its summary" '[ $? = 0 ]'
+
+# A straggler arm's key reaches the simulator: rank 3 at 75 Mbit/s slows uncompressed CP.
+"$wancp" sim "$src/scenarios/straggler.ini" --hardware a100-bf16 --json >"$work/strag.json"
+even=$(arm_value "$work/strag.json" "uncompressed@300M" step_s)
+slow=$(arm_value "$work/strag.json" "uncompressed@300M+slow3" step_s)
+check "a straggler at B/4 makes the step over 1.5x slower ($even -> $slow)" "awk 'BEGIN { exit !($slow > 1.5 * $even) }'"
+
 # Bad input: one line, exit 2.
 expect_2() {
     local name=$1; shift
@@ -78,6 +106,8 @@ expect_2 "validate: one rank" "$wancp" sim validate --ranks 1
 expect_2 "validate: bad --only" "$wancp" sim validate --only v3
 expect_2 "validate: --max-bytes below 64 KiB" "$wancp" sim validate --max-bytes 1kib
 expect_2 "validate: stray argument" "$wancp" sim validate extra
+expect_2 "validate: one dilation" "$wancp" sim validate --only v6 --dilations 4
+expect_2 "validate: dilation 0" "$wancp" sim validate --only v6 --dilations 0,4
 "$wancp" sim validate --help | grep -q -- "--collective-max-bytes"
 check "validate --help says its options" "[ $? -eq 0 ]"
 

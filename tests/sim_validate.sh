@@ -6,6 +6,8 @@
 #     within max(2%, 2 ms) of the link model (TCP's framing, ACKs, htb's bucket);
 #   - ring all-gather, reduce-scatter and all-reduce over 4 ranks at 100 Mbit/s, 1 MiB:
 #     within 5%;
+#   - V6, time dilation: an 8 MiB message and ring all-gather over 4 ranks at 100 Mbit/s and
+#     5 ms, and at D = 4 (25 Mbit/s, 20 ms): time / D within 5%;
 #   - Ctrl-C in the middle: exit 130 and no namespace left; nothing left after a full run.
 set -uo pipefail
 wancp=$1
@@ -24,11 +26,15 @@ v1=$?
 "$wancp" sim validate --only v2 --ranks 4 --rates 100mbit --delays 0 --collective-max-bytes 1mib \
   >"$work/v2.out" 2>"$work/v2.err"
 v2=$?
-cat "$work/v1.out" "$work/v1.err" "$work/v2.out" "$work/v2.err"
+"$wancp" sim validate --only v6 --ranks 4 --rates 100mbit --delays 5ms --dilations 1,4 >"$work/v6.out" 2>"$work/v6.err"
+v6=$?
+cat "$work/v1.out" "$work/v1.err" "$work/v2.out" "$work/v2.err" "$work/v6.out"
 check "V1: exit 0, 4 messages within their bounds" \
-  '[ $v1 = 0 ] && grep -q "^4 of 4 cases within their bounds" "$work/v1.out" && [ "$(grep -c "^message .* pass$" "$work/v1.out")" = 4 ]'
-check "V2: exit 0, 3 collectives within their bounds" '[ $v2 = 0 ] && grep -q "^3 of 3 cases within their bounds" "$work/v2.out"'
-check "every case measured" '! grep -q "not measured" "$work/v1.out" "$work/v2.out" && ! grep -q "ranks: " "$work/v1.err" "$work/v2.err"'
+  '[ $v1 = 0 ] && grep -q "^4 of 4 checks within their bounds" "$work/v1.out" && [ "$(grep -c "^message .* pass$" "$work/v1.out")" = 4 ]'
+check "V2: exit 0, 3 collectives within their bounds" '[ $v2 = 0 ] && grep -q "^3 of 3 checks within their bounds" "$work/v2.out"'
+check "V6: exit 0, time / D within 5% for the message and the all-gather" \
+  '[ $v6 = 0 ] && [ "$(grep -c "^V6 .*: pass$" "$work/v6.out")" = 2 ] && [ "$(grep -c "D = [14]: " "$work/v6.out")" = 4 ]'
+check "every case measured" '! grep -q "not measured" "$work/v1.out" "$work/v2.out" && ! grep -q "ranks: " "$work/v1.err" "$work/v2.err" "$work/v6.err"'
 check "nothing left behind" '[ "$(validators)" = "$before" ]'
 
 "$wancp" sim validate --only v1 --rates 100mbit --delays 0 --max-bytes 64mib >"$work/int.out" 2>&1 &
