@@ -13,8 +13,12 @@
 #include "../core/ops/ops_timed.h"
 #include "../core/status.h"
 #include "../core/train/optimizer.h"
+#include "../shaper/capture.h"
+#include "../shaper/topology.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,17 +30,24 @@
 #include <unistd.h>
 
 static const char USAGE[] =
-    "Usage: wancp bench calibrate SCENARIO.ini [--set SECTION.KEY=VALUE]... [--steps N] [-o FILE] [--json]\n"
+    "Usage: wancp bench calibrate SCENARIO.ini [--set SECTION.KEY=VALUE]... [--steps N] [--path P] [-o FILE]\n"
+    "                             [--json]\n"
     "\n"
-    "Runs the scenario's model as its P ranks would on this host (P processes at once on\n"
-    "127.0.0.1, each with the BLAS threads `wancp run` gives a rank; the K/V exchange skipped,\n"
-    "so only compute is timed), uncompressed and compressed, --steps timed steps each (3)\n"
+    "Runs the scenario's model as its P ranks would on this host (P processes at once, each\n"
+    "with the BLAS threads `wancp run` gives a rank; the K/V exchange skipped, so only compute\n"
+    "is timed), uncompressed and compressed, --steps timed steps each (3)\n"
     "after one warm-up. Every op is timed into its class (matmul, attention, elementwise and\n"
     "optimizer, and the compression maths); the simulator's FLOP and byte counts for the same\n"
     "step divided by those seconds give this host's efficiency per class against the sgemm\n"
-    "peak (measured after). A third pass runs the uncompressed step with its exchange on\n"
-    "loopback: what it adds per K/V byte a rank moves is the byte cost. Written to -o FILE (default: results/hardware/cpu-local.ini, or\n"
-    "$WANCP_HARDWARE), which `wancp sim --hardware cpu-local` reads.\n";
+    "peak (measured after). A third pass runs the uncompressed step with its exchange: what\n"
+    "it adds per K/V byte a rank moves is the byte cost. Written to -o FILE (default:\n"
+    "results/hardware/cpu-local.ini, or $WANCP_HARDWARE), which `wancp sim --hardware\n"
+    "cpu-local` reads.\n"
+    "\n"
+    "  --path P  where the ranks' bytes go: namespaces (the default as root: each rank in its\n"
+    "            own namespace on unshaped veths through the bridge, with the capture running,\n"
+    "            as `wancp run` builds them, so the byte cost is what a run's path takes from\n"
+    "            the cores) or loopback (127.0.0.1; the default without root)\n";
 
 enum { VARIANTS = 3 }; /* uncompressed, compressed (compute alone); uncompressed with its exchange on loopback */
 
@@ -134,15 +145,19 @@ static int rank_threads(const scenario *s)
     return cpus > s->ranks ? (int)(cpus / s->ranks) : 1;
 }
 
-static int rank_main(int rank, const scenario *s, int port, int steps, shared *out)
+/* prefix: the rank namespaces to enter (NULL: loopback). */
+static int rank_main(int rank, const scenario *s, const char *prefix, int port, int steps, shared *out)
 {
     char err[WANCP_ERRLEN];
     comm *cm = NULL;
-    int rc = WANCP_OK;
-    if (s->ranks > 1) {
+    int rc = prefix != NULL ? topology_enter(prefix, rank, err, sizeof err) : WANCP_OK;
+    if (rc == WANCP_OK && s->ranks > 1) {
         comm_options o = {.rank = rank, .world = s->ranks, .master_port = port, .job_id = (uint64_t)port,
                           .timeout_ms = 120000};
-        snprintf(o.master_addr, sizeof o.master_addr, "127.0.0.1");
+        if (prefix != NULL)
+            topology_rank_addr(0, o.master_addr, sizeof o.master_addr);
+        else
+            snprintf(o.master_addr, sizeof o.master_addr, "127.0.0.1");
         rc = comm_open(&cm, &o, err, sizeof err);
     }
     ops_cpu_set_threads(rank_threads(s));
@@ -156,12 +171,95 @@ static int rank_main(int rank, const scenario *s, int port, int steps, shared *o
     return rc == WANCP_OK ? 0 : 1;
 }
 
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* Whether this process can build the rank namespaces (root, and a kernel that has them). */
+static bool namespaces_usable(void)
+{
+    if (geteuid() != 0)
+        return false;
+    char probe[64];
+    snprintf(probe, sizeof probe, "ip netns add wancp-calprobe%ld 2>/dev/null", (long)getpid());
+    if (system(probe) != 0)
+        return false;
+    snprintf(probe, sizeof probe, "ip netns del wancp-calprobe%ld", (long)getpid());
+    return system(probe) == 0;
+}
+
+/* Forks the ranks (entered into prefix's namespaces, or on loopback) and waits for them;
+ * Ctrl-C kills them. Fails when a rank did. */
+static int run_ranks(const scenario *s, const char *prefix, int port, int steps, shared *res, char *err, size_t errlen)
+{
+    pid_t pids[COMM_MAX_RANKS];
+    int started = 0;
+    for (int r = 0; r < s->ranks; r++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            break;
+        if (pid == 0) {
+            signal(SIGINT, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
+            _exit(rank_main(r, s, prefix, port, steps, res));
+        }
+        pids[started++] = pid;
+    }
+    int failed = started < s->ranks;
+    for (int r = 0; r < started; r++) {
+        int st = 0;
+        while (waitpid(pids[r], &st, 0) < 0 && errno == EINTR)
+            if (interrupted)
+                for (int q = 0; q < started; q++)
+                    kill(pids[q], SIGKILL);
+        failed |= !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    if (interrupted)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "interrupted; everything it created is removed");
+    if (failed || res->failed)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", res->failed ? res->error : "a rank failed");
+    return WANCP_OK;
+}
+
+/* The ranks in their own unshaped namespaces with the capture running, as `wancp run`'s
+ * unshaped arm; everything removed whatever happens. */
+static int run_in_namespaces(const scenario *s, int port, int steps, shared *res, char *err, size_t errlen)
+{
+    topology t = {.ranks = s->ranks, .model = TOPOLOGY_UPLINK};
+    snprintf(t.prefix, sizeof t.prefix, "cal%ld", (long)getpid() % 100000);
+    char csv[] = "/tmp/wancp-calibrate-XXXXXX";
+    int fd = mkstemp(csv);
+    if (fd < 0)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "cannot create a file in /tmp: %s", strerror(errno));
+    close(fd);
+    int rc = topology_up(&t, err, errlen);
+    capture cap;
+    bool capturing = false;
+    if (rc == WANCP_OK && (rc = capture_start(&cap, t.prefix, s->ranks, csv, NULL, err, errlen)) == WANCP_OK)
+        capturing = true;
+    if (rc == WANCP_OK)
+        rc = run_ranks(s, t.prefix, port, steps, res, err, errlen);
+    char other[WANCP_ERRLEN];
+    if (capturing && capture_stop(&cap, other, sizeof other) != WANCP_OK && rc == WANCP_OK)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", other);
+    int removed = 0;
+    if (topology_down(t.prefix, &removed, other, sizeof other) != WANCP_OK && rc == WANCP_OK)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", other);
+    unlink(csv);
+    return rc;
+}
+
 /* The simulator's setup of s's step (links do not matter here). */
 static sim_setup setup_of(const scenario *s, const sim_hardware *hw, bool compress)
 {
     const model_config c = config_of(s, compress);
-    sim_setup st = {.hw = *hw, .compress = compress, .compress_last = true, .wire_bytes = 4, .sync = 'N',
-                    .time_scale = 1};
+    /* the bytes the ranks' exchange really moves: the scenario's wire format */
+    sim_setup st = {.hw = *hw, .compress = compress, .compress_last = true,
+                    .wire_bytes = strcmp(s->wire, "bf16") == 0 ? 2 : 4, .sync = 'N', .time_scale = 1};
     st.shape = (sim_shape){.ranks = s->ranks, .layers = s->layers, .dim = s->dim, .heads = s->heads,
                            .kv_heads = s->kv_heads, .ffn = s->ffn, .vocab = s->vocab, .batch = s->batch,
                            .chunk = s->context / (2 * s->ranks), .rank_k = c.rank_k, .rank_v = c.rank_v,
@@ -172,9 +270,10 @@ static sim_setup setup_of(const scenario *s, const sim_hardware *hw, bool compre
 
 int bench_calibrate(int argc, char **argv)
 {
-    static const struct option opts[] = {{"set", 1, 0, 's'}, {"steps", 1, 0, 'n'}, {"json", 0, 0, 'j'},
-                                         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"set", 1, 0, 's'},  {"steps", 1, 0, 'n'}, {"json", 0, 0, 'j'},
+                                         {"path", 1, 0, 'p'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
     char *sets[64], out_path[1100] = "";
+    const char *path = NULL;
     int nsets = 0, c;
     unsigned long steps = 3;
     bool json = false;
@@ -193,6 +292,11 @@ int bench_calibrate(int argc, char **argv)
             break;
         case 'o': snprintf(out_path, sizeof out_path, "%s", optarg); break;
         case 'j': json = true; break;
+        case 'p':
+            if (strcmp(optarg, "namespaces") != 0 && strcmp(optarg, "loopback") != 0)
+                return cli_usage_error("bench", "--path '%s': expected namespaces or loopback", optarg);
+            path = optarg;
+            break;
         case 'h': fputs(USAGE, stdout); return 0;
         default: return cli_usage_error("bench", "calibrate: unknown option '%s'", argv[optind - 1]);
         }
@@ -221,25 +325,23 @@ int bench_calibrate(int argc, char **argv)
     memset(res, 0, sizeof *res);
     srand((unsigned)getpid() ^ (unsigned)time(NULL));
     const int port = 10240 + rand() % 20000; /* below the ephemeral range (32768+) */
+    const bool in_namespaces = s->ranks > 1 && (path != NULL ? strcmp(path, "namespaces") == 0 : namespaces_usable());
+    if (in_namespaces && geteuid() != 0) {
+        scenario_free(s);
+        free(s);
+        munmap(res, sizeof *res);
+        return cli_report("bench", WANCP_ERR_INPUT, "calibrate --path namespaces needs root (network namespaces)");
+    }
+    const char *where = in_namespaces ? "in their own namespaces (unshaped veths, the bridge, the capture)"
+                                      : "on 127.0.0.1";
     if (!json)
-        fprintf(stderr, "bench calibrate: %s, %d ranks on 127.0.0.1, %lu timed steps uncompressed and compressed\n",
-                s->name, s->ranks, steps);
-    pid_t pids[COMM_MAX_RANKS];
-    for (int r = 0; r < s->ranks; r++) {
-        pids[r] = fork();
-        if (pids[r] == 0)
-            _exit(rank_main(r, s, port, (int)steps, res));
-    }
-    int failed = 0;
-    for (int r = 0; r < s->ranks; r++) {
-        int st;
-        waitpid(pids[r], &st, 0);
-        failed |= !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
-    if (failed || res->failed) {
-        snprintf(err, sizeof err, "%s", res->failed ? res->error : "a rank failed");
-        rc = WANCP_ERR_SYSTEM;
-    }
+        fprintf(stderr, "bench calibrate: %s, %d ranks %s, %lu timed steps uncompressed and compressed\n", s->name,
+                s->ranks, where, steps);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    rc = in_namespaces ? run_in_namespaces(s, port, (int)steps, res, err, sizeof err)
+                       : run_ranks(s, NULL, port, (int)steps, res, err, sizeof err);
     /* The ceiling, alone on the host as bench step measures it; after the ranks, since BLAS
      * and the thread pool started here would not survive into forked ranks. */
     const model_config cfg = config_of(s, false);
@@ -305,11 +407,12 @@ int bench_calibrate(int argc, char **argv)
                  "cpu-local: this host (%.200s, %s), measured by `wancp bench calibrate %.1000s` (wancp %.40s)\n"
                  "%d ranks at once, %d BLAS threads each (%s); sgemm peak %.1f GFLOP/s alone (%s)\n"
                  "per rank and step: matmul %.4f s, attention %.4f s, memory-bound %.4f s, compression %.4f s\n"
-                 "compute-only step measured %.4f s uncompressed, %.4f s compressed; with the exchange on "
-                 "loopback %.4f s (byte cost %.3g ns per byte sent or received)",
+                 "compute-only step measured %.4f s uncompressed, %.4f s compressed; with the exchange %s "
+                 "%.4f s (byte cost %.3g ns per byte sent or received)",
                  host, stamp, s->path, wancp_git_commit, s->ranks, rank_threads(s), ops_cpu_blas_core(), peak / 1e9,
                  peak_shape, secs[SIM_MATMUL] / s->ranks, secs[SIM_ATTENTION] / s->ranks, secs[SIM_MEMORY] / s->ranks,
-                 secs[SIM_CODEC] / s->ranks, step_measured[0], step_measured[1], step_measured[2],
+                 secs[SIM_CODEC] / s->ranks, step_measured[0], step_measured[1],
+                 in_namespaces ? "through the rank namespaces" : "on loopback", step_measured[2],
                  hw.byte_cost_s * 1e9);
         rc = sim_hardware_write(&hw, out_path, comment, err, sizeof err);
     }
@@ -322,6 +425,7 @@ int bench_calibrate(int argc, char **argv)
                               "compressed_step_measured_s", step_measured[1], "compressed_step_predicted_s", predicted[1]);
         json_object_set_new(j, "byte_cost_s", json_real(hw.byte_cost_s));
         json_object_set_new(j, "exchange_step_measured_s", json_real(step_measured[2]));
+        json_object_set_new(j, "path", json_string(in_namespaces ? "namespaces" : "loopback"));
         cli_print_json(j);
     } else if (rc == WANCP_OK) {
         printf("# wancp bench calibrate %s: %d ranks at once on this host; sgemm peak %.1f GFLOP/s (%s)\n", s->name,
@@ -334,8 +438,8 @@ int bench_calibrate(int argc, char **argv)
                    k == SIM_MEMORY ? " GB/s" : " of peak");
         printf("# compute-only step per rank: uncompressed measured %.4f s, model %.4f s; compressed %.4f s, model %.4f s\n",
                step_measured[0], predicted[0], step_measured[1], predicted[1]);
-        printf("# with the exchange on loopback: %.4f s; byte cost %.3g ns per K/V byte a rank sends or receives\n",
-               step_measured[2], hw.byte_cost_s * 1e9);
+        printf("# with the exchange %s: %.4f s; byte cost %.3g ns per K/V byte a rank sends or receives\n",
+               in_namespaces ? "through the rank namespaces" : "on loopback", step_measured[2], hw.byte_cost_s * 1e9);
         printf("# written: %s\n", out_path);
     }
     munmap(res, sizeof *res);

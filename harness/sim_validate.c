@@ -41,8 +41,8 @@ static const char USAGE[] =
     "      slowest rank's time, median of 3 after a warm-up; passes within 5%, or 10% when one\n"
     "      ring message is below the bandwidth-delay product (rate x round trip).\n"
     "  V6  (--only v6) time dilation: links at B/D with delays x D for each D in --dilations\n"
-    "      (1,4,16), B and the delay the first of --rates and --delays; one 8 MiB message and an\n"
-    "      8 MiB ring all-gather over the first P of --ranks; passes when time / D stays within\n"
+    "      (1,4,16), B and the delay the first of --rates and --delays; one 4 MiB message and a\n"
+    "      4 MiB ring all-gather over the first P of --ranks; passes when time / D stays within\n"
     "      5% across the dilations (max / min - 1).\n"
     "Exit 1 when a case misses its bound. Needs root (network namespaces); everything it creates\n"
     "is removed at the end and on Ctrl-C.\n"
@@ -60,7 +60,7 @@ static const char USAGE[] =
 #define PORT 29500
 #define V1_MIN_BYTES (64u << 10)
 #define V2_MIN_BYTES (1u << 20)
-#define V6_BYTES (8u << 20)
+#define V6_BYTES (4u << 20)
 #define V6_BOUND 0.05
 
 enum { OP_MESSAGE, OP_ALLGATHER, OP_REDUCE_SCATTER, OP_ALLREDUCE, NOPS };

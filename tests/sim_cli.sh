@@ -34,6 +34,13 @@ check "a per-step all-reduce at 300M costs over 60 s ($synced)" "awk 'BEGIN { ex
 # This host: calibrate on ci-tiny, simulate it; the text table names every arm.
 "$wancp" bench calibrate "$src/scenarios/ci-tiny.ini" -o "$work/cpu.ini" --steps 1 >"$work/cal.txt" 2>&1
 check "bench calibrate writes a profile" "[ $? -eq 0 ] && grep -q '^host = true' '$work/cpu.ini'"
+if [ "$(id -u)" = 0 ] && ip netns add wancp-simprobe$$ 2>/dev/null; then
+    ip netns del wancp-simprobe$$
+    check "as root the byte cost comes through the rank namespaces, and they are gone after" \
+        "grep -q 'through the rank namespaces' '$work/cal.txt' && ! ip netns list | grep -q '^wancp-cal'"
+fi
+"$wancp" bench calibrate "$src/scenarios/ci-tiny.ini" -o "$work/cpu-lo.ini" --steps 1 --path loopback >"$work/cal-lo.txt" 2>&1
+check "--path loopback calibrates on loopback" "[ $? -eq 0 ] && grep -q 'exchange on loopback' '$work/cal-lo.txt'"
 "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware "$work/cpu.ini" >"$work/tiny.txt"
 check "sim on the calibrated host" "[ $? -eq 0 ] && grep -q '^compressed@unshaped\|^uncompressed' '$work/tiny.txt'"
 WANCP_HARDWARE="$work/cpu.ini" "$wancp" sim "$src/scenarios/ci-tiny.ini" --json >"$work/tiny.json"
@@ -99,6 +106,7 @@ expect_2 "bad scenario value" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardwa
 expect_2 "missing --against folder" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --against "$work/no"
 expect_2 "missing --loss file" "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware a100-bf16 --loss "$work/no.csv"
 expect_2 "calibrate without a scenario" "$wancp" bench calibrate
+expect_2 "calibrate: bad --path" "$wancp" bench calibrate "$src/scenarios/ci-tiny.ini" --path wifi
 expect_2 "validate: bad --rates" "$wancp" sim validate --rates 5x
 expect_2 "validate: rate out of range" "$wancp" sim validate --rates 20gbit
 expect_2 "validate: bad --delays" "$wancp" sim validate --delays 2s

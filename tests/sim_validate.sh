@@ -6,7 +6,7 @@
 #     within max(2%, 2 ms) of the link model (TCP's framing, ACKs, htb's bucket);
 #   - ring all-gather, reduce-scatter and all-reduce over 4 ranks at 100 Mbit/s, 1 MiB:
 #     within 5%;
-#   - V6, time dilation: an 8 MiB message and ring all-gather over 4 ranks at 100 Mbit/s and
+#   - V6, time dilation: a 4 MiB message and ring all-gather over 4 ranks at 100 Mbit/s and
 #     5 ms, and at D = 4 (25 Mbit/s, 20 ms): time / D within 5%;
 #   - Ctrl-C in the middle: exit 130 and no namespace left; nothing left after a full run.
 set -uo pipefail
