@@ -192,32 +192,25 @@ static bool namespaces_usable(void)
     return system(probe) == 0;
 }
 
-/* Forks the ranks (entered into prefix's namespaces, or on loopback) and waits for them;
- * Ctrl-C kills them. Fails when a rank did. */
+typedef struct rank_args {
+    const scenario *s;
+    const char *prefix;
+    int port, steps;
+    shared *res;
+} rank_args;
+
+static int rank_entry(int rank, void *ctx)
+{
+    const rank_args *a = ctx;
+    return rank_main(rank, a->s, a->prefix, a->port, a->steps, a->res);
+}
+
+/* Runs the ranks (entered into prefix's namespaces, or on loopback); Ctrl-C kills them.
+ * Fails when a rank did. */
 static int run_ranks(const scenario *s, const char *prefix, int port, int steps, shared *res, char *err, size_t errlen)
 {
-    pid_t pids[COMM_MAX_RANKS];
-    int started = 0;
-    for (int r = 0; r < s->ranks; r++) {
-        pid_t pid = fork();
-        if (pid < 0)
-            break;
-        if (pid == 0) {
-            signal(SIGINT, SIG_DFL);
-            signal(SIGTERM, SIG_DFL);
-            _exit(rank_main(r, s, prefix, port, steps, res));
-        }
-        pids[started++] = pid;
-    }
-    int failed = started < s->ranks;
-    for (int r = 0; r < started; r++) {
-        int st = 0;
-        while (waitpid(pids[r], &st, 0) < 0 && errno == EINTR)
-            if (interrupted)
-                for (int q = 0; q < started; q++)
-                    kill(pids[q], SIGKILL);
-        failed |= !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
+    rank_args a = {.s = s, .prefix = prefix, .port = port, .steps = steps, .res = res};
+    const int failed = cli_fork_ranks(s->ranks, rank_entry, &a, &interrupted);
     if (interrupted)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "interrupted; everything it created is removed");
     if (failed || res->failed)

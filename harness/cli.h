@@ -4,6 +4,7 @@
 #include "../core/util/buf.h"
 
 #include <stdbool.h>
+#include <signal.h>
 #include <stddef.h>
 
 /*
@@ -86,5 +87,11 @@ double bench_sgemm_peak(const struct ops *o, const struct model_config *c, int t
 
 /* Seconds on a monotonic clock. */
 double cli_now(void);
+
+/* Forks n processes, process r running fn(r, ctx) and exiting 0 when it returns 0, with
+ * SIGINT and SIGTERM back to their defaults; waits for all, killing every one once
+ * *interrupted is set (by the caller's signal handler). Returns how many failed, those that
+ * could not be started included. */
+int cli_fork_ranks(int n, int (*fn)(int rank, void *ctx), void *ctx, const volatile sig_atomic_t *interrupted);
 
 #endif

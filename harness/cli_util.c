@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,33 @@ double cli_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int cli_fork_ranks(int n, int (*fn)(int rank, void *ctx), void *ctx, const volatile sig_atomic_t *interrupted)
+{
+    pid_t pids[256];
+    int started = 0;
+    for (int r = 0; r < n && r < 256; r++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            break;
+        if (pid == 0) {
+            signal(SIGINT, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
+            _exit(fn(r, ctx) == 0 ? 0 : 1);
+        }
+        pids[started++] = pid;
+    }
+    int failed = n - started;
+    for (int r = 0; r < started; r++) {
+        int st = 0;
+        while (waitpid(pids[r], &st, 0) < 0 && errno == EINTR)
+            if (*interrupted)
+                for (int q = 0; q < started; q++)
+                    kill(pids[q], SIGKILL);
+        failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    return failed;
 }
 
 void cli_print_json(json_t *o)

@@ -255,6 +255,18 @@ static int rank_program(const group *g, int rank, char *err, size_t errlen)
     return rc;
 }
 
+/* A forked rank: its program, and the first failure's message for the parent. */
+static int rank_entry(int rank, void *ctx)
+{
+    group *g = ctx;
+    char rerr[WANCP_ERRLEN];
+    if (rank_program(g, rank, rerr, sizeof rerr) == WANCP_OK)
+        return 0;
+    if (__sync_bool_compare_and_swap(&g->sh->failed, 0, 1))
+        snprintf(g->sh->error, sizeof g->sh->error, "rank %d: %.400s", rank, rerr);
+    return 1;
+}
+
 /* Builds the topology, runs its ranks, tears it down. Every namespace goes whatever happens. */
 static int run_group(group *g, const link_profile *p, char *err, size_t errlen)
 {
@@ -264,33 +276,7 @@ static int run_group(group *g, const link_profile *p, char *err, size_t errlen)
     if (rc != WANCP_OK)
         return rc;
     memset(g->sh, 0, sizeof *g->sh);
-    pid_t pids[MAX_RANKS];
-    int started = 0;
-    for (int r = 0; r < g->ranks; r++) {
-        pid_t pid = fork();
-        if (pid < 0)
-            break;
-        if (pid == 0) {
-            signal(SIGINT, SIG_DFL);
-            signal(SIGTERM, SIG_DFL);
-            char rerr[WANCP_ERRLEN];
-            if (rank_program(g, r, rerr, sizeof rerr) == WANCP_OK)
-                _exit(0);
-            if (__sync_bool_compare_and_swap(&g->sh->failed, 0, 1))
-                snprintf(g->sh->error, sizeof g->sh->error, "rank %d: %.400s", r, rerr);
-            _exit(1);
-        }
-        pids[started++] = pid;
-    }
-    int failed = started < g->ranks;
-    for (int r = 0; r < started; r++) {
-        int status = 0;
-        while (waitpid(pids[r], &status, 0) < 0 && errno == EINTR)
-            if (interrupted)
-                for (int q = 0; q < started; q++)
-                    kill(pids[q], SIGKILL);
-        failed |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
-    }
+    const int failed = cli_fork_ranks(g->ranks, rank_entry, g, &interrupted);
     int removed = 0;
     char down_err[WANCP_ERRLEN];
     int down = topology_down(g->prefix, &removed, down_err, sizeof down_err);

@@ -9,6 +9,8 @@
 #   - V6, time dilation: a 4 MiB message and ring all-gather over 4 ranks at 100 Mbit/s and
 #     5 ms, and at D = 4 (25 Mbit/s, 20 ms): time / D within 5%;
 #   - Ctrl-C in the middle: exit 130 and no namespace left; nothing left after a full run.
+# Under the sanitizers (WANCP_SANITIZED=1) the runs must complete; the bounds are the plain
+# build's.
 set -uo pipefail
 wancp=$1
 [ "$(id -u)" = 0 ] || { echo "not root: skipped"; exit 77; }
@@ -29,11 +31,20 @@ v2=$?
 "$wancp" sim validate --only v6 --ranks 4 --rates 100mbit --delays 5ms --dilations 1,4 >"$work/v6.out" 2>"$work/v6.err"
 v6=$?
 cat "$work/v1.out" "$work/v1.err" "$work/v2.out" "$work/v2.err" "$work/v6.out"
-check "V1: exit 0, 4 messages within their bounds" \
-  '[ $v1 = 0 ] && grep -q "^4 of 4 checks within their bounds" "$work/v1.out" && [ "$(grep -c "^message .* pass$" "$work/v1.out")" = 4 ]'
-check "V2: exit 0, 3 collectives within their bounds" '[ $v2 = 0 ] && grep -q "^3 of 3 checks within their bounds" "$work/v2.out"'
-check "V6: exit 0, time / D within 5% for the message and the all-gather" \
-  '[ $v6 = 0 ] && [ "$(grep -c "^V6 .*: pass$" "$work/v6.out")" = 2 ] && [ "$(grep -c "D = [14]: " "$work/v6.out")" = 4 ]'
+if [ "${WANCP_SANITIZED:-0}" = 1 ]; then
+  # Under AddressSanitizer the ranks' every byte costs several times the CPU, so on two cores
+  # times are the sanitizer's: here the runs must complete and report (exit 0 or 1); the
+  # bounds are the plain build's to check.
+  check "V1, V2, V6 run to their verdicts under the sanitizers" \
+    '[ $v1 -le 1 ] && [ $v2 -le 1 ] && [ $v6 -le 1 ] && grep -q "^4 of 4 checks\|^[0-3] of 4 checks" "$work/v1.out" &&
+     grep -q "of 3 checks" "$work/v2.out" && [ "$(grep -c "^V6 " "$work/v6.out")" = 2 ]'
+else
+  check "V1: exit 0, 4 messages within their bounds" \
+    '[ $v1 = 0 ] && grep -q "^4 of 4 checks within their bounds" "$work/v1.out" && [ "$(grep -c "^message .* pass$" "$work/v1.out")" = 4 ]'
+  check "V2: exit 0, 3 collectives within their bounds" '[ $v2 = 0 ] && grep -q "^3 of 3 checks within their bounds" "$work/v2.out"'
+  check "V6: exit 0, time / D within 5% for the message and the all-gather" \
+    '[ $v6 = 0 ] && [ "$(grep -c "^V6 .*: pass$" "$work/v6.out")" = 2 ] && [ "$(grep -c "D = [14]: " "$work/v6.out")" = 4 ]'
+fi
 check "every case measured" '! grep -q "not measured" "$work/v1.out" "$work/v2.out" && ! grep -q "ranks: " "$work/v1.err" "$work/v2.err" "$work/v6.err"'
 check "nothing left behind" '[ "$(validators)" = "$before" ]'
 
