@@ -353,8 +353,9 @@ static json_t *arm_json(const arm_sim *a)
     return o;
 }
 
+/* knees: V5's knee per family, as main judged them (the "knee" of --json). */
 static void print_table(const sim_cli *o, const scenario *s, const sim_hardware *hw, arm_sim *arms, int n,
-                        double sim_s, int steps)
+                        const json_t *knees, double sim_s, int steps)
 {
     printf("# wancp sim %s: hardware %s (%s), %d ranks, %d steps projected\n", s->name, hw->name, hw->source, s->ranks,
            steps);
@@ -411,20 +412,21 @@ static void print_table(const sim_cli *o, const scenario *s, const sim_hardware 
                    fabs(d50) > P50_BOUND ? ", OUTSIDE 10%" : "", r->p95_s, m->step_time_s_p95, 100 * d95,
                    fabs(d95) > P95_BOUND ? ", OUTSIDE 15%" : "");
         }
-        for (int c = 0; c < 2; c++) { /* V5: the knee of a bandwidth sweep */
-            const double meas = knee_bps(arms, n, c == 1, true), pred = knee_bps(arms, n, c == 1, false);
-            if (!isfinite(meas))
-                continue;
-            const double d = rel_diff(pred, meas);
-            if (isfinite(pred))
-                printf("# knee (step time twice the unshaped arm's), %s: measured %.0f Mbit/s, predicted %.0f Mbit/s "
-                       "(%+.1f%%%s)\n",
-                       c ? "compressed" : "uncompressed", meas / 1e6, pred / 1e6, 100 * d,
-                       fabs(d) > KNEE_BOUND ? ", OUTSIDE 25%" : "");
-            else
+        for (size_t k = 0; k < json_array_size(knees); k++) { /* V5: the knee of a bandwidth sweep */
+            const json_t *e = json_array_get(knees, k);
+            const char *family = json_string_value(json_object_get(e, "arms"));
+            const double meas = json_real_value(json_object_get(e, "measured_bps"));
+            const json_t *pred = json_object_get(e, "predicted_bps");
+            if (json_is_null(pred)) {
                 printf("# knee (step time twice the unshaped arm's), %s: measured %.0f Mbit/s, predicted: no "
                        "crossing, OUTSIDE\n",
-                       c ? "compressed" : "uncompressed", meas / 1e6);
+                       family, meas / 1e6);
+                continue;
+            }
+            const double d = rel_diff(json_real_value(pred), meas);
+            printf("# knee (step time twice the unshaped arm's), %s: measured %.0f Mbit/s, predicted %.0f Mbit/s "
+                   "(%+.1f%%%s)\n",
+                   family, meas / 1e6, json_real_value(pred) / 1e6, 100 * d, fabs(d) > KNEE_BOUND ? ", OUTSIDE 25%" : "");
         }
     }
     printf("# simulated in %.3f s\n", sim_s);
@@ -613,7 +615,7 @@ int cli_sim(int argc, char **argv)
                 json_object_set_new(j, "knee", json_incref(knees));
             cli_print_json(j);
         } else {
-            print_table(&o, s, &hw, arms, n, sim_s, steps);
+            print_table(&o, s, &hw, arms, n, knees, sim_s, steps);
         }
         json_decref(knees);
         if (o.loss != NULL) {

@@ -130,6 +130,17 @@ static int read_wire(const char *path, check_case *k, char *err, size_t errlen)
     return WANCP_OK;
 }
 
+/* Removes prefix's namespaces; failing to is the step's failure unless it failed already. */
+static int down_keeping_first_error(const char *prefix, int rc, char *err, size_t errlen)
+{
+    int removed = 0;
+    char down_err[WANCP_ERRLEN];
+    int down = topology_down(prefix, &removed, down_err, sizeof down_err);
+    if (down != WANCP_OK && rc == WANCP_OK)
+        return wancp_fail(err, errlen, down, "%s", down_err);
+    return rc;
+}
+
 /* One case: up, capture, iperf3, down. The namespaces go whatever happens. */
 static int run_case(check_case *k, const char *prefix, int seconds, const char *work, char *err, size_t errlen)
 {
@@ -169,10 +180,7 @@ static int run_case(check_case *k, const char *prefix, int seconds, const char *
         int stop = capture_stop(&cap, err, errlen);
         rc = rc == WANCP_OK ? stop : rc;
     }
-    int removed = 0;
-    char down_err[WANCP_ERRLEN];
-    if (topology_down(prefix, &removed, down_err, sizeof down_err) != WANCP_OK && rc == WANCP_OK)
-        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", down_err);
+    rc = down_keeping_first_error(prefix, rc, err, errlen);
     if (rc == WANCP_OK && interrupted)
         rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "interrupted");
     if (rc == WANCP_OK) {
@@ -275,32 +283,20 @@ static int udp_loss(const char *prefix, double *lost, double *ooo, char *err, si
     return rc;
 }
 
-/* Removes the emulator's namespaces; a failure to is the step's failure unless it already
- * failed. */
-static int emu_down(const char *prefix, int rc, char *err, size_t errlen)
-{
-    int removed = 0;
-    char down_err[WANCP_ERRLEN];
-    int down = topology_down(prefix, &removed, down_err, sizeof down_err);
-    if (down != WANCP_OK && rc == WANCP_OK)
-        return wancp_fail(err, errlen, down, "%s", down_err);
-    return rc;
-}
-
 static int run_emulator(emu_check *e, const char *prefix, char *err, size_t errlen)
 {
     const uint64_t delay = (uint64_t)(e->delay_ms * 1e6), jitter = (uint64_t)(e->jitter_ms * 1e6);
     int rc = emu_up(prefix, delay, 0, 0, &e->mechanism, err, errlen);
     if (rc == WANCP_OK)
         rc = ping_rtt(prefix, 20, "0.05", &e->rtt_avg_ms, &e->rtt_sd_ms, err, errlen);
-    rc = emu_down(prefix, rc, err, errlen);
+    rc = down_keeping_first_error(prefix, rc, err, errlen);
     if (rc == WANCP_OK && !interrupted && (rc = emu_up(prefix, delay, jitter, 0, &e->mechanism, err, errlen)) == WANCP_OK)
         rc = ping_rtt(prefix, 300, "0.02", &e->jitter_rtt_avg_ms, &e->jitter_rtt_sd_ms, err, errlen);
-    rc = emu_down(prefix, rc, err, errlen);
+    rc = down_keeping_first_error(prefix, rc, err, errlen);
     if (rc == WANCP_OK && !interrupted &&
         (rc = emu_up(prefix, 0, 0, (uint32_t)(e->loss_percent * 1e4), &e->mechanism, err, errlen)) == WANCP_OK)
         rc = udp_loss(prefix, &e->lost_percent, &e->out_of_order, err, errlen);
-    rc = emu_down(prefix, rc, err, errlen);
+    rc = down_keeping_first_error(prefix, rc, err, errlen);
     if (rc == WANCP_OK && interrupted)
         rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "interrupted");
     /* a round trip crosses the delay twice; two independent jitters add their variances */

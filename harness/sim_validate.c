@@ -11,7 +11,6 @@
 #include "../shaper/topology.h"
 #include "../shaper/units.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -21,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -491,16 +489,18 @@ static void print_case(const vcase *v)
         snprintf(size, sizeof size, "%g MiB", (double)v->bytes / (1u << 20));
     else
         snprintf(size, sizeof size, "%g KiB", (double)v->bytes / 1024);
-    if (v->dilation > 0) /* V6: the verdict is the spread across dilations, printed after */
-        printf("%-15s %2d %8.2f %7.1f %11s %12.2f %12.2f %+8.1f%% %9s  D = %d: %.2f ms / D\n", OP_NAMES[v->op],
-               v->ranks, (double)v->rate_bps / 1e6, (double)v->delay_ns / 1e6, size, v->predicted_s * 1e3,
-               v->measured_s * 1e3, 100.0 * (v->measured_s - v->predicted_s) / v->predicted_s, "-", v->dilation,
-               v->measured_s * 1e3 / v->dilation);
-    else
-    printf("%-15s %2d %8.0f %7.1f %11s %12.2f %12.2f %+8.1f%% %9.2f  %s\n", OP_NAMES[v->op], v->ranks,
-           (double)v->rate_bps / 1e6, (double)v->delay_ns / 1e6, size, v->predicted_s * 1e3, v->measured_s * 1e3,
-           100.0 * (v->measured_s - v->predicted_s) / v->predicted_s, v->bound_s * 1e3,
-           !v->measured ? "not measured" : v->passed ? "pass" : "FAIL");
+    /* V6's cases carry no verdict of their own (the spread across dilations is, printed
+     * after): their time / D instead */
+    char bound[32] = "-", verdict[64];
+    if (v->dilation > 0)
+        snprintf(verdict, sizeof verdict, "D = %d: %.2f ms / D", v->dilation, v->measured_s * 1e3 / v->dilation);
+    else {
+        snprintf(bound, sizeof bound, "%.2f", v->bound_s * 1e3);
+        snprintf(verdict, sizeof verdict, "%s", !v->measured ? "not measured" : v->passed ? "pass" : "FAIL");
+    }
+    printf("%-15s %2d %8.*f %7.1f %11s %12.2f %12.2f %+8.1f%% %9s  %s\n", OP_NAMES[v->op], v->ranks,
+           v->dilation > 0 ? 2 : 0, (double)v->rate_bps / 1e6, (double)v->delay_ns / 1e6, size, v->predicted_s * 1e3,
+           v->measured_s * 1e3, 100.0 * (v->measured_s - v->predicted_s) / v->predicted_s, bound, verdict);
 }
 
 static json_t *case_json(const vcase *v)
