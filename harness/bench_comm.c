@@ -1,13 +1,18 @@
 /* wancp bench comm: collectives over P local ranks in the style of nccl-tests, against
- * iperf3 between the same loopback endpoints in the same run. */
+ * iperf3 between the same endpoints in the same run: on loopback, or with every rank in
+ * its own network namespace behind (optionally shaped) links, as `wancp run` places them. */
 #include "cli.h"
 
 #include "../core/comm/comm.h"
 #include "../core/cp/cp_attention.h"
 #include "../core/status.h"
 #include "../core/util/rng.h"
+#include "../shaper/profile.h"
+#include "../shaper/topology.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -23,19 +28,28 @@
 #include <unistd.h>
 
 static const char USAGE[] =
-    "Usage: wancp bench comm [--ranks P] [--max-bytes N] [--iters N] [--json]\n"
+    "Usage: wancp bench comm [--ranks P] [--max-bytes N] [--iters N] [--cp-seq N]\n"
+    "                        [--path loopback|namespaces] [--profile LINK.ini] [--json]\n"
     "\n"
-    "All-gather (ring), all-reduce (ring) and reduce-scatter (ring) over P ranks on\n"
-    "127.0.0.1, sizes from 4 KiB to --max-bytes (default 64 MiB) by x4. As nccl-tests:\n"
+    "All-gather (ring), all-reduce (ring) and reduce-scatter (ring) over P ranks, sizes\n"
+    "from 4 KiB to --max-bytes (default 64 MiB) by x4. Where the bytes go (--path):\n"
+    "  loopback    every rank on 127.0.0.1 (the default): the \"link\" is this host's CPU\n"
+    "  namespaces  every rank in its own network namespace on a veth to a bridge, as\n"
+    "              `wancp run` places them (root); --profile shapes each rank's link (uplink\n"
+    "              model) with a link profile such as scenarios/profiles/wan-300m-rate.ini,\n"
+    "              delay included; without it the veths are unshaped. Everything created is\n"
+    "              removed at the end, on Ctrl-C, and by `wancp shape down --all`.\n"
+    "As nccl-tests:\n"
     "  size   all-gather: output bytes (P x per rank); all-reduce: data bytes;\n"
     "         reduce-scatter: input bytes (P x per rank)\n"
     "  time   median over --iters (default 5) of the slowest rank's time\n"
     "  algbw  size / time\n"
     "  busbw  algbw x (P-1)/P for all-gather and reduce-scatter, x 2(P-1)/P for all-reduce:\n"
     "         the rate each link carried, comparable across P\n"
-    "The ceiling: P iperf3 streams at once, rank r to rank r+1 on loopback as the ring's links\n"
-    "are, run in the same process group; per-link ceiling = their mean rate. ratio_min is\n"
-    "the smallest busbw / ceiling over sizes >= 4 MiB.\n"
+    "The ceiling: P iperf3 streams at once, rank r to rank r+1 between the ranks' own\n"
+    "addresses as the ring's links are (3 s each, the first second, TCP's ramp, left out);\n"
+    "per-link ceiling = their mean rate. ratio_min is the smallest busbw / ceiling over sizes\n"
+    ">= 4 MiB.\n"
     "\n"
     "Then one context-parallel forward and backward (2 layers, dim 256, --cp-seq tokens, 4096\n"
     "by default) is timed three ways on the same ranks: whole; compute alone (exchange\n"
@@ -152,21 +166,45 @@ static int cp_overlap(comm *c, results *out, char *err, size_t errlen)
     return rc;
 }
 
-/* One rank's part: every op and size, timing the slowest rank via an all-reduce of times. */
-static int rank_main(int rank, int ranks, int port, int iters, results *out)
+/* Where the ranks run: prefix names their namespaces (NULL: loopback). */
+typedef struct bench_where {
+    const char *prefix;
+    int ranks, port, iters;
+    results *res;
+} bench_where;
+
+/* Rank r's address: its namespace's, or loopback's. */
+static void rank_addr(const bench_where *w, int rank, char *buf, size_t len)
 {
-    comm_options o = {.rank = rank, .world = ranks, .master_port = port, .job_id = (uint64_t)port, .timeout_ms = 60000};
-    snprintf(o.master_addr, sizeof o.master_addr, "127.0.0.1");
+    if (w->prefix != NULL)
+        topology_rank_addr(rank, buf, len);
+    else
+        snprintf(buf, len, "127.0.0.1");
+}
+
+/* One rank's part: every op and size, timing the slowest rank via an all-reduce of times. */
+static int rank_main(int rank, void *ctx)
+{
+    const bench_where *w = ctx;
+    const int ranks = w->ranks, iters = w->iters;
+    results *out = w->res;
+    comm_options o = {.rank = rank, .world = ranks, .master_port = w->port, .job_id = (uint64_t)w->port,
+                      .timeout_ms = 60000};
+    rank_addr(w, 0, o.master_addr, sizeof o.master_addr);
     char err[WANCP_ERRLEN];
     comm *c = NULL;
-    int rc = comm_open(&c, &o, err, sizeof err);
+    int rc = w->prefix != NULL ? topology_enter(w->prefix, rank, err, sizeof err) : WANCP_OK;
+    if (rc == WANCP_OK)
+        rc = comm_open(&c, &o, err, sizeof err);
     size_t max = out->sizes[out->nsizes - 1];
     float *a = malloc(max + 64), *b = malloc(max + 64);
     if (rc == WANCP_OK && (a == NULL || b == NULL))
         rc = wancp_fail(err, sizeof err, WANCP_ERR_NOMEM, "out of memory for %zu bytes", max);
     if (rc == WANCP_OK)
         memset(a, 0, max), memset(b, 0, max);
-    for (int op = 0; op < NOPS && rc == WANCP_OK; op++)
+    for (int op = 0; op < NOPS && rc == WANCP_OK; op++) {
+        if (rank == 0)
+            fprintf(stderr, "bench comm: %s, %d sizes...\n", OP_NAMES[op], out->nsizes);
         for (int s = 0; s < out->nsizes && rc == WANCP_OK; s++) {
             size_t size = out->sizes[s], per_rank = size / (size_t)ranks;
             double times[64];
@@ -194,7 +232,10 @@ static int rank_main(int rank, int ranks, int port, int iters, results *out)
                 out->seconds[op][s] = times[iters / 2];
             }
         }
+    }
     if (rc == WANCP_OK && out->cp_seq > 0) {
+        if (rank == 0)
+            fprintf(stderr, "bench comm: a CP forward and backward of %d tokens, three ways...\n", out->cp_seq);
         ops_cpu_set_threads(1); /* ranks share the cores already */
         rc = cp_overlap(c, out, err, sizeof err);
     }
@@ -208,59 +249,86 @@ static int rank_main(int rank, int ranks, int port, int iters, results *out)
     return rc == WANCP_OK ? 0 : 1;
 }
 
-/* P iperf3 pairs at once on loopback: server k on port+k, client k sends to it for 2 s.
- * Returns the mean rate in bit/s, or a negative value with why filled. */
-static double iperf3_ceiling(int streams, int port, char *why, size_t why_len)
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
 {
+    (void)sig;
+    interrupted = 1;
+}
+
+/* argv run by a child inside rank's namespace (w->prefix) or here, stdout into out_fd (or
+ * /dev/null when out_fd < 0), stderr to /dev/null. */
+static pid_t spawn_at(const bench_where *w, int rank, char *const argv[], int out_fd)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    char err[WANCP_ERRLEN];
+    if (w->prefix != NULL && topology_enter(w->prefix, rank, err, sizeof err) != WANCP_OK)
+        _exit(126);
+    int null = open("/dev/null", O_WRONLY);
+    if (null < 0)
+        _exit(127);
+    dup2(out_fd >= 0 ? out_fd : null, STDOUT_FILENO);
+    dup2(null, STDERR_FILENO);
+    execvp(argv[0], argv);
+    _exit(127);
+}
+
+/* P iperf3 pairs at once, as the ring's links: server k at rank (k+1) % P's address on
+ * port + k, client k at rank k sending to it for 3 s, the first left out (TCP's ramp).
+ * Returns the mean rate in bit/s, or a negative value with why filled. */
+static double iperf3_ceiling(const bench_where *w, int port, char *why, size_t why_len)
+{
+    const int streams = w->ranks;
     pid_t servers[COMM_MAX_RANKS];
-    char portbuf[COMM_MAX_RANKS][16];
+    char portbuf[COMM_MAX_RANKS][16], addr[COMM_MAX_RANKS][32];
     for (int k = 0; k < streams; k++) {
+        const int to = (k + 1) % streams;
         snprintf(portbuf[k], sizeof portbuf[k], "%d", port + k);
-        servers[k] = fork();
-        if (servers[k] == 0) {
-            if (freopen("/dev/null", "w", stdout) == NULL || freopen("/dev/null", "w", stderr) == NULL)
-                _exit(127);
-            execlp("iperf3", "iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", portbuf[k], (char *)NULL);
-            _exit(127);
-        }
+        rank_addr(w, to, addr[k], sizeof addr[k]);
+        char *argv[] = {"iperf3", "-s", "-1", "-B", addr[k], "-p", portbuf[k], NULL};
+        servers[k] = spawn_at(w, to, argv, -1);
     }
     struct timespec pause = {0, 300 * 1000 * 1000};
     nanosleep(&pause, NULL);
     int fds[COMM_MAX_RANKS];
     pid_t clients[COMM_MAX_RANKS];
-    for (int k = 0; k < streams; k++) {
+    int started = 0;
+    for (; started < streams; started++) {
         int p[2];
         if (pipe(p) != 0)
-            return snprintf(why, why_len, "pipe failed"), -1;
-        clients[k] = fork();
-        if (clients[k] == 0) {
-            dup2(p[1], STDOUT_FILENO);
-            close(p[0]);
-            close(p[1]);
-            execlp("iperf3", "iperf3", "-c", "127.0.0.1", "-p", portbuf[k], "-t", "2", "-J", (char *)NULL);
-            _exit(127);
-        }
+            break;
+        char *argv[] = {"iperf3", "-c", addr[started], "-p", portbuf[started], "-t", "3", "-O", "1", "-J", NULL};
+        clients[started] = spawn_at(w, started, argv, p[1]);
         close(p[1]);
-        fds[k] = p[0];
+        fds[started] = p[0];
     }
     double total = 0;
-    int ok = 1;
-    for (int k = 0; k < streams; k++) {
+    int ok = started == streams;
+    if (!ok)
+        snprintf(why, why_len, "pipe failed: %s", strerror(errno));
+    for (int k = 0; k < started; k++) {
         bytebuf text = {0};
         char chunk[4096];
         ssize_t n;
-        while ((n = read(fds[k], chunk, sizeof chunk)) > 0)
-            bytebuf_append(&text, chunk, (size_t)n);
+        while ((n = read(fds[k], chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR && !interrupted))
+            if (n > 0)
+                bytebuf_append(&text, chunk, (size_t)n);
         close(fds[k]);
-        int st;
-        waitpid(clients[k], &st, 0);
+        if (interrupted)
+            kill(clients[k], SIGKILL);
+        waitpid(clients[k], NULL, 0);
         json_error_t jerr;
         json_t *j = text.len ? json_loadb((const char *)text.data, text.len, 0, &jerr) : NULL;
         json_t *bps = json_object_get(json_object_get(json_object_get(j, "end"), "sum_received"), "bits_per_second");
         if (!json_is_number(bps)) {
+            if (ok)
+                snprintf(why, why_len, "%s",
+                         interrupted ? "interrupted"
+                                     : "an iperf3 stream gave no result (is iperf3 installed? harness/setup installs it)");
             ok = 0;
-            snprintf(why, why_len, "iperf3 stream %d gave no result (is iperf3 installed? harness/setup installs it)",
-                     k);
         } else {
             total += json_number_value(bps);
         }
@@ -274,26 +342,64 @@ static double iperf3_ceiling(int streams, int port, char *why, size_t why_len)
     return ok ? total / streams : -1;
 }
 
+/* The ranks, then the ceiling, on w's path; why filled on failure. */
+static int measure(const bench_where *w, double *ceiling_bps, char *why, size_t why_len)
+{
+    const int failed = cli_fork_ranks(w->ranks, rank_main, (void *)w, &interrupted);
+    if (interrupted)
+        return snprintf(why, why_len, "interrupted; everything it created is removed"), WANCP_ERR_SYSTEM;
+    if (failed || w->res->failed)
+        return snprintf(why, why_len, "%s", w->res->failed ? w->res->error : "a rank failed"), WANCP_ERR_SYSTEM;
+    *ceiling_bps = iperf3_ceiling(w, w->port + 2 + COMM_NCLASSES * w->ranks, why, why_len);
+    if (interrupted)
+        return snprintf(why, why_len, "interrupted; everything it created is removed"), WANCP_ERR_SYSTEM;
+    return *ceiling_bps > 0 ? WANCP_OK : WANCP_ERR_SYSTEM;
+}
+
+/* The rank namespaces (shaped by profile, or not) around measure(); they go whatever happens. */
+static int measure_in_namespaces(bench_where *w, const link_profile *profile, double *ceiling_bps, char *why,
+                                 size_t why_len)
+{
+    topology t = {.ranks = w->ranks, .model = TOPOLOGY_UPLINK, .profile = profile};
+    snprintf(t.prefix, sizeof t.prefix, "bc%ld", (long)getpid() % 100000);
+    w->prefix = t.prefix;
+    int rc = topology_up(&t, why, why_len);
+    if (rc == WANCP_OK)
+        rc = measure(w, ceiling_bps, why, why_len);
+    int removed = 0;
+    char other[WANCP_ERRLEN];
+    if (topology_down(t.prefix, &removed, other, sizeof other) != WANCP_OK && rc == WANCP_OK)
+        rc = (snprintf(why, why_len, "%s", other), WANCP_ERR_SYSTEM);
+    return rc;
+}
+
 int bench_comm(int argc, char **argv)
 {
-    enum { O_RANKS = 256, O_MAX, O_ITERS, O_JSON, O_CP_SEQ };
+    enum { A_RANKS = 256, A_MAX, A_ITERS, A_JSON, A_CP_SEQ, A_PATH, A_PROFILE };
     static const struct option LONG[] = {
-        {"ranks", 1, 0, O_RANKS}, {"max-bytes", 1, 0, O_MAX}, {"iters", 1, 0, O_ITERS},
-        {"json", 0, 0, O_JSON},   {"cp-seq", 1, 0, O_CP_SEQ}, {"help", 0, 0, 'h'},
-        {0, 0, 0, 0},
+        {"ranks", 1, 0, A_RANKS}, {"max-bytes", 1, 0, A_MAX}, {"iters", 1, 0, A_ITERS},
+        {"json", 0, 0, A_JSON},   {"cp-seq", 1, 0, A_CP_SEQ}, {"path", 1, 0, A_PATH},
+        {"profile", 1, 0, A_PROFILE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
     };
     unsigned long ranks = 4, max_bytes = 64ul << 20, iters = 5, cp_seq = 4096;
+    const char *path = NULL, *profile_path = NULL;
     int json = 0;
     optind = 1;
     opterr = 0;
     for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
         int bad = 0;
         switch (opt) {
-        case O_RANKS: bad = cli_parse_ulong("bench", "--ranks", optarg, 2, 64, &ranks); break;
-        case O_MAX: bad = cli_parse_ulong("bench", "--max-bytes", optarg, 4096, 1ul << 30, &max_bytes); break;
-        case O_ITERS: bad = cli_parse_ulong("bench", "--iters", optarg, 1, 64, &iters); break;
-        case O_JSON: json = 1; break;
-        case O_CP_SEQ: bad = cli_parse_ulong("bench", "--cp-seq", optarg, 0, 1ul << 20, &cp_seq); break;
+        case A_RANKS: bad = cli_parse_ulong("bench", "--ranks", optarg, 2, 64, &ranks); break;
+        case A_MAX: bad = cli_parse_ulong("bench", "--max-bytes", optarg, 4096, 1ul << 30, &max_bytes); break;
+        case A_ITERS: bad = cli_parse_ulong("bench", "--iters", optarg, 1, 64, &iters); break;
+        case A_JSON: json = 1; break;
+        case A_CP_SEQ: bad = cli_parse_ulong("bench", "--cp-seq", optarg, 0, 1ul << 20, &cp_seq); break;
+        case A_PATH:
+            if (strcmp(optarg, "loopback") != 0 && strcmp(optarg, "namespaces") != 0)
+                return cli_usage_error("bench", "--path '%s': expected loopback or namespaces", optarg);
+            path = optarg;
+            break;
+        case A_PROFILE: profile_path = optarg; break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("bench", "%s needs a value", argv[optind - 1]);
         default: return cli_usage_error("bench", "unknown option '%s'", argv[optind - 1]);
@@ -301,51 +407,66 @@ int bench_comm(int argc, char **argv)
         if (bad)
             return 2;
     }
-    results *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (res == MAP_FAILED)
-        return cli_report("bench", WANCP_ERR_NOMEM, "cannot map shared results");
-    memset(res, 0, sizeof *res);
+    if (optind < argc)
+        return cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
     if (cp_seq > 0 && cp_seq % (2 * ranks * 64) != 0)
         return cli_usage_error("bench", "--cp-seq %lu must be a multiple of 2 x ranks x 64 (0 skips the CP step)",
                                cp_seq);
+    if (ranks > TOPOLOGY_MAX_RANKS)
+        return cli_usage_error("bench", "--ranks %lu: at most %d", ranks, TOPOLOGY_MAX_RANKS);
+    const bool in_namespaces = profile_path != NULL || (path != NULL && strcmp(path, "namespaces") == 0);
+    if (profile_path != NULL && path != NULL && strcmp(path, "loopback") == 0)
+        return cli_usage_error("bench", "--profile shapes the rank namespaces' links: it needs --path namespaces");
+    link_profile profile;
+    char err[WANCP_ERRLEN];
+    if (profile_path != NULL && link_profile_load(&profile, profile_path, err, sizeof err) != WANCP_OK)
+        return cli_report("bench", WANCP_ERR_INPUT, err);
+    if (in_namespaces && geteuid() != 0) {
+        if (profile_path != NULL)
+            link_profile_free(&profile);
+        return cli_report("bench", WANCP_ERR_INPUT, "bench comm --path namespaces needs root (network namespaces)");
+    }
+    results *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (res == MAP_FAILED) {
+        if (profile_path != NULL)
+            link_profile_free(&profile);
+        return cli_report("bench", WANCP_ERR_NOMEM, "cannot map shared results");
+    }
+    memset(res, 0, sizeof *res);
     res->cp_seq = (int)cp_seq;
     for (size_t s = 4096; s <= max_bytes && res->nsizes < MAX_SIZES; s *= 4)
         res->sizes[res->nsizes++] = s / (ranks * 4) * ranks * 4; /* whole floats per rank */
     srand((unsigned)getpid());
-    int port = 10240 + rand() % 20000; /* below the ephemeral range (32768+) */
-    if (!json)
-        fprintf(stderr, "bench comm: %lu ranks on 127.0.0.1, ports %d..%d\n", ranks, port,
-                port + 1 + COMM_NCLASSES * (int)ranks);
-    pid_t pids[64];
-    for (int r = 0; r < (int)ranks; r++) {
-        pids[r] = fork();
-        if (pids[r] == 0)
-            _exit(rank_main(r, (int)ranks, port, (int)iters, res));
-    }
-    int failed = 0;
-    for (int r = 0; r < (int)ranks; r++) {
-        int st;
-        waitpid(pids[r], &st, 0);
-        failed |= !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
-    if (failed || res->failed) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "%s", res->failed ? res->error : "a rank failed");
+    bench_where w = {.ranks = (int)ranks, .port = 10240 + rand() % 20000, /* below the ephemeral range */
+                     .iters = (int)iters, .res = res};
+    char link[160] = "loopback";
+    if (in_namespaces && profile_path != NULL)
+        link_profile_describe(&profile, link, sizeof link);
+    else if (in_namespaces)
+        snprintf(link, sizeof link, "unshaped veths");
+    fprintf(stderr, "bench comm: %lu ranks %s (%s), ports %d..%d\n", ranks,
+            in_namespaces ? "in their own namespaces" : "on 127.0.0.1", link, w.port,
+            w.port + 1 + COMM_NCLASSES * (int)ranks + (int)ranks);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    double ceiling_bps = 0;
+    char why[600] = "";
+    int rc = in_namespaces ? measure_in_namespaces(&w, profile_path != NULL ? &profile : NULL, &ceiling_bps, why,
+                                                   sizeof why)
+                           : measure(&w, &ceiling_bps, why, sizeof why);
+    if (profile_path != NULL)
+        link_profile_free(&profile);
+    if (rc != WANCP_OK) {
         munmap(res, sizeof *res);
-        return cli_report("bench", WANCP_ERR_SYSTEM, msg);
-    }
-    char why[256] = "";
-    double ceiling_bps = iperf3_ceiling((int)ranks, port + 2 + COMM_NCLASSES * (int)ranks, why, sizeof why);
-    if (ceiling_bps < 0) {
-        munmap(res, sizeof *res);
-        return cli_report("bench", WANCP_ERR_SYSTEM, why);
+        return interrupted ? (cli_report("bench", WANCP_ERR_SYSTEM, why), 130) : cli_report("bench", rc, why);
     }
     const double P = (double)ranks, factor[NOPS] = {(P - 1) / P, 2 * (P - 1) / P, (P - 1) / P};
     double ratio_min = INFINITY;
     json_t *rows = json_array();
     if (!json) {
-        printf("# wancp bench comm: %lu ranks on loopback; iperf3 ceiling %.2f Gbit/s per link (%lu streams at once)\n",
-               ranks, ceiling_bps / 1e9, ranks);
+        printf("# wancp bench comm: %lu ranks %s, %s; iperf3 ceiling %.3f Gbit/s per link (%lu streams at once)\n",
+               ranks, in_namespaces ? "in their own namespaces" : "on loopback", link, ceiling_bps / 1e9, ranks);
         printf("# busbw = algbw x (P-1)/P (all_gather, reduce_scatter), x 2(P-1)/P (all_reduce)\n");
         printf("# %-14s %12s %12s %12s %12s %8s\n", "op", "size(B)", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "ratio");
     }
@@ -356,8 +477,8 @@ int bench_comm(int argc, char **argv)
             if (res->sizes[s] >= (4u << 20))
                 ratio_min = fmin(ratio_min, ratio);
             if (!json)
-                printf("  %-14s %12zu %12.1f %12.3f %12.3f %8.3f\n", OP_NAMES[op], res->sizes[s], t * 1e6, algbw, busbw,
-                       ratio);
+                printf("  %-14s %12zu %12.1f %12.4f %12.4f %8.3f\n", OP_NAMES[op], res->sizes[s], t * 1e6, algbw,
+                       busbw, ratio);
             json_array_append_new(rows, json_pack("{s:s, s:I, s:f, s:f, s:f, s:f}", "op", OP_NAMES[op], "bytes",
                                                   (json_int_t)res->sizes[s], "time_us", t * 1e6, "algbw_gbs", algbw,
                                                   "busbw_gbs", busbw, "ratio", ratio));
@@ -368,8 +489,9 @@ int bench_comm(int argc, char **argv)
     if (res->cp_seq > 0)
         overlap = (res->cp_compute_s + res->cp_comm_s - res->cp_step_s) / fmin(res->cp_compute_s, res->cp_comm_s);
     if (json) {
-        json_t *o = json_pack("{s:s, s:i, s:f, s:s, s:o, s:f}", "bench", "comm", "ranks", (int)ranks,
-                              "iperf3_gbit_per_link", ceiling_bps / 1e9, "busbw_factor",
+        json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:f, s:s, s:o, s:f}", "bench", "comm", "ranks", (int)ranks, "path",
+                              in_namespaces ? "namespaces" : "loopback", "link", link, "iperf3_gbit_per_link",
+                              ceiling_bps / 1e9, "busbw_factor",
                               "all_gather, reduce_scatter: (P-1)/P; all_reduce: 2(P-1)/P", "rows", rows, "ratio_min",
                               ratio_min);
         if (o != NULL && res->cp_seq > 0) {

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# bench_comm_shaped.sh WANCP PROFILES: `wancp bench comm` with every rank in its own
+# namespace behind a 300 Mbit/s link (needs root; skipped with 77 otherwise), where the link
+# and not this host's CPU is the ceiling:
+#   - the ring collectives carry at least 0.95 of what iperf3 carries between the same
+#     endpoints at the same time (ratio_min, sizes >= 4 MiB);
+#   - the CP step over that link is faster than its compute and its exchange measured
+#     apart (overlap fraction > 0), the exchange weighing at least half the compute;
+#   - bad input: exit 2 with one line; Ctrl-C: exit 130; nothing left behind either way.
+# Under the sanitizers (WANCP_SANITIZED=1) the run must complete and report; the bounds are
+# the plain build's.
+set -uo pipefail
+wancp=$1
+profiles=$2
+[ "$(id -u)" = 0 ] || { echo "not root: skipped"; exit 77; }
+ip netns add wancp-probe$$ 2>/dev/null || { echo "no network namespaces here: skipped"; exit 77; }
+ip netns del wancp-probe$$
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0 passes=0
+check() { if eval "$2"; then passes=$((passes + 1)); else echo "FAIL: $1"; failures=$((failures + 1)); fi; }
+left() { ip netns list | awk '{print $1}' | grep -c '^wancp-bc' ; }
+before=$(left)
+
+"$wancp" bench comm --profile "$profiles/wan-300m-rate.ini" --max-bytes 4194304 --iters 3 --json \
+  >"$work/out.json" 2>"$work/err"
+status=$?
+cat "$work/out.json" "$work/err"
+field() { node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1])); console.log(eval(process.argv[2]))' \
+  "$work/out.json" "$1"; }
+check "exit 0 and one JSON object of 18 rows, in namespaces" \
+  '[ $status = 0 ] && [ "$(field "r.rows.length")" = 18 ] && [ "$(field "r.path")" = namespaces ] &&
+   [ "$(field "r.link.startsWith(\"wan-300m-rate\")")" = true ]'
+check "iperf3 between the ranks carried 0.9 .. 1.0 of the 300 Mbit/s link" \
+  '[ "$(field "r.iperf3_gbit_per_link > 0.27 && r.iperf3_gbit_per_link <= 0.3")" = true ]'
+if [ "${WANCP_SANITIZED:-0}" = 1 ]; then
+  check "under the sanitizers: a ratio and an overlap fraction reported" \
+    '[ "$(field "r.ratio_min > 0 && Number.isFinite(r.overlap_fraction)")" = true ]'
+else
+  check "ratio_min >= 0.95 (busbw / iperf3 over sizes >= 4 MiB)" '[ "$(field "r.ratio_min >= 0.95")" = true ]'
+  check "the exchange weighs at least half the compute, and the step hides part of it" \
+    '[ "$(field "r.cp_exchange_ms >= 0.5 * r.cp_compute_ms && r.overlap_fraction > 0 &&
+         r.cp_step_ms < r.cp_compute_ms + r.cp_exchange_ms")" = true ]'
+fi
+check "nothing left behind" '[ "$(left)" = "$before" ]'
+
+"$wancp" bench comm --path namespaces --profile "$work/none.ini" >"$work/bad.out" 2>"$work/bad.err"
+status=$?
+check "a missing profile: exit 2, one line naming it" \
+  '[ $status = 2 ] && [ "$(wc -l <"$work/bad.err")" = 1 ] && grep -q "none.ini" "$work/bad.err"'
+
+"$wancp" bench comm --profile "$profiles/wan-300m-rate.ini" >"$work/int.out" 2>&1 &
+pid=$!
+sleep 4
+kill -INT $pid
+wait $pid
+status=$?
+check "Ctrl-C: exit 130" '[ $status = 130 ]'
+check "Ctrl-C: no namespace left" '[ "$(left)" = "$before" ]'
+check "Ctrl-C: no rank or iperf3 left" '! pgrep -f "bench comm --profile" >/dev/null && ! pgrep -x iperf3 >/dev/null'
+
+echo "$passes passed, $failures failed"
+[ $failures = 0 ]
