@@ -18,7 +18,7 @@ static inline void random_tokens(uint16_t *t, size_t n, int vocab, uint64_t seed
 }
 
 typedef struct fd_result {
-    double worst;     /* relative error, over elements above 1% of the largest sampled gradient */
+    double worst;     /* relative error, over elements above 10% of the largest sampled gradient */
     double worst_abs; /* absolute error as a fraction of the largest sampled gradient */
     double amax;      /* the largest sampled |gradient| */
 } fd_result;
@@ -52,7 +52,10 @@ static inline fd_result fd_check_tensor(model *m, int t, const uint16_t *in, con
         }
         double fd = (4.0 * d[1] - d[0]) / 3.0, a = g[idx[s]];
         res.worst_abs = fmax(res.worst_abs, fabs(a - fd) / (res.amax + 1e-30));
-        if (fabs(a) >= 1e-2 * res.amax)
+        /* fp32 losses put a noise floor of ~2e-5 under every difference quotient: at 1% of a
+         * largest gradient of ~2e-2 that alone is up to 8% relative, so the relative bar is
+         * held where the gradient stands well above it; the absolute bar covers the rest */
+        if (fabs(a) >= 1e-1 * res.amax)
             res.worst = fmax(res.worst, fabs(a - fd) / fabs(a));
     }
     return res;
