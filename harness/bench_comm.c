@@ -370,6 +370,7 @@ static int measure_in_namespaces(bench_where *w, const link_profile *profile, do
     char other[WANCP_ERRLEN];
     if (topology_down(t.prefix, &removed, other, sizeof other) != WANCP_OK && rc == WANCP_OK)
         rc = (snprintf(why, why_len, "%s", other), WANCP_ERR_SYSTEM);
+    w->prefix = NULL; /* t goes with this frame */
     return rc;
 }
 
