@@ -1,8 +1,9 @@
 /* wancp bench calibrate: this host's compute by op class, measured as a scenario's ranks run
  * it (P processes sharing the cores, each with the threads `wancp run` gives it), written as
- * the hardware profile cpu-local for `wancp sim`. */
+ * the hardware profile cpu-local for `wancp sim`, with the price in cores of its shaped links. */
 #include "cli.h"
 #include "cli_model.h"
+#include "link_price.h"
 #include "scenario.h"
 #include "sim_hardware.h"
 #include "sim_step.h"
@@ -40,7 +41,11 @@ static const char USAGE[] =
     "optimizer, and the compression maths); the simulator's FLOP and byte counts for the same\n"
     "step divided by those seconds give this host's efficiency per class against the sgemm\n"
     "peak (measured after). A third pass runs the uncompressed step with its exchange: what\n"
-    "it adds per K/V byte a rank moves is the byte cost. Written to -o FILE (default:\n"
+    "it adds per K/V byte a rank moves is the byte cost. As root, the shaped links' price\n"
+    "last: P iperf3 streams as the ring's links through the first rate-shaped arm's links\n"
+    "(dilated, the capture running) with a spinner on every core; the spinners' lost turns\n"
+    "are the cores the links took, and per payload byte, less the byte cost's share, that is\n"
+    "link_cost_s (the step model's processor sharing). Written to -o FILE (default:\n"
     "results/hardware/cpu-local.ini, or $WANCP_HARDWARE), which `wancp sim --hardware\n"
     "cpu-local` reads.\n"
     "\n"
@@ -218,11 +223,15 @@ static int run_ranks(const scenario *s, const char *prefix, int port, int steps,
     return WANCP_OK;
 }
 
-/* The ranks in their own unshaped namespaces with the capture running, as `wancp run`'s
- * unshaped arm; everything removed whatever happens. */
-static int run_in_namespaces(const scenario *s, int port, int steps, shared *res, char *err, size_t errlen)
+/* Work done inside the rank namespaces, given their prefix. */
+typedef int namespaces_job(const char *prefix, void *ctx, char *err, size_t errlen);
+
+/* job inside s's rank namespaces (shaped by profile, or not: NULL) with the capture
+ * running, as `wancp run` builds an arm's; everything removed whatever happens. */
+static int in_rank_namespaces(const scenario *s, const link_profile *profile, namespaces_job *job, void *ctx, char *err,
+                              size_t errlen)
 {
-    topology t = {.ranks = s->ranks, .model = TOPOLOGY_UPLINK};
+    topology t = {.ranks = s->ranks, .model = TOPOLOGY_UPLINK, .profile = profile};
     snprintf(t.prefix, sizeof t.prefix, "cal%ld", (long)getpid() % 100000);
     char csv[] = "/tmp/wancp-calibrate-XXXXXX";
     int fd = mkstemp(csv);
@@ -235,7 +244,7 @@ static int run_in_namespaces(const scenario *s, int port, int steps, shared *res
     if (rc == WANCP_OK && (rc = capture_start(&cap, t.prefix, s->ranks, csv, NULL, err, errlen)) == WANCP_OK)
         capturing = true;
     if (rc == WANCP_OK)
-        rc = run_ranks(s, t.prefix, port, steps, res, err, errlen);
+        rc = job(t.prefix, ctx, err, errlen);
     char other[WANCP_ERRLEN];
     if (capturing && capture_stop(&cap, other, sizeof other) != WANCP_OK && rc == WANCP_OK)
         rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", other);
@@ -244,6 +253,84 @@ static int run_in_namespaces(const scenario *s, int port, int steps, shared *res
         rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", other);
     unlink(csv);
     return rc;
+}
+
+typedef struct ranks_job {
+    const scenario *s;
+    int port, steps;
+    shared *res;
+} ranks_job;
+
+static int ranks_in(const char *prefix, void *ctx, char *err, size_t errlen)
+{
+    const ranks_job *j = ctx;
+    return run_ranks(j->s, prefix, j->port, j->steps, j->res, err, errlen);
+}
+
+/* The ranks in their own unshaped namespaces, as `wancp run`'s unshaped arm. */
+static int run_in_namespaces(const scenario *s, int port, int steps, shared *res, char *err, size_t errlen)
+{
+    ranks_job j = {.s = s, .port = port, .steps = steps, .res = res};
+    return in_rank_namespaces(s, NULL, ranks_in, &j, err, errlen);
+}
+
+/* One price per distinct rate of s's rate-shaped arms (dilated as `wancp run` applies it),
+ * ascending: the first arm of each rate, its dilated profile. Returns how many (up to max). */
+typedef struct priced_rate {
+    const scenario_arm *arm;
+    link_profile links; /* dilated; owned */
+    char describe[160];
+    link_price price;
+    double per_byte_s;  /* cores_taken / payload_bytes_s */
+} priced_rate;
+
+static int shaped_rates(const scenario *s, priced_rate *out, int max)
+{
+    int n = 0;
+    for (int a = 0; a < s->narms; a++) {
+        const link_profile *p = &s->arms[a].profile;
+        if (!s->arms[a].shaped || p->rate_bps == 0 || p->ntrace > 0)
+            continue;
+        link_profile d;
+        if (link_profile_dilate(p, s->dilation, &d) != 0)
+            continue;
+        int k = 0;
+        while (k < n && out[k].links.rate_bps < d.rate_bps)
+            k++;
+        if ((k < n && out[k].links.rate_bps == d.rate_bps) || n == max) {
+            link_profile_free(&d);
+            continue;
+        }
+        memmove(&out[k + 1], &out[k], (size_t)(n - k) * sizeof *out);
+        out[k] = (priced_rate){.arm = &s->arms[a], .links = d};
+        link_profile_describe(&d, out[k].describe, sizeof out[k].describe);
+        n++;
+    }
+    return n;
+}
+
+typedef struct price_job {
+    const scenario *s;
+    int port;
+    link_price *out;
+} price_job;
+
+static int price_in(const char *prefix, void *ctx, char *err, size_t errlen)
+{
+    const price_job *j = ctx;
+    char why[WANCP_ERRLEN] = "";
+    if (link_price_measure(prefix, j->s->ranks, j->port, j->out, &interrupted, why, sizeof why) != WANCP_OK)
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "the links' price: %s", why);
+    return WANCP_OK;
+}
+
+/* The price in cores of links shaped by profile (an arm's, dilated): P iperf3 streams as
+ * the ring's links through the rank namespaces, as the arm's run builds them. */
+static int measure_link_price(const scenario *s, const link_profile *profile, int port, link_price *out, char *err,
+                              size_t errlen)
+{
+    price_job j = {.s = s, .port = port, .out = out};
+    return in_rank_namespaces(s, profile, price_in, &j, err, errlen);
 }
 
 /* The simulator's setup of s's step (links do not matter here). */
@@ -342,9 +429,23 @@ int bench_calibrate(int argc, char **argv)
     ops_cpu_set_threads(0);
     const double peak =
         rc == WANCP_OK ? bench_sgemm_peak(ops_cpu(), &cfg, s->context / s->ranks, peak_shape, sizeof peak_shape) * 1e9 : 0;
+    /* The shaped links' price at each rate the arms run (after the peak, alone again). */
+    priced_rate rates[SIM_MAX_LINK_COSTS];
+    const int nrates = in_namespaces && rc == WANCP_OK ? shaped_rates(s, rates, SIM_MAX_LINK_COSTS) : 0;
+    for (int k = 0; k < nrates && rc == WANCP_OK; k++) {
+        if (!json)
+            fprintf(stderr, "bench calibrate: the shaped links' price at %s: %d iperf3 streams through arm %s's links, "
+                            "a spinner on every core...\n", rates[k].describe, s->ranks, rates[k].arm->name);
+        rc = measure_link_price(s, &rates[k].links, port + 1 + COMM_NCLASSES * s->ranks + 16 * k, &rates[k].price, err,
+                                sizeof err);
+        const link_price *lp = &rates[k].price;
+        rates[k].per_byte_s = lp->payload_bytes_s > 0 ? lp->cores_taken / lp->payload_bytes_s : 0;
+    }
     /* Efficiency per class: the simulator's counts over measured seconds, summed over ranks. */
     sim_hardware hw = {.peak_flops = peak, .efficiency = {1, 1, 1}, .memory_bytes_s = 1, .act_bytes = 4,
                        .param_bytes = 4, .host = true};
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    hw.cores = online > 0 ? (double)online : 1;
     snprintf(hw.name, sizeof hw.name, "cpu-local");
     double amount[SIM_NCLASSES] = {0}, secs[SIM_NCLASSES] = {0}, step_measured[VARIANTS] = {0};
     double moved[VARIANTS][COMM_MAX_RANKS], byte_s = 0, bytes = 0;
@@ -385,6 +486,24 @@ int bench_calibrate(int argc, char **argv)
             hw.efficiency[k] = amount[k] / secs[k] / peak;
         hw.memory_bytes_s = amount[SIM_MEMORY] / secs[SIM_MEMORY];
         hw.byte_cost_s = s->ranks > 1 && bytes > 0 ? fmax(0.0, byte_s / bytes) : 0;
+        /* The streams' price per payload byte less what the byte cost already charges the
+         * ranks for the same byte: its sender's and its receiver's share, each at the pace of
+         * a rank in the calibration (cores / P of a core, at most its threads). */
+        const double rank_cores = fmin(fmax(1.0, floor(hw.cores / s->ranks)), hw.cores / s->ranks);
+        char prices[900] = "";
+        size_t used = 0;
+        for (int k = 0; k < nrates; k++) {
+            hw.link_cost_s[k] = fmax(1e-12, rates[k].per_byte_s - 2 * hw.byte_cost_s * rank_cores);
+            hw.link_cost_bps[k] = (double)rates[k].links.rate_bps;
+            used += (size_t)snprintf(prices + used, sizeof prices - used,
+                                     "\nshaped links at %s (arm %s): %d iperf3 streams at %.1f Mbit/s each took %.3f "
+                                     "cores: %.3g ns per payload byte, %.3g ns beyond the byte cost",
+                                     rates[k].describe, rates[k].arm->name, s->ranks, rates[k].price.stream_bps / 1e6,
+                                     rates[k].price.cores_taken, rates[k].per_byte_s * 1e9, hw.link_cost_s[k] * 1e9);
+            if (used >= sizeof prices)
+                used = sizeof prices - 1;
+        }
+        hw.nlink_costs = nrates;
         for (int v = 0; v < VARIANTS; v++)
             for (int r = 0; r < s->ranks; r++)
                 predicted[v] += (sim_work_seconds(&work[v][r], &hw) + (v == 2 ? moved[v][r] * hw.byte_cost_s : 0)) /
@@ -401,12 +520,12 @@ int bench_calibrate(int argc, char **argv)
                  "%d ranks at once, %d BLAS threads each (%s); sgemm peak %.1f GFLOP/s alone (%s)\n"
                  "per rank and step: matmul %.4f s, attention %.4f s, memory-bound %.4f s, compression %.4f s\n"
                  "compute-only step measured %.4f s uncompressed, %.4f s compressed; with the exchange %s "
-                 "%.4f s (byte cost %.3g ns per byte sent or received)",
+                 "%.4f s (byte cost %.3g ns per byte sent or received)%s",
                  host, stamp, s->path, wancp_git_commit, s->ranks, rank_threads(s), ops_cpu_blas_core(), peak / 1e9,
                  peak_shape, secs[SIM_MATMUL] / s->ranks, secs[SIM_ATTENTION] / s->ranks, secs[SIM_MEMORY] / s->ranks,
                  secs[SIM_CODEC] / s->ranks, step_measured[0], step_measured[1],
                  in_namespaces ? "through the rank namespaces" : "on loopback", step_measured[2],
-                 hw.byte_cost_s * 1e9);
+                 hw.byte_cost_s * 1e9, nrates > 0 ? prices : "\nshaped links: not priced");
         rc = sim_hardware_write(&hw, out_path, comment, err, sizeof err);
     }
     if (rc == WANCP_OK && json) {
@@ -418,7 +537,15 @@ int bench_calibrate(int argc, char **argv)
                               "compressed_step_measured_s", step_measured[1], "compressed_step_predicted_s", predicted[1]);
         json_object_set_new(j, "byte_cost_s", json_real(hw.byte_cost_s));
         json_object_set_new(j, "exchange_step_measured_s", json_real(step_measured[2]));
-        json_object_set_new(j, "path", json_string(in_namespaces ? "namespaces" : "loopback"));
+        json_object_set_new(j, "cores", json_real(hw.cores));
+        json_t *lp = json_array();
+        for (int k = 0; k < nrates; k++)
+            json_array_append_new(lp, json_pack("{s:s, s:s, s:f, s:f, s:f, s:f, s:f}", "arm", rates[k].arm->name,
+                                                "links", rates[k].describe, "rate_bps", hw.link_cost_bps[k],
+                                                "cores_taken", rates[k].price.cores_taken, "payload_bytes_s",
+                                                rates[k].price.payload_bytes_s, "stream_bps", rates[k].price.stream_bps,
+                                                "link_cost_s", hw.link_cost_s[k]));
+        json_object_set_new(j, "link_prices", lp);
         cli_print_json(j);
     } else if (rc == WANCP_OK) {
         printf("# wancp bench calibrate %s: %d ranks at once on this host; sgemm peak %.1f GFLOP/s (%s)\n", s->name,
@@ -433,8 +560,18 @@ int bench_calibrate(int argc, char **argv)
                step_measured[0], predicted[0], step_measured[1], predicted[1]);
         printf("# with the exchange %s: %.4f s; byte cost %.3g ns per K/V byte a rank sends or receives\n",
                in_namespaces ? "through the rank namespaces" : "on loopback", step_measured[2], hw.byte_cost_s * 1e9);
+        for (int k = 0; k < nrates; k++)
+            printf("# shaped links at %s (arm %s): %d iperf3 streams at %.1f Mbit/s each took %.3f of %g cores: "
+                   "%.3g ns per payload byte, %.3g ns beyond the byte cost (link_cost_s)\n",
+                   rates[k].describe, rates[k].arm->name, s->ranks, rates[k].price.stream_bps / 1e6,
+                   rates[k].price.cores_taken, hw.cores, rates[k].per_byte_s * 1e9, hw.link_cost_s[k] * 1e9);
+        if (nrates == 0)
+            printf("# shaped links: not priced (%s); link_cost_s 0\n",
+                   in_namespaces ? "the scenario has no rate-shaped arm" : "no namespaces on this path");
         printf("# written: %s\n", out_path);
     }
+    for (int k = 0; k < nrates; k++)
+        link_profile_free(&rates[k].links);
     munmap(res, sizeof *res);
     scenario_free(s);
     free(s);

@@ -2,6 +2,7 @@
  * iperf3 between the same endpoints in the same run: on loopback, or with every rank in
  * its own network namespace behind (optionally shaped) links, as `wancp run` places them. */
 #include "cli.h"
+#include "iperf3_ring.h"
 
 #include "../core/comm/comm.h"
 #include "../core/cp/cp_attention.h"
@@ -257,91 +258,6 @@ static void on_signal(int sig)
     interrupted = 1;
 }
 
-/* argv run by a child inside rank's namespace (w->prefix) or here, stdout into out_fd (or
- * /dev/null when out_fd < 0), stderr to /dev/null. */
-static pid_t spawn_at(const bench_where *w, int rank, char *const argv[], int out_fd)
-{
-    pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    char err[WANCP_ERRLEN];
-    if (w->prefix != NULL && topology_enter(w->prefix, rank, err, sizeof err) != WANCP_OK)
-        _exit(126);
-    int null = open("/dev/null", O_WRONLY);
-    if (null < 0)
-        _exit(127);
-    dup2(out_fd >= 0 ? out_fd : null, STDOUT_FILENO);
-    dup2(null, STDERR_FILENO);
-    execvp(argv[0], argv);
-    _exit(127);
-}
-
-/* P iperf3 pairs at once, as the ring's links: server k at rank (k+1) % P's address on
- * port + k, client k at rank k sending to it for 3 s, the first left out (TCP's ramp).
- * Returns the mean rate in bit/s, or a negative value with why filled. */
-static double iperf3_ceiling(const bench_where *w, int port, char *why, size_t why_len)
-{
-    const int streams = w->ranks;
-    pid_t servers[COMM_MAX_RANKS];
-    char portbuf[COMM_MAX_RANKS][16], addr[COMM_MAX_RANKS][32];
-    for (int k = 0; k < streams; k++) {
-        const int to = (k + 1) % streams;
-        snprintf(portbuf[k], sizeof portbuf[k], "%d", port + k);
-        rank_addr(w, to, addr[k], sizeof addr[k]);
-        char *argv[] = {"iperf3", "-s", "-1", "-B", addr[k], "-p", portbuf[k], NULL};
-        servers[k] = spawn_at(w, to, argv, -1);
-    }
-    struct timespec pause = {0, 300 * 1000 * 1000};
-    nanosleep(&pause, NULL);
-    int fds[COMM_MAX_RANKS];
-    pid_t clients[COMM_MAX_RANKS];
-    int started = 0;
-    for (; started < streams; started++) {
-        int p[2];
-        if (pipe(p) != 0)
-            break;
-        char *argv[] = {"iperf3", "-c", addr[started], "-p", portbuf[started], "-t", "3", "-O", "1", "-J", NULL};
-        clients[started] = spawn_at(w, started, argv, p[1]);
-        close(p[1]);
-        fds[started] = p[0];
-    }
-    double total = 0;
-    int ok = started == streams;
-    if (!ok)
-        snprintf(why, why_len, "pipe failed: %s", strerror(errno));
-    for (int k = 0; k < started; k++) {
-        bytebuf text = {0};
-        char chunk[4096];
-        ssize_t n;
-        while ((n = read(fds[k], chunk, sizeof chunk)) > 0 || (n < 0 && errno == EINTR && !interrupted))
-            if (n > 0)
-                bytebuf_append(&text, chunk, (size_t)n);
-        close(fds[k]);
-        if (interrupted)
-            kill(clients[k], SIGKILL);
-        waitpid(clients[k], NULL, 0);
-        json_error_t jerr;
-        json_t *j = text.len ? json_loadb((const char *)text.data, text.len, 0, &jerr) : NULL;
-        json_t *bps = json_object_get(json_object_get(json_object_get(j, "end"), "sum_received"), "bits_per_second");
-        if (!json_is_number(bps)) {
-            if (ok)
-                snprintf(why, why_len, "%s",
-                         interrupted ? "interrupted"
-                                     : "an iperf3 stream gave no result (is iperf3 installed? harness/setup installs it)");
-            ok = 0;
-        } else {
-            total += json_number_value(bps);
-        }
-        json_decref(j);
-        bytebuf_free(&text);
-    }
-    for (int k = 0; k < streams; k++) {
-        kill(servers[k], SIGTERM);
-        waitpid(servers[k], NULL, 0);
-    }
-    return ok ? total / streams : -1;
-}
-
 /* The ranks, then the ceiling, on w's path; why filled on failure. */
 static int measure(const bench_where *w, double *ceiling_bps, char *why, size_t why_len)
 {
@@ -350,7 +266,7 @@ static int measure(const bench_where *w, double *ceiling_bps, char *why, size_t 
         return snprintf(why, why_len, "interrupted; everything it created is removed"), WANCP_ERR_SYSTEM;
     if (failed || w->res->failed)
         return snprintf(why, why_len, "%s", w->res->failed ? w->res->error : "a rank failed"), WANCP_ERR_SYSTEM;
-    *ceiling_bps = iperf3_ceiling(w, w->port + 2 + COMM_NCLASSES * w->ranks, why, why_len);
+    *ceiling_bps = iperf3_ring(w->prefix, w->ranks, w->port + 2 + COMM_NCLASSES * w->ranks, 3, 1, &interrupted, why, why_len);
     if (interrupted)
         return snprintf(why, why_len, "interrupted; everything it created is removed"), WANCP_ERR_SYSTEM;
     return *ceiling_bps > 0 ? WANCP_OK : WANCP_ERR_SYSTEM;

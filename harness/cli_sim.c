@@ -36,6 +36,8 @@ static const char USAGE[] =
     "                      the default), a100-bf16, h100-bf16 (scenarios/hardware/), or a\n"
     "                      profile file. On cpu-local the scenario's dilation D applies as in\n"
     "                      `wancp run` (links at B/D, delays x D, times / D); elsewhere not.\n"
+    "                      A host profile's cores are shared: computing ranks split what the\n"
+    "                      shaped links' packet work (link_cost_s per byte) leaves of them.\n"
     "  --set SECTION.KEY=VALUE  override the scenario, as `wancp run --set` (repeatable)\n"
     "  --arm NAME          only this arm (repeatable)\n"
     "  --steps N           project a run of N steps (default: the scenario's)\n"

@@ -1,5 +1,7 @@
 #include "sim_cost.h"
 
+#include <math.h>
+
 double sim_work_seconds(const sim_work *w, const sim_hardware *hw)
 {
     double s = w->ops * hw->op_overhead_s;
@@ -9,6 +11,22 @@ double sim_work_seconds(const sim_work *w, const sim_hardware *hw)
     if (w->amount[SIM_MEMORY] > 0)
         s += w->amount[SIM_MEMORY] / hw->memory_bytes_s;
     return s;
+}
+
+double sim_link_cost_at(const sim_hardware *hw, double bps)
+{
+    const int n = hw->nlink_costs;
+    if (n == 0)
+        return 0;
+    if (n == 1 || hw->link_cost_bps[0] <= 0 || bps <= hw->link_cost_bps[0])
+        return hw->link_cost_s[0];
+    if (bps >= hw->link_cost_bps[n - 1])
+        return hw->link_cost_s[n - 1];
+    int k = 1;
+    while (hw->link_cost_bps[k] < bps)
+        k++;
+    const double f = log(bps / hw->link_cost_bps[k - 1]) / log(hw->link_cost_bps[k] / hw->link_cost_bps[k - 1]);
+    return hw->link_cost_s[k - 1] + f * (hw->link_cost_s[k] - hw->link_cost_s[k - 1]);
 }
 
 void sim_work_add(sim_work *into, const sim_work *w, double times)

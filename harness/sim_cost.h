@@ -32,7 +32,20 @@ typedef struct sim_hardware {
     double byte_cost_s;     /* a rank's own time per payload byte it sends or receives (packing,
                              * copies, system calls); 0 where a NIC or NCCL moves the bytes */
     bool host;              /* this host itself: a scenario's dilation applies to it */
+    double cores;           /* the cores the ranks share with the shaped links' packet work
+                             * (processor sharing in the step model); 0: not shared (devices) */
+    /* core-seconds per payload byte crossing shaped links: the kernel's work (TCP, htb, veths,
+     * bridge, relay, capture) beyond the ranks' own byte cost; measured at link rates
+     * link_cost_bps (ascending; 0: one price for every rate), since it falls as rates rise */
+#define SIM_MAX_LINK_COSTS 8
+    double link_cost_s[SIM_MAX_LINK_COSTS];
+    double link_cost_bps[SIM_MAX_LINK_COSTS];
+    int nlink_costs;
 } sim_hardware;
+
+/* The shaped links' price at a link rate of bps: the measured price of the nearest rates,
+ * log-linear between them, the end's beyond them; 0 without prices. */
+double sim_link_cost_at(const sim_hardware *hw, double bps);
 
 /* The shape of one rank's work. */
 typedef struct sim_shape {

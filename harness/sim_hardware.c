@@ -8,16 +8,20 @@
 #include <ini.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { K_NAME, K_PEAK, K_MATMUL, K_ATTENTION, K_CODEC, K_MEMORY, K_OVERHEAD, K_ACT, K_PARAM, K_BYTE, K_HOST, NKEYS };
+enum {
+    K_NAME, K_PEAK, K_MATMUL, K_ATTENTION, K_CODEC, K_MEMORY, K_OVERHEAD, K_ACT, K_PARAM, K_BYTE, K_HOST, K_CORES,
+    K_LINK_COST, NKEYS
+};
 static const char *const KEYS[NKEYS] = {"name",          "peak_flops",    "matmul",    "attention",   "codec",
                                         "memory_bytes_s", "op_overhead_s", "act_bytes", "param_bytes", "byte_cost_s",
-                                        "host"};
+                                        "host",           "cores",         "link_cost_s"};
 
 typedef struct parse {
     sim_hardware *hw;
@@ -52,6 +56,41 @@ static int number(parse *ps, const char *key, const char *v, double lo, double h
     return 0;
 }
 
+/* link_cost_s: one price, or "PRICE@BPS, PRICE@BPS, ..." by ascending link rate. */
+static void link_costs(parse *ps, const char *v)
+{
+    sim_hardware *hw = ps->hw;
+    hw->nlink_costs = 0;
+    for (const char *p = v; *p != '\0';) {
+        char *end;
+        errno = 0;
+        double cost = strtod(p, &end), bps = 0;
+        bool ok = end != p && errno == 0 && isfinite(cost) && cost > 0 && cost <= 1e-3;
+        if (ok && *end == '@') {
+            const char *r = end + 1;
+            bps = strtod(r, &end);
+            ok = end != r && isfinite(bps) && bps > 0 &&
+                 (hw->nlink_costs == 0 || bps > hw->link_cost_bps[hw->nlink_costs - 1]);
+        } else if (ok) {
+            ok = hw->nlink_costs == 0; /* a price without a rate stands alone */
+        }
+        while (ok && *end == ' ')
+            end++;
+        ok = ok && (*end == '\0' || *end == ',') && hw->nlink_costs < SIM_MAX_LINK_COSTS;
+        if (!ok) {
+            problem(ps, "link_cost_s = '%s' must be 0, a price in (0, 1e-3] s per byte, or up to %d of PRICE@BPS "
+                        "separated by commas, rates ascending", v, SIM_MAX_LINK_COSTS);
+            hw->nlink_costs = 0;
+            return;
+        }
+        hw->link_cost_s[hw->nlink_costs] = cost;
+        hw->link_cost_bps[hw->nlink_costs++] = bps;
+        p = *end == ',' ? end + 1 : end;
+        while (*p == ' ')
+            p++;
+    }
+}
+
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
     parse *ps = user;
@@ -65,7 +104,7 @@ static int handler(void *user, const char *section, const char *name, const char
         k++;
     if (k == NKEYS) {
         problem(ps, "unknown key '%s' (expected name, peak_flops, matmul, attention, codec, memory_bytes_s, "
-                    "op_overhead_s, act_bytes, param_bytes, byte_cost_s, host)", name);
+                    "op_overhead_s, act_bytes, param_bytes, byte_cost_s, host, cores, link_cost_s)", name);
         return 1;
     }
     ps->seen[k] = 1;
@@ -90,6 +129,14 @@ static int handler(void *user, const char *section, const char *name, const char
         break;
     case K_ACT: number(ps, name, value, 0, 8, &hw->act_bytes); break;
     case K_PARAM: number(ps, name, value, 0, 8, &hw->param_bytes); break;
+    case K_CORES:
+        if (strcmp(value, "0") != 0)
+            number(ps, name, value, 0, 4096, &hw->cores);
+        break;
+    case K_LINK_COST:
+        if (strcmp(value, "0") != 0)
+            link_costs(ps, value);
+        break;
     case K_HOST:
         if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0)
             hw->host = strcmp(value, "true") == 0;
@@ -116,8 +163,14 @@ int sim_hardware_load(sim_hardware *hw, const char *path, char *err, size_t errl
     for (int k = 0; k < NKEYS; k++)
         if (!ps.seen[k]) {
             ps.in.line = 0;
-            problem(&ps, "missing key '%s' in [hardware]", KEYS[k]);
+            problem(&ps, "missing key '%s' in [hardware]%s", KEYS[k],
+                    k >= K_CORES && hw->host ? " (a calibration of an earlier wancp: run `wancp bench calibrate` again)"
+                                             : "");
         }
+    if (ps.in.nproblems == 0 && hw->cores > 0 && !hw->host) {
+        ps.in.line = 0;
+        problem(&ps, "cores = %g with host = false: only this host's cores are shared with its links", hw->cores);
+    }
     if (ps.in.nproblems > 0)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.in.problems);
     snprintf(hw->source, sizeof hw->source, "%s", path);
@@ -179,10 +232,18 @@ int sim_hardware_write(const sim_hardware *hw, const char *path, const char *com
     }
     fprintf(f, "[hardware]\nname = %s\npeak_flops = %.6g\nmatmul = %.6g\nattention = %.6g\ncodec = %.6g\n"
                "memory_bytes_s = %.6g\nop_overhead_s = %.6g\nact_bytes = %g\nparam_bytes = %g\nbyte_cost_s = %.6g\n"
-               "host = %s\n",
+               "host = %s\ncores = %g\nlink_cost_s = ",
             hw->name, hw->peak_flops, hw->efficiency[SIM_MATMUL], hw->efficiency[SIM_ATTENTION],
             hw->efficiency[SIM_CODEC], hw->memory_bytes_s, hw->op_overhead_s, hw->act_bytes, hw->param_bytes,
-            hw->byte_cost_s, hw->host ? "true" : "false");
+            hw->byte_cost_s, hw->host ? "true" : "false", hw->cores);
+    if (hw->nlink_costs == 0)
+        fputs("0", f);
+    for (int k = 0; k < hw->nlink_costs; k++) {
+        fprintf(f, "%s%.6g", k > 0 ? ", " : "", hw->link_cost_s[k]);
+        if (hw->link_cost_bps[k] > 0)
+            fprintf(f, "@%.6g", hw->link_cost_bps[k]);
+    }
+    fputs("\n", f);
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write: %s", path, strerror(errno));

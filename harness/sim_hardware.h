@@ -20,6 +20,11 @@
  *   param_bytes = 2          ; bytes per parameter in a weight sync
  *   byte_cost_s = 0          ; a rank's own seconds per payload byte sent or received
  *   host = false             ; true: this host itself (a scenario's dilation applies)
+ *   cores = 0                ; host: the cores its ranks share with the shaped links' packet
+ *                            ; work (the step model's processor sharing); 0 for devices
+ *   link_cost_s = 0          ; host: core-seconds per payload byte crossing a shaped link
+ *                            ; (the kernel's TCP, htb, veth and bridge work beyond byte_cost_s):
+ *                            ; one price, or PRICE@BPS, ... measured at each link rate
  *
  * Every key is required; loading reports every problem at once, each with file:line.
  */

@@ -341,6 +341,9 @@ typedef struct instance {
 typedef struct rank_state {
     int step, pc;
     double busy_until;   /* computing or waiting for a known time until then */
+    bool computing;      /* under processor sharing: in a stretch of compute */
+    double work_left;    /* its seconds left at the calibration's pace */
+    int compute_step;    /* the step the stretch belongs to */
     int wait_msg, wait_op; /* waiting for a time not yet known: the message, or -1 */
     int wait_cls;
     double wait_since;
@@ -358,6 +361,14 @@ typedef struct engine {
     sim_step_stats *stats; /* (steps) rank 0's */
     double start0;       /* rank 0's current step start */
     double t;
+    /* Processor sharing of the host's cores (hw.cores > 0): computing ranks and the shaped
+     * links' packet work share them; a rank's compute seconds are at the calibration's pace,
+     * P ranks computing at once with nothing on the links. */
+    bool sharing;
+    double rank_cores;   /* the most a rank uses: its BLAS threads */
+    double calib_cores;  /* what a rank had in the calibration */
+    double speed;        /* now: compute seconds done per second */
+    double link_cost_s;  /* the shaped links' price at this arm's rate */
     int *done_buf;
     int done_cap;
     char *err;
@@ -451,6 +462,13 @@ static int run_rank(engine *e, int r)
         moved = 1;
         switch (ins->op) {
         case OP_COMPUTE:
+            if (e->sharing && ins->seconds > 0) { /* timed by share_cores and progress */
+                rs->computing = true;
+                rs->work_left = ins->seconds;
+                rs->compute_step = rs->step;
+                rs->busy_until = INFINITY;
+                break;
+            }
             rs->busy_until = e->t + ins->seconds;
             if (st != NULL)
                 st->compute_s += ins->seconds;
@@ -514,6 +532,49 @@ static void wake(engine *e, int r)
     rs->wait_msg = -1;
 }
 
+/* The cores' split now: the shaped links' packet work takes link_cost_s per payload byte
+ * they move (never all of the cores: at 4 x 1 Gbit/s, CPU-bound, it left 12% of them), the
+ * computing ranks share the rest evenly, each up to its threads. Re-times every computing
+ * rank from its work left. */
+#define MIN_COMPUTE_SHARE 0.1
+
+static void share_cores(engine *e)
+{
+    const int P = e->s->shape.ranks;
+    int n = 0;
+    for (int r = 0; r < P; r++)
+        n += e->rk[r].computing;
+    if (n == 0)
+        return;
+    const double cores = e->s->hw.cores;
+    const double links = e->s->link.profile != NULL ? e->link_cost_s * link_net_throughput(e->net) : 0;
+    const double free_cores = fmax(cores - links, MIN_COMPUTE_SHARE * cores);
+    e->speed = fmin(e->rank_cores, free_cores / n) / e->calib_cores;
+    for (int r = 0; r < P; r++)
+        if (e->rk[r].computing)
+            e->rk[r].busy_until = e->t + e->rk[r].work_left / e->speed;
+}
+
+/* The computing ranks' work done from e->t to t; those done by t stop computing. */
+static void progress(engine *e, double t)
+{
+    const double dt = t - e->t;
+    for (int r = 0; r < e->s->shape.ranks; r++) {
+        rank_state *rs = &e->rk[r];
+        if (!rs->computing)
+            continue;
+        if (r == 0)
+            e->stats[rs->compute_step].compute_s += dt;
+        if (rs->busy_until <= t) {
+            rs->computing = false;
+            rs->work_left = 0;
+            rs->busy_until = t;
+        } else {
+            rs->work_left = fmax(0.0, rs->work_left - dt * e->speed);
+        }
+    }
+}
+
 static int engine_run(engine *e)
 {
     const int P = e->s->shape.ranks;
@@ -532,6 +593,8 @@ static int engine_run(engine *e)
                 moved |= m;
             }
         } while (moved);
+        if (e->sharing)
+            share_cores(e);
         bool all = true;
         double next = link_net_next_event(e->net);
         for (int r = 0; r < P; r++) {
@@ -546,6 +609,8 @@ static int engine_run(engine *e)
                               "simulator: every rank waits and nothing is in flight (step %d): a bug in the step model",
                               e->rk[0].step);
         int ndone = link_net_advance(e->net, next, e->done_buf, e->done_cap);
+        if (e->sharing)
+            progress(e, next);
         e->t = next;
         if (ndone > 0)
             for (int i = 0; i < RING; i++)
@@ -563,6 +628,15 @@ static int simulate(const sim_setup *s, step_kind *kinds, int fixed_kind, int st
 {
     engine e = {.s = s, .kinds = kinds, .steps = steps, .fixed_kind = fixed_kind, .stats = stats, .err = err,
                 .errlen = errlen};
+    if (s->hw.host && s->hw.cores > 0) {
+        /* as `wancp run` and the calibration give threads: cores / P each, at least one */
+        const double P = s->shape.ranks, threads = fmax(1.0, floor(s->hw.cores / P));
+        e.sharing = true;
+        e.rank_cores = threads;
+        e.calib_cores = fmin(threads, s->hw.cores / P);
+        e.link_cost_s = s->link.profile != NULL ? sim_link_cost_at(&s->hw, (double)s->link.profile->rate_bps) : 0;
+        e.speed = 1;
+    }
     int rc = link_net_init(&e.net, &s->link, err, errlen);
     if (rc != WANCP_OK)
         return rc;

@@ -440,6 +440,17 @@ double link_net_arrival(const link_net *n, int id) { return n->msgs[id].arrival;
 
 double link_net_bytes(const link_net *n, int src, int cls) { return n->bytes[src][cls]; }
 
+double link_net_throughput(const link_net *n)
+{
+    link_net *mut = (link_net *)n; /* rates are a cache of the state: recompute lazily */
+    if (mut->dirty)
+        share_links(mut);
+    double sum = 0;
+    for (int i = 0; i < n->nactive; i++)
+        sum += n->conns[n->active[i]].rate;
+    return sum;
+}
+
 /* ---- closed forms ---- */
 
 double link_ring_allgather_s(int p, double n_bytes, double alpha_s, double beta_s)

@@ -89,6 +89,10 @@ int link_net_advance(link_net *n, double t, int *done, int max);
 double link_net_sent_at(const link_net *n, int id);
 double link_net_arrival(const link_net *n, int id);
 
+/* The payload bytes per second every connection moves now, summed over the network (the
+ * shaped links' load on the host's cores, for the step simulator). */
+double link_net_throughput(const link_net *n);
+
 /* Payload bytes posted so far by src on class cls. */
 double link_net_bytes(const link_net *n, int src, int cls);
 

@@ -38,9 +38,17 @@ if [ "$(id -u)" = 0 ] && ip netns add wancp-simprobe$$ 2>/dev/null; then
     ip netns del wancp-simprobe$$
     check "as root the byte cost comes through the rank namespaces, and they are gone after" \
         "grep -q 'through the rank namespaces' '$work/cal.txt' && ! ip netns list | grep -q '^wancp-cal'"
+    # the shaped links' price: iperf3 through the first shaped arm's links, spinners on every core
+    cost=$(awk -F' = ' '$1 == "link_cost_s" { print $2 }' "$work/cpu.ini")
+    check "as root the shaped links are priced (link_cost_s $cost, 0.5 to 100 ns a byte)" \
+        "grep -q '^# shaped links (arm uncompressed@300M' '$work/cal.txt' && awk 'BEGIN { exit !($cost > 0.5e-9 && $cost < 100e-9) }'"
 fi
+check "the profile gives the host's cores to the step model" \
+    "grep -q '^cores = $(getconf _NPROCESSORS_ONLN)\$' '$work/cpu.ini'"
 "$wancp" bench calibrate "$src/scenarios/ci-tiny.ini" -o "$work/cpu-lo.ini" --steps 1 --path loopback >"$work/cal-lo.txt" 2>&1
 check "--path loopback calibrates on loopback" "[ $? -eq 0 ] && grep -q 'exchange on loopback' '$work/cal-lo.txt'"
+check "--path loopback leaves the shaped links unpriced" \
+    "grep -q '^# shaped links: not priced' '$work/cal-lo.txt' && grep -q '^link_cost_s = 0\$' '$work/cpu-lo.ini'"
 "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware "$work/cpu.ini" >"$work/tiny.txt"
 check "sim on the calibrated host" "[ $? -eq 0 ] && grep -q '^compressed@unshaped\|^uncompressed' '$work/tiny.txt'"
 WANCP_HARDWARE="$work/cpu.ini" "$wancp" sim "$src/scenarios/ci-tiny.ini" --json >"$work/tiny.json"

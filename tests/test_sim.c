@@ -211,6 +211,79 @@ static void ten_thousand_steps_fast(void **state)
     sim_result_free(&r);
 }
 
+/* The quickstart's shape on a host whose ranks share cores: efficiencies of a CPU-like pace
+ * (a step's compute near a second), cores and link cost as a calibration writes them. */
+static sim_setup host_quickstart(const link_profile *p, double cores, double link_cost_s)
+{
+    sim_setup s = {.hw = a100(), .wire_bytes = 2, .sync = 'A', .sync_every = 50, .time_scale = 1};
+    s.hw.host = true;
+    s.hw.peak_flops = 300e9;
+    s.hw.memory_bytes_s = 6e9;
+    s.hw.cores = cores;
+    s.hw.link_cost_s[0] = link_cost_s;
+    s.hw.nlink_costs = link_cost_s > 0;
+    s.shape = (sim_shape){.ranks = 4, .layers = 4, .dim = 256, .heads = 4, .kv_heads = 4, .ffn = 704, .vocab = 256,
+                          .batch = 1, .chunk = 4096 / 8, .tied = true};
+    s.link = (link_model_config){.nodes = 4, .topology = TOPOLOGY_UPLINK, .profile = p};
+    return s;
+}
+
+static bool near(double a, double b, double rel) { return fabs(a - b) <= rel * fabs(b); }
+
+/* Processor sharing: a core per rank and nothing charged to the links is the plain model;
+ * fewer cores than ranks lets a rank run ahead while others wait (never beyond its one
+ * thread); the shaped links' packet work slows compute by what it takes, and unshaped links
+ * (whose price the byte cost holds) take nothing extra. */
+static void shared_cores(void **state)
+{
+    (void)state;
+    link_profile slow = {.rate_bps = 100000000};
+    sim_setup off = host_quickstart(&slow, 0, 0), own = host_quickstart(&slow, 4, 0);
+    sim_result r_off = run(&off, 6), r_own = run(&own, 6);
+    print_message("100 Mbit/s: plain %.4f s (compute %.4f), a core per rank %.4f s (compute %.4f)\n",
+                  r_off.steady.step_s, r_off.steady.compute_s, r_own.steady.step_s, r_own.steady.compute_s);
+    assert_true(near(r_own.steady.step_s, r_off.steady.step_s, 1e-9));
+    assert_true(near(r_own.steady.compute_s, r_off.steady.compute_s, 1e-9));
+
+    /* four ranks on two cores: a rank computes up to twice the calibration's pace while
+     * others wait for K/V */
+    sim_setup two = host_quickstart(&slow, 2, 0);
+    sim_result r_two = run(&two, 6);
+    print_message("two cores: %.4f s (compute %.4f)\n", r_two.steady.step_s, r_two.steady.compute_s);
+    assert_true(r_two.steady.compute_s < 0.98 * r_off.steady.compute_s);
+    assert_true(r_two.steady.compute_s > 0.5 * r_off.steady.compute_s);
+    assert_true(r_two.steady.step_s <= r_off.steady.step_s * (1 + 1e-9));
+
+    /* the links' packet work: 10 ns of a core per payload byte, at 300 Mbit/s where the
+     * bytes trickle while the ranks compute (a slower host: compute near two seconds) */
+    link_profile wan = {.rate_bps = 300000000};
+    sim_setup quiet = host_quickstart(&wan, 2, 0), priced = host_quickstart(&wan, 2, 10e-9);
+    quiet.hw.peak_flops = priced.hw.peak_flops = 50e9;
+    sim_result r_quiet = run(&quiet, 6), r_priced = run(&priced, 6);
+    double payload = 0; /* every rank's K/V in a step: rank 0's x P (they send alike) */
+    for (int c = 0; c < COMM_NCLASSES; c++)
+        payload += r_priced.steady.bytes[c] * 4;
+    const double taken = 10e-9 * payload / 2; /* seconds of the two cores the links take per step */
+    const double slower = r_priced.steady.step_s - r_quiet.steady.step_s;
+    print_message("300 Mbit/s: %.4f s (compute %.4f), priced links %.4f s (compute %.4f): +%.4f s; the links "
+                  "take %.4f s of both cores a step\n",
+                  r_quiet.steady.step_s, r_quiet.steady.compute_s, r_priced.steady.step_s, r_priced.steady.compute_s,
+                  slower, taken);
+    assert_true(r_priced.steady.compute_s > r_quiet.steady.compute_s);
+    assert_true(slower > 0.25 * taken && slower < 2 * taken);
+
+    sim_setup bare = host_quickstart(NULL, 2, 0), bare_priced = host_quickstart(NULL, 2, 10e-9);
+    sim_result r_bare = run(&bare, 6), r_bare_priced = run(&bare_priced, 6);
+    assert_true(near(r_bare_priced.steady.step_s, r_bare.steady.step_s, 1e-12));
+    sim_result_free(&r_off);
+    sim_result_free(&r_own);
+    sim_result_free(&r_two);
+    sim_result_free(&r_quiet);
+    sim_result_free(&r_priced);
+    sim_result_free(&r_bare);
+    sim_result_free(&r_bare_priced);
+}
+
 static void bad_hardware_files(void **state)
 {
     (void)state;
@@ -222,6 +295,31 @@ static void bad_hardware_files(void **state)
     assert_err_mentions(err, "bad.ini:3: peak_flops");
     assert_err_mentions(err, "bad.ini:5: unknown key 'foo'");
     assert_err_mentions(err, "missing key 'attention'");
+    const char *shared = "[hardware]\nname = x\npeak_flops = 1e9\nmatmul = 0.5\nattention = 0.5\ncodec = 0.5\n"
+                         "memory_bytes_s = 1e9\nop_overhead_s = 0\nact_bytes = 4\nparam_bytes = 4\nbyte_cost_s = 0\n"
+                         "host = false\ncores = 2\nlink_cost_s = 0\n";
+    test_write_file(path, shared, strlen(shared));
+    assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "cores = 2 with host = false");
+    const char *old = "[hardware]\nname = x\npeak_flops = 1e9\nmatmul = 0.5\nattention = 0.5\ncodec = 0.5\n"
+                      "memory_bytes_s = 1e9\nop_overhead_s = 0\nact_bytes = 4\nparam_bytes = 4\nbyte_cost_s = 0\n"
+                      "host = true\n";
+    test_write_file(path, old, strlen(old));
+    assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "missing key 'cores'");
+    assert_err_mentions(err, "run `wancp bench calibrate` again");
+    /* prices by rate: log-linear between the measured rates, the ends beyond them */
+    char priced[1024];
+    snprintf(priced, sizeof priced, "%scores = 2\nlink_cost_s = 2e-08@5e+07, 1e-08@2e+08, 4e-09@1e+09\n", old);
+    test_write_file(path, priced, strlen(priced));
+    assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_OK);
+    assert_int_equal(hw.nlink_costs, 3);
+    assert_true(sim_link_cost_at(&hw, 1e7) == 2e-8 && sim_link_cost_at(&hw, 1e10) == 4e-9);
+    assert_true(near(sim_link_cost_at(&hw, 1e8), 1.5e-8, 1e-12)); /* halfway in log rate */
+    snprintf(priced, sizeof priced, "%scores = 2\nlink_cost_s = 1e-08@2e+08, 2e-08@5e+07\n", old);
+    test_write_file(path, priced, strlen(priced));
+    assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "bad.ini:14: link_cost_s = '1e-08@2e+08, 2e-08@5e+07' must be");
     assert_int_equal(sim_hardware_find(&hw, "tpu-v9", err, sizeof err), WANCP_ERR_INPUT);
     assert_err_mentions(err, "unknown hardware 'tpu-v9'");
     assert_int_equal(sim_hardware_find(&hw, "a100-bf16", err, sizeof err), WANCP_OK);
@@ -234,7 +332,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(event_model_equals_closed_form), cmocka_unit_test(paper_arithmetic),
         cmocka_unit_test(overlap_hides_communication),    cmocka_unit_test(jitter_is_simulated_per_step),
-        cmocka_unit_test(ten_thousand_steps_fast),        cmocka_unit_test(bad_hardware_files),
+        cmocka_unit_test(ten_thousand_steps_fast),        cmocka_unit_test(shared_cores),
+        cmocka_unit_test(bad_hardware_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
