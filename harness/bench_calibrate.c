@@ -489,7 +489,7 @@ int bench_calibrate(int argc, char **argv)
         /* The streams' price per payload byte less what the byte cost already charges the
          * ranks for the same byte: its sender's and its receiver's share, each at the pace of
          * a rank in the calibration (cores / P of a core, at most its threads). */
-        const double rank_cores = fmin(fmax(1.0, floor(hw.cores / s->ranks)), hw.cores / s->ranks);
+        const double rank_cores = sim_calibration_cores(hw.cores, s->ranks);
         char prices[900] = "";
         size_t used = 0;
         for (int k = 0; k < nrates; k++) {

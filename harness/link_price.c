@@ -97,7 +97,6 @@ int link_price_measure(const char *prefix, int ranks, int port, link_price *out,
             snprintf(why, why_len, "cannot fork the spinners");
         const uint64_t busy = join_spinners(n, t, pids);
         if (bps > 0 && quiet > 0) {
-            out->cores = cores;
             out->cores_taken = fmax(0.0, cores * (1.0 - (double)busy / (double)quiet));
             out->stream_bps = bps;
             out->payload_bytes_s = bps * ranks / 8.0;

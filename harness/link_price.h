@@ -17,7 +17,6 @@
  * Fails (why filled) when iperf3 does or when *interrupted is set.
  */
 typedef struct link_price {
-    int cores;              /* spinners: the host's online cores */
     double cores_taken;     /* by the streams, in cores */
     double payload_bytes_s; /* the P streams together */
     double stream_bps;      /* iperf3's mean per stream, bit/s */

@@ -13,6 +13,10 @@ double sim_work_seconds(const sim_work *w, const sim_hardware *hw)
     return s;
 }
 
+double sim_rank_threads(double cores, int ranks) { return fmax(1.0, floor(cores / ranks)); }
+
+double sim_calibration_cores(double cores, int ranks) { return fmin(sim_rank_threads(cores, ranks), cores / ranks); }
+
 double sim_link_cost_at(const sim_hardware *hw, double bps)
 {
     const int n = hw->nlink_costs;

@@ -43,6 +43,11 @@ typedef struct sim_hardware {
     int nlink_costs;
 } sim_hardware;
 
+/* A rank's BLAS threads as `wancp run` gives them on a host of cores (cores / P, at least
+ * one), and the cores each of P ranks had in a calibration, all computing at once. */
+double sim_rank_threads(double cores, int ranks);
+double sim_calibration_cores(double cores, int ranks);
+
 /* The shaped links' price at a link rate of bps: the measured price of the nearest rates,
  * log-linear between them, the end's beyond them; 0 without prices. */
 double sim_link_cost_at(const sim_hardware *hw, double bps);

@@ -547,7 +547,7 @@ static void share_cores(engine *e)
     if (n == 0)
         return;
     const double cores = e->s->hw.cores;
-    const double links = e->s->link.profile != NULL ? e->link_cost_s * link_net_throughput(e->net) : 0;
+    const double links = e->link_cost_s * link_net_throughput(e->net); /* 0 on unshaped links */
     const double free_cores = fmax(cores - links, MIN_COMPUTE_SHARE * cores);
     e->speed = fmin(e->rank_cores, free_cores / n) / e->calib_cores;
     for (int r = 0; r < P; r++)
@@ -629,11 +629,9 @@ static int simulate(const sim_setup *s, step_kind *kinds, int fixed_kind, int st
     engine e = {.s = s, .kinds = kinds, .steps = steps, .fixed_kind = fixed_kind, .stats = stats, .err = err,
                 .errlen = errlen};
     if (s->hw.host && s->hw.cores > 0) {
-        /* as `wancp run` and the calibration give threads: cores / P each, at least one */
-        const double P = s->shape.ranks, threads = fmax(1.0, floor(s->hw.cores / P));
         e.sharing = true;
-        e.rank_cores = threads;
-        e.calib_cores = fmin(threads, s->hw.cores / P);
+        e.rank_cores = sim_rank_threads(s->hw.cores, s->shape.ranks);
+        e.calib_cores = sim_calibration_cores(s->hw.cores, s->shape.ranks);
         e.link_cost_s = s->link.profile != NULL ? sim_link_cost_at(&s->hw, (double)s->link.profile->rate_bps) : 0;
         e.speed = 1;
     }
