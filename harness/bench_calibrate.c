@@ -508,7 +508,7 @@ int bench_calibrate(int argc, char **argv)
             for (int r = 0; r < s->ranks; r++)
                 predicted[v] += (sim_work_seconds(&work[v][r], &hw) + (v == 2 ? moved[v][r] * hw.byte_cost_s : 0)) /
                                 s->ranks;
-        char host[256] = "?", comment[2600];
+        char host[256] = "?", comment[4096];
         gethostname(host, sizeof host);
         time_t now = time(NULL);
         struct tm tm;
