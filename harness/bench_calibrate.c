@@ -42,10 +42,12 @@ static const char USAGE[] =
     "step divided by those seconds give this host's efficiency per class against the sgemm\n"
     "peak (measured after). A third pass runs the uncompressed step with its exchange: what\n"
     "it adds per K/V byte a rank moves is the byte cost. As root, the shaped links' price\n"
-    "last: P iperf3 streams as the ring's links through the first rate-shaped arm's links\n"
-    "(dilated, the capture running) with a spinner on every core; the spinners' lost turns\n"
+    "last, at every rate the scenario's rate-shaped arms run: P iperf3 streams as the ring's\n"
+    "links through that arm's links (dilated, the capture running) with a spinner on every\n"
+    "core; the spinners' lost turns\n"
     "are the cores the links took, and per payload byte, less the byte cost's share, that is\n"
-    "link_cost_s (the step model's processor sharing). Written to -o FILE (default:\n"
+    "link_cost_s (the step model's processor sharing); links that also delay, jitter or lose\n"
+    "(the delay emulator's relays) are priced apart, as delay_link_cost_s. Written to -o FILE (default:\n"
     "results/hardware/cpu-local.ini, or $WANCP_HARDWARE), which `wancp sim --hardware\n"
     "cpu-local` reads.\n"
     "\n"
@@ -275,14 +277,23 @@ static int run_in_namespaces(const scenario *s, int port, int steps, shared *res
 }
 
 /* One price per distinct rate of s's rate-shaped arms (dilated as `wancp run` applies it),
- * ascending: the first arm of each rate, its dilated profile. Returns how many (up to max). */
+ * and apart for links that also delay, jitter or lose (the delay emulator's relays work
+ * for every frame): the first arm of each, its dilated profile; links by rate alone first,
+ * each kind by ascending rate. Returns how many (up to max). */
 typedef struct priced_rate {
     const scenario_arm *arm;
     link_profile links; /* dilated; owned */
+    bool delayed;       /* link_profile_delays */
     char describe[160];
     link_price price;
     double per_byte_s;  /* cores_taken / payload_bytes_s */
+    double cost_s;      /* per_byte_s less the byte cost's share: link_cost_s or delay_link_cost_s */
 } priced_rate;
+
+static bool priced_before(const priced_rate *a, bool delayed, uint64_t rate_bps)
+{
+    return a->delayed != delayed ? !a->delayed : a->links.rate_bps < rate_bps;
+}
 
 static int shaped_rates(const scenario *s, priced_rate *out, int max)
 {
@@ -294,15 +305,16 @@ static int shaped_rates(const scenario *s, priced_rate *out, int max)
         link_profile d;
         if (link_profile_dilate(p, s->dilation, &d) != 0)
             continue;
+        const bool delayed = link_profile_delays(&d);
         int k = 0;
-        while (k < n && out[k].links.rate_bps < d.rate_bps)
+        while (k < n && priced_before(&out[k], delayed, d.rate_bps))
             k++;
-        if ((k < n && out[k].links.rate_bps == d.rate_bps) || n == max) {
+        if ((k < n && out[k].delayed == delayed && out[k].links.rate_bps == d.rate_bps) || n == max) {
             link_profile_free(&d);
             continue;
         }
         memmove(&out[k + 1], &out[k], (size_t)(n - k) * sizeof *out);
-        out[k] = (priced_rate){.arm = &s->arms[a], .links = d};
+        out[k] = (priced_rate){.arm = &s->arms[a], .links = d, .delayed = delayed};
         link_profile_describe(&d, out[k].describe, sizeof out[k].describe);
         n++;
     }
@@ -493,17 +505,19 @@ int bench_calibrate(int argc, char **argv)
         char prices[900] = "";
         size_t used = 0;
         for (int k = 0; k < nrates; k++) {
-            hw.link_cost_s[k] = fmax(1e-12, rates[k].per_byte_s - 2 * hw.byte_cost_s * rank_cores);
-            hw.link_cost_bps[k] = (double)rates[k].links.rate_bps;
+            priced_rate *pr = &rates[k];
+            sim_link_prices *list = pr->delayed ? &hw.delay_link_cost : &hw.link_cost;
+            pr->cost_s = fmax(1e-12, pr->per_byte_s - 2 * hw.byte_cost_s * rank_cores);
+            list->cost_s[list->n] = pr->cost_s;
+            list->bps[list->n++] = (double)pr->links.rate_bps;
             used += (size_t)snprintf(prices + used, sizeof prices - used,
                                      "\nshaped links at %s (arm %s): %d iperf3 streams at %.1f Mbit/s each took %.3f "
                                      "cores: %.3g ns per payload byte, %.3g ns beyond the byte cost",
-                                     rates[k].describe, rates[k].arm->name, s->ranks, rates[k].price.stream_bps / 1e6,
-                                     rates[k].price.cores_taken, rates[k].per_byte_s * 1e9, hw.link_cost_s[k] * 1e9);
+                                     pr->describe, pr->arm->name, s->ranks, pr->price.stream_bps / 1e6,
+                                     pr->price.cores_taken, pr->per_byte_s * 1e9, pr->cost_s * 1e9);
             if (used >= sizeof prices)
                 used = sizeof prices - 1;
         }
-        hw.nlink_costs = nrates;
         for (int v = 0; v < VARIANTS; v++)
             for (int r = 0; r < s->ranks; r++)
                 predicted[v] += (sim_work_seconds(&work[v][r], &hw) + (v == 2 ? moved[v][r] * hw.byte_cost_s : 0)) /
@@ -540,11 +554,12 @@ int bench_calibrate(int argc, char **argv)
         json_object_set_new(j, "cores", json_real(hw.cores));
         json_t *lp = json_array();
         for (int k = 0; k < nrates; k++)
-            json_array_append_new(lp, json_pack("{s:s, s:s, s:f, s:f, s:f, s:f, s:f}", "arm", rates[k].arm->name,
-                                                "links", rates[k].describe, "rate_bps", hw.link_cost_bps[k],
-                                                "cores_taken", rates[k].price.cores_taken, "payload_bytes_s",
+            json_array_append_new(lp, json_pack("{s:s, s:s, s:b, s:f, s:f, s:f, s:f, s:f}", "arm", rates[k].arm->name,
+                                                "links", rates[k].describe, "delayed", rates[k].delayed, "rate_bps",
+                                                (double)rates[k].links.rate_bps, "cores_taken",
+                                                rates[k].price.cores_taken, "payload_bytes_s",
                                                 rates[k].price.payload_bytes_s, "stream_bps", rates[k].price.stream_bps,
-                                                "link_cost_s", hw.link_cost_s[k]));
+                                                "link_cost_s", rates[k].cost_s));
         json_object_set_new(j, "link_prices", lp);
         cli_print_json(j);
     } else if (rc == WANCP_OK) {
@@ -562,9 +577,10 @@ int bench_calibrate(int argc, char **argv)
                in_namespaces ? "through the rank namespaces" : "on loopback", step_measured[2], hw.byte_cost_s * 1e9);
         for (int k = 0; k < nrates; k++)
             printf("# shaped links at %s (arm %s): %d iperf3 streams at %.1f Mbit/s each took %.3f of %g cores: "
-                   "%.3g ns per payload byte, %.3g ns beyond the byte cost (link_cost_s)\n",
+                   "%.3g ns per payload byte, %.3g ns beyond the byte cost (%s)\n",
                    rates[k].describe, rates[k].arm->name, s->ranks, rates[k].price.stream_bps / 1e6,
-                   rates[k].price.cores_taken, hw.cores, rates[k].per_byte_s * 1e9, hw.link_cost_s[k] * 1e9);
+                   rates[k].price.cores_taken, hw.cores, rates[k].per_byte_s * 1e9, rates[k].cost_s * 1e9,
+                   rates[k].delayed ? "delay_link_cost_s" : "link_cost_s");
         if (nrates == 0)
             printf("# shaped links: not priced (%s); link_cost_s 0\n",
                    in_namespaces ? "the scenario has no rate-shaped arm" : "no namespaces on this path");

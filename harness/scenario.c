@@ -306,6 +306,7 @@ int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, c
     snprintf(s->train, sizeof s->train, "%s/data/brown_train.bin", cli_source_dir());
     snprintf(s->val, sizeof s->val, "%s/data/brown_val.bin", cli_source_dir());
     parse ps = {.s = s};
+    ps.in.path = path;
     ps.in.file = fopen(path, "r");
     if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open", path);

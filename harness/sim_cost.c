@@ -17,20 +17,25 @@ double sim_rank_threads(double cores, int ranks) { return fmax(1.0, floor(cores 
 
 double sim_calibration_cores(double cores, int ranks) { return fmin(sim_rank_threads(cores, ranks), cores / ranks); }
 
-double sim_link_cost_at(const sim_hardware *hw, double bps)
+double sim_link_cost_at(const sim_link_prices *p, double bps)
 {
-    const int n = hw->nlink_costs;
+    const int n = p->n;
     if (n == 0)
         return 0;
-    if (n == 1 || hw->link_cost_bps[0] <= 0 || bps <= hw->link_cost_bps[0])
-        return hw->link_cost_s[0];
-    if (bps >= hw->link_cost_bps[n - 1])
-        return hw->link_cost_s[n - 1];
+    if (n == 1 || p->bps[0] <= 0 || bps <= p->bps[0])
+        return p->cost_s[0];
+    if (bps >= p->bps[n - 1])
+        return p->cost_s[n - 1];
     int k = 1;
-    while (hw->link_cost_bps[k] < bps)
+    while (p->bps[k] < bps)
         k++;
-    const double f = log(bps / hw->link_cost_bps[k - 1]) / log(hw->link_cost_bps[k] / hw->link_cost_bps[k - 1]);
-    return hw->link_cost_s[k - 1] + f * (hw->link_cost_s[k] - hw->link_cost_s[k - 1]);
+    const double f = log(bps / p->bps[k - 1]) / log(p->bps[k] / p->bps[k - 1]);
+    return p->cost_s[k - 1] + f * (p->cost_s[k] - p->cost_s[k - 1]);
+}
+
+double sim_link_cost_of(const sim_hardware *hw, double bps, bool delayed)
+{
+    return sim_link_cost_at(delayed && hw->delay_link_cost.n > 0 ? &hw->delay_link_cost : &hw->link_cost, bps);
 }
 
 void sim_work_add(sim_work *into, const sim_work *w, double times)

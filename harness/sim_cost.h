@@ -19,6 +19,15 @@
  */
 enum sim_op_class { SIM_MATMUL, SIM_ATTENTION, SIM_CODEC, SIM_MEMORY, SIM_NCLASSES };
 
+/* Core-seconds per payload byte crossing shaped links, measured at link rates bps
+ * (ascending; one price with bps 0 stands for every rate), since it falls as rates rise. */
+#define SIM_MAX_LINK_COSTS 8
+typedef struct sim_link_prices {
+    double cost_s[SIM_MAX_LINK_COSTS];
+    double bps[SIM_MAX_LINK_COSTS];
+    int n; /* 0: not priced */
+} sim_link_prices;
+
 /* A hardware profile: peak and the fraction of it each op class reaches. */
 typedef struct sim_hardware {
     char name[64];
@@ -34,13 +43,12 @@ typedef struct sim_hardware {
     bool host;              /* this host itself: a scenario's dilation applies to it */
     double cores;           /* the cores the ranks share with the shaped links' packet work
                              * (processor sharing in the step model); 0: not shared (devices) */
-    /* core-seconds per payload byte crossing shaped links: the kernel's work (TCP, htb, veths,
-     * bridge, relay, capture) beyond the ranks' own byte cost; measured at link rates
-     * link_cost_bps (ascending; 0: one price for every rate), since it falls as rates rise */
-#define SIM_MAX_LINK_COSTS 8
-    double link_cost_s[SIM_MAX_LINK_COSTS];
-    double link_cost_bps[SIM_MAX_LINK_COSTS];
-    int nlink_costs;
+    /* the shaped links' packet work beyond the ranks' own byte cost: links shaped by rate
+     * alone (the kernel's TCP, htb, veths, bridge and capture), and links that also delay,
+     * jitter or lose (the same with the delay emulator, a user-space relay per rank, which
+     * competes with the ranks for the cores); a host without delay prices uses the first */
+    sim_link_prices link_cost;
+    sim_link_prices delay_link_cost;
 } sim_hardware;
 
 /* A rank's BLAS threads as `wancp run` gives them on a host of cores (cores / P, at least
@@ -48,9 +56,13 @@ typedef struct sim_hardware {
 double sim_rank_threads(double cores, int ranks);
 double sim_calibration_cores(double cores, int ranks);
 
-/* The shaped links' price at a link rate of bps: the measured price of the nearest rates,
- * log-linear between them, the end's beyond them; 0 without prices. */
-double sim_link_cost_at(const sim_hardware *hw, double bps);
+/* A price at a link rate of bps: the measured price of the nearest rates, log-linear
+ * between them, the end's beyond them; 0 without prices. */
+double sim_link_cost_at(const sim_link_prices *p, double bps);
+
+/* The price of hw's links shaped by profile-like parameters: rate bps, and delayed when the
+ * links delay, jitter or lose (their own prices where hw has them). */
+double sim_link_cost_of(const sim_hardware *hw, double bps, bool delayed);
 
 /* The shape of one rank's work. */
 typedef struct sim_shape {

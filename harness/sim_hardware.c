@@ -17,11 +17,11 @@
 
 enum {
     K_NAME, K_PEAK, K_MATMUL, K_ATTENTION, K_CODEC, K_MEMORY, K_OVERHEAD, K_ACT, K_PARAM, K_BYTE, K_HOST, K_CORES,
-    K_LINK_COST, NKEYS
+    K_LINK_COST, K_DELAY_LINK_COST, NKEYS
 };
 static const char *const KEYS[NKEYS] = {"name",          "peak_flops",    "matmul",    "attention",   "codec",
                                         "memory_bytes_s", "op_overhead_s", "act_bytes", "param_bytes", "byte_cost_s",
-                                        "host",           "cores",         "link_cost_s"};
+                                        "host",           "cores",         "link_cost_s", "delay_link_cost_s"};
 
 typedef struct parse {
     sim_hardware *hw;
@@ -56,11 +56,11 @@ static int number(parse *ps, const char *key, const char *v, double lo, double h
     return 0;
 }
 
-/* link_cost_s: one price, or "PRICE@BPS, PRICE@BPS, ..." by ascending link rate. */
-static void link_costs(parse *ps, const char *v)
+/* link_cost_s and delay_link_cost_s: one price, or "PRICE@BPS, PRICE@BPS, ..." by
+ * ascending link rate. */
+static void link_costs(parse *ps, const char *key, const char *v, sim_link_prices *out)
 {
-    sim_hardware *hw = ps->hw;
-    hw->nlink_costs = 0;
+    out->n = 0;
     for (const char *p = v; *p != '\0';) {
         char *end;
         errno = 0;
@@ -69,22 +69,21 @@ static void link_costs(parse *ps, const char *v)
         if (ok && *end == '@') {
             const char *r = end + 1;
             bps = strtod(r, &end);
-            ok = end != r && isfinite(bps) && bps > 0 &&
-                 (hw->nlink_costs == 0 || bps > hw->link_cost_bps[hw->nlink_costs - 1]);
+            ok = end != r && isfinite(bps) && bps > 0 && (out->n == 0 || bps > out->bps[out->n - 1]);
         } else if (ok) {
-            ok = hw->nlink_costs == 0; /* a price without a rate stands alone */
+            ok = out->n == 0; /* a price without a rate stands alone */
         }
         while (ok && *end == ' ')
             end++;
-        ok = ok && (*end == '\0' || *end == ',') && hw->nlink_costs < SIM_MAX_LINK_COSTS;
+        ok = ok && (*end == '\0' || *end == ',') && out->n < SIM_MAX_LINK_COSTS;
         if (!ok) {
-            problem(ps, "link_cost_s = '%s' must be 0, a price in (0, 1e-3] s per byte, or up to %d of PRICE@BPS "
-                        "separated by commas, rates ascending", v, SIM_MAX_LINK_COSTS);
-            hw->nlink_costs = 0;
+            problem(ps, "%s = '%s' must be 0, a price in (0, 1e-3] s per byte, or up to %d of PRICE@BPS "
+                        "separated by commas, rates ascending", key, v, SIM_MAX_LINK_COSTS);
+            out->n = 0;
             return;
         }
-        hw->link_cost_s[hw->nlink_costs] = cost;
-        hw->link_cost_bps[hw->nlink_costs++] = bps;
+        out->cost_s[out->n] = cost;
+        out->bps[out->n++] = bps;
         p = *end == ',' ? end + 1 : end;
         while (*p == ' ')
             p++;
@@ -104,7 +103,7 @@ static int handler(void *user, const char *section, const char *name, const char
         k++;
     if (k == NKEYS) {
         problem(ps, "unknown key '%s' (expected name, peak_flops, matmul, attention, codec, memory_bytes_s, "
-                    "op_overhead_s, act_bytes, param_bytes, byte_cost_s, host, cores, link_cost_s)", name);
+                    "op_overhead_s, act_bytes, param_bytes, byte_cost_s, host, cores, link_cost_s, delay_link_cost_s)", name);
         return 1;
     }
     ps->seen[k] = 1;
@@ -135,7 +134,11 @@ static int handler(void *user, const char *section, const char *name, const char
         break;
     case K_LINK_COST:
         if (strcmp(value, "0") != 0)
-            link_costs(ps, value);
+            link_costs(ps, name, value, &hw->link_cost);
+        break;
+    case K_DELAY_LINK_COST:
+        if (strcmp(value, "0") != 0)
+            link_costs(ps, name, value, &hw->delay_link_cost);
         break;
     case K_HOST:
         if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0)
@@ -151,6 +154,7 @@ int sim_hardware_load(sim_hardware *hw, const char *path, char *err, size_t errl
 {
     *hw = (sim_hardware){0};
     parse ps = {.hw = hw, .path = path};
+    ps.in.path = path;
     ps.in.file = fopen(path, "r");
     if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
@@ -211,6 +215,19 @@ int sim_hardware_find(sim_hardware *hw, const char *name, char *err, size_t errl
     return sim_hardware_load(hw, path, err, errlen);
 }
 
+static void write_link_costs(FILE *f, const char *key, const sim_link_prices *p)
+{
+    fprintf(f, "%s = ", key);
+    if (p->n == 0)
+        fputs("0", f);
+    for (int k = 0; k < p->n; k++) {
+        fprintf(f, "%s%.6g", k > 0 ? ", " : "", p->cost_s[k]);
+        if (p->bps[k] > 0)
+            fprintf(f, "@%.6g", p->bps[k]);
+    }
+    fputs("\n", f);
+}
+
 int sim_hardware_write(const sim_hardware *hw, const char *path, const char *comment, char *err, size_t errlen)
 {
     char dir[1100], tmp[1200];
@@ -224,26 +241,33 @@ int sim_hardware_write(const sim_hardware *hw, const char *path, const char *com
     FILE *f = fopen(tmp, "w");
     if (f == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write: %s", tmp, strerror(errno));
+    /* inih reads at most INI_MAX_LINE (200) bytes a line and parses the rest as a line of
+     * its own: comment lines are folded at a space before COMMENT_WIDTH */
+    enum { COMMENT_WIDTH = 120 };
     for (const char *c = comment; c != NULL && *c;) {
         const char *nl = strchr(c, '\n');
-        int len = nl != NULL ? (int)(nl - c) : (int)strlen(c);
-        fprintf(f, "; %.*s\n", len, c);
-        c += len + (nl != NULL);
+        int len = nl != NULL ? (int)(nl - c) : (int)strlen(c), take = len;
+        if (take > COMMENT_WIDTH) {
+            take = COMMENT_WIDTH;
+            while (take > COMMENT_WIDTH / 2 && c[take] != ' ')
+                take--;
+        }
+        fprintf(f, "%s%.*s\n", c > comment && c[-1] != '\n' ? ";   " : "; ", take, c);
+        c += take;
+        if (take == len)
+            c += nl != NULL;
+        else
+            while (*c == ' ')
+                c++;
     }
     fprintf(f, "[hardware]\nname = %s\npeak_flops = %.6g\nmatmul = %.6g\nattention = %.6g\ncodec = %.6g\n"
                "memory_bytes_s = %.6g\nop_overhead_s = %.6g\nact_bytes = %g\nparam_bytes = %g\nbyte_cost_s = %.6g\n"
-               "host = %s\ncores = %g\nlink_cost_s = ",
+               "host = %s\ncores = %g\n",
             hw->name, hw->peak_flops, hw->efficiency[SIM_MATMUL], hw->efficiency[SIM_ATTENTION],
             hw->efficiency[SIM_CODEC], hw->memory_bytes_s, hw->op_overhead_s, hw->act_bytes, hw->param_bytes,
             hw->byte_cost_s, hw->host ? "true" : "false", hw->cores);
-    if (hw->nlink_costs == 0)
-        fputs("0", f);
-    for (int k = 0; k < hw->nlink_costs; k++) {
-        fprintf(f, "%s%.6g", k > 0 ? ", " : "", hw->link_cost_s[k]);
-        if (hw->link_cost_bps[k] > 0)
-            fprintf(f, "@%.6g", hw->link_cost_bps[k]);
-    }
-    fputs("\n", f);
+    write_link_costs(f, "link_cost_s", &hw->link_cost);
+    write_link_costs(f, "delay_link_cost_s", &hw->delay_link_cost);
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write: %s", path, strerror(errno));

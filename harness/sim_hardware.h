@@ -25,6 +25,8 @@
  *   link_cost_s = 0          ; host: core-seconds per payload byte crossing a shaped link
  *                            ; (the kernel's TCP, htb, veth and bridge work beyond byte_cost_s):
  *                            ; one price, or PRICE@BPS, ... measured at each link rate
+ *   delay_link_cost_s = 0    ; host: the same for links that also delay, jitter or lose
+ *                            ; (the delay emulator's relays too); 0: link_cost_s's prices
  *
  * Every key is required; loading reports every problem at once, each with file:line.
  */

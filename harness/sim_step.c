@@ -632,7 +632,8 @@ static int simulate(const sim_setup *s, step_kind *kinds, int fixed_kind, int st
         e.sharing = true;
         e.rank_cores = sim_rank_threads(s->hw.cores, s->shape.ranks);
         e.calib_cores = sim_calibration_cores(s->hw.cores, s->shape.ranks);
-        e.link_cost_s = s->link.profile != NULL ? sim_link_cost_at(&s->hw, (double)s->link.profile->rate_bps) : 0;
+        const link_profile *p = s->link.profile;
+        e.link_cost_s = p != NULL ? sim_link_cost_of(&s->hw, (double)p->rate_bps, link_profile_delays(p)) : 0;
         e.speed = 1;
     }
     int rc = link_net_init(&e.net, &s->link, err, errlen);
@@ -728,15 +729,21 @@ int sim_run(const sim_setup *s, int steps, sim_result *out, char *err, size_t er
         double *sorted = malloc((size_t)steps * sizeof *sorted);
         if (sorted == NULL)
             rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "simulator: out of memory");
+        /* the percentiles over the steps a run's summary calls steady: from the second step
+         * after compression goes on (after the warm-up), else from the second step */
+        const int first = s->compress && s->warm_steps > 0 ? s->warm_steps + 2 : 1;
+        const int from = first < steps ? first : steps - 1;
+        int n = 0;
         for (int k = 0; k < steps && rc == WANCP_OK; k++) {
             out->total_s += out->step_s[k];
-            sorted[k] = out->step_s[k];
+            if (k >= from)
+                sorted[n++] = out->step_s[k];
         }
         if (rc == WANCP_OK) {
-            qsort(sorted, (size_t)steps, sizeof *sorted, cmp_double);
+            qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
             out->mean_s = out->total_s / steps;
-            out->p50_s = sorted[steps / 2];
-            out->p95_s = sorted[(int)floor(0.95 * (steps - 1))];
+            out->p50_s = sorted[n / 2];
+            out->p95_s = sorted[(int)floor(0.95 * (n - 1))];
         }
         free(sorted);
     }

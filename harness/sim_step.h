@@ -61,7 +61,9 @@ typedef struct sim_result {
     sim_step_stats sync_step;/* a steady step with Mode A's averaging (= steady otherwise) */
     int steps;               /* the projected run's steps */
     double *step_s;          /* (steps) time of each step */
-    double total_s, mean_s, p50_s, p95_s;
+    double total_s, mean_s;  /* over every step */
+    double p50_s, p95_s;     /* over the steady steps, as a run's summary takes them: from
+                              * the second after compression goes on, else from the second */
     bool stepwise;           /* links with jitter or a rate over time: every step simulated */
     int simulated_steps;     /* steps the event model ran */
 } sim_result;

@@ -12,12 +12,16 @@
  */
 typedef struct ini_input {
     FILE *file;
+    const char *path;    /* the file's name, for the problems the reader finds itself */
     int line;            /* the line inih read last */
     char problems[4096]; /* "where: what; where: what" */
     int nproblems;       /* every problem, also those the text had no room for */
 } ini_input;
 
-/* inih's reader (ini_parse_stream): stream is the ini_input. */
+/* inih's reader (ini_parse_stream): stream is the ini_input. inih reads num - 1 bytes of a
+ * line at most and would take the rest for a line of its own, or cut a value short: a
+ * longer comment line is read cut short, any other longer line is a problem ("path:line:
+ * longer than ...") and read as blank. */
 char *ini_input_read_line(char *str, int num, void *stream);
 
 /* Appends one problem: where, ": ", then fmt with ap. */

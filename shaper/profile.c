@@ -194,6 +194,7 @@ int link_profile_load(link_profile *p, const char *path, char *err, size_t errle
 {
     *p = (link_profile){.distribution = JITTER_NORMAL};
     parse ps = {.p = p, .path = path};
+    ps.in.path = path;
     ps.in.file = fopen(path, "r");
     if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open", path);
@@ -230,6 +231,8 @@ void link_profile_free(link_profile *p)
     p->trace_ms = NULL;
     p->nschedule = p->ntrace = 0;
 }
+
+bool link_profile_delays(const link_profile *p) { return p->delay_ns > 0 || p->jitter_ns > 0 || p->loss_ppm > 0; }
 
 void link_profile_describe(const link_profile *p, char *buf, size_t len)
 {

@@ -1,6 +1,7 @@
 #ifndef WANCP_SHAPER_PROFILE_H
 #define WANCP_SHAPER_PROFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,10 @@ typedef struct link_profile {
 
 int link_profile_load(link_profile *p, const char *path, char *err, size_t errlen);
 void link_profile_free(link_profile *p);
+
+/* Whether the links delay, jitter or lose (beyond shaping the rate): what takes the
+ * delay emulator, or netem. */
+bool link_profile_delays(const link_profile *p);
 
 /* One line describing the profile, e.g. "wan-300m: 300mbit, delay 20ms, jitter 2ms normal". */
 void link_profile_describe(const link_profile *p, char *buf, size_t len);

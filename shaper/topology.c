@@ -99,7 +99,7 @@ static bool kernel_has_netem(void)
 static bool needs_delay(const topology *t)
 {
     const link_profile *p = t->profile;
-    return p != NULL && !t->ignore_delay && (p->delay_ns > 0 || p->jitter_ns > 0 || p->loss_ppm > 0);
+    return p != NULL && !t->ignore_delay && link_profile_delays(p);
 }
 
 

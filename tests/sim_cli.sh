@@ -31,8 +31,10 @@ check "uncompressed@300M over 100x uncompressed@100G" "awk 'BEGIN { exit !($slow
 synced=$(arm_value "$work/sync.json" "compressed@300M-mesh" step_s)
 check "a per-step all-reduce at 300M costs over 60 s ($synced)" "awk 'BEGIN { exit !($synced > $comp + 60) }'"
 
-# This host: calibrate on ci-tiny, simulate it; the text table names every arm.
-"$wancp" bench calibrate "$src/scenarios/ci-tiny.ini" -o "$work/cpu.ini" --steps 1 >"$work/cal.txt" 2>&1
+# This host: calibrate on ci-tiny (its compressed arm's links delayed, so both kinds of
+# shaped link are priced), simulate it; the text table names every arm.
+"$wancp" bench calibrate "$src/scenarios/ci-tiny.ini" -o "$work/cpu.ini" --steps 1 \
+    --set arm.compressed@300M.profile=profiles/wan-300m-jitter.ini >"$work/cal.txt" 2>&1
 check "bench calibrate writes a profile" "[ $? -eq 0 ] && grep -q '^host = true' '$work/cpu.ini'"
 if [ "$(id -u)" = 0 ] && ip netns add wancp-simprobe$$ 2>/dev/null; then
     ip netns del wancp-simprobe$$
@@ -42,13 +44,27 @@ if [ "$(id -u)" = 0 ] && ip netns add wancp-simprobe$$ 2>/dev/null; then
     cost=$(awk -F' = ' '$1 == "link_cost_s" { sub(/@.*/, "", $2); print $2 }' "$work/cpu.ini")
     check "as root the shaped links are priced (link_cost_s $cost: positive, under 100 ns a byte)" \
         "grep -q '^# shaped links at .*(arm uncompressed@300M)' '$work/cal.txt' && awk 'BEGIN { exit !($cost > 0 && $cost < 100e-9) }'"
+    delayed=$(awk -F' = ' '$1 == "delay_link_cost_s" { sub(/@.*/, "", $2); print $2 }' "$work/cpu.ini")
+    check "as root the delayed links are priced apart (delay_link_cost_s $delayed: positive, under 100 ns a byte)" \
+        "grep -q '^# shaped links at wan-300m-jitter: .*(arm compressed@300M).*(delay_link_cost_s)' '$work/cal.txt' && awk 'BEGIN { exit !($delayed > 0 && $delayed < 100e-9) }'"
+    # a calibration this short can floor either price; sim is checked with set ones
+    sed '/^link_cost_s/s/=.*/= 1e-09/; /^delay_link_cost_s/s/=.*/= 2e-08/' "$work/cpu.ini" >"$work/cpu-delay.ini"
+    sed '/^link_cost_s/s/=.*/= 1e-09/; /^delay_link_cost_s/s/=.*/= 0/' "$work/cpu.ini" >"$work/cpu-nodelay.ini"
+    "$wancp" sim "$src/scenarios/jitter.ini" --hardware "$work/cpu-delay.ini" --arm uncompressed@300M+jitter --json >"$work/jit-priced.json"
+    "$wancp" sim "$src/scenarios/jitter.ini" --hardware "$work/cpu-nodelay.ini" --arm uncompressed@300M+jitter --json >"$work/jit-plain.json"
+    priced_s=$(arm_value "$work/jit-priced.json" "uncompressed@300M+jitter" step_s)
+    plain_s=$(arm_value "$work/jit-plain.json" "uncompressed@300M+jitter" step_s)
+    check "sim charges delayed links their own price ($plain_s s with the rate-shaped 1 ns a byte, $priced_s s with 20)" \
+        "awk 'BEGIN { exit !($priced_s > $plain_s) }'"
 fi
+check "the profile keeps both kinds of price" "grep -q '^link_cost_s = ' '$work/cpu.ini' && grep -q '^delay_link_cost_s = ' '$work/cpu.ini'"
 check "the profile gives the host's cores to the step model" \
     "grep -q '^cores = $(getconf _NPROCESSORS_ONLN)\$' '$work/cpu.ini'"
 "$wancp" bench calibrate "$src/scenarios/ci-tiny.ini" -o "$work/cpu-lo.ini" --steps 1 --path loopback >"$work/cal-lo.txt" 2>&1
 check "--path loopback calibrates on loopback" "[ $? -eq 0 ] && grep -q 'exchange on loopback' '$work/cal-lo.txt'"
 check "--path loopback leaves the shaped links unpriced" \
-    "grep -q '^# shaped links: not priced' '$work/cal-lo.txt' && grep -q '^link_cost_s = 0\$' '$work/cpu-lo.ini'"
+    "grep -q '^# shaped links: not priced' '$work/cal-lo.txt' && grep -q '^link_cost_s = 0\$' '$work/cpu-lo.ini' &&
+     grep -q '^delay_link_cost_s = 0\$' '$work/cpu-lo.ini'"
 "$wancp" sim "$src/scenarios/ci-tiny.ini" --hardware "$work/cpu.ini" >"$work/tiny.txt"
 check "sim on the calibrated host" "[ $? -eq 0 ] && grep -q '^compressed@unshaped\|^uncompressed' '$work/tiny.txt'"
 WANCP_HARDWARE="$work/cpu.ini" "$wancp" sim "$src/scenarios/ci-tiny.ini" --json >"$work/tiny.json"

@@ -220,8 +220,8 @@ static sim_setup host_quickstart(const link_profile *p, double cores, double lin
     s.hw.peak_flops = 300e9;
     s.hw.memory_bytes_s = 6e9;
     s.hw.cores = cores;
-    s.hw.link_cost_s[0] = link_cost_s;
-    s.hw.nlink_costs = link_cost_s > 0;
+    s.hw.link_cost.cost_s[0] = link_cost_s;
+    s.hw.link_cost.n = link_cost_s > 0;
     s.shape = (sim_shape){.ranks = 4, .layers = 4, .dim = 256, .heads = 4, .kv_heads = 4, .ffn = 704, .vocab = 256,
                           .batch = 1, .chunk = 4096 / 8, .tied = true};
     s.link = (link_model_config){.nodes = 4, .topology = TOPOLOGY_UPLINK, .profile = p};
@@ -272,6 +272,23 @@ static void shared_cores(void **state)
     assert_true(r_priced.steady.compute_s > r_quiet.steady.compute_s);
     assert_true(slower > 0.25 * taken && slower < 2 * taken);
 
+    /* links that delay take the delay emulator's price, and only they */
+    link_profile wan_delay = {.rate_bps = 300000000, .delay_ns = 1000000};
+    sim_setup delayed = host_quickstart(&wan_delay, 2, 0), delayed_priced = host_quickstart(&wan_delay, 2, 0),
+              rate_only = host_quickstart(&wan, 2, 0);
+    delayed.hw.peak_flops = delayed_priced.hw.peak_flops = rate_only.hw.peak_flops = 50e9;
+    delayed_priced.hw.delay_link_cost.cost_s[0] = rate_only.hw.delay_link_cost.cost_s[0] = 10e-9;
+    delayed_priced.hw.delay_link_cost.n = rate_only.hw.delay_link_cost.n = 1;
+    sim_result r_delayed = run(&delayed, 6), r_delayed_priced = run(&delayed_priced, 6), r_rate_only = run(&rate_only, 6);
+    print_message("300 Mbit/s, 1 ms: %.4f s, the delay emulator priced %.4f s\n", r_delayed.steady.step_s,
+                  r_delayed_priced.steady.step_s);
+    assert_true(r_delayed_priced.steady.compute_s > r_delayed.steady.compute_s);
+    assert_true(r_delayed_priced.steady.step_s > r_delayed.steady.step_s);
+    assert_true(near(r_rate_only.steady.step_s, r_quiet.steady.step_s, 1e-12));
+    sim_result_free(&r_delayed);
+    sim_result_free(&r_delayed_priced);
+    sim_result_free(&r_rate_only);
+
     sim_setup bare = host_quickstart(NULL, 2, 0), bare_priced = host_quickstart(NULL, 2, 10e-9);
     sim_result r_bare = run(&bare, 6), r_bare_priced = run(&bare_priced, 6);
     assert_true(near(r_bare_priced.steady.step_s, r_bare.steady.step_s, 1e-12));
@@ -297,7 +314,7 @@ static void bad_hardware_files(void **state)
     assert_err_mentions(err, "missing key 'attention'");
     const char *shared = "[hardware]\nname = x\npeak_flops = 1e9\nmatmul = 0.5\nattention = 0.5\ncodec = 0.5\n"
                          "memory_bytes_s = 1e9\nop_overhead_s = 0\nact_bytes = 4\nparam_bytes = 4\nbyte_cost_s = 0\n"
-                         "host = false\ncores = 2\nlink_cost_s = 0\n";
+                         "host = false\ncores = 2\nlink_cost_s = 0\ndelay_link_cost_s = 0\n";
     test_write_file(path, shared, strlen(shared));
     assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_ERR_INPUT);
     assert_err_mentions(err, "cores = 2 with host = false");
@@ -310,16 +327,41 @@ static void bad_hardware_files(void **state)
     assert_err_mentions(err, "run `wancp bench calibrate` again");
     /* prices by rate: log-linear between the measured rates, the ends beyond them */
     char priced[1024];
-    snprintf(priced, sizeof priced, "%scores = 2\nlink_cost_s = 2e-08@5e+07, 1e-08@2e+08, 4e-09@1e+09\n", old);
+    snprintf(priced, sizeof priced,
+             "%scores = 2\nlink_cost_s = 2e-08@5e+07, 1e-08@2e+08, 4e-09@1e+09\ndelay_link_cost_s = 3e-08@3e+08\n", old);
     test_write_file(path, priced, strlen(priced));
     assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_OK);
-    assert_int_equal(hw.nlink_costs, 3);
-    assert_true(sim_link_cost_at(&hw, 1e7) == 2e-8 && sim_link_cost_at(&hw, 1e10) == 4e-9);
-    assert_true(near(sim_link_cost_at(&hw, 1e8), 1.5e-8, 1e-12)); /* halfway in log rate */
-    snprintf(priced, sizeof priced, "%scores = 2\nlink_cost_s = 1e-08@2e+08, 2e-08@5e+07\n", old);
+    assert_int_equal(hw.link_cost.n, 3);
+    assert_int_equal(hw.delay_link_cost.n, 1);
+    assert_true(sim_link_cost_at(&hw.link_cost, 1e7) == 2e-8 && sim_link_cost_at(&hw.link_cost, 1e10) == 4e-9);
+    assert_true(near(sim_link_cost_at(&hw.link_cost, 1e8), 1.5e-8, 1e-12)); /* halfway in log rate */
+    /* delayed links take their own prices (one rate: every rate), rate-shaped ones not */
+    assert_true(sim_link_cost_of(&hw, 1e8, true) == 3e-8 && sim_link_cost_of(&hw, 1e9, true) == 3e-8);
+    assert_true(sim_link_cost_of(&hw, 1e9, false) == 4e-9);
+    /* a host without delay prices charges delayed links the rate-shaped ones' */
+    hw.delay_link_cost.n = 0;
+    assert_true(sim_link_cost_of(&hw, 1e9, true) == 4e-9);
+    /* inih reads 200 bytes a line: a longer comment is read, a longer key line is named
+     * (not cut short, nor its rest taken for a line of its own) */
+    char pad[300], longer[1024];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    snprintf(longer, sizeof longer, "; %s\n%scores = 2\nlink_cost_s = 0\ndelay_link_cost_s = 0\n", pad, old);
+    test_write_file(path, longer, strlen(longer));
+    assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_OK);
+    snprintf(longer, sizeof longer, "%scores = 2\nlink_cost_s = 0 ; %s\ndelay_link_cost_s = 0\n", old, pad);
+    test_write_file(path, longer, strlen(longer));
+    assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "bad.ini:14: line longer than 199 characters");
+    assert_err_mentions(err, "missing key 'link_cost_s'");
+    snprintf(priced, sizeof priced, "%scores = 2\nlink_cost_s = 1e-08@2e+08, 2e-08@5e+07\ndelay_link_cost_s = 0\n", old);
     test_write_file(path, priced, strlen(priced));
     assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_ERR_INPUT);
     assert_err_mentions(err, "bad.ini:14: link_cost_s = '1e-08@2e+08, 2e-08@5e+07' must be");
+    snprintf(priced, sizeof priced, "%scores = 2\nlink_cost_s = 0\ndelay_link_cost_s = 2e-08@1e9, x\n", old);
+    test_write_file(path, priced, strlen(priced));
+    assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "bad.ini:15: delay_link_cost_s = '2e-08@1e9, x' must be");
     assert_int_equal(sim_hardware_find(&hw, "tpu-v9", err, sizeof err), WANCP_ERR_INPUT);
     assert_err_mentions(err, "unknown hardware 'tpu-v9'");
     assert_int_equal(sim_hardware_find(&hw, "a100-bf16", err, sizeof err), WANCP_OK);
