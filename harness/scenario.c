@@ -24,15 +24,16 @@ static void problem(parse *ps, const char *fmt, ...) __attribute__((format(print
 static void problem(parse *ps, const char *fmt, ...)
 {
     char where[1100];
-    if (ps->where != NULL)
-        snprintf(where, sizeof where, "--set %s", ps->where);
-    else if (ps->in.line == 0) /* the whole file */
-        snprintf(where, sizeof where, "%s", ps->s->path);
-    else
-        snprintf(where, sizeof where, "%s:%d", ps->s->path, ps->in.line);
     va_list ap;
     va_start(ap, fmt);
-    ini_input_problem(&ps->in, where, fmt, ap);
+    if (ps->where != NULL) {
+        snprintf(where, sizeof where, "--set %s", ps->where);
+        ini_input_problem(&ps->in, where, fmt, ap);
+    } else if (ps->in.line == 0) { /* the whole file */
+        ini_input_problem(&ps->in, ps->s->path, fmt, ap);
+    } else {
+        ini_input_problem_at(&ps->in, ps->in.line, fmt, ap);
+    }
     va_end(ap);
 }
 

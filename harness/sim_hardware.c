@@ -25,8 +25,7 @@ static const char *const KEYS[NKEYS] = {"name",          "peak_flops",    "matmu
 
 typedef struct parse {
     sim_hardware *hw;
-    const char *path;
-    ini_input in;
+    ini_input in; /* in.path: the file */
     int seen[NKEYS];
 } parse;
 
@@ -34,11 +33,9 @@ static void problem(parse *ps, const char *fmt, ...) __attribute__((format(print
 
 static void problem(parse *ps, const char *fmt, ...)
 {
-    char where[1100];
-    snprintf(where, sizeof where, "%s:%d", ps->path, ps->in.line);
     va_list ap;
     va_start(ap, fmt);
-    ini_input_problem(&ps->in, where, fmt, ap);
+    ini_input_problem_at(&ps->in, ps->in.line, fmt, ap);
     va_end(ap);
 }
 
@@ -153,8 +150,7 @@ static int handler(void *user, const char *section, const char *name, const char
 int sim_hardware_load(sim_hardware *hw, const char *path, char *err, size_t errlen)
 {
     *hw = (sim_hardware){0};
-    parse ps = {.hw = hw, .path = path};
-    ps.in.path = path;
+    parse ps = {.hw = hw, .in.path = path};
     ps.in.file = fopen(path, "r");
     if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));

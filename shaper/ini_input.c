@@ -3,15 +3,20 @@
 #include <stdarg.h>
 #include <string.h>
 
+void ini_input_problem_at(ini_input *in, int line, const char *fmt, va_list ap)
+{
+    char where[1100];
+    snprintf(where, sizeof where, "%s:%d", in->path != NULL ? in->path : "(input)", line);
+    ini_input_problem(in, where, fmt, ap);
+}
+
 static void reader_problem(ini_input *in, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void reader_problem(ini_input *in, const char *fmt, ...)
 {
-    char where[1100];
-    snprintf(where, sizeof where, "%s:%d", in->path != NULL ? in->path : "(input)", in->line);
     va_list ap;
     va_start(ap, fmt);
-    ini_input_problem(in, where, fmt, ap);
+    ini_input_problem_at(in, in->line, fmt, ap);
     va_end(ap);
 }
 

@@ -24,6 +24,9 @@ typedef struct ini_input {
  * longer than ...") and read as blank. */
 char *ini_input_read_line(char *str, int num, void *stream);
 
+/* Appends one problem at line of the file: "path:line", ": ", then fmt with ap. */
+void ini_input_problem_at(ini_input *in, int line, const char *fmt, va_list ap);
+
 /* Appends one problem: where, ": ", then fmt with ap. */
 void ini_input_problem(ini_input *in, const char *where, const char *fmt, va_list ap);
 

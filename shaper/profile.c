@@ -15,8 +15,7 @@
 /* Parsing state: the profile, where we are, and every problem found so far. */
 typedef struct parse {
     link_profile *p;
-    const char *path;
-    ini_input in;
+    ini_input in; /* in.path: the file */
     int in_link;
     int seen_link, seen_rate, seen_delay, seen_jitter, seen_trace;
     int delay_bad; /* a delay was given but did not parse: say that, not "no delay" */
@@ -30,11 +29,9 @@ static int problem(parse *ps, int line, const char *fmt, ...) __attribute__((for
 
 static int problem(parse *ps, int line, const char *fmt, ...)
 {
-    char where[1100];
-    snprintf(where, sizeof where, "%s:%d", ps->path, line);
     va_list ap;
     va_start(ap, fmt);
-    ini_input_problem(&ps->in, where, fmt, ap);
+    ini_input_problem_at(&ps->in, line, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -142,11 +139,11 @@ static int handler(void *user, const char *section, const char *name, const char
 static int load_trace(parse *ps)
 {
     char path[2048];
-    const char *slash = strrchr(ps->path, '/');
+    const char *slash = strrchr(ps->in.path, '/');
     if (ps->trace_path[0] == '/' || slash == NULL)
         snprintf(path, sizeof path, "%s", ps->trace_path);
     else
-        snprintf(path, sizeof path, "%.*s/%s", (int)(slash - ps->path), ps->path, ps->trace_path);
+        snprintf(path, sizeof path, "%.*s/%s", (int)(slash - ps->in.path), ps->in.path, ps->trace_path);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return problem(ps, ps->trace_line, "trace %s: cannot open", path);
@@ -193,8 +190,7 @@ static int load_trace(parse *ps)
 int link_profile_load(link_profile *p, const char *path, char *err, size_t errlen)
 {
     *p = (link_profile){.distribution = JITTER_NORMAL};
-    parse ps = {.p = p, .path = path};
-    ps.in.path = path;
+    parse ps = {.p = p, .in.path = path};
     ps.in.file = fopen(path, "r");
     if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open", path);
