@@ -390,6 +390,41 @@ static void attention_grad(void **state)
     }
 }
 
+/* A query row that sees no key at all (o = 0, lse = -inf) has no gradient: its dq row is
+ * exactly 0 and it adds nothing to dk and dv, in a block it shares with rows that do see
+ * keys (exp(s - lse) must not be taken with lse = -inf). */
+static void attention_rows_that_see_nothing(void **state)
+{
+    (void)state;
+    const attn_shape shape = {.n_heads = 2, .n_kv_heads = 1, .head_dim = 8, .block = 8};
+    enum { TQ = 8, TK = 6, QD = 2 * 8, KD = 8 };
+    int32_t q_pos[TQ], k_pos[TK];
+    for (int i = 0; i < TQ; i++)
+        q_pos[i] = i; /* queries 0..7 */
+    for (int j = 0; j < TK; j++)
+        k_pos[j] = 3 + j; /* keys 3..8: queries 0..2 see none */
+    float *q = randn(TQ * QD, 1.0f), *k = randn(TK * KD, 1.0f), *v = randn(TK * KD, 1.0f), *g = randn(TQ * QD, 1.0f);
+    float *acc = zeros(TQ * QD), *mx = zeros(2 * TQ), *sm = zeros(2 * TQ), *out = zeros(TQ * QD), *lse = zeros(2 * TQ);
+    float *delta = zeros(2 * TQ), *dq = zeros(TQ * QD), *dk = zeros(TK * KD), *dv = zeros(TK * KD);
+    float *scratch = zeros(attn_scratch_floats(&shape));
+    attn_state st = {.acc = acc, .max = mx, .sum = sm, .tq = TQ};
+    o->attn_begin(&st, &shape);
+    o->attn_block(&st, q, q_pos, k, v, k_pos, TK, &shape, scratch);
+    o->attn_end(out, lse, &st, &shape);
+    o->attn_bwd_delta(delta, out, g, TQ, &shape);
+    o->attn_block_bwd(dq, dk, dv, q, q_pos, TQ, k, v, k_pos, TK, g, lse, delta, &shape, scratch);
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < TQ; i++)
+            assert_true(i < 3 ? lse[h * TQ + i] == -INFINITY : isfinite(lse[h * TQ + i]));
+    for (int i = 0; i < TQ * QD; i++)
+        assert_true(i / QD < 3 ? dq[i] == 0.0f : isfinite(dq[i]));
+    for (int j = 0; j < TK * KD; j++)
+        assert_true(isfinite(dk[j]) && isfinite(dv[j]));
+    printf("  rows that see no key: lse -inf, dq exactly 0, dk and dv finite\n");
+    free(q), free(k), free(v), free(g), free(acc), free(mx), free(sm), free(out), free(lse), free(delta), free(dq);
+    free(dk), free(dv), free(scratch);
+}
+
 /* ---- matmul and adamw against plain loops ---- */
 static void matmul_and_adamw(void **state)
 {
@@ -425,7 +460,8 @@ int main(void)
         cmocka_unit_test(rmsnorm_grad),      cmocka_unit_test(rope_grad),
         cmocka_unit_test(swiglu_grad),       cmocka_unit_test(cross_entropy_grad),
         cmocka_unit_test(embedding_grad),    cmocka_unit_test(attention_matches_naive),
-        cmocka_unit_test(attention_grad),    cmocka_unit_test(matmul_and_adamw),
+        cmocka_unit_test(attention_grad),    cmocka_unit_test(attention_rows_that_see_nothing),
+        cmocka_unit_test(matmul_and_adamw),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -195,9 +195,14 @@ static void attn_bwd_kv_head(void *ctx, int kh)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi, bj, hd, scale, qi, qs, kj, ks, 0.0f, p, bj);
                 for (int r = 0; r < bi; r++) {
                     float *pr = p + (size_t)r * bj;
+                    const float lse = job->lse[(size_t)h * tq + i0 + r];
+                    if (lse == -INFINITY) { /* the row saw no key at all: P = 0 (exp(s + inf) is not) */
+                        memset(pr, 0, (size_t)bj * sizeof *pr);
+                        continue;
+                    }
                     if (!fully_visible)
                         mask_row(pr, job->k_pos + j0, bj, job->q_pos[i0 + r]);
-                    exp_shift_sum(pr, bj, job->lse[(size_t)h * tq + i0 + r]);
+                    exp_shift_sum(pr, bj, lse);
                 }
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bj, hd, bi, 1.0f, p, bj, gi, qs, 1.0f,
                             job->dv + (size_t)j0 * ks + kh * hd, ks);
