@@ -38,6 +38,9 @@ static const char USAGE[] =
     "  --device cpu|cuda (cpu)  cuda: CUDA kernels and cuBLAS; the peak is cuBLAS's on that GPU,\n"
     "                  so the ratio is the model FLOP utilisation (MFU) in the same maths\n"
     "  --precision tf32|fp32 (tf32)  cuda matmuls on TF32 tensor cores, or in full fp32\n"
+    "  --attention products|fused (products)  cuda attention as cuBLAS products around row\n"
+    "                  kernels, or fused tensor-core kernels that keep score tiles on chip\n"
+    "                  (TF32 only; head dimensions 16, 32, 64, 128, 256)\n"
     "  --json          one JSON object on stdout\n";
 
 static int cmp_double(const void *a, const void *b)
@@ -87,11 +90,12 @@ double bench_sgemm_peak(const ops *o, const model_config *c, int tokens, char *s
 
 int bench_step(int argc, char **argv)
 {
-    enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON, O_CHUNKS, O_COMPRESS, O_CHEAP, O_DEVICE, O_PRECISION };
+    enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON, O_CHUNKS, O_COMPRESS, O_CHEAP, O_DEVICE, O_PRECISION, O_ATTENTION };
     static const struct option LONG[] = {
         CLI_MODEL_OPTIONS,          {"batch", 1, 0, O_BATCH}, {"steps", 1, 0, O_STEPS}, {"threads", 1, 0, O_THREADS},
         {"json", 0, 0, O_JSON},     {"chunks", 1, 0, O_CHUNKS}, {"compress", 0, 0, O_COMPRESS},
         {"cheap-rotation", 0, 0, O_CHEAP}, {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PRECISION},
+        {"attention", 1, 0, O_ATTENTION},
         {"help", 0, 0, 'h'},        {0, 0, 0, 0},
     };
     model_config c = model_config_default();
@@ -118,7 +122,8 @@ int bench_step(int argc, char **argv)
         case O_COMPRESS: compress = 1; break;
         case O_CHEAP: cheap = 1; break;
         case O_DEVICE:
-        case O_PRECISION: bad = cli_device_option("bench", name, optarg, &device); break;
+        case O_PRECISION:
+        case O_ATTENTION: bad = cli_device_option("bench", name, optarg, &device); break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("bench", "%s needs a value", name);
         default:
@@ -230,6 +235,7 @@ int bench_step(int argc, char **argv)
             "step_gflops", gflops, "ratio", gflops / peak, "tokens_per_s", tokens / median, "peak_rss_mb", rss_mb);
         json_object_set_new(j, "device", json_string(device_name));
         json_object_set_new(j, "mfu", json_real(gflops / peak));
+        json_object_set_new(j, "attention", json_string(device.fused_attention ? "fused" : "products"));
         json_object_set_new(j, "peak_source", json_string(gpu ? "cuBLAS sgemm on this device, this run" : "OpenBLAS sgemm on this host, this run"));
         json_object_set_new(j, "chunks", json_integer(chunks));
         json_object_set_new(j, "compressed", json_boolean(compress));

@@ -22,6 +22,7 @@ int cli_plot(int argc, char **argv); /* wancp plot, in cli_run.c */
 int cli_sim(int argc, char **argv);  /* wancp sim, in cli_sim.c */
 int bench_step(int argc, char **argv); /* wancp bench step, in bench_step.c */
 int bench_comm(int argc, char **argv); /* wancp bench comm, in bench_comm.c */
+int bench_attention(int argc, char **argv); /* wancp bench attention, in bench_attention.c */
 int bench_calibrate(int argc, char **argv); /* wancp bench calibrate, in bench_calibrate.c */
 int sim_validate(int argc, char **argv); /* wancp sim validate, in sim_validate.c */
 int shape_check(int argc, char **argv); /* wancp shape check, in shape_check.c */
@@ -64,16 +65,20 @@ int cli_run_capture(char *const argv[], bytebuf *out, char *err, size_t errlen);
 struct json_t;
 void cli_print_json(struct json_t *o);
 
-/* --device cpu|cuda and --precision tf32|fp32, as train and bench step take them. */
+/* --device cpu|cuda, --precision tf32|fp32 and --attention products|fused, as train and
+ * bench step take them. */
 typedef struct cli_device {
-    const char *name;  /* NULL: cpu */
-    bool fp32_matmuls; /* --precision fp32: no TF32 on cuda */
+    const char *name;     /* NULL: cpu */
+    bool fp32_matmuls;    /* --precision fp32: no TF32 on cuda */
+    bool fused_attention; /* --attention fused: cuda's fused tensor-core attention kernels */
 } cli_device;
 
-/* Takes the value of opt ("--device" or "--precision") into d; 0, or 2 after a usage error. */
+/* Takes the value of opt ("--device", "--precision" or "--attention") into d; 0, or 2 after
+ * a usage error. */
 int cli_device_option(const char *cmd, const char *opt, const char *text, cli_device *d);
 
-/* The backend d names, with its matmul precision set; NULL after printing why (exit 2). */
+/* The backend d names, with its matmul precision and attention kernels set; NULL after
+ * printing why (exit 2), also for fused attention without cuda and TF32. */
 struct ops;
 const struct ops *cli_device_open(const char *cmd, const cli_device *d);
 

@@ -15,6 +15,8 @@ static const char USAGE[] =
     "Usage: wancp bench <what> [options]\n"
     "\n"
     "  step [--json] ...  training step GFLOP/s against the sgemm peak (wancp bench step --help)\n"
+    "  attention [--json] ...  causal attention alone, forward and backward, against the same\n"
+    "                     peak; cuda's products and fused paths (wancp bench attention --help)\n"
     "  comm [--json] ...  collectives over P local ranks against iperf3 (wancp bench comm --help)\n"
     "  calibrate SCENARIO.ini  this host's compute by op class for wancp sim --hardware cpu-local\n"
     "\n"
@@ -186,7 +188,7 @@ static int bench_tokenizer(int argc, char **argv)
 int cli_bench(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error("bench", "missing what to measure: tokenizer, step, comm or calibrate");
+        return cli_usage_error("bench", "missing what to measure: tokenizer, step, attention, comm or calibrate");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(USAGE, stdout);
         return 0;
@@ -197,7 +199,9 @@ int cli_bench(int argc, char **argv)
         return bench_step(argc - 1, argv + 1);
     if (strcmp(argv[1], "comm") == 0)
         return bench_comm(argc - 1, argv + 1);
+    if (strcmp(argv[1], "attention") == 0)
+        return bench_attention(argc - 1, argv + 1);
     if (strcmp(argv[1], "calibrate") == 0)
         return bench_calibrate(argc - 1, argv + 1);
-    return cli_usage_error("bench", "unknown benchmark '%s': expected tokenizer, step, comm or calibrate", argv[1]);
+    return cli_usage_error("bench", "unknown benchmark '%s': expected tokenizer, step, attention, comm or calibrate", argv[1]);
 }

@@ -42,6 +42,9 @@ static const char USAGE[] =
     "  --threads N           BLAS threads (default: one per CPU)\n"
     "  --device cpu|cuda (cpu)  where the maths runs: OpenBLAS, or CUDA kernels and cuBLAS\n"
     "  --precision tf32|fp32 (tf32)  cuda matmuls on TF32 tensor cores, or in full fp32\n"
+    "  --attention products|fused (products)  cuda attention as cuBLAS products around row\n"
+    "                  kernels, or fused tensor-core kernels that keep score tiles on chip\n"
+    "                  (TF32 only; head dimensions 16, 32, 64, 128, 256)\n"
     "  --transport tcp|nccl (tcp)  nccl: the weight sync as NCCL collectives on the GPU (one GPU per rank,\n"
     "                        cuda only); K/V always go over TCP, staged through pinned host memory\n"
     "Context parallelism (each of P ranks holds 2 chunks of every sequence):\n"
@@ -220,7 +223,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER, O_RANKS, O_LAYOUT, O_SYNC, O_SYNC_EVERY,
         O_CHUNKS, O_WIRE, O_COMPRESS, O_RANK_K, O_RANK_V, O_PSI_K, O_PLANES, O_WARM_STEPS, O_COV_STEPS,
         O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED, O_STIEFEL, O_STIEFEL_LR, O_STIEFEL_EVERY, O_REGATHER, O_CHEAP,
-        O_DEVICE, O_PRECISION, O_TRANSPORT,
+        O_DEVICE, O_PRECISION, O_ATTENTION, O_TRANSPORT,
     };
     static const struct option LONG[] = {
         {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
@@ -238,6 +241,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         {"check-shared", 0, 0, O_CHECK_SHARED}, {"stiefel", 0, 0, O_STIEFEL}, {"stiefel-lr", 1, 0, O_STIEFEL_LR},
         {"stiefel-every", 1, 0, O_STIEFEL_EVERY}, {"kv-regather", 0, 0, O_REGATHER},
         {"cheap-rotation", 0, 0, O_CHEAP}, {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PRECISION},
+        {"attention", 1, 0, O_ATTENTION},
         {"transport", 1, 0, O_TRANSPORT}, {"help", 0, 0, 'h'},              {0, 0, 0, 0},
     };
     static char train_default[4096], val_default[4096];
@@ -320,7 +324,8 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
             t->nccl = strcmp(optarg, "nccl") == 0;
             break;
         case O_DEVICE:
-        case O_PRECISION: bad = cli_device_option("train", name, optarg, &t->device); break;
+        case O_PRECISION:
+        case O_ATTENTION: bad = cli_device_option("train", name, optarg, &t->device); break;
         case O_RANK_K: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_k = (int)u; compress_only = true; break;
         case O_RANK_V: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_v = (int)u; compress_only = true; break;
         case O_PSI_K: bad = cli_parse_ulong("train", name, optarg, 1, 64, &u); psi_k = (int)u; compress_only = true; break;

@@ -28,7 +28,7 @@ static const command COMMANDS[] = {
     {"plot", cli_plot, "redraw a results folder's summary and figures"},
     {"sim", cli_sim, "predict step times at any scale: event model of a CP step over the link model"},
     {"check", cli_check, "validate inputs (profiles, scenarios); check a run's communication volume"},
-    {"bench", cli_bench, "measure against this machine's ceilings (tokenizer, training step, collectives)"},
+    {"bench", cli_bench, "measure against this machine's ceilings (tokenizer, training step, attention, collectives)"},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 

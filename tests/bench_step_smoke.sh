@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench_step_smoke.sh WANCP: `wancp bench step --json` runs and reports consistent fields:
+# bench_step_smoke.sh WANCP: `wancp bench step --json` (and `bench attention --json`) run and
+# report consistent fields:
 # ratio = step_gflops / sgemm_peak_gflops, step_gflops = step_flops / step_s_median / 1e9.
 # Speed is not asserted here (shared machine); the benchmark itself reports the ratio.
 set -euo pipefail
@@ -29,4 +30,23 @@ if (!(r.compressed === true && r.chunks === 4)) { console.error("compressed/chun
 if (!(r.compression_overhead > 0 && r.compression_overhead < 1)) { console.error("bad compression_overhead"); process.exit(1); }
 // default ranks for d_kv = 256: ceil(0.02 d_kv) = 6 and ceil(0.05 d_kv) = 13
 if (r.rank_k !== 6 || r.rank_v !== 13 || r.rotation !== "givens") { console.error("ranks or rotation off"); process.exit(1); }
+' "$out"
+
+# wancp bench attention: forward and backward rates consistent with the FLOP formula
+# (forward 2 x tokens^2 x heads x head_dim, backward twice that) and the peak of the same run.
+out=$("$1" bench attention --json --tokens 256 --heads 4 --kv-heads 2 --head-dim 16 --reps 1)
+echo "$out"
+node -e '
+const r = JSON.parse(process.argv[1]);
+const near = (a, b) => Math.abs(a - b) <= 1e-3 * Math.abs(b);
+for (const k of ["matmul_peak_gflops", "forward_s", "backward_s", "forward_gflops", "backward_gflops", "ratio"]) {
+  if (!(typeof r[k] === "number" && r[k] > 0)) { console.error(`bad or missing ${k}`); process.exit(1); }
+}
+if (!near(r.forward_flops, 2 * 256 * 256 * 4 * 16) || !near(r.backward_flops, 2 * r.forward_flops)) {
+  console.error("flops off the formula"); process.exit(1);
+}
+if (!near(r.forward_gflops, r.forward_flops / r.forward_s / 1e9)) { console.error("forward rate inconsistent"); process.exit(1); }
+if (!near(r.backward_gflops, r.backward_flops / r.backward_s / 1e9)) { console.error("backward rate inconsistent"); process.exit(1); }
+if (!near(r.ratio, r.gflops / r.matmul_peak_gflops)) { console.error("ratio inconsistent"); process.exit(1); }
+if (r.attention !== "products" || r.kv_heads !== 2) { console.error("attention or kv_heads off"); process.exit(1); }
 ' "$out"

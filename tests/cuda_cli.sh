@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # cuda_cli.sh WANCP DATA_DIR: the cuda backend from the command line.
-#   - everywhere: a bad --device or --precision exits 2 with one line;
+#   - everywhere: a bad --device, --precision or --attention exits 2 with one line;
 #   - on a GPU (else exit 77, a skip): `wancp train --device cuda` follows the cpu's training
-#     loss within 2% at each of 50 steps, resumes from its own checkpoint, and
-#     `wancp bench step --device cuda --json` reports an MFU against cuBLAS's peak;
+#     loss within 2% at each of 50 steps (also with --attention fused), resumes from its own
+#     checkpoint, and `wancp bench step --device cuda --json` reports an MFU against cuBLAS's
+#     peak (and which attention it timed);
 #   - context parallelism on one GPU shared by the ranks (host staging over TCP): 4 ranks in
 #     fp32 follow the cpu's 4 ranks within 1e-3 and send the same bytes, their Mode S
-#     checkpoints are identical; compressed 2 ranks and one process over 4 chunks follow the cpu;
+#     checkpoints are identical; compressed 2 ranks (products and fused attention) and one
+#     process over 4 chunks follow the cpu;
 #   - the NCCL transport with one rank (where libnccl.so.2 can be loaded): its identity
 #     all-reduce every step leaves the run bit for bit the run without it.
 set -uo pipefail
@@ -41,6 +43,10 @@ expect2 "expected tf32 or fp32" "$wancp" train "${tiny[@]}" --precision fp16
 expect2 "expected cpu or cuda" "$wancp" bench step --device gpu
 expect2 "expected tcp or nccl" "$wancp" train "${tiny[@]}" --transport mpi
 expect2 "needs --device cuda" "$wancp" train "${tiny[@]}" --transport nccl
+expect2 "expected products or fused" "$wancp" train "${tiny[@]}" --attention flash
+expect2 "--attention fused needs --device cuda and --precision tf32" "$wancp" train "${tiny[@]}" --attention fused
+expect2 "--attention fused needs --device cuda and --precision tf32" "$wancp" bench step --device cuda \
+  --precision fp32 --attention fused
 
 if ! "$wancp" --version 2>&1 | grep -q "kernel ok"; then
   echo "passed $passes checks; no usable CUDA device here, the rest is skipped:"
@@ -69,6 +75,21 @@ mfu=$(field mfu) gflops=$(field step_gflops) peak=$(field sgemm_peak_gflops)
 awk -v m="$mfu" -v g="$gflops" -v p="$peak" 'BEGIN { d = m - g / p; if (d < 0) d = -d; exit !(m > 0 && m <= 1.05 && d <= 1e-3 * m) }'
 check "bench step --device cuda reports an MFU against the cuBLAS peak" '[ $? = 0 ] && printf "%s" "$out" | grep -q "\"device\": \"cuda, "'
 
+# The fused tensor-core attention kernels (TF32): the same curve, named in the metrics, and
+# bench step says which attention it timed.
+"$wancp" train "${tiny[@]}" --device cuda --attention fused --metrics "$work/fused.csv" 2>"$work/fused.log"
+check "cuda run with fused attention" '[ $? = 0 ] && grep -q "^# device: cuda, .*fused attention" "$work/fused.csv" || { tail -n 5 "$work/fused.log"; false; }'
+worst "$work/cpu.csv" "$work/fused.csv" 0.02 "one process, tf32, fused attention" 50; rc=$?
+check "fused attention follows the cpu loss curve within 2% for 50 steps" '[ $rc = 0 ]'
+out=$("$wancp" bench step --device cuda --attention fused --json --layers 2 --dim 512 --heads 4 --context 2048 --vocab 1000 --steps 2)
+echo "$out"
+check "bench step --attention fused reports it" 'printf "%s" "$out" | grep -q "\"attention\": \"fused\""'
+for kind in products fused; do
+  out=$("$wancp" bench attention --device cuda --attention $kind --json --tokens 4096 --heads 8 --head-dim 128)
+  echo "$out"
+  check "bench attention --attention $kind runs on the GPU" 'printf "%s" "$out" | grep -q "\"attention\": \"$kind\""'
+done
+
 # Context parallelism with the ranks sharing this GPU.
 # bytes FILE: rank 0's kv-forward, kv-backward and weight-sync byte columns of the last row.
 bytes() { grep -v '^#' "$1" | tail -n 1 | cut -d, -f9-11; }
@@ -94,6 +115,10 @@ worst "$work/c2-cpu.csv" "$work/c2-cuda.csv" 0.02 "2 ranks, compressed K/V with 
 check "compressed cuda ranks follow the cpu's within 2%" '[ $rc = 0 ]'
 check "compressed cuda ranks send the cpu's kv bytes" \
   '[ "$(bytes "$work/c2-cpu.csv" | cut -d, -f1,2)" = "$(bytes "$work/c2-cuda.csv" | cut -d, -f1,2)" ]'
+"$wancp" train "${comp[@]}" --ranks 2 --device cuda --attention fused --metrics "$work/c2-fused.csv" 2>"$work/c2f.log"
+check "cuda, 2 ranks compressed, fused attention" '[ $? = 0 ] || { tail -n 5 "$work/c2f.log"; false; }'
+worst "$work/c2-cpu.csv" "$work/c2-fused.csv" 0.02 "2 ranks, compressed, tf32, fused attention"; rc=$?
+check "compressed cuda ranks with fused attention follow the cpu's within 2%" '[ $rc = 0 ]'
 
 "$wancp" train "${tiny[@]}" --steps 20 --chunks 4 --metrics "$work/ch-cpu.csv" 2>/dev/null
 "$wancp" train "${tiny[@]}" --steps 20 --chunks 4 --device cuda --precision fp32 --metrics "$work/ch-cuda.csv" 2>/dev/null

@@ -48,6 +48,8 @@ static double compare(const char *what, const float *got, const float *want, siz
     gpu->sync();
     double diff = 0.0, scale = 0.0;
     for (size_t i = 0; i < n; i++) {
+        if (isnan(want[i])) /* fmax below would skip it: a NaN reference hides any answer */
+            fail_msg("%s: element %zu is NaN on cpu", what, i);
         if (!isfinite(got[i]) && !(isinf(got[i]) && got[i] == want[i]))
             fail_msg("%s: element %zu is %g on cuda, %g on cpu", what, i, (double)got[i], (double)want[i]);
         if (isinf(want[i]))
@@ -231,11 +233,18 @@ static void elementwise(void **state)
 
 /* Attention as context parallelism uses it: one set of query rows merged with several key
  * sets in turn (an earlier chunk, the diagonal, a chunk wholly in the future), grouped-query
- * heads, and a second case whose first rows see no key at all. */
-static void attention_case(const char *name, const int32_t *q_pos, int tq, const int32_t *const *k_pos,
-                           const int *tk, int sets)
+ * heads, and a second case whose first rows see no key at all. The cuda results are left in
+ * got (o, lse, dq, then dk and dv of each set, in that order) when it is not NULL. */
+typedef struct attn_results {
+    float *out[2 + 3 * 4];
+    size_t len[2 + 3 * 4];
+    int count;
+} attn_results;
+
+static void attention_case(const char *name, const attn_shape *shape_in, double tol, const int32_t *q_pos, int tq,
+                           const int32_t *const *k_pos, const int *tk, int sets, attn_results *got)
 {
-    const attn_shape shape = {.n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .block = 16};
+    const attn_shape shape = *shape_in;
     const size_t qd = (size_t)shape.n_heads * shape.head_dim, kvd = (size_t)shape.n_kv_heads * shape.head_dim;
     const size_t hq = (size_t)shape.n_heads * tq;
     float *q = host_randn(tq * qd, 1.0f), *dout = host_randn(tq * qd, 1.0f);
@@ -278,16 +287,34 @@ static void attention_case(const char *name, const int32_t *q_pos, int tq, const
     }
     char what[96];
     snprintf(what, sizeof what, "attention %s: output", name);
-    compare(what, o_[1], o_[0], tq * qd, FP32_TOL);
+    compare(what, o_[1], o_[0], tq * qd, tol);
     snprintf(what, sizeof what, "attention %s: log-sum-exp", name);
-    compare(what, lse_[1], lse_[0], hq, FP32_TOL);
+    compare(what, lse_[1], lse_[0], hq, tol);
     snprintf(what, sizeof what, "attention %s: dq", name);
-    compare(what, dq_[1], dq_[0], tq * qd, FP32_TOL);
+    compare(what, dq_[1], dq_[0], tq * qd, tol);
     for (int s = 0; s < sets; s++) {
         snprintf(what, sizeof what, "attention %s: dk of key set %d", name, s);
-        compare(what, dk_[1][s], dk_[0][s], (size_t)tk[s] * kvd, FP32_TOL);
+        compare(what, dk_[1][s], dk_[0][s], (size_t)tk[s] * kvd, tol);
         snprintf(what, sizeof what, "attention %s: dv of key set %d", name, s);
-        compare(what, dv_[1][s], dv_[0][s], (size_t)tk[s] * kvd, FP32_TOL);
+        compare(what, dv_[1][s], dv_[0][s], (size_t)tk[s] * kvd, tol);
+    }
+    if (got != NULL) { /* host copies of the cuda results */
+        got->count = 0;
+        float *keep[] = {o_[1], lse_[1], dq_[1]};
+        size_t lens[] = {tq * qd, hq, tq * qd};
+        for (int i = 0; i < 3; i++) {
+            got->len[got->count] = lens[i];
+            got->out[got->count] = malloc(lens[i] * sizeof(float));
+            memcpy(got->out[got->count++], keep[i], lens[i] * sizeof(float));
+        }
+        for (int s = 0; s < sets; s++) {
+            const size_t n = (size_t)tk[s] * kvd;
+            for (int w = 0; w < 2; w++) {
+                got->len[got->count] = n;
+                got->out[got->count] = malloc(n * sizeof(float));
+                memcpy(got->out[got->count++], w == 0 ? dk_[1][s] : dv_[1][s], n * sizeof(float));
+            }
+        }
     }
     for (int b = 0; b < 2; b++) {
         both[b]->release(o_[b]), both[b]->release(lse_[b]), both[b]->release(dq_[b]);
@@ -299,9 +326,18 @@ static void attention_case(const char *name, const int32_t *q_pos, int tq, const
     free(q), free(dout);
 }
 
-static void attention(void **state)
+static void attn_results_free(attn_results *x)
 {
-    (void)state;
+    for (int i = 0; i < x->count; i++)
+        free(x->out[i]);
+    x->count = 0;
+}
+
+/* The two cases every attention path must pass: chunks merged in turn, and rows that see
+ * nothing. Inputs come from the shared generator, so a caller that reseeds it gets the
+ * same inputs again. */
+static void attention_cases(const char *label, const attn_shape *shape, double tol, attn_results *merged)
+{
     int32_t q_pos[48], earlier[40], future[21], late_keys[31], first[16];
     for (int i = 0; i < 48; i++)
         q_pos[i] = 40 + i;
@@ -311,7 +347,9 @@ static void attention(void **state)
         future[i] = 100 + i;
     const int32_t *sets[3] = {earlier, q_pos, future};
     const int tk[3] = {40, 48, 21};
-    attention_case("chunks merged", q_pos, 48, sets, tk, 3);
+    char name[96];
+    snprintf(name, sizeof name, "%schunks merged", label);
+    attention_case(name, shape, tol, q_pos, 48, sets, tk, 3, merged);
     /* queries 0..15 against keys 10..40: rows 0..9 see nothing (o = 0, lse = -inf) */
     for (int i = 0; i < 16; i++)
         first[i] = i;
@@ -319,7 +357,64 @@ static void attention(void **state)
         late_keys[i] = 10 + i;
     const int32_t *late[1] = {late_keys};
     const int tk_late[1] = {31};
-    attention_case("rows that see nothing", first, 16, late, tk_late, 1);
+    snprintf(name, sizeof name, "%srows that see nothing", label);
+    attention_case(name, shape, tol, first, 16, late, tk_late, 1, NULL);
+}
+
+static void attention(void **state)
+{
+    (void)state;
+    const attn_shape shape = {.n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .block = 16};
+    attention_cases("", &shape, FP32_TOL, NULL);
+}
+
+/* The fused tensor-core kernels (TF32 operands, fp32 accumulation) against the cpu at every
+ * head dimension they take, with more rows than one block of each kernel (and partial last
+ * tiles): zig-zag-like chunks as a rank holds them (two runs of positions with a gap),
+ * earlier and later key sets, grouped-query heads. The launch counter proves the fused
+ * kernels ran (a silent fall back to the products path would pass the comparison too), and
+ * a second run with the same inputs must repeat bit for bit (no atomics). TF32's operand
+ * rounding (2^-11 relative) through scores, exp and two products: 1e-2, normwise. */
+#define FUSED_TOL 1e-2
+
+static void attention_fused(void **state)
+{
+    (void)state;
+    ops_cuda_set_tf32(true);
+    ops_cuda_set_fused_attention(true);
+    const int dims[] = {16, 32, 64, 128, 256};
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        const attn_shape shape = {.n_heads = 4, .n_kv_heads = 2, .head_dim = dims[d], .block = 16};
+        char label[48];
+        snprintf(label, sizeof label, "fused hd %d, ", dims[d]);
+        const unsigned long long before = ops_cuda_fused_attention_launches();
+        attention_cases(label, &shape, FUSED_TOL, NULL);
+        assert_true(ops_cuda_fused_attention_launches() > before);
+    }
+    /* 150 query rows in two runs (positions 0..74 and 225..299), against the rank's own
+     * keys and 100 keys of a chunk between (positions 100..199): three blocks of 64 query
+     * rows, 32-key tiles cut short, dK/dV blocks of 32 and 64 keys with their first queries
+     * found by position. */
+    const attn_shape shape = {.n_heads = 8, .n_kv_heads = 2, .head_dim = 64, .block = 16};
+    int32_t q_pos[150], middle[100];
+    for (int i = 0; i < 75; i++)
+        q_pos[i] = i, q_pos[75 + i] = 225 + i;
+    for (int i = 0; i < 100; i++)
+        middle[i] = 100 + i;
+    const int32_t *sets[2] = {q_pos, middle};
+    const int tk[2] = {150, 100};
+    attn_results first = {0}, again = {0};
+    rng saved = r;
+    attention_case("fused zig-zag rank, 8 heads over 2", &shape, FUSED_TOL, q_pos, 150, sets, tk, 2, &first);
+    r = saved;
+    attention_case("fused zig-zag rank, again", &shape, FUSED_TOL, q_pos, 150, sets, tk, 2, &again);
+    assert_int_equal(first.count, again.count);
+    for (int i = 0; i < first.count; i++)
+        assert_memory_equal(first.out[i], again.out[i], first.len[i] * sizeof(float));
+    printf("  fused zig-zag rank: a second run repeats every output bit for bit\n");
+    attn_results_free(&first), attn_results_free(&again);
+    ops_cuda_set_fused_attention(false);
+    ops_cuda_set_tf32(false);
 }
 
 static model_config small_model(void)
@@ -476,8 +571,8 @@ int main(void)
     rng_seed(&r, 77);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(matmul_fp32),     cmocka_unit_test(matmul_tf32),     cmocka_unit_test(elementwise),
-        cmocka_unit_test(attention),       cmocka_unit_test(model_gradients), cmocka_unit_test(training_curve),
-        cmocka_unit_test(staging),
+        cmocka_unit_test(attention),       cmocka_unit_test(attention_fused), cmocka_unit_test(model_gradients),
+        cmocka_unit_test(training_curve),  cmocka_unit_test(staging),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -160,6 +160,14 @@ const ops *ops_cuda(char *err, size_t errlen);
 void ops_cuda_set_tf32(bool on);
 bool ops_cuda_tf32(void);
 
+/* Attention in fused tensor-core kernels (TF32 operands, fp32 accumulation; score tiles
+ * kept on chip) instead of cuBLAS products around row kernels: used only with TF32 on, for
+ * head dimensions 16, 32, 64, 128 and 256; off by default. launches counts the fused
+ * kernels started so far (tests check that a case really took them). */
+void ops_cuda_set_fused_attention(bool on);
+bool ops_cuda_fused_attention(void);
+unsigned long long ops_cuda_fused_attention_launches(void);
+
 /* "NVIDIA H100 80GB HBM3, sm_90, CUDA 13.0, cuBLAS 13.0.0" style. */
 const char *ops_cuda_device_name(void);
 

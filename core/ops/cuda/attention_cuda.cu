@@ -4,6 +4,8 @@
 // gradients) around a row kernel that masks by position, keeps the running max and sum,
 // and rescales the accumulator. The products run on tensor cores with TF32; the score tile
 // is bounded (SCORE_TILE_FLOATS) so memory stays O(rows x keys per block), never O(seq^2).
+// With TF32 and the fused kernels switched on, attention_fused.cu takes the shapes it has
+// kernels for and keeps the score tiles on chip instead.
 #include "ops_cuda_internal.h"
 
 #include <math.h>
@@ -186,6 +188,8 @@ void cuda_attn_block(attn_state *st, const float *q, const int32_t *q_pos, const
         return;
     const float scale = 1.0f / sqrtf((float)hd);
     const block_plan plan = plan_blocks(q_pos, tq, k_pos, tk, group);
+    if (cuda_fused_attn_block(st, q, plan.q_pos, k, v, plan.k_pos, tk, shape))
+        return;
     const int bq = plan.rows_per_block;
     float *s = (float *)device_buffer_reserve(&g_scores, (size_t)group * bq * tile_ld(tk) * sizeof(float));
     for (int i0 = 0; i0 < tq; i0 += bq) {
@@ -304,6 +308,8 @@ void cuda_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const 
         return;
     const float scale = 1.0f / sqrtf((float)hd);
     const block_plan plan = plan_blocks(q_pos, tq, k_pos, tk, group);
+    if (cuda_fused_attn_block_bwd(dq, dk, dv, q, plan.q_pos, tq, k, v, plan.k_pos, tk, dout, lse, delta, shape))
+        return;
     const int bq = plan.rows_per_block;
     float *p = (float *)device_buffer_reserve(&g_scores, (size_t)group * bq * tile_ld(tk) * sizeof(float));
     float *ds = (float *)device_buffer_reserve(&g_dscores, (size_t)group * bq * tile_ld(tk) * sizeof(float));

@@ -78,4 +78,12 @@ void cuda_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const 
                          const float *k, const float *v, const int32_t *k_pos, int tk, const float *dout,
                          const float *lse, const float *delta, const attn_shape *shape, float *scratch);
 
+// The fused tensor-core kernels, in attention_fused.cu (positions are device copies): false,
+// having done nothing, when they are off or do not take this shape, precision or alignment.
+bool cuda_fused_attn_block(attn_state *st, const float *q, const int32_t *q_pos_dev, const float *k, const float *v,
+                           const int32_t *k_pos_dev, int tk, const attn_shape *shape);
+bool cuda_fused_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos_dev, int tq,
+                               const float *k, const float *v, const int32_t *k_pos_dev, int tk, const float *dout,
+                               const float *lse, const float *delta, const attn_shape *shape);
+
 #endif

@@ -20,6 +20,21 @@ bool ops_cuda_tf32(void)
     return false;
 }
 
+void ops_cuda_set_fused_attention(bool on)
+{
+    (void)on;
+}
+
+bool ops_cuda_fused_attention(void)
+{
+    return false;
+}
+
+unsigned long long ops_cuda_fused_attention_launches(void)
+{
+    return 0;
+}
+
 const char *ops_cuda_device_name(void)
 {
     return "none (built without CUDA)";

@@ -1,0 +1,122 @@
+// Fused attention on tensor cores: the score tiles never leave the chip. The products path
+// (attention_cuda.cu) writes every score tile to memory and reads it back several times per
+// block (scores, probabilities, their gradients); at 32K tokens, dim 2048, 8 heads that
+// traffic, not the products, bounds the step. Here each warp keeps its 16 rows of scores in
+// registers, between two TF32 mma.sync products, in the layout the PTX ISA documents for
+// mma.m16n8k8 (lane = 4 x groupID + threadID_in_group; g and t below):
+//   A (16 x 8, row-major): a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4)
+//   B (8 x 8):             b0 (t, g), b1 (t + 4, g)
+//   C (16 x 8):            c0 (g, 2t), c1 (g, 2t + 1), c2 (g + 8, 2t), c3 (g + 8, 2t + 1)
+// A product's C fragment becomes the next product's A fragment without a shuffle by
+// numbering that product's k index differently: its column t is key 2t of the eight, its
+// column t + 4 key 2t + 1, and the B operand's rows are read in the same order.
+//
+// Three kernels: the forward merges one key/value set into the online-softmax state (the
+// seam's acc, max, sum), one warp per 16 query rows; the backward is one kernel per 16 key
+// rows for dK and dV (summed over the group's heads and every query) and one per 16 query
+// rows for dQ, so every output element has one owner and sums in a fixed order (no atomics:
+// runs repeat bit for bit). Operands are staged in shared memory rounded to TF32, rows
+// HD + 4 floats apart, which puts the 32 lanes of every fragment load on 32 banks.
+//
+// Used with TF32 on and when ops_cuda_set_fused_attention asks for it, for head dimensions
+// 16, 32, 64, 128 and 256 with 16-byte aligned operands; anything else takes the products
+// path, which is also the fp32 reference the tests hold to 1e-5. The kernels themselves are
+// in attention_fused_kernels.h, which the warp emulator's test also compiles for the host.
+#include "ops_cuda_internal.h"
+
+#include "attention_fused_kernels.h"
+
+namespace {
+
+bool g_fused_on;
+unsigned long long g_fused_launches;
+
+size_t smem_optin(void)
+{
+    static int bytes = -1;
+    if (bytes < 0) {
+        int device = 0;
+        CUDA_CHECK(cudaGetDevice(&device));
+        CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    }
+    return (size_t)bytes;
+}
+
+// Starts one kernel on the backend's stream, allowed its shared memory past the default 48 KB.
+struct stream_launch {
+    const fused::fused_args *args;
+    template <typename Kernel> void operator()(Kernel kernel, size_t smem, int grid_x, int grid_y, int threads) const
+    {
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        kernel<<<dim3((unsigned)grid_x, (unsigned)grid_y), (unsigned)threads, smem, g_cuda.stream>>>(*args);
+        LAUNCH_CHECK();
+        g_fused_launches++;
+    }
+};
+
+bool aligned16(const void *p)
+{
+    return ((uintptr_t)p & 15u) == 0;
+}
+
+bool eligible(const attn_shape *shape, const void *const *ptrs, int count)
+{
+    if (!g_fused_on || !g_cuda.tf32 || !fused::takes_head_dim(shape->head_dim))
+        return false;
+    for (int i = 0; i < count; i++)
+        if (!aligned16(ptrs[i]))
+            return false;
+    return true;
+}
+
+fused::fused_args args_for(const attn_shape *shape, int tq, int tk)
+{
+    fused::fused_args a = {};
+    a.tq = tq, a.tk = tk, a.group = shape->n_heads / shape->n_kv_heads;
+    a.qs = shape->n_heads * shape->head_dim, a.ks = shape->n_kv_heads * shape->head_dim;
+    a.scale = 1.0f / sqrtf((float)shape->head_dim);
+    return a;
+}
+
+} // namespace
+
+bool cuda_fused_attn_block(attn_state *st, const float *q, const int32_t *q_pos_dev, const float *k, const float *v,
+                           const int32_t *k_pos_dev, int tk, const attn_shape *shape)
+{
+    const void *ptrs[] = {q, k, v, st->acc};
+    if (!eligible(shape, ptrs, 4))
+        return false;
+    fused::fused_args a = args_for(shape, st->tq, tk);
+    a.q = q, a.k = k, a.v = v, a.q_pos = q_pos_dev, a.k_pos = k_pos_dev;
+    a.acc = st->acc, a.max = st->max, a.sum = st->sum;
+    return fused::forward_any(a, shape->head_dim, shape->n_heads, smem_optin(), stream_launch{&a});
+}
+
+bool cuda_fused_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos_dev, int tq,
+                               const float *k, const float *v, const int32_t *k_pos_dev, int tk, const float *dout,
+                               const float *lse, const float *delta, const attn_shape *shape)
+{
+    const void *ptrs[] = {dq, dk, dv, q, k, v, dout};
+    if (!eligible(shape, ptrs, 7))
+        return false;
+    fused::fused_args a = args_for(shape, tq, tk);
+    a.q = q, a.k = k, a.v = v, a.dout = dout, a.lse = lse, a.delta = delta, a.q_pos = q_pos_dev, a.k_pos = k_pos_dev;
+    a.dq = dq, a.dk = dk, a.dv = dv;
+    return fused::backward_any(a, shape->head_dim, shape->n_heads, shape->n_kv_heads, smem_optin(),
+                               stream_launch{&a});
+}
+
+extern "C" void ops_cuda_set_fused_attention(bool on)
+{
+    g_fused_on = on;
+}
+
+extern "C" bool ops_cuda_fused_attention(void)
+{
+    return g_fused_on;
+}
+
+extern "C" unsigned long long ops_cuda_fused_attention_launches(void)
+{
+    return g_fused_launches;
+}

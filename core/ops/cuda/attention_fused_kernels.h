@@ -1,0 +1,531 @@
+// The fused attention kernels (attention_fused.cu uses them; see there for the design), in
+// a header of their own so that the same source also compiles for the host under the warp
+// emulator of tests/warp_emulator.h: there every thread is a host thread, and mma.sync,
+// shuffles and barriers are emulated from the PTX ISA's fragment layouts, so the kernels'
+// indexing, masking, synchronisation and shared-memory bounds are tested on machines without
+// a GPU (and under the sanitizers).
+//
+// What the includer provides: under nvcc, nothing (CUDA and the inline PTX below); on the
+// host, the emulator's threadIdx, blockIdx, blockDim, __syncthreads, __shfl_xor_sync,
+// tf32_bits, mma_tf32, float2/float4 and the FUSED_* macros.
+// Loops marked FUSED_UNROLL have trip counts known at compile time; nvcc unrolls them, which
+// keeps the fragments' arrays in registers.
+#ifndef WANCP_ATTENTION_FUSED_KERNELS_H
+#define WANCP_ATTENTION_FUSED_KERNELS_H
+
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define FUSED_DEVICE __device__ __forceinline__
+#define FUSED_HOST_DEVICE __host__ __device__
+#define FUSED_KERNEL(threads) __global__ void __launch_bounds__(threads, 1)
+#define FUSED_SHARED(name) extern __shared__ float4 name[]
+#define FUSED_UNROLL _Pragma("unroll")
+
+// x rounded to TF32 (10 mantissa bits, to nearest, ties away from zero), as mma.sync takes it.
+__device__ __forceinline__ uint32_t tf32_bits(float x)
+{
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+// d += a b on one 16 x 8 x 8 tile.
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
+{
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                 "{%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
+
+namespace fused {
+
+
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr int KEYS_PER_TILE = 32;    // keys per step of the forward and dQ loops
+constexpr int QUERIES_PER_TILE = 32; // queries per step of the dK/dV loop
+
+// Floats between two staged rows: HD + 4 puts a fragment's 32 loads on 32 banks.
+template <int HD> FUSED_HOST_DEVICE constexpr int staged_ld() { return HD + 4; }
+
+FUSED_DEVICE float tf32_round(float x)
+{
+    return __uint_as_float(tf32_bits(x));
+}
+
+// c (16 x 8 NT) += A (16 x KDIM) B^T, with A the warp's 16 staged rows and B NT x 8 staged
+// rows (both ld floats apart, already TF32): the scores of 16 rows against 8 NT rows.
+template <int KDIM, int NT>
+FUSED_DEVICE void mma_rows_by_rows(float (&c)[NT][4], const float *a, const float *b, int ld)
+{
+    const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+FUSED_UNROLL
+    for (int k = 0; k < KDIM; k += 8) {
+        const uint32_t af[4] = {__float_as_uint(a[g * ld + k + t]), __float_as_uint(a[(g + 8) * ld + k + t]),
+                                __float_as_uint(a[g * ld + k + t + 4]), __float_as_uint(a[(g + 8) * ld + k + t + 4])};
+FUSED_UNROLL
+        for (int j = 0; j < NT; j++) {
+            const float *bj = b + (8 * j + g) * ld + k;
+            const uint32_t bf[2] = {__float_as_uint(bj[t]), __float_as_uint(bj[t + 4])};
+            mma_tf32(c[j], af, bf);
+        }
+    }
+}
+
+// c (16 x 8 NN) += P (16 x 8 NK) B, with P in registers in the C layout of mma_rows_by_rows
+// (its 8 NK columns are B's rows) and B 8 NK staged rows of which the first 8 NN columns are
+// used: probabilities (or their gradients) times values (or queries, keys, dO).
+template <int NK, int NN>
+FUSED_DEVICE void mma_regs_by_rows(float (&c)[NN][4], const float (&p)[NK][4], const float *b, int ld)
+{
+    const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+FUSED_UNROLL
+    for (int j = 0; j < NK; j++) {
+        // column t is key 8j + 2t (p[j][0], p[j][2]); column t + 4 is key 8j + 2t + 1
+        const uint32_t af[4] = {tf32_bits(p[j][0]), tf32_bits(p[j][2]), tf32_bits(p[j][1]), tf32_bits(p[j][3])};
+        const float *b0 = b + (8 * j + 2 * t) * ld + g, *b1 = b0 + ld;
+FUSED_UNROLL
+        for (int d = 0; d < NN; d++) {
+            const uint32_t bf[2] = {__float_as_uint(b0[8 * d]), __float_as_uint(b1[8 * d])};
+            mma_tf32(c[d], af, bf);
+        }
+    }
+}
+
+// rows x HD floats from src (rows src_ld floats apart) into shared memory, rounded to TF32;
+// rows from valid on are zeros. The whole block takes part.
+template <int HD>
+FUSED_DEVICE void stage_rows(float *dst, const float *src, size_t src_ld, int rows, int valid)
+{
+    constexpr int V4 = HD / 4, LD = staged_ld<HD>();
+    for (int x = threadIdx.x; x < rows * V4; x += blockDim.x) {
+        const int r = x / V4, c = (x % V4) * 4;
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (r < valid)
+            v = *(const float4 *)(src + (size_t)r * src_ld + c);
+        v.x = tf32_round(v.x), v.y = tf32_round(v.y), v.z = tf32_round(v.z), v.w = tf32_round(v.w);
+        *(float4 *)(dst + r * LD + c) = v;
+    }
+}
+
+// How many of the ascending positions are <= last; the index of the first that is >= first.
+FUSED_DEVICE int count_at_most(const int32_t *pos, int n, int32_t last)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (pos[mid] <= last)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+FUSED_DEVICE int first_at_least(const int32_t *pos, int n, int32_t first)
+{
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (pos[mid] < first)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+// The largest (or the sum) over the four lanes of a quad, which share C rows.
+FUSED_DEVICE float quad_max(float x)
+{
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+FUSED_DEVICE float quad_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+struct fused_args {
+    const float *q, *k, *v, *dout, *lse, *delta;
+    const int32_t *q_pos, *k_pos;
+    float *acc, *max, *sum;  // forward state
+    float *dq, *dk, *dv;     // backward outputs (accumulated)
+    int tq, tk, group;       // query rows, key rows, query heads per kv head
+    int qs, ks;              // row strides of q/dout/acc/dq and of k/v/dk/dv, in floats
+    float scale;
+};
+
+// ---- forward -------------------------------------------------------------------------------
+
+template <int HD, int NW> constexpr size_t fwd_smem()
+{
+    return ((size_t)(16 * NW) + 2 * KEYS_PER_TILE) * staged_ld<HD>() * sizeof(float) + KEYS_PER_TILE * sizeof(int32_t);
+}
+
+// One block per (16 NW query rows, head); warp w owns rows 16 w .. 16 w + 15 of them.
+template <int HD, int NW>
+FUSED_KERNEL(NW * 32) fused_fwd_kernel(fused_args a)
+{
+    constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD>(), NT = BC / 8, ND = HD / 8;
+    FUSED_SHARED(smem4);
+    float *sq = (float *)smem4, *sk = sq + BR * LD, *sv = sk + BC * LD;
+    int32_t *skp = (int32_t *)(sv + BC * LD);
+    const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
+    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+    const int valid_rows = min(BR, a.tq - i0);
+    const int nv = count_at_most(a.k_pos, a.tk, a.q_pos[i0 + valid_rows - 1]);
+    if (nv == 0) // the same for the whole block: no key is visible to any of its rows
+        return;
+    stage_rows<HD>(sq, a.q + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR, valid_rows);
+
+    // This thread's two rows (g and g + 8 of its warp's 16) and their state.
+    const int row[2] = {i0 + 16 * warp + g, i0 + 16 * warp + g + 8};
+    int32_t qp[2];
+    float m[2], l[2], o[ND][4];
+FUSED_UNROLL
+    for (int r = 0; r < 2; r++) {
+        const bool in = row[r] < a.tq;
+        qp[r] = in ? a.q_pos[row[r]] : INT32_MIN;
+        m[r] = in ? a.max[(size_t)h * a.tq + row[r]] : -INFINITY;
+        l[r] = in ? a.sum[(size_t)h * a.tq + row[r]] : 0.0f;
+    }
+FUSED_UNROLL
+    for (int d = 0; d < ND; d++) {
+FUSED_UNROLL
+        for (int r = 0; r < 2; r++) {
+            float2 x = make_float2(0.0f, 0.0f);
+            if (row[r] < a.tq)
+                x = *(const float2 *)(a.acc + (size_t)row[r] * a.qs + (size_t)h * HD + 8 * d + 2 * t);
+            o[d][2 * r] = x.x, o[d][2 * r + 1] = x.y;
+        }
+    }
+
+    for (int j0 = 0; j0 < nv; j0 += BC) {
+        __syncthreads(); // every warp is done with the last tile (and sq is staged)
+        const int valid_keys = min(BC, nv - j0);
+        stage_rows<HD>(sk, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid_keys);
+        stage_rows<HD>(sv, a.v + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid_keys);
+        for (int x = threadIdx.x; x < BC; x += blockDim.x)
+            skp[x] = x < valid_keys ? a.k_pos[j0 + x] : INT32_MAX;
+        __syncthreads();
+
+        float s[NT][4] = {};
+        mma_rows_by_rows<HD, NT>(s, sq + 16 * warp * LD, sk, LD);
+        float top[2] = {-INFINITY, -INFINITY};
+FUSED_UNROLL
+        for (int j = 0; j < NT; j++) {
+FUSED_UNROLL
+            for (int e = 0; e < 4; e++) {
+                const int r = e >> 1;
+                s[j][e] = skp[8 * j + 2 * t + (e & 1)] <= qp[r] ? s[j][e] * a.scale : -INFINITY;
+                top[r] = fmaxf(top[r], s[j][e]);
+            }
+        }
+        float alpha[2], m_new[2], added[2] = {0.0f, 0.0f};
+FUSED_UNROLL
+        for (int r = 0; r < 2; r++) {
+            m_new[r] = fmaxf(m[r], quad_max(top[r]));
+            alpha[r] = m_new[r] == -INFINITY ? 1.0f : exp2f((m[r] - m_new[r]) * LOG2E); // 0 when m was -inf
+        }
+FUSED_UNROLL
+        for (int j = 0; j < NT; j++) {
+FUSED_UNROLL
+            for (int e = 0; e < 4; e++) {
+                const int r = e >> 1;
+                const float p = m_new[r] == -INFINITY ? 0.0f : exp2f((s[j][e] - m_new[r]) * LOG2E);
+                s[j][e] = p;
+                added[r] += p;
+            }
+        }
+FUSED_UNROLL
+        for (int r = 0; r < 2; r++) {
+            l[r] = l[r] * alpha[r] + quad_sum(added[r]);
+            m[r] = m_new[r];
+        }
+FUSED_UNROLL
+        for (int d = 0; d < ND; d++)
+            o[d][0] *= alpha[0], o[d][1] *= alpha[0], o[d][2] *= alpha[1], o[d][3] *= alpha[1];
+        mma_regs_by_rows<NT, ND>(o, s, sv, LD);
+    }
+
+FUSED_UNROLL
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= a.tq)
+            continue;
+FUSED_UNROLL
+        for (int d = 0; d < ND; d++)
+            *(float2 *)(a.acc + (size_t)row[r] * a.qs + (size_t)h * HD + 8 * d + 2 * t) =
+                make_float2(o[d][2 * r], o[d][2 * r + 1]);
+        if (t == 0) {
+            a.max[(size_t)h * a.tq + row[r]] = m[r];
+            a.sum[(size_t)h * a.tq + row[r]] = l[r];
+        }
+    }
+}
+
+// ---- backward: dQ --------------------------------------------------------------------------
+
+template <int HD, int NW> constexpr size_t dq_smem()
+{
+    return (2 * (size_t)(16 * NW) + 2 * KEYS_PER_TILE) * staged_ld<HD>() * sizeof(float) +
+           KEYS_PER_TILE * sizeof(int32_t);
+}
+
+// One block per (16 NW query rows, head): dQ += scale dS K over every visible key, with
+//   P = exp(scale Q K^T - lse) under the mask, dP = dO V^T, dS = P (dP - delta).
+template <int HD, int NW>
+FUSED_KERNEL(NW * 32) fused_dq_kernel(fused_args a)
+{
+    constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD>(), NT = BC / 8, ND = HD / 8;
+    FUSED_SHARED(smem4);
+    float *sq = (float *)smem4, *sg = sq + BR * LD, *sk = sg + BR * LD, *sv = sk + BC * LD;
+    int32_t *skp = (int32_t *)(sv + BC * LD);
+    const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
+    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+    const int valid_rows = min(BR, a.tq - i0);
+    const int nv = count_at_most(a.k_pos, a.tk, a.q_pos[i0 + valid_rows - 1]);
+    if (nv == 0)
+        return;
+    stage_rows<HD>(sq, a.q + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR, valid_rows);
+    stage_rows<HD>(sg, a.dout + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR, valid_rows);
+
+    const int row[2] = {i0 + 16 * warp + g, i0 + 16 * warp + g + 8};
+    int32_t qp[2];
+    float lse[2], delta[2];
+FUSED_UNROLL
+    for (int r = 0; r < 2; r++) {
+        const bool in = row[r] < a.tq;
+        lse[r] = in ? a.lse[(size_t)h * a.tq + row[r]] : -INFINITY;
+        delta[r] = in ? a.delta[(size_t)h * a.tq + row[r]] : 0.0f;
+        qp[r] = in && lse[r] != -INFINITY ? a.q_pos[row[r]] : INT32_MIN; // a row that saw nothing: P = 0
+    }
+    float dq[ND][4] = {};
+
+    for (int j0 = 0; j0 < nv; j0 += BC) {
+        __syncthreads();
+        const int valid_keys = min(BC, nv - j0);
+        stage_rows<HD>(sk, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid_keys);
+        stage_rows<HD>(sv, a.v + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid_keys);
+        for (int x = threadIdx.x; x < BC; x += blockDim.x)
+            skp[x] = x < valid_keys ? a.k_pos[j0 + x] : INT32_MAX;
+        __syncthreads();
+
+        float s[NT][4] = {}, dp[NT][4] = {};
+        mma_rows_by_rows<HD, NT>(s, sq + 16 * warp * LD, sk, LD);
+        mma_rows_by_rows<HD, NT>(dp, sg + 16 * warp * LD, sv, LD);
+FUSED_UNROLL
+        for (int j = 0; j < NT; j++) {
+FUSED_UNROLL
+            for (int e = 0; e < 4; e++) {
+                const int r = e >> 1;
+                const float p = skp[8 * j + 2 * t + (e & 1)] <= qp[r]
+                                    ? exp2f((s[j][e] * a.scale - lse[r]) * LOG2E)
+                                    : 0.0f;
+                s[j][e] = p * (dp[j][e] - delta[r]); // dS
+            }
+        }
+        mma_regs_by_rows<NT, ND>(dq, s, sk, LD);
+    }
+
+FUSED_UNROLL
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= a.tq)
+            continue;
+FUSED_UNROLL
+        for (int d = 0; d < ND; d++) {
+            float2 *out = (float2 *)(a.dq + (size_t)row[r] * a.qs + (size_t)h * HD + 8 * d + 2 * t);
+            float2 x = *out;
+            x.x += a.scale * dq[d][2 * r], x.y += a.scale * dq[d][2 * r + 1];
+            *out = x;
+        }
+    }
+}
+
+// ---- backward: dK and dV -------------------------------------------------------------------
+
+// KG groups of 16 key rows per block, each split over NS warps by head-dimension columns
+// (NS = 2 at HD 256, where a warp's dK and dV for all 256 columns would not fit its
+// registers): the warps of a group each contract half of the head dimension and add their
+// halves of the scores through shared memory.
+template <int HD, int KG, int NS> constexpr size_t dkdv_smem()
+{
+    constexpr int NTQ = QUERIES_PER_TILE / 8;
+    return (2 * (size_t)(16 * KG) + 2 * QUERIES_PER_TILE) * staged_ld<HD>() * sizeof(float) +
+           3 * QUERIES_PER_TILE * sizeof(float) + (NS > 1 ? (size_t)KG * NS * 2 * NTQ * 4 * 32 * sizeof(float) : 0);
+}
+
+// One block per (16 KG key rows, kv head): for every head of the group and every query
+// that can see one of its keys, with S^T = K Q^T and dP^T = V dO^T,
+//   dV += P^T dO,  dK += scale dS^T Q.
+template <int HD, int KG, int NS>
+FUSED_KERNEL(KG * NS * 32) fused_dkdv_kernel(fused_args a)
+{
+    constexpr int KEYS = 16 * KG, BQ = QUERIES_PER_TILE, LD = staged_ld<HD>(), NTQ = BQ / 8;
+    constexpr int HS = HD / NS, NDS = HS / 8; // head-dimension columns per warp
+    FUSED_SHARED(smem4);
+    float *sk = (float *)smem4, *sv = sk + KEYS * LD, *sq = sv + KEYS * LD, *sg = sq + BQ * LD;
+    float *slse = sg + BQ * LD, *sdelta = slse + BQ;
+    int32_t *sqp = (int32_t *)(sdelta + BQ);
+    float *xchg = (float *)(sqp + BQ); // NS > 1: per warp, its partial S^T and dP^T, lane-major
+    const int kh = blockIdx.y, j0 = blockIdx.x * KEYS;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int kg = warp / NS, part = warp % NS;
+    const int valid_keys = min(KEYS, a.tk - j0);
+    const int first_query = first_at_least(a.q_pos, a.tq, a.k_pos[j0]);
+    if (first_query >= a.tq) // no query sees any of these keys
+        return;
+    stage_rows<HD>(sk, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, KEYS, valid_keys);
+    stage_rows<HD>(sv, a.v + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, KEYS, valid_keys);
+
+    const int key[2] = {j0 + 16 * kg + g, j0 + 16 * kg + g + 8};
+    int32_t kp[2];
+FUSED_UNROLL
+    for (int r = 0; r < 2; r++)
+        kp[r] = key[r] < a.tk ? a.k_pos[key[r]] : INT32_MAX;
+    float dk[NDS][4] = {}, dv[NDS][4] = {};
+
+    for (int h = kh * a.group; h < (kh + 1) * a.group; h++) {
+        for (int i0 = first_query; i0 < a.tq; i0 += BQ) {
+            __syncthreads(); // every warp is done with the last query tile (and its exchange)
+            const int valid_queries = min(BQ, a.tq - i0);
+            stage_rows<HD>(sq, a.q + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BQ, valid_queries);
+            stage_rows<HD>(sg, a.dout + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BQ, valid_queries);
+            for (int x = threadIdx.x; x < BQ; x += blockDim.x) {
+                const bool in = x < valid_queries;
+                const float L = in ? a.lse[(size_t)h * a.tq + i0 + x] : -INFINITY;
+                slse[x] = L;
+                sdelta[x] = in ? a.delta[(size_t)h * a.tq + i0 + x] : 0.0f;
+                sqp[x] = L != -INFINITY ? a.q_pos[i0 + x] : INT32_MIN; // saw nothing (or past the end): P = 0
+            }
+            __syncthreads();
+
+            float st[NTQ][4] = {}, dpt[NTQ][4] = {};
+            mma_rows_by_rows<HS, NTQ>(st, sk + 16 * kg * LD + part * HS, sq + part * HS, LD);
+            mma_rows_by_rows<HS, NTQ>(dpt, sv + 16 * kg * LD + part * HS, sg + part * HS, LD);
+            if (NS > 1) {
+                float *mine = xchg + (size_t)warp * 2 * NTQ * 4 * 32;
+FUSED_UNROLL
+                for (int j = 0; j < NTQ; j++)
+FUSED_UNROLL
+                    for (int e = 0; e < 4; e++) {
+                        mine[(j * 4 + e) * 32 + lane] = st[j][e];
+                        mine[(NTQ * 4 + j * 4 + e) * 32 + lane] = dpt[j][e];
+                    }
+                __syncthreads();
+                for (int other = 0; other < NS; other++) {
+                    if (other == part)
+                        continue;
+                    const float *theirs = xchg + (size_t)(kg * NS + other) * 2 * NTQ * 4 * 32;
+FUSED_UNROLL
+                    for (int j = 0; j < NTQ; j++)
+FUSED_UNROLL
+                        for (int e = 0; e < 4; e++) {
+                            st[j][e] += theirs[(j * 4 + e) * 32 + lane];
+                            dpt[j][e] += theirs[(NTQ * 4 + j * 4 + e) * 32 + lane];
+                        }
+                }
+            }
+FUSED_UNROLL
+            for (int j = 0; j < NTQ; j++) {
+FUSED_UNROLL
+                for (int e = 0; e < 4; e++) {
+                    const int r = e >> 1, col = 8 * j + 2 * t + (e & 1);
+                    const float p = kp[r] <= sqp[col] ? exp2f((st[j][e] * a.scale - slse[col]) * LOG2E) : 0.0f;
+                    st[j][e] = p;
+                    dpt[j][e] = p * (dpt[j][e] - sdelta[col]); // dS^T
+                }
+            }
+            mma_regs_by_rows<NTQ, NDS>(dv, st, sg + part * HS, LD);
+            mma_regs_by_rows<NTQ, NDS>(dk, dpt, sq + part * HS, LD);
+        }
+    }
+
+FUSED_UNROLL
+    for (int r = 0; r < 2; r++) {
+        if (key[r] >= a.tk)
+            continue;
+        const size_t base = (size_t)key[r] * a.ks + (size_t)kh * HD + part * HS + 2 * t;
+FUSED_UNROLL
+        for (int d = 0; d < NDS; d++) {
+            float2 *k_out = (float2 *)(a.dk + base + 8 * d), *v_out = (float2 *)(a.dv + base + 8 * d);
+            float2 x = *k_out, y = *v_out;
+            x.x += a.scale * dk[d][2 * r], x.y += a.scale * dk[d][2 * r + 1];
+            y.x += dv[d][2 * r], y.y += dv[d][2 * r + 1];
+            *k_out = x, *v_out = y;
+        }
+    }
+}
+
+// ---- launch plans, shared by the GPU and the emulator -----------------------------------------
+
+// Head dimensions with kernels.
+inline bool takes_head_dim(int hd)
+{
+    return hd == 16 || hd == 32 || hd == 64 || hd == 128 || hd == 256;
+}
+
+// launch(kernel, shared bytes, grid x, grid y, threads) starts one kernel. smem_limit is the
+// device's opt-in shared memory per block. False, having started nothing, when a kernel
+// would not fit.
+template <int HD, typename Launch> bool forward(const fused_args &a, int heads, size_t smem_limit, Launch launch)
+{
+    constexpr int NW = 4;
+    if (fwd_smem<HD, NW>() > smem_limit)
+        return false;
+    launch(fused_fwd_kernel<HD, NW>, fwd_smem<HD, NW>(), (a.tq + 16 * NW - 1) / (16 * NW), heads, NW * 32);
+    return true;
+}
+
+// dK/dV first, then dQ; dQ takes four warps where the device's shared memory allows (an H100
+// at HD 256) and two where not (an A100).
+template <int HD, typename Launch>
+bool backward(const fused_args &a, int heads, int kv_heads, size_t smem_limit, Launch launch)
+{
+    constexpr int NS = HD > 128 ? 2 : 1, KG = 4 / NS;
+    if (dkdv_smem<HD, KG, NS>() > smem_limit || dq_smem<HD, 2>() > smem_limit)
+        return false;
+    launch(fused_dkdv_kernel<HD, KG, NS>, dkdv_smem<HD, KG, NS>(), (a.tk + 16 * KG - 1) / (16 * KG), kv_heads,
+           KG * NS * 32);
+    if (dq_smem<HD, 4>() <= smem_limit)
+        launch(fused_dq_kernel<HD, 4>, dq_smem<HD, 4>(), (a.tq + 63) / 64, heads, 128);
+    else
+        launch(fused_dq_kernel<HD, 2>, dq_smem<HD, 2>(), (a.tq + 31) / 32, heads, 64);
+    return true;
+}
+
+template <typename Launch> bool forward_any(const fused_args &a, int hd, int heads, size_t smem_limit, Launch launch)
+{
+    switch (hd) {
+    case 16: return forward<16>(a, heads, smem_limit, launch);
+    case 32: return forward<32>(a, heads, smem_limit, launch);
+    case 64: return forward<64>(a, heads, smem_limit, launch);
+    case 128: return forward<128>(a, heads, smem_limit, launch);
+    case 256: return forward<256>(a, heads, smem_limit, launch);
+    default: return false;
+    }
+}
+
+template <typename Launch>
+bool backward_any(const fused_args &a, int hd, int heads, int kv_heads, size_t smem_limit, Launch launch)
+{
+    switch (hd) {
+    case 16: return backward<16>(a, heads, kv_heads, smem_limit, launch);
+    case 32: return backward<32>(a, heads, kv_heads, smem_limit, launch);
+    case 64: return backward<64>(a, heads, kv_heads, smem_limit, launch);
+    case 128: return backward<128>(a, heads, kv_heads, smem_limit, launch);
+    case 256: return backward<256>(a, heads, kv_heads, smem_limit, launch);
+    default: return false;
+    }
+}
+
+} // namespace fused
+
+#endif

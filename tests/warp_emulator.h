@@ -1,0 +1,243 @@
+// A warp emulator: CUDA kernels written against core/ops/cuda/attention_fused_kernels.h run on
+// the host, one host thread per CUDA thread, so their indexing, masking, barriers and
+// shared-memory bounds are tested where there is no GPU (and under ASan and UBSan, which see
+// every shared-memory access as a heap access of exactly the block's size).
+//
+// What it emulates, from the PTX ISA:
+//   - mma.sync.m16n8k8 with TF32 operands: each lane's fragments are put where the ISA's
+//     fragment layouts say they belong (A: a0 (g, t), a1 (g + 8, t), a2 (g, t + 4),
+//     a3 (g + 8, t + 4); B: b0 (t, g), b1 (t + 4, g); C: c0 (g, 2t), c1 (g, 2t + 1),
+//     c2 (g + 8, 2t), c3 (g + 8, 2t + 1); g = lane / 4, t = lane % 4), the 16 x 8 x 8
+//     product is formed, and each lane takes its four results back;
+//   - cvt.rna.tf32.f32 (to nearest, ties away from zero, 10 mantissa bits); with
+//     emu::exact set, operands keep all their bits, so the kernels compute in fp32 and can
+//     be held to the cpu's fp32 tolerance;
+//   - __shfl_xor_sync and __syncthreads as barriers over the warp's and the block's threads.
+// Shared memory starts as NaN bytes: a kernel that reads what it never staged sees NaN.
+//
+// One block runs at a time; blocks of a launch run one after another.
+#ifndef WANCP_WARP_EMULATOR_H
+#define WANCP_WARP_EMULATOR_H
+
+#include <pthread.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+struct dim3 {
+    unsigned x, y, z;
+};
+struct alignas(8) float2 {
+    float x, y;
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+
+inline float2 make_float2(float x, float y)
+{
+    return {x, y};
+}
+
+inline float4 make_float4(float x, float y, float z, float w)
+{
+    return {x, y, z, w};
+}
+
+inline uint32_t __float_as_uint(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+inline float __uint_as_float(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+inline int min(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+namespace emu {
+
+// A warp's exchange buffers, two of each: a lane's n-th warp-wide call (shuffle or mma)
+// uses set n % 2, so one barrier per call suffices. A lane that has passed call n's barrier
+// can write set n % 2 again only at call n + 2, after call n + 1's barrier, which every lane
+// reaches only when done reading call n's set.
+struct warp_state {
+    pthread_barrier_t barrier;
+    float lanes[2][32];
+    uint32_t a[2][32][4], b[2][32][2];
+};
+
+struct block_state {
+    pthread_barrier_t barrier;
+    warp_state *warps;
+    float4 *shared;
+};
+
+// Operands at full fp32 precision instead of TF32 (the products are then exact fp32 sums).
+inline bool exact;
+
+inline thread_local block_state *t_block;
+inline thread_local unsigned t_warp_calls; // this lane's warp-wide calls so far
+
+inline void fail(const char *what)
+{
+    fprintf(stderr, "warp emulator: %s\n", what);
+    abort();
+}
+
+inline void wait(pthread_barrier_t *b)
+{
+    const int rc = pthread_barrier_wait(b);
+    if (rc != 0 && rc != PTHREAD_BARRIER_SERIAL_THREAD)
+        fail("pthread_barrier_wait failed");
+}
+
+} // namespace emu
+
+inline thread_local dim3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+
+#define FUSED_DEVICE inline
+#define FUSED_HOST_DEVICE
+#define FUSED_KERNEL(threads) void
+#define FUSED_SHARED(name) float4 *name = emu::t_block->shared
+#define FUSED_UNROLL
+
+inline void __syncthreads()
+{
+    emu::wait(&emu::t_block->barrier);
+}
+
+inline emu::warp_state &this_warp()
+{
+    return emu::t_block->warps[threadIdx.x / 32];
+}
+
+inline float __shfl_xor_sync(unsigned mask, float x, int offset)
+{
+    if (mask != 0xffffffffu)
+        emu::fail("only full-warp shuffles are emulated");
+    emu::warp_state &w = this_warp();
+    const unsigned lane = threadIdx.x % 32, set = emu::t_warp_calls++ % 2;
+    w.lanes[set][lane] = x;
+    emu::wait(&w.barrier);
+    return w.lanes[set][lane ^ (unsigned)offset];
+}
+
+inline uint32_t tf32_bits(float x)
+{
+    const uint32_t u = __float_as_uint(x);
+    if (emu::exact)
+        return u;
+    if ((u & 0x7f800000u) == 0x7f800000u) // inf stays inf, NaN stays NaN
+        return (u & 0x1fffu) != 0 ? (u | 0x400000u) & ~0x1fffu : u;
+    return (u + 0x1000u) & ~0x1fffu; // half an ulp of TF32 added to the magnitude: ties away from zero
+}
+
+// The value an operand register carries into the product: TF32 keeps 10 mantissa bits.
+inline float tf32_operand(uint32_t bits)
+{
+    return __uint_as_float(emu::exact ? bits : bits & ~0x1fffu);
+}
+
+inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
+{
+    emu::warp_state &w = this_warp();
+    const unsigned lane = threadIdx.x % 32, set = emu::t_warp_calls++ % 2;
+    memcpy(w.a[set][lane], a, sizeof w.a[set][lane]);
+    memcpy(w.b[set][lane], b, sizeof w.b[set][lane]);
+    emu::wait(&w.barrier);
+    const unsigned g = lane / 4, t = lane % 4;
+    float out[4];
+    for (unsigned i = 0; i < 4; i++) {
+        const unsigned row = g + 8 * (i / 2), col = 2 * t + i % 2;
+        float sum = 0.0f;
+        for (unsigned k = 0; k < 8; k++) {
+            const float x = tf32_operand(w.a[set][(row % 8) * 4 + k % 4][(row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]);
+            const float y = tf32_operand(w.b[set][col * 4 + k % 4][k >= 4 ? 1 : 0]);
+            sum += x * y;
+        }
+        out[i] = d[i] + sum;
+    }
+    memcpy(d, out, sizeof out);
+}
+
+namespace emu {
+
+template <typename Args> struct thread_job {
+    void (*kernel)(Args);
+    const Args *args;
+    block_state *block;
+    unsigned x, bx, by;
+};
+
+template <typename Args> void *run_thread(void *p)
+{
+    const thread_job<Args> *job = (const thread_job<Args> *)p;
+    threadIdx = {job->x, 0, 0};
+    blockIdx = {job->bx, job->by, 0};
+    t_block = job->block;
+    t_warp_calls = 0;
+    job->kernel(*job->args);
+    return nullptr;
+}
+
+// Runs kernel over grid_x x grid_y blocks of threads (a multiple of 32) with smem bytes of
+// shared memory each.
+template <typename Args>
+void launch(void (*kernel)(Args), size_t smem, int grid_x, int grid_y, int threads, const Args &args)
+{
+    if (threads <= 0 || threads % 32 != 0 || threads > 1024)
+        fail("threads per block must be whole warps, at most 1024");
+    blockDim = {(unsigned)threads, 1, 1};
+    gridDim = {(unsigned)grid_x, (unsigned)grid_y, 1};
+    const size_t bytes = (smem + 15) / 16 * 16;
+    const int warps = threads / 32;
+    thread_job<Args> *jobs = (thread_job<Args> *)calloc((size_t)threads, sizeof *jobs);
+    pthread_t *tids = (pthread_t *)calloc((size_t)threads, sizeof *tids);
+    warp_state *ws = (warp_state *)calloc((size_t)warps, sizeof *ws);
+    float4 *shared = (float4 *)aligned_alloc(16, bytes > 0 ? bytes : 16);
+    if (jobs == nullptr || tids == nullptr || ws == nullptr || shared == nullptr)
+        fail("out of memory");
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, (size_t)4 << 20);
+    for (int by = 0; by < grid_y; by++) {
+        for (int bx = 0; bx < grid_x; bx++) {
+            block_state block;
+            pthread_barrier_init(&block.barrier, nullptr, (unsigned)threads);
+            for (int w = 0; w < warps; w++)
+                pthread_barrier_init(&ws[w].barrier, nullptr, 32);
+            block.warps = ws;
+            block.shared = shared;
+            memset(shared, 0xff, bytes); // NaN: what was never staged
+            for (int x = 0; x < threads; x++) {
+                jobs[x] = {kernel, &args, &block, (unsigned)x, (unsigned)bx, (unsigned)by};
+                if (pthread_create(&tids[x], &attr, run_thread<Args>, &jobs[x]) != 0)
+                    fail("pthread_create failed");
+            }
+            for (int x = 0; x < threads; x++)
+                pthread_join(tids[x], nullptr);
+            for (int w = 0; w < warps; w++)
+                pthread_barrier_destroy(&ws[w].barrier);
+            pthread_barrier_destroy(&block.barrier);
+        }
+    }
+    pthread_attr_destroy(&attr);
+    free(shared), free(ws), free(tids), free(jobs);
+}
+
+} // namespace emu
+
+#endif
