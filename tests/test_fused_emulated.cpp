@@ -1,8 +1,8 @@
 // The fused attention kernels (core/ops/cuda/attention_fused_kernels.h) on the host under
 // the warp emulator, against the cpu reference: every head dimension they take, key sets
 // merged in turn, grouped-query heads, rows that see nothing, a zig-zag rank over several
-// blocks of every kernel, and both launch plans of the dQ kernel (an H100's shared memory and
-// an A100's).
+// blocks of every kernel, and the launch plans: two stages (copies overlapping use) and one,
+// four-warp and two-warp dQ blocks (an H100's shared memory and an A100's).
 //
 // With the emulator's exact operands the kernels compute in fp32, so they must agree with the
 // cpu within 1e-5 (max |fused - cpu| / max |cpu| over each output): an indexing, masking,
@@ -30,8 +30,9 @@ extern "C" {
 
 namespace {
 
-constexpr size_t H100_SMEM = 232448; // opt-in shared memory per block, bytes
-constexpr size_t A100_SMEM = 166912;
+constexpr fused::plan_limits H100 = {232448, 2};      // opt-in shared memory per block, bytes
+constexpr fused::plan_limits H100_WAITING = {232448, 1}; // WANCP_FUSED_STAGES=1: one buffer per tile
+constexpr fused::plan_limits A100 = {166912, 2};         // two stages fit only the small kernels
 constexpr double EXACT_TOL = 1e-5;
 constexpr double TF32_TOL = 1e-2;
 
@@ -73,7 +74,7 @@ struct key_set {
 // Forward over every key set in turn, then the backward of each, on the cpu and through the
 // fused kernels; every output compared.
 void run_case(const char *name, const attn_shape &shape, const std::vector<int32_t> &q_pos,
-              const std::vector<std::vector<int32_t>> &key_positions, size_t smem_limit, double tol)
+              const std::vector<std::vector<int32_t>> &key_positions, fused::plan_limits lim, double tol)
 {
     const ops *cpu = ops_cpu();
     const int tq = (int)q_pos.size(), hd = shape.head_dim;
@@ -113,7 +114,7 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
     base.q = q.data(), base.dout = dout.data(), base.q_pos = q_pos.data();
     int launches = 0;
     auto launch = [&launches](auto kernel, size_t smem, int gx, int gy, int threads, const fused::fused_args &a) {
-        if (smem > H100_SMEM)
+        if (smem > H100.smem)
             fail_msg("a kernel asked for %zu bytes of shared memory", smem);
         emu::launch(kernel, smem, gx, gy, threads, a);
         launches++;
@@ -122,7 +123,7 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
         fused::fused_args a = base;
         a.k = s.k.data(), a.v = s.v.data(), a.k_pos = s.pos.data(), a.tk = (int)s.pos.size();
         a.acc = f_acc.data(), a.max = f_mx.data(), a.sum = f_sm.data();
-        assert_true(fused::forward_any(a, hd, shape.n_heads, smem_limit,
+        assert_true(fused::forward_any(a, hd, shape.n_heads, lim,
                                        [&](auto kernel, size_t smem, int gx, int gy, int threads) {
                                            launch(kernel, smem, gx, gy, threads, a);
                                        }));
@@ -136,7 +137,7 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
         a.k = s.k.data(), a.v = s.v.data(), a.k_pos = s.pos.data(), a.tk = (int)s.pos.size();
         a.lse = f_lse.data(), a.delta = f_delta.data();
         a.dq = f_dq.data(), a.dk = f_dk.back().data(), a.dv = f_dv.back().data();
-        assert_true(fused::backward_any(a, hd, shape.n_heads, shape.n_kv_heads, smem_limit,
+        assert_true(fused::backward_any(a, hd, shape.n_heads, shape.n_kv_heads, lim,
                                         [&](auto kernel, size_t smem, int gx, int gy, int threads) {
                                             launch(kernel, smem, gx, gy, threads, a);
                                         }));
@@ -168,27 +169,27 @@ std::vector<int32_t> span(int32_t first, int count)
 
 // test_ops_cuda's two cases: 48 queries at 40..87 against an earlier chunk, the diagonal and
 // a chunk wholly in the future; queries 0..15 against keys 10..40 (rows 0..9 see nothing).
-void basic_cases(int hd, size_t smem_limit, double tol, const char *mode)
+void basic_cases(int hd, fused::plan_limits lim, double tol, const char *mode)
 {
     const attn_shape shape = {4, 2, hd, 16};
     char name[96];
     snprintf(name, sizeof name, "hd %d, %s, chunks merged", hd, mode);
-    run_case(name, shape, span(40, 48), {span(0, 40), span(40, 48), span(100, 21)}, smem_limit, tol);
+    run_case(name, shape, span(40, 48), {span(0, 40), span(40, 48), span(100, 21)}, lim, tol);
     snprintf(name, sizeof name, "hd %d, %s, rows that see nothing", hd, mode);
-    run_case(name, shape, span(0, 16), {span(10, 31)}, smem_limit, tol);
+    run_case(name, shape, span(0, 16), {span(10, 31)}, lim, tol);
 }
 
 // A zig-zag rank: 150 query rows in two runs (0..74 and 225..299) against its own keys and a
 // chunk between (100..199): three forward and dQ blocks, key tiles cut short, dK/dV blocks
 // whose first query is found by position, 8 heads over 2.
-void zigzag_case(int hd, size_t smem_limit, double tol, const char *mode)
+void zigzag_case(int hd, fused::plan_limits lim, double tol, const char *mode)
 {
     const attn_shape shape = {8, 2, hd, 16};
     std::vector<int32_t> q_pos = span(0, 75), late = span(225, 75);
     q_pos.insert(q_pos.end(), late.begin(), late.end());
     char name[96];
     snprintf(name, sizeof name, "hd %d, %s, zig-zag rank, 8 heads over 2", hd, mode);
-    run_case(name, shape, q_pos, {q_pos, span(100, 100)}, smem_limit, tol);
+    run_case(name, shape, q_pos, {q_pos, span(100, 100)}, lim, tol);
 }
 
 void exact_every_head_dim(void **state)
@@ -196,23 +197,24 @@ void exact_every_head_dim(void **state)
     (void)state;
     emu::exact = true;
     for (int hd : {16, 32, 64, 128, 256})
-        basic_cases(hd, H100_SMEM, EXACT_TOL, "fp32");
+        basic_cases(hd, H100, EXACT_TOL, "fp32");
 }
 
 void exact_zigzag(void **state)
 {
     (void)state;
     emu::exact = true;
-    zigzag_case(32, H100_SMEM, EXACT_TOL, "fp32");
-    zigzag_case(256, A100_SMEM, EXACT_TOL, "fp32, A100 plan"); // dQ in two-warp blocks
+    zigzag_case(32, H100, EXACT_TOL, "fp32");
+    zigzag_case(32, H100_WAITING, EXACT_TOL, "fp32, one stage");
+    zigzag_case(256, A100, EXACT_TOL, "fp32, A100 plan"); // one stage; dQ in two-warp blocks
 }
 
 void tf32_operands(void **state)
 {
     (void)state;
     emu::exact = false;
-    basic_cases(64, H100_SMEM, TF32_TOL, "tf32");
-    zigzag_case(128, H100_SMEM, TF32_TOL, "tf32");
+    basic_cases(64, H100, TF32_TOL, "tf32");
+    zigzag_case(128, H100, TF32_TOL, "tf32");
 }
 
 // Shapes the kernels do not take are left to the products path, having started nothing.
@@ -222,9 +224,9 @@ void declines(void **state)
     int launches = 0;
     auto count = [&launches](auto, size_t, int, int, int) { launches++; };
     fused::fused_args a = {};
-    assert_false(fused::forward_any(a, 48, 4, H100_SMEM, count));
-    assert_false(fused::backward_any(a, 96, 4, 2, H100_SMEM, count));
-    assert_false(fused::backward_any(a, 256, 4, 2, 100000, count)); // too little shared memory
+    assert_false(fused::forward_any(a, 48, 4, H100, count));
+    assert_false(fused::backward_any(a, 96, 4, 2, H100, count));
+    assert_false(fused::backward_any(a, 256, 4, 2, {100000, 2}, count)); // too little shared memory
     assert_int_equal(launches, 0);
     for (int hd : {16, 32, 64, 128, 256})
         assert_true(fused::takes_head_dim(hd));

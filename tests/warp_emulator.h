@@ -12,7 +12,10 @@
 //   - cvt.rna.tf32.f32 (to nearest, ties away from zero, 10 mantissa bits); with
 //     emu::exact set, operands keep all their bits, so the kernels compute in fp32 and can
 //     be held to the cpu's fp32 tolerance;
-//   - __shfl_xor_sync and __syncthreads as barriers over the warp's and the block's threads.
+//   - __shfl_xor_sync and __syncthreads as barriers over the warp's and the block's threads;
+//   - cp.async (copy16_async, copies_commit, copies_wait<N>): a thread's copies are held
+//     back and land only when its copies_wait lets their group complete, so a kernel that
+//     reads a tile before waiting for it reads what was there before.
 // Shared memory starts as NaN bytes: a kernel that reads what it never staged sees NaN.
 //
 // One block runs at a time; blocks of a launch run one after another.
@@ -26,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 struct dim3 {
     unsigned x, y, z;
@@ -89,6 +93,15 @@ inline bool exact;
 
 inline thread_local block_state *t_block;
 inline thread_local unsigned t_warp_calls; // this lane's warp-wide calls so far
+
+// A cp.async in flight: 16 bytes (zeros when src is null) for dst, in commit group `group`.
+struct pending_copy {
+    float *dst;
+    const float *src;
+    unsigned group;
+};
+inline thread_local std::vector<pending_copy> t_copies;
+inline thread_local unsigned t_groups; // groups committed so far
 
 inline void fail(const char *what)
 {
@@ -173,6 +186,35 @@ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[
     memcpy(d, out, sizeof out);
 }
 
+inline void copy16_async(float *smem_dst, const float *src, bool valid)
+{
+    emu::t_copies.push_back({smem_dst, valid ? src : nullptr, emu::t_groups});
+}
+
+inline void copies_commit()
+{
+    emu::t_groups++;
+}
+
+// Lands every copy of the groups older than the N most recent committed ones (copies not
+// yet committed stay in flight, as on the GPU).
+template <int N> inline void copies_wait()
+{
+    std::vector<emu::pending_copy> &q = emu::t_copies;
+    size_t kept = 0;
+    for (size_t i = 0; i < q.size(); i++) {
+        if (q[i].group + N < emu::t_groups) {
+            if (q[i].src != nullptr)
+                memcpy(q[i].dst, q[i].src, 16);
+            else
+                memset(q[i].dst, 0, 16);
+        } else {
+            q[kept++] = q[i];
+        }
+    }
+    q.resize(kept);
+}
+
 namespace emu {
 
 template <typename Args> struct thread_job {
@@ -189,7 +231,13 @@ template <typename Args> void *run_thread(void *p)
     blockIdx = {job->bx, job->by, 0};
     t_block = job->block;
     t_warp_calls = 0;
+    t_copies.clear();
+    t_groups = 0;
     job->kernel(*job->args);
+    if (!t_copies.empty()) // the GPU would land them later, but nothing waited for them
+        fail("a kernel ended with copies it never waited for");
+    t_copies.clear();
+    t_copies.shrink_to_fit();
     return nullptr;
 }
 

@@ -15,8 +15,12 @@
 // seam's acc, max, sum), one warp per 16 query rows; the backward is one kernel per 16 key
 // rows for dK and dV (summed over the group's heads and every query) and one per 16 query
 // rows for dQ, so every output element has one owner and sums in a fixed order (no atomics:
-// runs repeat bit for bit). Operands are staged in shared memory rounded to TF32, rows
-// HD + 4 floats apart, which puts the 32 lanes of every fragment load on 32 banks.
+// runs repeat bit for bit). Operands are copied into shared memory with cp.async (rows
+// HD + 4 floats apart, which puts the 32 lanes of every fragment load on 32 banks) and
+// rounded to TF32 as fragments are loaded. The tiles a loop walks (keys and values, or
+// queries and dO) have two buffers where shared memory allows: the next tile is copied
+// while this one is used; one buffer (copy, wait, use) otherwise, or with
+// WANCP_FUSED_STAGES=1.
 //
 // Used with TF32 on and when ops_cuda_set_fused_attention asks for it, for head dimensions
 // 16, 32, 64, 128 and 256 with 16-byte aligned operands; anything else takes the products
@@ -26,20 +30,29 @@
 
 #include "attention_fused_kernels.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 namespace {
 
 bool g_fused_on;
 unsigned long long g_fused_launches;
 
-size_t smem_optin(void)
+// The device's opt-in shared memory per block, and the most stages a kernel may take: 2
+// (copy the next tile while using this one) unless WANCP_FUSED_STAGES=1 asks for the
+// waiting variants, for measuring one against the other.
+fused::plan_limits limits(void)
 {
-    static int bytes = -1;
-    if (bytes < 0) {
-        int device = 0;
+    static fused::plan_limits lim = {0, 0};
+    if (lim.max_stages == 0) {
+        int device = 0, bytes = 0;
         CUDA_CHECK(cudaGetDevice(&device));
         CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+        const char *stages = getenv("WANCP_FUSED_STAGES");
+        lim.smem = (size_t)bytes;
+        lim.max_stages = stages != NULL && strcmp(stages, "1") == 0 ? 1 : 2;
     }
-    return (size_t)bytes;
+    return lim;
 }
 
 // Starts one kernel on the backend's stream, allowed its shared memory past the default 48 KB.
@@ -89,7 +102,7 @@ bool cuda_fused_attn_block(attn_state *st, const float *q, const int32_t *q_pos_
     fused::fused_args a = args_for(shape, st->tq, tk);
     a.q = q, a.k = k, a.v = v, a.q_pos = q_pos_dev, a.k_pos = k_pos_dev;
     a.acc = st->acc, a.max = st->max, a.sum = st->sum;
-    return fused::forward_any(a, shape->head_dim, shape->n_heads, smem_optin(), stream_launch{&a});
+    return fused::forward_any(a, shape->head_dim, shape->n_heads, limits(), stream_launch{&a});
 }
 
 bool cuda_fused_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos_dev, int tq,
@@ -102,8 +115,7 @@ bool cuda_fused_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, 
     fused::fused_args a = args_for(shape, tq, tk);
     a.q = q, a.k = k, a.v = v, a.dout = dout, a.lse = lse, a.delta = delta, a.q_pos = q_pos_dev, a.k_pos = k_pos_dev;
     a.dq = dq, a.dk = dk, a.dv = dv;
-    return fused::backward_any(a, shape->head_dim, shape->n_heads, shape->n_kv_heads, smem_optin(),
-                               stream_launch{&a});
+    return fused::backward_any(a, shape->head_dim, shape->n_heads, shape->n_kv_heads, limits(), stream_launch{&a});
 }
 
 extern "C" void ops_cuda_set_fused_attention(bool on)

@@ -7,7 +7,8 @@
 //
 // What the includer provides: under nvcc, nothing (CUDA and the inline PTX below); on the
 // host, the emulator's threadIdx, blockIdx, blockDim, __syncthreads, __shfl_xor_sync,
-// tf32_bits, mma_tf32, float2/float4 and the FUSED_* macros.
+// tf32_bits, mma_tf32, copy16_async, copies_commit, copies_wait, float2/float4 and the
+// FUSED_* macros.
 // Loops marked FUSED_UNROLL have trip counts known at compile time; nvcc unrolls them, which
 // keeps the fragments' arrays in registers.
 #ifndef WANCP_ATTENTION_FUSED_KERNELS_H
@@ -41,10 +42,30 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], 
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
+
+// 16 bytes from global to shared memory on the copy path that bypasses registers (sm_80's
+// cp.async), landing by the time copies_wait says; with valid false they are zeros and src
+// is not read. copies_commit closes a group of copies; copies_wait<N> waits until at most
+// the N most recent groups are still in flight (this thread's copies only: a barrier
+// after it makes everyone's visible).
+__device__ __forceinline__ void copy16_async(float *smem_dst, const float *src, bool valid)
+{
+    const unsigned dst = (unsigned)__cvta_generic_to_shared(smem_dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+
+__device__ __forceinline__ void copies_commit()
+{
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+template <int N> __device__ __forceinline__ void copies_wait()
+{
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
 #endif
 
 namespace fused {
-
 
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr int KEYS_PER_TILE = 32;    // keys per step of the forward and dQ loops
@@ -53,25 +74,21 @@ constexpr int QUERIES_PER_TILE = 32; // queries per step of the dK/dV loop
 // Floats between two staged rows: HD + 4 puts a fragment's 32 loads on 32 banks.
 template <int HD> FUSED_HOST_DEVICE constexpr int staged_ld() { return HD + 4; }
 
-FUSED_DEVICE float tf32_round(float x)
-{
-    return __uint_as_float(tf32_bits(x));
-}
-
 // c (16 x 8 NT) += A (16 x KDIM) B^T, with A the warp's 16 staged rows and B NT x 8 staged
-// rows (both ld floats apart, already TF32): the scores of 16 rows against 8 NT rows.
+// rows (both ld floats apart; rounded to TF32 as they are loaded): the scores of 16 rows
+// against 8 NT rows.
 template <int KDIM, int NT>
 FUSED_DEVICE void mma_rows_by_rows(float (&c)[NT][4], const float *a, const float *b, int ld)
 {
     const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
 FUSED_UNROLL
     for (int k = 0; k < KDIM; k += 8) {
-        const uint32_t af[4] = {__float_as_uint(a[g * ld + k + t]), __float_as_uint(a[(g + 8) * ld + k + t]),
-                                __float_as_uint(a[g * ld + k + t + 4]), __float_as_uint(a[(g + 8) * ld + k + t + 4])};
+        const uint32_t af[4] = {tf32_bits(a[g * ld + k + t]), tf32_bits(a[(g + 8) * ld + k + t]),
+                                tf32_bits(a[g * ld + k + t + 4]), tf32_bits(a[(g + 8) * ld + k + t + 4])};
 FUSED_UNROLL
         for (int j = 0; j < NT; j++) {
             const float *bj = b + (8 * j + g) * ld + k;
-            const uint32_t bf[2] = {__float_as_uint(bj[t]), __float_as_uint(bj[t + 4])};
+            const uint32_t bf[2] = {tf32_bits(bj[t]), tf32_bits(bj[t + 4])};
             mma_tf32(c[j], af, bf);
         }
     }
@@ -91,25 +108,22 @@ FUSED_UNROLL
         const float *b0 = b + (8 * j + 2 * t) * ld + g, *b1 = b0 + ld;
 FUSED_UNROLL
         for (int d = 0; d < NN; d++) {
-            const uint32_t bf[2] = {__float_as_uint(b0[8 * d]), __float_as_uint(b1[8 * d])};
+            const uint32_t bf[2] = {tf32_bits(b0[8 * d]), tf32_bits(b1[8 * d])};
             mma_tf32(c[d], af, bf);
         }
     }
 }
 
-// rows x HD floats from src (rows src_ld floats apart) into shared memory, rounded to TF32;
-// rows from valid on are zeros. The whole block takes part.
+// Starts copying rows x HD floats from src (rows src_ld floats apart) into shared memory;
+// rows from valid on become zeros. The whole block takes part; the copies land by the next
+// copies_wait after the group is committed.
 template <int HD>
 FUSED_DEVICE void stage_rows(float *dst, const float *src, size_t src_ld, int rows, int valid)
 {
     constexpr int V4 = HD / 4, LD = staged_ld<HD>();
     for (int x = threadIdx.x; x < rows * V4; x += blockDim.x) {
         const int r = x / V4, c = (x % V4) * 4;
-        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (r < valid)
-            v = *(const float4 *)(src + (size_t)r * src_ld + c);
-        v.x = tf32_round(v.x), v.y = tf32_round(v.y), v.z = tf32_round(v.z), v.w = tf32_round(v.w);
-        *(float4 *)(dst + r * LD + c) = v;
+        copy16_async(dst + r * LD + c, src + (size_t)(r < valid ? r : 0) * src_ld + c, r < valid);
     }
 }
 
@@ -163,28 +177,74 @@ struct fused_args {
     float scale;
 };
 
-// ---- forward -------------------------------------------------------------------------------
-
-template <int HD, int NW> constexpr size_t fwd_smem()
+// Starts staging key tile [j0, j0 + KEYS_PER_TILE) of kv head kh (of the nv keys visited)
+// into k_dst and v_dst, and its positions into kp_dst (INT32_MAX past nv: never visible).
+template <int HD>
+FUSED_DEVICE void stage_key_tile(float *k_dst, float *v_dst, int32_t *kp_dst, const fused_args &a, int kh, int j0,
+                                 int nv)
 {
-    return ((size_t)(16 * NW) + 2 * KEYS_PER_TILE) * staged_ld<HD>() * sizeof(float) + KEYS_PER_TILE * sizeof(int32_t);
+    constexpr int BC = KEYS_PER_TILE;
+    const int valid = min(BC, nv - j0);
+    stage_rows<HD>(k_dst, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid);
+    stage_rows<HD>(v_dst, a.v + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid);
+    for (int x = threadIdx.x; x < BC; x += blockDim.x)
+        kp_dst[x] = x < valid ? a.k_pos[j0 + x] : INT32_MAX;
 }
 
-// One block per (16 NW query rows, head); warp w owns rows 16 w .. 16 w + 15 of them.
-template <int HD, int NW>
+// Waits for key tile `tile` of `tiles` (staged into stage tile % STAGES) and, with two
+// stages, starts the next one into the other stage; with one stage the tile is staged here
+// (tile 0 by the caller). On return every thread of the block sees the tile.
+template <int HD, int STAGES>
+FUSED_DEVICE void next_key_tile(float *skv, int32_t *skp, const fused_args &a, int kh, int tile, int tiles, int nv)
+{
+    constexpr int BC = KEYS_PER_TILE, LD = staged_ld<HD>();
+    if (STAGES == 1) {
+        if (tile > 0) {
+            __syncthreads(); // every warp is done with the last tile
+            stage_key_tile<HD>(skv, skv + BC * LD, skp, a, kh, tile * BC, nv);
+            copies_commit();
+        }
+        copies_wait<0>();
+        __syncthreads();
+    } else {
+        copies_wait<0>(); // this thread's copies of this tile have landed
+        __syncthreads();  // everyone's have; and everyone is done with the other stage
+        if (tile + 1 < tiles) {
+            const int next = (tile + 1) % 2;
+            stage_key_tile<HD>(skv + next * 2 * BC * LD, skv + (next * 2 + 1) * BC * LD, skp + next * BC, a, kh,
+                               (tile + 1) * BC, nv);
+            copies_commit();
+        }
+    }
+}
+
+// ---- forward -------------------------------------------------------------------------------
+
+template <int HD, int NW, int STAGES> constexpr size_t fwd_smem()
+{
+    return ((size_t)(16 * NW) + (size_t)STAGES * 2 * KEYS_PER_TILE) * staged_ld<HD>() * sizeof(float) +
+           (size_t)STAGES * KEYS_PER_TILE * sizeof(int32_t);
+}
+
+// One block per (16 NW query rows, head); warp w owns rows 16 w .. 16 w + 15 of them. Key
+// tiles go through STAGES buffers: with two, the next tile is copied while this one is used.
+template <int HD, int NW, int STAGES>
 FUSED_KERNEL(NW * 32) fused_fwd_kernel(fused_args a)
 {
     constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD>(), NT = BC / 8, ND = HD / 8;
     FUSED_SHARED(smem4);
-    float *sq = (float *)smem4, *sk = sq + BR * LD, *sv = sk + BC * LD;
-    int32_t *skp = (int32_t *)(sv + BC * LD);
+    float *sq = (float *)smem4, *skv = sq + BR * LD; // skv: per stage, a key tile then a value tile
+    int32_t *skp = (int32_t *)(skv + STAGES * 2 * BC * LD);
     const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
     const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
     const int valid_rows = min(BR, a.tq - i0);
     const int nv = count_at_most(a.k_pos, a.tk, a.q_pos[i0 + valid_rows - 1]);
     if (nv == 0) // the same for the whole block: no key is visible to any of its rows
         return;
+    const int tiles = (nv + BC - 1) / BC;
     stage_rows<HD>(sq, a.q + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR, valid_rows);
+    stage_key_tile<HD>(skv, skv + BC * LD, skp, a, kh, 0, nv);
+    copies_commit();
 
     // This thread's two rows (g and g + 8 of its warp's 16) and their state.
     const int row[2] = {i0 + 16 * warp + g, i0 + 16 * warp + g + 8};
@@ -208,14 +268,11 @@ FUSED_UNROLL
         }
     }
 
-    for (int j0 = 0; j0 < nv; j0 += BC) {
-        __syncthreads(); // every warp is done with the last tile (and sq is staged)
-        const int valid_keys = min(BC, nv - j0);
-        stage_rows<HD>(sk, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid_keys);
-        stage_rows<HD>(sv, a.v + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid_keys);
-        for (int x = threadIdx.x; x < BC; x += blockDim.x)
-            skp[x] = x < valid_keys ? a.k_pos[j0 + x] : INT32_MAX;
-        __syncthreads();
+    for (int tile = 0; tile < tiles; tile++) {
+        next_key_tile<HD, STAGES>(skv, skp, a, kh, tile, tiles, nv);
+        const int stage = tile % STAGES;
+        const float *sk = skv + stage * 2 * BC * LD, *sv = sk + BC * LD;
+        const int32_t *kp = skp + stage * BC;
 
         float s[NT][4] = {};
         mma_rows_by_rows<HD, NT>(s, sq + 16 * warp * LD, sk, LD);
@@ -225,7 +282,7 @@ FUSED_UNROLL
 FUSED_UNROLL
             for (int e = 0; e < 4; e++) {
                 const int r = e >> 1;
-                s[j][e] = skp[8 * j + 2 * t + (e & 1)] <= qp[r] ? s[j][e] * a.scale : -INFINITY;
+                s[j][e] = kp[8 * j + 2 * t + (e & 1)] <= qp[r] ? s[j][e] * a.scale : -INFINITY;
                 top[r] = fmaxf(top[r], s[j][e]);
             }
         }
@@ -273,29 +330,32 @@ FUSED_UNROLL
 
 // ---- backward: dQ --------------------------------------------------------------------------
 
-template <int HD, int NW> constexpr size_t dq_smem()
+template <int HD, int NW, int STAGES> constexpr size_t dq_smem()
 {
-    return (2 * (size_t)(16 * NW) + 2 * KEYS_PER_TILE) * staged_ld<HD>() * sizeof(float) +
-           KEYS_PER_TILE * sizeof(int32_t);
+    return (2 * (size_t)(16 * NW) + (size_t)STAGES * 2 * KEYS_PER_TILE) * staged_ld<HD>() * sizeof(float) +
+           (size_t)STAGES * KEYS_PER_TILE * sizeof(int32_t);
 }
 
 // One block per (16 NW query rows, head): dQ += scale dS K over every visible key, with
 //   P = exp(scale Q K^T - lse) under the mask, dP = dO V^T, dS = P (dP - delta).
-template <int HD, int NW>
+template <int HD, int NW, int STAGES>
 FUSED_KERNEL(NW * 32) fused_dq_kernel(fused_args a)
 {
     constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD>(), NT = BC / 8, ND = HD / 8;
     FUSED_SHARED(smem4);
-    float *sq = (float *)smem4, *sg = sq + BR * LD, *sk = sg + BR * LD, *sv = sk + BC * LD;
-    int32_t *skp = (int32_t *)(sv + BC * LD);
+    float *sq = (float *)smem4, *sg = sq + BR * LD, *skv = sg + BR * LD;
+    int32_t *skp = (int32_t *)(skv + STAGES * 2 * BC * LD);
     const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
     const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
     const int valid_rows = min(BR, a.tq - i0);
     const int nv = count_at_most(a.k_pos, a.tk, a.q_pos[i0 + valid_rows - 1]);
     if (nv == 0)
         return;
+    const int tiles = (nv + BC - 1) / BC;
     stage_rows<HD>(sq, a.q + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR, valid_rows);
     stage_rows<HD>(sg, a.dout + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR, valid_rows);
+    stage_key_tile<HD>(skv, skv + BC * LD, skp, a, kh, 0, nv);
+    copies_commit();
 
     const int row[2] = {i0 + 16 * warp + g, i0 + 16 * warp + g + 8};
     int32_t qp[2];
@@ -309,14 +369,11 @@ FUSED_UNROLL
     }
     float dq[ND][4] = {};
 
-    for (int j0 = 0; j0 < nv; j0 += BC) {
-        __syncthreads();
-        const int valid_keys = min(BC, nv - j0);
-        stage_rows<HD>(sk, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid_keys);
-        stage_rows<HD>(sv, a.v + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid_keys);
-        for (int x = threadIdx.x; x < BC; x += blockDim.x)
-            skp[x] = x < valid_keys ? a.k_pos[j0 + x] : INT32_MAX;
-        __syncthreads();
+    for (int tile = 0; tile < tiles; tile++) {
+        next_key_tile<HD, STAGES>(skv, skp, a, kh, tile, tiles, nv);
+        const int stage = tile % STAGES;
+        const float *sk = skv + stage * 2 * BC * LD, *sv = sk + BC * LD;
+        const int32_t *kp = skp + stage * BC;
 
         float s[NT][4] = {}, dp[NT][4] = {};
         mma_rows_by_rows<HD, NT>(s, sq + 16 * warp * LD, sk, LD);
@@ -326,7 +383,7 @@ FUSED_UNROLL
 FUSED_UNROLL
             for (int e = 0; e < 4; e++) {
                 const int r = e >> 1;
-                const float p = skp[8 * j + 2 * t + (e & 1)] <= qp[r]
+                const float p = kp[8 * j + 2 * t + (e & 1)] <= qp[r]
                                     ? exp2f((s[j][e] * a.scale - lse[r]) * LOG2E)
                                     : 0.0f;
                 s[j][e] = p * (dp[j][e] - delta[r]); // dS
@@ -354,27 +411,49 @@ FUSED_UNROLL
 // KG groups of 16 key rows per block, each split over NS warps by head-dimension columns
 // (NS = 2 at HD 256, where a warp's dK and dV for all 256 columns would not fit its
 // registers): the warps of a group each contract half of the head dimension and add their
-// halves of the scores through shared memory.
-template <int HD, int KG, int NS> constexpr size_t dkdv_smem()
+// halves of the scores through shared memory. Query tiles go through STAGES buffers.
+template <int HD, int KG, int NS, int STAGES> constexpr size_t dkdv_smem()
 {
     constexpr int NTQ = QUERIES_PER_TILE / 8;
-    return (2 * (size_t)(16 * KG) + 2 * QUERIES_PER_TILE) * staged_ld<HD>() * sizeof(float) +
-           3 * QUERIES_PER_TILE * sizeof(float) + (NS > 1 ? (size_t)KG * NS * 2 * NTQ * 4 * 32 * sizeof(float) : 0);
+    return (2 * (size_t)(16 * KG) + (size_t)STAGES * 2 * QUERIES_PER_TILE) * staged_ld<HD>() * sizeof(float) +
+           (size_t)STAGES * 3 * QUERIES_PER_TILE * sizeof(float) +
+           (NS > 1 ? (size_t)KG * NS * 2 * NTQ * 4 * 32 * sizeof(float) : 0);
+}
+
+// Starts staging query tile [i0, i0 + QUERIES_PER_TILE) of head h: Q and dO rows, and per
+// query its lse, delta and position (INT32_MIN, never seeing a key, for a query past the
+// end or one that saw nothing).
+template <int HD>
+FUSED_DEVICE void stage_query_tile(float *q_dst, float *g_dst, float *stats, const fused_args &a, int h, int i0)
+{
+    constexpr int BQ = QUERIES_PER_TILE;
+    const int valid = min(BQ, a.tq - i0);
+    stage_rows<HD>(q_dst, a.q + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BQ, valid);
+    stage_rows<HD>(g_dst, a.dout + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BQ, valid);
+    float *slse = stats, *sdelta = stats + BQ;
+    int32_t *sqp = (int32_t *)(stats + 2 * BQ);
+    for (int x = threadIdx.x; x < BQ; x += blockDim.x) {
+        const bool in = x < valid;
+        const float L = in ? a.lse[(size_t)h * a.tq + i0 + x] : -INFINITY;
+        slse[x] = L;
+        sdelta[x] = in ? a.delta[(size_t)h * a.tq + i0 + x] : 0.0f;
+        sqp[x] = L != -INFINITY ? a.q_pos[i0 + x] : INT32_MIN;
+    }
 }
 
 // One block per (16 KG key rows, kv head): for every head of the group and every query
 // that can see one of its keys, with S^T = K Q^T and dP^T = V dO^T,
 //   dV += P^T dO,  dK += scale dS^T Q.
-template <int HD, int KG, int NS>
+template <int HD, int KG, int NS, int STAGES>
 FUSED_KERNEL(KG * NS * 32) fused_dkdv_kernel(fused_args a)
 {
     constexpr int KEYS = 16 * KG, BQ = QUERIES_PER_TILE, LD = staged_ld<HD>(), NTQ = BQ / 8;
     constexpr int HS = HD / NS, NDS = HS / 8; // head-dimension columns per warp
     FUSED_SHARED(smem4);
-    float *sk = (float *)smem4, *sv = sk + KEYS * LD, *sq = sv + KEYS * LD, *sg = sq + BQ * LD;
-    float *slse = sg + BQ * LD, *sdelta = slse + BQ;
-    int32_t *sqp = (int32_t *)(sdelta + BQ);
-    float *xchg = (float *)(sqp + BQ); // NS > 1: per warp, its partial S^T and dP^T, lane-major
+    // per stage: a query tile, a dO tile, then 3 BQ floats of stats (lse, delta, positions)
+    float *sk = (float *)smem4, *sv = sk + KEYS * LD, *sqg = sv + KEYS * LD;
+    float *sstats = sqg + STAGES * 2 * BQ * LD;
+    float *xchg = sstats + STAGES * 3 * BQ; // NS > 1: per warp, its partial S^T and dP^T, lane-major
     const int kh = blockIdx.y, j0 = blockIdx.x * KEYS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int kg = warp / NS, part = warp % NS;
@@ -382,8 +461,12 @@ FUSED_KERNEL(KG * NS * 32) fused_dkdv_kernel(fused_args a)
     const int first_query = first_at_least(a.q_pos, a.tq, a.k_pos[j0]);
     if (first_query >= a.tq) // no query sees any of these keys
         return;
+    // The tiles: for each head of the group, the queries from first_query on.
+    const int per_head = (a.tq - first_query + BQ - 1) / BQ, tiles = per_head * a.group;
     stage_rows<HD>(sk, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, KEYS, valid_keys);
     stage_rows<HD>(sv, a.v + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, KEYS, valid_keys);
+    stage_query_tile<HD>(sqg, sqg + BQ * LD, sstats, a, kh * a.group, first_query);
+    copies_commit();
 
     const int key[2] = {j0 + 16 * kg + g, j0 + 16 * kg + g + 8};
     int32_t kp[2];
@@ -392,60 +475,69 @@ FUSED_UNROLL
         kp[r] = key[r] < a.tk ? a.k_pos[key[r]] : INT32_MAX;
     float dk[NDS][4] = {}, dv[NDS][4] = {};
 
-    for (int h = kh * a.group; h < (kh + 1) * a.group; h++) {
-        for (int i0 = first_query; i0 < a.tq; i0 += BQ) {
-            __syncthreads(); // every warp is done with the last query tile (and its exchange)
-            const int valid_queries = min(BQ, a.tq - i0);
-            stage_rows<HD>(sq, a.q + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BQ, valid_queries);
-            stage_rows<HD>(sg, a.dout + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BQ, valid_queries);
-            for (int x = threadIdx.x; x < BQ; x += blockDim.x) {
-                const bool in = x < valid_queries;
-                const float L = in ? a.lse[(size_t)h * a.tq + i0 + x] : -INFINITY;
-                slse[x] = L;
-                sdelta[x] = in ? a.delta[(size_t)h * a.tq + i0 + x] : 0.0f;
-                sqp[x] = L != -INFINITY ? a.q_pos[i0 + x] : INT32_MIN; // saw nothing (or past the end): P = 0
+    for (int tile = 0; tile < tiles; tile++) {
+        if (STAGES == 1) {
+            if (tile > 0) {
+                __syncthreads(); // every warp is done with the last tile (and its exchange)
+                stage_query_tile<HD>(sqg, sqg + BQ * LD, sstats, a, kh * a.group + tile / per_head,
+                                     first_query + tile % per_head * BQ);
+                copies_commit();
             }
+            copies_wait<0>();
             __syncthreads();
+        } else {
+            copies_wait<0>();
+            __syncthreads(); // this tile is everyone's; the other stage (and the exchange) is free
+            if (tile + 1 < tiles) {
+                const int next = (tile + 1) % 2;
+                stage_query_tile<HD>(sqg + next * 2 * BQ * LD, sqg + (next * 2 + 1) * BQ * LD, sstats + next * 3 * BQ, a,
+                                     kh * a.group + (tile + 1) / per_head, first_query + (tile + 1) % per_head * BQ);
+                copies_commit();
+            }
+        }
+        const int stage = tile % STAGES;
+        const float *sq = sqg + stage * 2 * BQ * LD, *sg = sq + BQ * LD;
+        const float *slse = sstats + stage * 3 * BQ, *sdelta = slse + BQ;
+        const int32_t *sqp = (const int32_t *)(slse + 2 * BQ);
 
-            float st[NTQ][4] = {}, dpt[NTQ][4] = {};
-            mma_rows_by_rows<HS, NTQ>(st, sk + 16 * kg * LD + part * HS, sq + part * HS, LD);
-            mma_rows_by_rows<HS, NTQ>(dpt, sv + 16 * kg * LD + part * HS, sg + part * HS, LD);
-            if (NS > 1) {
-                float *mine = xchg + (size_t)warp * 2 * NTQ * 4 * 32;
+        float st[NTQ][4] = {}, dpt[NTQ][4] = {};
+        mma_rows_by_rows<HS, NTQ>(st, sk + 16 * kg * LD + part * HS, sq + part * HS, LD);
+        mma_rows_by_rows<HS, NTQ>(dpt, sv + 16 * kg * LD + part * HS, sg + part * HS, LD);
+        if (NS > 1) {
+            float *mine = xchg + (size_t)warp * 2 * NTQ * 4 * 32;
+FUSED_UNROLL
+            for (int j = 0; j < NTQ; j++)
+FUSED_UNROLL
+                for (int e = 0; e < 4; e++) {
+                    mine[(j * 4 + e) * 32 + lane] = st[j][e];
+                    mine[(NTQ * 4 + j * 4 + e) * 32 + lane] = dpt[j][e];
+                }
+            __syncthreads();
+            for (int other = 0; other < NS; other++) {
+                if (other == part)
+                    continue;
+                const float *theirs = xchg + (size_t)(kg * NS + other) * 2 * NTQ * 4 * 32;
 FUSED_UNROLL
                 for (int j = 0; j < NTQ; j++)
 FUSED_UNROLL
                     for (int e = 0; e < 4; e++) {
-                        mine[(j * 4 + e) * 32 + lane] = st[j][e];
-                        mine[(NTQ * 4 + j * 4 + e) * 32 + lane] = dpt[j][e];
+                        st[j][e] += theirs[(j * 4 + e) * 32 + lane];
+                        dpt[j][e] += theirs[(NTQ * 4 + j * 4 + e) * 32 + lane];
                     }
-                __syncthreads();
-                for (int other = 0; other < NS; other++) {
-                    if (other == part)
-                        continue;
-                    const float *theirs = xchg + (size_t)(kg * NS + other) * 2 * NTQ * 4 * 32;
-FUSED_UNROLL
-                    for (int j = 0; j < NTQ; j++)
-FUSED_UNROLL
-                        for (int e = 0; e < 4; e++) {
-                            st[j][e] += theirs[(j * 4 + e) * 32 + lane];
-                            dpt[j][e] += theirs[(NTQ * 4 + j * 4 + e) * 32 + lane];
-                        }
-                }
             }
-FUSED_UNROLL
-            for (int j = 0; j < NTQ; j++) {
-FUSED_UNROLL
-                for (int e = 0; e < 4; e++) {
-                    const int r = e >> 1, col = 8 * j + 2 * t + (e & 1);
-                    const float p = kp[r] <= sqp[col] ? exp2f((st[j][e] * a.scale - slse[col]) * LOG2E) : 0.0f;
-                    st[j][e] = p;
-                    dpt[j][e] = p * (dpt[j][e] - sdelta[col]); // dS^T
-                }
-            }
-            mma_regs_by_rows<NTQ, NDS>(dv, st, sg + part * HS, LD);
-            mma_regs_by_rows<NTQ, NDS>(dk, dpt, sq + part * HS, LD);
         }
+FUSED_UNROLL
+        for (int j = 0; j < NTQ; j++) {
+FUSED_UNROLL
+            for (int e = 0; e < 4; e++) {
+                const int r = e >> 1, col = 8 * j + 2 * t + (e & 1);
+                const float p = kp[r] <= sqp[col] ? exp2f((st[j][e] * a.scale - slse[col]) * LOG2E) : 0.0f;
+                st[j][e] = p;
+                dpt[j][e] = p * (dpt[j][e] - sdelta[col]); // dS^T
+            }
+        }
+        mma_regs_by_rows<NTQ, NDS>(dv, st, sg + part * HS, LD);
+        mma_regs_by_rows<NTQ, NDS>(dk, dpt, sq + part * HS, LD);
     }
 
 FUSED_UNROLL
@@ -472,56 +564,75 @@ inline bool takes_head_dim(int hd)
     return hd == 16 || hd == 32 || hd == 64 || hd == 128 || hd == 256;
 }
 
-// launch(kernel, shared bytes, grid x, grid y, threads) starts one kernel. smem_limit is the
-// device's opt-in shared memory per block. False, having started nothing, when a kernel
-// would not fit.
-template <int HD, typename Launch> bool forward(const fused_args &a, int heads, size_t smem_limit, Launch launch)
+// How the kernels are started: the device's opt-in shared memory per block, and the most
+// stages (buffers for the tiles a loop walks: 2 overlaps copying the next tile with using
+// this one; 1 waits) a kernel may take where they fit.
+struct plan_limits {
+    size_t smem;
+    int max_stages;
+};
+
+// launch(kernel, shared bytes, grid x, grid y, threads) starts one kernel. False, having
+// started nothing, when no variant fits the limits.
+template <int HD, typename Launch> bool forward(const fused_args &a, int heads, plan_limits lim, Launch launch)
 {
-    constexpr int NW = 4;
-    if (fwd_smem<HD, NW>() > smem_limit)
+    const int grid = (a.tq + 63) / 64;
+    if (lim.max_stages >= 2 && fwd_smem<HD, 4, 2>() <= lim.smem)
+        launch(fused_fwd_kernel<HD, 4, 2>, fwd_smem<HD, 4, 2>(), grid, heads, 128);
+    else if (fwd_smem<HD, 4, 1>() <= lim.smem)
+        launch(fused_fwd_kernel<HD, 4, 1>, fwd_smem<HD, 4, 1>(), grid, heads, 128);
+    else
         return false;
-    launch(fused_fwd_kernel<HD, NW>, fwd_smem<HD, NW>(), (a.tq + 16 * NW - 1) / (16 * NW), heads, NW * 32);
     return true;
 }
 
-// dK/dV first, then dQ; dQ takes four warps where the device's shared memory allows (an H100
-// at HD 256) and two where not (an A100).
+// dK/dV first, then dQ. dQ takes four warps per block where shared memory allows, else two
+// (at HD 256 with two stages, or on an A100).
 template <int HD, typename Launch>
-bool backward(const fused_args &a, int heads, int kv_heads, size_t smem_limit, Launch launch)
+bool backward(const fused_args &a, int heads, int kv_heads, plan_limits lim, Launch launch)
 {
     constexpr int NS = HD > 128 ? 2 : 1, KG = 4 / NS;
-    if (dkdv_smem<HD, KG, NS>() > smem_limit || dq_smem<HD, 2>() > smem_limit)
+    const bool two = lim.max_stages >= 2;
+    if (dkdv_smem<HD, KG, NS, 1>() > lim.smem || dq_smem<HD, 2, 1>() > lim.smem)
         return false;
-    launch(fused_dkdv_kernel<HD, KG, NS>, dkdv_smem<HD, KG, NS>(), (a.tk + 16 * KG - 1) / (16 * KG), kv_heads,
-           KG * NS * 32);
-    if (dq_smem<HD, 4>() <= smem_limit)
-        launch(fused_dq_kernel<HD, 4>, dq_smem<HD, 4>(), (a.tq + 63) / 64, heads, 128);
+    const int key_blocks = (a.tk + 16 * KG - 1) / (16 * KG);
+    if (two && dkdv_smem<HD, KG, NS, 2>() <= lim.smem)
+        launch(fused_dkdv_kernel<HD, KG, NS, 2>, dkdv_smem<HD, KG, NS, 2>(), key_blocks, kv_heads, KG * NS * 32);
     else
-        launch(fused_dq_kernel<HD, 2>, dq_smem<HD, 2>(), (a.tq + 31) / 32, heads, 64);
+        launch(fused_dkdv_kernel<HD, KG, NS, 1>, dkdv_smem<HD, KG, NS, 1>(), key_blocks, kv_heads, KG * NS * 32);
+    const int grid4 = (a.tq + 63) / 64, grid2 = (a.tq + 31) / 32;
+    if (two && dq_smem<HD, 4, 2>() <= lim.smem)
+        launch(fused_dq_kernel<HD, 4, 2>, dq_smem<HD, 4, 2>(), grid4, heads, 128);
+    else if (two && dq_smem<HD, 2, 2>() <= lim.smem)
+        launch(fused_dq_kernel<HD, 2, 2>, dq_smem<HD, 2, 2>(), grid2, heads, 64);
+    else if (dq_smem<HD, 4, 1>() <= lim.smem)
+        launch(fused_dq_kernel<HD, 4, 1>, dq_smem<HD, 4, 1>(), grid4, heads, 128);
+    else
+        launch(fused_dq_kernel<HD, 2, 1>, dq_smem<HD, 2, 1>(), grid2, heads, 64);
     return true;
 }
 
-template <typename Launch> bool forward_any(const fused_args &a, int hd, int heads, size_t smem_limit, Launch launch)
+template <typename Launch> bool forward_any(const fused_args &a, int hd, int heads, plan_limits lim, Launch launch)
 {
     switch (hd) {
-    case 16: return forward<16>(a, heads, smem_limit, launch);
-    case 32: return forward<32>(a, heads, smem_limit, launch);
-    case 64: return forward<64>(a, heads, smem_limit, launch);
-    case 128: return forward<128>(a, heads, smem_limit, launch);
-    case 256: return forward<256>(a, heads, smem_limit, launch);
+    case 16: return forward<16>(a, heads, lim, launch);
+    case 32: return forward<32>(a, heads, lim, launch);
+    case 64: return forward<64>(a, heads, lim, launch);
+    case 128: return forward<128>(a, heads, lim, launch);
+    case 256: return forward<256>(a, heads, lim, launch);
     default: return false;
     }
 }
 
 template <typename Launch>
-bool backward_any(const fused_args &a, int hd, int heads, int kv_heads, size_t smem_limit, Launch launch)
+bool backward_any(const fused_args &a, int hd, int heads, int kv_heads, plan_limits lim, Launch launch)
 {
     switch (hd) {
-    case 16: return backward<16>(a, heads, kv_heads, smem_limit, launch);
-    case 32: return backward<32>(a, heads, kv_heads, smem_limit, launch);
-    case 64: return backward<64>(a, heads, kv_heads, smem_limit, launch);
-    case 128: return backward<128>(a, heads, kv_heads, smem_limit, launch);
-    case 256: return backward<256>(a, heads, kv_heads, smem_limit, launch);
+    case 16: return backward<16>(a, heads, kv_heads, lim, launch);
+    case 32: return backward<32>(a, heads, kv_heads, lim, launch);
+    case 64: return backward<64>(a, heads, kv_heads, lim, launch);
+    case 128: return backward<128>(a, heads, kv_heads, lim, launch);
+    case 256: return backward<256>(a, heads, kv_heads, lim, launch);
     default: return false;
     }
 }
