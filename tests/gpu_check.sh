@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# gpu_check.sh [BUILD_DIR] [OUT_DIR]: everything the GPU backend's issue asks to verify and
+# measure on a machine with an NVIDIA GPU, in one run (about 5 minutes on an H100):
+#   1. the GPU tests: test_ops_cuda (every op, the fused attention kernels included, against
+#      the cpu), test_fused_emulated, and cuda_cli (training, ranks sharing the GPU, NCCL);
+#   2. attention alone at the MFU target's shape (32K tokens, 8 heads of 256): the products
+#      path, the fused kernels with two buffers per tile, and with one (WANCP_FUSED_STAGES=1);
+#   3. the training step at the target (dim 2048, 8 heads, ffn 5632, 32K tokens, 4 layers):
+#      MFU against cuBLAS's peak in the same run, products and fused.
+# Each benchmark's JSON goes to OUT_DIR (default: a new folder under /tmp) and a summary to
+# stdout. Exit status: 1 when a test failed or a benchmark did not run, else 0; speed is
+# reported, not asserted. Without a GPU it says so and exits 77.
+set -uo pipefail
+build=${1:-build}
+out=${2:-$(mktemp -d /tmp/wancp-gpu-check-XXXXXX)}
+wancp=$build/wancp
+[ -x "$wancp" ] || { echo "gpu_check: no $wancp: build first (harness/setup, or cmake)"; exit 1; }
+mkdir -p "$out"
+if ! "$wancp" --version 2>&1 | grep -q "kernel ok"; then
+  echo "gpu_check: no usable CUDA device here:"
+  "$wancp" --version 2>&1 | grep -i cuda
+  exit 77
+fi
+"$wancp" --version 2>&1 | grep -i -E "cuda|device" | tee "$out/version.txt"
+failed=0
+
+echo "== GPU tests"
+ctest --test-dir "$build" -R '^(test_ops_cuda|test_fused_emulated|cuda_cli)$' --output-on-failure \
+  >"$out/ctest.log" 2>&1 || failed=1
+grep -E "Test +#|tests passed|tests failed" "$out/ctest.log"
+
+# field FILE NAME: a number or string field of a one-line JSON object; tera FILE NAME: a
+# GFLOP/s field in TFLOP/s.
+field() { grep -o "\"$2\": *[^,}]*" "$1" | head -n 1 | sed 's/^[^:]*: *//; s/"//g'; }
+tera() { awk -v g="$(field "$1" "$2")" 'BEGIN { printf "%.1f", g / 1000 }'; }
+
+echo "== attention alone: 32768 tokens, 8 heads of 256 (TFLOP/s, and the share of the matmul peak)"
+shape=(--tokens 32768 --heads 8 --head-dim 256 --reps 3)
+run_attention() { # NAME ENV... -- ARGS...
+  local name=$1; shift
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  if env "${envs[@]}" "$wancp" bench attention --device cuda --json "${shape[@]}" "$@" >"$out/attention-$name.json" \
+    2>"$out/attention-$name.log"; then
+    local f="$out/attention-$name.json"
+    printf '  %-14s forward %6s (%.3f)  backward %6s (%.3f)  both %6s (%.3f)  peak %s\n' "$name" \
+      "$(tera "$f" forward_gflops)" "$(field "$f" forward_ratio)" "$(tera "$f" backward_gflops)" \
+      "$(field "$f" backward_ratio)" "$(tera "$f" gflops)" "$(field "$f" ratio)" "$(tera "$f" matmul_peak_gflops)"
+  else
+    echo "  $name: FAILED ($(tail -n 1 "$out/attention-$name.log"))"
+    failed=1
+  fi
+}
+run_attention products --
+run_attention fused --attention fused
+run_attention fused-1-stage WANCP_FUSED_STAGES=1 -- --attention fused
+
+echo "== training step: dim 2048, 8 heads, ffn 5632, 32768 tokens, 4 layers (MFU against cuBLAS's peak)"
+step=(--dim 2048 --heads 8 --ffn 5632 --context 32768 --vocab 50257 --layers 4 --steps 3)
+for kind in products fused; do
+  if "$wancp" bench step --device cuda --attention "$kind" --json "${step[@]}" >"$out/step-$kind.json" \
+    2>"$out/step-$kind.log"; then
+    f="$out/step-$kind.json"
+    printf '  %-9s step %.3f s  MFU %.3f  (peak %s TFLOP/s, %s)\n' "$kind" "$(field "$f" step_s_median)" \
+      "$(field "$f" mfu)" "$(tera "$f" sgemm_peak_gflops)" "$(field "$f" sgemm_peak_shape)"
+  else
+    echo "  $kind: FAILED ($(tail -n 1 "$out/step-$kind.log"))"
+    failed=1
+  fi
+done
+echo "== results in $out"
+exit $failed
