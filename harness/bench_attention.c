@@ -112,19 +112,13 @@ static double backward(attn_bench *b)
     return cli_now() - t0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median_of(double (*run)(attn_bench *), attn_bench *b, int reps)
 {
     double t[100];
     run(b); /* untimed: first-touch, kernel loading, cuBLAS heuristics */
     for (int i = 0; i < reps; i++)
         t[i] = run(b);
-    qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+    qsort(t, (size_t)reps, sizeof t[0], cli_cmp_double);
     return t[reps / 2];
 }
 
@@ -147,6 +141,8 @@ int bench_attention(int argc, char **argv)
         unsigned long u = 0;
         char name[48];
         snprintf(name, sizeof name, "--%s", li >= 0 ? LONG[li].name : "");
+        if (li < 0)
+            snprintf(name, sizeof name, "%s", argv[optind - 1]);
         int bad = 0;
         switch (opt) {
         case O_TOKENS: bad = cli_parse_ulong("bench", name, optarg, 1, 1 << 20, &u); tokens = (int)u; break;

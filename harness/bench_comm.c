@@ -74,12 +74,6 @@ typedef struct results {
     char error[512];
 } results;
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* The slowest rank's time for fn, median of 3 after a warm-up. */
 typedef int timed_fn(void *ctx, char *err, size_t errlen);
 
@@ -102,7 +96,7 @@ static int time_slowest(comm *c, timed_fn *fn, void *ctx, double *out, char *err
         if (it >= 0)
             times[it] = worst;
     }
-    qsort(times, 3, sizeof *times, cmp_double);
+    qsort(times, 3, sizeof *times, cli_cmp_double);
     *out = times[1];
     return WANCP_OK;
 }
@@ -229,7 +223,7 @@ static int rank_main(int rank, void *ctx)
                 }
             }
             if (rc == WANCP_OK && rank == 0) {
-                qsort(times, (size_t)iters, sizeof *times, cmp_double);
+                qsort(times, (size_t)iters, sizeof *times, cli_cmp_double);
                 out->seconds[op][s] = times[iters / 2];
             }
         }

@@ -43,12 +43,6 @@ static const char USAGE[] =
     "                  (TF32 only; head dimensions 16, 32, 64, 128, 256)\n"
     "  --json          one JSON object on stdout\n";
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Best GFLOP/s of the backend's matmul over square and training-shaped products, 3 tries
  * each (on a GPU also larger squares, which its peak needs). */
 double bench_sgemm_peak(const ops *o, const model_config *c, int tokens, char *shape, size_t shape_len)
@@ -213,8 +207,8 @@ int bench_step(int argc, char **argv)
         if (!json)
             fprintf(stderr, "bench step: step %d/%d %.3f s%s\n", s, steps, cli_now() - t0, s == 0 ? " (warm-up)" : "");
     }
-    qsort(times, (size_t)steps, sizeof *times, cmp_double);
-    qsort(codec, (size_t)steps, sizeof *codec, cmp_double);
+    qsort(times, (size_t)steps, sizeof *times, cli_cmp_double);
+    qsort(codec, (size_t)steps, sizeof *codec, cli_cmp_double);
     double median = times[steps / 2], overhead = codec[steps / 2];
     double flops = model_step_flops(&c, batch, c.context);
     double gflops = flops / median / 1e9;

@@ -93,6 +93,9 @@ double bench_sgemm_peak(const struct ops *o, const struct model_config *c, int t
 /* Seconds on a monotonic clock. */
 double cli_now(void);
 
+/* qsort's comparison for doubles, ascending. */
+int cli_cmp_double(const void *a, const void *b);
+
 /* Forks n processes, process r running fn(r, ctx) and exiting 0 when it returns 0, with
  * SIGINT and SIGTERM back to their defaults; waits for all, killing every one once
  * *interrupted is set (by the caller's signal handler). Returns how many failed, those that

@@ -126,6 +126,12 @@ int cli_run_capture(char *const argv[], bytebuf *out, char *err, size_t errlen)
     return WEXITSTATUS(status);
 }
 
+int cli_cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 double cli_now(void)
 {
     struct timespec ts;
