@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # gpu_check.sh [BUILD_DIR] [OUT_DIR]: everything the GPU backend's issue asks to verify and
-# measure on a machine with an NVIDIA GPU, in one run (about 5 minutes on an H100):
+# measure on a machine with an NVIDIA GPU, in one run (a few minutes):
 #   1. the GPU tests: test_ops_cuda (every op, the fused attention kernels included, against
 #      the cpu), test_fused_emulated, and cuda_cli (training, ranks sharing the GPU, NCCL);
 #   2. attention alone at the MFU target's shape (32K tokens, 8 heads of 256): the products
