@@ -140,9 +140,7 @@ int bench_attention(int argc, char **argv)
     for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
         unsigned long u = 0;
         char name[48];
-        snprintf(name, sizeof name, "--%s", li >= 0 ? LONG[li].name : "");
-        if (li < 0)
-            snprintf(name, sizeof name, "%s", argv[optind - 1]);
+        cli_option_name(name, sizeof name, LONG, li, argv);
         int bad = 0;
         switch (opt) {
         case O_TOKENS: bad = cli_parse_ulong("bench", name, optarg, 1, 1 << 20, &u); tokens = (int)u; break;

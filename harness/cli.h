@@ -93,6 +93,11 @@ double bench_sgemm_peak(const struct ops *o, const struct model_config *c, int t
 /* Seconds on a monotonic clock. */
 double cli_now(void);
 
+/* The name of the option getopt_long just returned, for messages: "--" and its long name
+ * (li, getopt_long's index, >= 0), else the argument as written. */
+struct option;
+void cli_option_name(char *name, size_t len, const struct option *longopts, int li, char **argv);
+
 /* qsort's comparison for doubles, ascending. */
 int cli_cmp_double(const void *a, const void *b);
 

@@ -273,9 +273,7 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         unsigned long u = 0;
         double f = 0;
         char name[48];
-        snprintf(name, sizeof name, "--%s", li >= 0 ? LONG[li].name : "");
-        if (li < 0)
-            snprintf(name, sizeof name, "%s", argv[optind - 1]);
+        cli_option_name(name, sizeof name, LONG, li, argv);
         int bad = 0;
         switch (opt) {
         case O_TRAIN: c->train_path = optarg; break;

@@ -4,6 +4,7 @@
 #include "../core/status.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -124,6 +125,14 @@ int cli_run_capture(char *const argv[], bytebuf *out, char *err, size_t errlen)
     if (WEXITSTATUS(status) == 127)
         return wancp_fail(err, errlen, -1, "cannot run %s", argv[0]);
     return WEXITSTATUS(status);
+}
+
+void cli_option_name(char *name, size_t len, const struct option *longopts, int li, char **argv)
+{
+    if (li >= 0)
+        snprintf(name, len, "--%s", longopts[li].name);
+    else
+        snprintf(name, len, "%s", argv[optind - 1]);
 }
 
 int cli_cmp_double(const void *a, const void *b)
