@@ -30,8 +30,8 @@ static const char USAGE[] =
     "  --block N (64)      the cpu backend's query/key block\n"
     "  --reps N (3)        timed runs of each direction\n"
     "  --threads N         BLAS threads (default: one per CPU)\n"
-    "  --device cpu|cuda (cpu) --precision tf32|fp32 (tf32)\n"
-    "  --attention products|fused (products)  cuda's attention path (fused: TF32 only)\n"
+    "  --device cpu|cuda (cpu) --precision tf32|bf16|fp32 (tf32)\n"
+    "  --attention products|fused (products)  cuda's attention path (fused: tf32 or bf16)\n"
     "  --json              one JSON object on stdout\n";
 
 typedef struct attn_bench {

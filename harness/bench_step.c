@@ -37,14 +37,18 @@ static const char USAGE[] =
     "  --threads N     BLAS threads (default: one per CPU)\n"
     "  --device cpu|cuda (cpu)  cuda: CUDA kernels and cuBLAS; the peak is cuBLAS's on that GPU,\n"
     "                  so the ratio is the model FLOP utilisation (MFU) in the same maths\n"
-    "  --precision tf32|fp32 (tf32)  cuda matmuls on TF32 tensor cores, or in full fp32\n"
+    "  --precision tf32|bf16|fp32 (tf32)  cuda's products (matmuls, attention) on tensor cores\n"
+    "                  with TF32 or bf16 operands, or in full fp32; all accumulate in fp32\n"
     "  --attention products|fused (products)  cuda attention as cuBLAS products around row\n"
     "                  kernels, or fused tensor-core kernels that keep score tiles on chip\n"
-    "                  (TF32 only; head dimensions 16, 32, 64, 128, 256)\n"
+    "                  (tf32 or bf16; head dimensions 16, 32, 64, 128, 256)\n"
     "  --json          one JSON object on stdout\n";
 
 /* Best GFLOP/s of the backend's matmul over square and training-shaped products, 3 tries
- * each (on a GPU also larger squares, which its peak needs). */
+ * each (on a GPU also larger squares, which its peak needs). On a GPU the products are
+ * cuBLAS's plain GEMM at the backend's precision on operands already in the type the
+ * tensor cores read (bf16 arrays for bf16): the device's own ceiling, without the operand
+ * copies the backend's bf16 matmul makes. */
 double bench_sgemm_peak(const ops *o, const model_config *c, int tokens, char *shape, size_t shape_len)
 {
     const int shapes[][3] = {
@@ -55,6 +59,14 @@ double bench_sgemm_peak(const ops *o, const model_config *c, int tokens, char *s
     double best = 0.0;
     for (size_t s = 0; s < count; s++) {
         int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        if (strcmp(o->name, "cuda") == 0) {
+            double g = ops_cuda_gemm_peak_gflops(m, n, k);
+            if (g > best) {
+                best = g;
+                snprintf(shape, shape_len, "%dx%dx%d", m, n, k);
+            }
+            continue;
+        }
         float *a = o->alloc((size_t)m * k * sizeof *a), *b = o->alloc((size_t)k * n * sizeof *b);
         float *out = o->alloc((size_t)m * n * sizeof *out);
         if (a == NULL || b == NULL || out == NULL) {
@@ -228,7 +240,16 @@ int bench_step(int argc, char **argv)
         json_object_set_new(j, "device", json_string(device_name));
         json_object_set_new(j, "mfu", json_real(gflops / peak));
         json_object_set_new(j, "attention", json_string(device.fused_attention ? "fused" : "products"));
-        json_object_set_new(j, "peak_source", json_string(gpu ? "cuBLAS sgemm on this device, this run" : "OpenBLAS sgemm on this host, this run"));
+        char source[96];
+        snprintf(source, sizeof source, "%s on this %s, this run",
+                 gpu ? (ops_cuda_precision() == CUDA_BF16 ? "cuBLAS bf16 GEMM (fp32 accumulation)"
+                        : ops_cuda_precision() == CUDA_TF32 ? "cuBLAS sgemm on TF32 tensor cores"
+                                                            : "cuBLAS sgemm in full fp32")
+                     : "OpenBLAS sgemm",
+                 gpu ? "device" : "host");
+        json_object_set_new(j, "peak_source", json_string(source));
+        if (gpu)
+            json_object_set_new(j, "precision", json_string(cuda_precision_name(ops_cuda_precision())));
         json_object_set_new(j, "chunks", json_integer(chunks));
         json_object_set_new(j, "compressed", json_boolean(compress));
         if (compress) {
@@ -244,7 +265,8 @@ int bench_step(int argc, char **argv)
                c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab, batch, c.context, c.attn_block,
                device_name);
         printf("%-26s %12s\n", "# measure", "value");
-        printf("%-26s %12.1f  (%s, %s)\n", "sgemm peak GFLOP/s", peak, peak_shape, gpu ? "cuBLAS" : "OpenBLAS");
+        printf("%-26s %12.1f  (%s, %s)\n", "matmul peak GFLOP/s", peak, peak_shape,
+               gpu ? (ops_cuda_precision() == CUDA_BF16 ? "cuBLAS bf16" : "cuBLAS") : "OpenBLAS");
         printf("%-26s %12.3f\n", "step seconds (median)", median);
         printf("%-26s %12.1f  (%.1f GFLOP per step)\n", "step GFLOP/s", gflops, flops / 1e9);
         printf("%-26s %12.2f%s\n", "ratio step / peak", gflops / peak, gpu ? "  (MFU)" : "");

@@ -1,6 +1,7 @@
 #ifndef WANCP_CLI_H
 #define WANCP_CLI_H
 
+#include "../core/ops/ops.h"
 #include "../core/util/buf.h"
 
 #include <stdbool.h>
@@ -65,12 +66,12 @@ int cli_run_capture(char *const argv[], bytebuf *out, char *err, size_t errlen);
 struct json_t;
 void cli_print_json(struct json_t *o);
 
-/* --device cpu|cuda, --precision tf32|fp32 and --attention products|fused, as train and
- * bench step take them. */
+/* --device cpu|cuda, --precision tf32|bf16|fp32 and --attention products|fused, as train and
+ * the benchmarks take them (zeroed: cpu, tf32, products). */
 typedef struct cli_device {
-    const char *name;     /* NULL: cpu */
-    bool fp32_matmuls;    /* --precision fp32: no TF32 on cuda */
-    bool fused_attention; /* --attention fused: cuda's fused tensor-core attention kernels */
+    const char *name;           /* NULL: cpu */
+    cuda_precision precision;   /* cuda's product operands: TF32, bf16 or fp32 */
+    bool fused_attention;       /* --attention fused: cuda's fused tensor-core attention kernels */
 } cli_device;
 
 /* Takes the value of opt ("--device", "--precision" or "--attention") into d; 0, or 2 after
@@ -78,11 +79,11 @@ typedef struct cli_device {
 int cli_device_option(const char *cmd, const char *opt, const char *text, cli_device *d);
 
 /* The backend d names, with its matmul precision and attention kernels set; NULL after
- * printing why (exit 2), also for fused attention without cuda and TF32. */
+ * printing why (exit 2), also for fused attention without cuda or at fp32. */
 struct ops;
 const struct ops *cli_device_open(const char *cmd, const cli_device *d);
 
-/* "cpu, SkylakeX, 2 threads" or "cuda, NVIDIA H100 ..., tf32 matmuls": for metadata. */
+/* "cpu, SkylakeX, 2 threads" or "cuda, NVIDIA H100 ..., tf32 products": for metadata. */
 void cli_device_describe(const struct ops *o, char *buf, size_t len);
 
 /* The best matmul GFLOP/s of backend o over square and training-shaped products (c's shapes

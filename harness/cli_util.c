@@ -198,9 +198,8 @@ int cli_device_option(const char *cmd, const char *opt, const char *text, cli_de
         d->fused_attention = strcmp(text, "fused") == 0;
         return 0;
     }
-    if (strcmp(text, "tf32") != 0 && strcmp(text, "fp32") != 0)
-        return cli_usage_error(cmd, "--precision '%s': expected tf32 or fp32", text);
-    d->fp32_matmuls = strcmp(text, "fp32") == 0;
+    if (!cuda_precision_parse(text, &d->precision))
+        return cli_usage_error(cmd, "--precision '%s': expected tf32, bf16 or fp32", text);
     return 0;
 }
 
@@ -208,8 +207,8 @@ const ops *cli_device_open(const char *cmd, const cli_device *d)
 {
     char err[WANCP_ERRLEN];
     const bool cuda = d->name != NULL && strcmp(d->name, "cuda") == 0;
-    if (d->fused_attention && (!cuda || d->fp32_matmuls)) { /* the fused kernels are cuda's, on TF32 operands */
-        cli_usage_error(cmd, "--attention fused needs --device cuda and --precision tf32");
+    if (d->fused_attention && (!cuda || d->precision == CUDA_FP32)) { /* cuda's kernels, on tensor cores */
+        cli_usage_error(cmd, "--attention fused needs --device cuda and --precision tf32 or bf16");
         return NULL;
     }
     const ops *o = ops_by_name(d->name != NULL ? d->name : "cpu", err, sizeof err);
@@ -217,7 +216,7 @@ const ops *cli_device_open(const char *cmd, const cli_device *d)
         cli_report(cmd, WANCP_ERR_INPUT, err);
         return NULL;
     }
-    ops_cuda_set_tf32(!d->fp32_matmuls);
+    ops_cuda_set_precision(d->precision);
     ops_cuda_set_fused_attention(d->fused_attention);
     return o;
 }
@@ -227,6 +226,6 @@ void cli_device_describe(const ops *o, char *buf, size_t len)
     if (strcmp(o->name, "cpu") == 0)
         snprintf(buf, len, "cpu, %s, %d threads", ops_cpu_blas_core(), ops_cpu_threads());
     else
-        snprintf(buf, len, "cuda, %s, %s matmuls%s", ops_cuda_device_name(), ops_cuda_tf32() ? "tf32" : "fp32",
+        snprintf(buf, len, "cuda, %s, %s products%s", ops_cuda_device_name(), cuda_precision_name(ops_cuda_precision()),
                  ops_cuda_fused_attention() ? ", fused attention" : "");
 }

@@ -210,8 +210,9 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
             else
                 snprintf(s->device, sizeof s->device, "%s", v);
         } else if (strcmp(key, "precision") == 0) {
-            if (strcmp(v, "tf32") != 0 && strcmp(v, "fp32") != 0)
-                problem(ps, "[train] precision = '%s': expected tf32 or fp32", v);
+            cuda_precision p;
+            if (!cuda_precision_parse(v, &p))
+                problem(ps, "[train] precision = '%s': expected tf32, bf16 or fp32", v);
             else
                 snprintf(s->precision, sizeof s->precision, "%s", v);
         } else if (strcmp(key, "sync") == 0)

@@ -16,7 +16,7 @@
  *   [train]     train, val (shards, relative to the scenario's folder), batch, lr, warmup,
  *               eval_every, val_tokens, wire (bf16|fp32), sync (S|A), sync_every,
  *               device (cpu|cuda: the ranks of an arm share the machine's first GPU),
- *               precision (tf32|fp32, cuda's matmuls)
+ *               precision (tf32|bf16|fp32, cuda's product operands)
  *   [arm NAME]  profile (a link profile file, or none: unshaped), link_model (uplink|mesh),
  *               compress (true|false), compress_last (true|false), warm_steps, sync,
  *               sync_every (the arm's own), straggler (RANK:K: that rank's links at the

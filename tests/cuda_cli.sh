@@ -2,7 +2,8 @@
 # cuda_cli.sh WANCP DATA_DIR: the cuda backend from the command line.
 #   - everywhere: a bad --device, --precision or --attention exits 2 with one line;
 #   - on a GPU (else exit 77, a skip): `wancp train --device cuda` follows the cpu's training
-#     loss within 2% at each of 50 steps (also with --attention fused), resumes from its own
+#     loss within 2% at each of 50 steps (also with --attention fused; bf16 products, with
+#     each attention, within 5%), resumes from its own
 #     checkpoint, and `wancp bench step --device cuda --json` reports an MFU against cuBLAS's
 #     peak (and which attention it timed);
 #   - context parallelism on one GPU shared by the ranks (host staging over TCP): 4 ranks in
@@ -39,16 +40,18 @@ tiny=(--train "$data/brown_bytes_train.bin" --val "$data/brown_bytes_val.bin" --
       --eval-every 25 --val-tokens 2048 --threads 2 --seed 3)
 
 expect2 "expected cpu or cuda" "$wancp" train "${tiny[@]}" --device tpu
-expect2 "expected tf32 or fp32" "$wancp" train "${tiny[@]}" --precision fp16
+expect2 "expected tf32, bf16 or fp32" "$wancp" train "${tiny[@]}" --precision fp16
 expect2 "expected cpu or cuda" "$wancp" bench step --device gpu
 expect2 "expected tcp or nccl" "$wancp" train "${tiny[@]}" --transport mpi
 expect2 "needs --device cuda" "$wancp" train "${tiny[@]}" --transport nccl
 expect2 "expected products or fused" "$wancp" train "${tiny[@]}" --attention flash
-expect2 "--attention fused needs --device cuda and --precision tf32" "$wancp" train "${tiny[@]}" --attention fused
-expect2 "--attention fused needs --device cuda and --precision tf32" "$wancp" bench step --device cuda \
+expect2 "--attention fused needs --device cuda and --precision tf32 or bf16" "$wancp" train "${tiny[@]}" --attention fused
+expect2 "--attention fused needs --device cuda and --precision tf32 or bf16" "$wancp" bench step --device cuda \
   --precision fp32 --attention fused
 
 if ! "$wancp" --version 2>&1 | grep -q "kernel ok"; then
+  # bf16 with fused attention passes the usage checks and reaches the device, which is absent.
+  expect2 "device cuda: " "$wancp" bench step --device cuda --precision bf16 --attention fused
   echo "passed $passes checks; no usable CUDA device here, the rest is skipped:"
   "$wancp" --version 2>&1 | grep -i cuda
   [ "$failures" = 0 ] || exit 1
@@ -84,6 +87,19 @@ check "fused attention follows the cpu loss curve within 2% for 50 steps" '[ $rc
 out=$("$wancp" bench step --device cuda --attention fused --json --layers 2 --dim 512 --heads 4 --context 2048 --vocab 1000 --steps 2)
 echo "$out"
 check "bench step --attention fused reports it" 'printf "%s" "$out" | grep -q "\"attention\": \"fused\""'
+# bf16 operands on the tensor cores (fp32 accumulation): within 5%, with either attention; bench
+# step names the precision and measures its peak in bf16.
+for kind in products fused; do
+  "$wancp" train "${tiny[@]}" --device cuda --precision bf16 --attention $kind --metrics "$work/bf16-$kind.csv" \
+    2>"$work/bf16.log"
+  check "cuda run, bf16, $kind attention" '[ $? = 0 ] && grep -q "^# device: cuda, .*bf16 products" "$work/bf16-$kind.csv" || { tail -n 5 "$work/bf16.log"; false; }'
+  worst "$work/cpu.csv" "$work/bf16-$kind.csv" 0.05 "one process, bf16, $kind attention" 50; rc=$?
+  check "bf16 ($kind attention) follows the cpu loss curve within 5% for 50 steps" '[ $rc = 0 ]'
+done
+out=$("$wancp" bench step --device cuda --precision bf16 --json --layers 2 --dim 512 --heads 4 --context 2048 --vocab 1000 --steps 2)
+echo "$out"
+check "bench step --precision bf16 reports it, against a bf16 GEMM peak" \
+  'printf "%s" "$out" | grep -q "\"precision\": \"bf16\"" && printf "%s" "$out" | grep -q "\"peak_source\": \"cuBLAS bf16 GEMM"'
 for kind in products fused; do
   out=$("$wancp" bench attention --device cuda --attention $kind --json --tokens 4096 --heads 8 --head-dim 128)
   echo "$out"

@@ -5,8 +5,10 @@
 #      the cpu), test_fused_emulated, and cuda_cli (training, ranks sharing the GPU, NCCL);
 #   2. attention alone at the MFU target's shape (32K tokens, 8 heads of 256): the products
 #      path, the fused kernels with two buffers per tile, and with one (WANCP_FUSED_STAGES=1);
+#      TF32, then the products path and the fused kernels with bf16 operands;
 #   3. the training step at the target (dim 2048, 8 heads, ffn 5632, 32K tokens, 4 layers):
-#      MFU against cuBLAS's peak in the same run, products and fused.
+#      MFU against cuBLAS's peak at the same precision in the same run, products and fused,
+#      TF32 and bf16.
 # Each benchmark's JSON goes to OUT_DIR (default: a new folder under /tmp) and a summary to
 # stdout. Exit status: 1 when a test failed or a benchmark did not run, else 0; speed is
 # reported, not asserted. Without a GPU it says so and exits 77.
@@ -24,7 +26,7 @@ fi
 "$wancp" --version 2>&1 | grep -i -E "cuda|device" | tee "$out/version.txt"
 failed=0
 
-echo "== GPU tests"
+echo "== GPU tests (at ${SECONDS} s)"
 ctest --test-dir "$build" -R '^(test_ops_cuda|test_fused_emulated|cuda_cli)$' --output-on-failure \
   >"$out/ctest.log" 2>&1 || failed=1
 grep -E "Test +#|tests passed|tests failed" "$out/ctest.log"
@@ -34,7 +36,7 @@ grep -E "Test +#|tests passed|tests failed" "$out/ctest.log"
 field() { grep -o "\"$2\": *[^,}]*" "$1" | head -n 1 | sed 's/^[^:]*: *//; s/"//g'; }
 tera() { awk -v g="$(field "$1" "$2")" 'BEGIN { printf "%.1f", g / 1000 }'; }
 
-echo "== attention alone: 32768 tokens, 8 heads of 256 (TFLOP/s, and the share of the matmul peak)"
+echo "== attention alone: 32768 tokens, 8 heads of 256 (TFLOP/s, and the share of the matmul peak; at ${SECONDS} s)"
 shape=(--tokens 32768 --heads 8 --head-dim 256 --reps 3)
 run_attention() { # NAME ENV... -- ARGS...
   local name=$1; shift
@@ -55,19 +57,24 @@ run_attention() { # NAME ENV... -- ARGS...
 run_attention products --
 run_attention fused --attention fused
 run_attention fused-1-stage WANCP_FUSED_STAGES=1 -- --attention fused
+run_attention bf16-products -- --precision bf16
+run_attention bf16-fused -- --precision bf16 --attention fused
 
-echo "== training step: dim 2048, 8 heads, ffn 5632, 32768 tokens, 4 layers (MFU against cuBLAS's peak)"
+echo "== training step: dim 2048, 8 heads, ffn 5632, 32768 tokens, 4 layers (MFU against cuBLAS's peak; at ${SECONDS} s)"
 step=(--dim 2048 --heads 8 --ffn 5632 --context 32768 --vocab 50257 --layers 4 --steps 3)
-for kind in products fused; do
-  if "$wancp" bench step --device cuda --attention "$kind" --json "${step[@]}" >"$out/step-$kind.json" \
-    2>"$out/step-$kind.log"; then
-    f="$out/step-$kind.json"
-    printf '  %-9s step %.3f s  MFU %.3f  (peak %s TFLOP/s, %s)\n' "$kind" "$(field "$f" step_s_median)" \
-      "$(field "$f" mfu)" "$(tera "$f" sgemm_peak_gflops)" "$(field "$f" sgemm_peak_shape)"
-  else
-    echo "  $kind: FAILED ($(tail -n 1 "$out/step-$kind.log"))"
-    failed=1
-  fi
+for precision in tf32 bf16; do
+  for kind in products fused; do
+    name=$precision-$kind
+    if "$wancp" bench step --device cuda --precision "$precision" --attention "$kind" --json "${step[@]}" \
+      >"$out/step-$name.json" 2>"$out/step-$name.log"; then
+      f="$out/step-$name.json"
+      printf '  %-14s step %.3f s  MFU %.3f  (peak %s TFLOP/s, %s)\n' "$name" "$(field "$f" step_s_median)" \
+        "$(field "$f" mfu)" "$(tera "$f" sgemm_peak_gflops)" "$(field "$f" sgemm_peak_shape)"
+    else
+      echo "  $name: FAILED ($(tail -n 1 "$out/step-$name.log"))"
+      failed=1
+    fi
+  done
 done
-echo "== results in $out"
+echo "== results in $out (${SECONDS} s in all)"
 exit $failed

@@ -79,7 +79,7 @@ for needle in "bad.ini:2: [scenario] name = 'Bad Name'" "bad.ini:4: [scenario] s
               "--set scenario.seed=-1: [scenario] seed = '-1'" "--set arm.b.compress=true: no arm 'b'" \
               "does not split into 2 x 3 chunks" "dim = 256 is not divisible by heads = 5" \
               "[arm a] profile: $work/nowhere.ini: cannot open" "[train] device = 'tpu': expected cpu or cuda" \
-              "[train] precision = 'fp16': expected tf32 or fp32" "[arm a] straggler = 9:4: the scenario has ranks 0 to 2" \
+              "[train] precision = 'fp16': expected tf32, bf16 or fp32" "[arm a] straggler = 9:4: the scenario has ranks 0 to 2" \
               "bad.ini:15: [arm c] straggler = '1:x': expected RANK:K" "[arm d] straggler: an unshaped arm has no rate"; do
   check "names: $needle" 'grep -qF -- "$needle" "$work/err"'
 done

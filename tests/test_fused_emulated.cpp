@@ -7,7 +7,8 @@
 // With the emulator's exact operands the kernels compute in fp32, so they must agree with the
 // cpu within 1e-5 (max |fused - cpu| / max |cpu| over each output): an indexing, masking,
 // scaling or synchronisation mistake shows as an error near 1. With TF32 operands, as on a
-// GPU, they must stay within the 1e-2 that test_ops_cuda asks of the GPU.
+// GPU, they must stay within the 1e-2 that test_ops_cuda asks of the GPU; with bf16 operands
+// (the m16n8k16 variants), within its 3e-2 for bf16.
 //
 // This needs no GPU and runs everywhere (also under the sanitizers); test_ops_cuda runs the
 // same kernels on a GPU where there is one.
@@ -35,6 +36,7 @@ constexpr fused::plan_limits H100_WAITING = {232448, 1}; // WANCP_FUSED_STAGES=1
 constexpr fused::plan_limits A100 = {166912, 2};         // two stages fit only the small kernels
 constexpr double EXACT_TOL = 1e-5;
 constexpr double TF32_TOL = 1e-2;
+constexpr double BF16_TOL = 3e-2; // 7 mantissa bits: about 8 times TF32's rounding
 
 rng g_rng;
 
@@ -74,7 +76,8 @@ struct key_set {
 // Forward over every key set in turn, then the backward of each, on the cpu and through the
 // fused kernels; every output compared.
 void run_case(const char *name, const attn_shape &shape, const std::vector<int32_t> &q_pos,
-              const std::vector<std::vector<int32_t>> &key_positions, fused::plan_limits lim, double tol)
+              const std::vector<std::vector<int32_t>> &key_positions, fused::plan_limits lim, double tol,
+              bool bf16 = false)
 {
     const ops *cpu = ops_cpu();
     const int tq = (int)q_pos.size(), hd = shape.head_dim;
@@ -123,7 +126,7 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
         fused::fused_args a = base;
         a.k = s.k.data(), a.v = s.v.data(), a.k_pos = s.pos.data(), a.tk = (int)s.pos.size();
         a.acc = f_acc.data(), a.max = f_mx.data(), a.sum = f_sm.data();
-        assert_true(fused::forward_any(a, hd, shape.n_heads, lim,
+        assert_true(fused::forward_any(a, hd, shape.n_heads, bf16, lim,
                                        [&](auto kernel, size_t smem, int gx, int gy, int threads) {
                                            launch(kernel, smem, gx, gy, threads, a);
                                        }));
@@ -137,7 +140,7 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
         a.k = s.k.data(), a.v = s.v.data(), a.k_pos = s.pos.data(), a.tk = (int)s.pos.size();
         a.lse = f_lse.data(), a.delta = f_delta.data();
         a.dq = f_dq.data(), a.dk = f_dk.back().data(), a.dv = f_dv.back().data();
-        assert_true(fused::backward_any(a, hd, shape.n_heads, shape.n_kv_heads, lim,
+        assert_true(fused::backward_any(a, hd, shape.n_heads, shape.n_kv_heads, bf16, lim,
                                         [&](auto kernel, size_t smem, int gx, int gy, int threads) {
                                             launch(kernel, smem, gx, gy, threads, a);
                                         }));
@@ -169,27 +172,27 @@ std::vector<int32_t> span(int32_t first, int count)
 
 // test_ops_cuda's two cases: 48 queries at 40..87 against an earlier chunk, the diagonal and
 // a chunk wholly in the future; queries 0..15 against keys 10..40 (rows 0..9 see nothing).
-void basic_cases(int hd, fused::plan_limits lim, double tol, const char *mode)
+void basic_cases(int hd, fused::plan_limits lim, double tol, const char *mode, bool bf16 = false)
 {
     const attn_shape shape = {4, 2, hd, 16};
     char name[96];
     snprintf(name, sizeof name, "hd %d, %s, chunks merged", hd, mode);
-    run_case(name, shape, span(40, 48), {span(0, 40), span(40, 48), span(100, 21)}, lim, tol);
+    run_case(name, shape, span(40, 48), {span(0, 40), span(40, 48), span(100, 21)}, lim, tol, bf16);
     snprintf(name, sizeof name, "hd %d, %s, rows that see nothing", hd, mode);
-    run_case(name, shape, span(0, 16), {span(10, 31)}, lim, tol);
+    run_case(name, shape, span(0, 16), {span(10, 31)}, lim, tol, bf16);
 }
 
 // A zig-zag rank: 150 query rows in two runs (0..74 and 225..299) against its own keys and a
 // chunk between (100..199): three forward and dQ blocks, key tiles cut short, dK/dV blocks
 // whose first query is found by position, 8 heads over 2.
-void zigzag_case(int hd, fused::plan_limits lim, double tol, const char *mode)
+void zigzag_case(int hd, fused::plan_limits lim, double tol, const char *mode, bool bf16 = false)
 {
     const attn_shape shape = {8, 2, hd, 16};
     std::vector<int32_t> q_pos = span(0, 75), late = span(225, 75);
     q_pos.insert(q_pos.end(), late.begin(), late.end());
     char name[96];
     snprintf(name, sizeof name, "hd %d, %s, zig-zag rank, 8 heads over 2", hd, mode);
-    run_case(name, shape, q_pos, {q_pos, span(100, 100)}, lim, tol);
+    run_case(name, shape, q_pos, {q_pos, span(100, 100)}, lim, tol, bf16);
 }
 
 void exact_every_head_dim(void **state)
@@ -217,6 +220,19 @@ void tf32_operands(void **state)
     zigzag_case(128, H100, TF32_TOL, "tf32");
 }
 
+// The m16n8k16 variants: the smallest head dimension (one k step per product), the largest
+// (warp pairs splitting it in dK/dV), and a zig-zag rank on each launch plan.
+void bf16_operands(void **state)
+{
+    (void)state;
+    emu::exact = false;
+    basic_cases(16, H100, BF16_TOL, "bf16", true);
+    basic_cases(256, H100, BF16_TOL, "bf16", true);
+    zigzag_case(64, H100, BF16_TOL, "bf16", true);
+    zigzag_case(32, H100_WAITING, BF16_TOL, "bf16, one stage", true);
+    zigzag_case(128, A100, BF16_TOL, "bf16, A100 plan", true);
+}
+
 // Shapes the kernels do not take are left to the products path, having started nothing.
 void declines(void **state)
 {
@@ -224,9 +240,11 @@ void declines(void **state)
     int launches = 0;
     auto count = [&launches](auto, size_t, int, int, int) { launches++; };
     fused::fused_args a = {};
-    assert_false(fused::forward_any(a, 48, 4, H100, count));
-    assert_false(fused::backward_any(a, 96, 4, 2, H100, count));
-    assert_false(fused::backward_any(a, 256, 4, 2, {100000, 2}, count)); // too little shared memory
+    for (bool bf16 : {false, true}) {
+        assert_false(fused::forward_any(a, 48, 4, bf16, H100, count));
+        assert_false(fused::backward_any(a, 96, 4, 2, bf16, H100, count));
+        assert_false(fused::backward_any(a, 256, 4, 2, bf16, {100000, 2}, count)); // too little shared memory
+    }
     assert_int_equal(launches, 0);
     for (int hd : {16, 32, 64, 128, 256})
         assert_true(fused::takes_head_dim(hd));
@@ -242,6 +260,7 @@ int main(void)
         cmocka_unit_test(exact_every_head_dim),
         cmocka_unit_test(exact_zigzag),
         cmocka_unit_test(tf32_operands),
+        cmocka_unit_test(bf16_operands),
         cmocka_unit_test(declines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

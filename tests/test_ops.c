@@ -8,6 +8,7 @@
 #include "test_helpers.h"
 
 #include "core/ops/ops.h"
+#include "core/status.h"
 #include "core/util/rng.h"
 
 #include <math.h>
@@ -452,6 +453,32 @@ static void matmul_and_adamw(void **state)
     free(a), free(b), free(c), free(c0);
 }
 
+/* The names the command line and scenarios use: backends, and cuda's product precisions
+ * (spelled exactly; the zeroed value is the default, tf32). */
+static void names(void **state)
+{
+    (void)state;
+    char err[WANCP_ERRLEN] = "";
+    assert_ptr_equal(ops_by_name("cpu", err, sizeof err), ops_cpu());
+    assert_null(ops_by_name("tpu", err, sizeof err));
+    assert_non_null(strstr(err, "'tpu'"));
+    const cuda_precision all[] = {CUDA_TF32, CUDA_FP32, CUDA_BF16};
+    const char *spelled[] = {"tf32", "fp32", "bf16"};
+    for (int i = 0; i < 3; i++) {
+        cuda_precision p = (cuda_precision)-1;
+        assert_string_equal(cuda_precision_name(all[i]), spelled[i]);
+        assert_true(cuda_precision_parse(spelled[i], &p));
+        assert_int_equal(p, all[i]);
+    }
+    assert_int_equal(CUDA_TF32, 0);
+    const char *bad[] = {"fp16", "BF16", "", "tf32 ", "bf"};
+    for (int i = 0; i < 5; i++) {
+        cuda_precision p = CUDA_BF16;
+        assert_false(cuda_precision_parse(bad[i], &p));
+        assert_int_equal(p, CUDA_BF16); /* left as it was */
+    }
+}
+
 int main(void)
 {
     o = ops_cpu();
@@ -461,7 +488,7 @@ int main(void)
         cmocka_unit_test(swiglu_grad),       cmocka_unit_test(cross_entropy_grad),
         cmocka_unit_test(embedding_grad),    cmocka_unit_test(attention_matches_naive),
         cmocka_unit_test(attention_grad),    cmocka_unit_test(attention_rows_that_see_nothing),
-        cmocka_unit_test(matmul_and_adamw),
+        cmocka_unit_test(matmul_and_adamw),  cmocka_unit_test(names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,10 @@
  * elementwise ratio would blow up on outputs near zero). Full fp32 (TF32 off) must agree
  * to 1e-5. TF32 matmuls keep 10 mantissa bits of each operand (relative rounding 2^-11 ~
  * 5e-4 per operand), so products and what follows them get 5e-3; the TF32 training curve
- * must stay within 2% of the cpu's loss at every one of 50 steps.
+ * must stay within 2% of the cpu's loss at every one of 50 steps. bf16 operands keep 7
+ * (2^-9 ~ 2e-3 per operand): products get 2e-2, attention 3e-2, the training curve 5%; and
+ * a bf16 matmul must equal the cpu's product of the same operands rounded to bf16 to 1e-4
+ * (only the order of fp32 sums differs), which pins the rounding itself (ties to even).
  *
  * Without a usable CUDA device (or without CUDA in the build) the test exits 77: ctest
  * reports it skipped. */
@@ -21,6 +24,9 @@
 
 #define FP32_TOL 1e-5
 #define TF32_TOL 5e-3
+#define BF16_TOL 2e-2
+#define BF16_ROUNDED_TOL 1e-4
+#define BF16_ATTN_TOL 3e-2
 
 static const ops *cpu, *gpu;
 static rng r;
@@ -64,46 +70,64 @@ static double compare(const char *what, const float *got, const float *want, siz
     return rel;
 }
 
-/* Odd sizes and multiples of 4 (cuBLAS picks other kernels for each). */
-static void matmuls_of(bool tf32, int m, int n, int k)
+/* Odd sizes and multiples of 4 (cuBLAS picks other kernels for each). With bf16 also against
+ * the cpu's product of the operands rounded to bf16 first. */
+static void matmuls_of(cuda_precision p, int m, int n, int k)
 {
     float *a = host_randn((size_t)m * k, 1.0f), *b = host_randn((size_t)k * n, 1.0f), *c = host_randn((size_t)m * n, 1.0f);
+    float *a16 = on(cpu, a, (size_t)m * k), *b16 = on(cpu, b, (size_t)k * n);
+    cpu->round_bf16(a16, (size_t)m * k), cpu->round_bf16(b16, (size_t)k * n);
+    const double tol = p == CUDA_FP32 ? FP32_TOL : p == CUDA_TF32 ? TF32_TOL : BF16_TOL;
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
             float *ga = on(gpu, a, (size_t)m * k), *gb = on(gpu, b, (size_t)k * n), *gc = on(gpu, c, (size_t)m * n);
             float *cc = on(cpu, c, (size_t)m * n);
             cpu->matmul(cc, a, b, m, n, k, ta, tb, 1.5f, 0.5f);
             gpu->matmul(gc, ga, gb, m, n, k, ta, tb, 1.5f, 0.5f);
-            char what[64];
+            char what[80];
             snprintf(what, sizeof what, "matmul %s%s %dx%dx%d (%s)", ta ? "T" : "N", tb ? "T" : "N", m, n, k,
-                     tf32 ? "tf32" : "fp32");
-            compare(what, gc, cc, (size_t)m * n, tf32 ? TF32_TOL : FP32_TOL);
+                     cuda_precision_name(p));
+            compare(what, gc, cc, (size_t)m * n, tol);
+            if (p == CUDA_BF16) {
+                memcpy(cc, c, (size_t)m * n * sizeof *cc);
+                cpu->matmul(cc, a16, b16, m, n, k, ta, tb, 1.5f, 0.5f);
+                snprintf(what, sizeof what, "matmul %s%s %dx%dx%d (bf16 vs rounded)", ta ? "T" : "N", tb ? "T" : "N",
+                         m, n, k);
+                compare(what, gc, cc, (size_t)m * n, BF16_ROUNDED_TOL);
+            }
             gpu->release(ga), gpu->release(gb), gpu->release(gc), cpu->release(cc);
         }
+    cpu->release(a16), cpu->release(b16);
     free(a), free(b), free(c);
 }
 
-static void matmuls(bool tf32)
+static void matmuls(cuda_precision p)
 {
-    ops_cuda_set_tf32(tf32);
-    matmuls_of(tf32, 67, 45, 129);
-    matmuls_of(tf32, 64, 32, 128);
-    matmuls_of(tf32, 64, 45, 128); /* only C's rows are odd */
-    matmuls_of(tf32, 517, 1029, 4101); /* large enough that odd rows are padded first */
-    matmuls_of(tf32, 516, 1029, 4100); /* only C padded */
-    ops_cuda_set_tf32(false);
+    ops_cuda_set_precision(p);
+    matmuls_of(p, 67, 45, 129);
+    matmuls_of(p, 64, 32, 128);
+    matmuls_of(p, 64, 45, 128); /* only C's rows are odd */
+    matmuls_of(p, 517, 1029, 4101); /* large enough that odd rows are padded first */
+    matmuls_of(p, 516, 1029, 4100); /* only C padded */
+    ops_cuda_set_precision(CUDA_FP32);
 }
 
 static void matmul_fp32(void **state)
 {
     (void)state;
-    matmuls(false);
+    matmuls(CUDA_FP32);
 }
 
 static void matmul_tf32(void **state)
 {
     (void)state;
-    matmuls(true);
+    matmuls(CUDA_TF32);
+}
+
+static void matmul_bf16(void **state)
+{
+    (void)state;
+    matmuls(CUDA_BF16);
 }
 
 static void elementwise(void **state)
@@ -366,29 +390,32 @@ static void attention(void **state)
     (void)state;
     const attn_shape shape = {.n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .block = 16};
     attention_cases("", &shape, FP32_TOL, NULL);
+    ops_cuda_set_precision(CUDA_BF16); /* the products path's products on bf16 operands */
+    attention_cases("bf16 products, ", &shape, BF16_ATTN_TOL, NULL);
+    ops_cuda_set_precision(CUDA_FP32);
 }
 
-/* The fused tensor-core kernels (TF32 operands, fp32 accumulation) against the cpu at every
+/* The fused tensor-core kernels (TF32 or bf16 operands, fp32 accumulation) against the cpu at every
  * head dimension they take, with more rows than one block of each kernel (and partial last
  * tiles): zig-zag-like chunks as a rank holds them (two runs of positions with a gap),
  * earlier and later key sets, grouped-query heads. The launch counter proves the fused
  * kernels ran (a silent fall back to the products path would pass the comparison too), and
  * a second run with the same inputs must repeat bit for bit (no atomics). TF32's operand
- * rounding (2^-11 relative) through scores, exp and two products: 1e-2, normwise. */
+ * rounding (2^-11 relative) through scores, exp and two products: 1e-2, normwise; bf16's
+ * (2^-9): 3e-2. */
 #define FUSED_TOL 1e-2
 
-static void attention_fused(void **state)
+static void fused_at(cuda_precision p, double tol)
 {
-    (void)state;
-    ops_cuda_set_tf32(true);
+    ops_cuda_set_precision(p);
     ops_cuda_set_fused_attention(true);
     const int dims[] = {16, 32, 64, 128, 256};
     for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
         const attn_shape shape = {.n_heads = 4, .n_kv_heads = 2, .head_dim = dims[d], .block = 16};
         char label[48];
-        snprintf(label, sizeof label, "fused hd %d, ", dims[d]);
+        snprintf(label, sizeof label, "fused %s hd %d, ", cuda_precision_name(p), dims[d]);
         const unsigned long long before = ops_cuda_fused_attention_launches();
-        attention_cases(label, &shape, FUSED_TOL, NULL);
+        attention_cases(label, &shape, tol, NULL);
         assert_true(ops_cuda_fused_attention_launches() > before);
     }
     /* 150 query rows in two runs (positions 0..74 and 225..299), against the rank's own
@@ -405,16 +432,28 @@ static void attention_fused(void **state)
     const int tk[2] = {150, 100};
     attn_results first = {0}, again = {0};
     rng saved = r;
-    attention_case("fused zig-zag rank, 8 heads over 2", &shape, FUSED_TOL, q_pos, 150, sets, tk, 2, &first);
+    attention_case("fused zig-zag rank, 8 heads over 2", &shape, tol, q_pos, 150, sets, tk, 2, &first);
     r = saved;
-    attention_case("fused zig-zag rank, again", &shape, FUSED_TOL, q_pos, 150, sets, tk, 2, &again);
+    attention_case("fused zig-zag rank, again", &shape, tol, q_pos, 150, sets, tk, 2, &again);
     assert_int_equal(first.count, again.count);
     for (int i = 0; i < first.count; i++)
         assert_memory_equal(first.out[i], again.out[i], first.len[i] * sizeof(float));
-    printf("  fused zig-zag rank: a second run repeats every output bit for bit\n");
+    printf("  fused zig-zag rank (%s): a second run repeats every output bit for bit\n", cuda_precision_name(p));
     attn_results_free(&first), attn_results_free(&again);
     ops_cuda_set_fused_attention(false);
-    ops_cuda_set_tf32(false);
+    ops_cuda_set_precision(CUDA_FP32);
+}
+
+static void attention_fused(void **state)
+{
+    (void)state;
+    fused_at(CUDA_TF32, FUSED_TOL);
+}
+
+static void attention_fused_bf16(void **state)
+{
+    (void)state;
+    fused_at(CUDA_BF16, BF16_ATTN_TOL);
 }
 
 static model_config small_model(void)
@@ -441,7 +480,7 @@ static void random_batch(uint16_t *x, int n, int vocab, rng *g)
 static void model_gradients(void **state)
 {
     (void)state;
-    ops_cuda_set_tf32(false);
+    ops_cuda_set_precision(CUDA_FP32);
     model_config cfg = small_model();
     model mc, mg;
     char err[WANCP_ERRLEN];
@@ -472,11 +511,11 @@ static void model_gradients(void **state)
     model_free(&mg);
 }
 
-/* 50 AdamW steps on fresh random batches: TF32 on the GPU follows the cpu's loss curve. */
-static void training_curve(void **state)
+/* 50 AdamW steps on fresh random batches: TF32 (bf16) products on the GPU follow the cpu's
+ * loss curve within tol at every step. */
+static void training_curve_at(cuda_precision p, double tol)
 {
-    (void)state;
-    ops_cuda_set_tf32(true);
+    ops_cuda_set_precision(p);
     model_config cfg = small_model();
     model mc, mg;
     char err[WANCP_ERRLEN];
@@ -507,15 +546,27 @@ static void training_curve(void **state)
             first = lc;
         last = lc;
         if (s % 10 == 9)
-            printf("  step %2d: loss cpu %.5f, cuda (tf32) %.5f\n", s + 1, lc, lg);
+            printf("  step %2d: loss cpu %.5f, cuda (%s) %.5f\n", s + 1, lc, cuda_precision_name(p), lg);
     }
-    printf("  50 steps: loss %.3f -> %.3f; worst relative difference cpu vs cuda %.2e (tolerance 2e-2)\n", first,
-           last, worst);
+    printf("  50 steps: loss %.3f -> %.3f; worst relative difference cpu vs cuda (%s) %.2e (tolerance %.0e)\n",
+           first, last, cuda_precision_name(p), worst, tol);
     assert_true(last < 0.8 * first); /* it learned */
-    assert_true(worst < 2e-2);
+    assert_true(worst < tol);
     model_free(&mc);
     model_free(&mg);
-    ops_cuda_set_tf32(false);
+    ops_cuda_set_precision(CUDA_FP32);
+}
+
+static void training_curve(void **state)
+{
+    (void)state;
+    training_curve_at(CUDA_TF32, 2e-2);
+}
+
+static void training_curve_bf16(void **state)
+{
+    (void)state;
+    training_curve_at(CUDA_BF16, 5e-2);
 }
 
 /* Host staging and the wire's rounding: download into pinned memory, upload from plain
@@ -567,12 +618,15 @@ int main(void)
         return 77;
     }
     printf("cuda: %s\n", ops_cuda_device_name());
-    ops_cuda_set_tf32(false);
+    ops_cuda_set_precision(CUDA_FP32);
     rng_seed(&r, 77);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(matmul_fp32),     cmocka_unit_test(matmul_tf32),     cmocka_unit_test(elementwise),
-        cmocka_unit_test(attention),       cmocka_unit_test(attention_fused), cmocka_unit_test(model_gradients),
-        cmocka_unit_test(training_curve),  cmocka_unit_test(staging),
+        cmocka_unit_test(matmul_fp32),          cmocka_unit_test(matmul_tf32),
+        cmocka_unit_test(matmul_bf16),          cmocka_unit_test(elementwise),
+        cmocka_unit_test(attention),            cmocka_unit_test(attention_fused),
+        cmocka_unit_test(attention_fused_bf16), cmocka_unit_test(model_gradients),
+        cmocka_unit_test(training_curve),       cmocka_unit_test(training_curve_bf16),
+        cmocka_unit_test(staging),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,6 +12,10 @@
 //   - cvt.rna.tf32.f32 (to nearest, ties away from zero, 10 mantissa bits); with
 //     emu::exact set, operands keep all their bits, so the kernels compute in fp32 and can
 //     be held to the cpu's fp32 tolerance;
+//   - mma.sync.m16n8k16 with bf16 operands, two to a register, the lower k index in the low
+//     half (A: a0 (g, 2t..2t+1), a1 (g + 8, 2t..), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..);
+//     B: b0 (2t..2t+1, g), b1 (2t + 8..2t + 9, g); C as above), and cvt.rn.bf16x2.f32
+//     (to nearest, ties to even: core/util/bf16.h's rounding, which the wire uses too);
 //   - __shfl_xor_sync and __syncthreads as barriers over the warp's and the block's threads;
 //   - cp.async (copy16_async, copies_commit, copies_wait<N>): a thread's copies are held
 //     back and land only when its copies_wait lets their group complete, so a kernel that
@@ -30,6 +34,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <vector>
+
+extern "C" {
+#include "core/util/bf16.h"
+}
 
 struct dim3 {
     unsigned x, y, z;
@@ -164,7 +172,11 @@ inline float tf32_operand(uint32_t bits)
     return __uint_as_float(emu::exact ? bits : bits & ~0x1fffu);
 }
 
-inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
+// One warp-wide 16 x 8 x KDIM product: every lane puts its fragments where the others can
+// read them, then forms its four C elements from everyone's. a_elem(regs, row, k) and
+// b_elem(regs, k, col) read an element from the warp's exchanged A and B registers.
+template <unsigned KDIM, typename AElem, typename BElem>
+inline void warp_mma(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], AElem a_elem, BElem b_elem)
 {
     emu::warp_state &w = this_warp();
     const unsigned lane = threadIdx.x % 32, set = emu::t_warp_calls++ % 2;
@@ -176,14 +188,47 @@ inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[
     for (unsigned i = 0; i < 4; i++) {
         const unsigned row = g + 8 * (i / 2), col = 2 * t + i % 2;
         float sum = 0.0f;
-        for (unsigned k = 0; k < 8; k++) {
-            const float x = tf32_operand(w.a[set][(row % 8) * 4 + k % 4][(row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]);
-            const float y = tf32_operand(w.b[set][col * 4 + k % 4][k >= 4 ? 1 : 0]);
-            sum += x * y;
-        }
+        for (unsigned k = 0; k < KDIM; k++)
+            sum += a_elem(w.a[set], row, k) * b_elem(w.b[set], k, col);
         out[i] = d[i] + sum;
     }
     memcpy(d, out, sizeof out);
+}
+
+inline void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
+{
+    warp_mma<8>(
+        d, a, b,
+        [](const uint32_t (*regs)[4], unsigned row, unsigned k) {
+            return tf32_operand(regs[(row % 8) * 4 + k % 4][(row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]);
+        },
+        [](const uint32_t (*regs)[2], unsigned k, unsigned col) {
+            return tf32_operand(regs[col * 4 + k % 4][k >= 4 ? 1 : 0]);
+        });
+}
+
+inline uint32_t bf16x2_bits(float lo, float hi)
+{
+    return (uint32_t)bf16_from_float(lo) | (uint32_t)bf16_from_float(hi) << 16;
+}
+
+// Element i (0: low half, 1: high half) of a register of two bf16.
+inline float bf16_half(uint32_t bits, unsigned i)
+{
+    return bf16_to_float((uint16_t)(i ? bits >> 16 : bits & 0xffffu));
+}
+
+// The products of two bf16 are exact in fp32; only the sums round.
+inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
+{
+    warp_mma<16>(
+        d, a, b,
+        [](const uint32_t (*regs)[4], unsigned row, unsigned k) {
+            return bf16_half(regs[(row % 8) * 4 + (k % 8) / 2][(row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)], k % 2);
+        },
+        [](const uint32_t (*regs)[2], unsigned k, unsigned col) {
+            return bf16_half(regs[col * 4 + (k % 8) / 2][k >= 8 ? 1 : 0], k % 2);
+        });
 }
 
 inline void copy16_async(float *smem_dst, const float *src, bool valid)

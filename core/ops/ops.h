@@ -155,15 +155,30 @@ const char *ops_cpu_blas_core(void);
  * no CUDA or no usable device is present. */
 const ops *ops_cuda(char *err, size_t errlen);
 
-/* TF32 tensor-core matmuls (default on) or full fp32 ones: off is what the tests compare
- * against the cpu reference at 1e-5. */
-void ops_cuda_set_tf32(bool on);
-bool ops_cuda_tf32(void);
+/* The operands of the cuda backend's products (matmuls, and attention's products of scores):
+ *   fp32  full fp32 on the CUDA cores: what the tests compare with the cpu at 1e-5;
+ *   tf32  rounded to TF32 (10 mantissa bits) on tensor cores, the default;
+ *   bf16  rounded to bf16 (7 mantissa bits, ties to even) on tensor cores, at twice TF32's
+ *         rate: each product reads bf16 copies of its fp32 operands.
+ * Every product accumulates in fp32, and parameters, gradients, optimizer state, the
+ * residual stream and the elementwise ops stay fp32 in all three. */
+typedef enum cuda_precision { CUDA_TF32, CUDA_FP32, CUDA_BF16 } cuda_precision; /* zero: the default */
+void ops_cuda_set_precision(cuda_precision p);
+cuda_precision ops_cuda_precision(void);
+/* "fp32", "tf32", "bf16"; and back (false for any other text). */
+const char *cuda_precision_name(cuda_precision p);
+bool cuda_precision_parse(const char *text, cuda_precision *p);
 
-/* Attention in fused tensor-core kernels (TF32 operands, fp32 accumulation; score tiles
- * kept on chip) instead of cuBLAS products around row kernels: used only with TF32 on, for
- * head dimensions 16, 32, 64, 128 and 256; off by default. launches counts the fused
- * kernels started so far (tests check that a case really took them). */
+/* The best rate (GFLOP/s, of 3 tries after a warm-up) of the device's plain GEMM at the
+ * current precision on an m x n x k product whose operands are already in the storage type
+ * the tensor cores read (bf16 arrays for bf16): the peak a step's rate is measured against.
+ * 0 when the device cannot hold the operands. */
+double ops_cuda_gemm_peak_gflops(int m, int n, int k);
+
+/* Attention in fused tensor-core kernels (TF32 or bf16 operands as the precision says, fp32
+ * accumulation; score tiles kept on chip) instead of cuBLAS products around row kernels: not
+ * used at fp32, and only for head dimensions 16, 32, 64, 128 and 256; off by default.
+ * launches counts the fused kernels started so far (tests check that a case really took them). */
 void ops_cuda_set_fused_attention(bool on);
 bool ops_cuda_fused_attention(void);
 unsigned long long ops_cuda_fused_attention_launches(void);

@@ -17,12 +17,22 @@
 // rows for dQ, so every output element has one owner and sums in a fixed order (no atomics:
 // runs repeat bit for bit). Operands are copied into shared memory with cp.async (rows
 // HD + 4 floats apart, which puts the 32 lanes of every fragment load on 32 banks) and
-// rounded to TF32 as fragments are loaded. The tiles a loop walks (keys and values, or
+// rounded to TF32 as fragments are loaded.
+//
+// With bf16 operands the products are mma.m16n8k16 (twice the work per instruction):
+//   A (16 x 16): a0 (g, 2t..2t+1), a1 (g + 8, 2t..), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..)
+//   B (16 x 8):  b0 (2t..2t+1, g), b1 (2t + 8..2t + 9, g); C as above
+// two k elements to a register, the lower index in the low half. Two neighbouring C
+// fragments (keys 8j.. and 8j + 8..) are then exactly one A fragment, keys in order. Tiles
+// stay fp32 in shared memory (the seam's tensors are fp32) and are rounded to bf16 as
+// fragments are loaded, in pairs (cvt.rn.bf16x2.f32).
+//
+// The tiles a loop walks (keys and values, or
 // queries and dO) have two buffers where shared memory allows: the next tile is copied
 // while this one is used; one buffer (copy, wait, use) otherwise, or with
 // WANCP_FUSED_STAGES=1.
 //
-// Used with TF32 on and when ops_cuda_set_fused_attention asks for it, for head dimensions
+// Used with TF32 or bf16 on and when ops_cuda_set_fused_attention asks for it, for head dimensions
 // 16, 32, 64, 128 and 256 with 16-byte aligned operands; anything else takes the products
 // path, which is also the fp32 reference the tests hold to 1e-5. The kernels themselves are
 // in attention_fused_kernels.h, which the warp emulator's test also compiles for the host.
@@ -74,7 +84,7 @@ bool aligned16(const void *p)
 
 bool eligible(const attn_shape *shape, const void *const *ptrs, int count)
 {
-    if (!g_fused_on || !g_cuda.tf32 || !fused::takes_head_dim(shape->head_dim))
+    if (!g_fused_on || g_cuda.precision == CUDA_FP32 || !fused::takes_head_dim(shape->head_dim))
         return false;
     for (int i = 0; i < count; i++)
         if (!aligned16(ptrs[i]))
@@ -102,7 +112,8 @@ bool cuda_fused_attn_block(attn_state *st, const float *q, const int32_t *q_pos_
     fused::fused_args a = args_for(shape, st->tq, tk);
     a.q = q, a.k = k, a.v = v, a.q_pos = q_pos_dev, a.k_pos = k_pos_dev;
     a.acc = st->acc, a.max = st->max, a.sum = st->sum;
-    return fused::forward_any(a, shape->head_dim, shape->n_heads, limits(), stream_launch{&a});
+    return fused::forward_any(a, shape->head_dim, shape->n_heads, g_cuda.precision == CUDA_BF16, limits(),
+                              stream_launch{&a});
 }
 
 bool cuda_fused_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos_dev, int tq,
@@ -115,7 +126,8 @@ bool cuda_fused_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, 
     fused::fused_args a = args_for(shape, tq, tk);
     a.q = q, a.k = k, a.v = v, a.dout = dout, a.lse = lse, a.delta = delta, a.q_pos = q_pos_dev, a.k_pos = k_pos_dev;
     a.dq = dq, a.dk = dk, a.dv = dv;
-    return fused::backward_any(a, shape->head_dim, shape->n_heads, shape->n_kv_heads, limits(), stream_launch{&a});
+    return fused::backward_any(a, shape->head_dim, shape->n_heads, shape->n_kv_heads, g_cuda.precision == CUDA_BF16,
+                               limits(), stream_launch{&a});
 }
 
 extern "C" void ops_cuda_set_fused_attention(bool on)

@@ -7,8 +7,13 @@
 //
 // What the includer provides: under nvcc, nothing (CUDA and the inline PTX below); on the
 // host, the emulator's threadIdx, blockIdx, blockDim, __syncthreads, __shfl_xor_sync,
-// tf32_bits, mma_tf32, copy16_async, copies_commit, copies_wait, float2/float4 and the
-// FUSED_* macros.
+// tf32_bits, mma_tf32, bf16x2_bits, mma_bf16, copy16_async, copies_commit, copies_wait,
+// float2/float4 and the FUSED_* macros.
+//
+// Every kernel comes in two precisions of its products' operands, the template argument BF16:
+// TF32 (m16n8k8) or bf16 (m16n8k16); both accumulate in fp32, and both stage fp32 tiles (the
+// seam's tensors are fp32), rounding as fragments are loaded. Only the two mma_* helpers
+// below differ between them.
 // Loops marked FUSED_UNROLL have trip counts known at compile time; nvcc unrolls them, which
 // keeps the fragments' arrays in registers.
 #ifndef WANCP_ATTENTION_FUSED_KERNELS_H
@@ -38,6 +43,24 @@ __device__ __forceinline__ uint32_t tf32_bits(float x)
 __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
 {
     asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                 "{%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// lo and hi rounded to bf16 (to nearest, ties to even) and packed into one register, lo in
+// the low half: the layout of two consecutive k elements of an m16n8k16 fragment.
+__device__ __forceinline__ uint32_t bf16x2_bits(float lo, float hi)
+{
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+// d += a b on one 16 x 8 x 16 tile of bf16 operands.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2])
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
                  "{%8, %9}, {%0, %1, %2, %3};"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
@@ -75,21 +98,38 @@ constexpr int QUERIES_PER_TILE = 32; // queries per step of the dK/dV loop
 template <int HD> FUSED_HOST_DEVICE constexpr int staged_ld() { return HD + 4; }
 
 // c (16 x 8 NT) += A (16 x KDIM) B^T, with A the warp's 16 staged rows and B NT x 8 staged
-// rows (both ld floats apart; rounded to TF32 as they are loaded): the scores of 16 rows
-// against 8 NT rows.
-template <int KDIM, int NT>
+// rows (both ld floats apart; rounded to TF32 or bf16 as they are loaded): the scores of 16
+// rows against 8 NT rows.
+template <int KDIM, int NT, bool BF16>
 FUSED_DEVICE void mma_rows_by_rows(float (&c)[NT][4], const float *a, const float *b, int ld)
 {
     const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+    if constexpr (BF16) {
+        static_assert(KDIM % 16 == 0, "bf16 products contract 16 columns at a time");
 FUSED_UNROLL
-    for (int k = 0; k < KDIM; k += 8) {
-        const uint32_t af[4] = {tf32_bits(a[g * ld + k + t]), tf32_bits(a[(g + 8) * ld + k + t]),
-                                tf32_bits(a[g * ld + k + t + 4]), tf32_bits(a[(g + 8) * ld + k + t + 4])};
+        for (int k = 0; k < KDIM; k += 16) {
+            // a0 (g, 2t..2t+1), a1 (g + 8, 2t..), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..)
+            const float *a0 = a + g * ld + k + 2 * t, *a1 = a0 + 8 * ld;
+            const uint32_t af[4] = {bf16x2_bits(a0[0], a0[1]), bf16x2_bits(a1[0], a1[1]), bf16x2_bits(a0[8], a0[9]),
+                                    bf16x2_bits(a1[8], a1[9])};
 FUSED_UNROLL
-        for (int j = 0; j < NT; j++) {
-            const float *bj = b + (8 * j + g) * ld + k;
-            const uint32_t bf[2] = {tf32_bits(bj[t]), tf32_bits(bj[t + 4])};
-            mma_tf32(c[j], af, bf);
+            for (int j = 0; j < NT; j++) {
+                const float *bj = b + (8 * j + g) * ld + k + 2 * t; // b0 (2t..2t+1, g), b1 (2t + 8.., g)
+                const uint32_t bf[2] = {bf16x2_bits(bj[0], bj[1]), bf16x2_bits(bj[8], bj[9])};
+                mma_bf16(c[j], af, bf);
+            }
+        }
+    } else {
+FUSED_UNROLL
+        for (int k = 0; k < KDIM; k += 8) {
+            const uint32_t af[4] = {tf32_bits(a[g * ld + k + t]), tf32_bits(a[(g + 8) * ld + k + t]),
+                                    tf32_bits(a[g * ld + k + t + 4]), tf32_bits(a[(g + 8) * ld + k + t + 4])};
+FUSED_UNROLL
+            for (int j = 0; j < NT; j++) {
+                const float *bj = b + (8 * j + g) * ld + k;
+                const uint32_t bf[2] = {tf32_bits(bj[t]), tf32_bits(bj[t + 4])};
+                mma_tf32(c[j], af, bf);
+            }
         }
     }
 }
@@ -97,19 +137,37 @@ FUSED_UNROLL
 // c (16 x 8 NN) += P (16 x 8 NK) B, with P in registers in the C layout of mma_rows_by_rows
 // (its 8 NK columns are B's rows) and B 8 NK staged rows of which the first 8 NN columns are
 // used: probabilities (or their gradients) times values (or queries, keys, dO).
-template <int NK, int NN>
+template <int NK, int NN, bool BF16>
 FUSED_DEVICE void mma_regs_by_rows(float (&c)[NN][4], const float (&p)[NK][4], const float *b, int ld)
 {
     const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+    if constexpr (BF16) {
+        static_assert(NK % 2 == 0, "bf16 products contract two score tiles at a time");
 FUSED_UNROLL
-    for (int j = 0; j < NK; j++) {
-        // column t is key 8j + 2t (p[j][0], p[j][2]); column t + 4 is key 8j + 2t + 1
-        const uint32_t af[4] = {tf32_bits(p[j][0]), tf32_bits(p[j][2]), tf32_bits(p[j][1]), tf32_bits(p[j][3])};
-        const float *b0 = b + (8 * j + 2 * t) * ld + g, *b1 = b0 + ld;
+        for (int j = 0; j < NK; j += 2) {
+            // The C layouts of score tiles j and j + 1 side by side are the A layout of one
+            // 16-column fragment: nothing moves between lanes.
+            const uint32_t af[4] = {bf16x2_bits(p[j][0], p[j][1]), bf16x2_bits(p[j][2], p[j][3]),
+                                    bf16x2_bits(p[j + 1][0], p[j + 1][1]), bf16x2_bits(p[j + 1][2], p[j + 1][3])};
+            const float *b0 = b + (8 * j + 2 * t) * ld + g; // rows 2t, 2t + 1, 2t + 8, 2t + 9 of the 16
 FUSED_UNROLL
-        for (int d = 0; d < NN; d++) {
-            const uint32_t bf[2] = {tf32_bits(b0[8 * d]), tf32_bits(b1[8 * d])};
-            mma_tf32(c[d], af, bf);
+            for (int d = 0; d < NN; d++) {
+                const uint32_t bf[2] = {bf16x2_bits(b0[8 * d], b0[ld + 8 * d]),
+                                        bf16x2_bits(b0[8 * ld + 8 * d], b0[9 * ld + 8 * d])};
+                mma_bf16(c[d], af, bf);
+            }
+        }
+    } else {
+FUSED_UNROLL
+        for (int j = 0; j < NK; j++) {
+            // column t is key 8j + 2t (p[j][0], p[j][2]); column t + 4 is key 8j + 2t + 1
+            const uint32_t af[4] = {tf32_bits(p[j][0]), tf32_bits(p[j][2]), tf32_bits(p[j][1]), tf32_bits(p[j][3])};
+            const float *b0 = b + (8 * j + 2 * t) * ld + g, *b1 = b0 + ld;
+FUSED_UNROLL
+            for (int d = 0; d < NN; d++) {
+                const uint32_t bf[2] = {tf32_bits(b0[8 * d]), tf32_bits(b1[8 * d])};
+                mma_tf32(c[d], af, bf);
+            }
         }
     }
 }
@@ -228,7 +286,7 @@ template <int HD, int NW, int STAGES> constexpr size_t fwd_smem()
 
 // One block per (16 NW query rows, head); warp w owns rows 16 w .. 16 w + 15 of them. Key
 // tiles go through STAGES buffers: with two, the next tile is copied while this one is used.
-template <int HD, int NW, int STAGES>
+template <int HD, int NW, int STAGES, bool BF16>
 FUSED_KERNEL(NW * 32) fused_fwd_kernel(fused_args a)
 {
     constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD>(), NT = BC / 8, ND = HD / 8;
@@ -275,7 +333,7 @@ FUSED_UNROLL
         const int32_t *kp = skp + stage * BC;
 
         float s[NT][4] = {};
-        mma_rows_by_rows<HD, NT>(s, sq + 16 * warp * LD, sk, LD);
+        mma_rows_by_rows<HD, NT, BF16>(s, sq + 16 * warp * LD, sk, LD);
         float top[2] = {-INFINITY, -INFINITY};
 FUSED_UNROLL
         for (int j = 0; j < NT; j++) {
@@ -310,7 +368,7 @@ FUSED_UNROLL
 FUSED_UNROLL
         for (int d = 0; d < ND; d++)
             o[d][0] *= alpha[0], o[d][1] *= alpha[0], o[d][2] *= alpha[1], o[d][3] *= alpha[1];
-        mma_regs_by_rows<NT, ND>(o, s, sv, LD);
+        mma_regs_by_rows<NT, ND, BF16>(o, s, sv, LD);
     }
 
 FUSED_UNROLL
@@ -338,7 +396,7 @@ template <int HD, int NW, int STAGES> constexpr size_t dq_smem()
 
 // One block per (16 NW query rows, head): dQ += scale dS K over every visible key, with
 //   P = exp(scale Q K^T - lse) under the mask, dP = dO V^T, dS = P (dP - delta).
-template <int HD, int NW, int STAGES>
+template <int HD, int NW, int STAGES, bool BF16>
 FUSED_KERNEL(NW * 32) fused_dq_kernel(fused_args a)
 {
     constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD>(), NT = BC / 8, ND = HD / 8;
@@ -376,8 +434,8 @@ FUSED_UNROLL
         const int32_t *kp = skp + stage * BC;
 
         float s[NT][4] = {}, dp[NT][4] = {};
-        mma_rows_by_rows<HD, NT>(s, sq + 16 * warp * LD, sk, LD);
-        mma_rows_by_rows<HD, NT>(dp, sg + 16 * warp * LD, sv, LD);
+        mma_rows_by_rows<HD, NT, BF16>(s, sq + 16 * warp * LD, sk, LD);
+        mma_rows_by_rows<HD, NT, BF16>(dp, sg + 16 * warp * LD, sv, LD);
 FUSED_UNROLL
         for (int j = 0; j < NT; j++) {
 FUSED_UNROLL
@@ -389,7 +447,7 @@ FUSED_UNROLL
                 s[j][e] = p * (dp[j][e] - delta[r]); // dS
             }
         }
-        mma_regs_by_rows<NT, ND>(dq, s, sk, LD);
+        mma_regs_by_rows<NT, ND, BF16>(dq, s, sk, LD);
     }
 
 FUSED_UNROLL
@@ -444,7 +502,7 @@ FUSED_DEVICE void stage_query_tile(float *q_dst, float *g_dst, float *stats, con
 // One block per (16 KG key rows, kv head): for every head of the group and every query
 // that can see one of its keys, with S^T = K Q^T and dP^T = V dO^T,
 //   dV += P^T dO,  dK += scale dS^T Q.
-template <int HD, int KG, int NS, int STAGES>
+template <int HD, int KG, int NS, int STAGES, bool BF16>
 FUSED_KERNEL(KG * NS * 32) fused_dkdv_kernel(fused_args a)
 {
     constexpr int KEYS = 16 * KG, BQ = QUERIES_PER_TILE, LD = staged_ld<HD>(), NTQ = BQ / 8;
@@ -501,8 +559,8 @@ FUSED_UNROLL
         const int32_t *sqp = (const int32_t *)(slse + 2 * BQ);
 
         float st[NTQ][4] = {}, dpt[NTQ][4] = {};
-        mma_rows_by_rows<HS, NTQ>(st, sk + 16 * kg * LD + part * HS, sq + part * HS, LD);
-        mma_rows_by_rows<HS, NTQ>(dpt, sv + 16 * kg * LD + part * HS, sg + part * HS, LD);
+        mma_rows_by_rows<HS, NTQ, BF16>(st, sk + 16 * kg * LD + part * HS, sq + part * HS, LD);
+        mma_rows_by_rows<HS, NTQ, BF16>(dpt, sv + 16 * kg * LD + part * HS, sg + part * HS, LD);
         if (NS > 1) {
             float *mine = xchg + (size_t)warp * 2 * NTQ * 4 * 32;
 FUSED_UNROLL
@@ -536,8 +594,8 @@ FUSED_UNROLL
                 dpt[j][e] = p * (dpt[j][e] - sdelta[col]); // dS^T
             }
         }
-        mma_regs_by_rows<NTQ, NDS>(dv, st, sg + part * HS, LD);
-        mma_regs_by_rows<NTQ, NDS>(dk, dpt, sq + part * HS, LD);
+        mma_regs_by_rows<NTQ, NDS, BF16>(dv, st, sg + part * HS, LD);
+        mma_regs_by_rows<NTQ, NDS, BF16>(dk, dpt, sq + part * HS, LD);
     }
 
 FUSED_UNROLL
@@ -574,13 +632,13 @@ struct plan_limits {
 
 // launch(kernel, shared bytes, grid x, grid y, threads) starts one kernel. False, having
 // started nothing, when no variant fits the limits.
-template <int HD, typename Launch> bool forward(const fused_args &a, int heads, plan_limits lim, Launch launch)
+template <int HD, bool BF16, typename Launch> bool forward(const fused_args &a, int heads, plan_limits lim, Launch launch)
 {
     const int grid = (a.tq + 63) / 64;
     if (lim.max_stages >= 2 && fwd_smem<HD, 4, 2>() <= lim.smem)
-        launch(fused_fwd_kernel<HD, 4, 2>, fwd_smem<HD, 4, 2>(), grid, heads, 128);
+        launch(fused_fwd_kernel<HD, 4, 2, BF16>, fwd_smem<HD, 4, 2>(), grid, heads, 128);
     else if (fwd_smem<HD, 4, 1>() <= lim.smem)
-        launch(fused_fwd_kernel<HD, 4, 1>, fwd_smem<HD, 4, 1>(), grid, heads, 128);
+        launch(fused_fwd_kernel<HD, 4, 1, BF16>, fwd_smem<HD, 4, 1>(), grid, heads, 128);
     else
         return false;
     return true;
@@ -588,7 +646,7 @@ template <int HD, typename Launch> bool forward(const fused_args &a, int heads, 
 
 // dK/dV first, then dQ. dQ takes four warps per block where shared memory allows, else two
 // (at HD 256 with two stages, or on an A100).
-template <int HD, typename Launch>
+template <int HD, bool BF16, typename Launch>
 bool backward(const fused_args &a, int heads, int kv_heads, plan_limits lim, Launch launch)
 {
     constexpr int NS = HD > 128 ? 2 : 1, KG = 4 / NS;
@@ -597,44 +655,59 @@ bool backward(const fused_args &a, int heads, int kv_heads, plan_limits lim, Lau
         return false;
     const int key_blocks = (a.tk + 16 * KG - 1) / (16 * KG);
     if (two && dkdv_smem<HD, KG, NS, 2>() <= lim.smem)
-        launch(fused_dkdv_kernel<HD, KG, NS, 2>, dkdv_smem<HD, KG, NS, 2>(), key_blocks, kv_heads, KG * NS * 32);
+        launch(fused_dkdv_kernel<HD, KG, NS, 2, BF16>, dkdv_smem<HD, KG, NS, 2>(), key_blocks, kv_heads, KG * NS * 32);
     else
-        launch(fused_dkdv_kernel<HD, KG, NS, 1>, dkdv_smem<HD, KG, NS, 1>(), key_blocks, kv_heads, KG * NS * 32);
+        launch(fused_dkdv_kernel<HD, KG, NS, 1, BF16>, dkdv_smem<HD, KG, NS, 1>(), key_blocks, kv_heads, KG * NS * 32);
     const int grid4 = (a.tq + 63) / 64, grid2 = (a.tq + 31) / 32;
     if (two && dq_smem<HD, 4, 2>() <= lim.smem)
-        launch(fused_dq_kernel<HD, 4, 2>, dq_smem<HD, 4, 2>(), grid4, heads, 128);
+        launch(fused_dq_kernel<HD, 4, 2, BF16>, dq_smem<HD, 4, 2>(), grid4, heads, 128);
     else if (two && dq_smem<HD, 2, 2>() <= lim.smem)
-        launch(fused_dq_kernel<HD, 2, 2>, dq_smem<HD, 2, 2>(), grid2, heads, 64);
+        launch(fused_dq_kernel<HD, 2, 2, BF16>, dq_smem<HD, 2, 2>(), grid2, heads, 64);
     else if (dq_smem<HD, 4, 1>() <= lim.smem)
-        launch(fused_dq_kernel<HD, 4, 1>, dq_smem<HD, 4, 1>(), grid4, heads, 128);
+        launch(fused_dq_kernel<HD, 4, 1, BF16>, dq_smem<HD, 4, 1>(), grid4, heads, 128);
     else
-        launch(fused_dq_kernel<HD, 2, 1>, dq_smem<HD, 2, 1>(), grid2, heads, 64);
+        launch(fused_dq_kernel<HD, 2, 1, BF16>, dq_smem<HD, 2, 1>(), grid2, heads, 64);
     return true;
 }
 
-template <typename Launch> bool forward_any(const fused_args &a, int hd, int heads, plan_limits lim, Launch launch)
+// The kernels for head dimension hd, with bf16 or TF32 operands.
+template <bool BF16, typename Launch>
+bool forward_hd(const fused_args &a, int hd, int heads, plan_limits lim, Launch launch)
 {
     switch (hd) {
-    case 16: return forward<16>(a, heads, lim, launch);
-    case 32: return forward<32>(a, heads, lim, launch);
-    case 64: return forward<64>(a, heads, lim, launch);
-    case 128: return forward<128>(a, heads, lim, launch);
-    case 256: return forward<256>(a, heads, lim, launch);
+    case 16: return forward<16, BF16>(a, heads, lim, launch);
+    case 32: return forward<32, BF16>(a, heads, lim, launch);
+    case 64: return forward<64, BF16>(a, heads, lim, launch);
+    case 128: return forward<128, BF16>(a, heads, lim, launch);
+    case 256: return forward<256, BF16>(a, heads, lim, launch);
     default: return false;
     }
 }
 
 template <typename Launch>
-bool backward_any(const fused_args &a, int hd, int heads, int kv_heads, plan_limits lim, Launch launch)
+bool forward_any(const fused_args &a, int hd, int heads, bool bf16, plan_limits lim, Launch launch)
+{
+    return bf16 ? forward_hd<true>(a, hd, heads, lim, launch) : forward_hd<false>(a, hd, heads, lim, launch);
+}
+
+template <bool BF16, typename Launch>
+bool backward_hd(const fused_args &a, int hd, int heads, int kv_heads, plan_limits lim, Launch launch)
 {
     switch (hd) {
-    case 16: return backward<16>(a, heads, kv_heads, lim, launch);
-    case 32: return backward<32>(a, heads, kv_heads, lim, launch);
-    case 64: return backward<64>(a, heads, kv_heads, lim, launch);
-    case 128: return backward<128>(a, heads, kv_heads, lim, launch);
-    case 256: return backward<256>(a, heads, kv_heads, lim, launch);
+    case 16: return backward<16, BF16>(a, heads, kv_heads, lim, launch);
+    case 32: return backward<32, BF16>(a, heads, kv_heads, lim, launch);
+    case 64: return backward<64, BF16>(a, heads, kv_heads, lim, launch);
+    case 128: return backward<128, BF16>(a, heads, kv_heads, lim, launch);
+    case 256: return backward<256, BF16>(a, heads, kv_heads, lim, launch);
     default: return false;
     }
+}
+
+template <typename Launch>
+bool backward_any(const fused_args &a, int hd, int heads, int kv_heads, bool bf16, plan_limits lim, Launch launch)
+{
+    return bf16 ? backward_hd<true>(a, hd, heads, kv_heads, lim, launch)
+                : backward_hd<false>(a, hd, heads, kv_heads, lim, launch);
 }
 
 } // namespace fused

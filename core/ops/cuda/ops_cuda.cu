@@ -13,7 +13,7 @@ extern "C" {
 #include <stdio.h>
 #include <stdlib.h>
 
-cuda_context g_cuda = {NULL, NULL, true, ""};
+cuda_context g_cuda = {NULL, NULL, CUDA_TF32, ""};
 
 void cuda_fatal(const char *what, const char *detail, const char *file, int line)
 {
@@ -45,6 +45,28 @@ const void *device_upload(device_buffer *b, const void *host, size_t bytes)
     return d;
 }
 
+// bf16 copies of the two operands of the product being issued (kept for the next one).
+static device_buffer g_bf16_operands[2];
+
+__global__ static void to_bf16_kernel(uint16_t *dst, const float *src, size_t count)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = bf16_from_float(src[i]);
+}
+
+// A bf16 copy of every float a batch of stored (rows, cols) matrices, ld apart by rows and
+// stride apart by matrix, can reach: element offsets are kept, so the copy takes the same
+// ld and stride.
+static const uint16_t *bf16_operand(device_buffer *buf, const float *x, int rows, int cols, int ld, long long stride,
+                                    int batch)
+{
+    const size_t span = (size_t)(batch - 1) * (size_t)stride + (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
+    uint16_t *copy = (uint16_t *)device_buffer_reserve(buf, span * sizeof *copy);
+    to_bf16_kernel<<<grid_for(span, 256), 256, 0, g_cuda.stream>>>(copy, x, span);
+    LAUNCH_CHECK();
+    return copy;
+}
+
 void gemm_rm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
              long long stride_a, const float *b, int ldb, long long stride_b, float beta, float *c, int ldc,
              long long stride_c, int batch)
@@ -52,11 +74,20 @@ void gemm_rm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const
     if (m <= 0 || n <= 0 || batch <= 0)
         return;
     cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (batch == 1)
+    if (g_cuda.precision == CUDA_BF16 && k > 0) {
+        // Tensor cores read bf16: both operands are copied to it (a pass over each, cheap next
+        // to the product), and the product accumulates and writes fp32.
+        const uint16_t *a16 = bf16_operand(&g_bf16_operands[0], a, trans_a ? k : m, trans_a ? m : k, lda, stride_a, batch);
+        const uint16_t *b16 = bf16_operand(&g_bf16_operands[1], b, trans_b ? n : k, trans_b ? k : n, ldb, stride_b, batch);
+        CUBLAS_CHECK(cublasGemmStridedBatchedEx(g_cuda.blas, op_b, op_a, n, m, k, &alpha, b16, CUDA_R_16BF, ldb,
+                                                stride_b, a16, CUDA_R_16BF, lda, stride_a, &beta, c, CUDA_R_32F, ldc,
+                                                stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    } else if (batch == 1) {
         CUBLAS_CHECK(cublasSgemm(g_cuda.blas, op_b, op_a, n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
-    else
+    } else {
         CUBLAS_CHECK(cublasSgemmStridedBatched(g_cuda.blas, op_b, op_a, n, m, k, &alpha, b, ldb, stride_b, a, lda,
                                                stride_a, &beta, c, ldc, stride_c, batch));
+    }
 }
 
 // ---- memory ---------------------------------------------------------------------------------
@@ -662,10 +693,12 @@ static bool context_init(void)
 }
 
 // Full fp32 unless TF32 is asked for; CUBLAS_PEDANTIC_MATH would also forbid the reduced
-// precision paths cuBLAS may pick on its own, which DEFAULT_MATH does not take for fp32.
+// precision paths cuBLAS may pick on its own, which DEFAULT_MATH does not take for fp32. (bf16
+// products name their types in each call.)
 static void apply_math_mode(void)
 {
-    CUBLAS_CHECK(cublasSetMathMode(g_cuda.blas, g_cuda.tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    CUBLAS_CHECK(cublasSetMathMode(g_cuda.blas,
+                                   g_cuda.precision == CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
 extern "C" const ops *ops_cuda(char *err, size_t errlen)
@@ -686,16 +719,63 @@ extern "C" const ops *ops_cuda(char *err, size_t errlen)
     return &CUDA_OPS;
 }
 
-extern "C" void ops_cuda_set_tf32(bool on)
+extern "C" void ops_cuda_set_precision(cuda_precision p)
 {
-    g_cuda.tf32 = on;
+    g_cuda.precision = p;
     if (g_ready)
         apply_math_mode();
 }
 
-extern "C" bool ops_cuda_tf32(void)
+extern "C" cuda_precision ops_cuda_precision(void)
 {
-    return g_cuda.tf32;
+    return g_cuda.precision;
+}
+
+extern "C" double ops_cuda_gemm_peak_gflops(int m, int n, int k)
+{
+    if (!g_ready || m <= 0 || n <= 0 || k <= 0)
+        return 0.0;
+    const bool bf16 = g_cuda.precision == CUDA_BF16;
+    const size_t elem = bf16 ? 2 : 4, a_bytes = (size_t)m * k * elem, b_bytes = (size_t)k * n * elem;
+    const size_t c_bytes = (size_t)m * n * sizeof(float);
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    if (a_bytes + b_bytes + c_bytes + ((size_t)256 << 20) > free_bytes)
+        return 0.0;
+    void *a = NULL, *b = NULL, *c = NULL;
+    CUDA_CHECK(cudaMalloc(&a, a_bytes));
+    CUDA_CHECK(cudaMalloc(&b, b_bytes));
+    CUDA_CHECK(cudaMalloc(&c, c_bytes));
+    // Small values, so no product overflows: the rate of finite arithmetic.
+    CUDA_CHECK(cudaMemsetAsync(a, 0x3c, a_bytes, g_cuda.stream));
+    CUDA_CHECK(cudaMemsetAsync(b, 0x3c, b_bytes, g_cuda.stream));
+    cudaEvent_t start, stop;
+    CUDA_CHECK(cudaEventCreate(&start));
+    CUDA_CHECK(cudaEventCreate(&stop));
+    const float alpha = 1.0f, beta = 0.0f;
+    double best = 0.0;
+    for (int r = 0; r < 4; r++) { // the first is a warm-up
+        CUDA_CHECK(cudaEventRecord(start, g_cuda.stream));
+        if (bf16)
+            CUBLAS_CHECK(cublasGemmEx(g_cuda.blas, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &alpha, b, CUDA_R_16BF, n, a,
+                                      CUDA_R_16BF, k, &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        else
+            CUBLAS_CHECK(cublasSgemm(g_cuda.blas, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &alpha, (const float *)b, n,
+                                     (const float *)a, k, &beta, (float *)c, n));
+        CUDA_CHECK(cudaEventRecord(stop, g_cuda.stream));
+        CUDA_CHECK(cudaEventSynchronize(stop));
+        float ms = 0.0f;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+        const double gflops = 2.0 * m * n * k / (ms * 1e-3) / 1e9;
+        if (r > 0 && gflops > best)
+            best = gflops;
+    }
+    CUDA_CHECK(cudaEventDestroy(start));
+    CUDA_CHECK(cudaEventDestroy(stop));
+    CUDA_CHECK(cudaFree(a));
+    CUDA_CHECK(cudaFree(b));
+    CUDA_CHECK(cudaFree(c));
+    return best;
 }
 
 extern "C" const char *ops_cuda_device_name(void)

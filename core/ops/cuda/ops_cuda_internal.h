@@ -14,7 +14,7 @@ extern "C" {
 typedef struct cuda_context {
     cudaStream_t stream;
     cublasHandle_t blas;
-    bool tf32;
+    cuda_precision precision;
     char name[400];
 } cuda_context;
 

@@ -10,14 +10,20 @@ const ops *ops_cuda(char *err, size_t errlen)
     return NULL;
 }
 
-void ops_cuda_set_tf32(bool on)
+void ops_cuda_set_precision(cuda_precision p)
 {
-    (void)on;
+    (void)p;
 }
 
-bool ops_cuda_tf32(void)
+cuda_precision ops_cuda_precision(void)
 {
-    return false;
+    return CUDA_TF32;
+}
+
+double ops_cuda_gemm_peak_gflops(int m, int n, int k)
+{
+    (void)m, (void)n, (void)k;
+    return 0.0;
 }
 
 void ops_cuda_set_fused_attention(bool on)
