@@ -94,6 +94,18 @@ double bench_sgemm_peak(const ops *o, const model_config *c, int tokens, char *s
     return best;
 }
 
+/* What bench_sgemm_peak timed: OpenBLAS, or cuBLAS at the backend's precision. */
+static const char *peak_kind(bool gpu)
+{
+    if (!gpu)
+        return "OpenBLAS sgemm";
+    switch (ops_cuda_precision()) {
+    case CUDA_BF16: return "cuBLAS bf16 GEMM (fp32 accumulation)";
+    case CUDA_FP32: return "cuBLAS sgemm in full fp32";
+    default: return "cuBLAS sgemm on TF32 tensor cores";
+    }
+}
+
 int bench_step(int argc, char **argv)
 {
     enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON, O_CHUNKS, O_COMPRESS, O_CHEAP, O_DEVICE, O_PRECISION, O_ATTENTION };
@@ -241,12 +253,7 @@ int bench_step(int argc, char **argv)
         json_object_set_new(j, "mfu", json_real(gflops / peak));
         json_object_set_new(j, "attention", json_string(device.fused_attention ? "fused" : "products"));
         char source[96];
-        snprintf(source, sizeof source, "%s on this %s, this run",
-                 gpu ? (ops_cuda_precision() == CUDA_BF16 ? "cuBLAS bf16 GEMM (fp32 accumulation)"
-                        : ops_cuda_precision() == CUDA_TF32 ? "cuBLAS sgemm on TF32 tensor cores"
-                                                            : "cuBLAS sgemm in full fp32")
-                     : "OpenBLAS sgemm",
-                 gpu ? "device" : "host");
+        snprintf(source, sizeof source, "%s on this %s, this run", peak_kind(gpu), gpu ? "device" : "host");
         json_object_set_new(j, "peak_source", json_string(source));
         if (gpu)
             json_object_set_new(j, "precision", json_string(cuda_precision_name(ops_cuda_precision())));
@@ -265,8 +272,7 @@ int bench_step(int argc, char **argv)
                c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab, batch, c.context, c.attn_block,
                device_name);
         printf("%-26s %12s\n", "# measure", "value");
-        printf("%-26s %12.1f  (%s, %s)\n", "matmul peak GFLOP/s", peak, peak_shape,
-               gpu ? (ops_cuda_precision() == CUDA_BF16 ? "cuBLAS bf16" : "cuBLAS") : "OpenBLAS");
+        printf("%-26s %12.1f  (%s, %s)\n", "matmul peak GFLOP/s", peak, peak_shape, peak_kind(gpu));
         printf("%-26s %12.3f\n", "step seconds (median)", median);
         printf("%-26s %12.1f  (%.1f GFLOP per step)\n", "step GFLOP/s", gflops, flops / 1e9);
         printf("%-26s %12.2f%s\n", "ratio step / peak", gflops / peak, gpu ? "  (MFU)" : "");
