@@ -193,10 +193,13 @@ int bench_attention(int argc, char **argv)
     const double fwd_g = fwd_flops / fwd_s / 1e9, bwd_g = bwd_flops / bwd_s / 1e9;
     const double all_g = (fwd_flops + bwd_flops) / (fwd_s + bwd_s) / 1e9;
     const char *kind = device.fused_attention ? "fused" : "products";
+    /* The fused backward's dQ path ("-" for products), so a JSON says what it timed. */
+    const char *dq = device.fused_attention ? ops_cuda_fused_dq(head_dim) : "-";
     if (json) {
-        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
-                              "s:f, s:f, s:f}",
-                              "bench", "attention", "device", device_name, "attention", kind, "tokens", tokens, "heads", heads, "kv_heads",
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:s, s:f, s:f, s:f, s:f, s:f, "
+                              "s:f, s:f, s:f, s:f, s:f}",
+                              "bench", "attention", "device", device_name, "attention", kind, "fused_dq", dq,
+                              "tokens", tokens, "heads", heads, "kv_heads",
                               kv_heads, "head_dim", head_dim, "block", block, "reps", reps, "matmul_peak_gflops", peak,
                               "matmul_peak_shape", peak_shape, "forward_s", fwd_s, "backward_s", bwd_s,
                               "forward_flops", fwd_flops, "backward_flops", bwd_flops, "forward_gflops", fwd_g,
@@ -204,8 +207,9 @@ int bench_attention(int argc, char **argv)
                               "gflops", all_g, "ratio", all_g / peak);
         cli_print_json(j);
     } else {
-        printf("attention (%s) on %s: %d tokens, %d heads (%d kv) of %d\n", kind, device_name, tokens, heads, kv_heads,
-               head_dim);
+        printf("attention (%s%s%s) on %s: %d tokens, %d heads (%d kv) of %d\n", kind,
+               device.fused_attention ? ", dQ from " : "", device.fused_attention ? dq : "", device_name, tokens, heads,
+               kv_heads, head_dim);
         printf("  matmul peak   %10.1f GFLOP/s (%s, this run)\n", peak, peak_shape);
         printf("  forward  %8.4f s %10.1f GFLOP/s  %.3f of peak\n", fwd_s, fwd_g, fwd_g / peak);
         printf("  backward %8.4f s %10.1f GFLOP/s  %.3f of peak\n", bwd_s, bwd_g, bwd_g / peak);

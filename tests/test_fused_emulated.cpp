@@ -75,9 +75,12 @@ struct key_set {
 
 // Forward over every key set in turn, then the backward of each, on the cpu and through the
 // fused kernels; every output compared.
+// With ds_rows > 0 the backward keeps dS for the dQ kernel, in passes of ds_rows queries (a
+// buffer of just that size per key set, starting as NaN so that a read of a cell the dK/dV
+// kernel never wrote shows); with 0 the dQ kernel recomputes it.
 void run_case(const char *name, const attn_shape &shape, const std::vector<int32_t> &q_pos,
               const std::vector<std::vector<int32_t>> &key_positions, fused::plan_limits lim, double tol,
-              bool bf16 = false)
+              bool bf16 = false, int ds_rows = 0)
 {
     const ops *cpu = ops_cpu();
     const int tq = (int)q_pos.size(), hd = shape.head_dim;
@@ -112,7 +115,7 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
     attn_state fst = {f_acc.data(), f_mx.data(), f_sm.data(), tq};
     cpu->attn_begin(&fst, &shape);
     fused::fused_args base = {};
-    base.tq = tq, base.group = shape.n_heads / shape.n_kv_heads;
+    base.tq = tq, base.hs = tq, base.group = shape.n_heads / shape.n_kv_heads;
     base.qs = (int)qd, base.ks = (int)kvd, base.scale = 1.0f / std::sqrt((float)hd);
     base.q = q.data(), base.dout = dout.data(), base.q_pos = q_pos.data();
     int launches = 0;
@@ -126,26 +129,34 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
         fused::fused_args a = base;
         a.k = s.k.data(), a.v = s.v.data(), a.k_pos = s.pos.data(), a.tk = (int)s.pos.size();
         a.acc = f_acc.data(), a.max = f_mx.data(), a.sum = f_sm.data();
-        assert_true(fused::forward_any(a, hd, shape.n_heads, bf16, lim,
-                                       [&](auto kernel, size_t smem, int gx, int gy, int threads) {
-                                           launch(kernel, smem, gx, gy, threads, a);
-                                       }));
+        assert_true(fused::forward_any(a, hd, shape.n_heads, bf16, lim, launch));
     }
     cpu->attn_end(f_o.data(), f_lse.data(), &fst, &shape);
     cpu->attn_bwd_delta(f_delta.data(), f_o.data(), dout.data(), tq, &shape);
     std::vector<std::vector<float>> f_dk, f_dv;
+    int backward_launches = 0;
     for (key_set &s : sets) {
         f_dk.emplace_back(s.k.size()), f_dv.emplace_back(s.v.size());
         fused::fused_args a = base;
         a.k = s.k.data(), a.v = s.v.data(), a.k_pos = s.pos.data(), a.tk = (int)s.pos.size();
         a.lse = f_lse.data(), a.delta = f_delta.data();
         a.dq = f_dq.data(), a.dk = f_dk.back().data(), a.dv = f_dv.back().data();
-        assert_true(fused::backward_any(a, hd, shape.n_heads, shape.n_kv_heads, bf16, lim,
-                                        [&](auto kernel, size_t smem, int gx, int gy, int threads) {
-                                            launch(kernel, smem, gx, gy, threads, a);
-                                        }));
+        std::vector<float> ds;
+        backward_launches += 2;
+        if (ds_rows > 0) {
+            // The budget that gives passes of exactly ds_rows queries.
+            const int ld = (a.tk + fused::KEYS_PER_TILE - 1) / fused::KEYS_PER_TILE * fused::KEYS_PER_TILE;
+            const fused::ds_plan plan = fused::stored_ds_plan(
+                tq, a.tk, shape.n_heads, (size_t)ds_rows * shape.n_heads * ld * sizeof(float) + sizeof(float) - 1);
+            assert_int_equal(plan.rows, ds_rows);
+            assert_int_equal(plan.ld, ld);
+            ds.assign(plan.floats, std::nanf(""));
+            a.ds = ds.data(), a.ds_ld = plan.ld, a.ds_rows = plan.rows;
+            backward_launches += 2 * ((tq + ds_rows - 1) / ds_rows - 1);
+        }
+        assert_true(fused::backward_any(a, hd, shape.n_heads, shape.n_kv_heads, bf16, lim, launch));
     }
-    assert_int_equal(launches, 3 * (int)sets.size());
+    assert_int_equal(launches, (int)sets.size() + backward_launches);
 
     char what[160];
     snprintf(what, sizeof what, "%s: output", name);
@@ -172,27 +183,27 @@ std::vector<int32_t> span(int32_t first, int count)
 
 // test_ops_cuda's two cases: 48 queries at 40..87 against an earlier chunk, the diagonal and
 // a chunk wholly in the future; queries 0..15 against keys 10..40 (rows 0..9 see nothing).
-void basic_cases(int hd, fused::plan_limits lim, double tol, const char *mode, bool bf16 = false)
+void basic_cases(int hd, fused::plan_limits lim, double tol, const char *mode, bool bf16 = false, int ds_rows = 0)
 {
     const attn_shape shape = {4, 2, hd, 16};
     char name[96];
     snprintf(name, sizeof name, "hd %d, %s, chunks merged", hd, mode);
-    run_case(name, shape, span(40, 48), {span(0, 40), span(40, 48), span(100, 21)}, lim, tol, bf16);
+    run_case(name, shape, span(40, 48), {span(0, 40), span(40, 48), span(100, 21)}, lim, tol, bf16, ds_rows);
     snprintf(name, sizeof name, "hd %d, %s, rows that see nothing", hd, mode);
-    run_case(name, shape, span(0, 16), {span(10, 31)}, lim, tol, bf16);
+    run_case(name, shape, span(0, 16), {span(10, 31)}, lim, tol, bf16, ds_rows);
 }
 
 // A zig-zag rank: 150 query rows in two runs (0..74 and 225..299) against its own keys and a
 // chunk between (100..199): three forward and dQ blocks, key tiles cut short, dK/dV blocks
 // whose first query is found by position, 8 heads over 2.
-void zigzag_case(int hd, fused::plan_limits lim, double tol, const char *mode, bool bf16 = false)
+void zigzag_case(int hd, fused::plan_limits lim, double tol, const char *mode, bool bf16 = false, int ds_rows = 0)
 {
     const attn_shape shape = {8, 2, hd, 16};
     std::vector<int32_t> q_pos = span(0, 75), late = span(225, 75);
     q_pos.insert(q_pos.end(), late.begin(), late.end());
     char name[96];
     snprintf(name, sizeof name, "hd %d, %s, zig-zag rank, 8 heads over 2", hd, mode);
-    run_case(name, shape, q_pos, {q_pos, span(100, 100)}, lim, tol, bf16);
+    run_case(name, shape, q_pos, {q_pos, span(100, 100)}, lim, tol, bf16, ds_rows);
 }
 
 void exact_every_head_dim(void **state)
@@ -233,12 +244,46 @@ void bf16_operands(void **state)
     zigzag_case(128, A100, BF16_TOL, "bf16, A100 plan", true);
 }
 
+// dQ from the dS the dK/dV kernel stored: one pass (64 rows hold every query of the basic
+// cases), and the zig-zag rank's 150 queries in three passes of 64, on each launch plan; the
+// buffer starts as NaN, so a cell read but never written fails the comparison.
+void stored_ds(void **state)
+{
+    (void)state;
+    emu::exact = true;
+    basic_cases(16, H100, EXACT_TOL, "fp32, stored dS", false, 64);
+    basic_cases(256, H100, EXACT_TOL, "fp32, stored dS", false, 64);
+    zigzag_case(64, H100, EXACT_TOL, "fp32, stored dS in 3 passes", false, 64);
+    zigzag_case(32, H100_WAITING, EXACT_TOL, "fp32, one stage, stored dS in 3 passes", false, 64);
+    zigzag_case(256, A100, EXACT_TOL, "fp32, A100 plan, stored dS in 2 passes", false, 128);
+    emu::exact = false;
+    zigzag_case(128, H100, TF32_TOL, "tf32, stored dS in 3 passes", false, 64);
+    basic_cases(256, H100, BF16_TOL, "bf16, stored dS", true, 64);
+}
+
+// The plan for stored dS: whole key tiles per row, passes of whole 64-row blocks within the
+// budget, no more rows than the queries need, none when 64 rows do not fit.
+void stored_ds_plan(void **state)
+{
+    (void)state;
+    const size_t row = (size_t)8 * 64 * sizeof(float); // 8 heads of 64 floats (tk 33 rounds up to 64)
+    fused::ds_plan p = fused::stored_ds_plan(1000, 33, 8, 200 * row);
+    assert_int_equal(p.ld, 64);
+    assert_int_equal(p.rows, 192);
+    assert_true(p.floats == (size_t)8 * 192 * 64);
+    p = fused::stored_ds_plan(100, 64, 8, 1000 * row); // only 100 queries: 128 rows
+    assert_int_equal(p.rows, 128);
+    p = fused::stored_ds_plan(1000, 64, 8, 63 * row);
+    assert_int_equal(p.rows, 0);
+    assert_true(p.floats == 0);
+}
+
 // Shapes the kernels do not take are left to the products path, having started nothing.
 void declines(void **state)
 {
     (void)state;
     int launches = 0;
-    auto count = [&launches](auto, size_t, int, int, int) { launches++; };
+    auto count = [&launches](auto, size_t, int, int, int, const fused::fused_args &) { launches++; };
     fused::fused_args a = {};
     for (bool bf16 : {false, true}) {
         assert_false(fused::forward_any(a, 48, 4, bf16, H100, count));
@@ -261,6 +306,8 @@ int main(void)
         cmocka_unit_test(exact_zigzag),
         cmocka_unit_test(tf32_operands),
         cmocka_unit_test(bf16_operands),
+        cmocka_unit_test(stored_ds),
+        cmocka_unit_test(stored_ds_plan),
         cmocka_unit_test(declines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

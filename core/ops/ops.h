@@ -183,6 +183,13 @@ void ops_cuda_set_fused_attention(bool on);
 bool ops_cuda_fused_attention(void);
 unsigned long long ops_cuda_fused_attention_launches(void);
 
+/* How the fused backward gets dQ at this head dimension: "stored dS" (the dK/dV kernel keeps
+ * dS in device memory and the dQ kernel reads it: head dimensions of 128 and more, or all
+ * with WANCP_FUSED_DQ=stored) or "recomputed dS" (the dQ kernel recomputes the scores and dP:
+ * smaller head dimensions, or WANCP_FUSED_DQ=recompute). A backward that finds too little free
+ * memory for dS recomputes it whatever this says. */
+const char *ops_cuda_fused_dq(int head_dim);
+
 /* "NVIDIA H100 80GB HBM3, sm_90, CUDA 13.0, cuBLAS 13.0.0" style. */
 const char *ops_cuda_device_name(void);
 

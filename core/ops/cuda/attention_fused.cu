@@ -11,13 +11,15 @@
 // numbering that product's k index differently: its column t is key 2t of the eight, its
 // column t + 4 key 2t + 1, and the B operand's rows are read in the same order.
 //
-// Three kernels: the forward merges one key/value set into the online-softmax state (the
-// seam's acc, max, sum), one warp per 16 query rows; the backward is one kernel per 16 key
-// rows for dK and dV (summed over the group's heads and every query) and one per 16 query
-// rows for dQ, so every output element has one owner and sums in a fixed order (no atomics:
-// runs repeat bit for bit). Operands are copied into shared memory with cp.async (rows
-// HD + 4 floats apart, which puts the 32 lanes of every fragment load on 32 banks) and
-// rounded to TF32 as fragments are loaded.
+// Three kernels: the forward merges one key/value set into the online-softmax state (the seam's
+// acc, max, sum), one warp per 16 query rows; the backward is one kernel per 16 key rows for dK
+// and dV (summed over the group's heads and every query) and one per 16 query rows for dQ, so
+// every output element has one owner and sums in a fixed order (no atomics: runs repeat bit for
+// bit). At head dimensions of 128 and more the dK/dV kernel also stores dS (in passes of
+// queries that fit DS_BUDGET) and the dQ kernel reads it back, one product per key tile;
+// otherwise the dQ kernel recomputes the scores and dP first (three products). Operands are
+// copied into shared memory with cp.async (rows HD + 4 floats apart, which puts the 32 lanes of
+// every fragment load on 32 banks) and rounded to TF32 as fragments are loaded.
 //
 // With bf16 operands the products are mma.m16n8k16 (twice the work per instruction):
 //   A (16 x 16): a0 (g, 2t..2t+1), a1 (g + 8, 2t..), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..)
@@ -67,15 +69,66 @@ fused::plan_limits limits(void)
 
 // Starts one kernel on the backend's stream, allowed its shared memory past the default 48 KB.
 struct stream_launch {
-    const fused::fused_args *args;
-    template <typename Kernel> void operator()(Kernel kernel, size_t smem, int grid_x, int grid_y, int threads) const
+    template <typename Kernel>
+    void operator()(Kernel kernel, size_t smem, int grid_x, int grid_y, int threads,
+                    const fused::fused_args &args) const
     {
         CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        kernel<<<dim3((unsigned)grid_x, (unsigned)grid_y), (unsigned)threads, smem, g_cuda.stream>>>(*args);
+        kernel<<<dim3((unsigned)grid_x, (unsigned)grid_y), (unsigned)threads, smem, g_cuda.stream>>>(args);
         LAUNCH_CHECK();
         g_fused_launches++;
     }
 };
+
+// The most memory dS may take between the dK/dV and dQ kernels (more queries than fit go in
+// passes); and what is left free beside it.
+constexpr size_t DS_BUDGET = (size_t)4 << 30;
+constexpr size_t DS_SPARE = (size_t)1 << 30;
+device_buffer g_ds;
+
+// Whether the dQ kernel reads dS stored by the dK/dV kernel rather than recomputing it: at
+// head dimensions of 128 and more, where writing and reading 8 bytes per score costs less
+// than the two products of 2 x HD multiply-adds each that recompute it.
+// WANCP_FUSED_DQ=recompute or =stored decides for every head dimension, to measure one
+// against the other.
+bool dq_from_stored_ds(int head_dim)
+{
+    static int mode = -1; // 0 recompute, 1 stored, 2 by head dimension
+    if (mode < 0) {
+        const char *e = getenv("WANCP_FUSED_DQ");
+        mode = e != NULL && strcmp(e, "recompute") == 0 ? 0 : e != NULL && strcmp(e, "stored") == 0 ? 1 : 2;
+    }
+    return mode == 1 || (mode == 2 && head_dim >= 128);
+}
+
+// Points a at a buffer for dS when the dQ kernel should read it and it fits; otherwise leaves
+// a.ds null (the dQ kernel then recomputes dS: too little memory is not an error).
+void attach_stored_ds(fused::fused_args *a, const attn_shape *shape)
+{
+    if (!dq_from_stored_ds(shape->head_dim))
+        return;
+    const fused::ds_plan plan = fused::stored_ds_plan(a->tq, a->tk, shape->n_heads, DS_BUDGET);
+    const size_t bytes = plan.floats * sizeof(float);
+    if (plan.rows == 0)
+        return;
+    if (bytes > g_ds.bytes) {
+        CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream)); // queued kernels may still use the old one
+        if (g_ds.ptr != NULL)
+            CUDA_CHECK(cudaFree(g_ds.ptr));
+        g_ds.ptr = NULL, g_ds.bytes = 0;
+        size_t free_bytes = 0, total_bytes = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+        if (bytes + DS_SPARE > free_bytes)
+            return;
+        if (cudaMalloc(&g_ds.ptr, bytes) != cudaSuccess) {
+            cudaGetLastError(); // out of memory is an answer here, not a broken context
+            g_ds.ptr = NULL;
+            return;
+        }
+        g_ds.bytes = bytes;
+    }
+    a->ds = (float *)g_ds.ptr, a->ds_ld = plan.ld, a->ds_rows = plan.rows;
+}
 
 bool aligned16(const void *p)
 {
@@ -95,7 +148,7 @@ bool eligible(const attn_shape *shape, const void *const *ptrs, int count)
 fused::fused_args args_for(const attn_shape *shape, int tq, int tk)
 {
     fused::fused_args a = {};
-    a.tq = tq, a.tk = tk, a.group = shape->n_heads / shape->n_kv_heads;
+    a.tq = tq, a.tk = tk, a.hs = tq, a.group = shape->n_heads / shape->n_kv_heads;
     a.qs = shape->n_heads * shape->head_dim, a.ks = shape->n_kv_heads * shape->head_dim;
     a.scale = 1.0f / sqrtf((float)shape->head_dim);
     return a;
@@ -113,7 +166,7 @@ bool cuda_fused_attn_block(attn_state *st, const float *q, const int32_t *q_pos_
     a.q = q, a.k = k, a.v = v, a.q_pos = q_pos_dev, a.k_pos = k_pos_dev;
     a.acc = st->acc, a.max = st->max, a.sum = st->sum;
     return fused::forward_any(a, shape->head_dim, shape->n_heads, g_cuda.precision == CUDA_BF16, limits(),
-                              stream_launch{&a});
+                              stream_launch{});
 }
 
 bool cuda_fused_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos_dev, int tq,
@@ -126,8 +179,9 @@ bool cuda_fused_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, 
     fused::fused_args a = args_for(shape, tq, tk);
     a.q = q, a.k = k, a.v = v, a.dout = dout, a.lse = lse, a.delta = delta, a.q_pos = q_pos_dev, a.k_pos = k_pos_dev;
     a.dq = dq, a.dk = dk, a.dv = dv;
+    attach_stored_ds(&a, shape);
     return fused::backward_any(a, shape->head_dim, shape->n_heads, shape->n_kv_heads, g_cuda.precision == CUDA_BF16,
-                               limits(), stream_launch{&a});
+                               limits(), stream_launch{});
 }
 
 extern "C" void ops_cuda_set_fused_attention(bool on)
@@ -143,4 +197,9 @@ extern "C" bool ops_cuda_fused_attention(void)
 extern "C" unsigned long long ops_cuda_fused_attention_launches(void)
 {
     return g_fused_launches;
+}
+
+extern "C" const char *ops_cuda_fused_dq(int head_dim)
+{
+    return dq_from_stored_ds(head_dim) ? "stored dS" : "recomputed dS";
 }

@@ -232,7 +232,13 @@ struct fused_args {
     float *dq, *dk, *dv;     // backward outputs (accumulated)
     int tq, tk, group;       // query rows, key rows, query heads per kv head
     int qs, ks;              // row strides of q/dout/acc/dq and of k/v/dk/dv, in floats
+    int hs;                  // rows between two heads of max/sum/lse/delta (tq but in a chunk)
     float scale;
+    // Backward only: where the dK/dV kernel leaves dS for the dQ kernel to read (null: the dQ
+    // kernel recomputes it), per head tq rows of ds_ld floats, and how many query rows one
+    // pass of the two kernels takes (see stored_ds_plan).
+    float *ds;
+    int ds_ld, ds_rows;
 };
 
 // Starts staging key tile [j0, j0 + KEYS_PER_TILE) of kv head kh (of the nv keys visited)
@@ -249,29 +255,57 @@ FUSED_DEVICE void stage_key_tile(float *k_dst, float *v_dst, int32_t *kp_dst, co
         kp_dst[x] = x < valid ? a.k_pos[j0 + x] : INT32_MAX;
 }
 
-// Waits for key tile `tile` of `tiles` (staged into stage tile % STAGES) and, with two
-// stages, starts the next one into the other stage; with one stage the tile is staged here
-// (tile 0 by the caller). On return every thread of the block sees the tile.
-template <int HD, int STAGES>
-FUSED_DEVICE void next_key_tile(float *skv, int32_t *skp, const fused_args &a, int kh, int tile, int tiles, int nv)
+// Waits for tile `tile` of `tiles` of a loop (staged into buffer tile % STAGES by
+// stage(buffer, tile), which starts copies) and, with two stages, starts the next one into the
+// other buffer; with one stage the tile is staged here (tile 0 by the caller). On return every
+// thread of the block sees the tile, and no warp still uses the buffer being filled.
+template <int STAGES, typename Stage> FUSED_DEVICE void advance_tiles(int tile, int tiles, Stage stage)
 {
-    constexpr int BC = KEYS_PER_TILE, LD = staged_ld<HD>();
     if (STAGES == 1) {
         if (tile > 0) {
             __syncthreads(); // every warp is done with the last tile
-            stage_key_tile<HD>(skv, skv + BC * LD, skp, a, kh, tile * BC, nv);
+            stage(0, tile);
             copies_commit();
         }
         copies_wait<0>();
         __syncthreads();
     } else {
         copies_wait<0>(); // this thread's copies of this tile have landed
-        __syncthreads();  // everyone's have; and everyone is done with the other stage
+        __syncthreads();  // everyone's have; and everyone is done with the other buffer
         if (tile + 1 < tiles) {
-            const int next = (tile + 1) % 2;
-            stage_key_tile<HD>(skv + next * 2 * BC * LD, skv + (next * 2 + 1) * BC * LD, skp + next * BC, a, kh,
-                               (tile + 1) * BC, nv);
+            stage((tile + 1) % 2, tile + 1);
             copies_commit();
+        }
+    }
+}
+
+// advance_tiles over the key tiles of the forward and dQ loops: per buffer a key tile, then a
+// value tile (skv), and the keys' positions (skp).
+template <int HD, int STAGES>
+FUSED_DEVICE void next_key_tile(float *skv, int32_t *skp, const fused_args &a, int kh, int tile, int tiles, int nv)
+{
+    constexpr int BC = KEYS_PER_TILE, LD = staged_ld<HD>();
+    advance_tiles<STAGES>(tile, tiles, [&](int buf, int next) {
+        stage_key_tile<HD>(skv + buf * 2 * BC * LD, skv + (buf * 2 + 1) * BC * LD, skp + buf * BC, a, kh, next * BC,
+                           nv);
+    });
+}
+
+// dQ (16 rows of this thread's warp, in the C layout) added, times scale, to a.dq.
+template <int HD>
+FUSED_DEVICE void add_dq_rows(const fused_args &a, const int (&row)[2], int h, const float (&dq)[HD / 8][4])
+{
+    const int t = threadIdx.x & 3;
+FUSED_UNROLL
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= a.tq)
+            continue;
+FUSED_UNROLL
+        for (int d = 0; d < HD / 8; d++) {
+            float2 *out = (float2 *)(a.dq + (size_t)row[r] * a.qs + (size_t)h * HD + 8 * d + 2 * t);
+            float2 x = *out;
+            x.x += a.scale * dq[d][2 * r], x.y += a.scale * dq[d][2 * r + 1];
+            *out = x;
         }
     }
 }
@@ -312,8 +346,8 @@ FUSED_UNROLL
     for (int r = 0; r < 2; r++) {
         const bool in = row[r] < a.tq;
         qp[r] = in ? a.q_pos[row[r]] : INT32_MIN;
-        m[r] = in ? a.max[(size_t)h * a.tq + row[r]] : -INFINITY;
-        l[r] = in ? a.sum[(size_t)h * a.tq + row[r]] : 0.0f;
+        m[r] = in ? a.max[(size_t)h * a.hs + row[r]] : -INFINITY;
+        l[r] = in ? a.sum[(size_t)h * a.hs + row[r]] : 0.0f;
     }
 FUSED_UNROLL
     for (int d = 0; d < ND; d++) {
@@ -380,8 +414,8 @@ FUSED_UNROLL
             *(float2 *)(a.acc + (size_t)row[r] * a.qs + (size_t)h * HD + 8 * d + 2 * t) =
                 make_float2(o[d][2 * r], o[d][2 * r + 1]);
         if (t == 0) {
-            a.max[(size_t)h * a.tq + row[r]] = m[r];
-            a.sum[(size_t)h * a.tq + row[r]] = l[r];
+            a.max[(size_t)h * a.hs + row[r]] = m[r];
+            a.sum[(size_t)h * a.hs + row[r]] = l[r];
         }
     }
 }
@@ -421,8 +455,8 @@ FUSED_KERNEL(NW * 32) fused_dq_kernel(fused_args a)
 FUSED_UNROLL
     for (int r = 0; r < 2; r++) {
         const bool in = row[r] < a.tq;
-        lse[r] = in ? a.lse[(size_t)h * a.tq + row[r]] : -INFINITY;
-        delta[r] = in ? a.delta[(size_t)h * a.tq + row[r]] : 0.0f;
+        lse[r] = in ? a.lse[(size_t)h * a.hs + row[r]] : -INFINITY;
+        delta[r] = in ? a.delta[(size_t)h * a.hs + row[r]] : 0.0f;
         qp[r] = in && lse[r] != -INFINITY ? a.q_pos[row[r]] : INT32_MIN; // a row that saw nothing: P = 0
     }
     float dq[ND][4] = {};
@@ -449,19 +483,82 @@ FUSED_UNROLL
         }
         mma_regs_by_rows<NT, ND, BF16>(dq, s, sk, LD);
     }
+    add_dq_rows<HD>(a, row, h, dq);
+}
 
-FUSED_UNROLL
-    for (int r = 0; r < 2; r++) {
-        if (row[r] >= a.tq)
-            continue;
-FUSED_UNROLL
-        for (int d = 0; d < ND; d++) {
-            float2 *out = (float2 *)(a.dq + (size_t)row[r] * a.qs + (size_t)h * HD + 8 * d + 2 * t);
-            float2 x = *out;
-            x.x += a.scale * dq[d][2 * r], x.y += a.scale * dq[d][2 * r + 1];
-            *out = x;
+// ---- backward: dQ from the dS the dK/dV kernel stored ------------------------------------
+
+// Floats between two staged dS rows: a half warp's float2 loads (rows g, columns 2t) then land
+// on 32 distinct banks.
+constexpr int DS_TILE_LD = KEYS_PER_TILE + 8;
+
+template <int HD, int NW, int STAGES> constexpr size_t dq_stored_smem()
+{
+    return (size_t)STAGES * ((size_t)KEYS_PER_TILE * staged_ld<HD>() + (size_t)16 * NW * DS_TILE_LD) * sizeof(float) +
+           (size_t)STAGES * KEYS_PER_TILE * sizeof(int32_t);
+}
+
+// One block per (16 NW query rows, head): dQ += scale dS K over every visible key, with dS read
+// from a.ds as the dK/dV kernel left it: one product per key tile instead of three. Where a
+// key is not visible to a row, dS counts as 0 whatever the buffer holds there (the dK/dV
+// kernel writes only the queries from the first one that sees its keys).
+template <int HD, int NW, int STAGES, bool BF16>
+FUSED_KERNEL(NW * 32) fused_dq_stored_kernel(fused_args a)
+{
+    constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD>(), DL = DS_TILE_LD, NT = BC / 8, ND = HD / 8;
+    FUSED_SHARED(smem4);
+    float *sk = (float *)smem4, *sds = sk + STAGES * BC * LD; // per buffer: a key tile; a dS tile
+    int32_t *skp = (int32_t *)(sds + STAGES * BR * DL);
+    const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
+    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
+    const int valid_rows = min(BR, a.tq - i0);
+    const int nv = count_at_most(a.k_pos, a.tk, a.q_pos[i0 + valid_rows - 1]);
+    if (nv == 0)
+        return;
+    const int tiles = (nv + BC - 1) / BC;
+    const float *ds = a.ds + ((size_t)h * a.tq + i0) * a.ds_ld;
+    // Key tile `tile` and the block's dS columns for it (ds_ld covers whole tiles, so no row
+    // is read past its end); rows past the end become zeros.
+    auto stage = [&](int buf, int tile) {
+        const int j0 = tile * BC, valid = min(BC, nv - j0);
+        stage_rows<HD>(sk + buf * BC * LD, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid);
+        float *dst = sds + buf * BR * DL;
+        for (int x = threadIdx.x; x < BR * (BC / 4); x += blockDim.x) {
+            const int r = x / (BC / 4), c = (x % (BC / 4)) * 4;
+            copy16_async(dst + r * DL + c, ds + (size_t)(r < valid_rows ? r : 0) * a.ds_ld + j0 + c, r < valid_rows);
         }
+        for (int x = threadIdx.x; x < BC; x += blockDim.x)
+            skp[buf * BC + x] = x < valid ? a.k_pos[j0 + x] : INT32_MAX;
+    };
+    stage(0, 0);
+    copies_commit();
+
+    const int row[2] = {i0 + 16 * warp + g, i0 + 16 * warp + g + 8};
+    int32_t qp[2];
+FUSED_UNROLL
+    for (int r = 0; r < 2; r++)
+        qp[r] = row[r] < a.tq ? a.q_pos[row[r]] : INT32_MIN;
+    float dq[ND][4] = {};
+
+    for (int tile = 0; tile < tiles; tile++) {
+        advance_tiles<STAGES>(tile, tiles, stage);
+        const int buf = tile % STAGES;
+        const float *kt = sk + buf * BC * LD, *dst = sds + buf * BR * DL + 16 * warp * DL;
+        const int32_t *kp = skp + buf * BC;
+        float p[NT][4]; // dS in the C layout of a score tile
+FUSED_UNROLL
+        for (int j = 0; j < NT; j++) {
+FUSED_UNROLL
+            for (int r = 0; r < 2; r++) {
+                const int c = 8 * j + 2 * t;
+                const float2 x = *(const float2 *)(dst + (g + 8 * r) * DL + c);
+                p[j][2 * r] = kp[c] <= qp[r] ? x.x : 0.0f;
+                p[j][2 * r + 1] = kp[c + 1] <= qp[r] ? x.y : 0.0f;
+            }
+        }
+        mma_regs_by_rows<NT, ND, BF16>(dq, p, kt, LD);
     }
+    add_dq_rows<HD>(a, row, h, dq);
 }
 
 // ---- backward: dK and dV -------------------------------------------------------------------
@@ -492,9 +589,9 @@ FUSED_DEVICE void stage_query_tile(float *q_dst, float *g_dst, float *stats, con
     int32_t *sqp = (int32_t *)(stats + 2 * BQ);
     for (int x = threadIdx.x; x < BQ; x += blockDim.x) {
         const bool in = x < valid;
-        const float L = in ? a.lse[(size_t)h * a.tq + i0 + x] : -INFINITY;
+        const float L = in ? a.lse[(size_t)h * a.hs + i0 + x] : -INFINITY;
         slse[x] = L;
-        sdelta[x] = in ? a.delta[(size_t)h * a.tq + i0 + x] : 0.0f;
+        sdelta[x] = in ? a.delta[(size_t)h * a.hs + i0 + x] : 0.0f;
         sqp[x] = L != -INFINITY ? a.q_pos[i0 + x] : INT32_MIN;
     }
 }
@@ -534,25 +631,11 @@ FUSED_UNROLL
     float dk[NDS][4] = {}, dv[NDS][4] = {};
 
     for (int tile = 0; tile < tiles; tile++) {
-        if (STAGES == 1) {
-            if (tile > 0) {
-                __syncthreads(); // every warp is done with the last tile (and its exchange)
-                stage_query_tile<HD>(sqg, sqg + BQ * LD, sstats, a, kh * a.group + tile / per_head,
-                                     first_query + tile % per_head * BQ);
-                copies_commit();
-            }
-            copies_wait<0>();
-            __syncthreads();
-        } else {
-            copies_wait<0>();
-            __syncthreads(); // this tile is everyone's; the other stage (and the exchange) is free
-            if (tile + 1 < tiles) {
-                const int next = (tile + 1) % 2;
-                stage_query_tile<HD>(sqg + next * 2 * BQ * LD, sqg + (next * 2 + 1) * BQ * LD, sstats + next * 3 * BQ, a,
-                                     kh * a.group + (tile + 1) / per_head, first_query + (tile + 1) % per_head * BQ);
-                copies_commit();
-            }
-        }
+        // (the barriers in here also free the exchange for this tile)
+        advance_tiles<STAGES>(tile, tiles, [&](int buf, int next) {
+            stage_query_tile<HD>(sqg + buf * 2 * BQ * LD, sqg + (buf * 2 + 1) * BQ * LD, sstats + buf * 3 * BQ, a,
+                                 kh * a.group + next / per_head, first_query + next % per_head * BQ);
+        });
         const int stage = tile % STAGES;
         const float *sq = sqg + stage * 2 * BQ * LD, *sg = sq + BQ * LD;
         const float *slse = sstats + stage * 3 * BQ, *sdelta = slse + BQ;
@@ -594,6 +677,19 @@ FUSED_UNROLL
                 dpt[j][e] = p * (dpt[j][e] - sdelta[col]); // dS^T
             }
         }
+        if (a.ds != nullptr && part == 0) { // dS for the dQ kernel (each warp of a pair holds all of it)
+            const int q0 = first_query + tile % per_head * BQ;
+            float *ds = a.ds + (size_t)(kh * a.group + tile / per_head) * a.tq * a.ds_ld;
+FUSED_UNROLL
+            for (int j = 0; j < NTQ; j++) {
+FUSED_UNROLL
+                for (int e = 0; e < 4; e++) {
+                    const int r = e >> 1, q = q0 + 8 * j + 2 * t + (e & 1);
+                    if (q < a.tq && key[r] < a.tk)
+                        ds[(size_t)q * a.ds_ld + key[r]] = dpt[j][e];
+                }
+            }
+        }
         mma_regs_by_rows<NTQ, NDS, BF16>(dv, st, sg + part * HS, LD);
         mma_regs_by_rows<NTQ, NDS, BF16>(dk, dpt, sq + part * HS, LD);
     }
@@ -630,43 +726,104 @@ struct plan_limits {
     int max_stages;
 };
 
-// launch(kernel, shared bytes, grid x, grid y, threads) starts one kernel. False, having
+// launch(kernel, shared bytes, grid x, grid y, threads, args) starts one kernel. False, having
 // started nothing, when no variant fits the limits.
 template <int HD, bool BF16, typename Launch> bool forward(const fused_args &a, int heads, plan_limits lim, Launch launch)
 {
     const int grid = (a.tq + 63) / 64;
     if (lim.max_stages >= 2 && fwd_smem<HD, 4, 2>() <= lim.smem)
-        launch(fused_fwd_kernel<HD, 4, 2, BF16>, fwd_smem<HD, 4, 2>(), grid, heads, 128);
+        launch(fused_fwd_kernel<HD, 4, 2, BF16>, fwd_smem<HD, 4, 2>(), grid, heads, 128, a);
     else if (fwd_smem<HD, 4, 1>() <= lim.smem)
-        launch(fused_fwd_kernel<HD, 4, 1, BF16>, fwd_smem<HD, 4, 1>(), grid, heads, 128);
+        launch(fused_fwd_kernel<HD, 4, 1, BF16>, fwd_smem<HD, 4, 1>(), grid, heads, 128, a);
     else
         return false;
     return true;
 }
 
-// dK/dV first, then dQ. dQ takes four warps per block where shared memory allows, else two
+// How much of dS the backward can keep for the dQ kernel within budget bytes: ds_ld floats
+// per query row and head (tk rounded up to whole key tiles, so that a staged tile never reads
+// past a row), and the query rows of one pass of the two kernels (a multiple of 64, the dQ
+// blocks; at most tq rounded up to it). Rows 0 when not even 64 rows fit.
+struct ds_plan {
+    int ld, rows;
+    size_t floats; // of the buffer: heads x rows x ld
+};
+
+inline ds_plan stored_ds_plan(int tq, int tk, int heads, size_t budget)
+{
+    ds_plan p = {(tk + KEYS_PER_TILE - 1) / KEYS_PER_TILE * KEYS_PER_TILE, 0, 0};
+    const size_t row_bytes = (size_t)heads * (size_t)p.ld * sizeof(float);
+    size_t rows = budget / row_bytes / 64 * 64;
+    const size_t all = ((size_t)tq + 63) / 64 * 64;
+    if (rows > all)
+        rows = all;
+    if (rows < 64)
+        return {p.ld, 0, 0};
+    p.rows = (int)rows;
+    p.floats = (size_t)heads * rows * (size_t)p.ld;
+    return p;
+}
+
+// The dK/dV kernel for a (or one pass of it).
+template <int HD, bool BF16, typename Launch>
+void launch_dkdv(const fused_args &a, int kv_heads, plan_limits lim, Launch launch)
+{
+    constexpr int NS = HD > 128 ? 2 : 1, KG = 4 / NS;
+    const int key_blocks = (a.tk + 16 * KG - 1) / (16 * KG);
+    if (lim.max_stages >= 2 && dkdv_smem<HD, KG, NS, 2>() <= lim.smem)
+        launch(fused_dkdv_kernel<HD, KG, NS, 2, BF16>, dkdv_smem<HD, KG, NS, 2>(), key_blocks, kv_heads, KG * NS * 32,
+               a);
+    else
+        launch(fused_dkdv_kernel<HD, KG, NS, 1, BF16>, dkdv_smem<HD, KG, NS, 1>(), key_blocks, kv_heads, KG * NS * 32,
+               a);
+}
+
+// The dQ kernel that recomputes dS: four warps per block where shared memory allows, else two
 // (at HD 256 with two stages, or on an A100).
+template <int HD, bool BF16, typename Launch>
+void launch_dq(const fused_args &a, int heads, plan_limits lim, Launch launch)
+{
+    const bool two = lim.max_stages >= 2;
+    const int grid4 = (a.tq + 63) / 64, grid2 = (a.tq + 31) / 32;
+    if (two && dq_smem<HD, 4, 2>() <= lim.smem)
+        launch(fused_dq_kernel<HD, 4, 2, BF16>, dq_smem<HD, 4, 2>(), grid4, heads, 128, a);
+    else if (two && dq_smem<HD, 2, 2>() <= lim.smem)
+        launch(fused_dq_kernel<HD, 2, 2, BF16>, dq_smem<HD, 2, 2>(), grid2, heads, 64, a);
+    else if (dq_smem<HD, 4, 1>() <= lim.smem)
+        launch(fused_dq_kernel<HD, 4, 1, BF16>, dq_smem<HD, 4, 1>(), grid4, heads, 128, a);
+    else
+        launch(fused_dq_kernel<HD, 2, 1, BF16>, dq_smem<HD, 2, 1>(), grid2, heads, 64, a);
+}
+
+// dK/dV first, then dQ. With a.ds (a buffer and rows from stored_ds_plan) the queries go in
+// passes of a.ds_rows: the dK/dV kernel of a pass stores its dS and the pass's dQ kernel reads
+// it (dK and dV add up over the passes in order, so runs still repeat bit for bit); without,
+// the dQ kernel recomputes the scores and dP from Q, K, V and dO.
 template <int HD, bool BF16, typename Launch>
 bool backward(const fused_args &a, int heads, int kv_heads, plan_limits lim, Launch launch)
 {
     constexpr int NS = HD > 128 ? 2 : 1, KG = 4 / NS;
-    const bool two = lim.max_stages >= 2;
-    if (dkdv_smem<HD, KG, NS, 1>() > lim.smem || dq_smem<HD, 2, 1>() > lim.smem)
+    if (dkdv_smem<HD, KG, NS, 1>() > lim.smem || dq_smem<HD, 2, 1>() > lim.smem ||
+        (a.ds != nullptr && dq_stored_smem<HD, 4, 1>() > lim.smem))
         return false;
-    const int key_blocks = (a.tk + 16 * KG - 1) / (16 * KG);
-    if (two && dkdv_smem<HD, KG, NS, 2>() <= lim.smem)
-        launch(fused_dkdv_kernel<HD, KG, NS, 2, BF16>, dkdv_smem<HD, KG, NS, 2>(), key_blocks, kv_heads, KG * NS * 32);
-    else
-        launch(fused_dkdv_kernel<HD, KG, NS, 1, BF16>, dkdv_smem<HD, KG, NS, 1>(), key_blocks, kv_heads, KG * NS * 32);
-    const int grid4 = (a.tq + 63) / 64, grid2 = (a.tq + 31) / 32;
-    if (two && dq_smem<HD, 4, 2>() <= lim.smem)
-        launch(fused_dq_kernel<HD, 4, 2, BF16>, dq_smem<HD, 4, 2>(), grid4, heads, 128);
-    else if (two && dq_smem<HD, 2, 2>() <= lim.smem)
-        launch(fused_dq_kernel<HD, 2, 2, BF16>, dq_smem<HD, 2, 2>(), grid2, heads, 64);
-    else if (dq_smem<HD, 4, 1>() <= lim.smem)
-        launch(fused_dq_kernel<HD, 4, 1, BF16>, dq_smem<HD, 4, 1>(), grid4, heads, 128);
-    else
-        launch(fused_dq_kernel<HD, 2, 1, BF16>, dq_smem<HD, 2, 1>(), grid2, heads, 64);
+    if (a.ds == nullptr) {
+        launch_dkdv<HD, BF16>(a, kv_heads, lim, launch);
+        launch_dq<HD, BF16>(a, heads, lim, launch);
+        return true;
+    }
+    const bool two = lim.max_stages >= 2 && dq_stored_smem<HD, 4, 2>() <= lim.smem;
+    for (int c0 = 0; c0 < a.tq; c0 += a.ds_rows) {
+        fused_args c = a; // the pass's queries; max/sum/lse/delta keep their head stride
+        c.tq = a.tq - c0 < a.ds_rows ? a.tq - c0 : a.ds_rows;
+        c.q += (size_t)c0 * a.qs, c.dout += (size_t)c0 * a.qs, c.dq += (size_t)c0 * a.qs;
+        c.q_pos += c0, c.lse += c0, c.delta += c0;
+        launch_dkdv<HD, BF16>(c, kv_heads, lim, launch);
+        const int grid = (c.tq + 63) / 64;
+        if (two)
+            launch(fused_dq_stored_kernel<HD, 4, 2, BF16>, dq_stored_smem<HD, 4, 2>(), grid, heads, 128, c);
+        else
+            launch(fused_dq_stored_kernel<HD, 4, 1, BF16>, dq_stored_smem<HD, 4, 1>(), grid, heads, 128, c);
+    }
     return true;
 }
 

@@ -41,6 +41,12 @@ unsigned long long ops_cuda_fused_attention_launches(void)
     return 0;
 }
 
+const char *ops_cuda_fused_dq(int head_dim)
+{
+    (void)head_dim;
+    return "recomputed dS";
+}
+
 const char *ops_cuda_device_name(void)
 {
     return "none (built without CUDA)";
