@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # bench_comm_shaped.sh WANCP PROFILES: `wancp bench comm` with every rank in its own
-# namespace behind a 300 Mbit/s link (needs root; skipped with 77 otherwise), where the link
-# and not this host's CPU is the ceiling:
+# namespace behind a 100 Mbit/s link (needs root; skipped with 77 otherwise), where the link
+# and not this host's CPU is the ceiling. (At 300 Mbit/s it need not be: four shaped links'
+# packet work, MTU-size frames through htb, takes 1.6 of two cores on a fast 2-core host and
+# all of them on a slower one, where iperf3 and the collectives then measure the host.)
+#   - iperf3 between the ranks carries 0.8 .. 1.0 of the link rate (TCP's payload is at most
+#     0.956 of it; measured 0.85-0.95 on the hosts seen; a shaper at the wrong rate, or none,
+#     is far outside);
 #   - the ring collectives carry at least 0.95 of what iperf3 carries between the same
 #     endpoints at the same time (ratio_min, sizes >= 4 MiB; each time a median of 5; on a
 #     shared 2-core machine one run in several dips below, so a run under the bound is
@@ -25,7 +30,7 @@ left() { ip netns list | awk '{print $1}' | grep -c '^wancp-bc' ; }
 before=$(left)
 
 bench() { # OUT: the measured run, its JSON into OUT
-  "$wancp" bench comm --profile "$profiles/wan-300m-rate.ini" --max-bytes 4194304 --iters 5 --json >"$1" 2>"$work/err"
+  "$wancp" bench comm --profile "$profiles/rate-100m.ini" --max-bytes 4194304 --iters 5 --json >"$1" 2>"$work/err"
 }
 bench "$work/out.json"
 status=$?
@@ -36,9 +41,9 @@ field() { # EXPR [FILE]: a JavaScript expression over the run's JSON (r)
 }
 check "exit 0 and one JSON object of 18 rows, in namespaces" \
   '[ $status = 0 ] && [ "$(field "r.rows.length")" = 18 ] && [ "$(field "r.path")" = namespaces ] &&
-   [ "$(field "r.link.startsWith(\"wan-300m-rate\")")" = true ]'
-check "iperf3 between the ranks carried 0.9 .. 1.0 of the 300 Mbit/s link" \
-  '[ "$(field "r.iperf3_gbit_per_link > 0.27 && r.iperf3_gbit_per_link <= 0.3")" = true ]'
+   [ "$(field "r.link.startsWith(\"rate-100m\")")" = true ]'
+check "iperf3 between the ranks carried 0.8 .. 1.0 of the 100 Mbit/s link: $(field "r.iperf3_gbit_per_link") Gbit/s" \
+  '[ "$(field "r.iperf3_gbit_per_link > 0.08 && r.iperf3_gbit_per_link <= 0.1")" = true ]'
 if [ "${WANCP_SANITIZED:-0}" = 1 ]; then
   check "under the sanitizers: a ratio and an overlap fraction reported" \
     '[ "$(field "r.ratio_min > 0 && Number.isFinite(r.overlap_fraction)")" = true ]'
