@@ -118,6 +118,19 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
     base.tq = tq, base.hs = tq, base.group = shape.n_heads / shape.n_kv_heads;
     base.qs = (int)qd, base.ks = (int)kvd, base.scale = 1.0f / std::sqrt((float)hd);
     base.q = q.data(), base.dout = dout.data(), base.q_pos = q_pos.data();
+    // The bf16 kernels stage bf16 copies, as the launcher makes them (rounded to nearest even).
+    auto to_bf16 = [](const std::vector<float> &x) {
+        std::vector<uint16_t> y(x.size());
+        for (size_t i = 0; i < x.size(); i++)
+            y[i] = bf16_from_float(x[i]);
+        return y;
+    };
+    const std::vector<uint16_t> q16 = to_bf16(q), dout16 = to_bf16(dout);
+    std::vector<std::vector<uint16_t>> k16, v16;
+    for (const key_set &ks : sets)
+        k16.push_back(to_bf16(ks.k)), v16.push_back(to_bf16(ks.v));
+    if (bf16)
+        base.q16 = q16.data(), base.dout16 = dout16.data();
     int launches = 0;
     auto launch = [&launches](auto kernel, size_t smem, int gx, int gy, int threads, const fused::fused_args &a) {
         if (smem > H100.smem)
@@ -125,9 +138,12 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
         emu::launch(kernel, smem, gx, gy, threads, a);
         launches++;
     };
-    for (key_set &s : sets) {
+    for (size_t si = 0; si < sets.size(); si++) {
+        const key_set &s = sets[si];
         fused::fused_args a = base;
         a.k = s.k.data(), a.v = s.v.data(), a.k_pos = s.pos.data(), a.tk = (int)s.pos.size();
+        if (bf16)
+            a.k16 = k16[si].data(), a.v16 = v16[si].data();
         a.acc = f_acc.data(), a.max = f_mx.data(), a.sum = f_sm.data();
         assert_true(fused::forward_any(a, hd, shape.n_heads, bf16, lim, launch));
     }
@@ -135,10 +151,13 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
     cpu->attn_bwd_delta(f_delta.data(), f_o.data(), dout.data(), tq, &shape);
     std::vector<std::vector<float>> f_dk, f_dv;
     int backward_launches = 0;
-    for (key_set &s : sets) {
+    for (size_t si = 0; si < sets.size(); si++) {
+        const key_set &s = sets[si];
         f_dk.emplace_back(s.k.size()), f_dv.emplace_back(s.v.size());
         fused::fused_args a = base;
         a.k = s.k.data(), a.v = s.v.data(), a.k_pos = s.pos.data(), a.tk = (int)s.pos.size();
+        if (bf16)
+            a.k16 = k16[si].data(), a.v16 = v16[si].data();
         a.lse = f_lse.data(), a.delta = f_delta.data();
         a.dq = f_dq.data(), a.dk = f_dk.back().data(), a.dv = f_dv.back().data();
         std::vector<float> ds;
@@ -288,7 +307,7 @@ void declines(void **state)
     for (bool bf16 : {false, true}) {
         assert_false(fused::forward_any(a, 48, 4, bf16, H100, count));
         assert_false(fused::backward_any(a, 96, 4, 2, bf16, H100, count));
-        assert_false(fused::backward_any(a, 256, 4, 2, bf16, {100000, 2}, count)); // too little shared memory
+        assert_false(fused::backward_any(a, 256, 4, 2, bf16, {60000, 2}, count)); // too little shared memory
     }
     assert_int_equal(launches, 0);
     for (int hd : {16, 32, 64, 128, 256})

@@ -16,6 +16,9 @@
 //     half (A: a0 (g, 2t..2t+1), a1 (g + 8, 2t..), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..);
 //     B: b0 (2t..2t+1, g), b1 (2t + 8..2t + 9, g); C as above), and cvt.rn.bf16x2.f32
 //     (to nearest, ties to even: core/util/bf16.h's rounding, which the wire uses too);
+//   - ldmatrix.sync.m8n8.x4.trans.b16: lane L gives row L % 8 of matrix L / 8 (16 bytes,
+//     16-byte aligned), and register i of lane (g, t) gets rows 2t and 2t + 1 of matrix i at
+//     column g, the lower row in the low half;
 //   - __shfl_xor_sync and __syncthreads as barriers over the warp's and the block's threads;
 //   - cp.async (copy16_async, copies_commit, copies_wait<N>): a thread's copies are held
 //     back and land only when its copies_wait lets their group complete, so a kernel that
@@ -88,6 +91,7 @@ struct warp_state {
     pthread_barrier_t barrier;
     float lanes[2][32];
     uint32_t a[2][32][4], b[2][32][2];
+    const uint16_t *rows[2][32]; // ldmatrix's row addresses
 };
 
 struct block_state {
@@ -104,8 +108,8 @@ inline thread_local unsigned t_warp_calls; // this lane's warp-wide calls so far
 
 // A cp.async in flight: 16 bytes (zeros when src is null) for dst, in commit group `group`.
 struct pending_copy {
-    float *dst;
-    const float *src;
+    void *dst;
+    const void *src;
     unsigned group;
 };
 inline thread_local std::vector<pending_copy> t_copies;
@@ -231,8 +235,27 @@ inline void mma_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[
         });
 }
 
-inline void copy16_async(float *smem_dst, const float *src, bool valid)
+// Every lane gives its row's address; each then reads its four registers from the rows the
+// others gave.
+inline void ldmatrix_x4_trans(uint32_t (&r)[4], const uint16_t *row)
 {
+    if (((uintptr_t)row & 15u) != 0)
+        emu::fail("ldmatrix rows must be 16-byte aligned");
+    emu::warp_state &w = this_warp();
+    const unsigned lane = threadIdx.x % 32, set = emu::t_warp_calls++ % 2;
+    w.rows[set][lane] = row;
+    emu::wait(&w.barrier);
+    const unsigned g = lane / 4, t = lane % 4;
+    for (unsigned i = 0; i < 4; i++) {
+        const uint16_t lo = w.rows[set][8 * i + 2 * t][g], hi = w.rows[set][8 * i + 2 * t + 1][g];
+        r[i] = (uint32_t)lo | (uint32_t)hi << 16;
+    }
+}
+
+inline void copy16_async(void *smem_dst, const void *src, bool valid)
+{
+    if (((uintptr_t)smem_dst & 15u) != 0 || (valid && ((uintptr_t)src & 15u) != 0))
+        emu::fail("cp.async of 16 bytes needs 16-byte aligned addresses");
     emu::t_copies.push_back({smem_dst, valid ? src : nullptr, emu::t_groups});
 }
 

@@ -26,8 +26,9 @@
 //   B (16 x 8):  b0 (2t..2t+1, g), b1 (2t + 8..2t + 9, g); C as above
 // two k elements to a register, the lower index in the low half. Two neighbouring C
 // fragments (keys 8j.. and 8j + 8..) are then exactly one A fragment, keys in order. Tiles
-// stay fp32 in shared memory (the seam's tensors are fp32) and are rounded to bf16 as
-// fragments are loaded, in pairs (cvt.rn.bf16x2.f32).
+// are staged from bf16 copies of Q, K, V and dO made before the launch, so a fragment
+// register is one 32-bit shared load (or comes from ldmatrix), with half the bytes of fp32
+// tiles; the probabilities are rounded in registers, in pairs (cvt.rn.bf16x2.f32).
 //
 // The tiles a loop walks (keys and values, or
 // queries and dO) have two buffers where shared memory allows: the next tile is copied
@@ -79,6 +80,23 @@ struct stream_launch {
         g_fused_launches++;
     }
 };
+
+// bf16 kernels stage bf16 copies of Q, K, V (and dO in the backward), made here on the stream
+// before each launch: one pass over each operand, rounded as the fp32 kernels' fragment loads
+// would round them, so the tiles in shared memory and the traffic to them are half as large.
+device_buffer g_bf16_copies[4];
+
+void attach_bf16_copies(fused::fused_args *a, bool backward)
+{
+    if (g_cuda.precision != CUDA_BF16)
+        return;
+    const size_t q_count = (size_t)a->tq * (size_t)a->qs, k_count = (size_t)a->tk * (size_t)a->ks;
+    a->q16 = bf16_copy(&g_bf16_copies[0], a->q, q_count);
+    a->k16 = bf16_copy(&g_bf16_copies[1], a->k, k_count);
+    a->v16 = bf16_copy(&g_bf16_copies[2], a->v, k_count);
+    if (backward)
+        a->dout16 = bf16_copy(&g_bf16_copies[3], a->dout, q_count);
+}
 
 // The most memory dS may take between the dK/dV and dQ kernels (more queries than fit go in
 // passes); and what is left free beside it.
@@ -165,6 +183,7 @@ bool cuda_fused_attn_block(attn_state *st, const float *q, const int32_t *q_pos_
     fused::fused_args a = args_for(shape, st->tq, tk);
     a.q = q, a.k = k, a.v = v, a.q_pos = q_pos_dev, a.k_pos = k_pos_dev;
     a.acc = st->acc, a.max = st->max, a.sum = st->sum;
+    attach_bf16_copies(&a, false);
     return fused::forward_any(a, shape->head_dim, shape->n_heads, g_cuda.precision == CUDA_BF16, limits(),
                               stream_launch{});
 }
@@ -179,6 +198,7 @@ bool cuda_fused_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, 
     fused::fused_args a = args_for(shape, tq, tk);
     a.q = q, a.k = k, a.v = v, a.dout = dout, a.lse = lse, a.delta = delta, a.q_pos = q_pos_dev, a.k_pos = k_pos_dev;
     a.dq = dq, a.dk = dk, a.dv = dv;
+    attach_bf16_copies(&a, true);
     attach_stored_ds(&a, shape);
     return fused::backward_any(a, shape->head_dim, shape->n_heads, shape->n_kv_heads, g_cuda.precision == CUDA_BF16,
                                limits(), stream_launch{});

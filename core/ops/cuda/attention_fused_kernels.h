@@ -7,13 +7,16 @@
 //
 // What the includer provides: under nvcc, nothing (CUDA and the inline PTX below); on the
 // host, the emulator's threadIdx, blockIdx, blockDim, __syncthreads, __shfl_xor_sync,
-// tf32_bits, mma_tf32, bf16x2_bits, mma_bf16, copy16_async, copies_commit, copies_wait,
-// float2/float4 and the FUSED_* macros.
+// tf32_bits, mma_tf32, bf16x2_bits, mma_bf16, ldmatrix_x4_trans, copy16_async,
+// copies_commit, copies_wait, float2/float4 and the FUSED_* macros.
 //
 // Every kernel comes in two precisions of its products' operands, the template argument BF16:
-// TF32 (m16n8k8) or bf16 (m16n8k16); both accumulate in fp32, and both stage fp32 tiles (the
-// seam's tensors are fp32), rounding as fragments are loaded. Only the two mma_* helpers
-// below differ between them.
+// TF32 (m16n8k8) or bf16 (m16n8k16); both accumulate in fp32. TF32 kernels stage fp32 tiles
+// (the seam's tensors) and round as fragments are loaded; bf16 kernels stage bf16 tiles from
+// bf16 copies of Q, K, V and dO (the launcher makes them, rounded to nearest even), which
+// halves the shared-memory traffic per product: a fragment register is one 32-bit load, or
+// comes from ldmatrix. Only the staged element type (tile_t) and the two mma_* helpers below
+// differ between them.
 // Loops marked FUSED_UNROLL have trip counts known at compile time; nvcc unrolls them, which
 // keeps the fragments' arrays in registers.
 #ifndef WANCP_ATTENTION_FUSED_KERNELS_H
@@ -23,6 +26,10 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <type_traits>
 
 #ifdef __CUDACC__
 #define FUSED_DEVICE __device__ __forceinline__
@@ -66,12 +73,24 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// Four 8 x 8 matrices of 16-bit elements from shared memory, transposed: lane L gives the
+// address of row L % 8 of matrix L / 8 (16 bytes, 16-byte aligned), and register i of lane
+// (g, t) receives rows 2t and 2t + 1 of matrix i at column g, the lower row in the low half:
+// the B fragment of an m16n8k16 product whose k runs down the rows.
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const uint16_t *row)
+{
+    const unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
 // 16 bytes from global to shared memory on the copy path that bypasses registers (sm_80's
 // cp.async), landing by the time copies_wait says; with valid false they are zeros and src
 // is not read. copies_commit closes a group of copies; copies_wait<N> waits until at most
 // the N most recent groups are still in flight (this thread's copies only: a barrier
 // after it makes everyone's visible).
-__device__ __forceinline__ void copy16_async(float *smem_dst, const float *src, bool valid)
+__device__ __forceinline__ void copy16_async(void *smem_dst, const void *src, bool valid)
 {
     const unsigned dst = (unsigned)__cvta_generic_to_shared(smem_dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
@@ -94,14 +113,43 @@ constexpr float LOG2E = 1.4426950408889634f;
 constexpr int KEYS_PER_TILE = 32;    // keys per step of the forward and dQ loops
 constexpr int QUERIES_PER_TILE = 32; // queries per step of the dK/dV loop
 
-// Floats between two staged rows: HD + 4 puts a fragment's 32 loads on 32 banks.
-template <int HD> FUSED_HOST_DEVICE constexpr int staged_ld() { return HD + 4; }
+// What a tile holds: fp32 for TF32 products, bf16 bits for bf16 ones.
+template <bool BF16> using tile_t = typename std::conditional<BF16, uint16_t, float>::type;
+
+// Elements between two staged rows, 16 bytes more than a row: HD + 4 floats puts a TF32
+// fragment's 32 loads on 32 banks, HD + 8 bf16 (HD / 2 + 4 words) a bf16 fragment's 32-bit
+// loads, and the 8 rows of an ldmatrix on 8 distinct groups of 4 banks.
+template <int HD, bool BF16> FUSED_HOST_DEVICE constexpr int staged_ld() { return HD + (BF16 ? 8 : 4); }
+
+// Two neighbouring bf16 of a staged row as one register, the first in the low half: one
+// 32-bit load (p is 4-byte aligned: an even element of a row of an even number of them).
+FUSED_DEVICE uint32_t bf16_pair(const uint16_t *p)
+{
+#ifdef __CUDACC__
+    return *reinterpret_cast<const uint32_t *>(p);
+#else
+    if (((uintptr_t)p & 3u) != 0) // a misaligned load would fault on the GPU
+        abort();
+    uint32_t r;
+    memcpy(&r, p, sizeof r);
+    return r;
+#endif
+}
+
+// Where a kernel stages an operand from: the seam's fp32 tensor, or its bf16 copy.
+template <bool BF16> FUSED_DEVICE const tile_t<BF16> *staged_source(const float *fp32, const uint16_t *bf16)
+{
+    if constexpr (BF16)
+        return bf16;
+    else
+        return fp32;
+}
 
 // c (16 x 8 NT) += A (16 x KDIM) B^T, with A the warp's 16 staged rows and B NT x 8 staged
-// rows (both ld floats apart; rounded to TF32 or bf16 as they are loaded): the scores of 16
-// rows against 8 NT rows.
+// rows (both ld elements apart; fp32 rounded to TF32 as they are loaded, or bf16): the scores
+// of 16 rows against 8 NT rows.
 template <int KDIM, int NT, bool BF16>
-FUSED_DEVICE void mma_rows_by_rows(float (&c)[NT][4], const float *a, const float *b, int ld)
+FUSED_DEVICE void mma_rows_by_rows(float (&c)[NT][4], const tile_t<BF16> *a, const tile_t<BF16> *b, int ld)
 {
     const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
     if constexpr (BF16) {
@@ -109,13 +157,12 @@ FUSED_DEVICE void mma_rows_by_rows(float (&c)[NT][4], const float *a, const floa
 FUSED_UNROLL
         for (int k = 0; k < KDIM; k += 16) {
             // a0 (g, 2t..2t+1), a1 (g + 8, 2t..), a2 (g, 2t + 8..), a3 (g + 8, 2t + 8..)
-            const float *a0 = a + g * ld + k + 2 * t, *a1 = a0 + 8 * ld;
-            const uint32_t af[4] = {bf16x2_bits(a0[0], a0[1]), bf16x2_bits(a1[0], a1[1]), bf16x2_bits(a0[8], a0[9]),
-                                    bf16x2_bits(a1[8], a1[9])};
+            const uint16_t *a0 = a + g * ld + k + 2 * t, *a1 = a0 + 8 * ld;
+            const uint32_t af[4] = {bf16_pair(a0), bf16_pair(a1), bf16_pair(a0 + 8), bf16_pair(a1 + 8)};
 FUSED_UNROLL
             for (int j = 0; j < NT; j++) {
-                const float *bj = b + (8 * j + g) * ld + k + 2 * t; // b0 (2t..2t+1, g), b1 (2t + 8.., g)
-                const uint32_t bf[2] = {bf16x2_bits(bj[0], bj[1]), bf16x2_bits(bj[8], bj[9])};
+                const uint16_t *bj = b + (8 * j + g) * ld + k + 2 * t; // b0 (2t..2t+1, g), b1 (2t + 8.., g)
+                const uint32_t bf[2] = {bf16_pair(bj), bf16_pair(bj + 8)};
                 mma_bf16(c[j], af, bf);
             }
         }
@@ -138,23 +185,29 @@ FUSED_UNROLL
 // (its 8 NK columns are B's rows) and B 8 NK staged rows of which the first 8 NN columns are
 // used: probabilities (or their gradients) times values (or queries, keys, dO).
 template <int NK, int NN, bool BF16>
-FUSED_DEVICE void mma_regs_by_rows(float (&c)[NN][4], const float (&p)[NK][4], const float *b, int ld)
+FUSED_DEVICE void mma_regs_by_rows(float (&c)[NN][4], const float (&p)[NK][4], const tile_t<BF16> *b, int ld)
 {
     const int g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
     if constexpr (BF16) {
         static_assert(NK % 2 == 0, "bf16 products contract two score tiles at a time");
+        static_assert(NN % 2 == 0, "one ldmatrix loads the B fragments of two column tiles");
+        // This lane's row for ldmatrix: row L % 8 of matrix L / 8, the matrices being rows
+        // 0-7 and 8-15 of the 16 (b0, b1) of columns 0-7, then the same of columns 8-15.
+        const int lane = threadIdx.x & 31, m = lane >> 3;
+        const uint16_t *rows = b + (8 * (m & 1) + (lane & 7)) * ld + 8 * (m >> 1);
 FUSED_UNROLL
         for (int j = 0; j < NK; j += 2) {
             // The C layouts of score tiles j and j + 1 side by side are the A layout of one
             // 16-column fragment: nothing moves between lanes.
             const uint32_t af[4] = {bf16x2_bits(p[j][0], p[j][1]), bf16x2_bits(p[j][2], p[j][3]),
                                     bf16x2_bits(p[j + 1][0], p[j + 1][1]), bf16x2_bits(p[j + 1][2], p[j + 1][3])};
-            const float *b0 = b + (8 * j + 2 * t) * ld + g; // rows 2t, 2t + 1, 2t + 8, 2t + 9 of the 16
 FUSED_UNROLL
-            for (int d = 0; d < NN; d++) {
-                const uint32_t bf[2] = {bf16x2_bits(b0[8 * d], b0[ld + 8 * d]),
-                                        bf16x2_bits(b0[8 * ld + 8 * d], b0[9 * ld + 8 * d])};
-                mma_bf16(c[d], af, bf);
+            for (int d = 0; d < NN; d += 2) {
+                uint32_t r[4]; // b0, b1 of column tile d, then of d + 1
+                ldmatrix_x4_trans(r, rows + 8 * j * ld + 8 * d);
+                const uint32_t b_d[2] = {r[0], r[1]}, b_next[2] = {r[2], r[3]};
+                mma_bf16(c[d], af, b_d);
+                mma_bf16(c[d + 1], af, b_next);
             }
         }
     } else {
@@ -172,15 +225,15 @@ FUSED_UNROLL
     }
 }
 
-// Starts copying rows x HD floats from src (rows src_ld floats apart) into shared memory;
-// rows from valid on become zeros. The whole block takes part; the copies land by the next
-// copies_wait after the group is committed.
-template <int HD>
-FUSED_DEVICE void stage_rows(float *dst, const float *src, size_t src_ld, int rows, int valid)
+// Starts copying rows x HD elements from src (rows src_ld elements apart) into shared memory,
+// staged_ld apart; rows from valid on become zeros. The whole block takes part; the copies land
+// by the next copies_wait after the group is committed.
+template <int HD, bool BF16>
+FUSED_DEVICE void stage_rows(tile_t<BF16> *dst, const tile_t<BF16> *src, size_t src_ld, int rows, int valid)
 {
-    constexpr int V4 = HD / 4, LD = staged_ld<HD>();
-    for (int x = threadIdx.x; x < rows * V4; x += blockDim.x) {
-        const int r = x / V4, c = (x % V4) * 4;
+    constexpr int PER = 16 / (int)sizeof(tile_t<BF16>), CHUNKS = HD / PER, LD = staged_ld<HD, BF16>();
+    for (int x = threadIdx.x; x < rows * CHUNKS; x += blockDim.x) {
+        const int r = x / CHUNKS, c = (x % CHUNKS) * PER;
         copy16_async(dst + r * LD + c, src + (size_t)(r < valid ? r : 0) * src_ld + c, r < valid);
     }
 }
@@ -227,6 +280,7 @@ FUSED_DEVICE float quad_sum(float x)
 
 struct fused_args {
     const float *q, *k, *v, *dout, *lse, *delta;
+    const uint16_t *q16, *k16, *v16, *dout16; // bf16 kernels: Q, K, V, dO rounded to bf16, same layouts
     const int32_t *q_pos, *k_pos;
     float *acc, *max, *sum;  // forward state
     float *dq, *dk, *dv;     // backward outputs (accumulated)
@@ -243,14 +297,15 @@ struct fused_args {
 
 // Starts staging key tile [j0, j0 + KEYS_PER_TILE) of kv head kh (of the nv keys visited)
 // into k_dst and v_dst, and its positions into kp_dst (INT32_MAX past nv: never visible).
-template <int HD>
-FUSED_DEVICE void stage_key_tile(float *k_dst, float *v_dst, int32_t *kp_dst, const fused_args &a, int kh, int j0,
+template <int HD, bool BF16>
+FUSED_DEVICE void stage_key_tile(tile_t<BF16> *k_dst, tile_t<BF16> *v_dst, int32_t *kp_dst, const fused_args &a, int kh, int j0,
                                  int nv)
 {
     constexpr int BC = KEYS_PER_TILE;
     const int valid = min(BC, nv - j0);
-    stage_rows<HD>(k_dst, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid);
-    stage_rows<HD>(v_dst, a.v + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid);
+    const size_t at = (size_t)j0 * a.ks + (size_t)kh * HD;
+    stage_rows<HD, BF16>(k_dst, staged_source<BF16>(a.k, a.k16) + at, a.ks, BC, valid);
+    stage_rows<HD, BF16>(v_dst, staged_source<BF16>(a.v, a.v16) + at, a.ks, BC, valid);
     for (int x = threadIdx.x; x < BC; x += blockDim.x)
         kp_dst[x] = x < valid ? a.k_pos[j0 + x] : INT32_MAX;
 }
@@ -281,12 +336,13 @@ template <int STAGES, typename Stage> FUSED_DEVICE void advance_tiles(int tile, 
 
 // advance_tiles over the key tiles of the forward and dQ loops: per buffer a key tile, then a
 // value tile (skv), and the keys' positions (skp).
-template <int HD, int STAGES>
-FUSED_DEVICE void next_key_tile(float *skv, int32_t *skp, const fused_args &a, int kh, int tile, int tiles, int nv)
+template <int HD, int STAGES, bool BF16>
+FUSED_DEVICE void next_key_tile(tile_t<BF16> *skv, int32_t *skp, const fused_args &a, int kh, int tile, int tiles,
+                                int nv)
 {
-    constexpr int BC = KEYS_PER_TILE, LD = staged_ld<HD>();
+    constexpr int BC = KEYS_PER_TILE, LD = staged_ld<HD, BF16>();
     advance_tiles<STAGES>(tile, tiles, [&](int buf, int next) {
-        stage_key_tile<HD>(skv + buf * 2 * BC * LD, skv + (buf * 2 + 1) * BC * LD, skp + buf * BC, a, kh, next * BC,
+        stage_key_tile<HD, BF16>(skv + buf * 2 * BC * LD, skv + (buf * 2 + 1) * BC * LD, skp + buf * BC, a, kh, next * BC,
                            nv);
     });
 }
@@ -312,9 +368,9 @@ FUSED_UNROLL
 
 // ---- forward -------------------------------------------------------------------------------
 
-template <int HD, int NW, int STAGES> constexpr size_t fwd_smem()
+template <int HD, int NW, int STAGES, bool BF16> constexpr size_t fwd_smem()
 {
-    return ((size_t)(16 * NW) + (size_t)STAGES * 2 * KEYS_PER_TILE) * staged_ld<HD>() * sizeof(float) +
+    return ((size_t)(16 * NW) + (size_t)STAGES * 2 * KEYS_PER_TILE) * staged_ld<HD, BF16>() * sizeof(tile_t<BF16>) +
            (size_t)STAGES * KEYS_PER_TILE * sizeof(int32_t);
 }
 
@@ -323,9 +379,10 @@ template <int HD, int NW, int STAGES> constexpr size_t fwd_smem()
 template <int HD, int NW, int STAGES, bool BF16>
 FUSED_KERNEL(NW * 32) fused_fwd_kernel(fused_args a)
 {
-    constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD>(), NT = BC / 8, ND = HD / 8;
+    using T = tile_t<BF16>;
+    constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD, BF16>(), NT = BC / 8, ND = HD / 8;
     FUSED_SHARED(smem4);
-    float *sq = (float *)smem4, *skv = sq + BR * LD; // skv: per stage, a key tile then a value tile
+    T *sq = (T *)smem4, *skv = sq + BR * LD; // skv: per stage, a key tile then a value tile
     int32_t *skp = (int32_t *)(skv + STAGES * 2 * BC * LD);
     const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
     const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
@@ -334,8 +391,9 @@ FUSED_KERNEL(NW * 32) fused_fwd_kernel(fused_args a)
     if (nv == 0) // the same for the whole block: no key is visible to any of its rows
         return;
     const int tiles = (nv + BC - 1) / BC;
-    stage_rows<HD>(sq, a.q + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR, valid_rows);
-    stage_key_tile<HD>(skv, skv + BC * LD, skp, a, kh, 0, nv);
+    stage_rows<HD, BF16>(sq, staged_source<BF16>(a.q, a.q16) + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR,
+                         valid_rows);
+    stage_key_tile<HD, BF16>(skv, skv + BC * LD, skp, a, kh, 0, nv);
     copies_commit();
 
     // This thread's two rows (g and g + 8 of its warp's 16) and their state.
@@ -361,9 +419,9 @@ FUSED_UNROLL
     }
 
     for (int tile = 0; tile < tiles; tile++) {
-        next_key_tile<HD, STAGES>(skv, skp, a, kh, tile, tiles, nv);
+        next_key_tile<HD, STAGES, BF16>(skv, skp, a, kh, tile, tiles, nv);
         const int stage = tile % STAGES;
-        const float *sk = skv + stage * 2 * BC * LD, *sv = sk + BC * LD;
+        const T *sk = skv + stage * 2 * BC * LD, *sv = sk + BC * LD;
         const int32_t *kp = skp + stage * BC;
 
         float s[NT][4] = {};
@@ -422,9 +480,10 @@ FUSED_UNROLL
 
 // ---- backward: dQ --------------------------------------------------------------------------
 
-template <int HD, int NW, int STAGES> constexpr size_t dq_smem()
+template <int HD, int NW, int STAGES, bool BF16> constexpr size_t dq_smem()
 {
-    return (2 * (size_t)(16 * NW) + (size_t)STAGES * 2 * KEYS_PER_TILE) * staged_ld<HD>() * sizeof(float) +
+    return (2 * (size_t)(16 * NW) + (size_t)STAGES * 2 * KEYS_PER_TILE) * staged_ld<HD, BF16>() *
+               sizeof(tile_t<BF16>) +
            (size_t)STAGES * KEYS_PER_TILE * sizeof(int32_t);
 }
 
@@ -433,9 +492,10 @@ template <int HD, int NW, int STAGES> constexpr size_t dq_smem()
 template <int HD, int NW, int STAGES, bool BF16>
 FUSED_KERNEL(NW * 32) fused_dq_kernel(fused_args a)
 {
-    constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD>(), NT = BC / 8, ND = HD / 8;
+    using T = tile_t<BF16>;
+    constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD, BF16>(), NT = BC / 8, ND = HD / 8;
     FUSED_SHARED(smem4);
-    float *sq = (float *)smem4, *sg = sq + BR * LD, *skv = sg + BR * LD;
+    T *sq = (T *)smem4, *sg = sq + BR * LD, *skv = sg + BR * LD;
     int32_t *skp = (int32_t *)(skv + STAGES * 2 * BC * LD);
     const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
     const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
@@ -444,9 +504,10 @@ FUSED_KERNEL(NW * 32) fused_dq_kernel(fused_args a)
     if (nv == 0)
         return;
     const int tiles = (nv + BC - 1) / BC;
-    stage_rows<HD>(sq, a.q + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR, valid_rows);
-    stage_rows<HD>(sg, a.dout + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR, valid_rows);
-    stage_key_tile<HD>(skv, skv + BC * LD, skp, a, kh, 0, nv);
+    const size_t at = (size_t)i0 * a.qs + (size_t)h * HD;
+    stage_rows<HD, BF16>(sq, staged_source<BF16>(a.q, a.q16) + at, a.qs, BR, valid_rows);
+    stage_rows<HD, BF16>(sg, staged_source<BF16>(a.dout, a.dout16) + at, a.qs, BR, valid_rows);
+    stage_key_tile<HD, BF16>(skv, skv + BC * LD, skp, a, kh, 0, nv);
     copies_commit();
 
     const int row[2] = {i0 + 16 * warp + g, i0 + 16 * warp + g + 8};
@@ -462,9 +523,9 @@ FUSED_UNROLL
     float dq[ND][4] = {};
 
     for (int tile = 0; tile < tiles; tile++) {
-        next_key_tile<HD, STAGES>(skv, skp, a, kh, tile, tiles, nv);
+        next_key_tile<HD, STAGES, BF16>(skv, skp, a, kh, tile, tiles, nv);
         const int stage = tile % STAGES;
-        const float *sk = skv + stage * 2 * BC * LD, *sv = sk + BC * LD;
+        const T *sk = skv + stage * 2 * BC * LD, *sv = sk + BC * LD;
         const int32_t *kp = skp + stage * BC;
 
         float s[NT][4] = {}, dp[NT][4] = {};
@@ -492,9 +553,10 @@ FUSED_UNROLL
 // on 32 distinct banks.
 constexpr int DS_TILE_LD = KEYS_PER_TILE + 8;
 
-template <int HD, int NW, int STAGES> constexpr size_t dq_stored_smem()
+template <int HD, int NW, int STAGES, bool BF16> constexpr size_t dq_stored_smem()
 {
-    return (size_t)STAGES * ((size_t)KEYS_PER_TILE * staged_ld<HD>() + (size_t)16 * NW * DS_TILE_LD) * sizeof(float) +
+    return (size_t)STAGES * ((size_t)KEYS_PER_TILE * staged_ld<HD, BF16>() * sizeof(tile_t<BF16>) +
+                             (size_t)16 * NW * DS_TILE_LD * sizeof(float)) +
            (size_t)STAGES * KEYS_PER_TILE * sizeof(int32_t);
 }
 
@@ -505,9 +567,12 @@ template <int HD, int NW, int STAGES> constexpr size_t dq_stored_smem()
 template <int HD, int NW, int STAGES, bool BF16>
 FUSED_KERNEL(NW * 32) fused_dq_stored_kernel(fused_args a)
 {
-    constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD>(), DL = DS_TILE_LD, NT = BC / 8, ND = HD / 8;
+    using T = tile_t<BF16>;
+    constexpr int BR = 16 * NW, BC = KEYS_PER_TILE, LD = staged_ld<HD, BF16>(), DL = DS_TILE_LD, NT = BC / 8;
+    constexpr int ND = HD / 8;
     FUSED_SHARED(smem4);
-    float *sk = (float *)smem4, *sds = sk + STAGES * BC * LD; // per buffer: a key tile; a dS tile
+    T *sk = (T *)smem4;
+    float *sds = (float *)(sk + STAGES * BC * LD); // per buffer: a key tile; a dS tile (fp32)
     int32_t *skp = (int32_t *)(sds + STAGES * BR * DL);
     const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
     const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
@@ -521,7 +586,8 @@ FUSED_KERNEL(NW * 32) fused_dq_stored_kernel(fused_args a)
     // is read past its end); rows past the end become zeros.
     auto stage = [&](int buf, int tile) {
         const int j0 = tile * BC, valid = min(BC, nv - j0);
-        stage_rows<HD>(sk + buf * BC * LD, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, BC, valid);
+        stage_rows<HD, BF16>(sk + buf * BC * LD, staged_source<BF16>(a.k, a.k16) + (size_t)j0 * a.ks + (size_t)kh * HD,
+                             a.ks, BC, valid);
         float *dst = sds + buf * BR * DL;
         for (int x = threadIdx.x; x < BR * (BC / 4); x += blockDim.x) {
             const int r = x / (BC / 4), c = (x % (BC / 4)) * 4;
@@ -543,7 +609,8 @@ FUSED_UNROLL
     for (int tile = 0; tile < tiles; tile++) {
         advance_tiles<STAGES>(tile, tiles, stage);
         const int buf = tile % STAGES;
-        const float *kt = sk + buf * BC * LD, *dst = sds + buf * BR * DL + 16 * warp * DL;
+        const T *kt = sk + buf * BC * LD;
+        const float *dst = sds + buf * BR * DL + 16 * warp * DL;
         const int32_t *kp = skp + buf * BC;
         float p[NT][4]; // dS in the C layout of a score tile
 FUSED_UNROLL
@@ -567,10 +634,11 @@ FUSED_UNROLL
 // (NS = 2 at HD 256, where a warp's dK and dV for all 256 columns would not fit its
 // registers): the warps of a group each contract half of the head dimension and add their
 // halves of the scores through shared memory. Query tiles go through STAGES buffers.
-template <int HD, int KG, int NS, int STAGES> constexpr size_t dkdv_smem()
+template <int HD, int KG, int NS, int STAGES, bool BF16> constexpr size_t dkdv_smem()
 {
     constexpr int NTQ = QUERIES_PER_TILE / 8;
-    return (2 * (size_t)(16 * KG) + (size_t)STAGES * 2 * QUERIES_PER_TILE) * staged_ld<HD>() * sizeof(float) +
+    return (2 * (size_t)(16 * KG) + (size_t)STAGES * 2 * QUERIES_PER_TILE) * staged_ld<HD, BF16>() *
+               sizeof(tile_t<BF16>) +
            (size_t)STAGES * 3 * QUERIES_PER_TILE * sizeof(float) +
            (NS > 1 ? (size_t)KG * NS * 2 * NTQ * 4 * 32 * sizeof(float) : 0);
 }
@@ -578,13 +646,15 @@ template <int HD, int KG, int NS, int STAGES> constexpr size_t dkdv_smem()
 // Starts staging query tile [i0, i0 + QUERIES_PER_TILE) of head h: Q and dO rows, and per
 // query its lse, delta and position (INT32_MIN, never seeing a key, for a query past the
 // end or one that saw nothing).
-template <int HD>
-FUSED_DEVICE void stage_query_tile(float *q_dst, float *g_dst, float *stats, const fused_args &a, int h, int i0)
+template <int HD, bool BF16>
+FUSED_DEVICE void stage_query_tile(tile_t<BF16> *q_dst, tile_t<BF16> *g_dst, float *stats, const fused_args &a, int h,
+                                   int i0)
 {
     constexpr int BQ = QUERIES_PER_TILE;
     const int valid = min(BQ, a.tq - i0);
-    stage_rows<HD>(q_dst, a.q + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BQ, valid);
-    stage_rows<HD>(g_dst, a.dout + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BQ, valid);
+    const size_t at = (size_t)i0 * a.qs + (size_t)h * HD;
+    stage_rows<HD, BF16>(q_dst, staged_source<BF16>(a.q, a.q16) + at, a.qs, BQ, valid);
+    stage_rows<HD, BF16>(g_dst, staged_source<BF16>(a.dout, a.dout16) + at, a.qs, BQ, valid);
     float *slse = stats, *sdelta = stats + BQ;
     int32_t *sqp = (int32_t *)(stats + 2 * BQ);
     for (int x = threadIdx.x; x < BQ; x += blockDim.x) {
@@ -602,12 +672,13 @@ FUSED_DEVICE void stage_query_tile(float *q_dst, float *g_dst, float *stats, con
 template <int HD, int KG, int NS, int STAGES, bool BF16>
 FUSED_KERNEL(KG * NS * 32) fused_dkdv_kernel(fused_args a)
 {
-    constexpr int KEYS = 16 * KG, BQ = QUERIES_PER_TILE, LD = staged_ld<HD>(), NTQ = BQ / 8;
+    using T = tile_t<BF16>;
+    constexpr int KEYS = 16 * KG, BQ = QUERIES_PER_TILE, LD = staged_ld<HD, BF16>(), NTQ = BQ / 8;
     constexpr int HS = HD / NS, NDS = HS / 8; // head-dimension columns per warp
     FUSED_SHARED(smem4);
     // per stage: a query tile, a dO tile, then 3 BQ floats of stats (lse, delta, positions)
-    float *sk = (float *)smem4, *sv = sk + KEYS * LD, *sqg = sv + KEYS * LD;
-    float *sstats = sqg + STAGES * 2 * BQ * LD;
+    T *sk = (T *)smem4, *sv = sk + KEYS * LD, *sqg = sv + KEYS * LD;
+    float *sstats = (float *)(sqg + STAGES * 2 * BQ * LD);
     float *xchg = sstats + STAGES * 3 * BQ; // NS > 1: per warp, its partial S^T and dP^T, lane-major
     const int kh = blockIdx.y, j0 = blockIdx.x * KEYS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -618,9 +689,10 @@ FUSED_KERNEL(KG * NS * 32) fused_dkdv_kernel(fused_args a)
         return;
     // The tiles: for each head of the group, the queries from first_query on.
     const int per_head = (a.tq - first_query + BQ - 1) / BQ, tiles = per_head * a.group;
-    stage_rows<HD>(sk, a.k + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, KEYS, valid_keys);
-    stage_rows<HD>(sv, a.v + (size_t)j0 * a.ks + (size_t)kh * HD, a.ks, KEYS, valid_keys);
-    stage_query_tile<HD>(sqg, sqg + BQ * LD, sstats, a, kh * a.group, first_query);
+    const size_t at = (size_t)j0 * a.ks + (size_t)kh * HD;
+    stage_rows<HD, BF16>(sk, staged_source<BF16>(a.k, a.k16) + at, a.ks, KEYS, valid_keys);
+    stage_rows<HD, BF16>(sv, staged_source<BF16>(a.v, a.v16) + at, a.ks, KEYS, valid_keys);
+    stage_query_tile<HD, BF16>(sqg, sqg + BQ * LD, sstats, a, kh * a.group, first_query);
     copies_commit();
 
     const int key[2] = {j0 + 16 * kg + g, j0 + 16 * kg + g + 8};
@@ -633,11 +705,11 @@ FUSED_UNROLL
     for (int tile = 0; tile < tiles; tile++) {
         // (the barriers in here also free the exchange for this tile)
         advance_tiles<STAGES>(tile, tiles, [&](int buf, int next) {
-            stage_query_tile<HD>(sqg + buf * 2 * BQ * LD, sqg + (buf * 2 + 1) * BQ * LD, sstats + buf * 3 * BQ, a,
+            stage_query_tile<HD, BF16>(sqg + buf * 2 * BQ * LD, sqg + (buf * 2 + 1) * BQ * LD, sstats + buf * 3 * BQ, a,
                                  kh * a.group + next / per_head, first_query + next % per_head * BQ);
         });
         const int stage = tile % STAGES;
-        const float *sq = sqg + stage * 2 * BQ * LD, *sg = sq + BQ * LD;
+        const T *sq = sqg + stage * 2 * BQ * LD, *sg = sq + BQ * LD;
         const float *slse = sstats + stage * 3 * BQ, *sdelta = slse + BQ;
         const int32_t *sqp = (const int32_t *)(slse + 2 * BQ);
 
@@ -731,10 +803,10 @@ struct plan_limits {
 template <int HD, bool BF16, typename Launch> bool forward(const fused_args &a, int heads, plan_limits lim, Launch launch)
 {
     const int grid = (a.tq + 63) / 64;
-    if (lim.max_stages >= 2 && fwd_smem<HD, 4, 2>() <= lim.smem)
-        launch(fused_fwd_kernel<HD, 4, 2, BF16>, fwd_smem<HD, 4, 2>(), grid, heads, 128, a);
-    else if (fwd_smem<HD, 4, 1>() <= lim.smem)
-        launch(fused_fwd_kernel<HD, 4, 1, BF16>, fwd_smem<HD, 4, 1>(), grid, heads, 128, a);
+    if (lim.max_stages >= 2 && fwd_smem<HD, 4, 2, BF16>() <= lim.smem)
+        launch(fused_fwd_kernel<HD, 4, 2, BF16>, fwd_smem<HD, 4, 2, BF16>(), grid, heads, 128, a);
+    else if (fwd_smem<HD, 4, 1, BF16>() <= lim.smem)
+        launch(fused_fwd_kernel<HD, 4, 1, BF16>, fwd_smem<HD, 4, 1, BF16>(), grid, heads, 128, a);
     else
         return false;
     return true;
@@ -770,11 +842,11 @@ void launch_dkdv(const fused_args &a, int kv_heads, plan_limits lim, Launch laun
 {
     constexpr int NS = HD > 128 ? 2 : 1, KG = 4 / NS;
     const int key_blocks = (a.tk + 16 * KG - 1) / (16 * KG);
-    if (lim.max_stages >= 2 && dkdv_smem<HD, KG, NS, 2>() <= lim.smem)
-        launch(fused_dkdv_kernel<HD, KG, NS, 2, BF16>, dkdv_smem<HD, KG, NS, 2>(), key_blocks, kv_heads, KG * NS * 32,
+    if (lim.max_stages >= 2 && dkdv_smem<HD, KG, NS, 2, BF16>() <= lim.smem)
+        launch(fused_dkdv_kernel<HD, KG, NS, 2, BF16>, dkdv_smem<HD, KG, NS, 2, BF16>(), key_blocks, kv_heads, KG * NS * 32,
                a);
     else
-        launch(fused_dkdv_kernel<HD, KG, NS, 1, BF16>, dkdv_smem<HD, KG, NS, 1>(), key_blocks, kv_heads, KG * NS * 32,
+        launch(fused_dkdv_kernel<HD, KG, NS, 1, BF16>, dkdv_smem<HD, KG, NS, 1, BF16>(), key_blocks, kv_heads, KG * NS * 32,
                a);
 }
 
@@ -785,14 +857,14 @@ void launch_dq(const fused_args &a, int heads, plan_limits lim, Launch launch)
 {
     const bool two = lim.max_stages >= 2;
     const int grid4 = (a.tq + 63) / 64, grid2 = (a.tq + 31) / 32;
-    if (two && dq_smem<HD, 4, 2>() <= lim.smem)
-        launch(fused_dq_kernel<HD, 4, 2, BF16>, dq_smem<HD, 4, 2>(), grid4, heads, 128, a);
-    else if (two && dq_smem<HD, 2, 2>() <= lim.smem)
-        launch(fused_dq_kernel<HD, 2, 2, BF16>, dq_smem<HD, 2, 2>(), grid2, heads, 64, a);
-    else if (dq_smem<HD, 4, 1>() <= lim.smem)
-        launch(fused_dq_kernel<HD, 4, 1, BF16>, dq_smem<HD, 4, 1>(), grid4, heads, 128, a);
+    if (two && dq_smem<HD, 4, 2, BF16>() <= lim.smem)
+        launch(fused_dq_kernel<HD, 4, 2, BF16>, dq_smem<HD, 4, 2, BF16>(), grid4, heads, 128, a);
+    else if (two && dq_smem<HD, 2, 2, BF16>() <= lim.smem)
+        launch(fused_dq_kernel<HD, 2, 2, BF16>, dq_smem<HD, 2, 2, BF16>(), grid2, heads, 64, a);
+    else if (dq_smem<HD, 4, 1, BF16>() <= lim.smem)
+        launch(fused_dq_kernel<HD, 4, 1, BF16>, dq_smem<HD, 4, 1, BF16>(), grid4, heads, 128, a);
     else
-        launch(fused_dq_kernel<HD, 2, 1, BF16>, dq_smem<HD, 2, 1>(), grid2, heads, 64, a);
+        launch(fused_dq_kernel<HD, 2, 1, BF16>, dq_smem<HD, 2, 1, BF16>(), grid2, heads, 64, a);
 }
 
 // dK/dV first, then dQ. With a.ds (a buffer and rows from stored_ds_plan) the queries go in
@@ -803,15 +875,15 @@ template <int HD, bool BF16, typename Launch>
 bool backward(const fused_args &a, int heads, int kv_heads, plan_limits lim, Launch launch)
 {
     constexpr int NS = HD > 128 ? 2 : 1, KG = 4 / NS;
-    if (dkdv_smem<HD, KG, NS, 1>() > lim.smem || dq_smem<HD, 2, 1>() > lim.smem ||
-        (a.ds != nullptr && dq_stored_smem<HD, 4, 1>() > lim.smem))
+    if (dkdv_smem<HD, KG, NS, 1, BF16>() > lim.smem || dq_smem<HD, 2, 1, BF16>() > lim.smem ||
+        (a.ds != nullptr && dq_stored_smem<HD, 4, 1, BF16>() > lim.smem))
         return false;
     if (a.ds == nullptr) {
         launch_dkdv<HD, BF16>(a, kv_heads, lim, launch);
         launch_dq<HD, BF16>(a, heads, lim, launch);
         return true;
     }
-    const bool two = lim.max_stages >= 2 && dq_stored_smem<HD, 4, 2>() <= lim.smem;
+    const bool two = lim.max_stages >= 2 && dq_stored_smem<HD, 4, 2, BF16>() <= lim.smem;
     for (int c0 = 0; c0 < a.tq; c0 += a.ds_rows) {
         fused_args c = a; // the pass's queries; max/sum/lse/delta keep their head stride
         c.tq = a.tq - c0 < a.ds_rows ? a.tq - c0 : a.ds_rows;
@@ -820,9 +892,9 @@ bool backward(const fused_args &a, int heads, int kv_heads, plan_limits lim, Lau
         launch_dkdv<HD, BF16>(c, kv_heads, lim, launch);
         const int grid = (c.tq + 63) / 64;
         if (two)
-            launch(fused_dq_stored_kernel<HD, 4, 2, BF16>, dq_stored_smem<HD, 4, 2>(), grid, heads, 128, c);
+            launch(fused_dq_stored_kernel<HD, 4, 2, BF16>, dq_stored_smem<HD, 4, 2, BF16>(), grid, heads, 128, c);
         else
-            launch(fused_dq_stored_kernel<HD, 4, 1, BF16>, dq_stored_smem<HD, 4, 1>(), grid, heads, 128, c);
+            launch(fused_dq_stored_kernel<HD, 4, 1, BF16>, dq_stored_smem<HD, 4, 1, BF16>(), grid, heads, 128, c);
     }
     return true;
 }

@@ -54,6 +54,16 @@ __global__ static void to_bf16_kernel(uint16_t *dst, const float *src, size_t co
         dst[i] = bf16_from_float(src[i]);
 }
 
+const uint16_t *bf16_copy(device_buffer *buf, const float *x, size_t count)
+{
+    uint16_t *copy = (uint16_t *)device_buffer_reserve(buf, (count > 0 ? count : 1) * sizeof *copy);
+    if (count > 0) {
+        to_bf16_kernel<<<grid_for(count, 256), 256, 0, g_cuda.stream>>>(copy, x, count);
+        LAUNCH_CHECK();
+    }
+    return copy;
+}
+
 // A bf16 copy of every float a batch of stored (rows, cols) matrices, ld apart by rows and
 // stride apart by matrix, can reach: element offsets are kept, so the copy takes the same
 // ld and stride.
@@ -61,10 +71,7 @@ static const uint16_t *bf16_operand(device_buffer *buf, const float *x, int rows
                                     int batch)
 {
     const size_t span = (size_t)(batch - 1) * (size_t)stride + (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
-    uint16_t *copy = (uint16_t *)device_buffer_reserve(buf, span * sizeof *copy);
-    to_bf16_kernel<<<grid_for(span, 256), 256, 0, g_cuda.stream>>>(copy, x, span);
-    LAUNCH_CHECK();
-    return copy;
+    return bf16_copy(buf, x, span);
 }
 
 void gemm_rm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,

@@ -51,6 +51,9 @@ typedef struct device_buffer {
 
 void *device_buffer_reserve(device_buffer *b, size_t bytes);
 
+// count floats rounded to bf16 (to nearest even) into b, on the stream; returns the copy.
+const uint16_t *bf16_copy(device_buffer *b, const float *x, size_t count);
+
 // Copies count host integers (or bytes) into b and returns the device pointer.
 const void *device_upload(device_buffer *b, const void *host, size_t bytes);
 
