@@ -366,6 +366,23 @@ FUSED_UNROLL
     }
 }
 
+// Where a block of BR query rows (blockIdx.x) of head blockIdx.y stands: its kv head, first
+// row, rows in range, and the keys its last row sees (nv: keys are in ascending position, so
+// those are the first nv) in tiles of KEYS_PER_TILE. The forward and both dQ kernels start so.
+struct query_block {
+    int h, kh, i0, valid_rows, nv, tiles;
+};
+
+template <int BR> FUSED_DEVICE query_block locate_query_block(const fused_args &a)
+{
+    query_block b;
+    b.h = blockIdx.y, b.kh = b.h / a.group, b.i0 = blockIdx.x * BR;
+    b.valid_rows = min(BR, a.tq - b.i0);
+    b.nv = count_at_most(a.k_pos, a.tk, a.q_pos[b.i0 + b.valid_rows - 1]);
+    b.tiles = (b.nv + KEYS_PER_TILE - 1) / KEYS_PER_TILE;
+    return b;
+}
+
 // ---- forward -------------------------------------------------------------------------------
 
 template <int HD, int NW, int STAGES, bool BF16> constexpr size_t fwd_smem()
@@ -384,13 +401,11 @@ FUSED_KERNEL(NW * 32) fused_fwd_kernel(fused_args a)
     FUSED_SHARED(smem4);
     T *sq = (T *)smem4, *skv = sq + BR * LD; // skv: per stage, a key tile then a value tile
     int32_t *skp = (int32_t *)(skv + STAGES * 2 * BC * LD);
-    const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
-    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-    const int valid_rows = min(BR, a.tq - i0);
-    const int nv = count_at_most(a.k_pos, a.tk, a.q_pos[i0 + valid_rows - 1]);
-    if (nv == 0) // the same for the whole block: no key is visible to any of its rows
+    const query_block qb = locate_query_block<BR>(a);
+    if (qb.nv == 0) // the same for the whole block: no key is visible to any of its rows
         return;
-    const int tiles = (nv + BC - 1) / BC;
+    const int h = qb.h, kh = qb.kh, i0 = qb.i0, valid_rows = qb.valid_rows, nv = qb.nv, tiles = qb.tiles;
+    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
     stage_rows<HD, BF16>(sq, staged_source<BF16>(a.q, a.q16) + (size_t)i0 * a.qs + (size_t)h * HD, a.qs, BR,
                          valid_rows);
     stage_key_tile<HD, BF16>(skv, skv + BC * LD, skp, a, kh, 0, nv);
@@ -497,13 +512,11 @@ FUSED_KERNEL(NW * 32) fused_dq_kernel(fused_args a)
     FUSED_SHARED(smem4);
     T *sq = (T *)smem4, *sg = sq + BR * LD, *skv = sg + BR * LD;
     int32_t *skp = (int32_t *)(skv + STAGES * 2 * BC * LD);
-    const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
-    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-    const int valid_rows = min(BR, a.tq - i0);
-    const int nv = count_at_most(a.k_pos, a.tk, a.q_pos[i0 + valid_rows - 1]);
-    if (nv == 0)
+    const query_block qb = locate_query_block<BR>(a);
+    if (qb.nv == 0)
         return;
-    const int tiles = (nv + BC - 1) / BC;
+    const int h = qb.h, kh = qb.kh, i0 = qb.i0, valid_rows = qb.valid_rows, nv = qb.nv, tiles = qb.tiles;
+    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
     const size_t at = (size_t)i0 * a.qs + (size_t)h * HD;
     stage_rows<HD, BF16>(sq, staged_source<BF16>(a.q, a.q16) + at, a.qs, BR, valid_rows);
     stage_rows<HD, BF16>(sg, staged_source<BF16>(a.dout, a.dout16) + at, a.qs, BR, valid_rows);
@@ -574,13 +587,11 @@ FUSED_KERNEL(NW * 32) fused_dq_stored_kernel(fused_args a)
     T *sk = (T *)smem4;
     float *sds = (float *)(sk + STAGES * BC * LD); // per buffer: a key tile; a dS tile (fp32)
     int32_t *skp = (int32_t *)(sds + STAGES * BR * DL);
-    const int h = blockIdx.y, kh = h / a.group, i0 = blockIdx.x * BR;
-    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
-    const int valid_rows = min(BR, a.tq - i0);
-    const int nv = count_at_most(a.k_pos, a.tk, a.q_pos[i0 + valid_rows - 1]);
-    if (nv == 0)
+    const query_block qb = locate_query_block<BR>(a);
+    if (qb.nv == 0)
         return;
-    const int tiles = (nv + BC - 1) / BC;
+    const int h = qb.h, kh = qb.kh, i0 = qb.i0, valid_rows = qb.valid_rows, nv = qb.nv, tiles = qb.tiles;
+    const int warp = threadIdx.x >> 5, g = (threadIdx.x & 31) >> 2, t = threadIdx.x & 3;
     const float *ds = a.ds + ((size_t)h * a.tq + i0) * a.ds_ld;
     // Key tile `tile` and the block's dS columns for it (ds_ld covers whole tiles, so no row
     // is read past its end); rows past the end become zeros.
