@@ -103,6 +103,7 @@ void attach_bf16_copies(fused::fused_args *a, bool backward)
 constexpr size_t DS_BUDGET = (size_t)4 << 30;
 constexpr size_t DS_SPARE = (size_t)1 << 30;
 device_buffer g_ds;
+size_t g_ds_refused = SIZE_MAX; // the smallest dS buffer memory was short for: not asked again
 
 // Whether the dQ kernel reads dS stored by the dK/dV kernel rather than recomputing it: at
 // head dimensions of 128 and more, where writing and reading 8 bytes per score costs less
@@ -127,7 +128,7 @@ void attach_stored_ds(fused::fused_args *a, const attn_shape *shape)
         return;
     const fused::ds_plan plan = fused::stored_ds_plan(a->tq, a->tk, shape->n_heads, DS_BUDGET);
     const size_t bytes = plan.floats * sizeof(float);
-    if (plan.rows == 0)
+    if (plan.rows == 0 || bytes >= g_ds_refused) // without a stream sync per backward call
         return;
     if (bytes > g_ds.bytes) {
         CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream)); // queued kernels may still use the old one
@@ -136,11 +137,10 @@ void attach_stored_ds(fused::fused_args *a, const attn_shape *shape)
         g_ds.ptr = NULL, g_ds.bytes = 0;
         size_t free_bytes = 0, total_bytes = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-        if (bytes + DS_SPARE > free_bytes)
-            return;
-        if (cudaMalloc(&g_ds.ptr, bytes) != cudaSuccess) {
+        if (bytes + DS_SPARE > free_bytes || cudaMalloc(&g_ds.ptr, bytes) != cudaSuccess) {
             cudaGetLastError(); // out of memory is an answer here, not a broken context
             g_ds.ptr = NULL;
+            g_ds_refused = bytes;
             return;
         }
         g_ds.bytes = bytes;

@@ -225,17 +225,24 @@ FUSED_UNROLL
     }
 }
 
-// Starts copying rows x HD elements from src (rows src_ld elements apart) into shared memory,
-// staged_ld apart; rows from valid on become zeros. The whole block takes part; the copies land
-// by the next copies_wait after the group is committed.
+// Starts copying rows x COLS elements from src (rows src_ld elements apart) into shared memory,
+// rows DST_LD elements apart; rows from valid on become zeros. The whole block takes part; the
+// copies land by the next copies_wait after the group is committed.
+template <int COLS, int DST_LD, typename T>
+FUSED_DEVICE void stage_block(T *dst, const T *src, size_t src_ld, int rows, int valid)
+{
+    constexpr int PER = 16 / (int)sizeof(T), CHUNKS = COLS / PER;
+    for (int x = threadIdx.x; x < rows * CHUNKS; x += blockDim.x) {
+        const int r = x / CHUNKS, c = (x % CHUNKS) * PER;
+        copy16_async(dst + r * DST_LD + c, src + (size_t)(r < valid ? r : 0) * src_ld + c, r < valid);
+    }
+}
+
+// stage_block of rows of one head (HD elements), staged_ld apart.
 template <int HD, bool BF16>
 FUSED_DEVICE void stage_rows(tile_t<BF16> *dst, const tile_t<BF16> *src, size_t src_ld, int rows, int valid)
 {
-    constexpr int PER = 16 / (int)sizeof(tile_t<BF16>), CHUNKS = HD / PER, LD = staged_ld<HD, BF16>();
-    for (int x = threadIdx.x; x < rows * CHUNKS; x += blockDim.x) {
-        const int r = x / CHUNKS, c = (x % CHUNKS) * PER;
-        copy16_async(dst + r * LD + c, src + (size_t)(r < valid ? r : 0) * src_ld + c, r < valid);
-    }
+    stage_block<HD, staged_ld<HD, BF16>()>(dst, src, src_ld, rows, valid);
 }
 
 // How many of the ascending positions are <= last; the index of the first that is >= first.
@@ -599,11 +606,7 @@ FUSED_KERNEL(NW * 32) fused_dq_stored_kernel(fused_args a)
         const int j0 = tile * BC, valid = min(BC, nv - j0);
         stage_rows<HD, BF16>(sk + buf * BC * LD, staged_source<BF16>(a.k, a.k16) + (size_t)j0 * a.ks + (size_t)kh * HD,
                              a.ks, BC, valid);
-        float *dst = sds + buf * BR * DL;
-        for (int x = threadIdx.x; x < BR * (BC / 4); x += blockDim.x) {
-            const int r = x / (BC / 4), c = (x % (BC / 4)) * 4;
-            copy16_async(dst + r * DL + c, ds + (size_t)(r < valid_rows ? r : 0) * a.ds_ld + j0 + c, r < valid_rows);
-        }
+        stage_block<BC, DL>(sds + buf * BR * DL, ds + j0, a.ds_ld, BR, valid_rows);
         for (int x = threadIdx.x; x < BC; x += blockDim.x)
             skp[buf * BC + x] = x < valid ? a.k_pos[j0 + x] : INT32_MAX;
     };
