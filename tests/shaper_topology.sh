@@ -11,7 +11,7 @@
 #   - a straggler's links at the rate / K (dry-run and iperf3);
 #   - down removes everything; down --all removes namespaces with a process still inside;
 #     down tries again past a namespace that is busy for a moment;
-#   - the delay emulator: a relay per rank (dry-run prints them); RTT adds twice the delay;
+#   - the delay emulator: a relay per rank (dry-run prints them); the median RTT adds twice the delay and no reply comes sooner;
 #     down removes the relays (shape check measures jitter and loss);
 #   - rate over time: a schedule and a mahimahi trace reach iperf3; down removes the player.
 # The two rate floors (iperf3 with the capture, and shape check) are measured once more when a
@@ -56,19 +56,21 @@ captured_goodput() { # iperf3 for 3 s from rank 0 to rank 1 under the capture; 0
   wait $capturer
   node -e '
   const fs = require("fs");
-  const r = JSON.parse(fs.readFileSync(process.argv[1], "utf8")).end.sum_received;
+  const end = JSON.parse(fs.readFileSync(process.argv[1], "utf8")).end, r = end.sum_received, sent = end.sum_sent.bytes;
   const rows = fs.readFileSync(process.argv[2], "utf8").split("\n").filter(l => l && !l.startsWith("#") && !l.startsWith("second"))
     .map(l => l.split(",").map(Number)).filter(x => x[1] === 0 && x[2] === 1 && x[3] === 5201);
   const wire = rows.reduce((s, x) => s + x[5], 0), payload = rows.reduce((s, x) => s + x[6], 0);
-  const expect = r.bytes * (1 + 66 / 1448); /* Ethernet 14 + IP 20 + TCP 32 per 1448-byte segment */
-  console.log(`goodput ${(r.bits_per_second / 1e6).toFixed(1)} Mbit/s; iperf3 received ${r.bytes} B; captured payload ${payload} B (x${(payload / r.bytes).toFixed(4)}), wire ${wire} B (x${(wire / expect).toFixed(4)} of payload plus headers)`);
+  const expect = payload * (1 + 66 / 1448); /* Ethernet 14 + IP 20 + TCP 32 per 1448-byte segment */
+  console.log(`goodput ${(r.bits_per_second / 1e6).toFixed(1)} Mbit/s; iperf3 received ${r.bytes} B, sent ${sent} B; captured payload ${payload} B (x${(payload / r.bytes).toFixed(4)} of received, x${(payload / sent).toFixed(4)} of sent), wire ${wire} B (x${(wire / expect).toFixed(4)} of payload plus headers)`);
+  /* the capture sees what crossed the switch: at least what the receiver read, at most
+     what the sender wrote (a receiver left behind ends with bytes unread) */
   const ok = r.bits_per_second >= 0.92 * 300e6 && r.bits_per_second <= 1.01 * 300e6 &&
-             Math.abs(payload / r.bytes - 1) < 0.02 && Math.abs(wire / expect - 1) < 0.02;
+             payload / r.bytes > 0.98 && payload / sent < 1.02 && Math.abs(wire / expect - 1) < 0.02;
   process.exit(ok ? 0 : 1);
   ' "$work/iperf3.json" "$work/wire.csv"
 }
 captured_goodput || { echo "goodput or capture off the floors: measuring once more"; captured_goodput; }
-check "goodput >= 0.92 x 300 Mbit/s; captured payload and wire bytes within 2% of iperf3's" '[ $? = 0 ]'
+check "goodput >= 0.92 x 300 Mbit/s; captured payload within 2% of iperf3's received..sent, wire of payload" '[ $? = 0 ]'
 check "capture writes wire.csv and a pcap per port" '[ -s "$work/wire.csv" ] && [ -s "$work/p0.pcap" ]'
 # tshark, an independent reader, sums the frames of p0.pcap: they must equal our count of
 # everything rank 0 sent.
@@ -129,7 +131,7 @@ shape_check_passes() { # shape check at 300 Mbit/s, printed; 0 when it and every
   const ok = r.passed && r.cases.length === 2 && r.cases.every(c => c.passed && Math.abs(c.l2_ratio - 1) <= 0.03 &&
     c.goodput_ratio >= 0.92 && Math.abs(c.wire_ratio - 1) <= 0.02 && c.kernel_drops === 0);
   const e = r.emulator;
-  const emu = e && e.mechanism === process.argv[2] && e.delay_ok && e.jitter_ok && e.loss_ok && Math.abs(e.rtt_avg_ms - 40) <= 2 &&
+  const emu = e && e.mechanism === process.argv[2] && e.delay_ok && e.jitter_ok && e.loss_ok && Math.abs(e.rtt_median_ms - 40) <= 2 &&
     Math.abs(e.jitter_rtt_sd_ms / e.expected_rtt_sd_ms - 1) <= 0.2 && Math.abs(e.lost_percent / 2 - 1) <= 0.2 &&
     e.out_of_order === 0;
   process.exit(ok && emu ? 0 : 1)" "$work/check.json" "$want_mechanism"
@@ -178,9 +180,12 @@ emulated() { # INI-BODY: up with that profile
   printf '[link]\nname = emu\nrate = 100mbit\n%b' "$1" >"$work/emu.ini"
   "$wancp" shape up "$work/emu.ini" --ranks 2 --prefix "$prefix" >/dev/null 2>"$work/err"
 }
-rtt() { # COUNT INTERVAL: "avg mdev" of ping from rank 0 to rank 1, in ms (after one ARP warm-up)
+rtt() { # COUNT INTERVAL: "median fastest mdev" of ping from rank 0 to rank 1, in ms (after one ARP warm-up)
   ip netns exec "wancp-$prefix-r0" ping -c 1 -W 2 198.18.0.2 >/dev/null 2>&1
-  ip netns exec "wancp-$prefix-r0" ping -q -c "$1" -i "$2" 198.18.0.2 | awk -F'[/ ]' '/^rtt/ {print $8, $10}'
+  ip netns exec "wancp-$prefix-r0" ping -c "$1" -i "$2" 198.18.0.2 >"$work/ping"
+  grep -o 'time=[0-9.]*' "$work/ping" | cut -d= -f2 | sort -n |
+    awk -v mdev="$(awk -F/ '/^rtt/ {print $7 + 0}' "$work/ping")" \
+      '{t[NR] = $1} END {print (NR % 2 ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2), t[1], mdev}'
 }
 "$wancp" shape up "$profiles/wan-300m.ini" --ranks 2 --prefix "$prefix" --dry-run >"$work/script"
 check "dry-run prints one relay per rank for a delay profile" '[ "$(grep -c "shape relay --in p" "$work/script")" = 2 ]'
@@ -193,9 +198,12 @@ if ! zcat /proc/config.gz 2>/dev/null | grep -qE "^CONFIG_NET_SCH_NETEM=(y|m)"; 
 fi
 emulated 'delay = 20ms\n'
 check "up with a delay profile starts a relay per rank" '[ $? = 0 ] && [ "$(ip netns pids wancp-$prefix-sw | wc -l)" = 2 ]'
-read -r avg mdev < <(rtt 20 0.05)
-echo "delay 20 ms each way: RTT avg $avg ms (mdev $mdev)"
-check "RTT adds twice the one-way delay (within 5% or 1 ms)" 'awk -v a="$avg" "BEGIN {d = a - 40; if (d < 0) d = -d; exit !(d <= 2)}"'
+# Judged on the median and the fastest reply: a few late replies on a busy host moved the
+# mean to 42.5 ms once (mdev 3.7); no reply may come back before twice the delay.
+read -r median fastest mdev < <(rtt 40 0.05)
+echo "delay 20 ms each way: RTT median $median ms, fastest $fastest ms (mdev $mdev)"
+check "RTT adds twice the one-way delay (median within 5%, none faster)" \
+  'awk -v m="$median" -v f="$fastest" "BEGIN {d = m - 40; if (d < 0) d = -d; exit !(d <= 2 && f >= 40)}"'
 "$wancp" shape down --prefix "$prefix" >/dev/null
 check "down removes the relays" '! pgrep -f -- "--prefix $prefix" >/dev/null && [ "$(mine)" = 0 ]'
 emulated 'delay = 20ms\njitter = 5ms\ndistribution = pareto\nloss = 1%\n'
