@@ -32,12 +32,12 @@ static const char USAGE[] =
     "one-way delay, the rank namespaces wancp run builds (uplink model, delay from the same\n"
     "emulator), wancp's communicator running in them, and the model's time for the same messages.\n"
     "  V1  one message from rank 0 to rank 1, 64 KiB to --max-bytes (1gib) by x4: from the send\n"
-    "      to the end of the receive, fastest of 5 (1 above 2 s), on a connection that has carried\n"
+    "      to the end of the receive, fastest of 7 (1 above 2 s), on a connection that has carried\n"
     "      traffic already, after the links idled long enough to fill htb's buckets (as the\n"
     "      model's links start); passes within max(2%, 2 ms) of the model.\n"
     "  V2  ring all-gather, reduce-scatter and all-reduce over P ranks for each P in --ranks (4,8),\n"
     "      1 MiB to --collective-max-bytes (16mib) by x4, sizes as bench comm states them: the\n"
-    "      slowest rank's time, fastest of 5 after a warm-up; passes within 5%, or 10% when one\n"
+    "      slowest rank's time, fastest of 7 after a warm-up; passes within 5%, or 10% when one\n"
     "      ring message is below the bandwidth-delay product (rate x round trip).\n"
     "  V6  (--only v6) time dilation: links at B/D with delays x D for each D in --dilations\n"
     "      (1,4,16), B and the delay the first of --rates and --delays; one 4 MiB message and a\n"
@@ -55,7 +55,7 @@ static const char USAGE[] =
 #define MAX_LIST 8
 #define MAX_RANKS 16 /* per topology: what two cores can host at all */
 #define MAX_SIZES 16
-#define REPS 5
+#define REPS 7
 #define PORT 29500
 #define V1_MIN_BYTES (64u << 10)
 #define V2_MIN_BYTES (1u << 20)
@@ -197,45 +197,44 @@ static void sleep_until(double t)
         ;
 }
 
-static int run_case(comm *c, const group *g, int i, void *a, void *b, char *err, size_t errlen)
+/* Repetition rep of case i (-1: a collective's warm-up, not recorded). */
+static int run_case(comm *c, const group *g, int i, int rep, void *a, void *b, char *err, size_t errlen)
 {
     const vcase *v = &g->cases[i];
     const int rank = comm_rank(c), P = comm_size(c);
-    for (int rep = -(v->op != OP_MESSAGE); rep < v->reps; rep++) { /* rep -1 warms a collective up */
-        /* The model's ranks start together on links whose htb buckets are full. The ranks
-         * share this host's monotonic clock, so rank 0 names one start time, far enough
-         * ahead for the buckets to fill and for its message to arrive, and each rank sleeps
-         * until then: leaving a barrier alone, ranks set off up to 6 ms apart on two cores,
-         * and that skew landed in the measured time. */
-        int rc = comm_barrier(c, err, errlen);
-        const double idle_s = 2.0 * LINK_BURST_BYTES * 8.0 / (double)v->rate_bps + 1e-3;
-        /* the start time crosses one delayed link to each rank */
-        double start = cli_now() + idle_s + START_MARGIN_S + 2e-9 * (double)v->delay_ns;
-        if (rc == WANCP_OK)
-            rc = comm_broadcast(c, COMM_CONTROL, &start, sizeof start, 0, err, errlen);
-        if (rc != WANCP_OK)
-            return rc;
-        sleep_until(start);
-        const double t0 = fmax(start, cli_now()); /* a rank woken late counts from its wake */
-        switch (v->op) {
-        case OP_MESSAGE:
-            rc = rank == 0 ? comm_send(c, 1, COMM_KV_FORWARD, a, v->bytes, err, errlen)
-                           : comm_recv(c, 0, COMM_KV_FORWARD, a, v->bytes, err, errlen);
-            break;
-        case OP_ALLGATHER:
-            rc = comm_allgather(c, COMM_KV_FORWARD, a, b, v->bytes / (size_t)P, COMM_RING, err, errlen);
-            break;
-        case OP_REDUCE_SCATTER:
-            rc = comm_reduce_scatter_sum(c, COMM_KV_BACKWARD, a, b, v->bytes / (size_t)P / sizeof(float), err, errlen);
-            break;
-        default: rc = comm_allreduce_sum(c, COMM_WEIGHT_SYNC, a, v->bytes / sizeof(float), err, errlen); break;
-        }
-        if (rc != WANCP_OK)
-            return rc;
-        if (rep >= 0) {
-            g->sh->start[rank][i][rep] = t0;
-            g->sh->end[rank][i][rep] = cli_now();
-        }
+    /* The model's ranks start together on links whose htb buckets are full. The ranks
+     * share this host's monotonic clock, so rank 0 names one start time, far enough
+     * ahead for the buckets to fill and for its message to arrive, and each rank sleeps
+     * until then: leaving a barrier alone, ranks set off up to 6 ms apart on two cores,
+     * and that skew landed in the measured time. */
+    int rc = comm_barrier(c, err, errlen);
+    const double idle_s = 2.0 * LINK_BURST_BYTES * 8.0 / (double)v->rate_bps + 1e-3;
+    /* the start time crosses one delayed link to each rank */
+    double start = cli_now() + idle_s + START_MARGIN_S + 2e-9 * (double)v->delay_ns;
+    if (rc == WANCP_OK)
+        rc = comm_broadcast(c, COMM_CONTROL, &start, sizeof start, 0, err, errlen);
+    if (rc != WANCP_OK)
+        return rc;
+    sleep_until(start);
+    const double t0 = fmax(start, cli_now()); /* a rank woken late counts from its wake */
+    switch (v->op) {
+    case OP_MESSAGE:
+        rc = rank == 0 ? comm_send(c, 1, COMM_KV_FORWARD, a, v->bytes, err, errlen)
+                       : comm_recv(c, 0, COMM_KV_FORWARD, a, v->bytes, err, errlen);
+        break;
+    case OP_ALLGATHER:
+        rc = comm_allgather(c, COMM_KV_FORWARD, a, b, v->bytes / (size_t)P, COMM_RING, err, errlen);
+        break;
+    case OP_REDUCE_SCATTER:
+        rc = comm_reduce_scatter_sum(c, COMM_KV_BACKWARD, a, b, v->bytes / (size_t)P / sizeof(float), err, errlen);
+        break;
+    default: rc = comm_allreduce_sum(c, COMM_WEIGHT_SYNC, a, v->bytes / sizeof(float), err, errlen); break;
+    }
+    if (rc != WANCP_OK)
+        return rc;
+    if (rep >= 0) {
+        g->sh->start[rank][i][rep] = t0;
+        g->sh->end[rank][i][rep] = cli_now();
     }
     return WANCP_OK;
 }
@@ -262,8 +261,16 @@ static int rank_program(const group *g, int rank, char *err, size_t errlen)
     const int classes[] = {COMM_KV_FORWARD, COMM_KV_BACKWARD, COMM_WEIGHT_SYNC};
     for (int w = 0; w < 6 && rc == WANCP_OK; w++)
         rc = comm_allgather(c, classes[w % 3], a, b, g->warm_bytes / (size_t)g->ranks, COMM_RING, err, errlen);
+    /* Repetitions go round the cases, so that a moment the host is starved costs each case
+     * at most a repetition or two rather than all of one case's (seen on two cores: a
+     * reduce-scatter whose five back-to-back repetitions were all 5-7% slow). */
     for (int i = 0; i < g->ncases && rc == WANCP_OK && !interrupted; i++)
-        rc = run_case(c, g, i, a, b, err, errlen);
+        if (g->cases[i].op != OP_MESSAGE)
+            rc = run_case(c, g, i, -1, a, b, err, errlen);
+    for (int rep = 0; rep < REPS && rc == WANCP_OK; rep++)
+        for (int i = 0; i < g->ncases && rc == WANCP_OK && !interrupted; i++)
+            if (rep < g->cases[i].reps)
+                rc = run_case(c, g, i, rep, a, b, err, errlen);
     free(a);
     free(b);
     comm_close(c);
@@ -308,8 +315,8 @@ static int run_group(group *g, const link_profile *p, char *err, size_t errlen)
 /* The measured time of case i: a message from its send on rank 0 to its receive's end on
  * rank 1; a collective by its slowest rank. The fastest repetition: the emulated link sets a
  * floor that the host's scheduling only ever adds to (four ranks and their links' frames on
- * two cores: a median of 3 moved by 2-12% run to run, the fastest of 5 by ~1-2%), and a
- * model that is too fast or too slow is so in every repetition. */
+ * two cores: a median of 3 moved by 2-12% run to run), and a model that is too fast or too
+ * slow is so in every repetition. */
 static void measured_of(const group *g, int i)
 {
     vcase *v = &g->cases[i];
