@@ -187,14 +187,14 @@ static int run_case(check_case *k, const char *prefix, int seconds, const char *
     if (rc == WANCP_OK) {
         json_error_t jerr;
         json_t *j = json_loadb((const char *)out.data, out.len, 0, &jerr);
-        json_t *recv = json_object_get(json_object_get(j, "end"), "sum_received");
+        json_t *end = json_object_get(j, "end"), *recv = json_object_get(end, "sum_received");
         if (recv == NULL)
             rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "iperf3 gave no end.sum_received (%.200s)",
                             j == NULL ? jerr.text : "error in its JSON");
         else {
             k->goodput_bps = json_number_value(json_object_get(recv, "bits_per_second"));
             k->iperf_bytes = json_number_value(json_object_get(recv, "bytes"));
-            k->sent_bytes = json_number_value(json_object_get(json_object_get(json_object_get(j, "end"), "sum_sent"), "bytes"));
+            k->sent_bytes = json_number_value(json_object_get(json_object_get(end, "sum_sent"), "bytes"));
         }
         json_decref(j);
     }
@@ -470,8 +470,8 @@ int shape_check(int argc, char **argv)
             json_t *o = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:b}", "model",
                                   k->model == TOPOLOGY_MESH ? "mesh" : "uplink", "rate_bps", (double)k->rate_bps,
                                   "l2_bps", k->l2_bps, "l2_ratio", k->l2_ratio, "goodput_bps", k->goodput_bps,
-                                  "goodput_ratio", k->goodput_ratio, "payload_ratio", k->payload_ratio, "sent_ratio", k->sent_ratio, "wire_ratio",
-                                  k->wire_ratio, "kernel_drops", (json_int_t)k->drops, "passed", k->passed);
+                                  "goodput_ratio", k->goodput_ratio, "payload_ratio", k->payload_ratio, "sent_ratio",
+                                  k->sent_ratio, "wire_ratio", k->wire_ratio, "kernel_drops", (json_int_t)k->drops, "passed", k->passed);
             if (k->error[0])
                 json_object_set_new(o, "error", json_string(k->error));
             json_array_append_new(arr, o);
@@ -482,7 +482,8 @@ int shape_check(int argc, char **argv)
             json_t *e = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:b, s:b, s:b}", "delay_ms",
                                   emu.delay_ms, "jitter_ms", emu.jitter_ms, "loss_percent", emu.loss_percent,
                                   "rtt_median_ms", emu.rtt.median_ms, "rtt_avg_ms", emu.rtt.avg_ms,
-                                  "jitter_rtt_avg_ms", emu.jitter_rtt.avg_ms, "jitter_rtt_sd_ms", emu.jitter_rtt.sd_ms, "expected_rtt_sd_ms", sqrt(2.0) * emu.jitter_ms,
+                                  "jitter_rtt_avg_ms", emu.jitter_rtt.avg_ms, "jitter_rtt_sd_ms", emu.jitter_rtt.sd_ms,
+                                  "expected_rtt_sd_ms", sqrt(2.0) * emu.jitter_ms,
                                   "lost_percent", emu.lost_percent, "out_of_order", emu.out_of_order, "delay_ok",
                                   emu.delay_ok, "jitter_ok", emu.jitter_ok, "loss_ok", emu.loss_ok);
             json_object_set_new(e, "mechanism", json_string(emu.mechanism != NULL ? emu.mechanism : "none"));
@@ -513,8 +514,8 @@ int shape_check(int argc, char **argv)
         if (with_emulator && emu.error[0])
             printf("emulator: failed: %s\n", emu.error);
         else if (with_emulator)
-            printf("emulator (%s): RTT %.2f ms (median) for a one-way delay of %g ms (%s); with normal jitter %g ms, RTT standard "
-                   "deviation %.2f ms, expected %.2f (%s); loss %g%%: %.2f%% lost, %g reordered (%s)\n",
+            printf("emulator (%s): RTT %.2f ms (median) for a one-way delay of %g ms (%s); with normal jitter %g ms, "
+                   "RTT standard deviation %.2f ms, expected %.2f (%s); loss %g%%: %.2f%% lost, %g reordered (%s)\n",
                    emu.mechanism != NULL ? emu.mechanism : "none", emu.rtt.median_ms, emu.delay_ms,
                    emu.delay_ok ? "ok" : "FAILED", emu.jitter_ms, emu.jitter_rtt.sd_ms,
                    sqrt(2.0) * emu.jitter_ms, emu.jitter_ok ? "ok" : "FAILED", emu.loss_percent, emu.lost_percent,

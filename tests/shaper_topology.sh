@@ -11,7 +11,8 @@
 #   - a straggler's links at the rate / K (dry-run and iperf3);
 #   - down removes everything; down --all removes namespaces with a process still inside;
 #     down tries again past a namespace that is busy for a moment;
-#   - the delay emulator: a relay per rank (dry-run prints them); the median RTT adds twice the delay and no reply comes sooner;
+#   - the delay emulator: a relay per rank (dry-run prints them); the median RTT adds twice
+#     the delay and no reply comes sooner;
 #     down removes the relays (shape check measures jitter and loss);
 #   - rate over time: a schedule and a mahimahi trace reach iperf3; down removes the player.
 # The two rate floors (iperf3 with the capture, and shape check) are measured once more when a
