@@ -471,7 +471,8 @@ int shape_check(int argc, char **argv)
                                   k->model == TOPOLOGY_MESH ? "mesh" : "uplink", "rate_bps", (double)k->rate_bps,
                                   "l2_bps", k->l2_bps, "l2_ratio", k->l2_ratio, "goodput_bps", k->goodput_bps,
                                   "goodput_ratio", k->goodput_ratio, "payload_ratio", k->payload_ratio, "sent_ratio",
-                                  k->sent_ratio, "wire_ratio", k->wire_ratio, "kernel_drops", (json_int_t)k->drops, "passed", k->passed);
+                                  k->sent_ratio, "wire_ratio", k->wire_ratio, "kernel_drops", (json_int_t)k->drops,
+                                  "passed", k->passed);
             if (k->error[0])
                 json_object_set_new(o, "error", json_string(k->error));
             json_array_append_new(arr, o);

@@ -193,6 +193,9 @@ typedef struct group {
 /* A message sent more than once (one of 2 s or less): each repetition follows an unrecorded send of it. */
 static bool primed_message(const vcase *v) { return v->op == OP_MESSAGE && v->reps > 1; }
 
+/* Every run of a case, recorded or not: its repetitions, each message's primer, a collective's warm-up. */
+static int runs_of(const vcase *v) { return v->reps * (1 + primed_message(v)) + (v->op != OP_MESSAGE); }
+
 /* Sleep until the monotonic clock reads t (seconds), through signals. */
 static void sleep_until(double t)
 {
@@ -201,7 +204,7 @@ static void sleep_until(double t)
         ;
 }
 
-/* Repetition rep of case i (-1: a collective's warm-up, not recorded). */
+/* Repetition rep of case i (-1: not recorded: a collective's warm-up or a message's primer). */
 static int run_case(comm *c, const group *g, int i, int rep, void *a, void *b, char *err, size_t errlen)
 {
     const vcase *v = &g->cases[i];
@@ -608,8 +611,7 @@ int sim_validate(int argc, char **argv)
             break;
         double expected = 0;
         for (int i = 0; i < g.ncases; i++)
-            expected += g.cases[i].predicted_s * (g.cases[i].reps * (1 + primed_message(&g.cases[i])) +
-                                                  (g.cases[i].op != OP_MESSAGE));
+            expected += g.cases[i].predicted_s * runs_of(&g.cases[i]);
         expected += 8.0 * (double)g.warm_bytes * 2 / (double)p.rate_bps; /* the warm-up, roughly */
         if (!o.json)
             fprintf(stderr, "sim validate: %s at %g Mbit/s, delay %g ms, %d ranks (about %.0f s)...\n",
