@@ -24,6 +24,11 @@ enum wancp_status {
 int wancp_fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Makes text safe to print on one terminal line, in place: control bytes (newlines and
+ * escape sequences among them) and bytes that are not valid UTF-8 become '?'. Messages quote
+ * input files and command lines; this keeps their binary from reaching the terminal. */
+void wancp_text_clean(char *text);
+
 /* Exit status for a status code: 0, 1 or 2. */
 int wancp_exit_status(int code);
 

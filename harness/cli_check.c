@@ -48,9 +48,12 @@ static int check_scenario(int argc, char **argv)
     static scenario s;
     char err[4096];
     int rc = scenario_load(&s, path, sets, nsets, err, sizeof err);
+    if (rc != WANCP_OK)
+        return cli_report("check", rc, err);
+    rc = scenario_check_data(&s, err, sizeof err);
     if (rc != WANCP_OK) {
-        fprintf(stderr, "wancp check: %s\n", err);
-        return wancp_exit_status(rc);
+        scenario_free(&s);
+        return cli_report("check", rc, err);
     }
     scenario_write(&s, stdout);
     fprintf(stderr, "%s: ok (%d arm%s, %d ranks, %d steps)\n", path, s.narms, s.narms == 1 ? "" : "s", s.ranks, s.steps);

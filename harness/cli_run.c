@@ -389,10 +389,8 @@ static int cli_run_main(int argc, char **argv)
     static scenario s;
     char err[8192];
     int rc = scenario_load(&s, o.scenario_path, o.sets, o.nsets, err, sizeof err);
-    if (rc != WANCP_OK) {
-        fprintf(stderr, "wancp run: %s\n", err);
-        return wancp_exit_status(rc);
-    }
+    if (rc != WANCP_OK)
+        return cli_report("run", rc, err);
     for (int i = 0; i < o.nonly; i++) {
         int found = 0;
         for (int k = 0; k < s.narms; k++)
@@ -416,6 +414,11 @@ static int cli_run_main(int argc, char **argv)
         }
         scenario_free(&s);
         return 0;
+    }
+    rc = scenario_check_data(&s, err, sizeof err);
+    if (rc != WANCP_OK) {
+        scenario_free(&s);
+        return cli_report("run", rc, err);
     }
     if (geteuid() != 0) {
         scenario_free(&s);

@@ -17,7 +17,10 @@
 
 int cli_report(const char *cmd, int code, const char *message)
 {
-    fprintf(stderr, "wancp %s: %s\n", cmd, message);
+    char clean[4096];
+    snprintf(clean, sizeof clean, "%s", message);
+    wancp_text_clean(clean);
+    fprintf(stderr, "wancp %s: %s\n", cmd, clean);
     return wancp_exit_status(code);
 }
 
@@ -28,6 +31,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    wancp_text_clean(msg);
     fprintf(stderr, "wancp %s: %s (see wancp %s --help)\n", cmd, msg, cmd);
     return 2;
 }

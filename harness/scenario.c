@@ -1,5 +1,6 @@
 #include "scenario.h"
 
+#include "../core/data/shard.h"
 #include "../core/model/config.h"
 #include "../core/status.h"
 #include "../shaper/ini_input.h"
@@ -312,7 +313,7 @@ int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, c
     ps.in.file = fopen(path, "r");
     if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open", path);
-    int rc = ini_parse_stream(ini_input_read_line, &ps.in, on_key, &ps);
+    int rc = ini_input_parse(&ps.in, on_key, &ps);
     fclose(ps.in.file);
     if (rc > 0 && ps.in.nproblems == 0) {
         ps.in.line = rc;
@@ -325,6 +326,23 @@ int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, c
         return WANCP_OK;
     scenario_free(s);
     return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.in.problems);
+}
+
+int scenario_check_data(const scenario *s, char *err, size_t errlen)
+{
+    char train_err[WANCP_ERRLEN] = "", val_err[WANCP_ERRLEN] = "";
+    shard sh;
+    if (shard_read(s->train, s->vocab, &sh, train_err, sizeof train_err) == WANCP_OK)
+        shard_free(&sh);
+    if (shard_read(s->val, s->vocab, &sh, val_err, sizeof val_err) == WANCP_OK)
+        shard_free(&sh);
+    if (train_err[0] == 0 && val_err[0] == 0)
+        return WANCP_OK;
+    if (train_err[0] != 0 && val_err[0] != 0)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: [train] train: %s; [train] val: %s", s->path, train_err,
+                          val_err);
+    return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: [train] %s: %s", s->path, train_err[0] ? "train" : "val",
+                      train_err[0] ? train_err : val_err);
 }
 
 void scenario_free(scenario *s)

@@ -68,6 +68,11 @@ typedef struct scenario {
 int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, char *err, size_t errlen);
 void scenario_free(scenario *s);
 
+/* What scenario_load does not open: the train and val shards, each read whole and checked
+ * against the model's vocabulary (a token id at or above vocab is refused), so that `check
+ * scenario` and `run` refuse a scenario before anything is created. Every problem at once. */
+int scenario_check_data(const scenario *s, char *err, size_t errlen);
+
 /* The resolved scenario as INI (every value explicit), so a run can be repeated exactly. */
 void scenario_write(const scenario *s, FILE *f);
 

@@ -154,7 +154,7 @@ int sim_hardware_load(sim_hardware *hw, const char *path, char *err, size_t errl
     ps.in.file = fopen(path, "r");
     if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
-    int rc = ini_parse_stream(ini_input_read_line, &ps.in, handler, &ps);
+    int rc = ini_input_parse(&ps.in, handler, &ps);
     fclose(ps.in.file);
     if (rc > 0 && ps.in.nproblems == 0) {
         ps.in.line = rc;

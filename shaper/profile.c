@@ -5,7 +5,7 @@
 #include "../core/status.h"
 #include "units.h"
 
-#include <ini.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,6 +51,10 @@ static int parse_schedule(parse *ps, const char *v)
 {
     char copy[1024], err[WANCP_ERRLEN];
     snprintf(copy, sizeof copy, "%s", v);
+    if (ps->p->schedule != NULL) /* the reader refuses a repeated key; never write past this one's steps */
+        return problem(ps, ps->in.line, "schedule given twice");
+    if (copy[strspn(copy, " \t")] == '\0')
+        return problem(ps, ps->in.line, "schedule is empty (give \"time rate\" steps, e.g. 0s 300mbit, 30s 100mbit)");
     size_t n = 1;
     for (const char *c = copy; *c; c++)
         n += *c == ',';
@@ -67,6 +71,8 @@ static int parse_schedule(parse *ps, const char *v)
             return problem(ps, ps->in.line, "schedule: %s", err);
         if (shaper_parse_rate(rate, &s->rate_bps, err, sizeof err) != WANCP_OK)
             return problem(ps, ps->in.line, "schedule: %s", err);
+        if (s->rate_bps == 0)
+            return problem(ps, ps->in.line, "schedule: %s at %s: a rate must be above 0", rate, at);
         if (ps->p->nschedule == 0 && s->at_ns != 0)
             return problem(ps, ps->in.line, "schedule: the first step must be at 0s, not %s", at);
         if (ps->p->nschedule > 0 && s->at_ns <= ps->p->schedule[ps->p->nschedule - 1].at_ns)
@@ -87,7 +93,10 @@ static int handler(void *user, const char *section, const char *name, const char
     }
     ps->seen_link = 1;
     if (strcmp(name, "name") == 0) {
-        snprintf(p->name, sizeof p->name, "%s", value);
+        if (value[0] == '\0' || strlen(value) >= sizeof p->name)
+            problem(ps, ps->in.line, "name: 1 to %zu characters", sizeof p->name - 1);
+        else
+            snprintf(p->name, sizeof p->name, "%s", value);
     } else if (strcmp(name, "rate") == 0) {
         ps->seen_rate = 1;
         if (shaper_parse_rate(value, &p->rate_bps, err, sizeof err) != WANCP_OK)
@@ -154,13 +163,23 @@ static int load_trace(parse *ps)
     int line_no = 0, bad = 0;
     while (p->trace_ms != NULL && fgets(line, sizeof line, f) != NULL && bad < 3) {
         line_no++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            problem(ps, ps->trace_line, "trace %s:%d: line longer than %zu characters", path, line_no, sizeof line - 2);
+            bad++;
+            int c;
+            while ((c = getc(f)) != EOF && c != '\n') /* the rest of the line */
+                ;
+            continue;
+        }
         char *end;
+        errno = 0;
         unsigned long ms = strtoul(line, &end, 10);
+        int range = errno == ERANGE || ms > UINT32_MAX;
         while (*end == ' ' || *end == '\r' || *end == '\n')
             end++;
-        if (end == line || *end != 0 || line[0] == '-') {
-            problem(ps, ps->trace_line, "trace %s:%d: '%.*s' is not a millisecond timestamp", path, line_no,
-                    (int)strcspn(line, "\r\n"), line);
+        if (end == line || *end != 0 || line[0] == '-' || range) {
+            problem(ps, ps->trace_line, "trace %s:%d: '%.*s' is not a millisecond timestamp (0 to %u)", path, line_no,
+                    (int)strcspn(line, "\r\n"), line, UINT32_MAX);
             bad++;
             continue;
         }
@@ -194,7 +213,7 @@ int link_profile_load(link_profile *p, const char *path, char *err, size_t errle
     ps.in.file = fopen(path, "r");
     if (ps.in.file == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot open", path);
-    int rc = ini_parse_stream(ini_input_read_line, &ps.in, handler, &ps);
+    int rc = ini_input_parse(&ps.in, handler, &ps);
     fclose(ps.in.file);
     if (rc > 0 && ps.in.nproblems == 0)
         problem(&ps, rc, "not INI syntax (expected [link] and key = value lines)");

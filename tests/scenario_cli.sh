@@ -5,6 +5,7 @@
 # file:line and key, exit 2.
 set -uo pipefail
 wancp=$1 profiles=$2
+src=$(cd "$profiles/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 failures=0 passes=0
@@ -90,6 +91,48 @@ check "a scenario without arms is refused" '[ $? = 2 ] && grep -q "no \[arm NAME
 check "a missing file is named" '[ $? = 2 ] && grep -q "missing.ini: cannot open" "$work/err"'
 "$wancp" check scenario "$work/good.ini" --set 2>"$work/err" >/dev/null
 check "--set without a value is a usage error" '[ $? = 2 ] && grep -q "needs section.key=value" "$work/err"'
+
+# A file says each thing once: a second [arm X] is not merged into the first, a repeated key
+# is not "the last wins", and an arm's name is kept whole up to 63 characters.
+cat >"$work/twice.ini" <<'INI'
+[scenario]
+name = twice
+ranks = 2
+steps = 10
+steps = 20
+[arm uncompressed]
+profile = none
+[arm uncompressed]
+compress = true
+INI
+"$wancp" check scenario "$work/twice.ini" >/dev/null 2>"$work/err"
+rc=$?
+check "a repeated arm and a repeated key: exit 2, one line naming both lines" \
+  '[ $rc = 2 ] && [ "$(wc -l <"$work/err")" = 1 ] &&
+   grep -qF "twice.ini:5: [scenario] steps given again (first at line 4)" "$work/err" &&
+   grep -qF "twice.ini:8: [arm uncompressed] again (first at line 6)" "$work/err"'
+long_a=a123456789b123456789c123456789d123456789e1234567-first-arm-of-63-chars
+long_a=${long_a:0:63}
+long_b=${long_a:0:50}-second
+printf '[scenario]\nname = long\nranks = 2\nsteps = 10\n[arm %s]\nprofile = none\n[arm %s]\nprofile = none\ncompress = true\n' \
+  "$long_a" "$long_b" >"$work/long.ini"
+"$wancp" check scenario "$work/long.ini" >"$work/long_resolved.ini" 2>"$work/err"
+check "arm names of 50 to 63 characters are kept whole and apart" \
+  '[ $? = 0 ] && grep -qxF "[arm $long_a]" "$work/long_resolved.ini" && grep -qxF "[arm $long_b]" "$work/long_resolved.ini"'
+printf '[scenario]\nname = long\nranks = 2\nsteps = 10\n[arm %s]\nprofile = none\n' "${long_a}x" >"$work/toolong.ini"
+"$wancp" check scenario "$work/toolong.ini" >/dev/null 2>"$work/err"
+check "an arm name of 64 characters is refused" '[ $? = 2 ] && grep -q "1 to 63 of" "$work/err"'
+
+# The data is checked up front too: a missing shard, or tokens the model's vocabulary lacks.
+printf '[scenario]\nname = data\nranks = 2\nsteps = 10\n[train]\ntrain = nowhere_train.bin\n[arm a]\nprofile = none\n' \
+  >"$work/noshard.ini"
+"$wancp" check scenario "$work/noshard.ini" >/dev/null 2>"$work/err"
+check "a missing train shard is named, exit 2" '[ $? = 2 ] && grep -qF "[train] train: $work/nowhere_train.bin" "$work/err"'
+if [ -f "$src/data/brown_train.bin" ]; then
+  "$wancp" check scenario "$work/good.ini" --set model.vocab=256 >/dev/null 2>"$work/err"
+  check "GPT-2 shards under a 256-token vocabulary are refused, exit 2" \
+    '[ $? = 2 ] && grep -q "brown_train.bin" "$work/err" && grep -q "brown_val.bin" "$work/err"'
+fi
 
 echo "$passes passed, $failures failed"
 [ "$failures" = 0 ]

@@ -123,6 +123,53 @@ static void traces(void **state)
     assert_err_mentions(err, "nowhere.trace: cannot open");
 }
 
+/* A file says each thing once, and every value it gives is one the links can play. The
+ * schedule given twice once wrote past its allocation (heap overflow, under root). */
+static void repeats_and_values(void **state)
+{
+    (void)state;
+    char path[512], trace[512], err[2048];
+    link_profile p;
+    write_text("twice.ini",
+               "[link]\nrate = 300mbit\nschedule = 0s 300mbit, 30s 100mbit\nschedule = 0s 200mbit\n", path,
+               sizeof path);
+    assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "twice.ini:4: [link] schedule given again (first at line 3)");
+
+    write_text("links.ini", "[link]\nrate = 300mbit\n\n[link]\nrate = 100mbit\n", path, sizeof path);
+    assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "links.ini:4: [link] again (first at line 1)");
+
+    write_text("rates.ini", "[link]\nrate = 1gbit\nrate = 2gbit\n", path, sizeof path);
+    assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "rates.ini:3: [link] rate given again (first at line 2)");
+
+    write_text("zero.ini", "[link]\nrate = 300mbit\nschedule = 0s 300mbit, 10s 0mbit\n", path, sizeof path);
+    assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "zero.ini:3: schedule: 0mbit at 10s: a rate must be above 0");
+
+    write_text("empty.ini", "[link]\nrate = 300mbit\nschedule =\n", path, sizeof path);
+    assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "empty.ini:3: schedule is empty");
+
+    write_text("long.ini", "[link]\nrate = 300mbit\nname = a123456789b123456789c123456789d123456789e123456789f1234567890123\n",
+               path, sizeof path);
+    assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "long.ini:3: name: 1 to 63 characters");
+
+    write_text("far.trace", "0\n100000000000000000000\n5000000000\n", trace, sizeof trace);
+    write_text("far.ini", "[link]\ntrace = far.trace\n", path, sizeof path);
+    assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "far.trace:2: '100000000000000000000' is not a millisecond timestamp");
+    assert_err_mentions(err, "far.trace:3: '5000000000' is not a millisecond timestamp");
+
+    /* A long section name is kept whole (inih's own copy stops at 49 characters). */
+    write_text("sect.ini", "[link-with-a-section-name-far-longer-than-inih-keeps-for-itself]\nrate = 1gbit\n", path,
+               sizeof path);
+    assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
+    assert_err_mentions(err, "unknown section [link-with-a-section-name-far-longer-than-inih-keeps-for-itself]");
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -133,6 +180,6 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(shipped_profiles), cmocka_unit_test(every_problem_at_once),
-                                       cmocka_unit_test(traces)};
+                                       cmocka_unit_test(traces), cmocka_unit_test(repeats_and_values)};
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -184,48 +184,10 @@ static void progress_recv(comm *c, conn *cn, double now)
     }
 }
 
-/* A connection after the mesh is complete is a stranger: read what it says for a moment,
- * name it, refuse it. The job goes on. */
-static void refuse_stranger(comm *c, int listener, int cls)
-{
-    int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    if (fd < 0)
-        return;
-    uint8_t header[FRAME_BYTES];
-    size_t got = 0;
-    double deadline = comm_now() + 0.5;
-    while (got < FRAME_BYTES && comm_now() < deadline) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        poll(&p, 1, 100);
-        ssize_t n = recv(fd, header + got, FRAME_BYTES - got, MSG_DONTWAIT);
-        if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR)))
-            break;
-        if (n > 0)
-            got += (size_t)n;
-    }
-    char who[64] = "?", why[WANCP_ERRLEN];
-    struct sockaddr_storage a;
-    socklen_t alen = sizeof a;
-    if (getpeername(fd, (struct sockaddr *)&a, &alen) == 0 && a.ss_family == AF_INET) {
-        const uint8_t *ip = (const uint8_t *)&((struct sockaddr_in *)&a)->sin_addr;
-        snprintf(who, sizeof who, "%u.%u.%u.%u:%u", ip[0], ip[1], ip[2], ip[3],
-                 ntohs(((struct sockaddr_in *)&a)->sin_port));
-    }
-    frame f;
-    if (got < FRAME_BYTES)
-        snprintf(why, sizeof why, "%s: sent %zu bytes, not a frame header", who, got);
-    else if (frame_decode(header, c->opt.job_id, cls, -1, UINT64_MAX, FRAME_MAX_PAYLOAD, &f, who, why, sizeof why) ==
-             WANCP_OK)
-        snprintf(why, sizeof why, "%s: the mesh is complete; no connection is expected", who);
-    fprintf(stderr, "wancp comm: rank %d refused a connection on its %s port: %s\n", c->opt.rank,
-            comm_class_name(cls), why);
-    close(fd);
-}
-
 void *comm_progress_main(void *arg)
 {
     comm *c = arg;
-    const int world = c->opt.world, npoll = 1 + COMM_NCLASSES + world * COMM_NCLASSES;
+    const int world = c->opt.world, npoll = 1 + COMM_NCLASSES + world * COMM_NCLASSES + COMM_DOOR_SLOTS;
     struct pollfd *fds = calloc((size_t)npoll, sizeof *fds);
     conn **owner = calloc((size_t)npoll, sizeof *owner);
     if (fds == NULL || owner == NULL) {
@@ -242,6 +204,7 @@ void *comm_progress_main(void *arg)
         fds[n++] = (struct pollfd){.fd = c->wake[0], .events = POLLIN};
         for (int cls = 0; cls < COMM_NCLASSES; cls++)
             fds[n++] = (struct pollfd){.fd = c->listeners[cls], .events = POLLIN};
+        const int first_conn = n;
         for (int i = 0; i < world * COMM_NCLASSES; i++) {
             conn *cn = &c->conns[i];
             if (cn->fd < 0 || (cn->sends == NULL && cn->recvs == NULL) || c->failed)
@@ -250,6 +213,8 @@ void *comm_progress_main(void *arg)
             fds[n++] = (struct pollfd){.fd = cn->fd,
                                        .events = (short)((cn->sends ? POLLOUT : 0) | (cn->recvs ? POLLIN : 0))};
         }
+        const int nconn = n;
+        n += comm_door_pollfds(&c->door, fds + n);
         pthread_mutex_unlock(&c->lock);
         poll(fds, (nfds_t)n, 100);
         pthread_mutex_lock(&c->lock);
@@ -258,11 +223,20 @@ void *comm_progress_main(void *arg)
             while (read(c->wake[0], drain, sizeof drain) > 0)
                 ;
         }
+        /* Every caller now is a stranger: heard without waiting, named, refused. */
         for (int cls = 0; cls < COMM_NCLASSES; cls++)
             if (fds[1 + cls].revents & POLLIN)
-                refuse_stranger(c, c->listeners[cls], cls);
+                comm_door_admit(c, &c->door, c->listeners[cls], cls);
+        hello h;
+        int cls;
+        char who[96], why[WANCP_ERRLEN];
+        for (int fd; (fd = comm_door_next(c, &c->door, &h, &cls, who, sizeof who)) >= 0;) {
+            snprintf(why, sizeof why, "%s: says it is rank %u, but the mesh is complete; no connection is expected", who,
+                     h.rank);
+            comm_door_refuse(c, fd, cls, why);
+        }
         double now = comm_now();
-        for (int i = 1 + COMM_NCLASSES; i < n && !c->failed; i++) {
+        for (int i = first_conn; i < nconn && !c->failed; i++) {
             conn *cn = owner[i];
             if (fds[i].revents & (POLLOUT | POLLERR | POLLHUP))
                 progress_send(c, cn, now);
@@ -428,6 +402,7 @@ int comm_open(comm **out, const comm_options *o, char *err, size_t errlen)
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the communicator");
     c->opt = *o;
     c->wake[0] = c->wake[1] = -1;
+    comm_door_init(&c->door);
     for (int cls = 0; cls < COMM_NCLASSES; cls++)
         c->listeners[cls] = -1;
     pthread_mutex_init(&c->lock, NULL);
@@ -477,6 +452,7 @@ void comm_close(comm *c)
         wake(c);
         pthread_join(c->thread, NULL);
     }
+    comm_door_free(&c->door);
     for (int i = 0; c->conns != NULL && i < c->opt.world * COMM_NCLASSES; i++)
         if (c->conns[i].fd >= 0)
             close(c->conns[i].fd);

@@ -16,36 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* What a caller says first: who it is, for which class, and (rendezvous) its address. */
-typedef struct hello {
-    uint32_t rank, world, cls;
-    char addr[64];
-} hello;
-#define HELLO_BYTES (12 + 64)
-
-static void hello_encode(const hello *h, uint8_t *out)
-{
-    memset(out, 0, HELLO_BYTES);
-    for (int i = 0; i < 4; i++) {
-        out[i] = (uint8_t)(h->rank >> (8 * i));
-        out[4 + i] = (uint8_t)(h->world >> (8 * i));
-        out[8 + i] = (uint8_t)(h->cls >> (8 * i));
-    }
-    memcpy(out + 12, h->addr, strnlen(h->addr, 63));
-}
-
-static void hello_decode(const uint8_t *in, hello *h)
-{
-    h->rank = h->world = h->cls = 0;
-    for (int i = 0; i < 4; i++) {
-        h->rank |= (uint32_t)in[i] << (8 * i);
-        h->world |= (uint32_t)in[4 + i] << (8 * i);
-        h->cls |= (uint32_t)in[8 + i] << (8 * i);
-    }
-    memcpy(h->addr, in + 12, 63);
-    h->addr[63] = 0;
-}
-
 /* Blocking I/O with a deadline on a socket that may be non-blocking. */
 static int io_full(int fd, void *buf, size_t len, bool writing, double deadline)
 {
@@ -103,32 +73,27 @@ static int recv_frame(const comm *c, int fd, int cls, int kind, void *payload, s
     return rc == 0 ? WANCP_OK : wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s %s", peer, io_reason(rc));
 }
 
-static void describe_peer(int fd, char *buf, size_t len)
+/* Waits at the door of listeners[0..n) until the deadline, or until a hello is whole:
+ * returns its socket (h, cls and who filled), or -1 at the deadline. */
+static int next_caller(const comm *c, comm_door *door, const int *listeners, const int *classes, int n,
+                       double deadline, hello *h, int *cls, char *who, size_t wholen)
 {
-    struct sockaddr_in a;
-    socklen_t alen = sizeof a;
-    char ip[INET_ADDRSTRLEN] = "?";
-    if (getpeername(fd, (struct sockaddr *)&a, &alen) == 0)
-        inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
-    snprintf(buf, len, "connection from %s:%d", ip, alen == sizeof a ? ntohs(a.sin_port) : 0);
-}
-
-/* Reads the hello a new connection must start with; who names it for errors. */
-static int read_hello(const comm *c, int fd, int cls, hello *h, char *who, size_t who_len, char *why, size_t why_len)
-{
-    describe_peer(fd, who, who_len);
-    uint8_t payload[HELLO_BYTES];
-    int rc = recv_frame(c, fd, cls, FRAME_HELLO, payload, sizeof payload, comm_now() + 5.0, who, why, why_len);
-    if (rc == WANCP_OK)
-        hello_decode(payload, h);
-    return rc;
-}
-
-/* Closes a connection that is not welcome, saying why; the job goes on. */
-static void refuse(const comm *c, int fd, const char *why)
-{
-    fprintf(stderr, "wancp comm: rank %d refused a %s\n", c->opt.rank, why);
-    close(fd);
+    for (;;) {
+        int fd = comm_door_next(c, door, h, cls, who, wholen);
+        if (fd >= 0)
+            return fd;
+        int left = (int)((deadline - comm_now()) * 1000);
+        if (left <= 0)
+            return -1;
+        struct pollfd fds[COMM_NCLASSES + COMM_DOOR_SLOTS];
+        for (int i = 0; i < n; i++)
+            fds[i] = (struct pollfd){.fd = listeners[i], .events = POLLIN};
+        int nfds = n + comm_door_pollfds(door, fds + n);
+        poll(fds, (nfds_t)nfds, left < 100 ? left : 100);
+        for (int i = 0; i < n; i++)
+            if (fds[i].revents & POLLIN)
+                comm_door_admit(c, door, listeners[i], classes[i]);
+    }
 }
 
 static int listen_on(const char *ip, int port, char *err, size_t errlen)
@@ -186,26 +151,6 @@ static int connect_to(const char *host, int port, double deadline, char *err, si
                       strerror(last));
 }
 
-/* Accepts one connection on a listener, waiting until the deadline. */
-static int accept_until(int listener, double deadline)
-{
-    for (;;) {
-        int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd >= 0) {
-            int one = 1;
-            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            return fd;
-        }
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            return -1;
-        int left = (int)((deadline - comm_now()) * 1000);
-        if (left <= 0)
-            return -3;
-        struct pollfd p = {.fd = listener, .events = POLLIN};
-        poll(&p, 1, left < 200 ? left : 200);
-    }
-}
-
 static int make_listeners(comm *c, const char *ip, char *err, size_t errlen)
 {
     for (int cls = 0; cls < COMM_NCLASSES; cls++) {
@@ -229,8 +174,14 @@ static int rendezvous_root(comm *c, double deadline, char *err, size_t errlen)
     for (int r = 0; r < world; r++)
         fds[r] = -1;
     snprintf(c->addr[0], 64, "%s", c->opt.master_addr);
+    comm_door door;
+    comm_door_init(&door);
+    const int rv_class = -1;
     for (int joined = 1; joined < world && rc == WANCP_OK;) {
-        int fd = accept_until(rv, deadline);
+        hello h;
+        int cls;
+        char who[96], why[WANCP_ERRLEN];
+        int fd = next_caller(c, &door, &rv, &rv_class, 1, deadline, &h, &cls, who, sizeof who);
         if (fd < 0) {
             char missing[256] = "";
             size_t used = 0;
@@ -241,22 +192,16 @@ static int rendezvous_root(comm *c, double deadline, char *err, size_t errlen)
                             missing);
             break;
         }
-        char who[96], why[WANCP_ERRLEN];
-        hello h;
-        int got = read_hello(c, fd, COMM_CONTROL, &h, who, sizeof who, why, sizeof why);
-        if (got == WANCP_OK &&
-            (h.world != (uint32_t)world || h.rank == 0 || h.rank >= (uint32_t)world || fds[h.rank] >= 0)) {
+        if (h.world != (uint32_t)world || h.rank == 0 || h.rank >= (uint32_t)world || fds[h.rank] >= 0) {
             snprintf(why, sizeof why, "%s: claims rank %u of %u, which is not expected", who, h.rank, h.world);
-            got = WANCP_ERR_INPUT;
-        }
-        if (got != WANCP_OK) {
-            refuse(c, fd, why);
+            comm_door_refuse(c, fd, cls, why);
             continue;
         }
         fds[h.rank] = fd;
         snprintf(c->addr[h.rank], 64, "%s", h.addr);
         joined++;
     }
+    comm_door_free(&door);
     if (rc == WANCP_OK) {
         for (int r = 1; r < world && rc == WANCP_OK; r++)
             if (send_frame(c, fds[r], COMM_CONTROL, FRAME_TABLE, c->addr, (size_t)world * 64, deadline) != 0)
@@ -329,29 +274,35 @@ int comm_setup(comm *c, char *err, size_t errlen)
                 rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "rank %d (%s) closed the connection during setup", peer,
                                 c->addr[peer]);
         }
-    /* Accept every higher rank, class by class; strangers are refused and logged. */
-    for (int cls = 0; cls < COMM_NCLASSES && rc == WANCP_OK; cls++)
-        for (int joined = rank + 1; joined < world && rc == WANCP_OK;) {
-            int fd = accept_until(c->listeners[cls], deadline);
-            if (fd < 0)
-                return wancp_fail(err, errlen, WANCP_ERR_SYSTEM,
-                                  "mesh: %d higher ranks did not connect for class %s within the timeout",
-                                  world - joined, comm_class_name(cls));
-            char who[96], why[WANCP_ERRLEN];
-            hello h;
-            int got = read_hello(c, fd, cls, &h, who, sizeof who, why, sizeof why);
-            if (got == WANCP_OK && (h.rank <= (uint32_t)rank || h.rank >= (uint32_t)world || h.cls != (uint32_t)cls ||
-                                    comm_conn(c, (int)h.rank, cls)->fd >= 0)) {
-                snprintf(why, sizeof why, "%s: claims rank %u class %u, which is not expected", who, h.rank, h.cls);
-                got = WANCP_ERR_INPUT;
-            }
-            if (got != WANCP_OK) {
-                refuse(c, fd, why);
-                continue;
-            }
-            comm_conn(c, (int)h.rank, cls)->fd = fd;
-            joined++;
+    /* Accept every higher rank on every class at once; strangers are refused and logged. */
+    comm_door door;
+    comm_door_init(&door);
+    int classes[COMM_NCLASSES];
+    for (int cls = 0; cls < COMM_NCLASSES; cls++)
+        classes[cls] = cls;
+    for (int joined = 0; joined < (world - rank - 1) * COMM_NCLASSES && rc == WANCP_OK;) {
+        hello h;
+        int cls;
+        char who[96], why[WANCP_ERRLEN];
+        int fd = next_caller(c, &door, c->listeners, classes, COMM_NCLASSES, deadline, &h, &cls, who, sizeof who);
+        if (fd < 0) {
+            rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM,
+                            "mesh: %d of the connections from higher ranks did not arrive within the timeout",
+                            (world - rank - 1) * COMM_NCLASSES - joined);
+            break;
         }
+        if (h.rank <= (uint32_t)rank || h.rank >= (uint32_t)world || h.cls != (uint32_t)cls ||
+            comm_conn(c, (int)h.rank, cls)->fd >= 0) {
+            snprintf(why, sizeof why, "%s: claims rank %u class %u, which is not expected", who, h.rank, h.cls);
+            comm_door_refuse(c, fd, cls, why);
+            continue;
+        }
+        comm_conn(c, (int)h.rank, cls)->fd = fd;
+        joined++;
+    }
+    comm_door_free(&door);
+    if (rc != WANCP_OK)
+        return rc;
     for (int peer = 0; peer < world; peer++)
         for (int cls = 0; cls < COMM_NCLASSES; cls++)
             if (peer != rank)

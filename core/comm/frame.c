@@ -56,3 +56,21 @@ int frame_decode(const uint8_t in[FRAME_BYTES], uint64_t job_id, int cls, int ki
                           peer, (unsigned long long)out->length, (unsigned long long)max_length);
     return WANCP_OK;
 }
+
+void hello_encode(const hello *h, uint8_t out[HELLO_BYTES])
+{
+    memset(out, 0, HELLO_BYTES);
+    put(out, h->rank, 4);
+    put(out + 4, h->world, 4);
+    put(out + 8, h->cls, 4);
+    memcpy(out + 12, h->addr, strnlen(h->addr, 63));
+}
+
+void hello_decode(const uint8_t in[HELLO_BYTES], hello *h)
+{
+    h->rank = (uint32_t)get(in, 4);
+    h->world = (uint32_t)get(in + 4, 4);
+    h->cls = (uint32_t)get(in + 8, 4);
+    memcpy(h->addr, in + 12, 63);
+    h->addr[63] = 0;
+}

@@ -39,4 +39,16 @@ void frame_encode(const frame *f, uint8_t out[FRAME_BYTES]);
 int frame_decode(const uint8_t in[FRAME_BYTES], uint64_t job_id, int cls, int kind, uint64_t seq,
                  uint64_t max_length, frame *out, const char *peer, char *err, size_t errlen);
 
+/* The payload of a FRAME_HELLO, what a caller says first: who it is, for which class, and
+ * (at the rendezvous) its own address. 12 + 64 bytes, little-endian u32s, then the address
+ * NUL-padded; decoding always ends the address within its 64 bytes. */
+typedef struct hello {
+    uint32_t rank, world, cls;
+    char addr[64];
+} hello;
+#define HELLO_BYTES (12 + 64)
+
+void hello_encode(const hello *h, uint8_t out[HELLO_BYTES]);
+void hello_decode(const uint8_t in[HELLO_BYTES], hello *h);
+
 #endif
