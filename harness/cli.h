@@ -48,6 +48,10 @@ int cli_parse_ulong(const char *cmd, const char *opt, const char *text, unsigned
 /* Parses a finite number in [min, max]; 0, or 2 after a usage error naming opt. */
 int cli_parse_float(const char *cmd, const char *opt, const char *text, double min, double max, double *out);
 
+/* Checks, before any work, that the folder a FILE option names exists and can be written;
+ * 0, or 2 after a usage error naming opt. */
+int cli_check_folder(const char *cmd, const char *opt, const char *path);
+
 /* $WANCP_CACHE, else the cache folder configured at build time (harness/setup's). */
 const char *cli_cache_dir(void);
 

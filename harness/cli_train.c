@@ -8,6 +8,7 @@
 #include "../core/status.h"
 #include "../core/train/trainer.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -82,6 +83,7 @@ typedef struct train_cli {
     trainer_config tc;
     const char *metrics_path;
     char metrics_partial[4096];
+    int write_errno;          /* the first failed write of the metrics file, 0 if none */
     FILE *metrics;
     int tty;
     double last_print;
@@ -135,7 +137,10 @@ static void report(void *ctx, const step_report *r)
                 (unsigned long long)r->tx_bytes[COMM_WEIGHT_SYNC], (unsigned long long)r->tx_bytes[COMM_CONTROL],
                 r->compressed, r->step_ms - comm_ms, comm_ms, r->wait_ms[COMM_KV_FORWARD],
                 r->wait_ms[COMM_KV_BACKWARD], r->wait_ms[COMM_WEIGHT_SYNC] + r->wait_ms[COMM_CONTROL], r->unix_s);
-        fflush(t->metrics);
+        if (fflush(t->metrics) != 0 && t->write_errno == 0) {
+            t->write_errno = errno != 0 ? errno : EIO;
+            stop_requested = 1; /* the run stops at the next step: its rows could not be kept */
+        }
         t->rows++;
     }
     if (r->train_loss != r->train_loss) { /* the report before the first step */
@@ -364,6 +369,14 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         while (c->model.attn_block > 1 && (c->seq / pieces) % c->model.attn_block != 0)
             c->model.attn_block /= 2;
     c->optim.warmup_steps = warmup >= 0 ? warmup : c->optim.total_steps / 10;
+    if (c->optim.warmup_steps > c->optim.total_steps)
+        return cli_usage_error("train", "--warmup %d is longer than the run's %d steps", c->optim.warmup_steps,
+                               c->optim.total_steps);
+    if (warm_steps > c->optim.total_steps)
+        return cli_usage_error("train", "--warm-steps %d is longer than the run's %d steps", warm_steps,
+                               c->optim.total_steps);
+    if (c->checkpoint_path != NULL && cli_check_folder("train", "--checkpoint", c->checkpoint_path) != 0)
+        return 2;
     if (compress_only && !compress)
         return cli_usage_error("train", "compression options need --compress");
     if (compress) {
@@ -486,8 +499,17 @@ int cli_train(int argc, char **argv)
     int rc = trainer_run(&t.tc, t.ops, rank == 0 ? report : NULL, &t, &stop_requested, &stopped_at, err,
                          sizeof err);
     if (t.metrics != NULL) {
-        fclose(t.metrics);
-        if (rc == WANCP_OK && rename(t.metrics_partial, t.metrics_path) != 0)
+        /* A full disk shows here at the latest: the run fails naming the file, which is removed. */
+        int werr = t.write_errno;
+        if (werr == 0 && (ferror(t.metrics) != 0 || fflush(t.metrics) != 0))
+            werr = errno != 0 ? errno : EIO;
+        if (fclose(t.metrics) != 0 && werr == 0)
+            werr = errno != 0 ? errno : EIO;
+        if (werr != 0 && (rc == WANCP_OK || stop_requested)) {
+            rc = wancp_fail(err, sizeof err, WANCP_ERR_SYSTEM, "%.400s: cannot write: %s", t.metrics_partial,
+                            strerror(werr));
+            unlink(t.metrics_partial);
+        } else if (rc == WANCP_OK && rename(t.metrics_partial, t.metrics_path) != 0)
             rc = wancp_fail(err, sizeof err, WANCP_ERR_SYSTEM, "%.400s: cannot rename into place", t.metrics_path);
         else if (rc != WANCP_OK && t.rows == 0)
             unlink(t.metrics_partial); /* refused before any step: nothing worth keeping */

@@ -59,6 +59,23 @@ int cli_parse_float(const char *cmd, const char *opt, const char *text, double m
     return 0;
 }
 
+int cli_check_folder(const char *cmd, const char *opt, const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    if (access(dir, W_OK | X_OK) != 0)
+        return cli_usage_error(cmd, "%s %s: folder %s %s", opt, path, dir,
+                               errno == ENOENT ? "does not exist" : "cannot be written");
+    return 0;
+}
+
 void cli_command_line(int argc, char **argv, char *buf, size_t len)
 {
     size_t used = (size_t)snprintf(buf, len, "wancp");

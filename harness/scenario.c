@@ -266,6 +266,8 @@ static void check_whole(parse *ps)
         problem(ps, "[scenario] needs ranks and steps");
     if (s->narms == 0)
         problem(ps, "no [arm NAME] section: a scenario compares at least one arm");
+    if (s->steps > 0 && s->warmup > s->steps)
+        problem(ps, "[train] warmup = %d is longer than the run's %d steps", s->warmup, s->steps);
     if (s->ranks > 0 && s->context % (2 * s->ranks) != 0)
         problem(ps, "[model] context = %d does not split into 2 x %d chunks for %d ranks", s->context, s->ranks, s->ranks);
     model_config c = model_config_default();
@@ -279,6 +281,8 @@ static void check_whole(parse *ps)
         for (int j = 0; j < i; j++)
             if (strcmp(s->arms[j].name, a->name) == 0)
                 problem(ps, "two arms are named '%s'", a->name);
+        if (s->steps > 0 && a->warm_steps > s->steps)
+            problem(ps, "[arm %s] warm_steps = %d is longer than the run's %d steps", a->name, a->warm_steps, s->steps);
         if (a->straggler_k > 1 && a->straggler >= s->ranks)
             problem(ps, "[arm %s] straggler = %d:%g: the scenario has ranks 0 to %d", a->name, a->straggler,
                     a->straggler_k, s->ranks - 1);

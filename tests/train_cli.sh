@@ -57,6 +57,22 @@ expect2 "bad.bin: field checksum" "$wancp" train "${tiny[@]}" --resume "$work/ba
 head -c 3000 "$work/ck.bin" >"$work/short.bin"
 expect2 "short.bin: truncated" "$wancp" train "${tiny[@]}" --resume "$work/short.bin"
 expect2 "--lr 'fast'" "$wancp" train "${tiny[@]}" --lr fast
+# A flipped byte in the header is corruption, not a shape that disagrees.
+cp "$work/ck.bin" "$work/head.bin"
+printf '\x07' | dd of="$work/head.bin" bs=1 seek=20 conv=notrunc 2>/dev/null
+expect2 "head.bin: field checksum does not match the contents (corrupt)" "$wancp" train "${tiny[@]}" --resume "$work/head.bin"
+expect2 "ck.bin: field step is 3, beyond this run's 2 steps" "$wancp" train "${tiny[@]}" --steps 2 --warmup 0 --resume "$work/ck.bin"
+expect2 "--warmup 9 is longer than the run's 6 steps" "$wancp" train "${tiny[@]}" --warmup 9
+expect2 "--checkpoint $work/nowhere/ck.bin: folder $work/nowhere does not exist" \
+  "$wancp" train "${tiny[@]}" --checkpoint "$work/nowhere/ck.bin"
+# A checkpoint write killed half way leaves PATH.tmp.PID; the next write of PATH removes it.
+dead=$(sh -c 'echo $$') # a PID that has exited
+head -c 100000 /dev/zero >"$work/ck2.bin.tmp.$dead"
+"$wancp" train "${tiny[@]}" --steps 1 --warmup 0 --checkpoint "$work/ck2.bin" 2>/dev/null
+check "a killed writer's temporary checkpoint is removed by the next write" '[ -f "$work/ck2.bin" ] && [ ! -e "$work/ck2.bin.tmp.$dead" ]'
+# Control bytes in input never reach the terminal.
+"$wancp" train "${tiny[@]}" --lr $'\e[31mred\a' >/dev/null 2>"$work/err"
+check "control bytes in a message are shown as ?" '[ $? = 2 ] && ! grep -q $'"'"'\e'"'"' "$work/err" && grep -qF "?[31mred?" "$work/err"'
 check "no metrics file left by refused runs" '! ls "$work"/*.partial >/dev/null 2>&1'
 
 # Ctrl-C: the run stops between steps with a checkpoint, exit 1; resuming finishes it.
@@ -69,6 +85,18 @@ rc=$?
 check "SIGINT exits 1 with a checkpoint" '[ $rc = 1 ] && [ -f "$work/int.bin" ] && grep -q "interrupted at step" "$work/int.log"'
 "$wancp" train "${tiny[@]}" --steps 100000 --eval-every 0 --resume "$work/int.bin" --stop-after 1 2>/dev/null
 check "the interrupted run resumes" '[ $? = 0 ]'
+
+# A full disk fails the run naming the file, and leaves nothing under the final name (root:
+# a 64 KiB tmpfs; elsewhere skipped).
+if [ "$(id -u)" = 0 ] && mkdir "$work/full" && mount -t tmpfs -o size=64k wancp-full "$work/full" 2>/dev/null; then
+  head -c 60000 /dev/zero >"$work/full/filler" 2>/dev/null
+  "$wancp" train "${tiny[@]}" --steps 40 --eval-every 0 --metrics "$work/full/m.csv" >/dev/null 2>"$work/err"
+  rc=$?
+  check "metrics on a full disk: exit 1 naming the file, nothing left" \
+    '[ $rc = 1 ] && grep -q "m.csv.partial: cannot write: No space left on device" "$work/err" &&
+     [ ! -e "$work/full/m.csv" ] && [ ! -e "$work/full/m.csv.partial" ]'
+  umount "$work/full"
+fi
 
 echo "$passes passed, $failures failed"
 [ "$failures" = 0 ]

@@ -76,8 +76,20 @@ int checkpoint_load(const char *path, model *m, train_state *s, char *err, size_
         return rc;
     const uint8_t *d = file.data;
     size_t bytes = m->table.total * sizeof(float), want = CHECKPOINT_HEADER + 3 * bytes + 8;
-    if (file.len < CHECKPOINT_HEADER || memcmp(d, CHECKPOINT_MAGIC, 8) != 0)
+    if (file.len < CHECKPOINT_HEADER + 8 || memcmp(d, CHECKPOINT_MAGIC, 8) != 0)
         rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: not a wancp checkpoint (field magic)", path);
+    /* The hash first: a flipped byte anywhere is corruption, not a field that disagrees
+     * (a file shorter than its own header says is called truncated). */
+    else if (fnv1a(FNV_OFFSET, d, file.len - 8) != get64(d + file.len - 8)) {
+        uint64_t floats = get64(d + 16 + 4 * NFIELDS + 48);
+        uint64_t said = floats < (UINT64_MAX - CHECKPOINT_HEADER - 8) / 12 ? CHECKPOINT_HEADER + 12 * floats + 8 : 0;
+        if (file.len < said)
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: truncated: %zu bytes, its header says %llu", path,
+                            file.len, (unsigned long long)said);
+        else
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT,
+                            "%s: field checksum does not match the contents (corrupt)", path);
+    }
     else if (get32(d + 8) != CHECKPOINT_VERSION)
         rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: field version is %u, this wancp reads %u", path,
                         get32(d + 8), CHECKPOINT_VERSION);
@@ -110,9 +122,6 @@ int checkpoint_load(const char *path, model *m, train_state *s, char *err, size_
     if (rc == WANCP_OK && file.len != want)
         rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: %s: %zu bytes, expected %zu", path,
                         file.len < want ? "truncated" : "trailing bytes", file.len, want);
-    if (rc == WANCP_OK && fnv1a(FNV_OFFSET, d, want - 8) != get64(d + want - 8))
-        rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: field checksum does not match the contents (corrupt)",
-                        path);
     if (rc == WANCP_OK) {
         s->step = get64(p);
         s->data_pos = get64(p + 8);

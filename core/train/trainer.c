@@ -230,6 +230,10 @@ static int setup(run *r, const ops *o, int *step, rng *g)
             rc = wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
                             "%s: field data_pos is %llu, beyond the %zu tokens of %s (another shard?)", path,
                             (unsigned long long)ts.data_pos, r->train.tokens.count, c->train_path);
+        if (rc == WANCP_OK && ts.step > (uint64_t)c->optim.total_steps)
+            rc = wancp_fail(r->err, r->errlen, WANCP_ERR_INPUT,
+                            "%s: field step is %llu, beyond this run's %d steps (give --steps %llu or more)", path,
+                            (unsigned long long)ts.step, c->optim.total_steps, (unsigned long long)ts.step);
         if (rc == WANCP_OK) {
             *step = (int)ts.step;
             r->train.pos = ts.data_pos;

@@ -3,7 +3,9 @@
 #include "../status.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,9 +129,39 @@ static int write_full(int fd, const void *data, size_t len)
     return 0;
 }
 
+/* Removes PATH.tmp.PID files that a killed writer left (its PID no longer runs): a write
+ * killed half way must not leave its bytes behind for good. */
+static void remove_stale_temporaries(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    if (slash != NULL)
+        *slash = '\0';
+    size_t nbase = strlen(base);
+    DIR *d = opendir(slash != NULL ? (dir[0] ? dir : "/") : ".");
+    if (d == NULL)
+        return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const char *name = e->d_name;
+        if (strncmp(name, base, nbase) != 0 || strncmp(name + nbase, ".tmp.", 5) != 0)
+            continue;
+        char *end;
+        long pid = strtol(name + nbase + 5, &end, 10);
+        if (*end != '\0' || pid <= 0 || pid == (long)getpid() || !(kill((pid_t)pid, 0) != 0 && errno == ESRCH))
+            continue;
+        char stale[8192];
+        snprintf(stale, sizeof stale, "%s/%s", slash != NULL ? (dir[0] ? dir : "") : ".", name);
+        unlink(stale);
+    }
+    closedir(d);
+}
+
 int file_write_atomic_parts(const char *path, const void *const *parts, const size_t *lens,
                             size_t nparts, char *err, size_t errlen)
 {
+    remove_stale_temporaries(path);
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: path too long", path);
