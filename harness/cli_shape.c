@@ -88,10 +88,14 @@ int cli_shape(int argc, char **argv)
             if (cli_parse_ulong("shape", "--ranks", optarg, 1, 250, &ranks) != 0)
                 return 2;
             break;
-        case O_PREFIX:
+        case O_PREFIX: {
+            char why[WANCP_ERRLEN];
+            if (topology_prefix_check(optarg, why, sizeof why) != WANCP_OK)
+                return cli_usage_error("shape", "--prefix: %s", why);
             snprintf(t.prefix, sizeof t.prefix, "%s", optarg);
             have_prefix = 1;
             break;
+        }
         case O_IGNORE: t.ignore_delay = 1; break;
         case O_DRY: dry = 1; break;
         case O_ALL: all = 1; break;

@@ -440,6 +440,23 @@ static char **without_ranks(int argc, char **argv)
     return out;
 }
 
+/* --resume FILE over P ranks reads FILE.rank0 .. FILE.rank(P-1): all must be there before
+ * any rank starts (one line, not one per rank). */
+static int check_resume_files(const char *path, int ranks)
+{
+    char name[4200];
+    for (int r = 0; r < ranks; r++) {
+        snprintf(name, sizeof name, "%s.rank%d", path, r);
+        if (access(name, R_OK) == 0)
+            continue;
+        if (r == 0 && access(path, R_OK) == 0)
+            return cli_usage_error("train", "--resume %s: a checkpoint of one process; %d ranks read %s.rank0 to "
+                                   ".rank%d (resume it without --ranks)", path, ranks, path, ranks - 1);
+        return cli_usage_error("train", "--resume %s: %s: %s", path, name, strerror(errno));
+    }
+    return 0;
+}
+
 int cli_train(int argc, char **argv)
 {
     train_cli t = {0};
@@ -450,6 +467,8 @@ int cli_train(int argc, char **argv)
     if (t.ranks > 1) {
         if (getenv("WORLD_SIZE") != NULL)
             return cli_usage_error("train", "--ranks inside a launched rank (WORLD_SIZE is set)");
+        if (t.tc.resume_path != NULL && check_resume_files(t.tc.resume_path, t.ranks) != 0)
+            return 2;
         char **child = without_ranks(argc, argv);
         if (child == NULL)
             return cli_report("train", WANCP_ERR_NOMEM, "out of memory");

@@ -33,14 +33,21 @@ void topology_rank_addr(int rank, char *buf, size_t len)
     snprintf(buf, len, "198.18.0.%d", rank + 1);
 }
 
-static int check(const topology *t, char *err, size_t errlen)
+int topology_prefix_check(const char *prefix, char *err, size_t errlen)
 {
-    size_t n = strlen(t->prefix);
+    size_t n = strlen(prefix);
     int ok = n > 0 && n <= 16;
     for (size_t i = 0; i < n && ok; i++)
-        ok = (t->prefix[i] >= 'a' && t->prefix[i] <= 'z') || (t->prefix[i] >= '0' && t->prefix[i] <= '9');
+        ok = (prefix[i] >= 'a' && prefix[i] <= 'z') || (prefix[i] >= '0' && prefix[i] <= '9');
     if (!ok)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "prefix '%s': use 1 to 16 of a-z and 0-9", t->prefix);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "prefix '%.40s': use 1 to 16 of a-z and 0-9", prefix);
+    return WANCP_OK;
+}
+
+static int check(const topology *t, char *err, size_t errlen)
+{
+    if (topology_prefix_check(t->prefix, err, errlen) != WANCP_OK)
+        return WANCP_ERR_INPUT;
     if (t->ranks < 1 || t->ranks > TOPOLOGY_MAX_RANKS)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "ranks %d: 1 to 250 fit 198.18.0.0/24", t->ranks);
     const link_profile *p = t->profile;
@@ -739,6 +746,8 @@ static int del_lines(const char *want, step *s, char *err, size_t errlen)
 int topology_down(const char *prefix, int *removed, char *err, size_t errlen)
 {
     *removed = 0;
+    if (prefix != NULL && topology_prefix_check(prefix, err, errlen) != WANCP_OK)
+        return WANCP_ERR_INPUT;
     char want[64];
     if (prefix != NULL)
         snprintf(want, sizeof want, TOPOLOGY_NS_PREFIX "%s-", prefix);

@@ -74,6 +74,9 @@ relay_options relay_options_of(const topology *t, int rank);
 /* Builds everything; on any failure removes what it made. */
 int topology_up(const topology *t, char *err, size_t errlen);
 
+/* A run's prefix: 1 to 16 of a-z and 0-9. WANCP_OK, or WANCP_ERR_INPUT naming it. */
+int topology_prefix_check(const char *prefix, char *err, size_t errlen);
+
 /* Removes the namespaces of prefix (all of them when prefix is NULL: every wancp-*
  * namespace, for cleaning up after a crash). Reports how many went. */
 int topology_down(const char *prefix, int *removed, char *err, size_t errlen);

@@ -58,6 +58,13 @@ for out in x y z; do
   if ls "$work"/$out* >/dev/null 2>&1; then echo "FAIL: output $out written after an error"; failures=$((failures + 1)); fi
 done
 
+# An invalid run prefix is refused, not taken as "nothing to remove".
+expect 2 "--prefix: prefix 'bad prefix!': use 1 to 16 of a-z and 0-9" -- "$wancp" shape down --prefix 'bad prefix!'
+# Bytes from input never reach the terminal raw: control bytes and invalid UTF-8 print as '?'.
+expect 2 "?]0;owned?" -- "$wancp" data check --tokenizer bytes "$work/"$'\e]0;owned\a'
+if grep -q $'\e' "$work/err"; then echo "FAIL: an escape byte reached stderr"; failures=$((failures + 1)); fi
+expect 2 "caf? café" -- "$wancp" data check --tokenizer bytes "$work/caf"$'\xff'" caf"$'\xc3\xa9'
+
 # And the good paths: help, version, encode/check/decode round trip.
 expect 0 "" -- "$wancp" --help
 expect 0 "" -- "$wancp" --version

@@ -33,6 +33,11 @@ check "stop-after exits 0 and says how to continue" '[ $? = 0 ] && grep -q "cont
 "$wancp" train "${tiny[@]}" --seed 5 --resume "$work/ck.bin" --metrics "$work/d2.csv" 2>/dev/null
 check "resumed run finishes" '[ $? = 0 ]'
 check "resume is bitwise" 'diff <(losses "$work/a.csv" | tail -n 3) <(losses "$work/d2.csv" | tail -n 3) >/dev/null'
+check "the resumed file's first row has the uninterrupted row's lr" \
+  '[ "$(grep -v "^#" "$work/d2.csv" | awk -F, "\$1 == 3 { print \$3 }")" = "$(grep -v "^#" "$work/a.csv" | awk -F, "\$1 == 3 { print \$3 }")" ]'
+"$wancp" train "${tiny[@]}" --seed 5 --ranks 2 --resume "$work/ck.bin" >/dev/null 2>"$work/err"
+check "a one-process checkpoint resumed over 2 ranks: exit 2, one line" \
+  '[ $? = 2 ] && [ "$(wc -l <"$work/err")" = 1 ] && grep -q "a checkpoint of one process" "$work/err"'
 
 # expect NEEDLE COMMAND...: exit 2 and one stderr line containing NEEDLE
 expect2() {

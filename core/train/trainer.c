@@ -385,7 +385,9 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
     const int total = c->optim.total_steps;
     step_report rep = {.step = step, .total_steps = total, .train_loss = NAN, .grad_norm = NAN,
                        .compressed = r.cp_on && r.cp.compress, .basis_error = NAN,
-                       .lr = optim_lr(&c->optim, step), .tokens = (long long)step * per_batch};
+                       /* a row's lr is the one its step trained with: a resumed run's first row at
+                        * step s repeats the uninterrupted run's row s (step s - 1's lr) */
+                       .lr = optim_lr(&c->optim, step > 0 ? step - 1 : 0), .tokens = (long long)step * per_batch};
     if ((rc = evaluate(&r, val_batches, &rep.val_loss)) != WANCP_OK)
         goto done;
     rep.wall_s = now_s() - start;
