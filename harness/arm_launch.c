@@ -1,6 +1,8 @@
 /* An arm's ranks entered into their namespaces, watched, stopped when one fails. */
 #include "arm_launch.h"
 
+#include "../core/util/proc.h"
+
 #include "../core/status.h"
 #include "../shaper/topology.h"
 
@@ -188,11 +190,16 @@ int arm_launch_run(const arm_launch *l, volatile sig_atomic_t *interrupted, arm_
     int status[MAX_RANKS], signalled[MAX_RANKS] = {0}, live = 0;
     const double t0 = now_s();
     fflush(NULL);
+    const pid_t self = getpid();
     for (int r = 0; r < l->ranks; r++) {
         status[r] = 0;
         pids[r] = fork();
-        if (pids[r] == 0)
+        if (pids[r] == 0) {
+            /* SIGTERM when wancp run dies: a rank stops between steps, metrics closed */
+            if (!proc_die_with_parent(self, SIGTERM))
+                _exit(126);
             start_rank(l, r, job);
+        }
         if (pids[r] < 0) {
             snprintf(out->reason, sizeof out->reason, "fork: %s", strerror(errno));
             for (int k = 0; k < r; k++)
@@ -221,6 +228,9 @@ int arm_launch_run(const arm_launch *l, volatile sig_atomic_t *interrupted, arm_
                         failed = 1; /* the others see the closed connections and exit on their own */
                         if (stop_at == 0)
                             stop_at = now_s();
+                        for (int k = 0; k < l->ranks; k++) /* a stopped rank (SIGSTOP) must see them too */
+                            if (pids[k] > 0)
+                                kill(pids[k], SIGCONT);
                     }
                 }
             continue;
@@ -231,7 +241,7 @@ int arm_launch_run(const arm_launch *l, volatile sig_atomic_t *interrupted, arm_
             stop_at = now;
             for (int r = 0; r < l->ranks; r++)
                 if (pids[r] > 0)
-                    signalled[r] = 1, kill(pids[r], SIGINT); /* stop between steps, metrics closed */
+                    signalled[r] = 1, kill(pids[r], SIGINT), kill(pids[r], SIGCONT); /* stop between steps */
         }
         if (stop_at == 0 && now - t0 > l->timeout_s) {
             out->timed_out = 1;
@@ -240,7 +250,7 @@ int arm_launch_run(const arm_launch *l, volatile sig_atomic_t *interrupted, arm_
         if (stop_at > 0 && !sent_term && now - stop_at > 10) {
             for (int r = 0; r < l->ranks; r++)
                 if (pids[r] > 0)
-                    signalled[r] = 1, kill(pids[r], SIGTERM);
+                    signalled[r] = 1, kill(pids[r], SIGTERM), kill(pids[r], SIGCONT);
             sent_term = 1;
         }
         if (stop_at > 0 && !sent_kill && now - stop_at > 15) {

@@ -233,7 +233,7 @@ static int in_rank_namespaces(const scenario *s, const link_profile *profile, na
                               size_t errlen)
 {
     topology t = {.ranks = s->ranks, .model = TOPOLOGY_UPLINK, .profile = profile};
-    snprintf(t.prefix, sizeof t.prefix, "cal%ld", (long)getpid() % 100000);
+    snprintf(t.prefix, sizeof t.prefix, "%s%ld", TOPOLOGY_CALIBRATE_PREFIX, (long)getpid());
     char csv[] = "/tmp/wancp-calibrate-XXXXXX";
     int fd = mkstemp(csv);
     if (fd < 0)

@@ -271,7 +271,7 @@ static int measure_in_namespaces(bench_where *w, const link_profile *profile, do
                                  size_t why_len)
 {
     topology t = {.ranks = w->ranks, .model = TOPOLOGY_UPLINK, .profile = profile};
-    snprintf(t.prefix, sizeof t.prefix, "bc%ld", (long)getpid() % 100000);
+    snprintf(t.prefix, sizeof t.prefix, "%s%ld", TOPOLOGY_BENCH_PREFIX, (long)getpid());
     w->prefix = t.prefix;
     int rc = topology_up(&t, why, why_len);
     if (rc == WANCP_OK)

@@ -292,8 +292,9 @@ static int run_arm(const scenario *s, const scenario_arm *a, int index, int narm
         return 1;
     }
     topology t = {.ranks = s->ranks, .model = a->link_model, .profile = a->shaped ? &dilated : NULL,
-                  .delay_mechanism = DELAY_AUTO, .straggler = a->straggler, .straggler_k = a->straggler_k};
-    snprintf(t.prefix, sizeof t.prefix, "run%d", (int)(getpid() % 100000));
+                  .delay_mechanism = DELAY_AUTO, .straggler = a->straggler, .straggler_k = a->straggler_k,
+                  .owned = true};
+    snprintf(t.prefix, sizeof t.prefix, "%s%ld", TOPOLOGY_RUN_PREFIX, (long)getpid());
     describe_link(s, a, topology_delay_mechanism(&t), link, sizeof link);
     json_object_set_new(ja, "link", json_string(link));
     fprintf(stderr, "%s: %s\n", label, link);
@@ -448,6 +449,12 @@ static int cli_run_main(int argc, char **argv)
     fprintf(stderr, "wancp run: %s: %d arm%s, %d ranks, %d steps%s; results in %s\n", s.name, s.narms,
             s.narms == 1 ? "" : "s", s.ranks, s.steps, s.dilation > 1 ? ", dilated" : "", dir);
 
+    int orphans = 0;
+    char names[256];
+    if (topology_down_orphans(&orphans, names, sizeof names, err, sizeof err) != WANCP_OK)
+        fprintf(stderr, "wancp run: removing an earlier run's network: %s (wancp shape down --all)\n", err);
+    else if (orphans > 0)
+        fprintf(stderr, "wancp run: removed %d namespaces left by runs that were killed (%s)\n", orphans, names);
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);

@@ -83,6 +83,7 @@ typedef struct train_cli {
     trainer_config tc;
     const char *metrics_path;
     char metrics_partial[4096];
+    int rank;
     int write_errno;          /* the first failed write of the metrics file, 0 if none */
     FILE *metrics;
     int tty;
@@ -98,9 +99,16 @@ typedef struct train_cli {
 
 static volatile sig_atomic_t stop_requested;
 
+static volatile sig_atomic_t step_done; /* a training step has finished in this process */
+
+/* Ctrl-C or SIGTERM: stop between steps, keeping metrics and the checkpoint; before the
+ * first step there is nothing to keep, so the process ends at once (a rank still starting
+ * or in its first evaluation would otherwise hold its launcher's stop for a whole step). */
 static void on_signal(int sig)
 {
     (void)sig;
+    if (!step_done)
+        _exit(1);
     stop_requested = 1;
 }
 
@@ -119,6 +127,10 @@ static void format_eta(double seconds, char *buf, size_t len)
 static void report(void *ctx, const step_report *r)
 {
     train_cli *t = ctx;
+    if (r->train_loss == r->train_loss) /* not the report before the first step */
+        step_done = 1;
+    if (t->rank != 0)
+        return;
     if (t->metrics != NULL) {
         fprintf(t->metrics, "%d,%.3f,%.6g,", r->step, r->wall_s, (double)r->lr);
         if (isfinite(r->train_loss))
@@ -515,7 +527,8 @@ int cli_train(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     int stopped_at = 0;
-    int rc = trainer_run(&t.tc, t.ops, rank == 0 ? report : NULL, &t, &stop_requested, &stopped_at, err,
+    t.rank = rank;
+    int rc = trainer_run(&t.tc, t.ops, report, &t, &stop_requested, &stopped_at, err,
                          sizeof err);
     if (t.metrics != NULL) {
         /* A full disk shows here at the latest: the run fails naming the file, which is removed. */

@@ -2,6 +2,7 @@
 
 #include "../core/ops/ops.h"
 #include "../core/status.h"
+#include "../core/util/proc.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -173,11 +174,14 @@ int cli_fork_ranks(int n, int (*fn)(int rank, void *ctx), void *ctx, const volat
 {
     pid_t pids[256];
     int started = 0;
+    const pid_t self = getpid();
     for (int r = 0; r < n && r < 256; r++) {
         pid_t pid = fork();
         if (pid < 0)
             break;
         if (pid == 0) {
+            if (!proc_die_with_parent(self, SIGKILL))
+                _exit(1);
             signal(SIGINT, SIG_DFL);
             signal(SIGTERM, SIG_DFL);
             _exit(fn(r, ctx) == 0 ? 0 : 1);

@@ -2,6 +2,7 @@
 #include "launch_local.h"
 
 #include "../core/comm/comm.h"
+#include "../core/util/proc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,6 +63,7 @@ int launch_local_ranks(const char *cmd, int ranks, char **child_argv)
     int live = 0;
     for (int r = 0; r < ranks; r++)
         exit_status[r] = -1;
+    const pid_t self = getpid();
     for (int r = 0; r < ranks; r++) {
         pids[r] = fork();
         if (pids[r] < 0) {
@@ -69,6 +71,8 @@ int launch_local_ranks(const char *cmd, int ranks, char **child_argv)
             break;
         }
         if (pids[r] == 0) {
+            if (!proc_die_with_parent(self, SIGTERM))
+                _exit(126);
             char rank[16];
             snprintf(rank, sizeof rank, "%d", r);
             setenv("RANK", rank, 1);

@@ -1,5 +1,7 @@
 #include "capture.h"
 
+#include "../core/util/proc.h"
+
 #include "../core/status.h"
 #include "topology.h"
 
@@ -192,6 +194,7 @@ int capture_start(capture *c, const char *prefix, int ranks, const char *csv_pat
     int ready[2];
     if (pipe(ready) != 0)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "pipe: %s", strerror(errno));
+    const pid_t self = getpid();
     c->pid = fork();
     if (c->pid < 0)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "fork: %s", strerror(errno));
@@ -199,6 +202,8 @@ int capture_start(capture *c, const char *prefix, int ranks, const char *csv_pat
         struct sigaction sa = {.sa_handler = on_stop};
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
+        if (!proc_die_with_parent(self, SIGTERM)) /* its caller died: wire.csv written, then gone */
+            _exit(1);
         close(ready[0]);
         dup2(ready[1], STDOUT_FILENO);
         close(ready[1]);

@@ -1,5 +1,7 @@
 #include "topology.h"
 
+#include "../core/util/proc.h"
+
 #include "../core/status.h"
 #include "rate_player.h"
 #include "units.h"
@@ -544,9 +546,12 @@ int topology_enter(const char *prefix, int rank, char *err, size_t errlen)
  * -1. topology_down kills it with everything else inside the namespace. */
 static pid_t fork_into_switch(const topology *t)
 {
+    const pid_t self = getpid();
     pid_t pid = fork();
     if (pid != 0)
         return pid;
+    if (t->owned && !proc_die_with_parent(self, SIGKILL))
+        _exit(3);
     setsid();
     char ignore[WANCP_ERRLEN];
     if (topology_enter(t->prefix, -1, ignore, sizeof ignore) != WANCP_OK)
@@ -766,6 +771,76 @@ int topology_down(const char *prefix, int *removed, char *err, size_t errlen)
         if ((rc = run_batch(&s, err, errlen)) == WANCP_OK)
             return WANCP_OK;
         usleep(100000);
+    }
+    return rc;
+}
+
+/* The owner's process id in an owned prefix ("run4242" -> 4242), or 0. */
+static long owner_of(const char *prefix)
+{
+    static const char *const OWNED[] = {TOPOLOGY_RUN_PREFIX, TOPOLOGY_CALIBRATE_PREFIX, TOPOLOGY_BENCH_PREFIX};
+    for (size_t i = 0; i < sizeof OWNED / sizeof OWNED[0]; i++) {
+        size_t n = strlen(OWNED[i]);
+        if (strncmp(prefix, OWNED[i], n) != 0 || prefix[n] < '1' || prefix[n] > '9')
+            continue;
+        char *end;
+        long pid = strtol(prefix + n, &end, 10);
+        return *end == '\0' ? pid : 0;
+    }
+    return 0;
+}
+
+/* Whether pid runs wancp now: its executable is called wancp (ranks are started through
+ * /proc/self/exe, so their comm says "exe"). */
+static bool runs_wancp(long pid)
+{
+    char path[64], exe[4096];
+    snprintf(path, sizeof path, "/proc/%ld/exe", pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
+    if (n <= 0)
+        return false;
+    exe[n] = '\0';
+    const char *base = strrchr(exe, '/');
+    base = base != NULL ? base + 1 : exe;
+    return strncmp(base, "wancp", 5) == 0;
+}
+
+int topology_down_orphans(int *removed, char *names, size_t len, char *err, size_t errlen)
+{
+    *removed = 0;
+    if (len > 0)
+        names[0] = '\0';
+    char orphans[32][24];
+    int norphans = 0;
+    DIR *d = opendir("/run/netns");
+    if (d == NULL)
+        return errno == ENOENT ? WANCP_OK : wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "/run/netns: %s", strerror(errno));
+    const size_t skip = strlen(TOPOLOGY_NS_PREFIX);
+    for (struct dirent *e; (e = readdir(d)) != NULL && norphans < 32;) {
+        if (strncmp(e->d_name, TOPOLOGY_NS_PREFIX, skip) != 0)
+            continue;
+        char prefix[24];
+        snprintf(prefix, sizeof prefix, "%.*s", (int)strcspn(e->d_name + skip, "-"), e->d_name + skip);
+        long pid = owner_of(prefix);
+        if (pid <= 0 || pid == (long)getpid() || runs_wancp(pid))
+            continue;
+        bool known = false;
+        for (int i = 0; i < norphans && !known; i++)
+            known = strcmp(orphans[i], prefix) == 0;
+        if (!known)
+            snprintf(orphans[norphans++], sizeof orphans[0], "%s", prefix);
+    }
+    closedir(d);
+    int rc = WANCP_OK;
+    for (int i = 0; i < norphans; i++) {
+        int n = 0;
+        int r = topology_down(orphans[i], &n, err, errlen);
+        if (r != WANCP_OK)
+            rc = r;
+        *removed += n;
+        size_t used = strlen(names);
+        if (used < len)
+            snprintf(names + used, len - used, "%s%s", used ? ", " : "", orphans[i]);
     }
     return rc;
 }

@@ -31,6 +31,13 @@
  * processes; topology_down removes it with the rest.
  */
 #define TOPOLOGY_NS_PREFIX "wancp-"
+
+/* Prefixes that a process makes from its own process id, for a network it owns: wancp run
+ * (run<pid>), bench calibrate (cal<pid>), bench comm (bc<pid>). A network whose process
+ * no longer runs as wancp is an orphan (its owner was killed with SIGKILL). */
+#define TOPOLOGY_RUN_PREFIX "run"
+#define TOPOLOGY_CALIBRATE_PREFIX "cal"
+#define TOPOLOGY_BENCH_PREFIX "bc"
 #define TOPOLOGY_MAX_RANKS 250 /* 198.18.0.1 .. .250 */
 
 enum topology_model { TOPOLOGY_UPLINK, TOPOLOGY_MESH };
@@ -48,6 +55,8 @@ typedef struct topology {
     int delay_mechanism; /* enum topology_delay */
     int straggler;       /* with straggler_k > 1: this rank's links (up and down, every */
     double straggler_k;  /* class of them in the mesh) run at the rate / straggler_k */
+    bool owned;          /* by a run: the helpers (relays, rate player) die with the process that
+                          * made them; false for `shape up`, whose network outlives it */
 } topology;
 
 /* The factor rank r's links run at: 1 / straggler_k for the straggler, else 1. */
@@ -73,6 +82,10 @@ relay_options relay_options_of(const topology *t, int rank);
 
 /* Builds everything; on any failure removes what it made. */
 int topology_up(const topology *t, char *err, size_t errlen);
+
+/* Removes the networks whose owner died (see TOPOLOGY_RUN_PREFIX): their prefixes, joined
+ * by ", ", go into names; *removed counts the namespaces. WANCP_OK or an error. */
+int topology_down_orphans(int *removed, char *names, size_t len, char *err, size_t errlen);
 
 /* A run's prefix: 1 to 16 of a-z and 0-9. WANCP_OK, or WANCP_ERR_INPUT naming it. */
 int topology_prefix_check(const char *prefix, char *err, size_t errlen);
