@@ -6,6 +6,7 @@
 
 #include "../core/ops/ops.h"
 #include "../core/status.h"
+#include "../core/util/buf.h"
 #include "../shaper/capture.h"
 #include "../shaper/topology.h"
 
@@ -166,14 +167,14 @@ static int make_dir(const char *path, char *err, size_t errlen)
 /* run.json: what ran where, and how each arm ended (rewritten after every arm). */
 static int write_run_json(const char *dir, json_t *run, char *err, size_t errlen)
 {
-    char path[1200], tmp[1300];
+    char path[1200];
     snprintf(path, sizeof path, "%s/run.json", dir);
-    snprintf(tmp, sizeof tmp, "%s.partial", path);
-    if (json_dump_file(run, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", path);
-    }
-    return WANCP_OK;
+    char *text = json_dumps(run, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+    if (text == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "%s: out of memory", path);
+    int rc = file_write_atomic(path, text, strlen(text), err, errlen);
+    free(text);
+    return rc;
 }
 
 static json_t *run_header(const scenario *s, int argc, char **argv)
@@ -439,13 +440,20 @@ static int cli_run_main(int argc, char **argv)
     }
     char path[1200];
     snprintf(path, sizeof path, "%s/scenario.ini", dir);
-    FILE *f = fopen(path, "w");
-    if (f == NULL) {
-        scenario_free(&s);
-        return cli_report("run", WANCP_ERR_SYSTEM, "cannot write the resolved scenario into the results folder");
+    char *resolved = NULL;
+    size_t resolved_len = 0;
+    FILE *f = open_memstream(&resolved, &resolved_len);
+    if (f != NULL) {
+        scenario_write(&s, f);
+        fclose(f);
     }
-    scenario_write(&s, f);
-    fclose(f);
+    rc = resolved != NULL ? file_write_atomic(path, resolved, resolved_len, err, sizeof err)
+                          : wancp_fail(err, sizeof err, WANCP_ERR_NOMEM, "%s: out of memory", path);
+    free(resolved);
+    if (rc != WANCP_OK) {
+        scenario_free(&s);
+        return cli_report("run", rc, err);
+    }
     fprintf(stderr, "wancp run: %s: %d arm%s, %d ranks, %d steps%s; results in %s\n", s.name, s.narms,
             s.narms == 1 ? "" : "s", s.ranks, s.steps, s.dilation > 1 ? ", dilated" : "", dir);
 
@@ -470,7 +478,13 @@ static int cli_run_main(int argc, char **argv)
         json_object_set_new(ja, "outcome", json_string("not-run"));
         json_array_append_new(arms, ja);
     }
-    write_run_json(dir, run, err, sizeof err);
+    if (write_run_json(dir, run, err, sizeof err) != WANCP_OK) {
+        json_decref(run);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        scenario_free(&s);
+        return cli_report("run", WANCP_ERR_SYSTEM, err);
+    }
     int failed = 0;
     for (int i = 0; i < s.narms && !interrupted; i++) {
         if (!selected(&o, s.arms[i].name))

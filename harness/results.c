@@ -3,6 +3,7 @@
 
 #include "../core/comm/comm.h"
 #include "../core/status.h"
+#include "../core/util/buf.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -301,18 +302,7 @@ static json_t *number_or_null(double x)
 
 static int write_then_rename(const char *path, const char *text, char *err, size_t errlen)
 {
-    char tmp[1300];
-    snprintf(tmp, sizeof tmp, "%s.partial", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL)
-        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", tmp);
-    int bad = fputs(text, f) < 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", path);
-    }
-    return WANCP_OK;
+    return file_write_atomic(path, text, strlen(text), err, errlen);
 }
 
 static char *summary_json(const run_summary *s)

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,44 @@ int results_gnuplot(const char *plots_dir, const char *data_dir, const char *scr
     return WANCP_OK;
 }
 
+/* Whether the file ends as a whole figure of its kind does: a PNG with its IEND chunk, an SVG
+ * with </svg>. gnuplot exits 0 when the disk fills under it, leaving an empty or cut file. */
+static bool figure_whole(const char *path, bool png)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return false;
+    char tail[64] = "";
+    size_t n = 0;
+    if (fseek(f, -(long)(sizeof tail - 1), SEEK_END) != 0)
+        rewind(f);
+    n = fread(tail, 1, sizeof tail - 1, f);
+    fclose(f);
+    tail[n] = '\0';
+    if (png)
+        return n >= 12 && memcmp(tail + n - 8, "IEND", 4) == 0;
+    while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == ' '))
+        tail[--n] = '\0';
+    return n >= 6 && strcmp(tail + n - 6, "</svg>") == 0;
+}
+
+/* The PNG and SVG a script draws (its name without .gp): both whole, or both removed and
+ * the run told which could not be written. */
+static int figures_whole(const char *dir, const char *script, char *err, size_t errlen)
+{
+    char png[1400], svg[1400];
+    int n = (int)strcspn(script, ".");
+    snprintf(png, sizeof png, "%s/%.*s.png", dir, n, script);
+    snprintf(svg, sizeof svg, "%s/%.*s.svg", dir, n, script);
+    bool png_ok = figure_whole(png, true), svg_ok = figure_whole(svg, false);
+    if (png_ok && svg_ok)
+        return WANCP_OK;
+    unlink(png);
+    unlink(svg);
+    return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: gnuplot left it empty or cut (is the disk full?)",
+                      png_ok ? svg : png);
+}
+
 int results_plot(const run_summary *s, const char *plots_dir, char *err, size_t errlen)
 {
     char data_dir[1100];
@@ -226,6 +265,8 @@ int results_plot(const run_summary *s, const char *plots_dir, char *err, size_t 
             rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: cannot read", script);
         else
             rc = results_gnuplot(plots_dir, data_dir, script, err, errlen);
+        if (rc == WANCP_OK)
+            rc = figures_whole(s->dir, SCRIPTS[i], err, errlen);
     }
     return rc;
 }

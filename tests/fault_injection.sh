@@ -12,7 +12,9 @@
 #   - kill -9 of a relay (where the kernel has no netem): the ranks stall, the arm fails;
 #   - SIGSTOP of a rank: the others notice the stall within WANCP_COMM_TIMEOUT, the arm fails;
 #   - SIGINT to the run process alone, during setup, while ranks start and mid-training:
-#     exit 130 within 3 s.
+#     exit 130 within 3 s;
+#   - a results folder on a disk that fills (a 160 KiB tmpfs): exit 1 naming the file, no
+#     empty or cut figure.
 set -uo pipefail
 wancp=$1 src=$2
 [ "$(id -u)" = 0 ] || { echo "not root: skipped"; exit 77; }
@@ -121,6 +123,20 @@ for phase in setup ranks training; do
   check "SIGINT during $phase: exit 130 within 3 s" '[ "$rc" = 130 ] && awk -v t="$took" "BEGIN { exit !(t < 3) }"'
   check "SIGINT during $phase: nothing left" '[ "$(leftovers $pid "$dir")" = "0 0 0" ]'
 done
+
+# 6. A results folder on a disk that fills: the run fails naming the file, leaves no empty or
+# cut figure and no temporary file, and never says "figures:".
+mkdir "$work/full"
+if mount -t tmpfs -o size=160k wancp-full "$work/full" 2>/dev/null; then
+  "$wancp" run "$src/scenarios/ci-tiny.ini" --only uncompressed@unshaped -o "$work/full/r" >/dev/null 2>"$work/full.err"
+  rc=$?
+  check "full disk: exit 1 naming the file, no figures line" \
+    '[ "$rc" = 1 ] && grep -q "left it empty or cut\|cannot write\|No space left" "$work/full.err" && ! grep -q "^figures:" "$work/full.err"'
+  check "full disk: every figure left is whole, nothing temporary" \
+    'for f in "$work"/full/r/*.png; do [ -e "$f" ] || continue; tail -c 12 "$f" | grep -q IEND || exit 1; done;
+     [ -z "$(find "$work/full/r" -size 0 -name "*.png" -o -size 0 -name "*.svg" -o -name "*.tmp.*" -o -name "*.partial")" ]'
+  umount "$work/full"
+fi
 
 echo "$passes passed, $failures failed"
 [ "$failures" = 0 ]
