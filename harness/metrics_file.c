@@ -123,6 +123,18 @@ int metrics_read(metrics_file *m, const char *path, char *err, size_t errlen)
             rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s:%d: a row with %d fields", path, lineno, nf);
             break;
         }
+        if (!(v[0] >= 0 && v[0] <= 1e9 && v[0] == floor(v[0]))) {
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s:%d: step %g is not a step number", path, lineno, v[0]);
+            break;
+        }
+        const int counts[] = {C_KV_FWD, C_KV_BWD, C_SYNC, C_CONTROL};
+        for (size_t k = 0; k < sizeof counts / sizeof counts[0] && rc == WANCP_OK; k++) {
+            int c = where[counts[k]];
+            if (c >= 0 && c < nf && isfinite(v[c]) && !(v[c] >= 0 && v[c] < 9e18))
+                rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s:%d: %g is not a byte count", path, lineno, v[c]);
+        }
+        if (rc != WANCP_OK)
+            break;
         if (m->nrows == cap) {
             cap = cap ? 2 * cap : 256;
             metrics_row *grown = realloc(m->rows, (size_t)cap * sizeof *grown);

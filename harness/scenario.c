@@ -77,8 +77,11 @@ static void set_sync(parse *ps, const char *sec, const char *key, const char *v,
 static void set_path(parse *ps, const char *key, const char *v, char *out, size_t len)
 {
     int n = v[0] == '/' ? snprintf(out, len, "%s", v) : snprintf(out, len, "%s/%s", ps->s->dir, v);
-    if (n < 0 || (size_t)n >= len)
-        problem(ps, "%s = '%.60s...': the path is longer than %zu bytes", key, v, len - 1);
+    /* The resolved scenario (run folders keep it) writes "key = path" on one line, which
+     * inih reads up to INI_MAX_LINE - 1 characters. */
+    const int most = INI_MAX_LINE - 1 - (int)strlen(key) - 3;
+    if (n < 0 || (size_t)n >= len || n > most)
+        problem(ps, "%s = '%.60s...': the path, resolved, is longer than %d characters", key, v, most);
 }
 
 static scenario_arm *arm_named(parse *ps, const char *name)

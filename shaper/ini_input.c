@@ -136,7 +136,9 @@ void ini_input_problem(ini_input *in, const char *where, const char *fmt, va_lis
     in->nproblems++;
     if (used + 8 >= sizeof in->problems)
         return;
-    used += (size_t)snprintf(in->problems + used, sizeof in->problems - used, "%s%s: ", in->nproblems > 1 ? "; " : "",
-                             where);
+    int n = snprintf(in->problems + used, sizeof in->problems - used, "%s%s: ", in->nproblems > 1 ? "; " : "", where);
+    used += n > 0 ? (size_t)n : 0;
+    if (used + 1 >= sizeof in->problems) /* the place alone filled it (snprintf says what it wanted) */
+        return;
     vsnprintf(in->problems + used, sizeof in->problems - used, fmt, ap);
 }

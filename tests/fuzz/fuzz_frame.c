@@ -1,5 +1,7 @@
 /* libFuzzer: the frame decoder on arbitrary bytes must accept or refuse with a one-line
- * error naming the peer, and whatever it accepts must re-encode to the same bytes. */
+ * error naming the peer, and whatever it accepts must re-encode to the same bytes. The bytes
+ * after the header are also read as a hello payload (what a caller says first): its address
+ * always ends inside its 64 bytes, and it re-encodes to what it decoded. */
 #include "core/comm/frame.h"
 #include "core/status.h"
 
@@ -27,6 +29,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     } else if (rc != WANCP_ERR_INPUT || strchr(err, '\n') != NULL || strstr(err, "peer 1.2.3.4") == NULL) {
         abort();
+    }
+    if (size >= 2 + FRAME_BYTES + HELLO_BYTES) {
+        hello h, again;
+        uint8_t bytes[HELLO_BYTES];
+        hello_decode(header + FRAME_BYTES, &h);
+        if (strnlen(h.addr, sizeof h.addr) >= sizeof h.addr)
+            abort();
+        hello_encode(&h, bytes);
+        hello_decode(bytes, &again);
+        if (again.rank != h.rank || again.world != h.world || again.cls != h.cls || strcmp(again.addr, h.addr) != 0)
+            abort();
     }
     return 0;
 }
