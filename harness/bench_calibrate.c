@@ -439,7 +439,8 @@ int bench_calibrate(int argc, char **argv)
     char peak_shape[64] = "";
     ops_cpu_set_threads(0);
     const double peak =
-        rc == WANCP_OK ? bench_sgemm_peak(ops_cpu(), &cfg, s->context / s->ranks, peak_shape, sizeof peak_shape) * 1e9 : 0;
+        rc == WANCP_OK ? bench_sgemm_peak(ops_cpu(), &cfg, s->context / s->ranks, peak_shape, sizeof peak_shape) * 1e9
+                       : 0;
     /* The shaped links' price at each rate the arms run (after the peak, alone again). */
     priced_rate rates[SIM_MAX_LINK_COSTS];
     const int nrates = in_namespaces && rc == WANCP_OK ? shaped_rates(s, rates, SIM_MAX_LINK_COSTS) : 0;
@@ -542,12 +543,12 @@ int bench_calibrate(int argc, char **argv)
         rc = sim_hardware_write(&hw, out_path, comment, err, sizeof err);
     }
     if (rc == WANCP_OK && json) {
-        json_t *j = json_pack("{s:s, s:s, s:i, s:f, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "scenario", s->name,
-                              "profile", out_path, "ranks", s->ranks, "sgemm_peak_gflops", peak / 1e9, "sgemm_peak_shape",
-                              peak_shape, "matmul", hw.efficiency[SIM_MATMUL], "attention", hw.efficiency[SIM_ATTENTION],
-                              "codec", hw.efficiency[SIM_CODEC], "memory_bytes_s", hw.memory_bytes_s,
-                              "step_measured_s", step_measured[0], "step_predicted_s", predicted[0],
-                              "compressed_step_measured_s", step_measured[1], "compressed_step_predicted_s", predicted[1]);
+        json_t *j = json_pack(
+            "{s:s, s:s, s:i, s:f, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "scenario", s->name, "profile",
+            out_path, "ranks", s->ranks, "sgemm_peak_gflops", peak / 1e9, "sgemm_peak_shape", peak_shape, "matmul",
+            hw.efficiency[SIM_MATMUL], "attention", hw.efficiency[SIM_ATTENTION], "codec", hw.efficiency[SIM_CODEC],
+            "memory_bytes_s", hw.memory_bytes_s, "step_measured_s", step_measured[0], "step_predicted_s", predicted[0],
+            "compressed_step_measured_s", step_measured[1], "compressed_step_predicted_s", predicted[1]);
         json_object_set_new(j, "byte_cost_s", json_real(hw.byte_cost_s));
         json_object_set_new(j, "exchange_step_measured_s", json_real(step_measured[2]));
         json_object_set_new(j, "cores", json_real(hw.cores));
@@ -570,7 +571,8 @@ int bench_calibrate(int argc, char **argv)
             printf("  %-14s %12.4f %16.4g %s %10.4g%s\n", NAMES[k], secs[k] / s->ranks, amount[k] / s->ranks,
                    k == SIM_MEMORY ? "B   " : "FLOP", k == SIM_MEMORY ? hw.memory_bytes_s / 1e9 : hw.efficiency[k],
                    k == SIM_MEMORY ? " GB/s" : " of peak");
-        printf("# compute-only step per rank: uncompressed measured %.4f s, model %.4f s; compressed %.4f s, model %.4f s\n",
+        printf("# compute-only step per rank: uncompressed measured %.4f s, model %.4f s; compressed %.4f s, model "
+               "%.4f s\n",
                step_measured[0], predicted[0], step_measured[1], predicted[1]);
         printf("# with the exchange %s: %.4f s; byte cost %.3g ns per K/V byte a rank sends or receives\n",
                in_namespaces ? "through the rank namespaces" : "on loopback", step_measured[2], hw.byte_cost_s * 1e9);

@@ -260,7 +260,8 @@ static int measure(const bench_where *w, double *ceiling_bps, char *why, size_t 
         return snprintf(why, why_len, "interrupted; everything it created is removed"), WANCP_ERR_SYSTEM;
     if (failed || w->res->failed)
         return snprintf(why, why_len, "%s", w->res->failed ? w->res->error : "a rank failed"), WANCP_ERR_SYSTEM;
-    *ceiling_bps = iperf3_ring(w->prefix, w->ranks, w->port + 2 + COMM_NCLASSES * w->ranks, 3, 1, &interrupted, why, why_len);
+    *ceiling_bps =
+        iperf3_ring(w->prefix, w->ranks, w->port + 2 + COMM_NCLASSES * w->ranks, 3, 1, &interrupted, why, why_len);
     if (interrupted)
         return snprintf(why, why_len, "interrupted; everything it created is removed"), WANCP_ERR_SYSTEM;
     return *ceiling_bps > 0 ? WANCP_OK : WANCP_ERR_SYSTEM;

@@ -108,7 +108,18 @@ static const char *peak_kind(bool gpu)
 
 int bench_step(int argc, char **argv)
 {
-    enum { O_BATCH = 256, O_STEPS, O_THREADS, O_JSON, O_CHUNKS, O_COMPRESS, O_CHEAP, O_DEVICE, O_PRECISION, O_ATTENTION };
+    enum {
+        O_BATCH = 256,
+        O_STEPS,
+        O_THREADS,
+        O_JSON,
+        O_CHUNKS,
+        O_COMPRESS,
+        O_CHEAP,
+        O_DEVICE,
+        O_PRECISION,
+        O_ATTENTION
+    };
     static const struct option LONG[] = {
         CLI_MODEL_OPTIONS,          {"batch", 1, 0, O_BATCH}, {"steps", 1, 0, O_STEPS}, {"threads", 1, 0, O_THREADS},
         {"json", 0, 0, O_JSON},     {"chunks", 1, 0, O_CHUNKS}, {"compress", 0, 0, O_COMPRESS},

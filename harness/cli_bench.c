@@ -203,5 +203,6 @@ int cli_bench(int argc, char **argv)
         return bench_attention(argc - 1, argv + 1);
     if (strcmp(argv[1], "calibrate") == 0)
         return bench_calibrate(argc - 1, argv + 1);
-    return cli_usage_error("bench", "unknown benchmark '%s': expected tokenizer, step, attention, comm or calibrate", argv[1]);
+    return cli_usage_error("bench", "unknown benchmark '%s': expected tokenizer, step, attention, comm or calibrate",
+                           argv[1]);
 }

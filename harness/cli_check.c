@@ -56,7 +56,8 @@ static int check_scenario(int argc, char **argv)
         return cli_report("check", rc, err);
     }
     scenario_write(&s, stdout);
-    fprintf(stderr, "%s: ok (%d arm%s, %d ranks, %d steps)\n", path, s.narms, s.narms == 1 ? "" : "s", s.ranks, s.steps);
+    fprintf(stderr, "%s: ok (%d arm%s, %d ranks, %d steps)\n", path, s.narms, s.narms == 1 ? "" : "s", s.ranks,
+            s.steps);
     scenario_free(&s);
     return 0;
 }

@@ -154,7 +154,8 @@ int cli_shape(int argc, char **argv)
             rc = topology_up(&t, err, sizeof err);
             if (rc == WANCP_OK)
                 printf("up: %d ranks in wancp-%s-r0..r%d (198.18.0.1..%d), switch wancp-%s-sw, %s, %s model, delay "
-                       "mechanism %s\n", t.ranks, t.prefix, t.ranks - 1, t.ranks, t.prefix, loaded ? p.name : "unshaped",
+                       "mechanism %s\n",
+                       t.ranks, t.prefix, t.ranks - 1, t.ranks, t.prefix, loaded ? p.name : "unshaped",
                        t.model == TOPOLOGY_MESH ? "mesh" : "uplink", topology_delay_mechanism(&t));
         }
         if (loaded)
@@ -229,11 +230,23 @@ int shape_relay(int argc, char **argv)
         switch (opt) {
         case O_IN: snprintf(o.in, sizeof o.in, "%s", optarg); break;
         case O_OUT: snprintf(o.out, sizeof o.out, "%s", optarg); break;
-        case O_DELAY: bad = cli_parse_ulong("shape", "--delay-ns", optarg, 0, 100000000000ul, &u); o.delay_ns = u; break;
-        case O_JITTER: bad = cli_parse_ulong("shape", "--jitter-ns", optarg, 0, 100000000000ul, &u); o.jitter_ns = u; break;
+        case O_DELAY:
+            bad = cli_parse_ulong("shape", "--delay-ns", optarg, 0, 100000000000ul, &u);
+            o.delay_ns = u;
+            break;
+        case O_JITTER:
+            bad = cli_parse_ulong("shape", "--jitter-ns", optarg, 0, 100000000000ul, &u);
+            o.jitter_ns = u;
+            break;
         case O_DIST: bad = cli_parse_ulong("shape", "--distribution", optarg, 0, 3, &u); o.distribution = (int)u; break;
-        case O_LOSS: bad = cli_parse_ulong("shape", "--loss-ppm", optarg, 0, 1000000, &u); o.loss_ppm = (uint32_t)u; break;
-        case O_QUEUE: bad = cli_parse_ulong("shape", "--queue-bytes", optarg, 0, 1ul << 32, &u); o.queue_bytes = u; break;
+        case O_LOSS:
+            bad = cli_parse_ulong("shape", "--loss-ppm", optarg, 0, 1000000, &u);
+            o.loss_ppm = (uint32_t)u;
+            break;
+        case O_QUEUE:
+            bad = cli_parse_ulong("shape", "--queue-bytes", optarg, 0, 1ul << 32, &u);
+            o.queue_bytes = u;
+            break;
         case O_SEED: bad = cli_parse_ulong("shape", "--seed", optarg, 0, ~0ul, &u); o.seed = u; break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("shape", "%s needs a value", argv[optind - 1]);

@@ -364,9 +364,10 @@ static void print_table(const sim_cli *o, const scenario *s, const sim_hardware 
            steps);
     if (hw->host && s->dilation > 1)
         printf("# dilation D = %g as the run: links at B/D, delays x D, times / D\n", s->dilation);
-    printf("# model: %d layers, dim %d, %d heads (%d kv), ffn %d, vocab %d, context %d (chunk %d), batch %d; routing %s%s\n",
-           s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->vocab, s->context, s->context / (2 * s->ranks), s->batch,
-           o->allgather ? "allgather" : "needed", o->no_overlap ? ", no overlap" : "");
+    printf("# model: %d layers, dim %d, %d heads (%d kv), ffn %d, vocab %d, context %d (chunk %d), batch %d; routing "
+           "%s%s\n",
+           s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->vocab, s->context, s->context / (2 * s->ranks),
+           s->batch, o->allgather ? "allgather" : "needed", o->no_overlap ? ", no overlap" : "");
     printf("# times in seconds per step (rank 0; steady); exposed = waiting for communication, by class;\n"
            "# MB = payload rank 0 sends per step; total = the projected run\n");
     printf("%-26s %9s %9s %9s %9s %9s %9s %10s %10s\n", "arm", "step_s", "compute", "exp_fwd", "exp_bwd", "exp_sync",
@@ -429,7 +430,8 @@ static void print_table(const sim_cli *o, const scenario *s, const sim_hardware 
             const double d = rel_diff(json_real_value(pred), meas);
             printf("# knee (step time twice the unshaped arm's), %s: measured %.0f Mbit/s, predicted %.0f Mbit/s "
                    "(%+.1f%%%s)\n",
-                   family, meas / 1e6, json_real_value(pred) / 1e6, 100 * d, fabs(d) > KNEE_BOUND ? ", OUTSIDE 25%" : "");
+                   family, meas / 1e6, json_real_value(pred) / 1e6, 100 * d,
+                   fabs(d) > KNEE_BOUND ? ", OUTSIDE 25%" : "");
         }
     }
     printf("# simulated in %.3f s\n", sim_s);
@@ -467,7 +469,8 @@ static int project_loss(const sim_cli *o, const scenario *s, const sim_hardware 
             rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", path);
             break;
         }
-        fprintf(f, "# step projected_s train_loss val_loss (loss from %s; time from wancp sim, %s)\n", o->loss, hw->name);
+        fprintf(f, "# step projected_s train_loss val_loss (loss from %s; time from wancp sim, %s)\n", o->loss,
+                hw->name);
         double t = 0;
         int k = 0;
         for (int row = 0; row < mf->nrows; row++) {
@@ -625,7 +628,8 @@ int cli_sim(int argc, char **argv)
             char dir[1100];
             rc = project_loss(&o, s, &hw, arms, n, &mf, dir, sizeof dir, err, sizeof err);
             if (rc == WANCP_OK)
-                fprintf(o.json ? stderr : stdout, "# loss vs projected time: %s/sim_loss_vs_time.png (and .svg)\n", dir);
+                fprintf(o.json ? stderr : stdout, "# loss vs projected time: %s/sim_loss_vs_time.png (and .svg)\n",
+                        dir);
         }
     }
     for (int i = 0; i < n; i++) {

@@ -28,7 +28,8 @@ static const char USAGE[] =
     "  --vocab N             vocabulary: 50257 for gpt2 shards (default), 256 for bytes\n"
     "Model:\n"
     "  --layers N (4)  --dim N (256)  --heads N (4)  --kv-heads N (= heads)  --ffn N (704)\n"
-    "  --context N (256)  --attn-block N (256 or what divides the context)  --untied (separate LM head)  --rope-theta X (10000)\n"
+    "  --context N (256)  --attn-block N (256 or what divides the context)  --untied (separate LM head)  --rope-theta "
+    "X (10000)\n"
     "Optimisation:\n"
     "  --batch N (4)  --seq N (= context)  --steps N (300)  --lr X (3e-3)  --warmup N (steps/10)\n"
     "  --lr-final X (0.1: last rate as a fraction of --lr)  --weight-decay X (0.01)  --clip X (1.0)\n"
@@ -218,17 +219,19 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "sync_wait_ms,unix_s\n",
             wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), device,
             t->ops->host_memory ? "" : " (staged through pinned host memory)",
-            t->tc.nccl != NULL ? comm_nccl_describe(t->tc.nccl) : t->ops->host_memory ? "TCP" : "TCP (staged)", m->n_layers,
-            m->dim, m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab, m->context, m->attn_block, m->tied_head,
-            (double)m->rope_theta, (double)m->norm_eps, (double)o->lr, (double)o->lr_final_frac, o->warmup_steps,
-            o->total_steps, (double)o->beta1, (double)o->beta2, (double)o->eps, (double)o->weight_decay,
-            (double)o->grad_clip, t->tc.train_path, t->tc.val_path, t->tc.batch, t->tc.seq, t->tc.val_tokens,
-            (unsigned long long)t->tc.seed, t->tc.comm ? comm_size(t->tc.comm) : 1,
+            t->tc.nccl != NULL    ? comm_nccl_describe(t->tc.nccl)
+            : t->ops->host_memory ? "TCP"
+                                  : "TCP (staged)",
+            m->n_layers, m->dim, m->n_heads, m->n_kv_heads, m->ffn_dim, m->vocab, m->context, m->attn_block,
+            m->tied_head, (double)m->rope_theta, (double)m->norm_eps, (double)o->lr, (double)o->lr_final_frac,
+            o->warmup_steps, o->total_steps, (double)o->beta1, (double)o->beta2, (double)o->eps,
+            (double)o->weight_decay, (double)o->grad_clip, t->tc.train_path, t->tc.val_path, t->tc.batch, t->tc.seq,
+            t->tc.val_tokens, (unsigned long long)t->tc.seed, t->tc.comm ? comm_size(t->tc.comm) : 1,
             t->tc.cp_layout == CP_ZIGZAG ? "zigzag" : "contiguous", t->tc.sync_mode == SYNC_EVERY_STEP ? "S" : "A",
             t->tc.sync_every, t->tc.chunks, t->tc.cp.wire_bf16 ? "bf16" : "fp32",
-            t->tc.cp.regather ? "regathered" : "cached", m->psi_k, m->rank_k, m->rank_v,
-            t->tc.cp.planes, t->tc.warm_steps, t->tc.cov_steps, t->tc.cp.compress_last, t->tc.unplug_at,
-            t->tc.check_shared, t->tc.cp.stiefel, (double)t->tc.stiefel_lr, t->tc.stiefel_every,
+            t->tc.cp.regather ? "regathered" : "cached", m->psi_k, m->rank_k, m->rank_v, t->tc.cp.planes,
+            t->tc.warm_steps, t->tc.cov_steps, t->tc.cp.compress_last, t->tc.unplug_at, t->tc.check_shared,
+            t->tc.cp.stiefel, (double)t->tc.stiefel_lr, t->tc.stiefel_every,
             t->tc.cp.cheap_rotation ? "cheap" : "givens");
     return 0;
 }
@@ -237,11 +240,50 @@ static int open_metrics(train_cli *t, int argc, char **argv)
 static int parse(int argc, char **argv, train_cli *t, int *threads)
 {
     enum {
-        O_TRAIN = 256, O_VAL, O_BATCH, O_SEQ, O_STEPS, O_LR, O_WARMUP, O_LR_FINAL, O_WD, O_CLIP, O_SEED, O_EVAL, O_VAL_TOKENS, O_METRICS,
-        O_CKPT, O_CKPT_EVERY, O_RESUME, O_THREADS, O_STOP_AFTER, O_RANKS, O_LAYOUT, O_SYNC, O_SYNC_EVERY,
-        O_CHUNKS, O_WIRE, O_COMPRESS, O_RANK_K, O_RANK_V, O_PSI_K, O_PLANES, O_WARM_STEPS, O_COV_STEPS,
-        O_COMPRESS_LAST, O_UNPLUG_AT, O_CHECK_SHARED, O_STIEFEL, O_STIEFEL_LR, O_STIEFEL_EVERY, O_REGATHER, O_CHEAP,
-        O_DEVICE, O_PRECISION, O_ATTENTION, O_TRANSPORT,
+        O_TRAIN = 256,
+        O_VAL,
+        O_BATCH,
+        O_SEQ,
+        O_STEPS,
+        O_LR,
+        O_WARMUP,
+        O_LR_FINAL,
+        O_WD,
+        O_CLIP,
+        O_SEED,
+        O_EVAL,
+        O_VAL_TOKENS,
+        O_METRICS,
+        O_CKPT,
+        O_CKPT_EVERY,
+        O_RESUME,
+        O_THREADS,
+        O_STOP_AFTER,
+        O_RANKS,
+        O_LAYOUT,
+        O_SYNC,
+        O_SYNC_EVERY,
+        O_CHUNKS,
+        O_WIRE,
+        O_COMPRESS,
+        O_RANK_K,
+        O_RANK_V,
+        O_PSI_K,
+        O_PLANES,
+        O_WARM_STEPS,
+        O_COV_STEPS,
+        O_COMPRESS_LAST,
+        O_UNPLUG_AT,
+        O_CHECK_SHARED,
+        O_STIEFEL,
+        O_STIEFEL_LR,
+        O_STIEFEL_EVERY,
+        O_REGATHER,
+        O_CHEAP,
+        O_DEVICE,
+        O_PRECISION,
+        O_ATTENTION,
+        O_TRANSPORT,
     };
     static const struct option LONG[] = {
         {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
@@ -298,20 +340,35 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         case O_VAL: c->val_path = optarg; break;
         case O_BATCH: bad = cli_parse_ulong("train", name, optarg, 1, 4096, &u); c->batch = (int)u; break;
         case O_SEQ: bad = cli_parse_ulong("train", name, optarg, 1, 1 << 24, &u); c->seq = (int)u; break;
-        case O_STEPS: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); c->optim.total_steps = (int)u; break;
+        case O_STEPS:
+            bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u);
+            c->optim.total_steps = (int)u;
+            break;
         case O_LR: bad = cli_parse_float("train", name, optarg, 0, 10, &f); c->optim.lr = (float)f; break;
         case O_WARMUP: bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u); warmup = (int)u; break;
-        case O_LR_FINAL: bad = cli_parse_float("train", name, optarg, 0, 1, &f); c->optim.lr_final_frac = (float)f; break;
+        case O_LR_FINAL:
+            bad = cli_parse_float("train", name, optarg, 0, 1, &f);
+            c->optim.lr_final_frac = (float)f;
+            break;
         case O_WD: bad = cli_parse_float("train", name, optarg, 0, 1, &f); c->optim.weight_decay = (float)f; break;
         case O_CLIP: bad = cli_parse_float("train", name, optarg, 0, 1e9, &f); c->optim.grad_clip = (float)f; break;
         case O_SEED: bad = cli_parse_ulong("train", name, optarg, 0, ~0ul, &u); c->seed = u; break;
         case O_EVAL: bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u); c->eval_every = (int)u; break;
-        case O_VAL_TOKENS: bad = cli_parse_ulong("train", name, optarg, 1, 1ul << 40, &u); c->val_tokens = (long)u; break;
+        case O_VAL_TOKENS:
+            bad = cli_parse_ulong("train", name, optarg, 1, 1ul << 40, &u);
+            c->val_tokens = (long)u;
+            break;
         case O_METRICS: t->metrics_path = optarg; break;
         case O_CKPT: c->checkpoint_path = optarg; break;
-        case O_CKPT_EVERY: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); c->checkpoint_every = (int)u; break;
+        case O_CKPT_EVERY:
+            bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u);
+            c->checkpoint_every = (int)u;
+            break;
         case O_RESUME: c->resume_path = optarg; break;
-        case O_STOP_AFTER: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); c->stop_after = (int)u; break;
+        case O_STOP_AFTER:
+            bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u);
+            c->stop_after = (int)u;
+            break;
         case O_THREADS: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); *threads = (int)u; break;
         case O_RANKS: bad = cli_parse_ulong("train", name, optarg, 1, 256, &u); t->ranks = (int)u; break;
         case O_LAYOUT:
@@ -342,18 +399,55 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         case O_DEVICE:
         case O_PRECISION:
         case O_ATTENTION: bad = cli_device_option("train", name, optarg, &t->device); break;
-        case O_RANK_K: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_k = (int)u; compress_only = true; break;
-        case O_RANK_V: bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u); rank_v = (int)u; compress_only = true; break;
-        case O_PSI_K: bad = cli_parse_ulong("train", name, optarg, 1, 64, &u); psi_k = (int)u; compress_only = true; break;
-        case O_PLANES: bad = cli_parse_ulong("train", name, optarg, 1, 32768, &u); c->cp.planes = (int)u; compress_only = true; break;
-        case O_WARM_STEPS: bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u); warm_steps = (int)u; compress_only = true; break;
-        case O_COV_STEPS: bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u); cov_steps = (int)u; compress_only = true; break;
+        case O_RANK_K:
+            bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u);
+            rank_k = (int)u;
+            compress_only = true;
+            break;
+        case O_RANK_V:
+            bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u);
+            rank_v = (int)u;
+            compress_only = true;
+            break;
+        case O_PSI_K:
+            bad = cli_parse_ulong("train", name, optarg, 1, 64, &u);
+            psi_k = (int)u;
+            compress_only = true;
+            break;
+        case O_PLANES:
+            bad = cli_parse_ulong("train", name, optarg, 1, 32768, &u);
+            c->cp.planes = (int)u;
+            compress_only = true;
+            break;
+        case O_WARM_STEPS:
+            bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u);
+            warm_steps = (int)u;
+            compress_only = true;
+            break;
+        case O_COV_STEPS:
+            bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u);
+            cov_steps = (int)u;
+            compress_only = true;
+            break;
         case O_COMPRESS_LAST: c->cp.compress_last = true; compress_only = true; break;
-        case O_UNPLUG_AT: bad = cli_parse_float("train", name, optarg, 0, 1, &f); c->unplug_at = f; compress_only = true; break;
+        case O_UNPLUG_AT:
+            bad = cli_parse_float("train", name, optarg, 0, 1, &f);
+            c->unplug_at = f;
+            compress_only = true;
+            break;
         case O_CHECK_SHARED: c->check_shared = true; compress_only = true; break;
         case O_STIEFEL: c->cp.stiefel = true; compress_only = true; break;
-        case O_STIEFEL_LR: bad = cli_parse_float("train", name, optarg, 0, 10, &f); c->stiefel_lr = (float)f; stiefel_lr_given = true; compress_only = true; break;
-        case O_STIEFEL_EVERY: bad = cli_parse_ulong("train", name, optarg, 1, 1000000, &u); c->stiefel_every = (int)u; compress_only = true; break;
+        case O_STIEFEL_LR:
+            bad = cli_parse_float("train", name, optarg, 0, 10, &f);
+            c->stiefel_lr = (float)f;
+            stiefel_lr_given = true;
+            compress_only = true;
+            break;
+        case O_STIEFEL_EVERY:
+            bad = cli_parse_ulong("train", name, optarg, 1, 1000000, &u);
+            c->stiefel_every = (int)u;
+            compress_only = true;
+            break;
         case 'h': fputs(USAGE, stdout); return -1;
         case ':': return cli_usage_error("train", "%s needs a value", name);
         default:
@@ -558,7 +652,8 @@ int cli_train(int argc, char **argv)
         /* Interrupted (exit 1), or stopped early as asked with --stop-after (exit 0). */
         fprintf(stderr, "%swancp train: %s at step %d of %d%s%s\n", t.tty ? "\n" : "",
                 stop_requested ? "interrupted" : "stopped as asked", stopped_at, t.tc.optim.total_steps,
-                t.tc.checkpoint_path ? "; continue with --resume " : "", t.tc.checkpoint_path ? t.tc.checkpoint_path : "");
+                t.tc.checkpoint_path ? "; continue with --resume " : "",
+                t.tc.checkpoint_path ? t.tc.checkpoint_path : "");
     }
     return stopped_at < t.tc.optim.total_steps && stop_requested ? 1 : 0;
 }

@@ -42,8 +42,8 @@ static pid_t spawn_at(const char *prefix, int rank, char *const argv[], int out_
     _exit(127);
 }
 
-double iperf3_ring(const char *prefix, int ranks, int port, int seconds, int omit, const volatile sig_atomic_t *interrupted,
-                   char *why, size_t why_len)
+double iperf3_ring(const char *prefix, int ranks, int port, int seconds, int omit,
+                   const volatile sig_atomic_t *interrupted, char *why, size_t why_len)
 {
     const int streams = ranks;
     if (streams < 2 || streams > COMM_MAX_RANKS)
@@ -94,8 +94,9 @@ double iperf3_ring(const char *prefix, int ranks, int port, int seconds, int omi
         if (!json_is_number(bps)) {
             if (ok)
                 snprintf(why, why_len, "%s",
-                         *interrupted ? "interrupted"
-                                      : "an iperf3 stream gave no result (is iperf3 installed? harness/setup installs it)");
+                         *interrupted
+                             ? "interrupted"
+                             : "an iperf3 stream gave no result (is iperf3 installed? harness/setup installs it)");
             ok = 0;
         } else {
             total += json_number_value(bps);

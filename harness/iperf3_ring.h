@@ -14,7 +14,7 @@
  * filled (iperf3 missing, a stream without a result, *interrupted set: the clients are
  * killed). Every iperf3 it started has exited when it returns.
  */
-double iperf3_ring(const char *prefix, int ranks, int port, int seconds, int omit, const volatile sig_atomic_t *interrupted,
-                   char *why, size_t why_len);
+double iperf3_ring(const char *prefix, int ranks, int port, int seconds, int omit,
+                   const volatile sig_atomic_t *interrupted, char *why, size_t why_len);
 
 #endif

@@ -73,8 +73,8 @@ static uint64_t join_spinners(int n, const turns *t, const pid_t *pids)
     return sum;
 }
 
-int link_price_measure(const char *prefix, int ranks, int port, link_price *out, const volatile sig_atomic_t *interrupted,
-                       char *why, size_t why_len)
+int link_price_measure(const char *prefix, int ranks, int port, link_price *out,
+                       const volatile sig_atomic_t *interrupted, char *why, size_t why_len)
 {
     memset(out, 0, sizeof *out);
     long online = sysconf(_SC_NPROCESSORS_ONLN);

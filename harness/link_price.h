@@ -22,7 +22,7 @@ typedef struct link_price {
     double stream_bps;      /* iperf3's mean per stream, bit/s */
 } link_price;
 
-int link_price_measure(const char *prefix, int ranks, int port, link_price *out, const volatile sig_atomic_t *interrupted,
-                       char *why, size_t why_len);
+int link_price_measure(const char *prefix, int ranks, int port, link_price *out,
+                       const volatile sig_atomic_t *interrupted, char *why, size_t why_len);
 
 #endif

@@ -272,7 +272,8 @@ static void check_whole(parse *ps)
     if (s->steps > 0 && s->warmup > s->steps)
         problem(ps, "[train] warmup = %d is longer than the run's %d steps", s->warmup, s->steps);
     if (s->ranks > 0 && s->context % (2 * s->ranks) != 0)
-        problem(ps, "[model] context = %d does not split into 2 x %d chunks for %d ranks", s->context, s->ranks, s->ranks);
+        problem(ps, "[model] context = %d does not split into 2 x %d chunks for %d ranks", s->context, s->ranks,
+                s->ranks);
     model_config c = model_config_default();
     c.n_layers = s->layers, c.dim = s->dim, c.n_heads = s->heads, c.n_kv_heads = s->kv_heads, c.ffn_dim = s->ffn;
     c.context = s->context, c.vocab = s->vocab, c.attn_block = 1;
@@ -373,11 +374,13 @@ void scenario_write(const scenario *s, FILE *f)
             s->val_tokens, s->wire, s->sync, s->sync_every, s->device, s->precision);
     for (int i = 0; i < s->narms; i++) {
         const scenario_arm *a = &s->arms[i];
-        fprintf(f, "\n[arm %s]\nprofile = %s\nlink_model = %s\ncompress = %s\ncompress_last = %s\nwarm_steps = %d\n"
-                   "sync = %c\nsync_every = %d\n",
+        fprintf(f,
+                "\n[arm %s]\nprofile = %s\nlink_model = %s\ncompress = %s\ncompress_last = %s\nwarm_steps = %d\n"
+                "sync = %c\nsync_every = %d\n",
                 a->name, a->shaped ? a->profile_path : "none", a->link_model == TOPOLOGY_MESH ? "mesh" : "uplink",
-                a->compress ? "true" : "false", a->compress_last ? "true" : "false", a->warm_steps >= 0 ? a->warm_steps : s->steps / 10,
-                a->sync ? a->sync : s->sync, a->sync_every ? a->sync_every : s->sync_every);
+                a->compress ? "true" : "false", a->compress_last ? "true" : "false",
+                a->warm_steps >= 0 ? a->warm_steps : s->steps / 10, a->sync ? a->sync : s->sync,
+                a->sync_every ? a->sync_every : s->sync_every);
         if (a->straggler_k > 1)
             fprintf(f, "straggler = %d:%g\n", a->straggler, a->straggler_k);
         else

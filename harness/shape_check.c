@@ -316,7 +316,8 @@ static int run_emulator(emu_check *e, const char *prefix, char *err, size_t errl
     if (rc == WANCP_OK)
         rc = ping_rtt(prefix, 20, "0.05", &e->rtt, err, errlen);
     rc = down_keeping_first_error(prefix, rc, err, errlen);
-    if (rc == WANCP_OK && !interrupted && (rc = emu_up(prefix, delay, jitter, 0, &e->mechanism, err, errlen)) == WANCP_OK)
+    if (rc == WANCP_OK && !interrupted &&
+        (rc = emu_up(prefix, delay, jitter, 0, &e->mechanism, err, errlen)) == WANCP_OK)
         rc = ping_rtt(prefix, 300, "0.02", &e->jitter_rtt, err, errlen);
     rc = down_keeping_first_error(prefix, rc, err, errlen);
     if (rc == WANCP_OK && !interrupted &&
@@ -404,8 +405,8 @@ int shape_check(int argc, char **argv)
             uint64_t ns;
             char terr[WANCP_ERRLEN];
             if (shaper_parse_time(optarg, &ns, terr, sizeof terr) != WANCP_OK || ns < 1000000 || ns > 1000000000)
-                return cli_usage_error("shape", "%s '%s': a time from 1ms to 1s", opt == O_DELAY ? "--delay" : "--jitter",
-                                       optarg);
+                return cli_usage_error("shape", "%s '%s': a time from 1ms to 1s",
+                                       opt == O_DELAY ? "--delay" : "--jitter", optarg);
             *(opt == O_DELAY ? &emu.delay_ms : &emu.jitter_ms) = (double)ns / 1e6;
             break;
         }
@@ -413,7 +414,8 @@ int shape_check(int argc, char **argv)
             char *end;
             double v = strtod(optarg, &end);
             if (end == optarg || strcmp(end, "%") != 0 || !(v > 0 && v <= 50))
-                return cli_usage_error("shape", "--loss '%s': a percentage above 0 and at most 50, such as 2%%", optarg);
+                return cli_usage_error("shape", "--loss '%s': a percentage above 0 and at most 50, such as 2%%",
+                                       optarg);
             emu.loss_percent = v;
             break;
         }

@@ -99,8 +99,10 @@ static int handler(void *user, const char *section, const char *name, const char
     while (k < NKEYS && strcmp(name, KEYS[k]) != 0)
         k++;
     if (k == NKEYS) {
-        problem(ps, "unknown key '%s' (expected name, peak_flops, matmul, attention, codec, memory_bytes_s, "
-                    "op_overhead_s, act_bytes, param_bytes, byte_cost_s, host, cores, link_cost_s, delay_link_cost_s)", name);
+        problem(ps,
+                "unknown key '%s' (expected name, peak_flops, matmul, attention, codec, memory_bytes_s, "
+                "op_overhead_s, act_bytes, param_bytes, byte_cost_s, host, cores, link_cost_s, delay_link_cost_s)",
+                name);
         return 1;
     }
     ps->seen[k] = 1;
@@ -202,8 +204,8 @@ int sim_hardware_find(sim_hardware *hw, const char *name, char *err, size_t errl
     }
     for (const char *c = name; *c; c++)
         if (!(*c == '-' || *c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9')))
-            return wancp_fail(err, errlen, WANCP_ERR_INPUT, "hardware '%s': a name is lower-case letters, digits, - and _",
-                              name);
+            return wancp_fail(err, errlen, WANCP_ERR_INPUT,
+                              "hardware '%s': a name is lower-case letters, digits, - and _", name);
     snprintf(path, sizeof path, "%s/scenarios/hardware/%s.ini", cli_source_dir(), name);
     if (access(path, R_OK) != 0)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT,

@@ -293,7 +293,8 @@ static int build_kind(const sim_setup *s, step_kind *k, int kind, char *err, siz
     }
     if (s->sync == 'S' && P > 1) {
         if (buckets) {
-            ring_allreduce(&b, COMM_WEIGHT_SYNC, (params - layer_params * sh->layers) * s->hw.param_bytes, last, last_sent);
+            ring_allreduce(&b, COMM_WEIGHT_SYNC, (params - layer_params * sh->layers) * s->hw.param_bytes, last,
+                           last_sent);
             for (int l = 0; l < sh->layers; l++)
                 wait_ring(&b, blast[l], bsent[l]);
         } else {
@@ -435,7 +436,8 @@ static int post_ready(engine *e, instance *in)
     for (int p = 0; p < in->npending; p++) {
         const int i = in->pending[p];
         const tmsg *m = &k->msgs[i];
-        double at = fmax(in->release[i], fmax(known_time(e, in, m->dep_arrival, false), known_time(e, in, m->dep_sent, true)));
+        double at =
+            fmax(in->release[i], fmax(known_time(e, in, m->dep_arrival, false), known_time(e, in, m->dep_sent, true)));
         if (!isfinite(at))
             continue;
         int id = link_net_send(e->net, m->src, m->dst, m->cls, m->bytes, fmax(at, e->t));
@@ -814,7 +816,8 @@ double sim_closed_form(const sim_setup *s, bool compressed, char *err, size_t er
     bool mesh;
     for (int l = 0; l < sh->layers; l++) {
         const bool comp = compressed && s->compress && (l + 1 < sh->layers || s->compress_last);
-        const double comm = P > 1 ? alpha + busiest_link_bytes(s, sim_message_bytes(sh, comp, s->wire_bytes), &mesh) / B : 0;
+        const double comm =
+            P > 1 ? alpha + busiest_link_bytes(s, sim_message_bytes(sh, comp, s->wire_bytes), &mesh) / B : 0;
         sim_work w = {0}, view = sim_cost_view(sh, hw, comp, true), bview = sim_cost_view(sh, hw, comp, false);
         sim_work pre = sim_cost_pre_attention(sh, hw, false), post = sim_cost_post_attention(sh, hw, false);
         sim_work bpre = sim_cost_pre_attention(sh, hw, true), bpost = sim_cost_post_attention(sh, hw, true);
@@ -839,7 +842,8 @@ double sim_closed_form(const sim_setup *s, bool compressed, char *err, size_t er
         }
         t += sim_work_seconds(&w, hw) + 2 * comm * sh->batch;
     }
-    sim_work rest = {0}, hf = sim_cost_head(sh, hw, false), hb = sim_cost_head(sh, hw, true), opt = sim_cost_optimizer(sh);
+    sim_work rest = {0}, hf = sim_cost_head(sh, hw, false), hb = sim_cost_head(sh, hw, true),
+             opt = sim_cost_optimizer(sh);
     sim_work embed = {.amount[SIM_MEMORY] = 2.0 * sh->batch * 2 * sh->chunk * sh->dim * hw->act_bytes, .ops = 1};
     sim_work_add(&rest, &hf, 1);
     sim_work_add(&rest, &hb, 1);

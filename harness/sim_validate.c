@@ -381,8 +381,9 @@ static int parse_list(const char *opt, const char *text, uint64_t *out, int *n, 
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
         if (*n == MAX_LIST)
             return cli_usage_error("sim", "%s: at most %d values", opt, MAX_LIST);
-        int rc = rate ? shaper_parse_rate(tok, &out[*n], err, sizeof err)
-                      : strcmp(tok, "0") == 0 ? (out[*n] = 0, WANCP_OK) : shaper_parse_time(tok, &out[*n], err, sizeof err);
+        int rc = rate                    ? shaper_parse_rate(tok, &out[*n], err, sizeof err)
+                 : strcmp(tok, "0") == 0 ? (out[*n] = 0, WANCP_OK)
+                                         : shaper_parse_time(tok, &out[*n], err, sizeof err);
         if (rc != WANCP_OK)
             return cli_usage_error("sim", "%s '%s': %s", opt, tok, err);
         if (rate && (out[*n] < 1000000 || out[*n] > 10000000000ull))
@@ -417,9 +418,9 @@ static int parse(int argc, char **argv, options *o)
             uint64_t *to = opt == O_MAX ? &o->max_bytes : &o->coll_max_bytes;
             const uint64_t least = opt == O_MAX ? V1_MIN_BYTES : V2_MIN_BYTES;
             if (shaper_parse_size(optarg, to, err, sizeof err) != WANCP_OK || *to < least || *to > (4ull << 30))
-                return cli_usage_error("sim", "%s '%s': a size from %s to 4gib", opt == O_MAX ? "--max-bytes"
-                                                                                              : "--collective-max-bytes",
-                                       optarg, opt == O_MAX ? "64kib" : "1mib");
+                return cli_usage_error("sim", "%s '%s': a size from %s to 4gib",
+                                       opt == O_MAX ? "--max-bytes" : "--collective-max-bytes", optarg,
+                                       opt == O_MAX ? "64kib" : "1mib");
             break;
         }
         case O_ONLY:
@@ -604,7 +605,8 @@ int sim_validate(int argc, char **argv)
             if (g.cases[i].bytes > g.max_bytes)
                 g.max_bytes = g.cases[i].bytes;
         /* warm-up: twice the round trip's bytes, at least 4 MiB, per ring connection */
-        g.warm_bytes = (size_t)g.ranks * (size_t)fmax(4 << 20, 2.0 * (double)p.rate_bps / 8 * 2e-9 * (double)p.delay_ns);
+        g.warm_bytes =
+            (size_t)g.ranks * (size_t)fmax(4 << 20, 2.0 * (double)p.rate_bps / 8 * 2e-9 * (double)p.delay_ns);
         for (int i = 0; i < g.ncases && rc == WANCP_OK; i++)
             rc = predict(&g.cases[i], &p, err, sizeof err);
         if (rc != WANCP_OK)

@@ -114,9 +114,10 @@ static int capture_main(const char *prefix, int ranks, const char *csv_path, con
         char dev[16];
         snprintf(dev, sizeof dev, "p%d", r);
         handles[r] = pcap_create(dev, errbuf);
-        if (handles[r] == NULL || pcap_set_snaplen(handles[r], 128) != 0 || pcap_set_buffer_size(handles[r], 16 << 20) != 0 ||
-            pcap_set_immediate_mode(handles[r], 1) != 0 || pcap_activate(handles[r]) < 0 ||
-            pcap_setdirection(handles[r], PCAP_D_IN) != 0 || pcap_setnonblock(handles[r], 1, errbuf) != 0) {
+        if (handles[r] == NULL || pcap_set_snaplen(handles[r], 128) != 0 ||
+            pcap_set_buffer_size(handles[r], 16 << 20) != 0 || pcap_set_immediate_mode(handles[r], 1) != 0 ||
+            pcap_activate(handles[r]) < 0 || pcap_setdirection(handles[r], PCAP_D_IN) != 0 ||
+            pcap_setnonblock(handles[r], 1, errbuf) != 0) {
             fprintf(stderr, "wancp capture: %s in %s: %s\n", dev, ns,
                     handles[r] ? pcap_geterr(handles[r]) : errbuf);
             return 2;

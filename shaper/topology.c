@@ -56,8 +56,8 @@ static int check(const topology *t, char *err, size_t errlen)
     if (p != NULL && p->rate_bps == 0 && p->ntrace == 0 && p->nschedule == 0)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "profile %s has no rate, schedule or trace", p->name);
     if (t->straggler_k > 1 && (t->straggler < 0 || t->straggler >= t->ranks))
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "straggler rank %d: the topology has ranks 0 to %d", t->straggler,
-                          t->ranks - 1);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "straggler rank %d: the topology has ranks 0 to %d",
+                          t->straggler, t->ranks - 1);
     if (t->straggler_k > 1 && p == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "a straggler needs shaped links (a profile)");
     return WANCP_OK;
@@ -134,7 +134,7 @@ typedef struct step {
 #define TCP_RMEM "4096 131072 67108864"
 #define TCP_WMEM "4096 16384 67108864"
 #define TCP_TUNING "net.ipv4.tcp_rmem=" TCP_RMEM, "net.ipv4.tcp_wmem=" TCP_WMEM, "net.ipv4.tcp_slow_start_after_idle=0"
-#define TCP_TUNING_SHELL                                                                                                \
+#define TCP_TUNING_SHELL                                                                                               \
     "net.ipv4.tcp_rmem='" TCP_RMEM "' net.ipv4.tcp_wmem='" TCP_WMEM "' net.ipv4.tcp_slow_start_after_idle=0"
 
 /* Segmentation offloads off, so packets on the wire are real MTU-sized frames: htb shapes
@@ -290,8 +290,8 @@ static void shape_dev_mesh(step *s, const char *dev, const link_profile *p, doub
         char addr[32];
         topology_rank_addr(q, addr, sizeof addr);
         shaped_class(s, dev, q + 1, p, scale, egress_child);
-        add_line(s, "filter add dev %s parent 1: protocol ip prio 1 u32 match ip %s %s/32 flowid 1:%d", dev, match, addr,
-                 q + 1);
+        add_line(s, "filter add dev %s parent 1: protocol ip prio 1 u32 match ip %s %s/32 flowid 1:%d", dev, match,
+                 addr, q + 1);
     }
 }
 
@@ -434,10 +434,11 @@ int topology_script(const topology *t, char *buf, size_t len, char *err, size_t 
     free(s);
     rate_plan plan = {0};
     if (t->profile != NULL && rate_plan_of(t->profile, &plan, err, errlen) == WANCP_OK && plan.n > 1) {
-        used += (size_t)snprintf(buf + used, len - used,
-                                 "# the rate changes over time%s: wancp shape up plays it through one `tc -n NS -batch -`"
-                                 " per namespace, changing every class above to\n",
-                                 plan.period_ns ? " (a trace, repeating)" : "");
+        used +=
+            (size_t)snprintf(buf + used, len - used,
+                             "# the rate changes over time%s: wancp shape up plays it through one `tc -n NS -batch -`"
+                             " per namespace, changing every class above to\n",
+                             plan.period_ns ? " (a trace, repeating)" : "");
         for (size_t i = 0; i < plan.n && used < len; i++) {
             char rate[32], at[32];
             shaper_format_rate(plan.steps[i].rate_bps, rate, sizeof rate);
@@ -475,11 +476,11 @@ static int run_batch(const step *s, char *err, size_t errlen)
         if (s->tcp_tuning)
             execlp("ip", "ip", "netns", "exec", s->ns, "sysctl", "-q", "-w", TCP_TUNING, (char *)NULL);
         else if (s->dev[0] && s->tx_off)
-            execlp("ip", "ip", "netns", "exec", s->ns, "ethtool", "-K", s->dev, "tso", "off", "gso", "off", "gro", "off",
-                   "tx", "off", (char *)NULL);
+            execlp("ip", "ip", "netns", "exec", s->ns, "ethtool", "-K", s->dev, "tso", "off", "gso", "off", "gro",
+                   "off", "tx", "off", (char *)NULL);
         else if (s->dev[0])
-            execlp("ip", "ip", "netns", "exec", s->ns, "ethtool", "-K", s->dev, "tso", "off", "gso", "off", "gro", "off",
-                   (char *)NULL);
+            execlp("ip", "ip", "netns", "exec", s->ns, "ethtool", "-K", s->dev, "tso", "off", "gso", "off", "gro",
+                   "off", (char *)NULL);
         else if (s->ns[0])
             execlp(tool, tool, "-n", s->ns, "-batch", "-", (char *)NULL);
         else if (s->force)
@@ -814,7 +815,8 @@ int topology_down_orphans(int *removed, char *names, size_t len, char *err, size
     int norphans = 0;
     DIR *d = opendir("/run/netns");
     if (d == NULL)
-        return errno == ENOENT ? WANCP_OK : wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "/run/netns: %s", strerror(errno));
+        return errno == ENOENT ? WANCP_OK
+                               : wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "/run/netns: %s", strerror(errno));
     const size_t skip = strlen(TOPOLOGY_NS_PREFIX);
     for (struct dirent *e; (e = readdir(d)) != NULL && norphans < 32;) {
         if (strncmp(e->d_name, TOPOLOGY_NS_PREFIX, skip) != 0)

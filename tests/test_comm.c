@@ -110,8 +110,8 @@ static int collectives_body(comm *c, void *arg, char *err, size_t errlen)
             int rc = comm_allgather(c, COMM_KV_FORWARD, mine, all, count * sizeof *mine, algo, err, errlen);
             for (int p = 0; p < world && rc == WANCP_OK; p++)
                 for (size_t i = 0; i < count; i++)
-                    CHECK(all[(size_t)p * count + i] == payload(p, it, i), "allgather %d: rank %d block %d differs", algo,
-                          rank, p);
+                    CHECK(all[(size_t)p * count + i] == payload(p, it, i), "allgather %d: rank %d block %d differs",
+                          algo, rank, p);
             free(mine);
             /* in place: send is this rank's block of recv */
             memset(all, 0, (count * world + 1) * sizeof *all);
@@ -122,8 +122,8 @@ static int collectives_body(comm *c, void *arg, char *err, size_t errlen)
                                     errlen);
             for (int p = 0; p < world && rc == WANCP_OK; p++)
                 for (size_t i = 0; i < count; i++)
-                    CHECK(all[(size_t)p * count + i] == payload(p, it, i), "allgather %d in place: rank %d block %d differs",
-                          algo, rank, p);
+                    CHECK(all[(size_t)p * count + i] == payload(p, it, i),
+                          "allgather %d in place: rank %d block %d differs", algo, rank, p);
             free(all);
             if (rc != WANCP_OK)
                 return rc;
@@ -137,7 +137,8 @@ static int collectives_body(comm *c, void *arg, char *err, size_t errlen)
             float want = 0;
             for (int p = 0; p < world; p++)
                 want += payload(p, it, i);
-            CHECK(data[i] == want, "allreduce: rank %d index %zu is %g, want %g", rank, i, (double)data[i], (double)want);
+            CHECK(data[i] == want, "allreduce: rank %d index %zu is %g, want %g", rank, i, (double)data[i],
+                  (double)want);
         }
         free(data);
         if (rc != WANCP_OK)
@@ -215,7 +216,8 @@ static int counters_body(comm *c, void *arg, char *err, size_t errlen)
             for (int i = 0; i < 3 && rc == WANCP_OK; i++)
                 rc = comm_recv(c, 0, COMM_KV_BACKWARD, &b[i], 4, err, errlen);
             if (rc == WANCP_OK && (b[0] != 1 || b[1] != 2 || b[2] != 3))
-                rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "point-to-point out of order: %u %u %u", b[0], b[1], b[2]);
+                rc =
+                    wancp_fail(err, errlen, WANCP_ERR_INPUT, "point-to-point out of order: %u %u %u", b[0], b[1], b[2]);
         }
     }
     for (int p = 0; p < world && rc == WANCP_OK; p++) {

@@ -106,8 +106,8 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
                k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous", k->regather ? ", K/V gathered again" : "",
                (double)loss, want, worst, worst_name);
     if (worst >= 1e-5)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d: %s differs from one process by %.2e", rank, worst_name,
-                          worst);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d: %s differs from one process by %.2e", rank,
+                          worst_name, worst);
 
     /* Bytes: one forward and one backward, per layer and sequence (zig-zag formulas). */
     if (k->kind == CP_ZIGZAG) {

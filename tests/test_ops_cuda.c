@@ -75,7 +75,8 @@ static double compare(const char *what, const float *got, const float *want, siz
  * the cpu's product of the operands rounded to bf16 first. */
 static void matmuls_of(cuda_precision p, int m, int n, int k)
 {
-    float *a = host_randn((size_t)m * k, 1.0f), *b = host_randn((size_t)k * n, 1.0f), *c = host_randn((size_t)m * n, 1.0f);
+    float *a = host_randn((size_t)m * k, 1.0f), *b = host_randn((size_t)k * n, 1.0f),
+          *c = host_randn((size_t)m * n, 1.0f);
     float *a16 = on(cpu, a, (size_t)m * k), *b16 = on(cpu, b, (size_t)k * n);
     cpu->round_bf16(a16, (size_t)m * k), cpu->round_bf16(b16, (size_t)k * n);
     const double tol = p == CUDA_FP32 ? FP32_TOL : p == CUDA_TF32 ? TF32_TOL : BF16_TOL;
@@ -140,18 +141,21 @@ static void elementwise(void **state)
     for (int i = 0; i < n; i++)
         tokens[i] = (uint16_t)(rng_next(&r) % vocab);
     float *wte = host_randn((size_t)vocab * d, 1.0f), *dout = host_randn((size_t)n * d, 1.0f);
-    float *c_out = on(cpu, dout, (size_t)n * d), *g_out = on(gpu, dout, (size_t)n * d), *g_wte = on(gpu, wte, (size_t)vocab * d);
+    float *c_out = on(cpu, dout, (size_t)n * d), *g_out = on(gpu, dout, (size_t)n * d),
+          *g_wte = on(gpu, wte, (size_t)vocab * d);
     cpu->embedding_fwd(c_out, tokens, wte, n, d);
     gpu->embedding_fwd(g_out, tokens, g_wte, n, d);
     compare("embedding forward", g_out, c_out, (size_t)n * d, FP32_TOL);
-    float *c_dw = on(cpu, wte, (size_t)vocab * d), *g_dw = on(gpu, wte, (size_t)vocab * d), *g_dout = on(gpu, dout, (size_t)n * d);
+    float *c_dw = on(cpu, wte, (size_t)vocab * d), *g_dw = on(gpu, wte, (size_t)vocab * d),
+          *g_dout = on(gpu, dout, (size_t)n * d);
     cpu->embedding_bwd(c_dw, tokens, dout, n, d);
     gpu->embedding_bwd(g_dw, tokens, g_dout, n, d);
     compare("embedding backward (accumulating)", g_dw, c_dw, (size_t)vocab * d, FP32_TOL);
 
     /* rmsnorm: a width that is not a multiple of the block; gradients added onto values */
     const int rows = 37, width = 300;
-    float *x = host_randn((size_t)rows * width, 2.0f), *w = host_randn(width, 1.0f), *g = host_randn((size_t)rows * width, 1.0f);
+    float *x = host_randn((size_t)rows * width, 2.0f), *w = host_randn(width, 1.0f),
+          *g = host_randn((size_t)rows * width, 1.0f);
     float *c_y = on(cpu, x, (size_t)rows * width), *c_rstd = on(cpu, w, rows);
     float *g_x = on(gpu, x, (size_t)rows * width), *g_w = on(gpu, w, width), *g_y = on(gpu, x, (size_t)rows * width);
     float *g_rstd = on(gpu, w, rows);

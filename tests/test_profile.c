@@ -152,7 +152,8 @@ static void repeats_and_values(void **state)
     assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
     assert_err_mentions(err, "empty.ini:3: schedule is empty");
 
-    write_text("long.ini", "[link]\nrate = 300mbit\nname = a123456789b123456789c123456789d123456789e123456789f1234567890123\n",
+    write_text("long.ini",
+               "[link]\nrate = 300mbit\nname = a123456789b123456789c123456789d123456789e123456789f1234567890123\n",
                path, sizeof path);
     assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
     assert_err_mentions(err, "long.ini:3: name: 1 to 63 characters");

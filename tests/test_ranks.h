@@ -69,11 +69,12 @@ static inline int test_kv_bytes(comm *c, uint64_t out, uint64_t in_, int gathers
     }
     if (fwd_tx == gathers * out && fwd_rx == gathers * in_ && bwd_tx == in_ && bwd_rx == out)
         return WANCP_OK;
-    return wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                      "rank %d bytes: kv-forward tx %llu rx %llu, kv-backward tx %llu rx %llu; want %llu %llu %llu %llu",
-                      comm_rank(c), (unsigned long long)fwd_tx, (unsigned long long)fwd_rx, (unsigned long long)bwd_tx,
-                      (unsigned long long)bwd_rx, (unsigned long long)(gathers * out), (unsigned long long)(gathers * in_),
-                      (unsigned long long)in_, (unsigned long long)out);
+    return wancp_fail(
+        err, errlen, WANCP_ERR_INPUT,
+        "rank %d bytes: kv-forward tx %llu rx %llu, kv-backward tx %llu rx %llu; want %llu %llu %llu %llu",
+        comm_rank(c), (unsigned long long)fwd_tx, (unsigned long long)fwd_rx, (unsigned long long)bwd_tx,
+        (unsigned long long)bwd_rx, (unsigned long long)(gathers * out), (unsigned long long)(gathers * in_),
+        (unsigned long long)in_, (unsigned long long)out);
 }
 
 #endif

@@ -86,8 +86,8 @@ static void event_model_equals_closed_form(void **state)
                     sim_result r = run(&s, 10);
                     const double closed = sim_closed_form(&s, comp != 0, err, sizeof err);
                     const double event = s.sync == 'S' ? r.steady.step_s : r.total_s / 10;
-                    print_message("topology %d sync %c compressed %d shape %d: event %.4f s, closed form %.4f s\n", topo,
-                                  s.sync, comp, shape, event, closed);
+                    print_message("topology %d sync %c compressed %d shape %d: event %.4f s, closed form %.4f s\n",
+                                  topo, s.sync, comp, shape, event, closed);
                     assert_true(fabs(event - closed) / closed < 0.01);
                     sim_result_free(&r);
                 }
@@ -279,7 +279,8 @@ static void shared_cores(void **state)
     delayed.hw.peak_flops = delayed_priced.hw.peak_flops = rate_only.hw.peak_flops = 50e9;
     delayed_priced.hw.delay_link_cost.cost_s[0] = rate_only.hw.delay_link_cost.cost_s[0] = 10e-9;
     delayed_priced.hw.delay_link_cost.n = rate_only.hw.delay_link_cost.n = 1;
-    sim_result r_delayed = run(&delayed, 6), r_delayed_priced = run(&delayed_priced, 6), r_rate_only = run(&rate_only, 6);
+    sim_result r_delayed = run(&delayed, 6), r_delayed_priced = run(&delayed_priced, 6),
+               r_rate_only = run(&rate_only, 6);
     print_message("300 Mbit/s, 1 ms: %.4f s, the delay emulator priced %.4f s\n", r_delayed.steady.step_s,
                   r_delayed_priced.steady.step_s);
     assert_true(r_delayed_priced.steady.compute_s > r_delayed.steady.compute_s);
@@ -328,7 +329,8 @@ static void bad_hardware_files(void **state)
     /* prices by rate: log-linear between the measured rates, the ends beyond them */
     char priced[1024];
     snprintf(priced, sizeof priced,
-             "%scores = 2\nlink_cost_s = 2e-08@5e+07, 1e-08@2e+08, 4e-09@1e+09\ndelay_link_cost_s = 3e-08@3e+08\n", old);
+             "%scores = 2\nlink_cost_s = 2e-08@5e+07, 1e-08@2e+08, 4e-09@1e+09\ndelay_link_cost_s = 3e-08@3e+08\n",
+             old);
     test_write_file(path, priced, strlen(priced));
     assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_OK);
     assert_int_equal(hw.link_cost.n, 3);
@@ -354,7 +356,8 @@ static void bad_hardware_files(void **state)
     assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_ERR_INPUT);
     assert_err_mentions(err, "bad.ini:14: line longer than 199 characters");
     assert_err_mentions(err, "missing key 'link_cost_s'");
-    snprintf(priced, sizeof priced, "%scores = 2\nlink_cost_s = 1e-08@2e+08, 2e-08@5e+07\ndelay_link_cost_s = 0\n", old);
+    snprintf(priced, sizeof priced, "%scores = 2\nlink_cost_s = 1e-08@2e+08, 2e-08@5e+07\ndelay_link_cost_s = 0\n",
+             old);
     test_write_file(path, priced, strlen(priced));
     assert_int_equal(sim_hardware_load(&hw, path, err, sizeof err), WANCP_ERR_INPUT);
     assert_err_mentions(err, "bad.ini:14: link_cost_s = '1e-08@2e+08, 2e-08@5e+07' must be");

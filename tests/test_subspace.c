@@ -143,8 +143,8 @@ static void theta_gradient(void **state)
             }
             double fd = (4 * est[1] - est[0]) / 3;
             double rel = fabs(fd - dtheta[j]) / fmax(fabs(fd), 1e-3);
-            printf("  d=%d r=%d k=%d: dL/dtheta_%d analytic %.6f, finite differences %.6f (relative %.1e)\n", d, r, k, j,
-                   (double)dtheta[j], fd, rel);
+            printf("  d=%d r=%d k=%d: dL/dtheta_%d analytic %.6f, finite differences %.6f (relative %.1e)\n", d, r, k,
+                   j, (double)dtheta[j], fd, rel);
             assert_true(rel < 1e-2);
         }
         free(u);

@@ -126,11 +126,10 @@ static int hear(const comm *c, door_guest *g, double now)
             g->got += (size_t)n;
             if (g->got == FRAME_BYTES) { /* judge the header before reading on */
                 frame f;
-                if (frame_decode(g->bytes, c->opt.job_id, g->cls < 0 ? COMM_CONTROL : g->cls, FRAME_HELLO, 0, HELLO_BYTES, &f, g->who, why,
-                                 sizeof why) != WANCP_OK ||
-                    (f.length != HELLO_BYTES &&
-                     snprintf(why, sizeof why, "%s: a hello of %llu bytes, expected %d", g->who,
-                              (unsigned long long)f.length, HELLO_BYTES) > 0)) {
+                if (frame_decode(g->bytes, c->opt.job_id, g->cls < 0 ? COMM_CONTROL : g->cls, FRAME_HELLO, 0,
+                                 HELLO_BYTES, &f, g->who, why, sizeof why) != WANCP_OK ||
+                    (f.length != HELLO_BYTES && snprintf(why, sizeof why, "%s: a hello of %llu bytes, expected %d",
+                                                         g->who, (unsigned long long)f.length, HELLO_BYTES) > 0)) {
                     turn_away(c, g, why);
                     return -1;
                 }

@@ -80,7 +80,8 @@ static void progress_send(comm *c, conn *cn, double now)
         if (r->header_done < FRAME_BYTES)
             n = send(cn->fd, r->header + r->header_done, FRAME_BYTES - r->header_done, MSG_NOSIGNAL | MSG_DONTWAIT);
         else
-            n = r->len == r->done ? 0 : send(cn->fd, r->send_buf + r->done, r->len - r->done, MSG_NOSIGNAL | MSG_DONTWAIT);
+            n = r->len == r->done ? 0
+                                  : send(cn->fd, r->send_buf + r->done, r->len - r->done, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 return;
@@ -231,8 +232,8 @@ void *comm_progress_main(void *arg)
         int cls;
         char who[96], why[WANCP_ERRLEN];
         for (int fd; (fd = comm_door_next(c, &c->door, &h, &cls, who, sizeof who)) >= 0;) {
-            snprintf(why, sizeof why, "%s: says it is rank %u, but the mesh is complete; no connection is expected", who,
-                     h.rank);
+            snprintf(why, sizeof why, "%s: says it is rank %u, but the mesh is complete; no connection is expected",
+                     who, h.rank);
             comm_door_refuse(c, fd, cls, why);
         }
         double now = comm_now();
@@ -282,13 +283,15 @@ static int post(comm *c, int peer, int cls, bool is_send, const void *buf, const
     *r = (struct comm_request){.cn = cn, .is_send = is_send, .len = len};
     if (is_send) {
         r->send_buf = buf;
-        frame f = {.cls = (uint8_t)cls, .kind = FRAME_DATA, .job_id = c->opt.job_id, .seq = cn->send_seq++, .length = len};
+        frame f = {
+            .cls = (uint8_t)cls, .kind = FRAME_DATA, .job_id = c->opt.job_id, .seq = cn->send_seq++, .length = len};
         frame_encode(&f, r->header);
     } else {
         r->recv_buf = (uint8_t *)buf;
         r->add = add;
     }
-    struct comm_request **head = is_send ? &cn->sends : &cn->recvs, **tail = is_send ? &cn->sends_tail : &cn->recvs_tail;
+    struct comm_request **head = is_send ? &cn->sends : &cn->recvs,
+                        **tail = is_send ? &cn->sends_tail : &cn->recvs_tail;
     if (*head == NULL && (is_send ? cn->recvs : cn->sends) == NULL)
         cn->last_progress = comm_now(); /* the stall clock starts when work appears */
     if (*tail != NULL)

@@ -233,7 +233,8 @@ static void codec_task(void *ctx, int w)
         const size_t rows = ((size_t)b * m->seq + (size_t)job->c * chunk) * kvd;
         kv_codec_owner_grad(k, psi_w(m, l, w), th, z_of(cp, m, l, b, job->c, w), w == 0 ? d.c_k : d.c_v,
                             w == 0 ? d.th_k : d.th_v, chunk, (w == 0 ? m->dk_pre : m->dv) + rows,
-                            model_grad(m, w == 0 ? lp->psi_wk : lp->psi_wv), model_grad(m, w == 0 ? lp->psi_bk : lp->psi_bv));
+                            model_grad(m, w == 0 ? lp->psi_wk : lp->psi_wv),
+                            model_grad(m, w == 0 ? lp->psi_bk : lp->psi_bv));
         accumulate_basis_grad(cp, m, l, w, th);
         break;
     }
@@ -657,7 +658,8 @@ static int cp_backward(void *ctx, model *m, int layer)
                               m->delta + (size_t)c * H * chunk, &shape, m->attn_scratch);
         }
         if (rc != WANCP_OK || comm_wait_all(cp->comm, reqs, nreq, err, sizeof err) != WANCP_OK ||
-            (cp->opt.regather && comm_wait_all(cp->comm, cp->gather.send, cp->gather.nsend, err, sizeof err) != WANCP_OK))
+            (cp->opt.regather &&
+             comm_wait_all(cp->comm, cp->gather.send, cp->gather.nsend, err, sizeof err) != WANCP_OK))
             return fail(cp, "context-parallel backward", err);
         /* Owners add the partial gradients, in rank order. */
         for (int c = 0; c < cp->nloc && talk; c++)
@@ -741,15 +743,18 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const 
         cp->opt = *opt;
     const int P = layout->ranks, chunk = layout->chunk;
     if (P != (c != NULL ? comm_size(c) : 1) || (P > 1 && c == NULL))
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "context parallelism: layout of %d ranks on a communicator of %d",
-                          P, c != NULL ? comm_size(c) : 1);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT,
+                          "context parallelism: layout of %d ranks on a communicator of %d", P,
+                          c != NULL ? comm_size(c) : 1);
     if (cp->nloc < 1 || cp->nloc > CP_MAX_LOCAL || (layout->kind == CP_ZIGZAG && cp->nloc != 2))
         return wancp_fail(err, errlen, WANCP_ERR_INPUT,
                           "context parallelism: %d chunks per rank (zig-zag takes 2, contiguous 1..%d)", cp->nloc,
                           CP_MAX_LOCAL);
     if (m->seq != cp->nloc * chunk)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "context parallelism: %d ranks x %d chunks of %d tokens, but the "
-                          "model holds %d local tokens", P, cp->nloc, chunk, m->seq);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT,
+                          "context parallelism: %d ranks x %d chunks of %d tokens, but the "
+                          "model holds %d local tokens",
+                          P, cp->nloc, chunk, m->seq);
     if (chunk % m->cfg.attn_block != 0 || chunk > 65536)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT,
                           "context parallelism: chunk of %d tokens is not a multiple of attn_block %d", chunk,
@@ -793,9 +798,11 @@ int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const 
         device_ok = alloc_codec_device(cp, m, rmax);
     int32_t *pos = malloc((size_t)m->seq * sizeof *pos);
     if (!device_ok || cp->recv_msg == NULL || cp->send_msg == NULL || cp->grad_out == NULL || cp->grad_in == NULL ||
-        cp->own == NULL || cp->acc == NULL || cp->part == NULL || cp->gpart == NULL || cp->view_k == NULL || cp->view_v == NULL ||
-        cp->gview_k == NULL || cp->gview_v == NULL || cp->gdev == NULL || cp->stage == NULL || cp->gstage == NULL || cp->view_pos == NULL || (k > 0 && (cp->codec == NULL || cp->ucache == NULL || cp->zcache == NULL || cp->du0 == NULL ||
-                   cp->rot == NULL)) ||
+        cp->own == NULL || cp->acc == NULL || cp->part == NULL || cp->gpart == NULL || cp->view_k == NULL ||
+        cp->view_v == NULL || cp->gview_k == NULL || cp->gview_v == NULL || cp->gdev == NULL || cp->stage == NULL ||
+        cp->gstage == NULL || cp->view_pos == NULL ||
+        (k > 0 &&
+         (cp->codec == NULL || cp->ucache == NULL || cp->zcache == NULL || cp->du0 == NULL || cp->rot == NULL)) ||
         pos == NULL) {
         free(pos);
         cp_attention_free(cp);
@@ -937,10 +944,11 @@ int cp_attention_exchange_only(cp_attention *cp, model *m, char *err, size_t err
                     for (int r = 0; r < P && rc == WANCP_OK; r++) {
                         if (r == cp->rank || !cp_rank_needs(&cp->layout, r, cp->mine[c]))
                             continue;
-                        rc = pass == 0 ? comm_isend(cp->comm, r, cls, cp->send_msg + (size_t)c * cp->slot_bytes, bytes,
-                                                    &reqs[nreq++], err, errlen)
-                                       : comm_irecv(cp->comm, r, cls, cp->grad_in + ((size_t)c * P + r) * cp->slot_bytes,
-                                                    bytes, &reqs[nreq++], err, errlen);
+                        rc = pass == 0
+                                 ? comm_isend(cp->comm, r, cls, cp->send_msg + (size_t)c * cp->slot_bytes, bytes,
+                                              &reqs[nreq++], err, errlen)
+                                 : comm_irecv(cp->comm, r, cls, cp->grad_in + ((size_t)c * P + r) * cp->slot_bytes,
+                                              bytes, &reqs[nreq++], err, errlen);
                     }
                 if (rc == WANCP_OK)
                     rc = comm_wait_all(cp->comm, reqs, nreq, err, errlen);

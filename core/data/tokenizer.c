@@ -201,7 +201,8 @@ static int load_merges(tokenizer *t, const char *path, const strmap *ids, char *
             goto done;
         }
         long left_len = byte_unicode_decode(line, (size_t)(space - line), left);
-        long right_len = left_len < 0 ? -1 : byte_unicode_decode(space + 1, (size_t)(eol - space - 1), joined + left_len);
+        long right_len =
+            left_len < 0 ? -1 : byte_unicode_decode(space + 1, (size_t)(eol - space - 1), joined + left_len);
         if (left_len < 0 || right_len < 0) {
             rc = wancp_fail(err, errlen, WANCP_ERR_INPUT,
                             "%s:%zu: token not spelled in GPT-2's byte alphabet", path, line_no);

@@ -23,8 +23,9 @@ static int add_params(model *m)
     for (int l = 0; l < c->n_layers && ok; l++) {
         layer_params *p = &m->layers[l];
         char name[40];
-#define ADD(field, rows, cols, decay)                                                                            \
-    (snprintf(name, sizeof name, "layer%d.%s", l, #field), (p->field = param_table_add(t, name, rows, cols, decay)) >= 0)
+#define ADD(field, rows, cols, decay)                                                                                  \
+    (snprintf(name, sizeof name, "layer%d.%s", l, #field),                                                             \
+     (p->field = param_table_add(t, name, rows, cols, decay)) >= 0)
         ok = ADD(attn_norm, 1, d, false) && ADD(wq, qd, d, true) && ADD(wk, kvd, d, true) && ADD(wv, kvd, d, true) &&
              ADD(wo, d, qd, true) && ADD(mlp_norm, 1, d, false) && ADD(w1, f, d, true) && ADD(w3, f, d, true) &&
              ADD(w2, d, f, true);
@@ -35,8 +36,9 @@ static int add_params(model *m)
         p->psi_wk = p->psi_bk = p->psi_wv = p->psi_bv = p->u0_k = p->u0_v = -1;
         char name[40];
         if (c->psi_k > 0) {
-#define ADD(field, rows, cols)                                                                                   \
-    (snprintf(name, sizeof name, "layer%d.%s", l, #field), (p->field = param_table_add(t, name, rows, cols, false)) >= 0)
+#define ADD(field, rows, cols)                                                                                         \
+    (snprintf(name, sizeof name, "layer%d.%s", l, #field),                                                             \
+     (p->field = param_table_add(t, name, rows, cols, false)) >= 0)
             ok = ADD(psi_wk, c->psi_k, kvd) && ADD(psi_bk, 1, c->psi_k) && ADD(psi_wv, c->psi_k, kvd) &&
                  ADD(psi_bv, 1, c->psi_k);
 #undef ADD

@@ -30,7 +30,10 @@ static void t_copy(float *d, const float *s, size_t n) { TIMED(OPS_TIME_ELEMENTW
 static void t_sync(void) { inner_ops->sync(); }
 static void *t_host_alloc(size_t bytes) { return inner_ops->host_alloc(bytes); }
 static void t_host_release(void *p) { inner_ops->host_release(p); }
-static void t_download(float *h, const float *s, size_t n) { TIMED(OPS_TIME_ELEMENTWISE, inner_ops->download(h, s, n)); }
+static void t_download(float *h, const float *s, size_t n)
+{
+    TIMED(OPS_TIME_ELEMENTWISE, inner_ops->download(h, s, n));
+}
 static void t_upload(float *d, const float *h, size_t n) { TIMED(OPS_TIME_ELEMENTWISE, inner_ops->upload(d, h, n)); }
 static void t_round_bf16(float *x, size_t n) { TIMED(OPS_TIME_ELEMENTWISE, inner_ops->round_bf16(x, n)); }
 

@@ -10,7 +10,13 @@
  * process; sums are atomic (ops may be called from several threads). Accurate for
  * synchronous backends (cpu); an asynchronous one would need a sync per call.
  */
-enum ops_time_class { OPS_TIME_MATMUL, OPS_TIME_ATTENTION, OPS_TIME_ELEMENTWISE, OPS_TIME_OPTIMIZER, OPS_TIME_NCLASSES };
+enum ops_time_class {
+    OPS_TIME_MATMUL,
+    OPS_TIME_ATTENTION,
+    OPS_TIME_ELEMENTWISE,
+    OPS_TIME_OPTIMIZER,
+    OPS_TIME_NCLASSES
+};
 
 /* The timing table around inner (set once per process; a second call replaces inner). */
 const ops *ops_timed(const ops *inner);

@@ -72,10 +72,11 @@ typedef void trainer_report_fn(void *ctx, const step_report *r);
 
 /* Runs the whole training. With compression, steps before warm_steps run uncompressed;
  * at warm_steps the covariance of Z from the last cov_steps of them (all-reduced) gives
- * rank 0 the bases U0, broadcast to all, heads psi restart at 0 and compression goes on. stop (may be NULL) is polled between steps (rank 0's decides
- * for all): when set, the run writes its checkpoint and returns early with *stopped_at set
- * to the step reached. report may be NULL (ranks other than 0). Errors name the file, or
- * the rank for communication failures. Under CP, checkpoints are PATH.rankR. */
+ * rank 0 the bases U0, broadcast to all, heads psi restart at 0 and compression goes on.
+ * stop (may be NULL) is polled between steps (rank 0's decides for all): when set, the run
+ * writes its checkpoint and returns early with *stopped_at set to the step reached. report
+ * (may be NULL) is called on every rank, before the first step and after each. Errors name
+ * the file, or the rank for communication failures. Under CP, checkpoints are PATH.rankR. */
 int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report, void *report_ctx,
                 volatile sig_atomic_t *stop, int *stopped_at, char *err, size_t errlen);
 

@@ -293,7 +293,8 @@ static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t count
                       float eps, float weight_decay, float grad_scale, int t)
 {
     /* Small tensors in one piece: waking the workers would cost more than the update. */
-    adamw_job job = {p, m, v, g, count, lr, beta1, beta2, eps, weight_decay, grad_scale, t, count >= 65536 ? PIECES : 1};
+    adamw_job job = {
+        p, m, v, g, count, lr, beta1, beta2, eps, weight_decay, grad_scale, t, count >= 65536 ? PIECES : 1};
     pool_run(job.pieces, adamw_piece, &job);
 }
 

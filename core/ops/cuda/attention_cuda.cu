@@ -325,8 +325,8 @@ void cuda_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const 
             const float *kb = k + (size_t)kh * hd, *vb = v + (size_t)kh * hd;
             gemm_rm(false, true, rows, nv, hd, scale, qb, qs, hd, kb, ks, 0, 0.0f, p, ld, tile, group);
             gemm_rm(false, true, rows, nv, hd, 1.0f, gb, qs, hd, vb, ks, 0, 0.0f, ds, ld, tile, group);
-            probs_dscores_kernel<<<group * rows, SOFTMAX_THREADS, 0, g_cuda.stream>>>(p, ds, rows, nv, ld, plan.q_pos,
-                                                                                     plan.k_pos, i0, h0, tq, lse, delta);
+            probs_dscores_kernel<<<group * rows, SOFTMAX_THREADS, 0, g_cuda.stream>>>(
+                p, ds, rows, nv, ld, plan.q_pos, plan.k_pos, i0, h0, tq, lse, delta);
             LAUNCH_CHECK();
             gemm_rm(false, false, rows, hd, nv, scale, ds, ld, tile, kb, ks, 0, 1.0f,
                     dq + (size_t)i0 * qs + (size_t)h0 * hd, qs, hd, group);

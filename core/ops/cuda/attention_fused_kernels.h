@@ -305,8 +305,8 @@ struct fused_args {
 // Starts staging key tile [j0, j0 + KEYS_PER_TILE) of kv head kh (of the nv keys visited)
 // into k_dst and v_dst, and its positions into kp_dst (INT32_MAX past nv: never visible).
 template <int HD, bool BF16>
-FUSED_DEVICE void stage_key_tile(tile_t<BF16> *k_dst, tile_t<BF16> *v_dst, int32_t *kp_dst, const fused_args &a, int kh, int j0,
-                                 int nv)
+FUSED_DEVICE void stage_key_tile(tile_t<BF16> *k_dst, tile_t<BF16> *v_dst, int32_t *kp_dst, const fused_args &a, int kh,
+                                 int j0, int nv)
 {
     constexpr int BC = KEYS_PER_TILE;
     const int valid = min(BC, nv - j0);
@@ -349,8 +349,8 @@ FUSED_DEVICE void next_key_tile(tile_t<BF16> *skv, int32_t *skp, const fused_arg
 {
     constexpr int BC = KEYS_PER_TILE, LD = staged_ld<HD, BF16>();
     advance_tiles<STAGES>(tile, tiles, [&](int buf, int next) {
-        stage_key_tile<HD, BF16>(skv + buf * 2 * BC * LD, skv + (buf * 2 + 1) * BC * LD, skp + buf * BC, a, kh, next * BC,
-                           nv);
+        stage_key_tile<HD, BF16>(skv + buf * 2 * BC * LD, skv + (buf * 2 + 1) * BC * LD, skp + buf * BC, a, kh,
+                                 next * BC, nv);
     });
 }
 
@@ -814,7 +814,8 @@ struct plan_limits {
 
 // launch(kernel, shared bytes, grid x, grid y, threads, args) starts one kernel. False, having
 // started nothing, when no variant fits the limits.
-template <int HD, bool BF16, typename Launch> bool forward(const fused_args &a, int heads, plan_limits lim, Launch launch)
+template <int HD, bool BF16, typename Launch>
+bool forward(const fused_args &a, int heads, plan_limits lim, Launch launch)
 {
     const int grid = (a.tq + 63) / 64;
     if (lim.max_stages >= 2 && fwd_smem<HD, 4, 2, BF16>() <= lim.smem)
@@ -857,11 +858,11 @@ void launch_dkdv(const fused_args &a, int kv_heads, plan_limits lim, Launch laun
     constexpr int NS = HD > 128 ? 2 : 1, KG = 4 / NS;
     const int key_blocks = (a.tk + 16 * KG - 1) / (16 * KG);
     if (lim.max_stages >= 2 && dkdv_smem<HD, KG, NS, 2, BF16>() <= lim.smem)
-        launch(fused_dkdv_kernel<HD, KG, NS, 2, BF16>, dkdv_smem<HD, KG, NS, 2, BF16>(), key_blocks, kv_heads, KG * NS * 32,
-               a);
+        launch(fused_dkdv_kernel<HD, KG, NS, 2, BF16>, dkdv_smem<HD, KG, NS, 2, BF16>(), key_blocks, kv_heads,
+               KG * NS * 32, a);
     else
-        launch(fused_dkdv_kernel<HD, KG, NS, 1, BF16>, dkdv_smem<HD, KG, NS, 1, BF16>(), key_blocks, kv_heads, KG * NS * 32,
-               a);
+        launch(fused_dkdv_kernel<HD, KG, NS, 1, BF16>, dkdv_smem<HD, KG, NS, 1, BF16>(), key_blocks, kv_heads,
+               KG * NS * 32, a);
 }
 
 // The dQ kernel that recomputes dS: four warps per block where shared memory allows, else two

@@ -84,8 +84,10 @@ void gemm_rm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const
     if (g_cuda.precision == CUDA_BF16 && k > 0) {
         // Tensor cores read bf16: both operands are copied to it (a pass over each, cheap next
         // to the product), and the product accumulates and writes fp32.
-        const uint16_t *a16 = bf16_operand(&g_bf16_operands[0], a, trans_a ? k : m, trans_a ? m : k, lda, stride_a, batch);
-        const uint16_t *b16 = bf16_operand(&g_bf16_operands[1], b, trans_b ? n : k, trans_b ? k : n, ldb, stride_b, batch);
+        const uint16_t *a16 =
+            bf16_operand(&g_bf16_operands[0], a, trans_a ? k : m, trans_a ? m : k, lda, stride_a, batch);
+        const uint16_t *b16 =
+            bf16_operand(&g_bf16_operands[1], b, trans_b ? n : k, trans_b ? k : n, ldb, stride_b, batch);
         CUBLAS_CHECK(cublasGemmStridedBatchedEx(g_cuda.blas, op_b, op_a, n, m, k, &alpha, b16, CUDA_R_16BF, ldb,
                                                 stride_b, a16, CUDA_R_16BF, lda, stride_a, &beta, c, CUDA_R_32F, ldc,
                                                 stride_c, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -668,7 +670,8 @@ static bool context_init(void)
     // Which GPU: WANCP_CUDA_DEVICE, else the rank's index on its node as launchers set it
     // (one GPU per rank on a cluster node; ranks sharing a GPU all land on device 0).
     int device = 0;
-    static const char *const LOCAL[] = {"WANCP_CUDA_DEVICE", "LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"};
+    static const char *const LOCAL[] = {"WANCP_CUDA_DEVICE", "LOCAL_RANK", "SLURM_LOCALID",
+                                        "OMPI_COMM_WORLD_LOCAL_RANK"};
     for (int i = 0; i < 4; i++) {
         const char *v = getenv(LOCAL[i]);
         if (v != NULL && v[0] >= '0' && v[0] <= '9') {
@@ -765,7 +768,8 @@ extern "C" double ops_cuda_gemm_peak_gflops(int m, int n, int k)
         CUDA_CHECK(cudaEventRecord(start, g_cuda.stream));
         if (bf16)
             CUBLAS_CHECK(cublasGemmEx(g_cuda.blas, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &alpha, b, CUDA_R_16BF, n, a,
-                                      CUDA_R_16BF, k, &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                      CUDA_R_16BF, k, &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT));
         else
             CUBLAS_CHECK(cublasSgemm(g_cuda.blas, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &alpha, (const float *)b, n,
                                      (const float *)a, k, &beta, (float *)c, n));
