@@ -1,6 +1,7 @@
 /* Rank 0's metrics CSV read back, and METHOD.md section 5 for the run it describes. */
 #include "results.h"
 
+#include "../core/cp/cp_message.h"
 #include "../core/status.h"
 
 #include <math.h>
@@ -53,12 +54,38 @@ static void read_header(metrics_file *m, const char *line)
 }
 
 enum column {
-    C_STEP, C_WALL, C_TRAIN, C_VAL, C_STEP_MS, C_KV_FWD, C_KV_BWD, C_SYNC, C_CONTROL, C_COMPRESSED, C_COMM_MS,
-    C_FWD_WAIT, C_BWD_WAIT, C_SYNC_WAIT, C_UNIX, NCOLUMNS
+    C_STEP,
+    C_WALL,
+    C_TRAIN,
+    C_VAL,
+    C_STEP_MS,
+    C_KV_FWD,
+    C_KV_BWD,
+    C_SYNC,
+    C_CONTROL,
+    C_COMPRESSED,
+    C_COMM_MS,
+    C_FWD_WAIT,
+    C_BWD_WAIT,
+    C_SYNC_WAIT,
+    C_UNIX,
+    NCOLUMNS
 };
-static const char *const COLUMN_NAMES[NCOLUMNS] = {
-    "step", "wall_s", "train_loss", "val_loss", "step_ms", "kv_fwd_tx_bytes", "kv_bwd_tx_bytes", "sync_tx_bytes",
-    "control_tx_bytes", "compressed", "comm_ms", "kv_fwd_wait_ms", "kv_bwd_wait_ms", "sync_wait_ms", "unix_s"};
+static const char *const COLUMN_NAMES[NCOLUMNS] = {"step",
+                                                   "wall_s",
+                                                   "train_loss",
+                                                   "val_loss",
+                                                   "step_ms",
+                                                   "kv_fwd_tx_bytes",
+                                                   "kv_bwd_tx_bytes",
+                                                   "sync_tx_bytes",
+                                                   "control_tx_bytes",
+                                                   "compressed",
+                                                   "comm_ms",
+                                                   "kv_fwd_wait_ms",
+                                                   "kv_bwd_wait_ms",
+                                                   "sync_wait_ms",
+                                                   "unix_s"};
 
 /* Which field holds each column; -1 for columns an older file lacks. */
 static int map_columns(const char *header, int where[NCOLUMNS])
@@ -146,12 +173,21 @@ int metrics_read(metrics_file *m, const char *path, char *err, size_t errlen)
         }
 #define COL(c) (where[c] >= 0 && where[c] < nf ? v[where[c]] : NAN)
 #define BYTES(c) (isfinite(COL(c)) ? (uint64_t)COL(c) : 0)
-        m->rows[m->nrows++] = (metrics_row){
-            .step = (int)v[0], .wall_s = COL(C_WALL), .train_loss = COL(C_TRAIN), .val_loss = COL(C_VAL),
-            .step_ms = COL(C_STEP_MS), .comm_ms = COL(C_COMM_MS), .kv_fwd_wait_ms = COL(C_FWD_WAIT),
-            .kv_bwd_wait_ms = COL(C_BWD_WAIT), .sync_wait_ms = COL(C_SYNC_WAIT), .unix_s = COL(C_UNIX),
-            .kv_fwd_tx = BYTES(C_KV_FWD), .kv_bwd_tx = BYTES(C_KV_BWD), .sync_tx = BYTES(C_SYNC),
-            .control_tx = BYTES(C_CONTROL), .compressed = COL(C_COMPRESSED) > 0.5};
+        m->rows[m->nrows++] = (metrics_row){.step = (int)v[0],
+                                            .wall_s = COL(C_WALL),
+                                            .train_loss = COL(C_TRAIN),
+                                            .val_loss = COL(C_VAL),
+                                            .step_ms = COL(C_STEP_MS),
+                                            .comm_ms = COL(C_COMM_MS),
+                                            .kv_fwd_wait_ms = COL(C_FWD_WAIT),
+                                            .kv_bwd_wait_ms = COL(C_BWD_WAIT),
+                                            .sync_wait_ms = COL(C_SYNC_WAIT),
+                                            .unix_s = COL(C_UNIX),
+                                            .kv_fwd_tx = BYTES(C_KV_FWD),
+                                            .kv_bwd_tx = BYTES(C_KV_BWD),
+                                            .sync_tx = BYTES(C_SYNC),
+                                            .control_tx = BYTES(C_CONTROL),
+                                            .compressed = COL(C_COMPRESSED) > 0.5};
 #undef COL
 #undef BYTES
     }
@@ -176,11 +212,16 @@ void metrics_kv_formula(const metrics_file *m, int rank, bool compressed, uint64
     const int P = m->ranks;
     if (P < 2 || m->heads <= 0 || strcmp(m->layout, "zigzag") != 0)
         return;
-    const uint64_t s = strcmp(m->wire, "bf16") == 0 ? 2 : 4;
-    const uint64_t chunk = (uint64_t)m->seq / (2u * (unsigned)P);
-    const uint64_t d_kv = (uint64_t)m->kv_heads * (uint64_t)(m->dim / m->heads);
-    const uint64_t mu0 = 2 * chunk * d_kv * s;
-    const uint64_t mu = chunk * (uint64_t)(m->rank_k + m->rank_v) * s + 4ull * (uint64_t)m->psi_k * 2;
+    cp_message_shape shape = {.chunk = (uint64_t)m->seq / (2u * (unsigned)P),
+                              .d_kv = m->kv_heads * (m->dim / m->heads),
+                              .rank_k = m->rank_k,
+                              .rank_v = m->rank_v,
+                              .psi_k = m->psi_k,
+                              .wire_bytes = strcmp(m->wire, "bf16") == 0 ? 2 : 4,
+                              .compressed = false};
+    const uint64_t mu0 = cp_kv_message_bytes(&shape);
+    shape.compressed = true;
+    const uint64_t mu = cp_kv_message_bytes(&shape);
     uint64_t per_sequence = 0;
     for (int l = 0; l < m->layers; l++)
         per_sequence += compressed && (l + 1 < m->layers || m->compress_last) ? mu : mu0;

@@ -1,5 +1,7 @@
 #include "sim_cost.h"
 
+#include "../core/cp/cp_message.h"
+
 #include <math.h>
 
 double sim_work_seconds(const sim_work *w, const sim_hardware *hw)
@@ -156,8 +158,12 @@ sim_work sim_cost_optimizer(const sim_shape *s)
 
 double sim_message_bytes(const sim_shape *s, bool compressed, double wire_bytes)
 {
-    const double m = s->chunk, kvd = sim_kv_dim(s);
-    if (compressed)
-        return m * codec_rank(s) * wire_bytes + 8.0 * s->psi_k;
-    return 2 * m * kvd * wire_bytes;
+    const cp_message_shape shape = {.chunk = (uint64_t)s->chunk,
+                                    .d_kv = sim_kv_dim(s),
+                                    .rank_k = s->rank_k,
+                                    .rank_v = s->rank_v,
+                                    .psi_k = s->psi_k,
+                                    .wire_bytes = (int)wire_bytes,
+                                    .compressed = compressed};
+    return (double)cp_kv_message_bytes(&shape);
 }

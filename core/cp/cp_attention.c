@@ -1,4 +1,5 @@
 #include "cp_attention.h"
+#include "cp_message.h"
 
 #include "../ops/cpu/thread_pool.h"
 #include "../status.h"
@@ -44,8 +45,15 @@ static size_t message_floats(const cp_attention *cp, const model *m, int layer, 
 
 size_t cp_attention_message_bytes(const cp_attention *cp, const model *m, int layer)
 {
-    size_t head, n = message_floats(cp, m, layer, &head);
-    return head * 4 + wire_bytes(n - head, cp->opt.wire_bf16);
+    /* pack() writes exactly this many bytes: message_floats lays out what the formula counts */
+    const cp_message_shape s = {.chunk = (uint64_t)cp->layout.chunk,
+                                .d_kv = kv_dim(m),
+                                .rank_k = m->cfg.rank_k,
+                                .rank_v = m->cfg.rank_v,
+                                .psi_k = m->cfg.psi_k,
+                                .wire_bytes = cp->opt.wire_bf16 ? 2 : 4,
+                                .compressed = cp_attention_layer_compressed(cp, m, layer)};
+    return (size_t)cp_kv_message_bytes(&s);
 }
 
 static size_t pack(const cp_attention *cp, const model *m, int layer, uint8_t *dst, const float *src)
@@ -120,10 +128,7 @@ static int local_index(const cp_attention *cp, int j)
 }
 
 /* Whether some local chunk comes after chunk j (so j's view is needed here). */
-static bool seen_here(const cp_attention *cp, int j)
-{
-    return cp->mine[cp->nloc - 1] > j;
-}
+static bool seen_here(const cp_attention *cp, int j) { return cp->mine[cp->nloc - 1] > j; }
 
 static int fail(cp_attention *cp, const char *what, const char *why)
 {
@@ -371,7 +376,13 @@ static void run_codec(codec_job *job)
 /* Compresses local chunk c of sequence b. */
 static void encode_own(cp_attention *cp, model *m, int layer, int b, int c)
 {
-    codec_job job = {.cp = cp, .m = m, .stage = ENCODE, .layer = layer, .b = b, .c = c, .j = cp->mine[c],
+    codec_job job = {.cp = cp,
+                     .m = m,
+                     .stage = ENCODE,
+                     .layer = layer,
+                     .b = b,
+                     .c = c,
+                     .j = cp->mine[c],
                      .p = parts_of(m, cp->layout.chunk, own_state(cp, m, layer, b, c))};
     run_codec(&job);
 }
@@ -407,7 +418,14 @@ static void chunk_view(cp_attention *cp, model *m, int layer, int b, int j, bool
         base = own_state(cp, m, layer, b, c);
     else
         unpack(cp, m, layer, cp->part, recv_slot(cp, m, layer, b, j));
-    codec_job job = {.cp = cp, .m = m, .stage = VIEW, .layer = layer, .b = b, .c = c, .j = j, .forward = forward,
+    codec_job job = {.cp = cp,
+                     .m = m,
+                     .stage = VIEW,
+                     .layer = layer,
+                     .b = b,
+                     .c = c,
+                     .j = j,
+                     .forward = forward,
                      .p = parts_of(m, chunk, base)};
     run_codec(&job);
     o->rope_fwd(cp->view_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos, m->rope_sin);
@@ -522,8 +540,8 @@ static int cp_forward(void *ctx, model *m, int layer)
                 if (cp->mine[c] > j) {
                     attn_state st = state_of(cp, m, layer, b, c);
                     const size_t r0 = row + (size_t)c * chunk;
-                    o->attn_block(&st, a->q + r0 * qd, m->pos + (size_t)c * chunk, cp->view_k, cp->view_v,
-                                  cp->view_pos, chunk, &shape, m->attn_scratch);
+                    o->attn_block(&st, a->q + r0 * qd, m->pos + (size_t)c * chunk, cp->view_k, cp->view_v, cp->view_pos,
+                                  chunk, &shape, m->attn_scratch);
                 }
         }
         for (int c = 0; c < cp->nloc; c++) {
@@ -553,7 +571,14 @@ static const float *chunk_grad(cp_attention *cp, model *m, int layer, int b, int
     }
     /* dL/d(decompressed K) is before RoPE: undo the rotation of the gradient first */
     o->rope_bwd(cp->gview_k, cp->view_pos, chunk, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->rope_cos, m->rope_sin);
-    codec_job job = {.cp = cp, .m = m, .stage = GRAD, .layer = layer, .b = b, .c = -1, .j = j, .p = *p,
+    codec_job job = {.cp = cp,
+                     .m = m,
+                     .stage = GRAD,
+                     .layer = layer,
+                     .b = b,
+                     .c = -1,
+                     .j = j,
+                     .p = *p,
                      .g = parts_of(m, chunk, dst)};
     run_codec(&job);
     return dst;
@@ -579,7 +604,13 @@ static void add_partial(cp_attention *cp, model *m, int layer, int b, int c, con
 /* The owner's part for local chunk c once every partial gradient is summed. */
 static void finish_own(cp_attention *cp, model *m, int layer, int b, int c)
 {
-    codec_job job = {.cp = cp, .m = m, .stage = FINISH, .layer = layer, .b = b, .c = c, .j = cp->mine[c],
+    codec_job job = {.cp = cp,
+                     .m = m,
+                     .stage = FINISH,
+                     .layer = layer,
+                     .b = b,
+                     .c = c,
+                     .j = cp->mine[c],
                      .p = parts_of(m, cp->layout.chunk, own_state(cp, m, layer, b, c))};
     run_codec(&job);
 }
@@ -734,11 +765,14 @@ static void free_codec_device(cp_attention *cp)
     }
 }
 
-int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const cp_options *opt, model *m,
-                      char *err, size_t errlen)
+int cp_attention_init(cp_attention *cp, comm *c, const cp_layout *layout, const cp_options *opt, model *m, char *err,
+                      size_t errlen)
 {
-    *cp = (cp_attention){.comm = c, .layout = *layout, .rank = c != NULL ? comm_rank(c) : 0,
-                         .nloc = cp_local_count(layout), .layers = m->cfg.n_layers};
+    *cp = (cp_attention){.comm = c,
+                         .layout = *layout,
+                         .rank = c != NULL ? comm_rank(c) : 0,
+                         .nloc = cp_local_count(layout),
+                         .layers = m->cfg.n_layers};
     if (opt != NULL)
         cp->opt = *opt;
     const int P = layout->ranks, chunk = layout->chunk;
