@@ -8,6 +8,7 @@
 #include "core/comm/comm.h"
 #include "core/cp/cp_attention.h"
 #include "core/cp/cp_layout.h"
+#include "core/cp/cp_message.h"
 #include "core/model/model.h"
 #include "core/status.h"
 #include "core/train/optimizer.h"
@@ -103,8 +104,8 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     }
     if (rank == 0)
         printf("  P=%d %s%s: loss %.6f vs %.6f; worst relative difference %.2e (%s)\n", P,
-               k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous", k->regather ? ", K/V gathered again" : "",
-               (double)loss, want, worst, worst_name);
+               k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous", k->regather ? ", K/V gathered again" : "", (double)loss,
+               want, worst, worst_name);
     if (worst >= 1e-5)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d: %s differs from one process by %.2e", rank,
                           worst_name, worst);
@@ -152,11 +153,26 @@ static void equivalence(void **state)
 {
     (void)state;
     static const cp_case cases[] = {
-        {1, CP_ZIGZAG, false}, {2, CP_ZIGZAG, false}, {4, CP_ZIGZAG, false}, {2, CP_CONTIGUOUS, false},
-        {4, CP_CONTIGUOUS, false}, {4, CP_ZIGZAG, true},
+        {1, CP_ZIGZAG, false},     {2, CP_ZIGZAG, false},     {4, CP_ZIGZAG, false},
+        {2, CP_CONTIGUOUS, false}, {4, CP_CONTIGUOUS, false}, {4, CP_ZIGZAG, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);
+}
+
+/* The one definition of a message's size, against METHOD.md section 5's numbers worked out
+ * here by hand (independently of the code): a 128-token chunk, d_kv = 256. */
+static void message_bytes(void **state)
+{
+    (void)state;
+    cp_message_shape s = {.chunk = 128, .d_kv = 256, .rank_k = 6, .rank_v = 13, .psi_k = 1, .wire_bytes = 2};
+    assert_int_equal(cp_kv_message_bytes(&s), 2 * 128 * 256 * 2); /* K and V in bf16: 131072 */
+    s.wire_bytes = 4;
+    assert_int_equal(cp_kv_message_bytes(&s), 262144);
+    s.compressed = true;
+    assert_int_equal(cp_kv_message_bytes(&s), 8 + 128 * 19 * 4); /* theta, tau; C and E in fp32 */
+    s.wire_bytes = 2, s.psi_k = 3;
+    assert_int_equal(cp_kv_message_bytes(&s), 24 + 4864);
 }
 
 static void layout(void **state)
@@ -205,6 +221,7 @@ static void layout(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    const struct CMUnitTest tests[] = {cmocka_unit_test(layout), cmocka_unit_test(equivalence)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(layout), cmocka_unit_test(message_bytes),
+                                       cmocka_unit_test(equivalence)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
