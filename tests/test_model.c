@@ -5,7 +5,7 @@
 #include "test_fd.h"
 
 #include "core/model/model.h"
-#include "core/ops/cpu/thread_pool.h"
+#include "core/util/thread_pool.h"
 #include "core/status.h"
 #include "core/train/checkpoint.h"
 #include "core/train/optimizer.h"
@@ -265,11 +265,22 @@ static void checkpoint_refuses_bad_files(void **state)
     expect_load_error(bad, &cfg, "field magic");
     image.data[0] = 'W';
 
-    test_path(bad, sizeof bad, "version.ckpt");
+    /* A header byte flipped is corruption (the hash is judged first), not a field that
+     * disagrees; a field that disagrees under a correct hash is named. */
+    test_path(bad, sizeof bad, "header.ckpt");
+    const uint8_t version = image.data[8];
     image.data[8] = 9;
     test_write_file(bad, image.data, image.len);
+    expect_load_error(bad, &cfg, "field checksum does not match the contents (corrupt)");
+    test_path(bad, sizeof bad, "version.ckpt");
+    uint64_t h = 1469598103934665603ull; /* FNV-1a 64 of every byte before the trailer */
+    for (size_t i = 0; i + 8 < image.len; i++)
+        h = (h ^ image.data[i]) * 1099511628211ull;
+    for (int i = 0; i < 8; i++)
+        image.data[image.len - 8 + i] = (uint8_t)(h >> (8 * i));
+    test_write_file(bad, image.data, image.len);
     expect_load_error(bad, &cfg, "field version is 9");
-    image.data[8] = 1;
+    image.data[8] = version;
 
     model_config other = cfg;
     other.dim = 32;
@@ -313,10 +324,13 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(gradients_untied),          cmocka_unit_test(gradients_tied),
-        cmocka_unit_test(overfit_one_batch),         cmocka_unit_test(deterministic),
+        cmocka_unit_test(gradients_untied),
+        cmocka_unit_test(gradients_tied),
+        cmocka_unit_test(overfit_one_batch),
+        cmocka_unit_test(deterministic),
         cmocka_unit_test(threads_do_not_change_results),
-        cmocka_unit_test(checkpoint_resume_bitwise), cmocka_unit_test(checkpoint_refuses_bad_files),
+        cmocka_unit_test(checkpoint_resume_bitwise),
+        cmocka_unit_test(checkpoint_refuses_bad_files),
         cmocka_unit_test(config_errors),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);

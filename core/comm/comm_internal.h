@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
-#define COMM_REQUESTS 8192 /* in flight at once; a CP step needs a few per peer and layer */
+#define COMM_REQUESTS 8192             /* in flight at once; a CP step needs a few per peer and layer */
 #define COMM_BOUNCE_FLOATS (16 * 1024) /* 64 KiB: a summing receive's bytes, summed while in cache */
 
 struct comm_request {
@@ -31,11 +31,11 @@ struct comm_request {
 typedef struct conn {
     int fd;
     int peer, cls;
-    char name[96];           /* "rank 2 (198.18.0.3), kv-forward" for errors */
+    char name[96]; /* "rank 2 (198.18.0.3), kv-forward" for errors */
     uint64_t send_seq, recv_seq;
     struct comm_request *sends, *sends_tail; /* FIFO */
     struct comm_request *recvs, *recvs_tail; /* FIFO */
-    double last_progress;    /* when data last moved while requests were pending */
+    double last_progress;                    /* when data last moved while requests were pending */
     comm_counts counts;
 } conn;
 
@@ -50,12 +50,12 @@ typedef struct conn {
 #define COMM_DOOR_WAIT_S 2.0
 
 typedef struct door_guest {
-    int fd;                  /* -1: the slot is free */
-    int cls;                 /* the class of the listener it came in on */
+    int fd;  /* -1: the slot is free */
+    int cls; /* the class of the listener it came in on */
     double deadline;
     size_t got;
     uint8_t bytes[FRAME_BYTES + HELLO_BYTES];
-    char who[96];            /* "198.18.0.3:40112" */
+    char who[96]; /* "198.18.0.3:40112" */
 } door_guest;
 
 typedef struct comm_door {
@@ -64,42 +64,38 @@ typedef struct comm_door {
 
 struct comm {
     comm_options opt;
-    conn *conns;              /* (world * COMM_NCLASSES), [peer * COMM_NCLASSES + cls]; self unused */
+    conn *conns; /* (world * COMM_NCLASSES), [peer * COMM_NCLASSES + cls]; self unused */
     int listeners[COMM_NCLASSES];
-    char (*addr)[64];         /* (world,) every rank's IPv4 address */
+    char (*addr)[64]; /* (world,) every rank's IPv4 address */
 
     pthread_t thread;
     bool thread_started;
-    int wake[2];              /* pipe: tells the progress thread that queues changed */
+    int wake[2]; /* pipe: tells the progress thread that queues changed */
     pthread_mutex_t lock;
-    pthread_cond_t changed;   /* a request completed or the communicator failed */
+    pthread_cond_t changed; /* a request completed or the communicator failed */
     bool stopping;
     bool failed;
     char error[512];
     double blocked_s[COMM_NCLASSES]; /* time callers spent waiting in comm_wait*, by class */
 
     float bounce[COMM_BOUNCE_FLOATS]; /* the progress thread's landing place for summing receives */
-    float *scratch;           /* reduction buffers of the collectives, grown once, reused */
+    float *scratch;                   /* reduction buffers of the collectives, grown once, reused */
     size_t scratch_floats;
 
-    comm_door door;           /* the progress thread's: after setup, every caller is a stranger */
+    comm_door door; /* the progress thread's: after setup, every caller is a stranger */
 
     struct comm_request requests[COMM_REQUESTS];
     struct comm_request *free_requests;
 };
 
-static inline conn *comm_conn(comm *c, int peer, int cls)
-{
-    return &c->conns[peer * COMM_NCLASSES + cls];
-}
+static inline conn *comm_conn(comm *c, int peer, int cls) { return &c->conns[peer * COMM_NCLASSES + cls]; }
 
 double comm_now(void);
 
-/* Rendezvous through rank 0 and the mesh of connections (comm_setup.c). */
-int comm_setup(comm *c, char *err, size_t errlen);
-
 /* The progress thread (comm_progress.c). */
 void *comm_progress_main(void *arg);
+int comm_progress_start(comm *c); /* 0, or -1 when the thread could not start */
+void comm_progress_stop(comm *c); /* joins it; nothing when it never started */
 
 /* Marks the communicator failed with this message (first failure wins); lock held. */
 void comm_fail_locked(comm *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,5 +1,6 @@
-/* The communicator's life: open and close, and the progress thread that moves every byte
- * of non-blocking sends and receives, checks every frame and notices dead or stalled peers. */
+/* The progress thread that moves every byte of non-blocking sends and receives, checks every
+ * frame, refuses strangers at the door and notices dead or stalled peers; the requests that
+ * feed it. Opening and closing the communicator is comm_setup.c's. */
 #include "comm_internal.h"
 
 #include "../status.h"
@@ -211,8 +212,8 @@ void *comm_progress_main(void *arg)
             if (cn->fd < 0 || (cn->sends == NULL && cn->recvs == NULL) || c->failed)
                 continue;
             owner[n] = cn;
-            fds[n++] = (struct pollfd){.fd = cn->fd,
-                                       .events = (short)((cn->sends ? POLLOUT : 0) | (cn->recvs ? POLLIN : 0))};
+            fds[n++] =
+                (struct pollfd){.fd = cn->fd, .events = (short)((cn->sends ? POLLOUT : 0) | (cn->recvs ? POLLIN : 0))};
         }
         const int nconn = n;
         n += comm_door_pollfds(&c->door, fds + n);
@@ -345,10 +346,7 @@ int comm_wait_all(comm *c, comm_request **reqs, int n, char *err, size_t errlen)
     return rc;
 }
 
-int comm_wait(comm *c, comm_request *req, char *err, size_t errlen)
-{
-    return comm_wait_all(c, &req, 1, err, errlen);
-}
+int comm_wait(comm *c, comm_request *req, char *err, size_t errlen) { return comm_wait_all(c, &req, 1, err, errlen); }
 
 int comm_send(comm *c, int peer, int cls, const void *buf, size_t len, char *err, size_t errlen)
 {
@@ -382,94 +380,28 @@ double comm_blocked_seconds(const comm *c, int cls)
     return s;
 }
 
-int comm_rank(const comm *c)
+int comm_rank(const comm *c) { return c->opt.rank; }
+
+int comm_size(const comm *c) { return c->opt.world; }
+
+/* ---- the thread's life ---- */
+
+int comm_progress_start(comm *c)
 {
-    return c->opt.rank;
+    if (pthread_create(&c->thread, NULL, comm_progress_main, c) != 0)
+        return -1;
+    c->thread_started = true;
+    return 0;
 }
 
-int comm_size(const comm *c)
+void comm_progress_stop(comm *c)
 {
-    return c->opt.world;
-}
-
-/* ---- open and close ---- */
-
-int comm_open(comm **out, const comm_options *o, char *err, size_t errlen)
-{
-    *out = NULL;
-    if (o->world < 1 || o->world > COMM_MAX_RANKS || o->rank < 0 || o->rank >= o->world)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d of %d: need 0 <= rank < world <= %d", o->rank,
-                          o->world, COMM_MAX_RANKS);
-    comm *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the communicator");
-    c->opt = *o;
-    c->wake[0] = c->wake[1] = -1;
-    comm_door_init(&c->door);
-    for (int cls = 0; cls < COMM_NCLASSES; cls++)
-        c->listeners[cls] = -1;
-    pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->changed, NULL);
-    for (int i = COMM_REQUESTS - 1; i >= 0; i--) {
-        c->requests[i].next = c->free_requests;
-        c->free_requests = &c->requests[i];
-    }
-    c->conns = calloc((size_t)o->world * COMM_NCLASSES, sizeof *c->conns);
-    c->addr = calloc((size_t)o->world, sizeof *c->addr);
-    if (c->conns == NULL || c->addr == NULL) {
-        comm_close(c);
-        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the communicator");
-    }
-    for (int p = 0; p < o->world; p++)
-        for (int cls = 0; cls < COMM_NCLASSES; cls++)
-            *comm_conn(c, p, cls) = (conn){.fd = -1, .peer = p, .cls = cls};
-    int rc = WANCP_OK;
-    if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0)
-        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "pipe: %s", strerror(errno));
-    if (rc == WANCP_OK && o->world > 1)
-        rc = comm_setup(c, err, errlen);
-    if (rc == WANCP_OK) {
-        if (pthread_create(&c->thread, NULL, comm_progress_main, c) != 0)
-            rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "cannot start the progress thread");
-        else
-            c->thread_started = true;
-    }
-    if (rc == WANCP_OK)
-        rc = comm_barrier(c, err, errlen);
-    if (rc != WANCP_OK) {
-        comm_close(c);
-        return rc;
-    }
-    *out = c;
-    return WANCP_OK;
-}
-
-void comm_close(comm *c)
-{
-    if (c == NULL)
+    if (!c->thread_started)
         return;
-    if (c->thread_started) {
-        pthread_mutex_lock(&c->lock);
-        c->stopping = true;
-        pthread_mutex_unlock(&c->lock);
-        wake(c);
-        pthread_join(c->thread, NULL);
-    }
-    comm_door_free(&c->door);
-    for (int i = 0; c->conns != NULL && i < c->opt.world * COMM_NCLASSES; i++)
-        if (c->conns[i].fd >= 0)
-            close(c->conns[i].fd);
-    for (int cls = 0; cls < COMM_NCLASSES; cls++)
-        if (c->listeners[cls] >= 0)
-            close(c->listeners[cls]);
-    if (c->wake[0] >= 0) {
-        close(c->wake[0]);
-        close(c->wake[1]);
-    }
-    pthread_mutex_destroy(&c->lock);
-    pthread_cond_destroy(&c->changed);
-    free(c->conns);
-    free(c->addr);
-    free(c->scratch);
-    free(c);
+    pthread_mutex_lock(&c->lock);
+    c->stopping = true;
+    pthread_mutex_unlock(&c->lock);
+    wake(c);
+    pthread_join(c->thread, NULL);
+    c->thread_started = false;
 }

@@ -1,4 +1,5 @@
-/* Rendezvous through rank 0, then the full mesh: one connection per peer and class. */
+/* The communicator's life: open (rendezvous through rank 0, then the full mesh: one connection
+ * per peer and class, then the progress thread) and close. */
 #include "comm_internal.h"
 
 #include "../status.h"
@@ -11,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -75,8 +77,8 @@ static int recv_frame(const comm *c, int fd, int cls, int kind, void *payload, s
 
 /* Waits at the door of listeners[0..n) until the deadline, or until a hello is whole:
  * returns its socket (h, cls and who filled), or -1 at the deadline. */
-static int next_caller(const comm *c, comm_door *door, const int *listeners, const int *classes, int n,
-                       double deadline, hello *h, int *cls, char *who, size_t wholen)
+static int next_caller(const comm *c, comm_door *door, const int *listeners, const int *classes, int n, double deadline,
+                       hello *h, int *cls, char *who, size_t wholen)
 {
     for (;;) {
         int fd = comm_door_next(c, door, h, cls, who, wholen);
@@ -252,7 +254,7 @@ static void name_conn(comm *c, conn *cn)
     snprintf(cn->name, sizeof cn->name, "rank %d (%s), %s", cn->peer, c->addr[cn->peer], comm_class_name(cn->cls));
 }
 
-int comm_setup(comm *c, char *err, size_t errlen)
+static int setup(comm *c, char *err, size_t errlen)
 {
     const double deadline = comm_now() + c->opt.timeout_ms / 1000.0;
     const int rank = c->opt.rank, world = c->opt.world;
@@ -308,4 +310,76 @@ int comm_setup(comm *c, char *err, size_t errlen)
             if (peer != rank)
                 name_conn(c, comm_conn(c, peer, cls));
     return rc;
+}
+
+/* ---- open and close: rendezvous and mesh first, then the progress thread ---- */
+
+int comm_open(comm **out, const comm_options *o, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (o->world < 1 || o->world > COMM_MAX_RANKS || o->rank < 0 || o->rank >= o->world)
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "rank %d of %d: need 0 <= rank < world <= %d", o->rank,
+                          o->world, COMM_MAX_RANKS);
+    comm *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the communicator");
+    c->opt = *o;
+    c->wake[0] = c->wake[1] = -1;
+    comm_door_init(&c->door);
+    for (int cls = 0; cls < COMM_NCLASSES; cls++)
+        c->listeners[cls] = -1;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->changed, NULL);
+    for (int i = COMM_REQUESTS - 1; i >= 0; i--) {
+        c->requests[i].next = c->free_requests;
+        c->free_requests = &c->requests[i];
+    }
+    c->conns = calloc((size_t)o->world * COMM_NCLASSES, sizeof *c->conns);
+    c->addr = calloc((size_t)o->world, sizeof *c->addr);
+    if (c->conns == NULL || c->addr == NULL) {
+        comm_close(c);
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for the communicator");
+    }
+    for (int p = 0; p < o->world; p++)
+        for (int cls = 0; cls < COMM_NCLASSES; cls++)
+            *comm_conn(c, p, cls) = (conn){.fd = -1, .peer = p, .cls = cls};
+    int rc = WANCP_OK;
+    if (pipe2(c->wake, O_CLOEXEC | O_NONBLOCK) != 0)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "pipe: %s", strerror(errno));
+    if (rc == WANCP_OK && o->world > 1)
+        rc = setup(c, err, errlen);
+    if (rc == WANCP_OK && comm_progress_start(c) != 0)
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "cannot start the progress thread");
+    if (rc == WANCP_OK)
+        rc = comm_barrier(c, err, errlen);
+    if (rc != WANCP_OK) {
+        comm_close(c);
+        return rc;
+    }
+    *out = c;
+    return WANCP_OK;
+}
+
+void comm_close(comm *c)
+{
+    if (c == NULL)
+        return;
+    comm_progress_stop(c);
+    comm_door_free(&c->door);
+    for (int i = 0; c->conns != NULL && i < c->opt.world * COMM_NCLASSES; i++)
+        if (c->conns[i].fd >= 0)
+            close(c->conns[i].fd);
+    for (int cls = 0; cls < COMM_NCLASSES; cls++)
+        if (c->listeners[cls] >= 0)
+            close(c->listeners[cls]);
+    if (c->wake[0] >= 0) {
+        close(c->wake[0]);
+        close(c->wake[1]);
+    }
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->changed);
+    free(c->conns);
+    free(c->addr);
+    free(c->scratch);
+    free(c);
 }

@@ -29,18 +29,18 @@ void frame_encode(const frame *f, uint8_t out[FRAME_BYTES])
     put(out + 24, f->length, 8);
 }
 
-int frame_decode(const uint8_t in[FRAME_BYTES], uint64_t job_id, int cls, int kind, uint64_t seq,
-                 uint64_t max_length, frame *out, const char *peer, char *err, size_t errlen)
+int frame_decode(const uint8_t in[FRAME_BYTES], uint64_t job_id, int cls, int kind, uint64_t seq, uint64_t max_length,
+                 frame *out, const char *peer, char *err, size_t errlen)
 {
     uint32_t magic = (uint32_t)get(in, 4);
     unsigned version = (unsigned)get(in + 4, 2);
-    *out = (frame){.cls = in[6], .kind = in[7], .job_id = get(in + 8, 8), .seq = get(in + 16, 8),
-                   .length = get(in + 24, 8)};
+    *out = (frame){
+        .cls = in[6], .kind = in[7], .job_id = get(in + 8, 8), .seq = get(in + 16, 8), .length = get(in + 24, 8)};
     if (magic != FRAME_MAGIC)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: bad magic 0x%08x (not a wancp peer)", peer, magic);
     if (version != FRAME_VERSION)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: protocol version %u, this wancp speaks %d", peer,
-                          version, FRAME_VERSION);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: protocol version %u, this wancp speaks %d", peer, version,
+                          FRAME_VERSION);
     if (out->job_id != job_id)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: job id %llu, this job is %llu", peer,
                           (unsigned long long)out->job_id, (unsigned long long)job_id);
@@ -52,8 +52,8 @@ int frame_decode(const uint8_t in[FRAME_BYTES], uint64_t job_id, int cls, int ki
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: sequence %llu, expected %llu (lost or repeated frame)",
                           peer, (unsigned long long)out->seq, (unsigned long long)seq);
     if (out->length > max_length)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: payload of %llu bytes, more than the %llu expected",
-                          peer, (unsigned long long)out->length, (unsigned long long)max_length);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: payload of %llu bytes, more than the %llu expected", peer,
+                          (unsigned long long)out->length, (unsigned long long)max_length);
     return WANCP_OK;
 }
 

@@ -36,8 +36,8 @@ void frame_encode(const frame *f, uint8_t out[FRAME_BYTES]);
 /* Decodes and validates a header against what the receiver expects (job id, class or -1
  * for any, kind or -1, sequence or UINT64_MAX for any, and a payload limit). peer names the
  * sender in errors. 0 or WANCP_ERR_INPUT. */
-int frame_decode(const uint8_t in[FRAME_BYTES], uint64_t job_id, int cls, int kind, uint64_t seq,
-                 uint64_t max_length, frame *out, const char *peer, char *err, size_t errlen);
+int frame_decode(const uint8_t in[FRAME_BYTES], uint64_t job_id, int cls, int kind, uint64_t seq, uint64_t max_length,
+                 frame *out, const char *peer, char *err, size_t errlen);
 
 /* The payload of a FRAME_HELLO, what a caller says first: who it is, for which class, and
  * (at the rendezvous) its own address. 12 + 64 bytes, little-endian u32s, then the address

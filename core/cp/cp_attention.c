@@ -1,7 +1,7 @@
 #include "cp_attention.h"
 #include "cp_message.h"
 
-#include "../ops/cpu/thread_pool.h"
+#include "../util/thread_pool.h"
 #include "../status.h"
 
 #include <math.h>

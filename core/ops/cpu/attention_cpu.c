@@ -8,7 +8,7 @@
 #include "ops_cpu_internal.h"
 
 #include "fast_exp.h"
-#include "thread_pool.h"
+#include "../../util/thread_pool.h"
 
 #include <cblas.h>
 
@@ -28,10 +28,7 @@ static void run_heads(int count, pool_task *fn, void *ctx)
 #include <string.h>
 
 /* Two (block, block) tiles per head, so heads can run on different threads. */
-size_t attn_scratch_floats(const attn_shape *shape)
-{
-    return 2 * (size_t)shape->n_heads * shape->block * shape->block;
-}
+size_t attn_scratch_floats(const attn_shape *shape) { return 2 * (size_t)shape->n_heads * shape->block * shape->block; }
 
 void cpu_attn_begin(attn_state *st, const attn_shape *shape)
 {
@@ -222,9 +219,9 @@ static void attn_bwd_kv_head(void *ctx, int kh)
     }
 }
 
-void cpu_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos, int tq,
-                        const float *k, const float *v, const int32_t *k_pos, int tk, const float *dout,
-                        const float *lse, const float *delta, const attn_shape *shape, float *scratch)
+void cpu_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos, int tq, const float *k,
+                        const float *v, const int32_t *k_pos, int tk, const float *dout, const float *lse,
+                        const float *delta, const attn_shape *shape, float *scratch)
 {
     attn_bwd_job job = {dq, dk, dv, q, k, v, dout, lse, delta, q_pos, k_pos, tq, tk, shape, scratch};
     run_heads(shape->n_kv_heads, attn_bwd_kv_head, &job);

@@ -3,7 +3,7 @@
 
 #include "../../util/bf16.h"
 #include "fast_exp.h"
-#include "thread_pool.h"
+#include "../../util/thread_pool.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -11,40 +11,20 @@
 #include <string.h>
 
 /* Host memory: op memory and host memory are the same thing here. */
-static void *cpu_alloc(size_t bytes)
-{
-    return calloc(bytes > 0 ? bytes : 1, 1);
-}
+static void *cpu_alloc(size_t bytes) { return calloc(bytes > 0 ? bytes : 1, 1); }
 
-static void cpu_release(void *p)
-{
-    free(p);
-}
+static void cpu_release(void *p) { free(p); }
 
-static void cpu_zero(float *x, size_t count)
-{
-    memset(x, 0, count * sizeof *x);
-}
+static void cpu_zero(float *x, size_t count) { memset(x, 0, count * sizeof *x); }
 
-static void cpu_copy(float *dst, const float *src, size_t count)
-{
-    memmove(dst, src, count * sizeof *dst);
-}
+static void cpu_copy(float *dst, const float *src, size_t count) { memmove(dst, src, count * sizeof *dst); }
 
-static void cpu_sync(void)
-{
-}
+static void cpu_sync(void) {}
 
 /* Host staging is plain copying here: op memory is host memory. */
-static void cpu_download(float *host, const float *src, size_t count)
-{
-    memcpy(host, src, count * sizeof *host);
-}
+static void cpu_download(float *host, const float *src, size_t count) { memcpy(host, src, count * sizeof *host); }
 
-static void cpu_upload(float *dst, const float *host, size_t count)
-{
-    memcpy(dst, host, count * sizeof *dst);
-}
+static void cpu_upload(float *dst, const float *host, size_t count) { memcpy(dst, host, count * sizeof *dst); }
 
 static void cpu_round_bf16(float *x, size_t count)
 {
@@ -55,8 +35,8 @@ static void cpu_round_bf16(float *x, size_t count)
 static void cpu_matmul(float *c, const float *a, const float *b, int m, int n, int k, bool trans_a, bool trans_b,
                        float alpha, float beta)
 {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
-                alpha, a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+                a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
 }
 
 static void cpu_embedding_fwd(float *out, const uint16_t *tokens, const float *wte, int n, int d)
@@ -75,8 +55,7 @@ static void cpu_embedding_bwd(float *dwte, const uint16_t *tokens, const float *
     }
 }
 
-WANCP_HOT static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int n, int d,
-                                      float eps)
+WANCP_HOT static void cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int n, int d, float eps)
 {
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * d;
@@ -207,8 +186,8 @@ static void xent_piece(void *ctx, int piece)
 {
     xent_job *j = ctx;
     int r0 = (int)((long)j->n * piece / PIECES), r1 = (int)((long)j->n * (piece + 1) / PIECES);
-    j->partial[piece] = cross_entropy_rows(j->logits + (size_t)r0 * j->vocab, j->targets + r0, r1 - r0, j->vocab,
-                                           j->dscale);
+    j->partial[piece] =
+        cross_entropy_rows(j->logits + (size_t)r0 * j->vocab, j->targets + r0, r1 - r0, j->vocab, j->dscale);
 }
 
 static double cpu_cross_entropy(float *logits, const uint16_t *targets, int n, int vocab, float dscale)
@@ -285,8 +264,8 @@ static void adamw_piece(void *ctx, int piece)
 {
     const adamw_job *j = ctx;
     size_t i0 = j->count * (size_t)piece / (size_t)j->pieces, i1 = j->count * (size_t)(piece + 1) / (size_t)j->pieces;
-    adamw_range(j->p + i0, j->g + i0, j->m + i0, j->v + i0, i1 - i0, j->lr, j->beta1, j->beta2, j->eps,
-                j->weight_decay, j->grad_scale, j->t);
+    adamw_range(j->p + i0, j->g + i0, j->m + i0, j->v + i0, i1 - i0, j->lr, j->beta1, j->beta2, j->eps, j->weight_decay,
+                j->grad_scale, j->t);
 }
 
 static void cpu_adamw(float *p, const float *g, float *m, float *v, size_t count, float lr, float beta1, float beta2,
@@ -332,10 +311,7 @@ static const ops CPU_OPS = {
     .adamw = cpu_adamw,
 };
 
-const ops *ops_cpu(void)
-{
-    return &CPU_OPS;
-}
+const ops *ops_cpu(void) { return &CPU_OPS; }
 
 void ops_cpu_set_threads(int threads)
 {
@@ -343,20 +319,10 @@ void ops_cpu_set_threads(int threads)
         threads = openblas_get_num_procs();
     openblas_set_num_threads(threads);
     pool_set_threads(threads);
-
 }
 
-int ops_cpu_threads(void)
-{
-    return openblas_get_num_threads();
-}
+int ops_cpu_threads(void) { return openblas_get_num_threads(); }
 
-const char *ops_cpu_blas_name(void)
-{
-    return openblas_get_config();
-}
+const char *ops_cpu_blas_name(void) { return openblas_get_config(); }
 
-const char *ops_cpu_blas_core(void)
-{
-    return openblas_get_corename();
-}
+const char *ops_cpu_blas_core(void) { return openblas_get_corename(); }

@@ -78,10 +78,7 @@ void pool_set_threads(int threads)
     }
 }
 
-int pool_threads(void)
-{
-    return pool.nworkers + 1;
-}
+int pool_threads(void) { return pool.nworkers + 1; }
 
 void pool_run(int count, pool_task *fn, void *ctx)
 {

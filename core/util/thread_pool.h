@@ -2,9 +2,10 @@
 #define WANCP_THREAD_POOL_H
 
 /*
- * A fixed set of worker threads for the CPU backend's own loops (attention blocks, the
- * softmax of the LM head, the optimizer), which OpenBLAS does not parallelise for us: on a
- * 2-core machine a single-threaded loop leaves half of it idle.
+ * A fixed set of worker threads for the loops that OpenBLAS does not parallelise for us: the
+ * CPU backend's (attention blocks, the softmax of the LM head, the optimizer) and context
+ * parallelism's codec stages on the host. On a 2-core machine a single-threaded loop leaves
+ * half of it idle. It knows nothing of ops or models: any room of core/ may use it.
  *
  * pool_run(count, fn, ctx) calls fn(ctx, i) once for every i in [0, count), spread over the
  * workers and the calling thread, and returns when all are done. Which thread runs which i
