@@ -3,24 +3,23 @@
 
 #include "../core/status.h"
 #include "../shaper/profile.h"
-#include "results.h"
+#include "report/results.h"
 #include "scenario.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-static const char USAGE[] =
-    "Usage: wancp check profile FILE...\n"
-    "       wancp check scenario FILE [--set section.key=value]...\n"
-    "       wancp check RESULTS_DIR [--against REFERENCE] [--tolerance PERCENT]\n"
-    "\n"
-    "  profile   link profiles (INI, one [link] section; see scenarios/profiles/): prints one\n"
-    "            line per valid profile; otherwise every problem of the file, each with\n"
-    "            file:line, and exit status 2.\n"
-    "  scenario  an experiment (see scenarios/README.md) with its overrides (arm.NAME.key for\n"
-    "            an arm): prints it resolved, every value explicit, with its arms' link\n"
-    "            profiles checked too; otherwise every problem at once, and exit status 2.\n";
+static const char USAGE[] = "Usage: wancp check profile FILE...\n"
+                            "       wancp check scenario FILE [--set section.key=value]...\n"
+                            "       wancp check RESULTS_DIR [--against REFERENCE] [--tolerance PERCENT]\n"
+                            "\n"
+                            "  profile   link profiles (INI, one [link] section; see scenarios/profiles/): prints one\n"
+                            "            line per valid profile; otherwise every problem of the file, each with\n"
+                            "            file:line, and exit status 2.\n"
+                            "  scenario  an experiment (see scenarios/README.md) with its overrides (arm.NAME.key for\n"
+                            "            an arm): prints it resolved, every value explicit, with its arms' link\n"
+                            "            profiles checked too; otherwise every problem at once, and exit status 2.\n";
 
 static int check_scenario(int argc, char **argv)
 {

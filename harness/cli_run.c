@@ -1,7 +1,7 @@
 /* wancp run: a scenario's arms over shaped links, results and figures; wancp plot. */
 #include "arm_launch.h"
 #include "cli.h"
-#include "results.h"
+#include "report/results.h"
 #include "scenario.h"
 
 #include "../core/ops/ops.h"
@@ -52,10 +52,7 @@ static const char USAGE[] =
 
 static volatile sig_atomic_t interrupted;
 
-static void on_signal(int sig)
-{
-    interrupted = sig;
-}
+static void on_signal(int sig) { interrupted = sig; }
 
 static const char *plots_dir(void)
 {
@@ -101,10 +98,7 @@ typedef struct arm_argv {
     int n, ntext;
 } arm_argv;
 
-static void add(arm_argv *v, const char *arg)
-{
-    v->argv[v->n++] = (char *)arg;
-}
+static void add(arm_argv *v, const char *arg) { v->argv[v->n++] = (char *)arg; }
 
 static void add_value(arm_argv *v, const char *opt, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void add_value(arm_argv *v, const char *opt, const char *fmt, ...)
@@ -208,8 +202,8 @@ static json_t *run_header(const scenario *s, int argc, char **argv)
     json_object_set_new(o, "dilation", json_real(s->dilation));
     json_object_set_new(o, "target_val_loss", json_real(s->target_val_loss));
     json_object_set_new(o, "master_port", json_integer(MASTER_PORT));
-    json_object_set_new(o, "times", json_string(s->dilation > 1 ? "links at B/D with delays x D; reported times / D"
-                                                                 : "real time"));
+    json_object_set_new(
+        o, "times", json_string(s->dilation > 1 ? "links at B/D with delays x D; reported times / D" : "real time"));
     json_object_set_new(o, "arms", json_array());
     return o;
 }
@@ -292,8 +286,12 @@ static int run_arm(const scenario *s, const scenario_arm *a, int index, int narm
         json_object_set_new(ja, "reason", json_string("out of memory"));
         return 1;
     }
-    topology t = {.ranks = s->ranks, .model = a->link_model, .profile = a->shaped ? &dilated : NULL,
-                  .delay_mechanism = DELAY_AUTO, .straggler = a->straggler, .straggler_k = a->straggler_k,
+    topology t = {.ranks = s->ranks,
+                  .model = a->link_model,
+                  .profile = a->shaped ? &dilated : NULL,
+                  .delay_mechanism = DELAY_AUTO,
+                  .straggler = a->straggler,
+                  .straggler_k = a->straggler_k,
                   .owned = true};
     snprintf(t.prefix, sizeof t.prefix, "%s%ld", TOPOLOGY_RUN_PREFIX, (long)getpid());
     describe_link(s, a, topology_delay_mechanism(&t), link, sizeof link);
@@ -317,9 +315,16 @@ static int run_arm(const scenario *s, const scenario_arm *a, int index, int narm
     if (capturing) {
         arm_argv v;
         build_argv(s, a, metrics, &v);
-        arm_launch l = {.label = label, .prefix = t.prefix, .ranks = s->ranks, .argv = v.argv, .log_dir = arm_dir,
-                        .metrics_path = metrics, .total_steps = s->steps, .dilation = s->dilation,
-                        .timeout_s = s->timeout_s, .master_port = MASTER_PORT};
+        arm_launch l = {.label = label,
+                        .prefix = t.prefix,
+                        .ranks = s->ranks,
+                        .argv = v.argv,
+                        .log_dir = arm_dir,
+                        .metrics_path = metrics,
+                        .total_steps = s->steps,
+                        .dilation = s->dilation,
+                        .timeout_s = s->timeout_s,
+                        .master_port = MASTER_PORT};
         arm_outcome out;
         if (arm_launch_run(&l, &interrupted, &out) != 0) {
             snprintf(reason, sizeof reason, "%s", out.reason);
@@ -515,10 +520,7 @@ static int cli_run_main(int argc, char **argv)
     return failed || plotted != 0 ? 1 : 0;
 }
 
-int cli_run(int argc, char **argv)
-{
-    return cli_run_main(argc, argv);
-}
+int cli_run(int argc, char **argv) { return cli_run_main(argc, argv); }
 
 int cli_plot(int argc, char **argv)
 {

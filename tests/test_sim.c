@@ -4,8 +4,8 @@
 #include "test_helpers.h"
 
 #include "core/status.h"
-#include "harness/sim_hardware.h"
-#include "harness/sim_step.h"
+#include "harness/sim/sim_hardware.h"
+#include "harness/sim/sim_step.h"
 #include "shaper/topology.h"
 
 #include <math.h>
@@ -27,8 +27,16 @@ static sim_hardware a100(void)
 static sim_setup paper(const link_profile *p, int topology)
 {
     sim_setup s = {.hw = a100(), .wire_bytes = 2, .sync = 'A', .sync_every = 500, .time_scale = 1};
-    s.shape = (sim_shape){.ranks = 8, .layers = 8, .dim = 2048, .heads = 8, .kv_heads = 8, .ffn = 11456,
-                          .vocab = 50257, .batch = 1, .chunk = 132000 / 16, .tied = true};
+    s.shape = (sim_shape){.ranks = 8,
+                          .layers = 8,
+                          .dim = 2048,
+                          .heads = 8,
+                          .kv_heads = 8,
+                          .ffn = 11456,
+                          .vocab = 50257,
+                          .batch = 1,
+                          .chunk = 132000 / 16,
+                          .tied = true};
     s.link = (link_model_config){.nodes = 8, .topology = topology, .profile = p};
     return s;
 }
@@ -69,8 +77,16 @@ static void event_model_equals_closed_form(void **state)
                 for (int shape = 0; shape < 2; shape++) {
                     sim_setup s = paper(&wan, topo == 0 ? TOPOLOGY_UPLINK : TOPOLOGY_MESH);
                     if (shape == 1) { /* quickstart's model */
-                        s.shape = (sim_shape){.ranks = 4, .layers = 4, .dim = 256, .heads = 4, .kv_heads = 4,
-                                              .ffn = 704, .vocab = 256, .batch = 1, .chunk = 512, .tied = true};
+                        s.shape = (sim_shape){.ranks = 4,
+                                              .layers = 4,
+                                              .dim = 256,
+                                              .heads = 4,
+                                              .kv_heads = 4,
+                                              .ffn = 704,
+                                              .vocab = 256,
+                                              .batch = 1,
+                                              .chunk = 512,
+                                              .tied = true};
                         s.link.nodes = 4;
                     }
                     s.no_overlap = true;
@@ -176,8 +192,8 @@ static void overlap_hides_communication(void **state)
 static void jitter_is_simulated_per_step(void **state)
 {
     (void)state;
-    link_profile j = {.rate_bps = 300000000, .delay_ns = 20000000, .jitter_ns = 10000000,
-                      .distribution = JITTER_PARETONORMAL};
+    link_profile j = {
+        .rate_bps = 300000000, .delay_ns = 20000000, .jitter_ns = 10000000, .distribution = JITTER_PARETONORMAL};
     sim_setup s = paper(&j, TOPOLOGY_MESH);
     compressed(&s);
     s.shape.layers = 2;
@@ -222,8 +238,16 @@ static sim_setup host_quickstart(const link_profile *p, double cores, double lin
     s.hw.cores = cores;
     s.hw.link_cost.cost_s[0] = link_cost_s;
     s.hw.link_cost.n = link_cost_s > 0;
-    s.shape = (sim_shape){.ranks = 4, .layers = 4, .dim = 256, .heads = 4, .kv_heads = 4, .ffn = 704, .vocab = 256,
-                          .batch = 1, .chunk = 4096 / 8, .tied = true};
+    s.shape = (sim_shape){.ranks = 4,
+                          .layers = 4,
+                          .dim = 256,
+                          .heads = 4,
+                          .kv_heads = 4,
+                          .ffn = 704,
+                          .vocab = 256,
+                          .batch = 1,
+                          .chunk = 4096 / 8,
+                          .tied = true};
     s.link = (link_model_config){.nodes = 4, .topology = TOPOLOGY_UPLINK, .profile = p};
     return s;
 }
@@ -375,9 +399,12 @@ static void bad_hardware_files(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(event_model_equals_closed_form), cmocka_unit_test(paper_arithmetic),
-        cmocka_unit_test(overlap_hides_communication),    cmocka_unit_test(jitter_is_simulated_per_step),
-        cmocka_unit_test(ten_thousand_steps_fast),        cmocka_unit_test(shared_cores),
+        cmocka_unit_test(event_model_equals_closed_form),
+        cmocka_unit_test(paper_arithmetic),
+        cmocka_unit_test(overlap_hides_communication),
+        cmocka_unit_test(jitter_is_simulated_per_step),
+        cmocka_unit_test(ten_thousand_steps_fast),
+        cmocka_unit_test(shared_cores),
         cmocka_unit_test(bad_hardware_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,12 +1,9 @@
 /* libFuzzer: the simulator's hardware files (and bench calibrate's output). Refused with one
  * printable line naming the file, or accepted, written and read back. */
 #include "fuzz_input.h"
-#include "harness/sim_hardware.h"
+#include "harness/sim/sim_hardware.h"
 
-const char *cli_source_dir(void)
-{
-    return "/nonexistent-wancp-source";
-}
+const char *cli_source_dir(void) { return "/nonexistent-wancp-source"; }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

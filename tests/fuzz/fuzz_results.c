@@ -3,7 +3,7 @@
  * written as RUN/run.json, RUN/a/metrics.csv and RUN/a/wire.csv. Refused with one printable
  * line, or summarised (and the summary written) without a crash. */
 #include "fuzz_input.h"
-#include "harness/results.h"
+#include "harness/report/results.h"
 
 #include <sys/stat.h>
 

@@ -31,17 +31,17 @@ typedef struct sim_link_prices {
 /* A hardware profile: peak and the fraction of it each op class reaches. */
 typedef struct sim_hardware {
     char name[64];
-    char source[1100];      /* the file it came from */
-    double peak_flops;      /* FLOP/s at the profile's precision */
-    double efficiency[3];   /* SIM_MATMUL, SIM_ATTENTION, SIM_CODEC: fraction of peak */
-    double memory_bytes_s;  /* what memory-bound ops reach, bytes/s */
-    double op_overhead_s;   /* per op: a kernel launch, a call */
-    double act_bytes;       /* bytes per activation element (4 fp32, 2 bf16) */
-    double param_bytes;     /* bytes per parameter in the weight sync */
-    double byte_cost_s;     /* a rank's own time per payload byte it sends or receives (packing,
+    char source[1100];     /* the file it came from */
+    double peak_flops;     /* FLOP/s at the profile's precision */
+    double efficiency[3];  /* SIM_MATMUL, SIM_ATTENTION, SIM_CODEC: fraction of peak */
+    double memory_bytes_s; /* what memory-bound ops reach, bytes/s */
+    double op_overhead_s;  /* per op: a kernel launch, a call */
+    double act_bytes;      /* bytes per activation element (4 fp32, 2 bf16) */
+    double param_bytes;    /* bytes per parameter in the weight sync */
+    double byte_cost_s;    /* a rank's own time per payload byte it sends or receives (packing,
                              * copies, system calls); 0 where a NIC or NCCL moves the bytes */
-    bool host;              /* this host itself: a scenario's dilation applies to it */
-    double cores;           /* the cores the ranks share with the shaped links' packet work
+    bool host;             /* this host itself: a scenario's dilation applies to it */
+    double cores;          /* the cores the ranks share with the shaped links' packet work
                              * (processor sharing in the step model); 0: not shared (devices) */
     /* the shaped links' packet work beyond the ranks' own byte cost: links shaped by rate
      * alone (the kernel's TCP, htb, veths, bridge and capture), and links that also delay,
@@ -67,7 +67,7 @@ double sim_link_cost_of(const sim_hardware *hw, double bps, bool delayed);
 /* The shape of one rank's work. */
 typedef struct sim_shape {
     int ranks, layers, dim, heads, kv_heads, ffn, vocab, batch;
-    int chunk;              /* m = context / (2 P) tokens */
+    int chunk; /* m = context / (2 P) tokens */
     int rank_k, rank_v, psi_k, planes;
     bool tied;
 } sim_shape;
@@ -87,13 +87,13 @@ void sim_work_add(sim_work *into, const sim_work *w, double times);
 
 /* The pieces of a layer, per rank: projections, MLP and head over its batch x 2 x chunk
  * tokens; blocks, views and the codec per sequence. */
-sim_work sim_cost_pre_attention(const sim_shape *s, const sim_hardware *hw, bool backward); /* norm, QKV, RoPE */
+sim_work sim_cost_pre_attention(const sim_shape *s, const sim_hardware *hw, bool backward);  /* norm, QKV, RoPE */
 sim_work sim_cost_post_attention(const sim_shape *s, const sim_hardware *hw, bool backward); /* O, norm, MLP */
 sim_work sim_cost_block(const sim_shape *s, bool diagonal, bool backward); /* one chunk x chunk block */
 sim_work sim_cost_view(const sim_shape *s, const sim_hardware *hw, bool compressed, bool rotate); /* a chunk as seen */
-sim_work sim_cost_encode(const sim_shape *s); /* compress one own chunk */
-sim_work sim_cost_consumer_grad(const sim_shape *s); /* E and tau of one chunk */
-sim_work sim_cost_owner_finish(const sim_shape *s); /* the owner's sums of one chunk */
+sim_work sim_cost_encode(const sim_shape *s);                                      /* compress one own chunk */
+sim_work sim_cost_consumer_grad(const sim_shape *s);                               /* E and tau of one chunk */
+sim_work sim_cost_owner_finish(const sim_shape *s);                                /* the owner's sums of one chunk */
 sim_work sim_cost_head(const sim_shape *s, const sim_hardware *hw, bool backward); /* final norm, LM head, loss */
 sim_work sim_cost_optimizer(const sim_shape *s);
 

@@ -2,14 +2,14 @@
  * V1 and V2). Each case builds the shaped rank namespaces wancp run would build, runs wancp's
  * own communicator in them (forked ranks, no exec), and compares the time it measured with
  * the time the link model gives for the same messages. */
-#include "cli.h"
+#include "../cli.h"
 
-#include "../core/comm/comm.h"
-#include "../core/status.h"
-#include "../shaper/link_model.h"
-#include "../shaper/profile.h"
-#include "../shaper/topology.h"
-#include "../shaper/units.h"
+#include "../../core/comm/comm.h"
+#include "../../core/status.h"
+#include "../../shaper/link_model.h"
+#include "../../shaper/profile.h"
+#include "../../shaper/topology.h"
+#include "../../shaper/units.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -70,9 +70,9 @@ static const char *const OP_NAMES[NOPS] = {"message", "all_gather", "reduce_scat
 typedef struct vcase {
     int op, ranks;
     uint64_t rate_bps, delay_ns;
-    size_t bytes;             /* the message; a collective's size as bench comm states it */
+    size_t bytes; /* the message; a collective's size as bench comm states it */
     int reps;
-    int dilation;             /* V6: the run's D (links at B/D, delays x D); 0 for V1 and V2 */
+    int dilation; /* V6: the run's D (links at B/D, delays x D); 0 for V1 and V2 */
     double predicted_s, measured_s, bound_s;
     bool measured, passed;
 } vcase;
@@ -168,8 +168,8 @@ static int model_message(const link_model_config *cfg, double bytes, double *sec
 
 static int predict(vcase *v, const link_profile *p, char *err, size_t errlen)
 {
-    link_model_config cfg = {.nodes = v->op == OP_MESSAGE ? 2 : v->ranks, .topology = TOPOLOGY_UPLINK, .profile = p,
-                             .seed = 1};
+    link_model_config cfg = {
+        .nodes = v->op == OP_MESSAGE ? 2 : v->ranks, .topology = TOPOLOGY_UPLINK, .profile = p, .seed = 1};
     const int P = cfg.nodes;
     if (v->op == OP_MESSAGE)
         return model_message(&cfg, (double)v->bytes, &v->predicted_s, err, errlen);
@@ -399,9 +399,16 @@ static int parse(int argc, char **argv, options *o)
 {
     enum { O_RATES = 256, O_DELAYS, O_MAX, O_RANKS, O_CMAX, O_ONLY, O_DILATIONS, O_JSON };
     static const struct option LONG[] = {
-        {"rates", 1, 0, O_RATES}, {"delays", 1, 0, O_DELAYS}, {"max-bytes", 1, 0, O_MAX},
-        {"ranks", 1, 0, O_RANKS}, {"collective-max-bytes", 1, 0, O_CMAX}, {"only", 1, 0, O_ONLY},
-        {"dilations", 1, 0, O_DILATIONS}, {"json", 0, 0, O_JSON}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+        {"rates", 1, 0, O_RATES},
+        {"delays", 1, 0, O_DELAYS},
+        {"max-bytes", 1, 0, O_MAX},
+        {"ranks", 1, 0, O_RANKS},
+        {"collective-max-bytes", 1, 0, O_CMAX},
+        {"only", 1, 0, O_ONLY},
+        {"dilations", 1, 0, O_DILATIONS},
+        {"json", 0, 0, O_JSON},
+        {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
     };
     *o = (options){.max_bytes = 1ull << 30, .coll_max_bytes = 16u << 20, .v1 = true, .v2 = true};
     const char *rates = "100mbit,300mbit,1gbit", *delays = "0,25ms,50ms", *ranks = "4,8", *dilations = "1,4,16";
@@ -472,11 +479,21 @@ static int parse(int argc, char **argv, options *o)
 static int v6_cases(uint64_t rate, uint64_t delay, int P, int D, vcase *out)
 {
     if (P == 0)
-        out[0] = (vcase){.op = OP_MESSAGE, .ranks = 2, .rate_bps = rate, .delay_ns = delay, .bytes = V6_BYTES,
-                         .reps = 8.0 * V6_BYTES / (double)rate > 2.0 ? 1 : REPS, .dilation = D};
+        out[0] = (vcase){.op = OP_MESSAGE,
+                         .ranks = 2,
+                         .rate_bps = rate,
+                         .delay_ns = delay,
+                         .bytes = V6_BYTES,
+                         .reps = 8.0 * V6_BYTES / (double)rate > 2.0 ? 1 : REPS,
+                         .dilation = D};
     else
-        out[0] = (vcase){.op = OP_ALLGATHER, .ranks = P, .rate_bps = rate, .delay_ns = delay,
-                         .bytes = V6_BYTES / (size_t)(P * 4) * (size_t)(P * 4), .reps = REPS, .dilation = D};
+        out[0] = (vcase){.op = OP_ALLGATHER,
+                         .ranks = P,
+                         .rate_bps = rate,
+                         .delay_ns = delay,
+                         .bytes = V6_BYTES / (size_t)(P * 4) * (size_t)(P * 4),
+                         .reps = REPS,
+                         .dilation = D};
     return 1;
 }
 
@@ -505,16 +522,24 @@ static int cases_of(const options *o, uint64_t rate, uint64_t delay, int P, vcas
     if (P == 0) {
         for (uint64_t s = V1_MIN_BYTES; s <= o->max_bytes && n < MAX_SIZES; s *= 4) {
             const double seconds = 8.0 * (double)s / (double)rate;
-            out[n++] = (vcase){.op = OP_MESSAGE, .ranks = 2, .rate_bps = rate, .delay_ns = delay, .bytes = s,
+            out[n++] = (vcase){.op = OP_MESSAGE,
+                               .ranks = 2,
+                               .rate_bps = rate,
+                               .delay_ns = delay,
+                               .bytes = s,
                                .reps = seconds > 2.0 ? 1 : REPS};
         }
         return n;
     }
     for (int op = OP_ALLGATHER; op < NOPS; op++)
         for (uint64_t s = V2_MIN_BYTES; s <= o->coll_max_bytes && n < MAX_SIZES * (NOPS - 1); s *= 4)
-            out[n++] = (vcase){.op = op, .ranks = P, .rate_bps = rate, .delay_ns = delay,
+            out[n++] = (vcase){.op = op,
+                               .ranks = P,
+                               .rate_bps = rate,
+                               .delay_ns = delay,
                                /* whole floats per rank's block */
-                               .bytes = s / (size_t)(P * 4) * (size_t)(P * 4), .reps = REPS};
+                               .bytes = s / (size_t)(P * 4) * (size_t)(P * 4),
+                               .reps = REPS};
     return n;
 }
 
@@ -591,7 +616,8 @@ int sim_validate(int argc, char **argv)
                 specs[nspecs++] = (spec){.P = pi < 0 ? 0 : o.ranks[pi], .rate = o.rates[ri], .delay = o.delays[di]};
     for (int k = 0; o.v6 && k < 2; k++) /* the message, then the all-gather, at every D */
         for (int d = 0; d < o.ndilations; d++)
-            specs[nspecs++] = (spec){.P = k == 0 ? 0 : o.ranks[0], .D = o.dilations[d],
+            specs[nspecs++] = (spec){.P = k == 0 ? 0 : o.ranks[0],
+                                     .D = o.dilations[d],
                                      .rate = o.rates[0] / (uint64_t)o.dilations[d],
                                      .delay = o.delays[0] * (uint64_t)o.dilations[d]};
     for (int si = 0; si < nspecs && !interrupted; si++) {
@@ -617,8 +643,10 @@ int sim_validate(int argc, char **argv)
         expected += 8.0 * (double)g.warm_bytes * 2 / (double)p.rate_bps; /* the warm-up, roughly */
         if (!o.json)
             fprintf(stderr, "sim validate: %s at %g Mbit/s, delay %g ms, %d ranks (about %.0f s)...\n",
-                    sp->D > 0 ? "V6 dilation" : sp->P == 0 ? "V1 messages" : "V2 collectives", (double)p.rate_bps / 1e6,
-                    (double)p.delay_ns / 1e6, g.ranks, expected);
+                    sp->D > 0    ? "V6 dilation"
+                    : sp->P == 0 ? "V1 messages"
+                                 : "V2 collectives",
+                    (double)p.rate_bps / 1e6, (double)p.delay_ns / 1e6, g.ranks, expected);
         char gerr[WANCP_ERRLEN];
         if (run_group(&g, &p, gerr, sizeof gerr) != WANCP_OK) {
             groups_failed++;

@@ -3,14 +3,14 @@
  * the switch, iperf3 from rank 0 to rank 1; then the L2 rate the capture saw against the
  * configured one, iperf3's goodput, and the capture's bytes against iperf3's. Then the
  * delay emulator: round trips by ping, loss and order by iperf3 over UDP. */
-#include "cli.h"
+#include "../cli.h"
 
-#include "../core/status.h"
-#include "../core/util/buf.h"
-#include "../shaper/capture.h"
-#include "../shaper/profile.h"
-#include "../shaper/topology.h"
-#include "../shaper/units.h"
+#include "../../core/status.h"
+#include "../../core/util/buf.h"
+#include "../../shaper/capture.h"
+#include "../../shaper/profile.h"
+#include "../../shaper/topology.h"
+#include "../../shaper/units.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -110,8 +110,8 @@ static int read_wire(const char *path, check_case *k, char *err, size_t errlen)
         }
         long second, src, dst, port, frames;
         double wire, payload;
-        if (line[0] == '#' || sscanf(line, "%ld,%ld,%ld,%ld,%ld,%lf,%lf", &second, &src, &dst, &port, &frames, &wire,
-                                     &payload) != 7)
+        if (line[0] == '#' ||
+            sscanf(line, "%ld,%ld,%ld,%ld,%ld,%lf,%lf", &second, &src, &dst, &port, &frames, &wire, &payload) != 7)
             continue;
         if (src != 0 || dst != 1 || port != PORT || second < 0 || second >= 4096)
             continue;
@@ -216,11 +216,11 @@ typedef struct ping_stats {
 } ping_stats;
 
 typedef struct emu_check {
-    double delay_ms, jitter_ms, loss_percent;            /* configured (one way) */
-    ping_stats rtt, jitter_rtt;                           /* delay and jitter cases */
-    double lost_percent, out_of_order;                    /* loss case */
+    double delay_ms, jitter_ms, loss_percent; /* configured (one way) */
+    ping_stats rtt, jitter_rtt;               /* delay and jitter cases */
+    double lost_percent, out_of_order;        /* loss case */
     bool delay_ok, jitter_ok, loss_ok;
-    const char *mechanism;                                /* netem or relay, as up chose */
+    const char *mechanism; /* netem or relay, as up chose */
     char error[WANCP_ERRLEN];
 } emu_check;
 
@@ -229,8 +229,11 @@ static int emu_up(const char *prefix, uint64_t delay_ns, uint64_t jitter_ns, uin
                   char *err, size_t errlen)
 {
     static link_profile p;
-    p = (link_profile){.rate_bps = 100000000ull, .delay_ns = delay_ns, .jitter_ns = jitter_ns,
-                       .distribution = JITTER_NORMAL, .loss_ppm = loss_ppm};
+    p = (link_profile){.rate_bps = 100000000ull,
+                       .delay_ns = delay_ns,
+                       .jitter_ns = jitter_ns,
+                       .distribution = JITTER_NORMAL,
+                       .loss_ppm = loss_ppm};
     snprintf(p.name, sizeof p.name, "check-emulator");
     topology t = {.ranks = 2, .model = TOPOLOGY_UPLINK, .profile = &p};
     snprintf(t.prefix, sizeof t.prefix, "%s", prefix);
@@ -288,8 +291,8 @@ static int udp_loss(const char *prefix, double *lost, double *ooo, char *err, si
     const char *srv[] = {"iperf3", "-s", "-1", "-B", addr, "-p", "5201", NULL};
     pid_t server = spawn_quiet(r1, srv);
     usleep(500000);
-    char *cli[] = {"ip", "netns", "exec", r0, "iperf3", "-c", addr, "-p", "5201", "-u", "-b", "40M", "-l", "1400",
-                   "-t", "5", "-J", NULL};
+    char *cli[] = {"ip", "netns", "exec", r0,   "iperf3", "-c", addr, "-p", "5201",
+                   "-u", "-b",    "40M",  "-l", "1400",   "-t", "5",  "-J", NULL};
     bytebuf out = {0};
     int rc = interrupted ? WANCP_ERR_SYSTEM : cli_run_capture(cli, &out, err, errlen);
     if (server > 0) {
@@ -370,10 +373,11 @@ int shape_check(int argc, char **argv)
 {
     enum { O_MODEL = 256, O_RATES, O_SECONDS, O_JSON, O_DELAY, O_JITTER, O_LOSS, O_NO_EMU };
     static const struct option LONG[] = {
-        {"model", 1, 0, O_MODEL}, {"rates", 1, 0, O_RATES}, {"seconds", 1, 0, O_SECONDS},
-        {"json", 0, 0, O_JSON},   {"delay", 1, 0, O_DELAY}, {"jitter", 1, 0, O_JITTER},
-        {"loss", 1, 0, O_LOSS},   {"no-emulator", 0, 0, O_NO_EMU}, {"help", 0, 0, 'h'},
-        {0, 0, 0, 0},
+        {"model", 1, 0, O_MODEL},     {"rates", 1, 0, O_RATES},
+        {"seconds", 1, 0, O_SECONDS}, {"json", 0, 0, O_JSON},
+        {"delay", 1, 0, O_DELAY},     {"jitter", 1, 0, O_JITTER},
+        {"loss", 1, 0, O_LOSS},       {"no-emulator", 0, 0, O_NO_EMU},
+        {"help", 0, 0, 'h'},          {0, 0, 0, 0},
     };
     emu_check emu = {.delay_ms = 20, .jitter_ms = 5, .loss_percent = 2};
     int with_emulator = 1;
@@ -454,8 +458,8 @@ int shape_check(int argc, char **argv)
         }
     if (with_emulator && !interrupted) {
         if (!json)
-            fprintf(stderr, "shape check: the delay emulator (delay %g ms, jitter %g ms, loss %g%%)...\n",
-                    emu.delay_ms, emu.jitter_ms, emu.loss_percent);
+            fprintf(stderr, "shape check: the delay emulator (delay %g ms, jitter %g ms, loss %g%%)...\n", emu.delay_ms,
+                    emu.jitter_ms, emu.loss_percent);
         if (run_emulator(&emu, prefix, emu.error, sizeof emu.error) != WANCP_OK)
             emu.delay_ok = emu.jitter_ok = emu.loss_ok = false;
         failed += !emu.delay_ok + !emu.jitter_ok + !emu.loss_ok;
@@ -469,12 +473,12 @@ int shape_check(int argc, char **argv)
         json_t *arr = json_array();
         for (int i = 0; i < ncases; i++) {
             const check_case *k = &cases[i];
-            json_t *o = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:b}", "model",
-                                  k->model == TOPOLOGY_MESH ? "mesh" : "uplink", "rate_bps", (double)k->rate_bps,
-                                  "l2_bps", k->l2_bps, "l2_ratio", k->l2_ratio, "goodput_bps", k->goodput_bps,
-                                  "goodput_ratio", k->goodput_ratio, "payload_ratio", k->payload_ratio, "sent_ratio",
-                                  k->sent_ratio, "wire_ratio", k->wire_ratio, "kernel_drops", (json_int_t)k->drops,
-                                  "passed", k->passed);
+            json_t *o =
+                json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:b}", "model",
+                          k->model == TOPOLOGY_MESH ? "mesh" : "uplink", "rate_bps", (double)k->rate_bps, "l2_bps",
+                          k->l2_bps, "l2_ratio", k->l2_ratio, "goodput_bps", k->goodput_bps, "goodput_ratio",
+                          k->goodput_ratio, "payload_ratio", k->payload_ratio, "sent_ratio", k->sent_ratio,
+                          "wire_ratio", k->wire_ratio, "kernel_drops", (json_int_t)k->drops, "passed", k->passed);
             if (k->error[0])
                 json_object_set_new(o, "error", json_string(k->error));
             json_array_append_new(arr, o);
@@ -482,13 +486,13 @@ int shape_check(int argc, char **argv)
         json_t *top = json_pack("{s:s, s:I, s:o, s:b}", "check", "shape", "seconds", (json_int_t)seconds, "cases", arr,
                                 "passed", failed == 0);
         if (with_emulator) {
-            json_t *e = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:b, s:b, s:b}", "delay_ms",
-                                  emu.delay_ms, "jitter_ms", emu.jitter_ms, "loss_percent", emu.loss_percent,
-                                  "rtt_median_ms", emu.rtt.median_ms, "rtt_avg_ms", emu.rtt.avg_ms,
-                                  "jitter_rtt_avg_ms", emu.jitter_rtt.avg_ms, "jitter_rtt_sd_ms", emu.jitter_rtt.sd_ms,
-                                  "expected_rtt_sd_ms", sqrt(2.0) * emu.jitter_ms,
-                                  "lost_percent", emu.lost_percent, "out_of_order", emu.out_of_order, "delay_ok",
-                                  emu.delay_ok, "jitter_ok", emu.jitter_ok, "loss_ok", emu.loss_ok);
+            json_t *e =
+                json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:b, s:b, s:b}", "delay_ms", emu.delay_ms,
+                          "jitter_ms", emu.jitter_ms, "loss_percent", emu.loss_percent, "rtt_median_ms",
+                          emu.rtt.median_ms, "rtt_avg_ms", emu.rtt.avg_ms, "jitter_rtt_avg_ms", emu.jitter_rtt.avg_ms,
+                          "jitter_rtt_sd_ms", emu.jitter_rtt.sd_ms, "expected_rtt_sd_ms", sqrt(2.0) * emu.jitter_ms,
+                          "lost_percent", emu.lost_percent, "out_of_order", emu.out_of_order, "delay_ok", emu.delay_ok,
+                          "jitter_ok", emu.jitter_ok, "loss_ok", emu.loss_ok);
             json_object_set_new(e, "mechanism", json_string(emu.mechanism != NULL ? emu.mechanism : "none"));
             if (emu.error[0])
                 json_object_set_new(e, "error", json_string(emu.error));
@@ -496,8 +500,8 @@ int shape_check(int argc, char **argv)
         }
         cli_print_json(top);
     } else {
-        printf("%-7s %9s %9s %8s %11s %8s %8s %8s %8s %6s  %s\n", "# model", "rate", "L2 Mbit/s", "L2/rate",
-               "goodput", "gp/rate", "payload", "/sent", "wire", "drops", "verdict");
+        printf("%-7s %9s %9s %8s %11s %8s %8s %8s %8s %6s  %s\n", "# model", "rate", "L2 Mbit/s", "L2/rate", "goodput",
+               "gp/rate", "payload", "/sent", "wire", "drops", "verdict");
         for (int i = 0; i < ncases; i++) {
             const check_case *k = &cases[i];
             if (k->error[0]) {
@@ -507,8 +511,8 @@ int shape_check(int argc, char **argv)
             }
             printf("%-7s %9.0f %9.1f %8.4f %11.1f %8.4f %8.4f %8.4f %8.4f %6lu  %s\n",
                    k->model == TOPOLOGY_MESH ? "mesh" : "uplink", (double)k->rate_bps / 1e6, k->l2_bps / 1e6,
-                   k->l2_ratio, k->goodput_bps / 1e6, k->goodput_ratio, k->payload_ratio, k->sent_ratio,
-                   k->wire_ratio, k->drops,
+                   k->l2_ratio, k->goodput_bps / 1e6, k->goodput_ratio, k->payload_ratio, k->sent_ratio, k->wire_ratio,
+                   k->drops,
                    k->passed ? (fabs(k->l2_ratio - 1) <= 0.01 ? "ok (within 1%)" : "ok (within 3%)") : "FAILED");
         }
         printf("# rates in Mbit/s; payload: captured TCP payload / the bytes iperf3 received (>= 0.98), /sent: / "
@@ -520,9 +524,9 @@ int shape_check(int argc, char **argv)
             printf("emulator (%s): RTT %.2f ms (median) for a one-way delay of %g ms (%s); with normal jitter %g ms, "
                    "RTT standard deviation %.2f ms, expected %.2f (%s); loss %g%%: %.2f%% lost, %g reordered (%s)\n",
                    emu.mechanism != NULL ? emu.mechanism : "none", emu.rtt.median_ms, emu.delay_ms,
-                   emu.delay_ok ? "ok" : "FAILED", emu.jitter_ms, emu.jitter_rtt.sd_ms,
-                   sqrt(2.0) * emu.jitter_ms, emu.jitter_ok ? "ok" : "FAILED", emu.loss_percent, emu.lost_percent,
-                   emu.out_of_order, emu.loss_ok ? "ok" : "FAILED");
+                   emu.delay_ok ? "ok" : "FAILED", emu.jitter_ms, emu.jitter_rtt.sd_ms, sqrt(2.0) * emu.jitter_ms,
+                   emu.jitter_ok ? "ok" : "FAILED", emu.loss_percent, emu.lost_percent, emu.out_of_order,
+                   emu.loss_ok ? "ok" : "FAILED");
     }
     return failed == 0 ? 0 : 1;
 }

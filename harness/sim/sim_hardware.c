@@ -1,8 +1,8 @@
 #include "sim_hardware.h"
 
-#include "../core/status.h"
-#include "../shaper/ini_input.h"
-#include "cli.h"
+#include "../../core/status.h"
+#include "../../shaper/ini_input.h"
+#include "../cli.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -16,12 +16,25 @@
 #include <unistd.h>
 
 enum {
-    K_NAME, K_PEAK, K_MATMUL, K_ATTENTION, K_CODEC, K_MEMORY, K_OVERHEAD, K_ACT, K_PARAM, K_BYTE, K_HOST, K_CORES,
-    K_LINK_COST, K_DELAY_LINK_COST, NKEYS
+    K_NAME,
+    K_PEAK,
+    K_MATMUL,
+    K_ATTENTION,
+    K_CODEC,
+    K_MEMORY,
+    K_OVERHEAD,
+    K_ACT,
+    K_PARAM,
+    K_BYTE,
+    K_HOST,
+    K_CORES,
+    K_LINK_COST,
+    K_DELAY_LINK_COST,
+    NKEYS
 };
-static const char *const KEYS[NKEYS] = {"name",          "peak_flops",    "matmul",    "attention",   "codec",
-                                        "memory_bytes_s", "op_overhead_s", "act_bytes", "param_bytes", "byte_cost_s",
-                                        "host",           "cores",         "link_cost_s", "delay_link_cost_s"};
+static const char *const KEYS[NKEYS] = {
+    "name",      "peak_flops",  "matmul",      "attention", "codec", "memory_bytes_s", "op_overhead_s",
+    "act_bytes", "param_bytes", "byte_cost_s", "host",      "cores", "link_cost_s",    "delay_link_cost_s"};
 
 typedef struct parse {
     sim_hardware *hw;
@@ -74,8 +87,10 @@ static void link_costs(parse *ps, const char *key, const char *v, sim_link_price
             end++;
         ok = ok && (*end == '\0' || *end == ',') && out->n < SIM_MAX_LINK_COSTS;
         if (!ok) {
-            problem(ps, "%s = '%s' must be 0, a price in (0, 1e-3] s per byte, or up to %d of PRICE@BPS "
-                        "separated by commas, rates ascending", key, v, SIM_MAX_LINK_COSTS);
+            problem(ps,
+                    "%s = '%s' must be 0, a price in (0, 1e-3] s per byte, or up to %d of PRICE@BPS "
+                    "separated by commas, rates ascending",
+                    key, v, SIM_MAX_LINK_COSTS);
             out->n = 0;
             return;
         }
@@ -199,7 +214,8 @@ int sim_hardware_find(sim_hardware *hw, const char *name, char *err, size_t errl
         if (access(path, R_OK) != 0)
             return wancp_fail(err, errlen, WANCP_ERR_INPUT,
                               "hardware cpu-local: %s does not exist yet; measure this host first with "
-                              "`wancp bench calibrate SCENARIO.ini`", path);
+                              "`wancp bench calibrate SCENARIO.ini`",
+                              path);
         return sim_hardware_load(hw, path, err, errlen);
     }
     for (const char *c = name; *c; c++)
@@ -258,9 +274,10 @@ int sim_hardware_write(const sim_hardware *hw, const char *path, const char *com
             while (*c == ' ')
                 c++;
     }
-    fprintf(f, "[hardware]\nname = %s\npeak_flops = %.6g\nmatmul = %.6g\nattention = %.6g\ncodec = %.6g\n"
-               "memory_bytes_s = %.6g\nop_overhead_s = %.6g\nact_bytes = %g\nparam_bytes = %g\nbyte_cost_s = %.6g\n"
-               "host = %s\ncores = %g\n",
+    fprintf(f,
+            "[hardware]\nname = %s\npeak_flops = %.6g\nmatmul = %.6g\nattention = %.6g\ncodec = %.6g\n"
+            "memory_bytes_s = %.6g\nop_overhead_s = %.6g\nact_bytes = %g\nparam_bytes = %g\nbyte_cost_s = %.6g\n"
+            "host = %s\ncores = %g\n",
             hw->name, hw->peak_flops, hw->efficiency[SIM_MATMUL], hw->efficiency[SIM_ATTENTION],
             hw->efficiency[SIM_CODEC], hw->memory_bytes_s, hw->op_overhead_s, hw->act_bytes, hw->param_bytes,
             hw->byte_cost_s, hw->host ? "true" : "false", hw->cores);

@@ -1,7 +1,7 @@
 #include "sim_step.h"
 
-#include "../core/status.h"
-#include "../shaper/topology.h"
+#include "../../core/status.h"
+#include "../../shaper/topology.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -13,8 +13,8 @@ enum op { OP_COMPUTE, OP_POST, OP_WAIT_ARRIVAL, OP_WAIT_SENT, OP_START, OP_END }
 
 typedef struct instr {
     int op;
-    int msg;         /* index into the step's messages */
-    double seconds;  /* OP_COMPUTE */
+    int msg;        /* index into the step's messages */
+    double seconds; /* OP_COMPUTE */
 } instr;
 
 /* A message of a step; deps gate its sending (ring collectives: the round before). */
@@ -133,8 +133,8 @@ static void ring_allreduce(builder *b, int cls, double bytes, int *last, int *la
     int prev[LINK_MAX_NODES], cur[LINK_MAX_NODES];
     for (int k = 0; k < rounds; k++) {
         for (int r = 0; r < P; r++)
-            cur[r] = add_msg(b, r, (r + 1) % P, cls, bytes / P, k > 0 ? prev[(r + P - 1) % P] : -1,
-                             k > 0 ? prev[r] : -1);
+            cur[r] =
+                add_msg(b, r, (r + 1) % P, cls, bytes / P, k > 0 ? prev[(r + P - 1) % P] : -1, k > 0 ? prev[r] : -1);
         for (int r = 0; r < P; r++) {
             emit(b, r, OP_POST, cur[r], 0);
             prev[r] = cur[r];
@@ -341,10 +341,10 @@ typedef struct instance {
 
 typedef struct rank_state {
     int step, pc;
-    double busy_until;   /* computing or waiting for a known time until then */
-    bool computing;      /* under processor sharing: in a stretch of compute */
-    double work_left;    /* its seconds left at the calibration's pace */
-    int compute_step;    /* the step the stretch belongs to */
+    double busy_until;     /* computing or waiting for a known time until then */
+    bool computing;        /* under processor sharing: in a stretch of compute */
+    double work_left;      /* its seconds left at the calibration's pace */
+    int compute_step;      /* the step the stretch belongs to */
     int wait_msg, wait_op; /* waiting for a time not yet known: the message, or -1 */
     int wait_cls;
     double wait_since;
@@ -357,19 +357,19 @@ typedef struct engine {
     link_net *net;
     instance inst[RING];
     rank_state rk[LINK_MAX_NODES];
-    int steps;           /* steps to run */
-    int fixed_kind;      /* >= 0: every step of this kind; -1: the run's kinds in order */
+    int steps;             /* steps to run */
+    int fixed_kind;        /* >= 0: every step of this kind; -1: the run's kinds in order */
     sim_step_stats *stats; /* (steps) rank 0's */
-    double start0;       /* rank 0's current step start */
+    double start0;         /* rank 0's current step start */
     double t;
     /* Processor sharing of the host's cores (hw.cores > 0): computing ranks and the shaped
      * links' packet work share them; a rank's compute seconds are at the calibration's pace,
      * P ranks computing at once with nothing on the links. */
     bool sharing;
-    double rank_cores;   /* the most a rank uses: its BLAS threads */
-    double calib_cores;  /* what a rank had in the calibration */
-    double speed;        /* now: compute seconds done per second */
-    double link_cost_s;  /* the shaped links' price at this arm's rate */
+    double rank_cores;  /* the most a rank uses: its BLAS threads */
+    double calib_cores; /* what a rank had in the calibration */
+    double speed;       /* now: compute seconds done per second */
+    double link_cost_s; /* the shaped links' price at this arm's rate */
     int *done_buf;
     int done_cap;
     char *err;
@@ -498,9 +498,7 @@ static int run_rank(engine *e, int r)
             }
             break;
         }
-        case OP_START:
-            e->start0 = e->t;
-            break;
+        case OP_START: e->start0 = e->t; break;
         case OP_END:
             if (st != NULL)
                 st->step_s = e->t - e->start0;
@@ -628,8 +626,8 @@ static int engine_run(engine *e)
 static int simulate(const sim_setup *s, step_kind *kinds, int fixed_kind, int steps, sim_step_stats *stats, char *err,
                     size_t errlen)
 {
-    engine e = {.s = s, .kinds = kinds, .steps = steps, .fixed_kind = fixed_kind, .stats = stats, .err = err,
-                .errlen = errlen};
+    engine e = {
+        .s = s, .kinds = kinds, .steps = steps, .fixed_kind = fixed_kind, .stats = stats, .err = err, .errlen = errlen};
     if (s->hw.host && s->hw.cores > 0) {
         e.sharing = true;
         e.rank_cores = sim_rank_threads(s->hw.cores, s->shape.ranks);
@@ -756,8 +754,7 @@ int sim_run(const sim_setup *s, int steps, sim_result *out, char *err, size_t er
     return rc;
 }
 
-int sim_step_work(const sim_setup *s, bool compressed, int rank, sim_work *out, double *moved, char *err,
-                  size_t errlen)
+int sim_step_work(const sim_setup *s, bool compressed, int rank, sim_work *out, double *moved, char *err, size_t errlen)
 {
     step_kind k;
     memset(&k, 0, sizeof k);

@@ -1,9 +1,9 @@
 #include "iperf3_ring.h"
 
-#include "../core/comm/comm.h"
-#include "../core/status.h"
-#include "../core/util/buf.h"
-#include "../shaper/topology.h"
+#include "../../core/comm/comm.h"
+#include "../../core/status.h"
+#include "../../core/util/buf.h"
+#include "../../shaper/topology.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,12 +2,12 @@
  * FLOP rate against the best matmul rate measured on the same device in the same run. On a
  * GPU it compares the two attention paths (--attention products|fused) on the step's
  * shapes without the rest of the step around them. */
-#include "cli.h"
+#include "../cli.h"
 
-#include "../core/model/model.h"
-#include "../core/ops/ops.h"
-#include "../core/status.h"
-#include "../core/util/rng.h"
+#include "../../core/model/model.h"
+#include "../../core/ops/ops.h"
+#include "../../core/status.h"
+#include "../../core/util/rng.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -15,24 +15,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char USAGE[] =
-    "Usage: wancp bench attention [options]\n"
-    "\n"
-    "Times causal attention over one sequence held by one process: the forward (begin, one\n"
-    "key set, end) and the backward (delta, then dQ, dK, dV), each the median of --reps runs\n"
-    "after one untimed run, and compares their FLOP rates with the best matmul rate of the\n"
-    "same backend in the same run.\n"
-    "  FLOPs: forward 2 x tokens^2 x heads x head_dim (QK^T and PV over the causal half),\n"
-    "  backward twice that (the model FLOP convention of wancp bench step)\n"
-    "\n"
-    "  --tokens N (4096)   sequence length\n"
-    "  --heads N (8) --kv-heads N (= heads) --head-dim N (64)\n"
-    "  --block N (64)      the cpu backend's query/key block\n"
-    "  --reps N (3)        timed runs of each direction\n"
-    "  --threads N         BLAS threads (default: one per CPU)\n"
-    "  --device cpu|cuda (cpu) --precision tf32|bf16|fp32 (tf32)\n"
-    "  --attention products|fused (products)  cuda's attention path (fused: tf32 or bf16)\n"
-    "  --json              one JSON object on stdout\n";
+static const char USAGE[] = "Usage: wancp bench attention [options]\n"
+                            "\n"
+                            "Times causal attention over one sequence held by one process: the forward (begin, one\n"
+                            "key set, end) and the backward (delta, then dQ, dK, dV), each the median of --reps runs\n"
+                            "after one untimed run, and compares their FLOP rates with the best matmul rate of the\n"
+                            "same backend in the same run.\n"
+                            "  FLOPs: forward 2 x tokens^2 x heads x head_dim (QK^T and PV over the causal half),\n"
+                            "  backward twice that (the model FLOP convention of wancp bench step)\n"
+                            "\n"
+                            "  --tokens N (4096)   sequence length\n"
+                            "  --heads N (8) --kv-heads N (= heads) --head-dim N (64)\n"
+                            "  --block N (64)      the cpu backend's query/key block\n"
+                            "  --reps N (3)        timed runs of each direction\n"
+                            "  --threads N         BLAS threads (default: one per CPU)\n"
+                            "  --device cpu|cuda (cpu) --precision tf32|bf16|fp32 (tf32)\n"
+                            "  --attention products|fused (products)  cuda's attention path (fused: tf32 or bf16)\n"
+                            "  --json              one JSON object on stdout\n";
 
 typedef struct attn_bench {
     const ops *o;
@@ -60,9 +59,13 @@ static int bench_alloc(attn_bench *b, char *err, size_t errlen)
     struct {
         float **p;
         size_t n;
-    } want[] = {{&b->q, qn},     {&b->k, kn},     {&b->v, kn},   {&b->dout, qn}, {&b->acc, qn},
-                {&b->max, hq},   {&b->sum, hq},   {&b->out, qn}, {&b->lse, hq},  {&b->delta, hq},
-                {&b->dq, qn},    {&b->dk, kn},    {&b->dv, kn},  {&b->scratch, attn_scratch_floats(&b->shape)}};
+    } want[] = {{&b->q, qn},   {&b->k, kn},
+                {&b->v, kn},   {&b->dout, qn},
+                {&b->acc, qn}, {&b->max, hq},
+                {&b->sum, hq}, {&b->out, qn},
+                {&b->lse, hq}, {&b->delta, hq},
+                {&b->dq, qn},  {&b->dk, kn},
+                {&b->dv, kn},  {&b->scratch, attn_scratch_floats(&b->shape)}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if ((*want[i].p = b->o->alloc((want[i].n > 0 ? want[i].n : 1) * sizeof(float))) == NULL)
             return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "out of memory for attention over %d tokens", b->tokens);
@@ -124,13 +127,32 @@ static double median_of(double (*run)(attn_bench *), attn_bench *b, int reps)
 
 int bench_attention(int argc, char **argv)
 {
-    enum { O_TOKENS = 256, O_HEADS, O_KV_HEADS, O_HEAD_DIM, O_BLOCK, O_REPS, O_THREADS, O_JSON, O_DEVICE,
-           O_PRECISION, O_ATTENTION };
+    enum {
+        O_TOKENS = 256,
+        O_HEADS,
+        O_KV_HEADS,
+        O_HEAD_DIM,
+        O_BLOCK,
+        O_REPS,
+        O_THREADS,
+        O_JSON,
+        O_DEVICE,
+        O_PRECISION,
+        O_ATTENTION
+    };
     static const struct option LONG[] = {
-        {"tokens", 1, 0, O_TOKENS},   {"heads", 1, 0, O_HEADS},      {"kv-heads", 1, 0, O_KV_HEADS},
-        {"head-dim", 1, 0, O_HEAD_DIM}, {"block", 1, 0, O_BLOCK},    {"reps", 1, 0, O_REPS},
-        {"threads", 1, 0, O_THREADS}, {"json", 0, 0, O_JSON},        {"device", 1, 0, O_DEVICE},
-        {"precision", 1, 0, O_PRECISION}, {"attention", 1, 0, O_ATTENTION}, {"help", 0, 0, 'h'},
+        {"tokens", 1, 0, O_TOKENS},
+        {"heads", 1, 0, O_HEADS},
+        {"kv-heads", 1, 0, O_KV_HEADS},
+        {"head-dim", 1, 0, O_HEAD_DIM},
+        {"block", 1, 0, O_BLOCK},
+        {"reps", 1, 0, O_REPS},
+        {"threads", 1, 0, O_THREADS},
+        {"json", 0, 0, O_JSON},
+        {"device", 1, 0, O_DEVICE},
+        {"precision", 1, 0, O_PRECISION},
+        {"attention", 1, 0, O_ATTENTION},
+        {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
     };
     int tokens = 4096, heads = 8, kv_heads = 0, head_dim = 64, block = 64, reps = 3, threads = 0, json = 0;
@@ -143,13 +165,34 @@ int bench_attention(int argc, char **argv)
         cli_option_name(name, sizeof name, LONG, li, argv);
         int bad = 0;
         switch (opt) {
-        case O_TOKENS: bad = cli_parse_ulong("bench", name, optarg, 1, 1 << 20, &u); tokens = (int)u; break;
-        case O_HEADS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); heads = (int)u; break;
-        case O_KV_HEADS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); kv_heads = (int)u; break;
-        case O_HEAD_DIM: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); head_dim = (int)u; break;
-        case O_BLOCK: bad = cli_parse_ulong("bench", name, optarg, 1, 4096, &u); block = (int)u; break;
-        case O_REPS: bad = cli_parse_ulong("bench", name, optarg, 1, 99, &u); reps = (int)u; break;
-        case O_THREADS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); threads = (int)u; break;
+        case O_TOKENS:
+            bad = cli_parse_ulong("bench", name, optarg, 1, 1 << 20, &u);
+            tokens = (int)u;
+            break;
+        case O_HEADS:
+            bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u);
+            heads = (int)u;
+            break;
+        case O_KV_HEADS:
+            bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u);
+            kv_heads = (int)u;
+            break;
+        case O_HEAD_DIM:
+            bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u);
+            head_dim = (int)u;
+            break;
+        case O_BLOCK:
+            bad = cli_parse_ulong("bench", name, optarg, 1, 4096, &u);
+            block = (int)u;
+            break;
+        case O_REPS:
+            bad = cli_parse_ulong("bench", name, optarg, 1, 99, &u);
+            reps = (int)u;
+            break;
+        case O_THREADS:
+            bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u);
+            threads = (int)u;
+            break;
         case O_JSON: json = 1; break;
         case O_DEVICE:
         case O_PRECISION:
@@ -186,8 +229,8 @@ int bench_attention(int argc, char **argv)
     c.ffn_dim = c.dim * 4;
     const double peak = bench_sgemm_peak(o, &c, tokens, peak_shape, sizeof peak_shape);
     if (!json)
-        fprintf(stderr, "bench attention: %d tokens, %d heads (%d kv) of %d on %s\n", tokens, heads, kv_heads,
-                head_dim, device_name);
+        fprintf(stderr, "bench attention: %d tokens, %d heads (%d kv) of %d on %s\n", tokens, heads, kv_heads, head_dim,
+                device_name);
     const double fwd_s = median_of(forward, &b, reps), bwd_s = median_of(backward, &b, reps);
     const double fwd_flops = 2.0 * tokens * (double)tokens * heads * head_dim, bwd_flops = 2.0 * fwd_flops;
     const double fwd_g = fwd_flops / fwd_s / 1e9, bwd_g = bwd_flops / bwd_s / 1e9;
@@ -198,13 +241,12 @@ int bench_attention(int argc, char **argv)
     if (json) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:s, s:f, s:f, s:f, s:f, s:f, "
                               "s:f, s:f, s:f, s:f, s:f}",
-                              "bench", "attention", "device", device_name, "attention", kind, "fused_dq", dq,
-                              "tokens", tokens, "heads", heads, "kv_heads",
-                              kv_heads, "head_dim", head_dim, "block", block, "reps", reps, "matmul_peak_gflops", peak,
-                              "matmul_peak_shape", peak_shape, "forward_s", fwd_s, "backward_s", bwd_s,
-                              "forward_flops", fwd_flops, "backward_flops", bwd_flops, "forward_gflops", fwd_g,
-                              "backward_gflops", bwd_g, "forward_ratio", fwd_g / peak, "backward_ratio", bwd_g / peak,
-                              "gflops", all_g, "ratio", all_g / peak);
+                              "bench", "attention", "device", device_name, "attention", kind, "fused_dq", dq, "tokens",
+                              tokens, "heads", heads, "kv_heads", kv_heads, "head_dim", head_dim, "block", block,
+                              "reps", reps, "matmul_peak_gflops", peak, "matmul_peak_shape", peak_shape, "forward_s",
+                              fwd_s, "backward_s", bwd_s, "forward_flops", fwd_flops, "backward_flops", bwd_flops,
+                              "forward_gflops", fwd_g, "backward_gflops", bwd_g, "forward_ratio", fwd_g / peak,
+                              "backward_ratio", bwd_g / peak, "gflops", all_g, "ratio", all_g / peak);
         cli_print_json(j);
     } else {
         printf("attention (%s%s%s) on %s: %d tokens, %d heads (%d kv) of %d\n", kind,

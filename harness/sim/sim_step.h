@@ -1,8 +1,8 @@
 #ifndef WANCP_SIM_STEP_H
 #define WANCP_SIM_STEP_H
 
-#include "../core/comm/comm.h"
-#include "../shaper/link_model.h"
+#include "../../core/comm/comm.h"
+#include "../../shaper/link_model.h"
 #include "sim_cost.h"
 
 #include <stdbool.h>
@@ -36,17 +36,17 @@ typedef struct sim_setup {
     sim_hardware hw;
     link_model_config link; /* nodes = ranks */
     bool compress, compress_last;
-    int warm_steps;          /* steps before compression goes on */
-    double wire_bytes;       /* K/V element on the wire: 2 (bf16) or 4 */
-    char sync;               /* 'S', 'A' or 'N' (none) */
-    int sync_every;          /* Mode A's c */
-    bool sync_overlap;       /* Mode S: bucketed per layer, overlapping the rest of the backward */
-    bool allgather;          /* every chunk to every other rank and every partial gradient back
+    int warm_steps;    /* steps before compression goes on */
+    double wire_bytes; /* K/V element on the wire: 2 (bf16) or 4 */
+    char sync;         /* 'S', 'A' or 'N' (none) */
+    int sync_every;    /* Mode A's c */
+    bool sync_overlap; /* Mode S: bucketed per layer, overlapping the rest of the backward */
+    bool allgather;    /* every chunk to every other rank and every partial gradient back
                               * (SIMULATION.md's arithmetic) instead of only where needed */
-    bool no_overlap;         /* every remote chunk waited for before any attention of its layer,
+    bool no_overlap;   /* every remote chunk waited for before any attention of its layer,
                               * every partial gradient sent after the layer's blocks (the closed
                               * form's assumption) */
-    double time_scale;       /* reported times x this: 1 / D for a dilated run on this host */
+    double time_scale; /* reported times x this: 1 / D for a dilated run on this host */
 } sim_setup;
 
 typedef struct sim_step_stats {
@@ -56,16 +56,16 @@ typedef struct sim_step_stats {
 } sim_step_stats;
 
 typedef struct sim_result {
-    sim_step_stats steady;   /* a steady step without Mode A's averaging (compressed when on) */
-    sim_step_stats warm;     /* a steady step of the uncompressed warm-up (= steady without compression) */
-    sim_step_stats sync_step;/* a steady step with Mode A's averaging (= steady otherwise) */
-    int steps;               /* the projected run's steps */
-    double *step_s;          /* (steps) time of each step */
-    double total_s, mean_s;  /* over every step */
-    double p50_s, p95_s;     /* over the steady steps, as a run's summary takes them: from
+    sim_step_stats steady;    /* a steady step without Mode A's averaging (compressed when on) */
+    sim_step_stats warm;      /* a steady step of the uncompressed warm-up (= steady without compression) */
+    sim_step_stats sync_step; /* a steady step with Mode A's averaging (= steady otherwise) */
+    int steps;                /* the projected run's steps */
+    double *step_s;           /* (steps) time of each step */
+    double total_s, mean_s;   /* over every step */
+    double p50_s, p95_s;      /* over the steady steps, as a run's summary takes them: from
                               * the second after compression goes on, else from the second */
-    bool stepwise;           /* links with jitter or a rate over time: every step simulated */
-    int simulated_steps;     /* steps the event model ran */
+    bool stepwise;            /* links with jitter or a rate over time: every step simulated */
+    int simulated_steps;      /* steps the event model ran */
 } sim_result;
 
 /* Runs the model for a run of steps steps (>= 1). Deterministic links: each kind of step

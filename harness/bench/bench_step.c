@@ -1,13 +1,13 @@
 /* wancp bench step: the training step's achieved GFLOP/s against this machine's sgemm peak,
  * both measured in the same run with the same BLAS threads. */
-#include "cli.h"
-#include "cli_model.h"
+#include "../cli.h"
+#include "../cli_model.h"
 
-#include "../core/cp/cp_attention.h"
-#include "../core/model/model.h"
-#include "../core/status.h"
-#include "../core/train/optimizer.h"
-#include "../core/util/rng.h"
+#include "../../core/cp/cp_attention.h"
+#include "../../core/model/model.h"
+#include "../../core/status.h"
+#include "../../core/train/optimizer.h"
+#include "../../core/util/rng.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -52,8 +52,8 @@ static const char USAGE[] =
 double bench_sgemm_peak(const ops *o, const model_config *c, int tokens, char *shape, size_t shape_len)
 {
     const int shapes[][3] = {
-        {2048, 2048, 2048}, {tokens, c->ffn_dim, c->dim}, {tokens, c->dim, c->ffn_dim}, {256, c->vocab, c->dim},
-        {4096, 4096, 4096}, {8192, 8192, 8192},
+        {2048, 2048, 2048},      {tokens, c->ffn_dim, c->dim}, {tokens, c->dim, c->ffn_dim},
+        {256, c->vocab, c->dim}, {4096, 4096, 4096},           {8192, 8192, 8192},
     };
     const size_t count = strcmp(o->name, "cpu") == 0 ? 4 : 6;
     double best = 0.0;
@@ -121,11 +121,19 @@ int bench_step(int argc, char **argv)
         O_ATTENTION
     };
     static const struct option LONG[] = {
-        CLI_MODEL_OPTIONS,          {"batch", 1, 0, O_BATCH}, {"steps", 1, 0, O_STEPS}, {"threads", 1, 0, O_THREADS},
-        {"json", 0, 0, O_JSON},     {"chunks", 1, 0, O_CHUNKS}, {"compress", 0, 0, O_COMPRESS},
-        {"cheap-rotation", 0, 0, O_CHEAP}, {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PRECISION},
+        CLI_MODEL_OPTIONS,
+        {"batch", 1, 0, O_BATCH},
+        {"steps", 1, 0, O_STEPS},
+        {"threads", 1, 0, O_THREADS},
+        {"json", 0, 0, O_JSON},
+        {"chunks", 1, 0, O_CHUNKS},
+        {"compress", 0, 0, O_COMPRESS},
+        {"cheap-rotation", 0, 0, O_CHEAP},
+        {"device", 1, 0, O_DEVICE},
+        {"precision", 1, 0, O_PRECISION},
         {"attention", 1, 0, O_ATTENTION},
-        {"help", 0, 0, 'h'},        {0, 0, 0, 0},
+        {"help", 0, 0, 'h'},
+        {0, 0, 0, 0},
     };
     model_config c = model_config_default();
     c.context = 2048;
@@ -141,11 +149,23 @@ int bench_step(int argc, char **argv)
         cli_option_name(name, sizeof name, LONG, li, argv);
         int bad = 0;
         switch (opt) {
-        case O_BATCH: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); batch = (int)u; break;
-        case O_STEPS: bad = cli_parse_ulong("bench", name, optarg, 1, 1000, &u); steps = (int)u; break;
-        case O_THREADS: bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u); threads = (int)u; break;
+        case O_BATCH:
+            bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u);
+            batch = (int)u;
+            break;
+        case O_STEPS:
+            bad = cli_parse_ulong("bench", name, optarg, 1, 1000, &u);
+            steps = (int)u;
+            break;
+        case O_THREADS:
+            bad = cli_parse_ulong("bench", name, optarg, 1, 1024, &u);
+            threads = (int)u;
+            break;
         case O_JSON: json = 1; break;
-        case O_CHUNKS: bad = cli_parse_ulong("bench", name, optarg, 1, CP_MAX_LOCAL, &u); chunks = (int)u; break;
+        case O_CHUNKS:
+            bad = cli_parse_ulong("bench", name, optarg, 1, CP_MAX_LOCAL, &u);
+            chunks = (int)u;
+            break;
         case O_COMPRESS: compress = 1; break;
         case O_CHEAP: cheap = 1; break;
         case O_DEVICE:
@@ -178,8 +198,10 @@ int bench_step(int argc, char **argv)
         while (c.attn_block > 1 && (c.context / chunks) % c.attn_block != 0)
             c.attn_block /= 2;
     if (chunks > 0 && (c.context % chunks != 0 || (c.context / chunks) % c.attn_block != 0))
-        return cli_usage_error("bench", "--chunks %d: the context %d must split into %d chunks, each a multiple of "
-                               "the attention block %d", chunks, c.context, chunks, c.attn_block);
+        return cli_usage_error("bench",
+                               "--chunks %d: the context %d must split into %d chunks, each a multiple of "
+                               "the attention block %d",
+                               chunks, c.context, chunks, c.attn_block);
 
     ops_cpu_set_threads(threads);
     char err[WANCP_ERRLEN];
@@ -255,11 +277,11 @@ int bench_step(int argc, char **argv)
             "s:f, s:f, s:f, s:f}",
             "bench", "step", "layers", c.n_layers, "dim", c.dim, "heads", c.n_heads, "kv_heads", c.n_kv_heads,
             "ffn_dim", c.ffn_dim, "vocab", c.vocab, "seq", c.context, "attn_block", c.attn_block, "batch", batch,
-            "steps", steps, "blas",
-            ops_cpu_blas_name(), "blas_core", ops_cpu_blas_core(), "threads", ops_cpu_threads(), "sgemm_peak_gflops",
-            peak, "sgemm_peak_shape", peak_shape, "matmul_params", (json_int_t)model_matmul_params(&c), "step_flops",
-            flops, "flops_formula", "6*matmul_params*tokens + 6*layers*seq^2*dim*batch", "step_s_median", median,
-            "step_gflops", gflops, "ratio", gflops / peak, "tokens_per_s", tokens / median, "peak_rss_mb", rss_mb);
+            "steps", steps, "blas", ops_cpu_blas_name(), "blas_core", ops_cpu_blas_core(), "threads", ops_cpu_threads(),
+            "sgemm_peak_gflops", peak, "sgemm_peak_shape", peak_shape, "matmul_params",
+            (json_int_t)model_matmul_params(&c), "step_flops", flops, "flops_formula",
+            "6*matmul_params*tokens + 6*layers*seq^2*dim*batch", "step_s_median", median, "step_gflops", gflops,
+            "ratio", gflops / peak, "tokens_per_s", tokens / median, "peak_rss_mb", rss_mb);
         json_object_set_new(j, "device", json_string(device_name));
         json_object_set_new(j, "mfu", json_real(gflops / peak));
         json_object_set_new(j, "attention", json_string(device.fused_attention ? "fused" : "products"));

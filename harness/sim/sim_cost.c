@@ -1,6 +1,6 @@
 #include "sim_cost.h"
 
-#include "../core/cp/cp_message.h"
+#include "../../core/cp/cp_message.h"
 
 #include <math.h>
 

@@ -1,8 +1,8 @@
 #include "link_price.h"
 
-#include "../core/status.h"
-#include "cli.h"
-#include "iperf3_ring.h"
+#include "../../core/status.h"
+#include "../cli.h"
+#include "../bench/iperf3_ring.h"
 
 #include <math.h>
 #include <stdint.h>

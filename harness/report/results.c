@@ -1,9 +1,9 @@
 /* A results folder read back into per-arm summaries (summary.json, summary.md). */
 #include "results.h"
 
-#include "../core/comm/comm.h"
-#include "../core/status.h"
-#include "../core/util/buf.h"
+#include "../../core/comm/comm.h"
+#include "../../core/status.h"
+#include "../../core/util/buf.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -76,8 +76,7 @@ static int port_class(int port, int master_port)
 
 /* K/V bytes rank 0 put on the wire between unix times a and b (seconds are apportioned
  * where the window cuts them); NAN bounds: the whole capture. */
-static void wire_kv_from_rank0(const wire_file *w, int master_port, double a, double b, double *wire,
-                               double *payload)
+static void wire_kv_from_rank0(const wire_file *w, int master_port, double a, double b, double *wire, double *payload)
 {
     *wire = *payload = 0;
     for (size_t i = 0; i < w->n; i++) {
@@ -249,13 +248,24 @@ int results_summarize(run_summary *s, const char *run_dir, char *err, size_t err
     for (size_t i = 0; i < json_array_size(arms) && s->narms < 16; i++) {
         json_t *ja = json_array_get(arms, i);
         arm_summary *a = &s->arms[s->narms++];
-        *a = (arm_summary){.dilation = s->dilation, .final_val_loss = NAN, .time_to_target_s = NAN,
-                           .step_time_s_median = NAN, .step_time_s_p95 = NAN, .compute_s_median = NAN,
+        *a = (arm_summary){.dilation = s->dilation,
+                           .final_val_loss = NAN,
+                           .time_to_target_s = NAN,
+                           .step_time_s_median = NAN,
+                           .step_time_s_p95 = NAN,
+                           .compute_s_median = NAN,
                            .comm_s_median = NAN,
-                           .kv_fwd_wait_s_median = NAN, .kv_bwd_wait_s_median = NAN, .sync_wait_s_median = NAN,
-                           .kv_fwd_bytes_per_step_app = NAN, .kv_bwd_bytes_per_step_app = NAN,
-                           .kv_bytes_per_step_app = NAN, .kv_bytes_per_step_wire = NAN, .sync_bytes_per_step = NAN,
-                           .kv_fwd_formula = NAN, .kv_bwd_formula = NAN, .wire_payload_over_app = NAN,
+                           .kv_fwd_wait_s_median = NAN,
+                           .kv_bwd_wait_s_median = NAN,
+                           .sync_wait_s_median = NAN,
+                           .kv_fwd_bytes_per_step_app = NAN,
+                           .kv_bwd_bytes_per_step_app = NAN,
+                           .kv_bytes_per_step_app = NAN,
+                           .kv_bytes_per_step_wire = NAN,
+                           .sync_bytes_per_step = NAN,
+                           .kv_fwd_formula = NAN,
+                           .kv_bwd_formula = NAN,
+                           .wire_payload_over_app = NAN,
                            .wire_over_app = NAN};
         json_text(ja, "name", a->name, sizeof a->name);
         json_text(ja, "outcome", a->outcome, sizeof a->outcome);
@@ -295,10 +305,7 @@ int results_summarize(run_summary *s, const char *run_dir, char *err, size_t err
 
 /* ---- summary.json and summary.md ---- */
 
-static json_t *number_or_null(double x)
-{
-    return isfinite(x) ? json_real(x) : json_null();
-}
+static json_t *number_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
 static int write_then_rename(const char *path, const char *text, char *err, size_t errlen)
 {
@@ -311,10 +318,12 @@ static char *summary_json(const run_summary *s)
     json_object_set_new(o, "scenario", json_string(s->scenario));
     json_object_set_new(o, "dilation", json_real(s->dilation));
     json_object_set_new(o, "target_val_loss", number_or_null(s->target_val_loss > 0 ? s->target_val_loss : NAN));
-    json_object_set_new(o, "times", json_string("training time: the sum of step times (start-up and evaluation "
-                                                "left out), divided by the dilation"));
-    json_object_set_new(o, "bytes", json_string("payload bytes rank 0 sends per training step (app counters, median "
-                                                "over the steady steps); wire: whole frames"));
+    json_object_set_new(o, "times",
+                        json_string("training time: the sum of step times (start-up and evaluation "
+                                    "left out), divided by the dilation"));
+    json_object_set_new(o, "bytes",
+                        json_string("payload bytes rank 0 sends per training step (app counters, median "
+                                    "over the steady steps); wire: whole frames"));
     for (int i = 0; i < s->narms; i++) {
         const arm_summary *a = &s->arms[i];
         json_t *j = json_object();
@@ -376,14 +385,16 @@ static char *summary_md(const run_summary *s)
     if (f == NULL)
         return NULL;
     fprintf(f, "# %s\n\n", s->scenario);
-    fprintf(f, "Times are training time (the sum of step times; start-up and evaluation left out)%s. "
-               "Bytes are what rank 0 sends per training step: the app counters (median over the steady steps) "
-               "and whole frames on the wire (pcap).\n\n",
+    fprintf(f,
+            "Times are training time (the sum of step times; start-up and evaluation left out)%s. "
+            "Bytes are what rank 0 sends per training step: the app counters (median over the steady steps) "
+            "and whole frames on the wire (pcap).\n\n",
             s->dilation > 1 ? ", dilated: links ran at B/D with delays x D and times are divided by D" : "");
     if (s->dilation > 1)
         fprintf(f, "Dilation D = %g.\n\n", s->dilation);
-    fprintf(f, "| arm | outcome | link | sync | steps | final val | time to %s | step (s) | compute | exposed comm | "
-               "K/V per step (app) | K/V (wire) | formula | sync per step |\n",
+    fprintf(f,
+            "| arm | outcome | link | sync | steps | final val | time to %s | step (s) | compute | exposed comm | "
+            "K/V per step (app) | K/V (wire) | formula | sync per step |\n",
             s->target_val_loss > 0 ? "target" : "target (none)");
     fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     double base_kv = NAN, base_time = NAN;

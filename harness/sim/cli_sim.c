@@ -1,15 +1,15 @@
 /* wancp sim: a scenario's arms through the step simulator (sim_step.h) on a hardware profile;
  * against a run's measured step times; loss curves projected onto simulated wall-clock. */
-#include "cli.h"
-#include "results.h"
-#include "scenario.h"
+#include "../cli.h"
+#include "../report/results.h"
+#include "../scenario.h"
 #include "sim_hardware.h"
 #include "sim_step.h"
 
-#include "../core/model/config.h"
-#include "../core/status.h"
-#include "../shaper/topology.h"
-#include "../shaper/units.h"
+#include "../../core/model/config.h"
+#include "../../core/status.h"
+#include "../../shaper/topology.h"
+#include "../../shaper/units.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -79,18 +79,42 @@ typedef struct sim_cli {
     unsigned long seed;
 } sim_cli;
 
-enum { O_HARDWARE = 1, O_SET, O_ARM, O_STEPS, O_ROUTING, O_NO_OVERLAP, O_SYNC_OVERLAP, O_STRAGGLER, O_UNSHAPED,
-       O_SEED, O_AGAINST, O_TOLERANCE, O_LOSS, O_JSON, O_HELP };
+enum {
+    O_HARDWARE = 1,
+    O_SET,
+    O_ARM,
+    O_STEPS,
+    O_ROUTING,
+    O_NO_OVERLAP,
+    O_SYNC_OVERLAP,
+    O_STRAGGLER,
+    O_UNSHAPED,
+    O_SEED,
+    O_AGAINST,
+    O_TOLERANCE,
+    O_LOSS,
+    O_JSON,
+    O_HELP
+};
 
 static int parse(int argc, char **argv, sim_cli *o)
 {
-    static const struct option opts[] = {
-        {"hardware", 1, 0, O_HARDWARE}, {"set", 1, 0, O_SET},           {"arm", 1, 0, O_ARM},
-        {"steps", 1, 0, O_STEPS},       {"routing", 1, 0, O_ROUTING},   {"no-overlap", 0, 0, O_NO_OVERLAP},
-        {"sync-overlap", 0, 0, O_SYNC_OVERLAP}, {"straggler", 1, 0, O_STRAGGLER}, {"unshaped-rate", 1, 0, O_UNSHAPED},
-        {"seed", 1, 0, O_SEED},         {"against", 1, 0, O_AGAINST},   {"tolerance", 1, 0, O_TOLERANCE},
-        {"loss", 1, 0, O_LOSS},         {"json", 0, 0, O_JSON},         {"help", 0, 0, O_HELP},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"hardware", 1, 0, O_HARDWARE},
+                                         {"set", 1, 0, O_SET},
+                                         {"arm", 1, 0, O_ARM},
+                                         {"steps", 1, 0, O_STEPS},
+                                         {"routing", 1, 0, O_ROUTING},
+                                         {"no-overlap", 0, 0, O_NO_OVERLAP},
+                                         {"sync-overlap", 0, 0, O_SYNC_OVERLAP},
+                                         {"straggler", 1, 0, O_STRAGGLER},
+                                         {"unshaped-rate", 1, 0, O_UNSHAPED},
+                                         {"seed", 1, 0, O_SEED},
+                                         {"against", 1, 0, O_AGAINST},
+                                         {"tolerance", 1, 0, O_TOLERANCE},
+                                         {"loss", 1, 0, O_LOSS},
+                                         {"json", 0, 0, O_JSON},
+                                         {"help", 0, 0, O_HELP},
+                                         {0, 0, 0, 0}};
     *o = (sim_cli){.hardware = "cpu-local", .straggler = -1, .tolerance = 0.10, .seed = 1};
     optind = 1;
     opterr = 0;
@@ -189,9 +213,16 @@ static int setup_arm(const sim_cli *o, const scenario *s, const sim_hardware *hw
     const double D = hw->host ? s->dilation : 1.0;
     sim_setup *st = &a->setup;
     *st = (sim_setup){.hw = *hw};
-    st->shape = (sim_shape){.ranks = s->ranks, .layers = s->layers, .dim = s->dim, .heads = s->heads,
-                            .kv_heads = s->kv_heads, .ffn = s->ffn, .vocab = s->vocab, .batch = s->batch,
-                            .chunk = s->context / (2 * s->ranks), .tied = true};
+    st->shape = (sim_shape){.ranks = s->ranks,
+                            .layers = s->layers,
+                            .dim = s->dim,
+                            .heads = s->heads,
+                            .kv_heads = s->kv_heads,
+                            .ffn = s->ffn,
+                            .vocab = s->vocab,
+                            .batch = s->batch,
+                            .chunk = s->context / (2 * s->ranks),
+                            .tied = true};
     if (arm->compress) {
         model_config c = {.dim = s->dim, .n_heads = s->heads, .n_kv_heads = s->kv_heads};
         st->shape.psi_k = 1;
@@ -219,8 +250,12 @@ static int setup_arm(const sim_cli *o, const scenario *s, const sim_hardware *hw
     if (o->straggler >= s->ranks)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "--straggler %d: the scenario has %d ranks", o->straggler,
                           s->ranks);
-    st->link = (link_model_config){.nodes = s->ranks, .topology = arm->link_model, .profile = profile,
-                                   .unshaped_bps = o->unshaped_bps, .node_scale = a->node_scale, .seed = o->seed};
+    st->link = (link_model_config){.nodes = s->ranks,
+                                   .topology = arm->link_model,
+                                   .profile = profile,
+                                   .unshaped_bps = o->unshaped_bps,
+                                   .node_scale = a->node_scale,
+                                   .seed = o->seed};
     st->compress = arm->compress;
     st->compress_last = arm->compress_last;
     st->warm_steps = arm->warm_steps >= 0 ? arm->warm_steps : s->steps / 10;

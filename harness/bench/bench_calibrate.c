@@ -1,21 +1,21 @@
 /* wancp bench calibrate: this host's compute by op class, measured as a scenario's ranks run
  * it (P processes sharing the cores, each with the threads `wancp run` gives it), written as
  * the hardware profile cpu-local for `wancp sim`, with the price in cores of its shaped links. */
-#include "cli.h"
-#include "cli_model.h"
-#include "link_price.h"
-#include "scenario.h"
-#include "sim_hardware.h"
-#include "sim_step.h"
+#include "../cli.h"
+#include "../cli_model.h"
+#include "../sim/link_price.h"
+#include "../scenario.h"
+#include "../sim/sim_hardware.h"
+#include "../sim/sim_step.h"
 
-#include "../core/comm/comm.h"
-#include "../core/cp/cp_attention.h"
-#include "../core/model/model.h"
-#include "../core/ops/ops_timed.h"
-#include "../core/status.h"
-#include "../core/train/optimizer.h"
-#include "../shaper/capture.h"
-#include "../shaper/topology.h"
+#include "../../core/comm/comm.h"
+#include "../../core/cp/cp_attention.h"
+#include "../../core/model/model.h"
+#include "../../core/ops/ops_timed.h"
+#include "../../core/status.h"
+#include "../../core/train/optimizer.h"
+#include "../../shaper/capture.h"
+#include "../../shaper/topology.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -158,8 +158,8 @@ static int rank_main(int rank, const scenario *s, const char *prefix, int port, 
     comm *cm = NULL;
     int rc = prefix != NULL ? topology_enter(prefix, rank, err, sizeof err) : WANCP_OK;
     if (rc == WANCP_OK && s->ranks > 1) {
-        comm_options o = {.rank = rank, .world = s->ranks, .master_port = port, .job_id = (uint64_t)port,
-                          .timeout_ms = 120000};
+        comm_options o = {
+            .rank = rank, .world = s->ranks, .master_port = port, .job_id = (uint64_t)port, .timeout_ms = 120000};
         if (prefix != NULL)
             topology_rank_addr(0, o.master_addr, sizeof o.master_addr);
         else
@@ -285,8 +285,8 @@ typedef struct priced_rate {
     bool delayed;       /* link_profile_delays */
     char describe[160];
     link_price price;
-    double per_byte_s;  /* cores_taken / payload_bytes_s */
-    double cost_s;      /* per_byte_s less the byte cost's share: link_cost_s or delay_link_cost_s */
+    double per_byte_s; /* cores_taken / payload_bytes_s */
+    double cost_s;     /* per_byte_s less the byte cost's share: link_cost_s or delay_link_cost_s */
 } priced_rate;
 
 static bool priced_before(const priced_rate *a, bool delayed, uint64_t rate_bps)
@@ -349,12 +349,25 @@ static sim_setup setup_of(const scenario *s, const sim_hardware *hw, bool compre
 {
     const model_config c = config_of(s, compress);
     /* the bytes the ranks' exchange really moves: the scenario's wire format */
-    sim_setup st = {.hw = *hw, .compress = compress, .compress_last = true,
-                    .wire_bytes = strcmp(s->wire, "bf16") == 0 ? 2 : 4, .sync = 'N', .time_scale = 1};
-    st.shape = (sim_shape){.ranks = s->ranks, .layers = s->layers, .dim = s->dim, .heads = s->heads,
-                           .kv_heads = s->kv_heads, .ffn = s->ffn, .vocab = s->vocab, .batch = s->batch,
-                           .chunk = s->context / (2 * s->ranks), .rank_k = c.rank_k, .rank_v = c.rank_v,
-                           .psi_k = c.psi_k, .tied = true};
+    sim_setup st = {.hw = *hw,
+                    .compress = compress,
+                    .compress_last = true,
+                    .wire_bytes = strcmp(s->wire, "bf16") == 0 ? 2 : 4,
+                    .sync = 'N',
+                    .time_scale = 1};
+    st.shape = (sim_shape){.ranks = s->ranks,
+                           .layers = s->layers,
+                           .dim = s->dim,
+                           .heads = s->heads,
+                           .kv_heads = s->kv_heads,
+                           .ffn = s->ffn,
+                           .vocab = s->vocab,
+                           .batch = s->batch,
+                           .chunk = s->context / (2 * s->ranks),
+                           .rank_k = c.rank_k,
+                           .rank_v = c.rank_v,
+                           .psi_k = c.psi_k,
+                           .tied = true};
     st.link = (link_model_config){.nodes = s->ranks, .topology = 0};
     return st;
 }
@@ -423,8 +436,8 @@ int bench_calibrate(int argc, char **argv)
         munmap(res, sizeof *res);
         return cli_report("bench", WANCP_ERR_INPUT, "calibrate --path namespaces needs root (network namespaces)");
     }
-    const char *where = in_namespaces ? "in their own namespaces (unshaped veths, the bridge, the capture)"
-                                      : "on 127.0.0.1";
+    const char *where =
+        in_namespaces ? "in their own namespaces (unshaped veths, the bridge, the capture)" : "on 127.0.0.1";
     if (!json)
         fprintf(stderr, "bench calibrate: %s, %d ranks %s, %lu timed steps uncompressed and compressed\n", s->name,
                 s->ranks, where, steps);
@@ -446,16 +459,22 @@ int bench_calibrate(int argc, char **argv)
     const int nrates = in_namespaces && rc == WANCP_OK ? shaped_rates(s, rates, SIM_MAX_LINK_COSTS) : 0;
     for (int k = 0; k < nrates && rc == WANCP_OK; k++) {
         if (!json)
-            fprintf(stderr, "bench calibrate: the shaped links' price at %s: %d iperf3 streams through arm %s's links, "
-                            "a spinner on every core...\n", rates[k].describe, s->ranks, rates[k].arm->name);
+            fprintf(stderr,
+                    "bench calibrate: the shaped links' price at %s: %d iperf3 streams through arm %s's links, "
+                    "a spinner on every core...\n",
+                    rates[k].describe, s->ranks, rates[k].arm->name);
         rc = measure_link_price(s, &rates[k].links, port + 1 + COMM_NCLASSES * s->ranks + 16 * k, &rates[k].price, err,
                                 sizeof err);
         const link_price *lp = &rates[k].price;
         rates[k].per_byte_s = lp->payload_bytes_s > 0 ? lp->cores_taken / lp->payload_bytes_s : 0;
     }
     /* Efficiency per class: the simulator's counts over measured seconds, summed over ranks. */
-    sim_hardware hw = {.peak_flops = peak, .efficiency = {1, 1, 1}, .memory_bytes_s = 1, .act_bytes = 4,
-                       .param_bytes = 4, .host = true};
+    sim_hardware hw = {.peak_flops = peak,
+                       .efficiency = {1, 1, 1},
+                       .memory_bytes_s = 1,
+                       .act_bytes = 4,
+                       .param_bytes = 4,
+                       .host = true};
     const long online = sysconf(_SC_NPROCESSORS_ONLN);
     hw.cores = online > 0 ? (double)online : 1;
     snprintf(hw.name, sizeof hw.name, "cpu-local");
@@ -480,7 +499,7 @@ int bench_calibrate(int argc, char **argv)
                 continue;
             }
             const double other = fmax(0.0, t->step_s - cl[OPS_TIME_MATMUL] - cl[OPS_TIME_ATTENTION] -
-                                                 cl[OPS_TIME_ELEMENTWISE] - cl[OPS_TIME_OPTIMIZER] - t->codec_s);
+                                               cl[OPS_TIME_ELEMENTWISE] - cl[OPS_TIME_OPTIMIZER] - t->codec_s);
             amount[SIM_MATMUL] += work[v][r].amount[SIM_MATMUL];
             amount[SIM_ATTENTION] += work[v][r].amount[SIM_ATTENTION];
             amount[SIM_MEMORY] += work[v][r].amount[SIM_MEMORY];
@@ -520,8 +539,8 @@ int bench_calibrate(int argc, char **argv)
         }
         for (int v = 0; v < VARIANTS; v++)
             for (int r = 0; r < s->ranks; r++)
-                predicted[v] += (sim_work_seconds(&work[v][r], &hw) + (v == 2 ? moved[v][r] * hw.byte_cost_s : 0)) /
-                                s->ranks;
+                predicted[v] +=
+                    (sim_work_seconds(&work[v][r], &hw) + (v == 2 ? moved[v][r] * hw.byte_cost_s : 0)) / s->ranks;
         char host[256] = "?", comment[4096];
         gethostname(host, sizeof host);
         time_t now = time(NULL);
@@ -538,8 +557,8 @@ int bench_calibrate(int argc, char **argv)
                  host, stamp, s->path, wancp_git_commit, s->ranks, rank_threads(s), ops_cpu_blas_core(), peak / 1e9,
                  peak_shape, secs[SIM_MATMUL] / s->ranks, secs[SIM_ATTENTION] / s->ranks, secs[SIM_MEMORY] / s->ranks,
                  secs[SIM_CODEC] / s->ranks, step_measured[0], step_measured[1],
-                 in_namespaces ? "through the rank namespaces" : "on loopback", step_measured[2],
-                 hw.byte_cost_s * 1e9, nrates > 0 ? prices : "\nshaped links: not priced");
+                 in_namespaces ? "through the rank namespaces" : "on loopback", step_measured[2], hw.byte_cost_s * 1e9,
+                 nrates > 0 ? prices : "\nshaped links: not priced");
         rc = sim_hardware_write(&hw, out_path, comment, err, sizeof err);
     }
     if (rc == WANCP_OK && json) {
@@ -554,12 +573,12 @@ int bench_calibrate(int argc, char **argv)
         json_object_set_new(j, "cores", json_real(hw.cores));
         json_t *lp = json_array();
         for (int k = 0; k < nrates; k++)
-            json_array_append_new(lp, json_pack("{s:s, s:s, s:b, s:f, s:f, s:f, s:f, s:f}", "arm", rates[k].arm->name,
-                                                "links", rates[k].describe, "delayed", rates[k].delayed, "rate_bps",
-                                                (double)rates[k].links.rate_bps, "cores_taken",
-                                                rates[k].price.cores_taken, "payload_bytes_s",
-                                                rates[k].price.payload_bytes_s, "stream_bps", rates[k].price.stream_bps,
-                                                "link_cost_s", rates[k].cost_s));
+            json_array_append_new(lp,
+                                  json_pack("{s:s, s:s, s:b, s:f, s:f, s:f, s:f, s:f}", "arm", rates[k].arm->name,
+                                            "links", rates[k].describe, "delayed", rates[k].delayed, "rate_bps",
+                                            (double)rates[k].links.rate_bps, "cores_taken", rates[k].price.cores_taken,
+                                            "payload_bytes_s", rates[k].price.payload_bytes_s, "stream_bps",
+                                            rates[k].price.stream_bps, "link_cost_s", rates[k].cost_s));
         json_object_set_new(j, "link_prices", lp);
         cli_print_json(j);
     } else if (rc == WANCP_OK) {

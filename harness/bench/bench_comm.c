@@ -1,15 +1,15 @@
 /* wancp bench comm: collectives over P local ranks in the style of nccl-tests, against
  * iperf3 between the same endpoints in the same run: on loopback, or with every rank in
  * its own network namespace behind (optionally shaped) links, as `wancp run` places them. */
-#include "cli.h"
+#include "../cli.h"
 #include "iperf3_ring.h"
 
-#include "../core/comm/comm.h"
-#include "../core/cp/cp_attention.h"
-#include "../core/status.h"
-#include "../core/util/rng.h"
-#include "../shaper/profile.h"
-#include "../shaper/topology.h"
+#include "../../core/comm/comm.h"
+#include "../../core/cp/cp_attention.h"
+#include "../../core/status.h"
+#include "../../core/util/rng.h"
+#include "../../shaper/profile.h"
+#include "../../shaper/topology.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -28,36 +28,35 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char USAGE[] =
-    "Usage: wancp bench comm [--ranks P] [--max-bytes N] [--iters N] [--cp-seq N]\n"
-    "                        [--path loopback|namespaces] [--profile LINK.ini] [--json]\n"
-    "\n"
-    "All-gather (ring), all-reduce (ring) and reduce-scatter (ring) over P ranks, sizes\n"
-    "from 4 KiB to --max-bytes (default 64 MiB) by x4. Where the bytes go (--path):\n"
-    "  loopback    every rank on 127.0.0.1 (the default): the \"link\" is this host's CPU\n"
-    "  namespaces  every rank in its own network namespace on a veth to a bridge, as\n"
-    "              `wancp run` places them (root); --profile shapes each rank's link (uplink\n"
-    "              model) with a link profile such as scenarios/profiles/wan-300m-rate.ini,\n"
-    "              delay included; without it the veths are unshaped. Everything created is\n"
-    "              removed at the end, on Ctrl-C, and by `wancp shape down --all`.\n"
-    "As nccl-tests:\n"
-    "  size   all-gather: output bytes (P x per rank); all-reduce: data bytes;\n"
-    "         reduce-scatter: input bytes (P x per rank)\n"
-    "  time   median over --iters (default 5) of the slowest rank's time\n"
-    "  algbw  size / time\n"
-    "  busbw  algbw x (P-1)/P for all-gather and reduce-scatter, x 2(P-1)/P for all-reduce:\n"
-    "         the rate each link carried, comparable across P\n"
-    "The ceiling: P iperf3 streams at once, rank r to rank r+1 between the ranks' own\n"
-    "addresses as the ring's links are (3 s each, the first second, TCP's ramp, left out);\n"
-    "per-link ceiling = their mean rate. ratio_min is the smallest busbw / ceiling over sizes\n"
-    ">= 4 MiB.\n"
-    "\n"
-    "Then one context-parallel forward and backward (2 layers, dim 256, --cp-seq tokens, 4096\n"
-    "by default) is timed three ways on the same ranks: whole; compute alone (exchange\n"
-    "skipped); exchange alone (the same messages, no compute). overlap fraction =\n"
-    "(compute + exchange - whole) / min(compute, exchange): 1 when the smaller one is\n"
-    "hidden entirely, 0 when nothing overlaps (above 1: the whole ran faster than compute\n"
-    "alone, within timing noise).\n";
+static const char USAGE[] = "Usage: wancp bench comm [--ranks P] [--max-bytes N] [--iters N] [--cp-seq N]\n"
+                            "                        [--path loopback|namespaces] [--profile LINK.ini] [--json]\n"
+                            "\n"
+                            "All-gather (ring), all-reduce (ring) and reduce-scatter (ring) over P ranks, sizes\n"
+                            "from 4 KiB to --max-bytes (default 64 MiB) by x4. Where the bytes go (--path):\n"
+                            "  loopback    every rank on 127.0.0.1 (the default): the \"link\" is this host's CPU\n"
+                            "  namespaces  every rank in its own network namespace on a veth to a bridge, as\n"
+                            "              `wancp run` places them (root); --profile shapes each rank's link (uplink\n"
+                            "              model) with a link profile such as scenarios/profiles/wan-300m-rate.ini,\n"
+                            "              delay included; without it the veths are unshaped. Everything created is\n"
+                            "              removed at the end, on Ctrl-C, and by `wancp shape down --all`.\n"
+                            "As nccl-tests:\n"
+                            "  size   all-gather: output bytes (P x per rank); all-reduce: data bytes;\n"
+                            "         reduce-scatter: input bytes (P x per rank)\n"
+                            "  time   median over --iters (default 5) of the slowest rank's time\n"
+                            "  algbw  size / time\n"
+                            "  busbw  algbw x (P-1)/P for all-gather and reduce-scatter, x 2(P-1)/P for all-reduce:\n"
+                            "         the rate each link carried, comparable across P\n"
+                            "The ceiling: P iperf3 streams at once, rank r to rank r+1 between the ranks' own\n"
+                            "addresses as the ring's links are (3 s each, the first second, TCP's ramp, left out);\n"
+                            "per-link ceiling = their mean rate. ratio_min is the smallest busbw / ceiling over sizes\n"
+                            ">= 4 MiB.\n"
+                            "\n"
+                            "Then one context-parallel forward and backward (2 layers, dim 256, --cp-seq tokens, 4096\n"
+                            "by default) is timed three ways on the same ranks: whole; compute alone (exchange\n"
+                            "skipped); exchange alone (the same messages, no compute). overlap fraction =\n"
+                            "(compute + exchange - whole) / min(compute, exchange): 1 when the smaller one is\n"
+                            "hidden entirely, 0 when nothing overlaps (above 1: the whole ran faster than compute\n"
+                            "alone, within timing noise).\n";
 
 enum { OP_ALLGATHER, OP_ALLREDUCE, OP_REDUCE_SCATTER, NOPS };
 static const char *const OP_NAMES[NOPS] = {"all_gather", "all_reduce", "reduce_scatter"};
@@ -183,8 +182,8 @@ static int rank_main(int rank, void *ctx)
     const bench_where *w = ctx;
     const int ranks = w->ranks, iters = w->iters;
     results *out = w->res;
-    comm_options o = {.rank = rank, .world = ranks, .master_port = w->port, .job_id = (uint64_t)w->port,
-                      .timeout_ms = 60000};
+    comm_options o = {
+        .rank = rank, .world = ranks, .master_port = w->port, .job_id = (uint64_t)w->port, .timeout_ms = 60000};
     rank_addr(w, 0, o.master_addr, sizeof o.master_addr);
     char err[WANCP_ERRLEN];
     comm *c = NULL;
@@ -289,9 +288,9 @@ int bench_comm(int argc, char **argv)
 {
     enum { A_RANKS = 256, A_MAX, A_ITERS, A_JSON, A_CP_SEQ, A_PATH, A_PROFILE };
     static const struct option LONG[] = {
-        {"ranks", 1, 0, A_RANKS}, {"max-bytes", 1, 0, A_MAX}, {"iters", 1, 0, A_ITERS},
-        {"json", 0, 0, A_JSON},   {"cp-seq", 1, 0, A_CP_SEQ}, {"path", 1, 0, A_PATH},
-        {"profile", 1, 0, A_PROFILE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0},
+        {"ranks", 1, 0, A_RANKS},     {"max-bytes", 1, 0, A_MAX}, {"iters", 1, 0, A_ITERS},
+        {"json", 0, 0, A_JSON},       {"cp-seq", 1, 0, A_CP_SEQ}, {"path", 1, 0, A_PATH},
+        {"profile", 1, 0, A_PROFILE}, {"help", 0, 0, 'h'},        {0, 0, 0, 0},
     };
     unsigned long ranks = 4, max_bytes = 64ul << 20, iters = 5, cp_seq = 4096;
     const char *path = NULL, *profile_path = NULL;
@@ -349,8 +348,10 @@ int bench_comm(int argc, char **argv)
     for (size_t s = 4096; s <= max_bytes && res->nsizes < MAX_SIZES; s *= 4)
         res->sizes[res->nsizes++] = s / (ranks * 4) * ranks * 4; /* whole floats per rank */
     srand((unsigned)getpid());
-    bench_where w = {.ranks = (int)ranks, .port = 10240 + rand() % 20000, /* below the ephemeral range */
-                     .iters = (int)iters, .res = res};
+    bench_where w = {.ranks = (int)ranks,
+                     .port = 10240 + rand() % 20000, /* below the ephemeral range */
+                     .iters = (int)iters,
+                     .res = res};
     char link[160] = "loopback";
     if (in_namespaces && profile_path != NULL)
         link_profile_describe(&profile, link, sizeof link);
@@ -364,9 +365,9 @@ int bench_comm(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     double ceiling_bps = 0;
     char why[600] = "";
-    int rc = in_namespaces ? measure_in_namespaces(&w, profile_path != NULL ? &profile : NULL, &ceiling_bps, why,
-                                                   sizeof why)
-                           : measure(&w, &ceiling_bps, why, sizeof why);
+    int rc = in_namespaces
+                 ? measure_in_namespaces(&w, profile_path != NULL ? &profile : NULL, &ceiling_bps, why, sizeof why)
+                 : measure(&w, &ceiling_bps, why, sizeof why);
     if (profile_path != NULL)
         link_profile_free(&profile);
     if (rc != WANCP_OK) {
@@ -389,8 +390,8 @@ int bench_comm(int argc, char **argv)
             if (res->sizes[s] >= (4u << 20))
                 ratio_min = fmin(ratio_min, ratio);
             if (!json)
-                printf("  %-14s %12zu %12.1f %12.4f %12.4f %8.3f\n", OP_NAMES[op], res->sizes[s], t * 1e6, algbw,
-                       busbw, ratio);
+                printf("  %-14s %12zu %12.1f %12.4f %12.4f %8.3f\n", OP_NAMES[op], res->sizes[s], t * 1e6, algbw, busbw,
+                       ratio);
             json_array_append_new(rows, json_pack("{s:s, s:I, s:f, s:f, s:f, s:f}", "op", OP_NAMES[op], "bytes",
                                                   (json_int_t)res->sizes[s], "time_us", t * 1e6, "algbw_gbs", algbw,
                                                   "busbw_gbs", busbw, "ratio", ratio));
@@ -401,11 +402,11 @@ int bench_comm(int argc, char **argv)
     if (res->cp_seq > 0)
         overlap = (res->cp_compute_s + res->cp_comm_s - res->cp_step_s) / fmin(res->cp_compute_s, res->cp_comm_s);
     if (json) {
-        json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:f, s:s, s:o, s:f}", "bench", "comm", "ranks", (int)ranks, "path",
-                              in_namespaces ? "namespaces" : "loopback", "link", link, "iperf3_gbit_per_link",
-                              ceiling_bps / 1e9, "busbw_factor",
-                              "all_gather, reduce_scatter: (P-1)/P; all_reduce: 2(P-1)/P", "rows", rows, "ratio_min",
-                              ratio_min);
+        json_t *o =
+            json_pack("{s:s, s:i, s:s, s:s, s:f, s:s, s:o, s:f}", "bench", "comm", "ranks", (int)ranks, "path",
+                      in_namespaces ? "namespaces" : "loopback", "link", link, "iperf3_gbit_per_link",
+                      ceiling_bps / 1e9, "busbw_factor", "all_gather, reduce_scatter: (P-1)/P; all_reduce: 2(P-1)/P",
+                      "rows", rows, "ratio_min", ratio_min);
         if (o != NULL && res->cp_seq > 0) {
             json_object_set_new(o, "cp_seq", json_integer(res->cp_seq));
             json_object_set_new(o, "cp_step_ms", json_real(res->cp_step_s * 1e3));

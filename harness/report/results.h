@@ -48,9 +48,9 @@ void metrics_kv_formula(const metrics_file *m, int rank, bool compressed, uint64
 
 typedef struct arm_summary {
     char name[64];
-    char outcome[16];        /* ok, failed, interrupted, not-run */
+    char outcome[16]; /* ok, failed, interrupted, not-run */
     char reason[512];
-    char link[160];          /* the arm's link, as run.json describes it */
+    char link[160]; /* the arm's link, as run.json describes it */
     char sync[4];
     int sync_every;
     bool compress;
@@ -59,7 +59,7 @@ typedef struct arm_summary {
     double time_to_target_s; /* NAN: target not reached (or none) */
     int steady_from;         /* first step of the steady window (after the switch to compression) */
     double step_time_s_median, compute_s_median, comm_s_median;
-    double step_time_s_p95;  /* the steady window's 95th percentile (as the simulator's) */
+    double step_time_s_p95; /* the steady window's 95th percentile (as the simulator's) */
     double kv_fwd_wait_s_median, kv_bwd_wait_s_median, sync_wait_s_median;
     double kv_fwd_bytes_per_step_app, kv_bwd_bytes_per_step_app; /* median over the steady window */
     double kv_bytes_per_step_app, kv_bytes_per_step_wire;

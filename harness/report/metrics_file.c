@@ -1,8 +1,8 @@
 /* Rank 0's metrics CSV read back, and METHOD.md section 5 for the run it describes. */
 #include "results.h"
 
-#include "../core/cp/cp_message.h"
-#include "../core/status.h"
+#include "../../core/cp/cp_message.h"
+#include "../../core/status.h"
 
 #include <math.h>
 #include <stdio.h>
