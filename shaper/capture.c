@@ -118,8 +118,7 @@ static int capture_main(const char *prefix, int ranks, const char *csv_path, con
             pcap_set_buffer_size(handles[r], 16 << 20) != 0 || pcap_set_immediate_mode(handles[r], 1) != 0 ||
             pcap_activate(handles[r]) < 0 || pcap_setdirection(handles[r], PCAP_D_IN) != 0 ||
             pcap_setnonblock(handles[r], 1, errbuf) != 0) {
-            fprintf(stderr, "wancp capture: %s in %s: %s\n", dev, ns,
-                    handles[r] ? pcap_geterr(handles[r]) : errbuf);
+            fprintf(stderr, "wancp capture: %s in %s: %s\n", dev, ns, handles[r] ? pcap_geterr(handles[r]) : errbuf);
             return 2;
         }
         fds[r] = (struct pollfd){.fd = pcap_get_selectable_fd(handles[r]), .events = POLLIN};

@@ -23,8 +23,8 @@ typedef struct ini_input {
     char problems[4096]; /* "where: what; where: what" */
     int nproblems;       /* every problem, also those the text had no room for */
     /* Set while ini_input_parse runs; freed by it. */
-    char section[256];   /* the section being read, whole (inih's own copy is cut at 49) */
-    ini_seen *seen;      /* (nseen,) sections and keys met so far, with their lines */
+    char section[256]; /* the section being read, whole (inih's own copy is cut at 49) */
+    ini_seen *seen;    /* (nseen,) sections and keys met so far, with their lines */
     size_t nseen, cap;
     int (*handler)(void *user, const char *section, const char *name, const char *value);
     void *user;

@@ -3,7 +3,6 @@
 #include "../core/status.h"
 #include "rate_player.h"
 #include "relay.h"
-#include "topology.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -12,7 +11,7 @@
 
 typedef struct message {
     int src, dst, cls;
-    double bytes, left;  /* left: bytes still to leave the source */
+    double bytes, left; /* left: bytes still to leave the source */
     double post_at;
     double sent, arrival; /* INFINITY until known */
     int next;             /* the next message queued on the same connection, -1 */
@@ -44,13 +43,13 @@ struct link_net {
     int *future; /* messages posted for a later time */
     int nfuture, cap_future;
     int nres;
-    double ack_wire; /* wire bytes the way back per payload byte (0: no ACKs modelled) */
+    double ack_wire;            /* wire bytes the way back per payload byte (0: no ACKs modelled) */
     double *res_cap, *res_load; /* water-filling scratch per link, in wire bytes/s */
     double *res_weight;         /* wire bytes per payload byte of the rising connections */
     double burst;               /* htb's bucket per link in wire bytes (0: none modelled) */
     double *tokens;             /* per link */
     bool *bucket_open;          /* per link: passing bytes at the unshaped rate on its tokens */
-    bool dirty; /* rates need recomputing */
+    bool dirty;                 /* rates need recomputing */
     double bytes[LINK_MAX_NODES][LINK_MAX_CLASSES];
     uint64_t rng;
 };
@@ -295,8 +294,15 @@ int link_net_send(link_net *n, int src, int dst, int cls, double bytes, double a
         n->cap = cap;
     }
     const int id = n->nfree > 0 ? n->free_ids[--n->nfree] : n->nmsgs++;
-    n->msgs[id] = (message){.src = src, .dst = dst, .cls = cls, .bytes = bytes, .left = bytes, .post_at = at,
-                            .sent = INFINITY, .arrival = INFINITY, .next = -1};
+    n->msgs[id] = (message){.src = src,
+                            .dst = dst,
+                            .cls = cls,
+                            .bytes = bytes,
+                            .left = bytes,
+                            .post_at = at,
+                            .sent = INFINITY,
+                            .arrival = INFINITY,
+                            .next = -1};
     n->bytes[src][cls] += bytes;
     if (at <= n->now) {
         enqueue(n, id);

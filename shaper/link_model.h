@@ -2,7 +2,7 @@
 #define WANCP_SHAPER_LINK_MODEL_H
 
 #include "profile.h"
-#include "topology.h"
+#include "link_layout.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,7 +14,7 @@
  * applies (profile.h) and plays rates over time from the same rate plans (rate_player.h).
  *
  * Nodes 0 .. P-1 send messages over connections (src, dst, class), each a FIFO, as comm's
- * connections are. Topology (enum topology_model of topology.h):
+ * connections are. Topology (enum topology_model of link_layout.h):
  *   uplink  every node has one access link up and one down at its rate; a message uses its
  *           source's uplink and its destination's downlink; the connections crossing a link
  *           share it max-min fairly (as TCP flows through one htb class roughly do)

@@ -137,8 +137,10 @@ static int handler(void *user, const char *section, const char *name, const char
         ps->trace_line = ps->in.line;
         snprintf(ps->trace_path, sizeof ps->trace_path, "%s", value);
     } else {
-        problem(ps, ps->in.line, "unknown key '%s' (expected name, rate, delay, jitter, distribution, loss, queue, "
-                "schedule or trace)", name);
+        problem(ps, ps->in.line,
+                "unknown key '%s' (expected name, rate, delay, jitter, distribution, loss, queue, "
+                "schedule or trace)",
+                name);
     }
     return 1;
 }

@@ -32,15 +32,15 @@ typedef struct rate_step {
 
 typedef struct link_profile {
     char name[64];
-    uint64_t rate_bps;      /* 0 when the trace alone sets the rate */
+    uint64_t rate_bps; /* 0 when the trace alone sets the rate */
     uint64_t delay_ns;
     uint64_t jitter_ns;
-    int distribution;       /* enum jitter_distribution */
-    uint32_t loss_ppm;      /* packets lost per million */
-    uint64_t queue_bytes;   /* 0: the mechanism's default */
-    rate_step *schedule;    /* (nschedule,) ascending in time; first at 0 */
+    int distribution;     /* enum jitter_distribution */
+    uint32_t loss_ppm;    /* packets lost per million */
+    uint64_t queue_bytes; /* 0: the mechanism's default */
+    rate_step *schedule;  /* (nschedule,) ascending in time; first at 0 */
     size_t nschedule;
-    uint32_t *trace_ms;     /* (ntrace,) delivery opportunities */
+    uint32_t *trace_ms; /* (ntrace,) delivery opportunities */
     size_t ntrace;
 } link_profile;
 

@@ -1,8 +1,16 @@
 #include "rate_player.h"
 
+#include "shaper_internal.h"
+
 #include "../core/status.h"
 
 #include <stdlib.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Appends (at, rate) unless it repeats the last rate. */
 static void push(rate_plan *plan, uint64_t at, uint64_t rate)
@@ -74,4 +82,74 @@ uint64_t rate_plan_next_change(const rate_plan *plan, uint64_t t_ns)
         if (plan->steps[i].at_ns > t)
             return base + plan->steps[i].at_ns;
     return plan->period_ns > 0 && plan->n > 1 ? base + plan->period_ns : UINT64_MAX;
+}
+
+static uint64_t clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Plays the profile's rate over time through one long-lived `tc -batch -` per namespace
+ * (a change takes effect within milliseconds; starting tc each time took about a second).
+ * Runs in the switch namespace until topology_down kills it. */
+static void play_rates(const topology *t, const rate_plan *plan)
+{
+    signal(SIGPIPE, SIG_IGN);
+    FILE *tc[TOPOLOGY_MAX_RANKS + 1];
+    for (int i = 0; i <= t->ranks; i++) {
+        char ns[64], cmd[128];
+        topology_ns_name(t->prefix, i == t->ranks ? -1 : i, ns, sizeof ns);
+        snprintf(cmd, sizeof cmd, "exec tc -n %s -batch - >/dev/null 2>&1", ns);
+        tc[i] = popen(cmd, "w");
+        if (tc[i] == NULL)
+            _exit(1);
+    }
+    static step lines;
+    const uint64_t start = clock_ns();
+    uint64_t base = 0; /* start of the current period of a repeating trace */
+    for (size_t k = 1;; k++) {
+        if (k == plan->n) {
+            if (plan->period_ns == 0)
+                break; /* a schedule holds its last rate */
+            base += plan->period_ns;
+            k = 0;
+        }
+        const uint64_t at = start + base + plan->steps[k].at_ns;
+        for (uint64_t now = clock_ns(); now < at; now = clock_ns()) {
+            struct timespec nap = {.tv_sec = (time_t)((at - now) / 1000000000ull),
+                                   .tv_nsec = (long)((at - now) % 1000000000ull)};
+            nanosleep(&nap, NULL);
+        }
+        for (int i = 0; i <= t->ranks; i++) {
+            htb_rate_lines(t, i == t->ranks ? -1 : i, plan->steps[k].rate_bps, &lines);
+            if (fputs(lines.text, tc[i]) < 0 || fflush(tc[i]) != 0)
+                _exit(1);
+        }
+    }
+    for (;;)
+        pause();
+}
+
+/* Forks the rate player into the switch namespace when the rate changes over time. */
+int rate_player_start(const topology *t, char *err, size_t errlen)
+{
+    rate_plan plan;
+    int rc = rate_plan_of(t->profile, &plan, err, errlen);
+    if (rc != WANCP_OK || plan.n < 2) {
+        rate_plan_free(&plan);
+        return rc;
+    }
+    pid_t pid = netns_fork_into_switch(t);
+    if (pid < 0) {
+        rate_plan_free(&plan);
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        play_rates(t, &plan);
+        _exit(0);
+    }
+    rate_plan_free(&plan);
+    return WANCP_OK;
 }

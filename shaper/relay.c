@@ -133,8 +133,8 @@ static int read_frames(int fd, batch *b)
 {
     for (int i = 0; i < BATCH; i++) {
         b->iov[i] = (struct iovec){.iov_base = b->frames + (size_t)i * MAX_FRAME, .iov_len = MAX_FRAME};
-        b->msgs[i].msg_hdr = (struct msghdr){.msg_name = &b->from[i], .msg_namelen = sizeof b->from[i],
-                                             .msg_iov = &b->iov[i], .msg_iovlen = 1};
+        b->msgs[i].msg_hdr = (struct msghdr){
+            .msg_name = &b->from[i], .msg_namelen = sizeof b->from[i], .msg_iov = &b->iov[i], .msg_iovlen = 1};
     }
     int n = recvmmsg(fd, b->msgs, BATCH, MSG_DONTWAIT, NULL);
     if (n < 0)

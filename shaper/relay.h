@@ -19,11 +19,11 @@
  * 0.1 ms after its due time (both ways). A queue beyond queue_bytes drops at the tail.
  */
 typedef struct relay_options {
-    char in[16], out[16];  /* interface names in the current namespace */
+    char in[16], out[16]; /* interface names in the current namespace */
     uint64_t delay_ns, jitter_ns;
-    int distribution;      /* enum jitter_distribution (profile.h) */
+    int distribution; /* enum jitter_distribution (profile.h) */
     uint32_t loss_ppm;
-    uint64_t queue_bytes;  /* 0: 4 MB */
+    uint64_t queue_bytes; /* 0: 4 MB */
     uint64_t seed;
 } relay_options;
 

@@ -1,6 +1,7 @@
 #ifndef WANCP_SHAPER_TOPOLOGY_H
 #define WANCP_SHAPER_TOPOLOGY_H
 
+#include "link_layout.h"
 #include "profile.h"
 #include "relay.h"
 
@@ -40,8 +41,6 @@
 #define TOPOLOGY_BENCH_PREFIX "bc"
 #define TOPOLOGY_MAX_RANKS 250 /* 198.18.0.1 .. .250 */
 
-enum topology_model { TOPOLOGY_UPLINK, TOPOLOGY_MESH };
-
 /* Where delay, jitter and loss come from: auto takes netem where the kernel has it (its
  * configuration says CONFIG_NET_SCH_NETEM), else the relay. */
 enum topology_delay { DELAY_AUTO, DELAY_RELAY, DELAY_NETEM };
@@ -49,7 +48,7 @@ enum topology_delay { DELAY_AUTO, DELAY_RELAY, DELAY_NETEM };
 typedef struct topology {
     char prefix[24]; /* [a-z0-9] only, at most 16: names stay short and safe in commands */
     int ranks;
-    int model;       /* enum topology_model */
+    int model;                   /* enum topology_model */
     const link_profile *profile; /* NULL: unshaped */
     int ignore_delay;
     int delay_mechanism; /* enum topology_delay */
@@ -97,10 +96,6 @@ int topology_down(const char *prefix, int *removed, char *err, size_t errlen);
 /* Moves the calling process (or thread) into the network namespace of rank (or -1: the
  * switch) of prefix; WANCP_OK, or an error naming the namespace. */
 int topology_enter(const char *prefix, int rank, char *err, size_t errlen);
-
-/* The burst of every htb class, in KiB: smaller ones cost ten times the CPU here for the
- * same accuracy. The link model's bucket is the same size. */
-#define TOPOLOGY_HTB_BURST_KIB 128
 
 /* Namespace name for rank (or -1: the switch), into buf. */
 void topology_ns_name(const char *prefix, int rank, char *buf, size_t len);

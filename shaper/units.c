@@ -11,22 +11,32 @@ typedef struct unit {
 } unit;
 
 static const unit RATE_UNITS[] = {
-    {"bit", 1},           {"kbit", 1000},       {"mbit", 1000000},        {"gbit", 1000000000},
-    {"tbit", 1000000000000ull},                 {"kibit", 1024},          {"mibit", 1048576},
-    {"gibit", 1073741824}, {"tibit", 1099511627776ull},                   {"bps", 8},
-    {"kbps", 8000},       {"mbps", 8000000},    {"gbps", 8000000000ull},  {"tbps", 8000000000000ull},
+    {"bit", 1},
+    {"kbit", 1000},
+    {"mbit", 1000000},
+    {"gbit", 1000000000},
+    {"tbit", 1000000000000ull},
+    {"kibit", 1024},
+    {"mibit", 1048576},
+    {"gibit", 1073741824},
+    {"tibit", 1099511627776ull},
+    {"bps", 8},
+    {"kbps", 8000},
+    {"mbps", 8000000},
+    {"gbps", 8000000000ull},
+    {"tbps", 8000000000000ull},
 };
 static const unit TIME_UNITS[] = {
     {"ns", 1}, {"us", 1000}, {"usec", 1000}, {"ms", 1000000}, {"msec", 1000000}, {"s", 1000000000}, {"sec", 1000000000},
 };
 static const unit SIZE_UNITS[] = {
-    {"b", 1},          {"k", 1024},       {"kb", 1024},       {"kib", 1024},      {"m", 1048576},
-    {"mb", 1048576},   {"mib", 1048576},  {"g", 1073741824},  {"gb", 1073741824}, {"gib", 1073741824},
+    {"b", 1},        {"k", 1024},      {"kb", 1024},      {"kib", 1024},      {"m", 1048576},
+    {"mb", 1048576}, {"mib", 1048576}, {"g", 1073741824}, {"gb", 1073741824}, {"gib", 1073741824},
 };
 
 /* "12.5mbit" -> 12500000 with the given table. */
-static int parse_with(const char *what, const unit *units, size_t nunits, const char *text, uint64_t *out,
-                      char *err, size_t errlen)
+static int parse_with(const char *what, const unit *units, size_t nunits, const char *text, uint64_t *out, char *err,
+                      size_t errlen)
 {
     const char *p = text;
     uint64_t mantissa = 0;
