@@ -1,7 +1,6 @@
 /* An arm's ranks entered into their namespaces, watched, stopped when one fails. */
 #include "arm_launch.h"
-
-#include "../core/util/proc.h"
+#include "ranks.h"
 
 #include "../core/status.h"
 #include "../shaper/topology.h"
@@ -17,13 +16,6 @@
 #include <unistd.h>
 
 #define MAX_RANKS 64
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 /* Field i (0-based) of a CSV line, as a number; NAN when empty or missing. */
 static double csv_field(const char *line, int i)
@@ -105,7 +97,6 @@ static void print_progress(const arm_launch *l, double elapsed, int tty, int fin
 static void start_rank(const arm_launch *l, int r, const char *job)
 {
     char path[1200], value[32], err[WANCP_ERRLEN];
-    setpgid(0, 0);
     if (topology_enter(l->prefix, r, err, sizeof err) != WANCP_OK) {
         fprintf(stderr, "wancp run: rank %d: %s\n", r, err);
         _exit(126);
@@ -153,7 +144,8 @@ static void last_log_line(const arm_launch *l, int r, char *buf, size_t len)
 }
 
 /* The cause, once every rank has ended: a rank killed by a signal we did not send comes
- * first (the others then fail because it went away), then the first failed exit. */
+ * first (the others then fail because it went away), then the first failed exit of a rank
+ * that was not told to stop, then any failed exit. */
 static void name_cause(const arm_launch *l, const int *status, const int *signalled, arm_outcome *out)
 {
     char last[400];
@@ -163,18 +155,37 @@ static void name_cause(const arm_launch *l, const int *status, const int *signal
                      strsignal(WTERMSIG(status[r])));
             return;
         }
-    for (int r = 0; r < l->ranks; r++)
-        if (WIFEXITED(status[r]) && WEXITSTATUS(status[r]) != 0) {
-            last_log_line(l, r, last, sizeof last);
-            snprintf(out->reason, sizeof out->reason, "rank %d failed (exit %d): %.380s", r, WEXITSTATUS(status[r]),
-                     last);
-            return;
-        }
+    for (int pass = 0; pass < 2; pass++) /* a rank that failed before any was told to stop first */
+        for (int r = 0; r < l->ranks; r++)
+            if (WIFEXITED(status[r]) && WEXITSTATUS(status[r]) != 0 && (pass == 1 || !signalled[r])) {
+                last_log_line(l, r, last, sizeof last);
+                snprintf(out->reason, sizeof out->reason, "rank %d failed (exit %d): %.380s", r, WEXITSTATUS(status[r]),
+                         last);
+                return;
+            }
     for (int r = 0; r < l->ranks; r++)
         if (WIFSIGNALED(status[r])) {
             snprintf(out->reason, sizeof out->reason, "rank %d was killed by signal %d", r, WTERMSIG(status[r]));
             return;
         }
+}
+
+typedef struct arm_child {
+    const arm_launch *l;
+    char job[32];
+} arm_child;
+
+static int arm_rank(int r, void *ctx)
+{
+    const arm_child *a = ctx;
+    start_rank(a->l, r, a->job);
+    return 127;
+}
+
+static void arm_tick(void *ctx, double elapsed_s, bool last)
+{
+    const arm_child *a = ctx;
+    print_progress(a->l, elapsed_s, isatty(STDERR_FILENO), last);
 }
 
 int arm_launch_run(const arm_launch *l, volatile sig_atomic_t *interrupted, arm_outcome *out)
@@ -184,94 +195,29 @@ int arm_launch_run(const arm_launch *l, volatile sig_atomic_t *interrupted, arm_
         snprintf(out->reason, sizeof out->reason, "%d ranks: 1 to %d can be launched", l->ranks, MAX_RANKS);
         return -1;
     }
-    char job[32];
-    snprintf(job, sizeof job, "%lld", (long long)getpid() * 1000003LL + (long long)time(NULL));
-    pid_t pids[MAX_RANKS];
-    int status[MAX_RANKS], signalled[MAX_RANKS] = {0}, live = 0;
-    const double t0 = now_s();
-    fflush(NULL);
-    const pid_t self = getpid();
-    for (int r = 0; r < l->ranks; r++) {
-        status[r] = 0;
-        pids[r] = fork();
-        if (pids[r] == 0) {
-            /* SIGTERM when wancp run dies: a rank stops between steps, metrics closed */
-            if (!proc_die_with_parent(self, SIGTERM))
-                _exit(126);
-            start_rank(l, r, job);
-        }
-        if (pids[r] < 0) {
-            snprintf(out->reason, sizeof out->reason, "fork: %s", strerror(errno));
-            for (int k = 0; k < r; k++)
-                kill(pids[k], SIGKILL);
-            for (int k = 0; k < r; k++)
-                waitpid(pids[k], NULL, 0);
-            return -1;
-        }
-        setpgid(pids[r], pids[r]);
-        live++;
+    arm_child a = {.l = l};
+    snprintf(a.job, sizeof a.job, "%lld", (long long)getpid() * 1000003LL + (long long)time(NULL));
+    /* SIGTERM when wancp run dies: a rank stops between steps, metrics closed */
+    ranks_spec spec = {.ranks = l->ranks,
+                       .child = arm_rank,
+                       .ctx = &a,
+                       .die_signal = SIGTERM,
+                       .own_group = true,
+                       .timeout_s = l->timeout_s,
+                       .tick = arm_tick,
+                       .tick_s = isatty(STDERR_FILENO) ? 1.0 : 15.0};
+    ranks_outcome r;
+    if (ranks_run(&spec, interrupted, &r) != 0) {
+        snprintf(out->reason, sizeof out->reason, "fork: %s", strerror(errno));
+        return -1;
     }
-    const int tty = isatty(STDERR_FILENO);
-    double stop_at = 0;      /* when the ranks were told to stop (0: not yet) */
-    int failed = 0, sent_term = 0, sent_kill = 0;
-    double last_print = t0;
-    while (live > 0) {
-        int st;
-        pid_t pid = waitpid(-1, &st, WNOHANG);
-        if (pid > 0) {
-            for (int r = 0; r < l->ranks; r++)
-                if (pids[r] == pid) {
-                    pids[r] = -1;
-                    status[r] = st;
-                    live--;
-                    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0) && !failed) {
-                        failed = 1; /* the others see the closed connections and exit on their own */
-                        if (stop_at == 0)
-                            stop_at = now_s();
-                        for (int k = 0; k < l->ranks; k++) /* a stopped rank (SIGSTOP) must see them too */
-                            if (pids[k] > 0)
-                                kill(pids[k], SIGCONT);
-                    }
-                }
-            continue;
-        }
-        const double now = now_s();
-        if (stop_at == 0 && *interrupted) {
-            out->interrupted = 1;
-            stop_at = now;
-            for (int r = 0; r < l->ranks; r++)
-                if (pids[r] > 0)
-                    signalled[r] = 1, kill(pids[r], SIGINT), kill(pids[r], SIGCONT); /* stop between steps */
-        }
-        if (stop_at == 0 && now - t0 > l->timeout_s) {
-            out->timed_out = 1;
-            stop_at = now - 10; /* straight to SIGTERM */
-        }
-        if (stop_at > 0 && !sent_term && now - stop_at > 10) {
-            for (int r = 0; r < l->ranks; r++)
-                if (pids[r] > 0)
-                    signalled[r] = 1, kill(pids[r], SIGTERM), kill(pids[r], SIGCONT);
-            sent_term = 1;
-        }
-        if (stop_at > 0 && !sent_kill && now - stop_at > 15) {
-            for (int r = 0; r < l->ranks; r++)
-                if (pids[r] > 0)
-                    signalled[r] = 1, kill(pids[r], SIGKILL);
-            sent_kill = 1;
-        }
-        if (now - last_print >= (tty ? 1.0 : 15.0)) {
-            print_progress(l, now - t0, tty, 0);
-            last_print = now;
-        }
-        struct timespec pause = {0, 50 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
-    out->seconds = now_s() - t0;
-    print_progress(l, out->seconds, tty, 1);
-    out->ok = 1;
-    for (int r = 0; r < l->ranks; r++)
-        if (!(WIFEXITED(status[r]) && WEXITSTATUS(status[r]) == 0))
-            out->ok = 0;
+    out->seconds = r.seconds;
+    out->interrupted = r.interrupted;
+    out->timed_out = r.timed_out;
+    out->ok = r.failed == 0;
+    int signalled[MAX_RANKS];
+    for (int k = 0; k < l->ranks; k++)
+        signalled[k] = r.signalled[k];
     if (out->timed_out) {
         out->ok = 0;
         snprintf(out->reason, sizeof out->reason, "timed out after %d s (the scenario's timeout)", l->timeout_s);
@@ -279,7 +225,7 @@ int arm_launch_run(const arm_launch *l, volatile sig_atomic_t *interrupted, arm_
         out->ok = 0;
         snprintf(out->reason, sizeof out->reason, "interrupted");
     } else if (!out->ok) {
-        name_cause(l, status, signalled, out);
+        name_cause(l, r.status, signalled, out);
     }
     return 0;
 }

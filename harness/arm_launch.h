@@ -12,31 +12,31 @@
  *     198.18.0.1), MASTER_PORT and one WANCP_JOB_ID; its stdout and stderr go to
  *     log_dir/rankK.log;
  *   - a live progress line (the last row of rank 0's metrics file) on stderr;
- *   - a rank that fails stops the others (they notice the closed connections; SIGTERM
- *     after 10 s, SIGKILL after 15 s); so does the arm's timeout and *interrupted (set by the
- *     caller's SIGINT/SIGTERM handler, passed on to the ranks as SIGINT so they stop
- *     between steps and close their metrics).
+ *   - started, watched and stopped by the one launcher (ranks.h): a rank that fails, the
+ *     arm's timeout or *interrupted (set by the caller's SIGINT/SIGTERM handler) stops the
+ *     others by its one sequence (SIGINT: they stop between steps and close their metrics;
+ *     then SIGTERM, then SIGKILL); they die with wancp run.
  * The ranks run in their own process group: a terminal's Ctrl-C reaches the caller alone.
  */
 typedef struct arm_launch {
-    const char *label;        /* for the progress line: "arm 2/3 compressed@300M" */
-    const char *prefix;       /* the topology's */
+    const char *label;  /* for the progress line: "arm 2/3 compressed@300M" */
+    const char *prefix; /* the topology's */
     int ranks;
-    char **argv;              /* NULL-terminated; argv[0] is "wancp" */
+    char **argv; /* NULL-terminated; argv[0] is "wancp" */
     const char *log_dir;
     const char *metrics_path; /* rank 0's --metrics (progress is read from it or FILE.partial) */
     int total_steps;
-    double dilation;          /* progress shows times divided by it */
+    double dilation; /* progress shows times divided by it */
     int timeout_s;
     int master_port;
 } arm_launch;
 
 typedef struct arm_outcome {
-    int ok;            /* every rank exited 0 */
+    int ok; /* every rank exited 0 */
     int interrupted;
     int timed_out;
-    char reason[512];  /* why not ok, naming the rank */
-    double seconds;    /* from the first fork to the last exit */
+    char reason[512]; /* why not ok, naming the rank */
+    double seconds;   /* from the first fork to the last exit */
 } arm_outcome;
 
 /* 0 when the ranks could be started (whatever their outcome), -1 with reason filled. */

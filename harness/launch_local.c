@@ -2,7 +2,7 @@
 #include "launch_local.h"
 
 #include "../core/comm/comm.h"
-#include "../core/util/proc.h"
+#include "ranks.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,10 +18,7 @@
 
 static volatile sig_atomic_t interrupted;
 
-static void on_signal(int sig)
-{
-    interrupted = sig;
-}
+static void on_signal(int sig) { interrupted = sig; }
 
 /* A base port whose rendezvous and class ports for P ranks are all free on 127.0.0.1. */
 static int free_port_base(int ranks)
@@ -44,6 +41,28 @@ static int free_port_base(int ranks)
     return -1;
 }
 
+typedef struct local_child {
+    char **argv;
+    char world[16], port[16], job[32];
+} local_child;
+
+static int local_rank(int r, void *ctx)
+{
+    const local_child *c = ctx;
+    char rank[16];
+    snprintf(rank, sizeof rank, "%d", r);
+    setenv("RANK", rank, 1);
+    setenv("WORLD_SIZE", c->world, 1);
+    setenv("MASTER_ADDR", "127.0.0.1", 1);
+    setenv("MASTER_PORT", c->port, 1);
+    setenv("WANCP_JOB_ID", c->job, 1);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    execv("/proc/self/exe", c->argv);
+    fprintf(stderr, "wancp: cannot start rank %d: %s\n", r, strerror(errno));
+    return 127;
+}
+
 int launch_local_ranks(const char *cmd, int ranks, char **child_argv)
 {
     int base = free_port_base(ranks);
@@ -51,98 +70,32 @@ int launch_local_ranks(const char *cmd, int ranks, char **child_argv)
         fprintf(stderr, "wancp %s: no free range of %d ports on 127.0.0.1\n", cmd, 2 + COMM_NCLASSES * ranks);
         return 1;
     }
-    char world[16], port[16], job[32];
-    snprintf(world, sizeof world, "%d", ranks);
-    snprintf(port, sizeof port, "%d", base);
-    snprintf(job, sizeof job, "%lld", (long long)getpid() * 1000003LL + (long long)time(NULL));
+    local_child c = {.argv = child_argv};
+    snprintf(c.world, sizeof c.world, "%d", ranks);
+    snprintf(c.port, sizeof c.port, "%d", base);
+    snprintf(c.job, sizeof c.job, "%lld", (long long)getpid() * 1000003LL + (long long)time(NULL));
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    pid_t pids[COMM_MAX_RANKS];
-    int exit_status[COMM_MAX_RANKS];
-    int live = 0;
-    for (int r = 0; r < ranks; r++)
-        exit_status[r] = -1;
-    const pid_t self = getpid();
-    for (int r = 0; r < ranks; r++) {
-        pids[r] = fork();
-        if (pids[r] < 0) {
-            fprintf(stderr, "wancp %s: fork: %s\n", cmd, strerror(errno));
-            break;
-        }
-        if (pids[r] == 0) {
-            if (!proc_die_with_parent(self, SIGTERM))
-                _exit(126);
-            char rank[16];
-            snprintf(rank, sizeof rank, "%d", r);
-            setenv("RANK", rank, 1);
-            setenv("WORLD_SIZE", world, 1);
-            setenv("MASTER_ADDR", "127.0.0.1", 1);
-            setenv("MASTER_PORT", port, 1);
-            setenv("WANCP_JOB_ID", job, 1);
-            execv("/proc/self/exe", child_argv);
-            fprintf(stderr, "wancp %s: cannot start rank %d: %s\n", cmd, r, strerror(errno));
-            _exit(127);
-        }
-        live++;
-    }
-    int status_all = live == ranks ? 0 : 1, stopping = live < ranks, forwarded = 0;
-    double kill_at = 0;
-    int terminated = 0;
-    while (live > 0) {
-        if (interrupted && !forwarded) {
-            for (int r = 0; r < ranks; r++)
-                if (pids[r] > 0)
-                    kill(pids[r], SIGINT); /* each rank stops between steps and checkpoints */
-            forwarded = 1;
-        }
-        int st;
-        pid_t pid = waitpid(-1, &st, WNOHANG);
-        if (pid > 0) {
-            int r = 0;
-            while (r < ranks && pids[r] != pid)
-                r++;
-            live--;
-            if (r < ranks)
-                pids[r] = -1;
-            int failed = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-            if (r < ranks)
-                exit_status[r] = st;
-            if (failed) {
-                status_all = 1;
-                if (!stopping) {
-                    stopping = 1;
-                    /* Let the others notice and report on their own first, then make sure. */
-                    kill_at = (double)time(NULL) + 10;
-                }
-            }
-            continue;
-        }
-        if (stopping && kill_at > 0 && !terminated && (double)time(NULL) > kill_at - 9) {
-            for (int k = 0; k < ranks; k++)
-                if (pids[k] > 0)
-                    kill(pids[k], SIGTERM); /* ranks that did not notice within a second */
-            terminated = 1;
-        }
-        if (stopping && kill_at > 0 && (double)time(NULL) > kill_at) {
-            for (int k = 0; k < ranks; k++)
-                if (pids[k] > 0)
-                    kill(pids[k], SIGKILL); /* a rank that ignores the stop */
-            kill_at = 0;
-        }
-        struct timespec pause = {0, 20 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
+    /* each rank stops between steps and checkpoints on the SIGINT passed on; it dies (SIGTERM,
+     * the same stop) with this process */
+    ranks_spec spec = {.ranks = ranks, .child = local_rank, .ctx = &c, .die_signal = SIGTERM};
+    ranks_outcome out;
+    int rc = ranks_run(&spec, &interrupted, &out);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "wancp %s: fork: %s\n", cmd, strerror(errno));
+        return 1;
+    }
     /* One line per rank that ended badly, the killed ones first: they are the cause. */
     for (int pass = 0; pass < 2 && !interrupted; pass++)
         for (int r = 0; r < ranks; r++) {
-            int st = exit_status[r];
-            if (pass == 0 && st >= 0 && WIFSIGNALED(st))
+            int st = out.status[r];
+            if (pass == 0 && st >= 0 && WIFSIGNALED(st) && !out.signalled[r])
                 fprintf(stderr, "wancp %s: rank %d was killed by signal %d\n", cmd, r, WTERMSIG(st));
-            if (pass == 1 && st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0)
+            if (pass == 1 && st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0 && !out.signalled[r])
                 fprintf(stderr, "wancp %s: rank %d failed (exit %d)\n", cmd, r, WEXITSTATUS(st));
         }
-    return status_all;
+    return out.failed == 0 ? 0 : 1;
 }

@@ -2,6 +2,7 @@
  * it (P processes sharing the cores, each with the threads `wancp run` gives it), written as
  * the hardware profile cpu-local for `wancp sim`, with the price in cores of its shaped links. */
 #include "../cli.h"
+#include "../ranks.h"
 #include "../cli_model.h"
 #include "../sim/link_price.h"
 #include "../scenario.h"
@@ -216,7 +217,7 @@ static int rank_entry(int rank, void *ctx)
 static int run_ranks(const scenario *s, const char *prefix, int port, int steps, shared *res, char *err, size_t errlen)
 {
     rank_args a = {.s = s, .prefix = prefix, .port = port, .steps = steps, .res = res};
-    const int failed = cli_fork_ranks(s->ranks, rank_entry, &a, &interrupted);
+    const int failed = ranks_fork(s->ranks, rank_entry, &a, &interrupted);
     if (interrupted)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "interrupted; everything it created is removed");
     if (failed || res->failed)

@@ -2,6 +2,7 @@
  * iperf3 between the same endpoints in the same run: on loopback, or with every rank in
  * its own network namespace behind (optionally shaped) links, as `wancp run` places them. */
 #include "../cli.h"
+#include "../ranks.h"
 #include "iperf3_ring.h"
 
 #include "../../core/comm/comm.h"
@@ -254,7 +255,7 @@ static void on_signal(int sig)
 /* The ranks, then the ceiling, on w's path; why filled on failure. */
 static int measure(const bench_where *w, double *ceiling_bps, char *why, size_t why_len)
 {
-    const int failed = cli_fork_ranks(w->ranks, rank_main, (void *)w, &interrupted);
+    const int failed = ranks_fork(w->ranks, rank_main, (void *)w, &interrupted);
     if (interrupted)
         return snprintf(why, why_len, "interrupted; everything it created is removed"), WANCP_ERR_SYSTEM;
     if (failed || w->res->failed)

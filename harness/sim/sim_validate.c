@@ -3,6 +3,7 @@
  * own communicator in them (forked ranks, no exec), and compares the time it measured with
  * the time the link model gives for the same messages. */
 #include "../cli.h"
+#include "../ranks.h"
 
 #include "../../core/comm/comm.h"
 #include "../../core/status.h"
@@ -314,7 +315,7 @@ static int run_group(group *g, const link_profile *p, char *err, size_t errlen)
     if (rc != WANCP_OK)
         return rc;
     memset(g->sh, 0, sizeof *g->sh);
-    const int failed = cli_fork_ranks(g->ranks, rank_entry, g, &interrupted);
+    const int failed = ranks_fork(g->ranks, rank_entry, g, &interrupted);
     int removed = 0;
     char down_err[WANCP_ERRLEN];
     int down = topology_down(g->prefix, &removed, down_err, sizeof down_err);
