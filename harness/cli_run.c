@@ -92,9 +92,9 @@ static void describe_link(const scenario *s, const scenario_arm *a, const char *
 }
 
 /* The rank command line of an arm: wancp train with the scenario's values. */
-typedef struct arm_argv {
-    char *argv[80];
-    char text[40][1100];
+typedef struct arm_argv { /* room for every option of train once, the method's switches included */
+    char *argv[128];
+    char text[64][1100];
     int n, ntext;
 } arm_argv;
 
@@ -143,9 +143,20 @@ static void build_argv(const scenario *s, const scenario_arm *a, const char *met
         int warm = a->warm_steps >= 0 ? a->warm_steps : s->steps / 10;
         add(v, "--compress");
         add_value(v, "--warm-steps", "%d", warm);
-        add_value(v, "--cov-steps", "%d", warm < 10 ? warm : 10);
+        if (scenario_method(s, a, run_option_find("cov_steps"))[0] == 0)
+            add_value(v, "--cov-steps", "%d", warm < 10 ? warm : 10);
         if (a->compress_last)
             add(v, "--compress-last");
+    }
+    for (int i = 0; i < RUN_NOPTIONS; i++) { /* the method's switches, as the table spells them */
+        const run_option *o = &RUN_OPTIONS[i];
+        const char *value = scenario_method(s, a, i);
+        if (value[0] == 0 || (o->compress_only && !a->compress) || strcmp(value, "false") == 0)
+            continue;
+        if (o->type == RUN_OPT_BOOL)
+            add(v, o->flag);
+        else
+            add_value(v, o->flag, "%s", value);
     }
     add_value(v, "--metrics", "%s", metrics);
     v->argv[v->n] = NULL;

@@ -112,6 +112,20 @@ static scenario_arm *arm_named(parse *ps, const char *name)
     return a;
 }
 
+/* A method switch (run_options.h) into values; false when key is not one. */
+static bool method_key(parse *ps, char (*values)[RUN_OPTION_VALUE], const char *sec, const char *key, const char *v)
+{
+    int i = run_option_find(key);
+    if (i < 0)
+        return false;
+    char why[128];
+    if (run_option_check(i, v, why, sizeof why) != 0)
+        problem(ps, "[%s] %s = '%s': %s", sec, key, v, why);
+    else
+        snprintf(values[i], RUN_OPTION_VALUE, "%s", strcmp(v, "auto") == 0 ? "" : v);
+    return true;
+}
+
 static void arm_key(parse *ps, scenario_arm *a, const char *sec, const char *key, const char *v)
 {
     if (strcmp(key, "profile") == 0) {
@@ -142,9 +156,11 @@ static void arm_key(parse *ps, scenario_arm *a, const char *sec, const char *key
             a->straggler = 0, a->straggler_k = 0;
         else if (topology_parse_straggler(v, &a->straggler, &a->straggler_k) != 0)
             problem(ps, "[%s] straggler = '%s': expected RANK:K with K >= 1 (or none)", sec, v);
-    } else {
-        problem(ps, "[%s] unknown key '%s' (profile, link_model, compress, compress_last, warm_steps, sync, "
-                "sync_every, straggler)", sec, key);
+    } else if (!method_key(ps, a->method, sec, key, v)) {
+        problem(ps,
+                "[%s] unknown key '%s' (profile, link_model, compress, compress_last, warm_steps, sync, "
+                "sync_every, straggler, or a method switch: %s)",
+                sec, key, run_option_keys());
     }
 }
 
@@ -223,9 +239,11 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
             set_sync(ps, sec, key, v, &s->sync);
         else if (strcmp(key, "sync_every") == 0)
             set_int(ps, sec, key, v, 1, 1000000, &s->sync_every);
-        else
-            problem(ps, "[train] unknown key '%s' (train, val, batch, lr, warmup, eval_every, val_tokens, wire, sync, "
-                    "sync_every, device, precision)", key);
+        else if (!method_key(ps, s->method, sec, key, v))
+            problem(ps,
+                    "[train] unknown key '%s' (train, val, batch, lr, warmup, eval_every, val_tokens, wire, sync, "
+                    "sync_every, device, precision, or a method switch: %s)",
+                    key, run_option_keys());
     } else if (strncmp(sec, "arm ", 4) == 0 && sec[4] != 0) {
         scenario_arm *a = arm_named(ps, sec + 4);
         if (a != NULL)
@@ -290,6 +308,10 @@ static void check_whole(parse *ps)
         if (a->straggler_k > 1 && a->straggler >= s->ranks)
             problem(ps, "[arm %s] straggler = %d:%g: the scenario has ranks 0 to %d", a->name, a->straggler,
                     a->straggler_k, s->ranks - 1);
+        for (int k = 0; k < RUN_NOPTIONS; k++)
+            if (RUN_OPTIONS[k].compress_only && a->method[k][0] && strcmp(a->method[k], "false") != 0 && !a->compress)
+                problem(ps, "[arm %s] %s = %s: a switch of the compression (give the arm compress = true)", a->name,
+                        RUN_OPTIONS[k].key, a->method[k]);
         if (a->straggler_k > 1 && a->profile_path[0] == 0)
             problem(ps, "[arm %s] straggler: an unshaped arm has no rate to divide (give it a profile)", a->name);
         if (a->profile_path[0] == 0)
@@ -303,10 +325,26 @@ static void check_whole(parse *ps)
 
 int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, char *err, size_t errlen)
 {
-    *s = (scenario){.seed = 1, .dilation = 1.0, .timeout_s = 1800, .layers = 4, .dim = 256, .heads = 4,
-                    .kv_heads = 4, .ffn = 704, .context = 1024, .vocab = 50257, .batch = 4, .lr = 3e-3, .warmup = -1,
-                    .eval_every = 50, .val_tokens = 65536, .wire = "bf16", .sync = 'S', .sync_every = 10,
-                    .device = "cpu", .precision = "tf32"};
+    *s = (scenario){.seed = 1,
+                    .dilation = 1.0,
+                    .timeout_s = 1800,
+                    .layers = 4,
+                    .dim = 256,
+                    .heads = 4,
+                    .kv_heads = 4,
+                    .ffn = 704,
+                    .context = 1024,
+                    .vocab = 50257,
+                    .batch = 4,
+                    .lr = 3e-3,
+                    .warmup = -1,
+                    .eval_every = 50,
+                    .val_tokens = 65536,
+                    .wire = "bf16",
+                    .sync = 'S',
+                    .sync_every = 10,
+                    .device = "cpu",
+                    .precision = "tf32"};
     snprintf(s->path, sizeof s->path, "%s", path);
     snprintf(s->dir, sizeof s->dir, "%s", path);
     char *slash = strrchr(s->dir, '/');
@@ -361,17 +399,26 @@ void scenario_free(scenario *s)
     s->narms = 0;
 }
 
+const char *scenario_method(const scenario *s, const scenario_arm *a, int i)
+{
+    return a->method[i][0] ? a->method[i] : s->method[i];
+}
+
 void scenario_write(const scenario *s, FILE *f)
 {
-    fprintf(f, "; %s, resolved: every value explicit\n[scenario]\nname = %s\nranks = %d\nsteps = %d\nseed = %lu\n"
-               "target_val_loss = %g\ndilation = %g\ntimeout = %d\n\n",
+    fprintf(f,
+            "; %s, resolved: every value explicit\n[scenario]\nname = %s\nranks = %d\nsteps = %d\nseed = %lu\n"
+            "target_val_loss = %g\ndilation = %g\ntimeout = %d\n\n",
             s->path, s->name, s->ranks, s->steps, s->seed, s->target_val_loss, s->dilation, s->timeout_s);
     fprintf(f, "[model]\nlayers = %d\ndim = %d\nheads = %d\nkv_heads = %d\nffn = %d\ncontext = %d\nvocab = %d\n\n",
             s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->context, s->vocab);
-    fprintf(f, "[train]\ntrain = %s\nval = %s\nbatch = %d\nlr = %g\nwarmup = %d\neval_every = %d\nval_tokens = %ld\n"
-               "wire = %s\nsync = %c\nsync_every = %d\ndevice = %s\nprecision = %s\n",
-            s->train, s->val, s->batch, s->lr, s->warmup >= 0 ? s->warmup : s->steps / 10, s->eval_every,
-            s->val_tokens, s->wire, s->sync, s->sync_every, s->device, s->precision);
+    fprintf(f,
+            "[train]\ntrain = %s\nval = %s\nbatch = %d\nlr = %g\nwarmup = %d\neval_every = %d\nval_tokens = %ld\n"
+            "wire = %s\nsync = %c\nsync_every = %d\ndevice = %s\nprecision = %s\n",
+            s->train, s->val, s->batch, s->lr, s->warmup >= 0 ? s->warmup : s->steps / 10, s->eval_every, s->val_tokens,
+            s->wire, s->sync, s->sync_every, s->device, s->precision);
+    for (int i = 0; i < RUN_NOPTIONS; i++)
+        fprintf(f, "%s = %s\n", RUN_OPTIONS[i].key, s->method[i][0] ? s->method[i] : "auto");
     for (int i = 0; i < s->narms; i++) {
         const scenario_arm *a = &s->arms[i];
         fprintf(f,
@@ -385,5 +432,10 @@ void scenario_write(const scenario *s, FILE *f)
             fprintf(f, "straggler = %d:%g\n", a->straggler, a->straggler_k);
         else
             fprintf(f, "straggler = none\n");
+        for (int k = 0; k < RUN_NOPTIONS; k++) { /* an uncompressed arm takes no switch of the compression */
+            const char *v = scenario_method(s, a, k);
+            if (!RUN_OPTIONS[k].compress_only || a->compress)
+                fprintf(f, "%s = %s\n", RUN_OPTIONS[k].key, v[0] ? v : "auto");
+        }
     }
 }

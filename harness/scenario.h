@@ -2,6 +2,7 @@
 #define WANCP_SCENARIO_H
 
 #include "../shaper/profile.h"
+#include "run_options.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -17,10 +18,13 @@
  *               eval_every, val_tokens, wire (bf16|fp32), sync (S|A), sync_every,
  *               device (cpu|cuda: the ranks of an arm share the machine's first GPU),
  *               precision (tf32|bf16|fp32, cuda's product operands)
+ *               and any method switch of run_options.h (rank_k, psi_k, stiefel, ...), for
+ *               every arm
  *   [arm NAME]  profile (a link profile file, or none: unshaped), link_model (uplink|mesh),
  *               compress (true|false), compress_last (true|false), warm_steps, sync,
  *               sync_every (the arm's own), straggler (RANK:K: that rank's links at the
- *               profile's rate / K); NAME: 1 to 63 of A-Z a-z 0-9 @ + _ -
+ *               profile's rate / K), and any method switch of run_options.h for this arm;
+ *               NAME: 1 to 63 of A-Z a-z 0-9 @ + _ -
  *
  * The whole file is read and checked before anything uses it: every problem is reported at
  * once, each with file:line and the key, and `--set section.key=value` overrides apply as
@@ -33,14 +37,15 @@ typedef struct scenario_arm {
     char profile_path[1024]; /* resolved; "" when unshaped */
     link_profile profile;
     bool shaped;
-    int link_model;          /* enum topology_model */
+    int link_model; /* enum topology_model */
     bool compress;
-    bool compress_last;      /* the last layer's K/V too (METHOD.md 5: all blocks compressed) */
-    int warm_steps;          /* -1: a tenth of the steps */
-    char sync;               /* 'S' or 'A' */
+    bool compress_last; /* the last layer's K/V too (METHOD.md 5: all blocks compressed) */
+    int warm_steps;     /* -1: a tenth of the steps */
+    char sync;          /* 'S' or 'A' */
     int sync_every;
-    int straggler;           /* with straggler_k > 1: this rank's links at the rate / k */
+    int straggler; /* with straggler_k > 1: this rank's links at the rate / k */
     double straggler_k;
+    char method[RUN_OPTIONS_MAX][RUN_OPTION_VALUE]; /* run_options.h rows; "": [train]'s */
 } scenario_arm;
 
 typedef struct scenario {
@@ -60,6 +65,7 @@ typedef struct scenario {
     char device[8], precision[8];
     char sync;
     int sync_every;
+    char method[RUN_OPTIONS_MAX][RUN_OPTION_VALUE]; /* run_options.h rows for every arm; "": auto */
     scenario_arm arms[SCENARIO_MAX_ARMS];
     int narms;
 } scenario;
@@ -72,6 +78,9 @@ void scenario_free(scenario *s);
  * against the model's vocabulary (a token id at or above vocab is refused), so that `check
  * scenario` and `run` refuse a scenario before anything is created. Every problem at once. */
 int scenario_check_data(const scenario *s, char *err, size_t errlen);
+
+/* The value of run option i for arm a: the arm's, else [train]'s; "" when auto. */
+const char *scenario_method(const scenario *s, const scenario_arm *a, int i);
 
 /* The resolved scenario as INI (every value explicit), so a run can be repeated exactly. */
 void scenario_write(const scenario *s, FILE *f);

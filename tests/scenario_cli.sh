@@ -134,5 +134,77 @@ if [ -f "$src/data/brown_train.bin" ]; then
     '[ $? = 2 ] && grep -q "brown_train.bin" "$work/err" && grep -q "brown_val.bin" "$work/err"'
 fi
 
+# Every method switch of the run-options table, per arm (and one in [train] for every arm):
+# the resolved print carries each, the arm's rank command line carries each as train's
+# option, and train takes that command line (run here over 2 local ranks).
+cat >"$work/switches.ini" <<INI
+[scenario]
+name = switches
+ranks = 2
+steps = 4
+[model]
+layers = 2
+dim = 64
+heads = 4
+kv_heads = 2
+ffn = 128
+context = 128
+vocab = 256
+[train]
+train = $src/data/brown_bytes_train.bin
+val = $src/data/brown_bytes_val.bin
+batch = 1
+eval_every = 2
+val_tokens = 256
+stiefel_every = 3
+[arm plain]
+profile = none
+cp_layout = contiguous
+kv_regather = true
+[arm every]
+profile = none
+compress = true
+warm_steps = 2
+cp_layout = contiguous
+kv_regather = true
+rank_k = 3
+rank_v = 5
+psi_k = 2
+planes = 12
+cheap_rotation = false
+cov_steps = 2
+unplug_at = 0.75
+check_shared = true
+stiefel = true
+stiefel_lr = 0.001
+INI
+"$wancp" check scenario "$work/switches.ini" >"$work/switches_resolved.ini" 2>"$work/err"
+check "every method switch per arm: accepted" '[ $? = 0 ]' || cat "$work/err"
+sed -n '/^\[arm every\]/,$p' "$work/switches_resolved.ini" >"$work/every.ini"
+for kv in "cp_layout = contiguous" "kv_regather = true" "rank_k = 3" "rank_v = 5" "psi_k = 2" "planes = 12" \
+          "cheap_rotation = false" "cov_steps = 2" "unplug_at = 0.75" "check_shared = true" "stiefel = true" \
+          "stiefel_lr = 0.001" "stiefel_every = 3"; do
+  check "resolved print of the arm: $kv" 'grep -qxF "$kv" "$work/every.ini"'
+done
+check "an uncompressed arm's resolved print has no switch of the compression" \
+  '! sed -n "/^\[arm plain\]/,/^\[arm every\]/p" "$work/switches_resolved.ini" | grep -q "^rank_k\|^stiefel"'
+"$wancp" run "$work/switches.ini" --dry-run >"$work/dry.txt" 2>/dev/null
+line=$(grep "^; arm every, each rank: " "$work/dry.txt" | sed 's/^; arm every, each rank: wancp train //')
+for flag in "--cp-layout contiguous" "--kv-regather" "--rank-k 3" "--rank-v 5" "--psi-k 2" "--planes 12" \
+            "--cov-steps 2" "--unplug-at 0.75" "--check-shared" "--stiefel" "--stiefel-lr 0.001" "--stiefel-every 3"; do
+  check "the arm's rank command line: $flag" 'grep -qF -- " $flag " <<<" $line "'
+done
+check "cheap_rotation = false adds no option" '! grep -qF -- "--cheap-rotation" <<<"$line"'
+# shellcheck disable=SC2086
+"$wancp" train ${line/DIR\/ARM\/metrics.csv/$work/every.csv} --ranks 2 >/dev/null 2>"$work/train.err"
+check "train takes the arm's command line and records the switches" \
+  '[ $? = 0 ] && grep -q "psi_k=2 rank_k=3 rank_v=5 planes=12" "$work/every.csv" && grep -q "stiefel=1" "$work/every.csv"' ||
+  tail -n 3 "$work/train.err"
+printf '[scenario]\nname = x\nranks = 2\nsteps = 4\n[arm u]\nprofile = none\nrank_k = 3\npsi_k = 99\n' >"$work/nocomp.ini"
+"$wancp" check scenario "$work/nocomp.ini" >/dev/null 2>"$work/err"
+check "a switch of the compression on an uncompressed arm, and one out of range: exit 2 naming them" \
+  '[ $? = 2 ] && grep -qF "[arm u] psi_k = '"'"'99'"'"': expected a whole number from 1 to 64" "$work/err" &&
+   grep -qF "[arm u] rank_k = 3: a switch of the compression (give the arm compress = true)" "$work/err"'
+
 echo "$passes passed, $failures failed"
 [ "$failures" = 0 ]
