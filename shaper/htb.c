@@ -10,7 +10,7 @@
 #include <stdio.h>
 
 /* The rate a link starts at: its schedule's or trace's first, or its fixed one. */
-uint64_t htb_start_rate(const link_profile *p)
+static uint64_t htb_start_rate(const link_profile *p)
 {
     rate_plan plan;
     char ignore[WANCP_ERRLEN];
@@ -35,13 +35,13 @@ int topology_parse_straggler(const char *text, int *rank, double *k)
     return 0;
 }
 
-uint64_t htb_scaled(uint64_t rate_bps, double scale)
+static uint64_t htb_scaled(uint64_t rate_bps, double scale)
 {
     return scale == 1.0 ? rate_bps : (uint64_t)llround((double)rate_bps * scale);
 }
 
 /* One htb class line: add (at setup) or change (the rate player). */
-void htb_class_line(step *s, const char *verb, const char *dev, int minor, uint64_t rate_bps)
+static void htb_class_line(step *s, const char *verb, const char *dev, int minor, uint64_t rate_bps)
 {
     char rate[32];
     shaper_format_rate(rate_bps, rate, sizeof rate);

@@ -30,13 +30,9 @@ int run_batch(const step *s, char *err, size_t errlen);
 /* The step as the shell line --dry-run prints (batch.c); bytes written. */
 size_t step_print(const step *s, char *buf, size_t len);
 
-/* htb (htb.c): the rate a link starts at; one class line, added at setup or changed by the
- * rate player; a rank's link in one class (uplink) or one class per peer (mesh), each with
+/* htb (htb.c): a rank's link in one class (uplink) or one class per peer (mesh), each with
  * the delay mechanism's child under it (egress_child, may be NULL) or the profile's queue. */
 typedef void egress_child_fn(step *s, const char *dev, int minor, const link_profile *p);
-uint64_t htb_start_rate(const link_profile *p);
-uint64_t htb_scaled(uint64_t rate_bps, double scale);
-void htb_class_line(step *s, const char *verb, const char *dev, int minor, uint64_t rate_bps);
 void htb_shape_dev(step *s, const char *dev, const link_profile *p, double scale, egress_child_fn *egress_child);
 void htb_shape_dev_mesh(step *s, const char *dev, const link_profile *p, double scale, int self, int ranks,
                         const char *match, egress_child_fn *egress_child);
