@@ -2,7 +2,7 @@
 #include "arm_launch.h"
 #include "ranks.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "../shaper/topology.h"
 
 #include <errno.h>

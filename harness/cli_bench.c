@@ -3,7 +3,7 @@
 
 #include "../core/data/corpus.h"
 #include "../core/data/tokenizer.h"
-#include "../core/status.h"
+#include "../core/base/status.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -73,8 +73,8 @@ static int time_reference(const char *reference, const char *jsonl, unsigned lon
     char script[4096], repeat_text[32];
     snprintf(script, sizeof script, "%s/harness/gpt2_reference.js", cli_source_dir());
     snprintf(repeat_text, sizeof repeat_text, "%lu", repeat);
-    char *argv[] = {"node", script, "bench", "--module", (char *)reference, "--jsonl", (char *)jsonl,
-                    "--repeat", repeat_text, NULL};
+    char *argv[] = {"node",    script,        "bench",    "--module",  (char *)reference,
+                    "--jsonl", (char *)jsonl, "--repeat", repeat_text, NULL};
     bytebuf text = {0};
     int status = cli_run_capture(argv, &text, err, errlen);
     int rc = WANCP_OK;
@@ -105,9 +105,12 @@ static int time_reference(const char *reference, const char *jsonl, unsigned lon
 static int bench_tokenizer(int argc, char **argv)
 {
     static const struct option LONG[] = {
-        {"text", required_argument, NULL, 't'},      {"encoder", required_argument, NULL, 'e'},
-        {"reference", required_argument, NULL, 'r'}, {"repeat", required_argument, NULL, 'n'},
-        {"json", no_argument, NULL, 'j'},            {"help", no_argument, NULL, 'h'},
+        {"text", required_argument, NULL, 't'},
+        {"encoder", required_argument, NULL, 'e'},
+        {"reference", required_argument, NULL, 'r'},
+        {"repeat", required_argument, NULL, 'n'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char text_default[4096], encoder[4096];
@@ -153,8 +156,7 @@ static int bench_tokenizer(int argc, char **argv)
         rc = wancp_fail(err, sizeof err, WANCP_ERR_INPUT, "%s: the reference reads .jsonl; convert the text first",
                         text_path);
     if (rc == WANCP_OK)
-        rc = time_reference(reference, text_path, repeat, &theirs, node_version, sizeof node_version, err,
-                            sizeof err);
+        rc = time_reference(reference, text_path, repeat, &theirs, node_version, sizeof node_version, err, sizeof err);
     if (rc == WANCP_OK && ours.tokens != theirs.tokens)
         rc = wancp_fail(err, sizeof err, WANCP_ERR_SYSTEM,
                         "token counts differ: wancp %zu, gpt-3-encoder %zu (run the tokenizer tests)", ours.tokens,
@@ -166,16 +168,16 @@ static int bench_tokenizer(int argc, char **argv)
     double mb = (double)c.text.len / 1e6;
     double ours_mb_s = mb / ours.seconds, theirs_mb_s = mb / theirs.seconds;
     if (json) {
-        json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:s}", "bench", "tokenizer",
-                              "text", text_path, "bytes", (json_int_t)c.text.len, "documents", (json_int_t)c.count,
-                              "tokens", (json_int_t)ours.tokens, "repeat", (json_int_t)repeat, "wancp_seconds",
-                              ours.seconds, "reference_seconds", theirs.seconds, "wancp_mb_s", ours_mb_s,
-                              "reference_mb_s", theirs_mb_s, "ratio", ours_mb_s / theirs_mb_s, "reference",
-                              node_version);
+        json_t *o =
+            json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:s}", "bench", "tokenizer", "text",
+                      text_path, "bytes", (json_int_t)c.text.len, "documents", (json_int_t)c.count, "tokens",
+                      (json_int_t)ours.tokens, "repeat", (json_int_t)repeat, "wancp_seconds", ours.seconds,
+                      "reference_seconds", theirs.seconds, "wancp_mb_s", ours_mb_s, "reference_mb_s", theirs_mb_s,
+                      "ratio", ours_mb_s / theirs_mb_s, "reference", node_version);
         cli_print_json(o);
     } else {
-        printf("# tokenizer throughput, best of %lu cold runs, %zu documents, %.2f MB, %zu tokens\n", repeat,
-               c.count, mb, ours.tokens);
+        printf("# tokenizer throughput, best of %lu cold runs, %zu documents, %.2f MB, %zu tokens\n", repeat, c.count,
+               mb, ours.tokens);
         printf("%-28s %10s %10s\n", "# encoder", "seconds", "MB/s");
         printf("%-28s %10.3f %10.2f\n", "wancp (C, PCRE2)", ours.seconds, ours_mb_s);
         printf("gpt-3-encoder (node %-7s) %10.3f %10.2f\n", node_version, theirs.seconds, theirs_mb_s);

@@ -1,7 +1,7 @@
 /* wancp check: validate inputs before a run uses them, reporting every problem at once. */
 #include "cli.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "../shaper/profile.h"
 #include "report/results.h"
 #include "scenario.h"

@@ -5,7 +5,7 @@
 #include "../core/data/corpus.h"
 #include "../core/data/shard.h"
 #include "../core/data/tokenizer.h"
-#include "../core/status.h"
+#include "../core/base/status.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -53,10 +53,14 @@ typedef struct data_options {
 static int parse_options(int argc, char **argv, data_options *o, int *first_arg)
 {
     static const struct option LONG[] = {
-        {"tokenizer", required_argument, NULL, 't'}, {"encoder", required_argument, NULL, 'e'},
-        {"corpus", required_argument, NULL, 'c'},    {"out", required_argument, NULL, 'd'},
-        {"output", required_argument, NULL, 'o'},    {"val-every", required_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+        {"tokenizer", required_argument, NULL, 't'},
+        {"encoder", required_argument, NULL, 'e'},
+        {"corpus", required_argument, NULL, 'c'},
+        {"out", required_argument, NULL, 'd'},
+        {"output", required_argument, NULL, 'o'},
+        {"val-every", required_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     *o = (data_options){.tokenizer = "gpt2", .out_dir = "data", .val_every = 10};
     cli_gpt2_dir(o->encoder, sizeof o->encoder);
@@ -123,8 +127,8 @@ static int write_shards(const corpus *c, tokenizer *t, unsigned long val_every, 
 {
     char err[WANCP_ERRLEN], train_path[4096], val_path[4096];
     if (val_every > 0 && c->count < val_every)
-        return cli_usage_error("data", "%zu documents are too few to hold out 1 in %lu (lower --val-every)",
-                               c->count, val_every);
+        return cli_usage_error("data", "%zu documents are too few to hold out 1 in %lu (lower --val-every)", c->count,
+                               val_every);
     if (val_every > 0) {
         snprintf(train_path, sizeof train_path, "%s_train.bin", prefix);
         snprintf(val_path, sizeof val_path, "%s_val.bin", prefix);

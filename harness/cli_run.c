@@ -5,7 +5,7 @@
 #include "scenario.h"
 
 #include "../core/ops/ops.h"
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "../core/util/buf.h"
 #include "../shaper/capture.h"
 #include "../shaper/topology.h"

@@ -1,7 +1,7 @@
 /* wancp shape: bring the emulated network of P ranks up and down by hand. */
 #include "cli.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "../shaper/capture.h"
 #include "../shaper/profile.h"
 #include "../shaper/relay.h"
@@ -67,10 +67,17 @@ int cli_shape(int argc, char **argv)
         return shape_relay(argc - 1, argv + 1);
     enum { O_RANKS = 256, O_PREFIX, O_IGNORE, O_DRY, O_ALL, O_SECONDS, O_PCAP, O_MODEL, O_MECH, O_STRAGGLER };
     static const struct option LONG[] = {
-        {"ranks", 1, 0, O_RANKS}, {"prefix", 1, 0, O_PREFIX}, {"ignore-delay", 0, 0, O_IGNORE},
-        {"dry-run", 0, 0, O_DRY}, {"all", 0, 0, O_ALL},       {"seconds", 1, 0, O_SECONDS},
-        {"pcap", 1, 0, O_PCAP},   {"output", 1, 0, 'o'},      {"model", 1, 0, O_MODEL},
-        {"delay-mechanism", 1, 0, O_MECH}, {"straggler", 1, 0, O_STRAGGLER},
+        {"ranks", 1, 0, O_RANKS},
+        {"prefix", 1, 0, O_PREFIX},
+        {"ignore-delay", 0, 0, O_IGNORE},
+        {"dry-run", 0, 0, O_DRY},
+        {"all", 0, 0, O_ALL},
+        {"seconds", 1, 0, O_SECONDS},
+        {"pcap", 1, 0, O_PCAP},
+        {"output", 1, 0, 'o'},
+        {"model", 1, 0, O_MODEL},
+        {"delay-mechanism", 1, 0, O_MECH},
+        {"straggler", 1, 0, O_STRAGGLER},
         {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -116,8 +123,9 @@ int cli_shape(int argc, char **argv)
         case O_MECH:
             if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "relay") != 0 && strcmp(optarg, "netem") != 0)
                 return cli_usage_error("shape", "--delay-mechanism '%s': expected auto, relay or netem", optarg);
-            t.delay_mechanism = strcmp(optarg, "relay") == 0 ? DELAY_RELAY : strcmp(optarg, "netem") == 0 ? DELAY_NETEM
-                                                                                                        : DELAY_AUTO;
+            t.delay_mechanism = strcmp(optarg, "relay") == 0   ? DELAY_RELAY
+                                : strcmp(optarg, "netem") == 0 ? DELAY_NETEM
+                                                               : DELAY_AUTO;
             break;
         case 'o': output = optarg; break;
         case 'h': fputs(USAGE, stdout); return 0;
@@ -216,9 +224,15 @@ int shape_relay(int argc, char **argv)
 {
     enum { O_IN = 256, O_OUT, O_DELAY, O_JITTER, O_DIST, O_LOSS, O_QUEUE, O_SEED };
     static const struct option LONG[] = {
-        {"in", 1, 0, O_IN},        {"out", 1, 0, O_OUT},         {"delay-ns", 1, 0, O_DELAY},
-        {"jitter-ns", 1, 0, O_JITTER}, {"distribution", 1, 0, O_DIST}, {"loss-ppm", 1, 0, O_LOSS},
-        {"queue-bytes", 1, 0, O_QUEUE}, {"seed", 1, 0, O_SEED},     {"help", 0, 0, 'h'},
+        {"in", 1, 0, O_IN},
+        {"out", 1, 0, O_OUT},
+        {"delay-ns", 1, 0, O_DELAY},
+        {"jitter-ns", 1, 0, O_JITTER},
+        {"distribution", 1, 0, O_DIST},
+        {"loss-ppm", 1, 0, O_LOSS},
+        {"queue-bytes", 1, 0, O_QUEUE},
+        {"seed", 1, 0, O_SEED},
+        {"help", 0, 0, 'h'},
         {0, 0, 0, 0},
     };
     relay_options o = {.distribution = JITTER_NORMAL};
@@ -238,7 +252,10 @@ int shape_relay(int argc, char **argv)
             bad = cli_parse_ulong("shape", "--jitter-ns", optarg, 0, 100000000000ul, &u);
             o.jitter_ns = u;
             break;
-        case O_DIST: bad = cli_parse_ulong("shape", "--distribution", optarg, 0, 3, &u); o.distribution = (int)u; break;
+        case O_DIST:
+            bad = cli_parse_ulong("shape", "--distribution", optarg, 0, 3, &u);
+            o.distribution = (int)u;
+            break;
         case O_LOSS:
             bad = cli_parse_ulong("shape", "--loss-ppm", optarg, 0, 1000000, &u);
             o.loss_ppm = (uint32_t)u;
@@ -247,7 +264,10 @@ int shape_relay(int argc, char **argv)
             bad = cli_parse_ulong("shape", "--queue-bytes", optarg, 0, 1ul << 32, &u);
             o.queue_bytes = u;
             break;
-        case O_SEED: bad = cli_parse_ulong("shape", "--seed", optarg, 0, ~0ul, &u); o.seed = u; break;
+        case O_SEED:
+            bad = cli_parse_ulong("shape", "--seed", optarg, 0, ~0ul, &u);
+            o.seed = u;
+            break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return cli_usage_error("shape", "%s needs a value", argv[optind - 1]);
         default: return cli_usage_error("shape", "unknown option '%s'", argv[optind - 1]);

@@ -2,10 +2,11 @@
 #include "cli.h"
 #include "cli_model.h"
 #include "launch_local.h"
+#include "run_options.h"
 
 #include "../core/cp/cp_layout.h"
 #include "../core/ops/ops.h"
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "../core/train/trainer.h"
 
 #include <errno.h>
@@ -52,49 +53,38 @@ static const char USAGE[] =
     "                        cuda only); K/V always go over TCP, staged through pinned host memory\n"
     "Context parallelism (each of P ranks holds 2 chunks of every sequence):\n"
     "  --ranks P             start P ranks of this command on loopback and watch them\n"
-    "  --cp-layout zigzag|contiguous (zigzag)   which chunks a rank holds\n"
     "  --sync S|A (S)        S: all-reduce gradients every step; A: average weights every --sync-every\n"
     "  --sync-every C (10)   Mode A's interval\n"
     "  --chunks N            one process: the same model over N chunks of the sequence (no network)\n"
     "  --wire bf16|fp32 (bf16) element type of K/V, C and E on the wire (theta and tau: fp32)\n"
-    "  --kv-regather         the backward gathers K/V again instead of keeping every layer's\n"
-    "                        (memory of one layer; kv-forward bytes double)\n"
-    "Compression of K/V (mixtures of subspaces; needs --ranks P or --chunks N):\n"
-    "  --compress            turn it on (every block but the last)\n"
-    "  --rank-k N, --rank-v N  subspace ranks (ceil(0.02 d_kv), ceil(0.05 d_kv))\n"
-    "  --psi-k K (1)         outputs of each head psi (the rotation's parameters theta)\n"
-    "  --planes H (d_kv/2)   Givens planes of the rotation\n"
-    "  --cheap-rotation      the cheaper rotation: r planes pairing U0 with a complement (O(d r^2))\n"
-    "  --warm-steps N (steps/10)  uncompressed steps before the warm start\n"
-    "  --cov-steps N (10)    the last of them give the covariance of Z for the bases U0\n"
-    "  --compress-last       compress the last block too\n"
-    "  --unplug-at F         exchange uncompressed again from fraction F of the steps on\n"
-    "  --check-shared        hash U0, Q, Omega on every rank every step; a difference fails the run\n"
-    "  --stiefel             also train U0 by Riemannian steps on the Stiefel manifold (QR retraction)\n"
-    "  --stiefel-lr X (= --lr)  their step size, on the same schedule as --lr\n"
-    "  --stiefel-every C (10)   rank 0 re-broadcasts U0 every C steps (removes drift)\n"
     "  Under srun, mpirun or torchrun, ranks come from RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
     "  (or SLURM_PROCID/SLURM_NTASKS, OMPI_COMM_WORLD_RANK/SIZE); WANCP_COMM_TIMEOUT (s, 60)\n"
     "  bounds how long a rank waits for a silent peer. Rank 0 prints and writes metrics;\n"
     "  checkpoints are FILE.rankR.\n"
-    "\n"
-    "Progress goes to stderr: a live line on a terminal, a line every 10 s otherwise.\n";
+    "Compression of K/V (mixtures of subspaces; needs --ranks P or --chunks N):\n"
+    "  --compress            turn it on (every block but the last)\n"
+    "  --warm-steps N (steps/10)  uncompressed steps before the warm start\n"
+    "  --compress-last       compress the last block too\n";
+
+/* After USAGE: the run-options table's rows, then this. */
+static const char USAGE_END[] = "\nProgress goes to stderr: a live line on a terminal, a line every 10 s otherwise.\n";
 
 typedef struct train_cli {
     trainer_config tc;
     const char *metrics_path;
     char metrics_partial[4096];
     int rank;
-    int write_errno;          /* the first failed write of the metrics file, 0 if none */
+    int write_errno; /* the first failed write of the metrics file, 0 if none */
     FILE *metrics;
     int tty;
     double last_print;
     double first_wall;
     int first_step;
-    int rows; /* data rows written to the metrics file */
-    int ranks; /* --ranks: launch this many local ranks */
-    cli_device device;   /* --device, --precision */
-    bool nccl;           /* --transport nccl */
+    int rows;          /* data rows written to the metrics file */
+    int ranks;         /* --ranks: launch this many local ranks */
+    run_method method; /* the run-options table's switches, autos resolved after parse */
+    cli_device device; /* --device, --precision */
+    bool nccl;         /* --transport nccl */
     const ops *ops;
 } train_cli;
 
@@ -148,8 +138,8 @@ static void report(void *ctx, const step_report *r)
         fprintf(t->metrics, ",%lld,%.2f,%llu,%llu,%llu,%llu,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f\n", r->tokens, r->step_ms,
                 (unsigned long long)r->tx_bytes[COMM_KV_FORWARD], (unsigned long long)r->tx_bytes[COMM_KV_BACKWARD],
                 (unsigned long long)r->tx_bytes[COMM_WEIGHT_SYNC], (unsigned long long)r->tx_bytes[COMM_CONTROL],
-                r->compressed, r->step_ms - comm_ms, comm_ms, r->wait_ms[COMM_KV_FORWARD],
-                r->wait_ms[COMM_KV_BACKWARD], r->wait_ms[COMM_WEIGHT_SYNC] + r->wait_ms[COMM_CONTROL], r->unix_s);
+                r->compressed, r->step_ms - comm_ms, comm_ms, r->wait_ms[COMM_KV_FORWARD], r->wait_ms[COMM_KV_BACKWARD],
+                r->wait_ms[COMM_WEIGHT_SYNC] + r->wait_ms[COMM_CONTROL], r->unix_s);
         if (fflush(t->metrics) != 0 && t->write_errno == 0) {
             t->write_errno = errno != 0 ? errno : EIO;
             stop_requested = 1; /* the run stops at the next step: its rows could not be kept */
@@ -174,8 +164,8 @@ static void report(void *ctx, const step_report *r)
         fprintf(stderr, "%scompression: every U0 and U_theta orthonormal to %.1e; shared state %016llx on every rank\n",
                 t->tty ? "\n" : "", r->basis_error, (unsigned long long)r->shared_hash);
     if (t->tty) {
-        fprintf(stderr, "\rstep %d/%d | loss %.4f%s | %.0f tok/s | %.0f ms/step | ETA %s   %s", r->step,
-                r->total_steps, r->train_loss, val, tok_s, r->step_ms, eta, last || val[0] ? "\n" : "");
+        fprintf(stderr, "\rstep %d/%d | loss %.4f%s | %.0f tok/s | %.0f ms/step | ETA %s   %s", r->step, r->total_steps,
+                r->train_loss, val, tok_s, r->step_ms, eta, last || val[0] ? "\n" : "");
     } else if (last || val[0] || r->wall_s - t->last_print >= 10.0) {
         fprintf(stderr, "step %d/%d | loss %.4f%s | %.0f tok/s | %.0f ms/step | ETA %s\n", r->step, r->total_steps,
                 r->train_loss, val, tok_s, r->step_ms, eta);
@@ -200,6 +190,14 @@ static int open_metrics(train_cli *t, int argc, char **argv)
     const optim_config *o = &t->tc.optim;
     char device[512];
     cli_device_describe(t->ops, device, sizeof device);
+    char method[1024] = ""; /* key=value for every row, as a scenario's [train] takes them */
+    for (int i = 0; i < RUN_NOPTIONS; i++) {
+        char value[RUN_OPTION_VALUE] = "auto";
+        if (t->method.given[i] || RUN_OPTIONS[i].fallback != NULL)
+            run_method_value(&t->method, i, value, sizeof value);
+        size_t used = strlen(method);
+        snprintf(method + used, sizeof method - used, " %s=%s", RUN_OPTIONS[i].key, value);
+    }
     fprintf(t->metrics,
             "# wancp train metrics\n# commit: %s\n# command: %s\n# host: %s\n"
             "# blas: %s, core %s, %d threads\n"
@@ -209,11 +207,10 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "tied_head=%d rope_theta=%g norm_eps=%g\n"
             "# optim: lr=%g lr_final_frac=%g warmup=%d steps=%d beta1=%g beta2=%g eps=%g weight_decay=%g clip=%g\n"
             "# data: train=%s val=%s batch=%d seq=%d val_tokens=%ld\n# seed: %llu\n"
-            "# cp: ranks=%d layout=%s sync=%s sync_every=%d chunks=%d wire=%s kv=%s (bytes columns: rank 0's "
-            "payload sent, cumulative; "
-            "comm_ms: time blocked on communication, compute_ms the rest of step_ms)\n"
-            "# compression: psi_k=%d rank_k=%d rank_v=%d planes=%d warm_steps=%d cov_steps=%d compress_last=%d "
-            "unplug_at=%g check_shared=%d stiefel=%d stiefel_lr=%g stiefel_every=%d rotation=%s\n"
+            "# cp: ranks=%d sync=%s sync_every=%d chunks=%d wire=%s (bytes columns: rank 0's payload sent, "
+            "cumulative; comm_ms: time blocked on communication, compute_ms the rest of step_ms)\n"
+            "# compression: compress=%d warm_steps=%d compress_last=%d\n"
+            "# method:%s\n"
             "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
             "sync_tx_bytes,control_tx_bytes,compressed,compute_ms,comm_ms,kv_fwd_wait_ms,kv_bwd_wait_ms,"
             "sync_wait_ms,unix_s\n",
@@ -227,13 +224,39 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             o->warmup_steps, o->total_steps, (double)o->beta1, (double)o->beta2, (double)o->eps,
             (double)o->weight_decay, (double)o->grad_clip, t->tc.train_path, t->tc.val_path, t->tc.batch, t->tc.seq,
             t->tc.val_tokens, (unsigned long long)t->tc.seed, t->tc.comm ? comm_size(t->tc.comm) : 1,
-            t->tc.cp_layout == CP_ZIGZAG ? "zigzag" : "contiguous", t->tc.sync_mode == SYNC_EVERY_STEP ? "S" : "A",
-            t->tc.sync_every, t->tc.chunks, t->tc.cp.wire_bf16 ? "bf16" : "fp32",
-            t->tc.cp.regather ? "regathered" : "cached", m->psi_k, m->rank_k, m->rank_v, t->tc.cp.planes,
-            t->tc.warm_steps, t->tc.cov_steps, t->tc.cp.compress_last, t->tc.unplug_at, t->tc.check_shared,
-            t->tc.cp.stiefel, (double)t->tc.stiefel_lr, t->tc.stiefel_every,
-            t->tc.cp.cheap_rotation ? "cheap" : "givens");
+            t->tc.sync_mode == SYNC_EVERY_STEP ? "S" : "A", t->tc.sync_every, t->tc.chunks,
+            t->tc.cp.wire_bf16 ? "bf16" : "fp32", m->psi_k > 0, t->tc.warm_steps, t->tc.cp.compress_last, method);
     return 0;
+}
+
+/* The run-options table's switches into the trainer's config; with compression, the derived
+ * values (ranks, covariance steps, Stiefel step size) are resolved and written back into m
+ * as given, so the metrics header's "# method:" line says what ran. */
+static void apply_method(run_method *m, trainer_config *c, bool compress)
+{
+    c->cp_layout = m->cp_layout == 0 ? CP_ZIGZAG : CP_CONTIGUOUS;
+    c->cp.regather = m->kv_regather;
+    c->cp.cheap_rotation = m->cheap_rotation;
+    c->cp.planes = m->planes;
+    c->unplug_at = m->unplug_at;
+    c->check_shared = m->check_shared;
+    c->cp.stiefel = m->stiefel;
+    c->stiefel_every = m->stiefel_every;
+    if (!compress)
+        return;
+    const int rank_k = run_option_find("rank_k"), rank_v = run_option_find("rank_v");
+    const int stiefel_lr = run_option_find("stiefel_lr");
+    c->model.psi_k = m->psi_k;
+    c->model.rank_k = m->given[rank_k] ? m->rank_k : model_default_rank_k(&c->model);
+    c->model.rank_v = m->given[rank_v] ? m->rank_v : model_default_rank_v(&c->model);
+    c->cov_steps = m->cov_steps < c->warm_steps ? m->cov_steps : c->warm_steps;
+    c->stiefel_lr = m->given[stiefel_lr] ? (float)m->stiefel_lr : c->optim.lr;
+    m->rank_k = c->model.rank_k;
+    m->rank_v = c->model.rank_v;
+    if (c->cov_steps > 0) /* none without warm steps: the row keeps its value */
+        m->cov_steps = c->cov_steps;
+    m->stiefel_lr = c->stiefel_lr;
+    m->given[rank_k] = m->given[rank_v] = m->given[stiefel_lr] = true;
 }
 
 /* Parses the command line into t; 0, an exit status, or -1 after --help. */
@@ -260,50 +283,62 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         O_THREADS,
         O_STOP_AFTER,
         O_RANKS,
-        O_LAYOUT,
         O_SYNC,
         O_SYNC_EVERY,
         O_CHUNKS,
         O_WIRE,
         O_COMPRESS,
-        O_RANK_K,
-        O_RANK_V,
-        O_PSI_K,
-        O_PLANES,
         O_WARM_STEPS,
-        O_COV_STEPS,
         O_COMPRESS_LAST,
-        O_UNPLUG_AT,
-        O_CHECK_SHARED,
-        O_STIEFEL,
-        O_STIEFEL_LR,
-        O_STIEFEL_EVERY,
-        O_REGATHER,
-        O_CHEAP,
         O_DEVICE,
         O_PRECISION,
         O_ATTENTION,
         O_TRANSPORT,
+        O_METHOD = 1024, /* + the row of the run-options table */
     };
-    static const struct option LONG[] = {
-        {"train", 1, 0, O_TRAIN},         {"val", 1, 0, O_VAL},           CLI_MODEL_OPTIONS,
-        {"batch", 1, 0, O_BATCH},         {"seq", 1, 0, O_SEQ},           {"steps", 1, 0, O_STEPS},
-        {"lr", 1, 0, O_LR},               {"warmup", 1, 0, O_WARMUP},     {"lr-final", 1, 0, O_LR_FINAL},
-        {"weight-decay", 1, 0, O_WD},     {"clip", 1, 0, O_CLIP},         {"seed", 1, 0, O_SEED},
-        {"eval-every", 1, 0, O_EVAL},     {"val-tokens", 1, 0, O_VAL_TOKENS}, {"metrics", 1, 0, O_METRICS},
-        {"checkpoint", 1, 0, O_CKPT},     {"checkpoint-every", 1, 0, O_CKPT_EVERY}, {"resume", 1, 0, O_RESUME},
-        {"threads", 1, 0, O_THREADS},     {"stop-after", 1, 0, O_STOP_AFTER}, {"ranks", 1, 0, O_RANKS},
-        {"cp-layout", 1, 0, O_LAYOUT},    {"sync", 1, 0, O_SYNC},         {"sync-every", 1, 0, O_SYNC_EVERY},
-        {"chunks", 1, 0, O_CHUNKS},       {"wire", 1, 0, O_WIRE},         {"compress", 0, 0, O_COMPRESS},
-        {"rank-k", 1, 0, O_RANK_K},       {"rank-v", 1, 0, O_RANK_V},     {"psi-k", 1, 0, O_PSI_K},
-        {"planes", 1, 0, O_PLANES},       {"warm-steps", 1, 0, O_WARM_STEPS}, {"cov-steps", 1, 0, O_COV_STEPS},
-        {"compress-last", 0, 0, O_COMPRESS_LAST}, {"unplug-at", 1, 0, O_UNPLUG_AT},
-        {"check-shared", 0, 0, O_CHECK_SHARED}, {"stiefel", 0, 0, O_STIEFEL}, {"stiefel-lr", 1, 0, O_STIEFEL_LR},
-        {"stiefel-every", 1, 0, O_STIEFEL_EVERY}, {"kv-regather", 0, 0, O_REGATHER},
-        {"cheap-rotation", 0, 0, O_CHEAP}, {"device", 1, 0, O_DEVICE}, {"precision", 1, 0, O_PRECISION},
+    static const struct option FIXED[] = {
+        {"train", 1, 0, O_TRAIN},
+        {"val", 1, 0, O_VAL},
+        CLI_MODEL_OPTIONS,
+        {"batch", 1, 0, O_BATCH},
+        {"seq", 1, 0, O_SEQ},
+        {"steps", 1, 0, O_STEPS},
+        {"lr", 1, 0, O_LR},
+        {"warmup", 1, 0, O_WARMUP},
+        {"lr-final", 1, 0, O_LR_FINAL},
+        {"weight-decay", 1, 0, O_WD},
+        {"clip", 1, 0, O_CLIP},
+        {"seed", 1, 0, O_SEED},
+        {"eval-every", 1, 0, O_EVAL},
+        {"val-tokens", 1, 0, O_VAL_TOKENS},
+        {"metrics", 1, 0, O_METRICS},
+        {"checkpoint", 1, 0, O_CKPT},
+        {"checkpoint-every", 1, 0, O_CKPT_EVERY},
+        {"resume", 1, 0, O_RESUME},
+        {"threads", 1, 0, O_THREADS},
+        {"stop-after", 1, 0, O_STOP_AFTER},
+        {"ranks", 1, 0, O_RANKS},
+        {"sync", 1, 0, O_SYNC},
+        {"sync-every", 1, 0, O_SYNC_EVERY},
+        {"chunks", 1, 0, O_CHUNKS},
+        {"wire", 1, 0, O_WIRE},
+        {"compress", 0, 0, O_COMPRESS},
+        {"warm-steps", 1, 0, O_WARM_STEPS},
+        {"compress-last", 0, 0, O_COMPRESS_LAST},
+        {"device", 1, 0, O_DEVICE},
+        {"precision", 1, 0, O_PRECISION},
         {"attention", 1, 0, O_ATTENTION},
-        {"transport", 1, 0, O_TRANSPORT}, {"help", 0, 0, 'h'},              {0, 0, 0, 0},
+        {"transport", 1, 0, O_TRANSPORT},
+        {"help", 0, 0, 'h'},
     };
+    /* The fixed options, then one per row of the run-options table. */
+    enum { NFIXED = sizeof FIXED / sizeof FIXED[0] };
+    struct option LONG[NFIXED + RUN_OPTIONS_MAX + 1];
+    memcpy(LONG, FIXED, sizeof FIXED);
+    for (int i = 0; i < RUN_NOPTIONS; i++)
+        LONG[NFIXED + i] =
+            (struct option){RUN_OPTIONS[i].flag + 2, RUN_OPTIONS[i].type != RUN_OPT_BOOL, 0, O_METHOD + i};
+    LONG[NFIXED + RUN_NOPTIONS] = (struct option){0, 0, 0, 0};
     static char train_default[4096], val_default[4096];
     snprintf(train_default, sizeof train_default, "%s/data/brown_train.bin", cli_source_dir());
     snprintf(val_default, sizeof val_default, "%s/data/brown_val.bin", cli_source_dir());
@@ -324,9 +359,10 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     c->model.n_kv_heads = 0;
     c->model.attn_block = 0;
     c->cp.wire_bf16 = true;
-    int warmup = -1, compress = 0, rank_k = 0, rank_v = 0, psi_k = 1, warm_steps = -1, cov_steps = 10;
-    bool compress_only = false, stiefel_lr_given = false; /* a compression option was given */
-    c->stiefel_every = 10;
+    int warmup = -1, compress = 0, warm_steps = -1;
+    bool compress_only = false; /* a compression option was given */
+    run_method *m = &t->method;
+    *m = run_method_defaults();
     optind = 1;
     opterr = 0;
     for (int opt, li = -1; (opt = getopt_long(argc, argv, ":h", LONG, &li)) != -1; li = -1) {
@@ -338,22 +374,46 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         switch (opt) {
         case O_TRAIN: c->train_path = optarg; break;
         case O_VAL: c->val_path = optarg; break;
-        case O_BATCH: bad = cli_parse_ulong("train", name, optarg, 1, 4096, &u); c->batch = (int)u; break;
-        case O_SEQ: bad = cli_parse_ulong("train", name, optarg, 1, 1 << 24, &u); c->seq = (int)u; break;
+        case O_BATCH:
+            bad = cli_parse_ulong("train", name, optarg, 1, 4096, &u);
+            c->batch = (int)u;
+            break;
+        case O_SEQ:
+            bad = cli_parse_ulong("train", name, optarg, 1, 1 << 24, &u);
+            c->seq = (int)u;
+            break;
         case O_STEPS:
             bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u);
             c->optim.total_steps = (int)u;
             break;
-        case O_LR: bad = cli_parse_float("train", name, optarg, 0, 10, &f); c->optim.lr = (float)f; break;
-        case O_WARMUP: bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u); warmup = (int)u; break;
+        case O_LR:
+            bad = cli_parse_float("train", name, optarg, 0, 10, &f);
+            c->optim.lr = (float)f;
+            break;
+        case O_WARMUP:
+            bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u);
+            warmup = (int)u;
+            break;
         case O_LR_FINAL:
             bad = cli_parse_float("train", name, optarg, 0, 1, &f);
             c->optim.lr_final_frac = (float)f;
             break;
-        case O_WD: bad = cli_parse_float("train", name, optarg, 0, 1, &f); c->optim.weight_decay = (float)f; break;
-        case O_CLIP: bad = cli_parse_float("train", name, optarg, 0, 1e9, &f); c->optim.grad_clip = (float)f; break;
-        case O_SEED: bad = cli_parse_ulong("train", name, optarg, 0, ~0ul, &u); c->seed = u; break;
-        case O_EVAL: bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u); c->eval_every = (int)u; break;
+        case O_WD:
+            bad = cli_parse_float("train", name, optarg, 0, 1, &f);
+            c->optim.weight_decay = (float)f;
+            break;
+        case O_CLIP:
+            bad = cli_parse_float("train", name, optarg, 0, 1e9, &f);
+            c->optim.grad_clip = (float)f;
+            break;
+        case O_SEED:
+            bad = cli_parse_ulong("train", name, optarg, 0, ~0ul, &u);
+            c->seed = u;
+            break;
+        case O_EVAL:
+            bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u);
+            c->eval_every = (int)u;
+            break;
         case O_VAL_TOKENS:
             bad = cli_parse_ulong("train", name, optarg, 1, 1ul << 40, &u);
             c->val_tokens = (long)u;
@@ -369,28 +429,33 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
             bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u);
             c->stop_after = (int)u;
             break;
-        case O_THREADS: bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u); *threads = (int)u; break;
-        case O_RANKS: bad = cli_parse_ulong("train", name, optarg, 1, 256, &u); t->ranks = (int)u; break;
-        case O_LAYOUT:
-            if (strcmp(optarg, "zigzag") != 0 && strcmp(optarg, "contiguous") != 0)
-                return cli_usage_error("train", "--cp-layout '%s': expected zigzag or contiguous", optarg);
-            c->cp_layout = strcmp(optarg, "zigzag") == 0 ? CP_ZIGZAG : CP_CONTIGUOUS;
+        case O_THREADS:
+            bad = cli_parse_ulong("train", name, optarg, 1, 1024, &u);
+            *threads = (int)u;
+            break;
+        case O_RANKS:
+            bad = cli_parse_ulong("train", name, optarg, 1, 256, &u);
+            t->ranks = (int)u;
             break;
         case O_SYNC:
             if (strcmp(optarg, "S") != 0 && strcmp(optarg, "A") != 0)
                 return cli_usage_error("train", "--sync '%s': expected S (every step) or A (average every C)", optarg);
             c->sync_mode = optarg[0] == 'S' ? SYNC_EVERY_STEP : SYNC_AVERAGE;
             break;
-        case O_SYNC_EVERY: bad = cli_parse_ulong("train", name, optarg, 1, 1000000, &u); c->sync_every = (int)u; break;
-        case O_CHUNKS: bad = cli_parse_ulong("train", name, optarg, 1, CP_MAX_LOCAL, &u); c->chunks = (int)u; break;
+        case O_SYNC_EVERY:
+            bad = cli_parse_ulong("train", name, optarg, 1, 1000000, &u);
+            c->sync_every = (int)u;
+            break;
+        case O_CHUNKS:
+            bad = cli_parse_ulong("train", name, optarg, 1, CP_MAX_LOCAL, &u);
+            c->chunks = (int)u;
+            break;
         case O_WIRE:
             if (strcmp(optarg, "bf16") != 0 && strcmp(optarg, "fp32") != 0)
                 return cli_usage_error("train", "--wire '%s': expected bf16 or fp32", optarg);
             c->cp.wire_bf16 = strcmp(optarg, "bf16") == 0;
             break;
         case O_COMPRESS: compress = 1; break;
-        case O_REGATHER: c->cp.regather = true; break;
-        case O_CHEAP: c->cp.cheap_rotation = true; compress_only = true; break;
         case O_TRANSPORT:
             if (strcmp(optarg, "tcp") != 0 && strcmp(optarg, "nccl") != 0)
                 return cli_usage_error("train", "--transport '%s': expected tcp or nccl", optarg);
@@ -399,58 +464,33 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         case O_DEVICE:
         case O_PRECISION:
         case O_ATTENTION: bad = cli_device_option("train", name, optarg, &t->device); break;
-        case O_RANK_K:
-            bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u);
-            rank_k = (int)u;
-            compress_only = true;
-            break;
-        case O_RANK_V:
-            bad = cli_parse_ulong("train", name, optarg, 1, 65536, &u);
-            rank_v = (int)u;
-            compress_only = true;
-            break;
-        case O_PSI_K:
-            bad = cli_parse_ulong("train", name, optarg, 1, 64, &u);
-            psi_k = (int)u;
-            compress_only = true;
-            break;
-        case O_PLANES:
-            bad = cli_parse_ulong("train", name, optarg, 1, 32768, &u);
-            c->cp.planes = (int)u;
-            compress_only = true;
-            break;
         case O_WARM_STEPS:
             bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u);
             warm_steps = (int)u;
             compress_only = true;
             break;
-        case O_COV_STEPS:
-            bad = cli_parse_ulong("train", name, optarg, 1, 100000000, &u);
-            cov_steps = (int)u;
+        case O_COMPRESS_LAST:
+            c->cp.compress_last = true;
             compress_only = true;
             break;
-        case O_COMPRESS_LAST: c->cp.compress_last = true; compress_only = true; break;
-        case O_UNPLUG_AT:
-            bad = cli_parse_float("train", name, optarg, 0, 1, &f);
-            c->unplug_at = f;
-            compress_only = true;
-            break;
-        case O_CHECK_SHARED: c->check_shared = true; compress_only = true; break;
-        case O_STIEFEL: c->cp.stiefel = true; compress_only = true; break;
-        case O_STIEFEL_LR:
-            bad = cli_parse_float("train", name, optarg, 0, 10, &f);
-            c->stiefel_lr = (float)f;
-            stiefel_lr_given = true;
-            compress_only = true;
-            break;
-        case O_STIEFEL_EVERY:
-            bad = cli_parse_ulong("train", name, optarg, 1, 1000000, &u);
-            c->stiefel_every = (int)u;
-            compress_only = true;
-            break;
-        case 'h': fputs(USAGE, stdout); return -1;
+        case 'h':
+            fputs(USAGE, stdout);
+            printf("Method switches (a scenario sets each in [train] or per [arm NAME], under the key in brackets):\n");
+            run_option_usage(stdout);
+            fputs(USAGE_END, stdout);
+            return -1;
         case ':': return cli_usage_error("train", "%s needs a value", name);
         default:
+            if (opt >= O_METHOD && opt < O_METHOD + RUN_NOPTIONS) {
+                const int row = opt - O_METHOD;
+                const char *value = RUN_OPTIONS[row].type == RUN_OPT_BOOL ? "true" : optarg;
+                char why[128];
+                if (run_option_check(row, value, why, sizeof why) != 0)
+                    return cli_usage_error("train", "%s '%s': %s", name, value, why);
+                run_method_set(m, row, value);
+                compress_only |= RUN_OPTIONS[row].compress_only && m->given[row];
+                break;
+            }
             if (opt < CLI_MODEL_FIRST || opt > CLI_MODEL_LAST)
                 return cli_usage_error("train", "unknown option '%s'", name);
             bad = cli_model_option("train", opt, name, optarg, &c->model);
@@ -485,20 +525,17 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         return 2;
     if (compress_only && !compress)
         return cli_usage_error("train", "compression options need --compress");
+    if (!compress)
+        apply_method(m, c, false);
     if (compress) {
         if (t->ranks < 2 && c->chunks == 0 && getenv("WORLD_SIZE") == NULL && getenv("SLURM_NTASKS") == NULL &&
             getenv("OMPI_COMM_WORLD_SIZE") == NULL)
             return cli_usage_error("train", "--compress needs chunks to compress: --ranks P or --chunks N");
-        c->model.psi_k = psi_k;
-        c->model.rank_k = rank_k > 0 ? rank_k : model_default_rank_k(&c->model);
-        c->model.rank_v = rank_v > 0 ? rank_v : model_default_rank_v(&c->model);
         c->warm_steps = warm_steps >= 0 ? warm_steps : c->optim.total_steps / 10;
-        c->cov_steps = cov_steps < c->warm_steps ? cov_steps : c->warm_steps;
-        if (!stiefel_lr_given)
-            c->stiefel_lr = c->optim.lr;
+        apply_method(m, c, true);
         if (c->cp.cheap_rotation && (c->cp.planes > 0 || c->cp.stiefel))
             return cli_usage_error("train", "--cheap-rotation fixes the planes to the basis: not with --planes or "
-                                   "--stiefel");
+                                            "--stiefel");
         if (c->cp.cheap_rotation && 2 * c->model.rank_v > model_kv_dim(&c->model))
             return cli_usage_error("train", "--cheap-rotation needs 2 x rank <= d_kv = %d (rank_v is %d)",
                                    model_kv_dim(&c->model), c->model.rank_v);
@@ -512,8 +549,10 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     if (t->nccl && (t->device.name == NULL || strcmp(t->device.name, "cuda") != 0))
         return cli_usage_error("train", "--transport nccl runs collectives on GPUs: it needs --device cuda");
     if (c->chunks > 0 && (c->seq % c->chunks != 0 || (c->seq / c->chunks) % c->model.attn_block != 0))
-        return cli_usage_error("train", "--chunks %d: a sequence of %d tokens must split into %d chunks, each a "
-                               "multiple of the attention block %d", c->chunks, c->seq, c->chunks, c->model.attn_block);
+        return cli_usage_error("train",
+                               "--chunks %d: a sequence of %d tokens must split into %d chunks, each a "
+                               "multiple of the attention block %d",
+                               c->chunks, c->seq, c->chunks, c->model.attn_block);
     char err[WANCP_ERRLEN];
     int rc = model_config_validate(&c->model, "command line", err, sizeof err);
     if (rc != WANCP_OK)
@@ -521,8 +560,10 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     if (c->seq > c->model.context)
         return cli_usage_error("train", "--seq %d is longer than --context %d", c->seq, c->model.context);
     if (t->ranks > 1 && (c->seq % (2 * t->ranks) != 0 || (c->seq / (2 * t->ranks)) % c->model.attn_block != 0))
-        return cli_usage_error("train", "a sequence of %d tokens over %d ranks needs 2 x %d chunks, each a multiple of "
-                               "the attention block %d", c->seq, t->ranks, t->ranks, c->model.attn_block);
+        return cli_usage_error("train",
+                               "a sequence of %d tokens over %d ranks needs 2 x %d chunks, each a multiple of "
+                               "the attention block %d",
+                               c->seq, t->ranks, t->ranks, c->model.attn_block);
     return 0;
 }
 
@@ -556,8 +597,10 @@ static int check_resume_files(const char *path, int ranks)
         if (access(name, R_OK) == 0)
             continue;
         if (r == 0 && access(path, R_OK) == 0)
-            return cli_usage_error("train", "--resume %s: a checkpoint of one process; %d ranks read %s.rank0 to "
-                                   ".rank%d (resume it without --ranks)", path, ranks, path, ranks - 1);
+            return cli_usage_error("train",
+                                   "--resume %s: a checkpoint of one process; %d ranks read %s.rank0 to "
+                                   ".rank%d (resume it without --ranks)",
+                                   path, ranks, path, ranks - 1);
         return cli_usage_error("train", "--resume %s: %s: %s", path, name, strerror(errno));
     }
     return 0;
@@ -622,8 +665,7 @@ int cli_train(int argc, char **argv)
 
     int stopped_at = 0;
     t.rank = rank;
-    int rc = trainer_run(&t.tc, t.ops, report, &t, &stop_requested, &stopped_at, err,
-                         sizeof err);
+    int rc = trainer_run(&t.tc, t.ops, report, &t, &stop_requested, &stopped_at, err, sizeof err);
     if (t.metrics != NULL) {
         /* A full disk shows here at the latest: the run fails naming the file, which is removed. */
         int werr = t.write_errno;

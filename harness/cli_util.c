@@ -1,8 +1,8 @@
 #include "cli.h"
 
 #include "../core/ops/ops.h"
-#include "../core/status.h"
-#include "../core/util/proc.h"
+#include "../core/base/status.h"
+#include "../core/base/proc.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -1,7 +1,7 @@
 /* The one launcher of rank processes (ranks.h): start, watch, stop. */
 #include "ranks.h"
 
-#include "../core/util/proc.h"
+#include "../core/base/proc.h"
 
 #include <errno.h>
 #include <stdio.h>

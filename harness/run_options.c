@@ -2,35 +2,48 @@
 #include "run_options.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Ranges as wancp train takes them (run_cli checks that train refuses what lies outside). */
+#define FIELD(name) offsetof(run_method, name)
 const run_option RUN_OPTIONS[] = {
-    {"cp_layout", "--cp-layout", RUN_OPT_CHOICE, 0, 0, "zigzag|contiguous", false, "which chunks a rank holds"},
-    {"kv_regather", "--kv-regather", RUN_OPT_BOOL, 0, 0, NULL, false,
-     "the backward gathers K/V again instead of keeping every layer's"},
-    {"rank_k", "--rank-k", RUN_OPT_INT, 1, 65536, NULL, true, "the subspace rank of K (auto: ceil(0.02 d_kv))"},
-    {"rank_v", "--rank-v", RUN_OPT_INT, 1, 65536, NULL, true, "the subspace rank of V (auto: ceil(0.05 d_kv))"},
-    {"psi_k", "--psi-k", RUN_OPT_INT, 1, 64, NULL, true, "outputs of each head psi (auto: 1)"},
-    {"planes", "--planes", RUN_OPT_INT, 1, 32768, NULL, true, "Givens planes of the rotation (auto: d_kv / 2)"},
-    {"cheap_rotation", "--cheap-rotation", RUN_OPT_BOOL, 0, 0, NULL, true,
-     "the cheaper rotation: r planes pairing U0 with a complement"},
-    {"cov_steps", "--cov-steps", RUN_OPT_INT, 1, 100000000, NULL, true,
-     "the last warm steps whose Z give the bases U0 (auto: 10, at most warm_steps)"},
-    {"unplug_at", "--unplug-at", RUN_OPT_REAL, 0, 1, NULL, true,
-     "exchange uncompressed again from this fraction of the steps on"},
-    {"check_shared", "--check-shared", RUN_OPT_BOOL, 0, 0, NULL, true,
+    {"cp_layout", "--cp-layout", RUN_OPT_CHOICE, 0, 0, "zigzag|contiguous", false, "zigzag", FIELD(cp_layout),
+     "which chunks a rank holds"},
+    {"kv_regather", "--kv-regather", RUN_OPT_BOOL, 0, 0, NULL, false, "false", FIELD(kv_regather),
+     "the backward gathers K/V again instead of keeping every layer's\n        (memory of one layer; kv-forward bytes "
+     "double)"},
+    {"rank_k", "--rank-k", RUN_OPT_INT, 1, 65536, NULL, true, NULL, FIELD(rank_k),
+     "the subspace rank of K (auto: ceil(0.02 d_kv))"},
+    {"rank_v", "--rank-v", RUN_OPT_INT, 1, 65536, NULL, true, NULL, FIELD(rank_v),
+     "the subspace rank of V (auto: ceil(0.05 d_kv))"},
+    {"psi_k", "--psi-k", RUN_OPT_INT, 1, 64, NULL, true, "1", FIELD(psi_k),
+     "outputs of each head psi (the rotation's parameters theta)"},
+    {"planes", "--planes", RUN_OPT_INT, 1, 32768, NULL, true, NULL, FIELD(planes),
+     "Givens planes of the rotation (auto: d_kv / 2)"},
+    {"cheap_rotation", "--cheap-rotation", RUN_OPT_BOOL, 0, 0, NULL, true, "false", FIELD(cheap_rotation),
+     "the cheaper rotation: r planes pairing U0 with a complement (O(d r^2))"},
+    {"cov_steps", "--cov-steps", RUN_OPT_INT, 1, 100000000, NULL, true, "10", FIELD(cov_steps),
+     "the last warm steps whose Z give the bases U0 (at most the warm steps)"},
+    {"unplug_at", "--unplug-at", RUN_OPT_REAL, 0, 1, NULL, true, "0", FIELD(unplug_at),
+     "exchange uncompressed again from this fraction of the steps on; 0: never"},
+    {"check_shared", "--check-shared", RUN_OPT_BOOL, 0, 0, NULL, true, "false", FIELD(check_shared),
      "hash U0, Q, Omega on every rank every step; a difference fails the run"},
-    {"stiefel", "--stiefel", RUN_OPT_BOOL, 0, 0, NULL, true, "also train U0 on the Stiefel manifold"},
-    {"stiefel_lr", "--stiefel-lr", RUN_OPT_REAL, 0, 10, NULL, true, "its step size (auto: lr)"},
-    {"stiefel_every", "--stiefel-every", RUN_OPT_INT, 1, 1000000, NULL, true,
-     "rank 0 re-broadcasts U0 every this many steps (auto: 10)"},
+    {"stiefel", "--stiefel", RUN_OPT_BOOL, 0, 0, NULL, true, "false", FIELD(stiefel),
+     "also train U0 by Riemannian steps on the Stiefel manifold (QR retraction)"},
+    {"stiefel_lr", "--stiefel-lr", RUN_OPT_REAL, 0, 10, NULL, true, NULL, FIELD(stiefel_lr),
+     "their step size, on the same schedule as the learning rate (auto: lr)"},
+    {"stiefel_every", "--stiefel-every", RUN_OPT_INT, 1, 1000000, NULL, true, "10", FIELD(stiefel_every),
+     "rank 0 re-broadcasts U0 every this many steps (removes drift)"},
 };
+#undef FIELD
 const int RUN_NOPTIONS = (int)(sizeof RUN_OPTIONS / sizeof RUN_OPTIONS[0]);
 _Static_assert(sizeof RUN_OPTIONS / sizeof RUN_OPTIONS[0] <= RUN_OPTIONS_MAX, "raise RUN_OPTIONS_MAX");
+
+static int choice_index(const char *choices, const char *text);
 
 int run_option_find(const char *key)
 {
@@ -57,17 +70,11 @@ int run_option_check(int i, const char *text, char *why, size_t len)
             return 0;
         snprintf(why, len, "expected true, false or auto");
         return -1;
-    case RUN_OPT_CHOICE: {
-        size_t n = strlen(text);
-        for (const char *c = o->choices; *c;) {
-            size_t k = strcspn(c, "|");
-            if (k == n && strncmp(c, text, n) == 0)
-                return 0;
-            c += k + (c[k] == '|');
-        }
+    case RUN_OPT_CHOICE:
+        if (choice_index(o->choices, text) >= 0)
+            return 0;
         snprintf(why, len, "expected %s or auto", o->choices);
         return -1;
-    }
     case RUN_OPT_INT: {
         long x = strtol(text, &end, 10);
         if (end != text && *end == 0 && errno == 0 && x >= o->min && x <= o->max)
@@ -95,4 +102,80 @@ const char *run_option_keys(void)
             snprintf(keys + used, sizeof keys - used, "%s%s", i ? ", " : "", RUN_OPTIONS[i].key);
         }
     return keys;
+}
+
+/* The index of text among a row's choices ("a|b|c"), or -1. */
+static int choice_index(const char *choices, const char *text)
+{
+    size_t n = strlen(text);
+    int index = 0;
+    for (const char *c = choices; *c; index++) {
+        size_t k = strcspn(c, "|");
+        if (k == n && strncmp(c, text, n) == 0)
+            return index;
+        c += k + (c[k] == '|');
+    }
+    return -1;
+}
+
+void run_method_set(run_method *m, int i, const char *text)
+{
+    const run_option *o = &RUN_OPTIONS[i];
+    const bool automatic = strcmp(text, "auto") == 0;
+    m->given[i] = !automatic;
+    if (automatic)
+        text = o->fallback != NULL ? o->fallback : "";
+    char *field = (char *)m + o->field;
+    switch (o->type) {
+    case RUN_OPT_INT: *(int *)field = text[0] ? (int)strtol(text, NULL, 10) : 0; break;
+    case RUN_OPT_REAL: *(double *)field = text[0] ? strtod(text, NULL) : 0; break;
+    case RUN_OPT_BOOL: *(bool *)field = strcmp(text, "true") == 0; break;
+    case RUN_OPT_CHOICE: *(int *)field = text[0] ? choice_index(o->choices, text) : 0; break;
+    }
+}
+
+run_method run_method_defaults(void)
+{
+    run_method m;
+    memset(&m, 0, sizeof m);
+    for (int i = 0; i < RUN_NOPTIONS; i++)
+        run_method_set(&m, i, "auto");
+    return m;
+}
+
+void run_method_value(const run_method *m, int i, char *out, size_t len)
+{
+    const run_option *o = &RUN_OPTIONS[i];
+    const char *field = (const char *)m + o->field;
+    switch (o->type) {
+    case RUN_OPT_INT: snprintf(out, len, "%d", *(const int *)field); break;
+    case RUN_OPT_REAL: snprintf(out, len, "%g", *(const double *)field); break;
+    case RUN_OPT_BOOL: snprintf(out, len, "%s", *(const bool *)field ? "true" : "false"); break;
+    case RUN_OPT_CHOICE: {
+        const char *c = o->choices;
+        for (int k = *(const int *)field; k > 0 && *c; k--)
+            c += strcspn(c, "|") + (c[strcspn(c, "|")] == '|');
+        snprintf(out, len, "%.*s", (int)strcspn(c, "|"), c);
+        break;
+    }
+    }
+}
+
+void run_option_usage(FILE *out)
+{
+    for (int i = 0; i < RUN_NOPTIONS; i++) {
+        const run_option *o = &RUN_OPTIONS[i];
+        char left[64];
+        const char *value = o->type == RUN_OPT_INT ? " N" : o->type == RUN_OPT_REAL ? " X" : "";
+        if (o->type == RUN_OPT_CHOICE)
+            snprintf(left, sizeof left, "%s %s", o->flag, o->choices);
+        else
+            snprintf(left, sizeof left, "%s%s", o->flag, value);
+        char with_default[112];
+        if (o->fallback != NULL && o->type != RUN_OPT_BOOL)
+            snprintf(with_default, sizeof with_default, "%s (%s)", left, o->fallback);
+        else
+            snprintf(with_default, sizeof with_default, "%s", left);
+        fprintf(out, "  %-44s [%s]\n        %s\n", with_default, o->key, o->help);
+    }
 }

@@ -2,7 +2,7 @@
 
 #include "../core/data/shard.h"
 #include "../core/model/config.h"
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "../shaper/ini_input.h"
 #include "../shaper/topology.h"
 #include "cli.h"

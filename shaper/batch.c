@@ -2,7 +2,7 @@
  * sysctl inside a namespace), run one by one, or printed for --dry-run. */
 #include "shaper_internal.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,8 +1,8 @@
 #include "capture.h"
 
-#include "../core/util/proc.h"
+#include "../core/base/proc.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "topology.h"
 
 #include <errno.h>

@@ -2,8 +2,8 @@
  * the user-space relay between a rank's switch port and the bridge. */
 #include "shaper_internal.h"
 
-#include "../core/status.h"
-#include "../core/util/proc.h"
+#include "../core/base/status.h"
+#include "../core/base/proc.h"
 #include "rate_player.h"
 #include "relay.h"
 #include "units.h"

@@ -2,7 +2,7 @@
  * eth0, its ingress on its switch port); one class per link (uplink) or per peer (mesh). */
 #include "shaper_internal.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "rate_player.h"
 #include "units.h"
 

@@ -1,6 +1,6 @@
 #include "link_model.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "rate_player.h"
 #include "relay.h"
 

@@ -3,8 +3,8 @@
  * run left behind). */
 #include "shaper_internal.h"
 
-#include "../core/status.h"
-#include "../core/util/proc.h"
+#include "../core/base/status.h"
+#include "../core/base/proc.h"
 
 #include <dirent.h>
 #include <errno.h>

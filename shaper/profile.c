@@ -2,7 +2,7 @@
 
 #include "ini_input.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "units.h"
 
 #include <errno.h>

@@ -2,7 +2,7 @@
 
 #include "shaper_internal.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 
 #include <stdlib.h>
 #include <errno.h>

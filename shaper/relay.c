@@ -1,6 +1,6 @@
 #include "relay.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "profile.h"
 
 #include <arpa/inet.h>

@@ -3,7 +3,7 @@
  * own file: netns.c, htb.c, delay.c, rate_player.c; batch.c runs their scripts. */
 #include "shaper_internal.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 #include "rate_player.h"
 #include "units.h"
 

@@ -1,6 +1,6 @@
 #include "units.h"
 
-#include "../core/status.h"
+#include "../core/base/status.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -62,7 +62,7 @@ check "Mode A with compression trains" \
   '[ $? = 0 ] && awk -F, "!/^#/ && NR > 1 && \$5 != \"\" {v[n++] = \$5} END {exit !(v[n-1] < v[0])}" "$work/modeA.csv"'
 
 "$wancp" train "${tiny[@]}" --ranks 2 --cheap-rotation --check-shared --metrics "$work/cheap.csv" 2>/dev/null
-check "the cheaper rotation trains and says so" '[ $? = 0 ] && grep -q "rotation=cheap" "$work/cheap.csv"'
+check "the cheaper rotation trains and says so" '[ $? = 0 ] && grep -q "cheap_rotation=true" "$work/cheap.csv"'
 
 # Stop after the warm start, resume: the same as never stopping.
 "$wancp" train "${tiny[@]}" --chunks 8 --checkpoint "$work/ck.bin" --stop-after 12 2>/dev/null

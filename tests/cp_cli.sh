@@ -34,7 +34,7 @@ done
 "$wancp" train "${tiny[@]}" --ranks 4 --kv-regather --metrics "$work/g4.csv" 2>/dev/null
 check "--kv-regather follows one process" 'close "$work/g4.csv" "$work/p1.csv"'
 check "--kv-regather: the metrics say so, and kv-forward bytes grow by the backward's gather" \
-  'grep -q "kv=regathered" "$work/g4.csv" && grep -q "kv=cached" "$work/p4.csv" &&
+  'grep -q "kv_regather=true" "$work/g4.csv" && grep -q "kv_regather=false" "$work/p4.csv" &&
    [ "$(grep -v "^#" "$work/g4.csv" | tail -n 1 | cut -d, -f9)" -gt "$(grep -v "^#" "$work/p4.csv" | tail -n 1 | cut -d, -f9)" ]'
 "$wancp" train "${tiny[@]}" --ranks 2 --cp-layout contiguous --metrics "$work/c2.csv" 2>/dev/null
 check "contiguous layout follows one process" 'close "$work/c2.csv" "$work/p1.csv"'

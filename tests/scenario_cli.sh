@@ -198,8 +198,35 @@ check "cheap_rotation = false adds no option" '! grep -qF -- "--cheap-rotation" 
 # shellcheck disable=SC2086
 "$wancp" train ${line/DIR\/ARM\/metrics.csv/$work/every.csv} --ranks 2 >/dev/null 2>"$work/train.err"
 check "train takes the arm's command line and records the switches" \
-  '[ $? = 0 ] && grep -q "psi_k=2 rank_k=3 rank_v=5 planes=12" "$work/every.csv" && grep -q "stiefel=1" "$work/every.csv"' ||
+  '[ $? = 0 ] && grep -q "rank_k=3 rank_v=5 psi_k=2 planes=12" "$work/every.csv" && grep -q "stiefel=true" "$work/every.csv"' ||
   tail -n 3 "$work/train.err"
+# The metrics header's "# method:" line is every switch as the table spells it: pasted into a
+# scenario's [train] it is accepted and resolves to the same values.
+method=$(grep "^# method:" "$work/every.csv" | sed 's/^# method: //')
+check "the metrics header names all 13 switches" '[ "$(wc -w <<<"$method")" = 13 ]'
+{ printf '[scenario]\nname = back\nranks = 2\nsteps = 20\n[train]\n'; tr ' ' '\n' <<<"$method" | sed 's/=/ = /'
+  printf '[arm c]\nprofile = none\ncompress = true\nwarm_steps = 2\n'; } >"$work/back.ini"
+"$wancp" check scenario "$work/back.ini" >"$work/back_resolved.ini" 2>"$work/err"
+check "the \"# method:\" line, as a scenario's [train], is accepted" '[ $? = 0 ]' || cat "$work/err"
+for kv in "cp_layout = contiguous" "rank_k = 3" "rank_v = 5" "psi_k = 2" "planes = 12" "cov_steps = 2" \
+          "unplug_at = 0.75" "stiefel_lr = 0.001" "stiefel_every = 3"; do
+  check "and resolves as the run ran: $kv" 'grep -qxF "$kv" "$work/back_resolved.ini"'
+done
+# --help lists every row of the table, with its scenario key.
+"$wancp" train --help >"$work/help.txt"
+for row in "--cp-layout zigzag|contiguous (zigzag) [cp_layout]" "--kv-regather [kv_regather]" "--rank-k N [rank_k]" \
+           "--rank-v N [rank_v]" "--psi-k N (1) [psi_k]" "--planes N [planes]" "--cheap-rotation [cheap_rotation]" \
+           "--cov-steps N (10) [cov_steps]" "--unplug-at X (0) [unplug_at]" "--check-shared [check_shared]" \
+           "--stiefel [stiefel]" "--stiefel-lr X [stiefel_lr]" "--stiefel-every N (10) [stiefel_every]"; do
+  check "train --help: $row" 'tr -s " " <"$work/help.txt" | grep -qF -- " $row"'
+done
+expect_train_refusal() { # WHAT ARGS...: exit 2 and the table's words
+  "$wancp" train "${@:2}" >/dev/null 2>"$work/err"
+  check "train refuses $1 in the table's words" '[ $? = 2 ] && grep -q "expected" "$work/err"' || cat "$work/err"
+}
+expect_train_refusal "--cp-layout ring" --cp-layout ring
+expect_train_refusal "--psi-k 65" --chunks 2 --compress --psi-k 65
+expect_train_refusal "--unplug-at 1.5" --chunks 2 --compress --unplug-at 1.5
 printf '[scenario]\nname = x\nranks = 2\nsteps = 4\n[arm u]\nprofile = none\nrank_k = 3\npsi_k = 99\n' >"$work/nocomp.ini"
 "$wancp" check scenario "$work/nocomp.ini" >/dev/null 2>"$work/err"
 check "a switch of the compression on an uncompressed arm, and one out of range: exit 2 naming them" \

@@ -4,7 +4,7 @@
 
 #include "core/data/brown.h"
 #include "core/data/corpus.h"
-#include "core/status.h"
+#include "core/base/status.h"
 
 static void detag(const char *tagged, const char *want)
 {
@@ -126,7 +126,7 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(rules), cmocka_unit_test(bad_input), cmocka_unit_test(real_corpus),
+        cmocka_unit_test(rules), cmocka_unit_test(bad_input),       cmocka_unit_test(real_corpus),
         cmocka_unit_test(split), cmocka_unit_test(jsonl_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);

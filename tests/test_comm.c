@@ -5,7 +5,7 @@
 
 #include "core/comm/comm.h"
 #include "core/comm/frame.h"
-#include "core/status.h"
+#include "core/base/status.h"
 
 #include <arpa/inet.h>
 #include <math.h>
@@ -83,15 +83,12 @@ static int read_err(int rank, char *buf, size_t len)
 
 /* The value rank r contributes at index i of iteration it: small integers, so sums are
  * exact in fp32 whatever the order. */
-static float payload(int r, int it, size_t i)
-{
-    return (float)((r * 7 + it * 13 + (int)(i % 97)) % 31) - 15.0f;
-}
+static float payload(int r, int it, size_t i) { return (float)((r * 7 + it * 13 + (int)(i % 97)) % 31) - 15.0f; }
 
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (!(cond))                                                                                               \
-            return wancp_fail(err, errlen, WANCP_ERR_INPUT, __VA_ARGS__);                                          \
+#define CHECK(cond, ...)                                                                                               \
+    do {                                                                                                               \
+        if (!(cond))                                                                                                   \
+            return wancp_fail(err, errlen, WANCP_ERR_INPUT, __VA_ARGS__);                                              \
     } while (0)
 
 static int collectives_body(comm *c, void *arg, char *err, size_t errlen)
@@ -358,8 +355,7 @@ static void strangers_refused(void **state)
     if (status[0] != 0 || status[1] != 0)
         fail_msg("exit %d/%d: %s", status[0], status[1], text);
     if (strstr(text, "refused a connection on its kv-forward port: 127.0.0.1:") == NULL ||
-        strstr(text, "bad magic") == NULL ||
-        strstr(text, "job id 7, this job is 42") == NULL)
+        strstr(text, "bad magic") == NULL || strstr(text, "job id 7, this job is 42") == NULL)
         fail_msg("rank 0 did not name both strangers: %s", text);
     printf("  %s", text);
 }
@@ -440,8 +436,12 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(frames),       cmocka_unit_test(options_from_env), cmocka_unit_test(collectives),
-        cmocka_unit_test(counters_and_order), cmocka_unit_test(killed_rank), cmocka_unit_test(stalled_rank),
+        cmocka_unit_test(frames),
+        cmocka_unit_test(options_from_env),
+        cmocka_unit_test(collectives),
+        cmocka_unit_test(counters_and_order),
+        cmocka_unit_test(killed_rank),
+        cmocka_unit_test(stalled_rank),
         cmocka_unit_test(strangers_refused),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);

@@ -11,7 +11,7 @@
 #include "core/cp/cp_attention.h"
 #include "core/cp/cp_layout.h"
 #include "core/model/model.h"
-#include "core/status.h"
+#include "core/base/status.h"
 #include "core/subspace/kv_codec.h"
 #include "core/subspace/warm_start.h"
 #include "core/util/rng.h"
@@ -90,8 +90,7 @@ static void check_finite_differences(bool cheap)
         if (info->frozen)
             continue;
         fd_result f = fd_check_tensor(&m, t, in, tg, &r, 12);
-        if (strstr(info->name, "psi") != NULL || strstr(info->name, ".wk") != NULL ||
-            strstr(info->name, ".wv") != NULL)
+        if (strstr(info->name, "psi") != NULL || strstr(info->name, ".wk") != NULL || strstr(info->name, ".wv") != NULL)
             printf("  %-16s worst relative error %.2e, absolute %.2e of max (max |g| %.2e)\n", info->name, f.worst,
                    f.worst_abs, f.amax);
         if (f.worst > 2e-2 || f.worst_abs > 2e-3 || f.amax == 0.0)
@@ -263,8 +262,8 @@ static void full_rank_equals_uncompressed(void **state)
                 wk = fmax(wk, fabs(a.grads[info->offset + i]));
         }
     }
-    printf("  r = d_kv: loss %.6f vs %.6f, worst relative difference %.2e (%s); |dpsi| %.1e vs |dW_K| %.1e\n", la,
-           lb, worst, name, psi, wk);
+    printf("  r = d_kv: loss %.6f vs %.6f, worst relative difference %.2e (%s); |dpsi| %.1e vs |dW_K| %.1e\n", la, lb,
+           worst, name, psi, wk);
     assert_true(worst < 2e-5);
     assert_true(psi < 1e-4 * wk); /* theta cannot change a full-rank projection */
     cp_attention_free(&ca);
@@ -305,7 +304,10 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     const cp_case *k = arg;
     const int P = k->ranks, rank = comm_rank(c), N = 2 * P * CHUNK;
     model_config cfg = config_of(32, 2, 2 * P, CHUNK, 8);
-    cp_options opt = {.compress_last = k->compress_last, .wire_bf16 = k->bf16, .seed = 3, .regather = k->regather,
+    cp_options opt = {.compress_last = k->compress_last,
+                      .wire_bf16 = k->bf16,
+                      .seed = 3,
+                      .regather = k->regather,
                       .cheap_rotation = k->cheap};
     uint16_t in[BATCH * 8 * CHUNK], tg[BATCH * 8 * CHUNK], lin[BATCH * 2 * CHUNK], ltg[BATCH * 2 * CHUNK];
     random_tokens(in, (size_t)BATCH * N, cfg.vocab, 1);
@@ -344,7 +346,10 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     if (rank == 0)
         printf("  P=%d %s%s%s%s%s: loss %.6f vs %.6f; worst relative difference %.2e (%s)\n", P,
                k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous", k->compress_last ? ", last compressed" : "",
-               k->bf16 ? ", bf16 wire" : "", k->regather ? ", gathered again" : k->cheap ? ", cheaper rotation" : "",
+               k->bf16 ? ", bf16 wire" : "",
+               k->regather ? ", gathered again"
+               : k->cheap  ? ", cheaper rotation"
+                           : "",
                k->staged ? ", staged (device path)" : "", (double)loss, want, worst, name);
     const double tolerance = k->bf16 ? 5e-2 : 1e-5; /* bf16 rounds E per rank, not per chunk */
     if (worst >= tolerance)

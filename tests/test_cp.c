@@ -10,7 +10,7 @@
 #include "core/cp/cp_layout.h"
 #include "core/cp/cp_message.h"
 #include "core/model/model.h"
-#include "core/status.h"
+#include "core/base/status.h"
 #include "core/train/optimizer.h"
 #include "core/util/rng.h"
 

@@ -3,7 +3,7 @@
  * schedule, heterogeneity, and the alpha-beta formulas. */
 #include "test_helpers.h"
 
-#include "core/status.h"
+#include "core/base/status.h"
 #include "shaper/link_model.h"
 #include "shaper/topology.h"
 
@@ -292,12 +292,18 @@ static void htb_bucket(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(one_message),         cmocka_unit_test(fifo_pipelines),
-        cmocka_unit_test(uplink_shares_max_min), cmocka_unit_test(mesh_pairs_are_independent),
-        cmocka_unit_test(jitter_keeps_order),  cmocka_unit_test(mathis_caps_lossy_links),
-        cmocka_unit_test(schedule_changes_rate), cmocka_unit_test(straggler_and_eta),
-        cmocka_unit_test(bad_configurations),  cmocka_unit_test(collective_formulas),
-        cmocka_unit_test(ring_matches_formula),  cmocka_unit_test(tcp_framing_and_acks),
+        cmocka_unit_test(one_message),
+        cmocka_unit_test(fifo_pipelines),
+        cmocka_unit_test(uplink_shares_max_min),
+        cmocka_unit_test(mesh_pairs_are_independent),
+        cmocka_unit_test(jitter_keeps_order),
+        cmocka_unit_test(mathis_caps_lossy_links),
+        cmocka_unit_test(schedule_changes_rate),
+        cmocka_unit_test(straggler_and_eta),
+        cmocka_unit_test(bad_configurations),
+        cmocka_unit_test(collective_formulas),
+        cmocka_unit_test(ring_matches_formula),
+        cmocka_unit_test(tcp_framing_and_acks),
         cmocka_unit_test(htb_bucket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,7 +6,7 @@
 
 #include "core/model/model.h"
 #include "core/util/thread_pool.h"
-#include "core/status.h"
+#include "core/base/status.h"
 #include "core/train/checkpoint.h"
 #include "core/train/optimizer.h"
 #include "core/util/buf.h"

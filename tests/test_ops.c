@@ -8,7 +8,7 @@
 #include "test_helpers.h"
 
 #include "core/ops/ops.h"
-#include "core/status.h"
+#include "core/base/status.h"
 #include "core/util/rng.h"
 
 #include <math.h>
@@ -72,8 +72,7 @@ static double fd_check(const char *name, float *x, size_t n, const float *analyt
         if (fabs(a) >= 1e-2 * amax)
             worst = fmax(worst, fabs(a - fd) / fabs(a));
     }
-    printf("  %-32s worst relative error %.2e, worst absolute %.2e of max, %zu elements\n", name, worst,
-           worst_abs, n);
+    printf("  %-32s worst relative error %.2e, worst absolute %.2e of max, %zu elements\n", name, worst, worst_abs, n);
     if (worst > FD_TOL || worst_abs > 1e-3 || amax == 0.0)
         fail_msg("%s: gradient differs from finite differences", name);
     return worst;
@@ -484,11 +483,11 @@ int main(void)
     o = ops_cpu();
     rng_seed(&r, 1234);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(rmsnorm_grad),      cmocka_unit_test(rope_grad),
-        cmocka_unit_test(swiglu_grad),       cmocka_unit_test(cross_entropy_grad),
-        cmocka_unit_test(embedding_grad),    cmocka_unit_test(attention_matches_naive),
-        cmocka_unit_test(attention_grad),    cmocka_unit_test(attention_rows_that_see_nothing),
-        cmocka_unit_test(matmul_and_adamw),  cmocka_unit_test(names),
+        cmocka_unit_test(rmsnorm_grad),     cmocka_unit_test(rope_grad),
+        cmocka_unit_test(swiglu_grad),      cmocka_unit_test(cross_entropy_grad),
+        cmocka_unit_test(embedding_grad),   cmocka_unit_test(attention_matches_naive),
+        cmocka_unit_test(attention_grad),   cmocka_unit_test(attention_rows_that_see_nothing),
+        cmocka_unit_test(matmul_and_adamw), cmocka_unit_test(names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

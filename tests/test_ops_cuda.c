@@ -17,7 +17,7 @@
 
 #include "core/model/model.h"
 #include "core/ops/ops.h"
-#include "core/status.h"
+#include "core/base/status.h"
 #include "core/train/optimizer.h"
 #include "core/util/rng.h"
 
@@ -93,8 +93,8 @@ static void matmuls_of(cuda_precision p, int m, int n, int k)
             if (p == CUDA_BF16) {
                 memcpy(cc, c, (size_t)m * n * sizeof *cc);
                 cpu->matmul(cc, a16, b16, m, n, k, ta, tb, 1.5f, 0.5f);
-                snprintf(what, sizeof what, "matmul %s%s %dx%dx%d (bf16 vs rounded)", ta ? "T" : "N", tb ? "T" : "N",
-                         m, n, k);
+                snprintf(what, sizeof what, "matmul %s%s %dx%dx%d (bf16 vs rounded)", ta ? "T" : "N", tb ? "T" : "N", m,
+                         n, k);
                 compare(what, gc, cc, (size_t)m * n, BF16_ROUNDED_TOL);
             }
             gpu->release(ga), gpu->release(gb), gpu->release(gc), cpu->release(cc);
@@ -108,7 +108,7 @@ static void matmuls(cuda_precision p)
     ops_cuda_set_precision(p);
     matmuls_of(p, 67, 45, 129);
     matmuls_of(p, 64, 32, 128);
-    matmuls_of(p, 64, 45, 128); /* only C's rows are odd */
+    matmuls_of(p, 64, 45, 128);     /* only C's rows are odd */
     matmuls_of(p, 517, 1029, 4101); /* large enough that odd rows are padded first */
     matmuls_of(p, 516, 1029, 4100); /* only C padded */
     ops_cuda_set_precision(CUDA_FP32);
@@ -248,8 +248,8 @@ static void elementwise(void **state)
     assert_true(fabs(l_cpu - l_gpu) <= FP32_TOL * fabs(l_cpu));
     compare("cross-entropy gradient", g_l, c_l, (size_t)ce_rows * ce_vocab, FP32_TOL);
 
-    float *gpu_bufs[] = {g_out, g_wte, g_dw, g_dout, g_x, g_w, g_y, g_rstd, g_dx, g_dwn, g_g, g_q, g_cos, g_sin,
-                         g_gate, g_up, g_dh, g_h, g_dg, g_du, g_y2, g_z, g_p, g_m, g_v, g_l};
+    float *gpu_bufs[] = {g_out, g_wte,  g_dw, g_dout, g_x, g_w,  g_y,  g_rstd, g_dx, g_dwn, g_g, g_q, g_cos,
+                         g_sin, g_gate, g_up, g_dh,   g_h, g_dg, g_du, g_y2,   g_z,  g_p,   g_m, g_v, g_l};
     for (size_t i = 0; i < sizeof gpu_bufs / sizeof gpu_bufs[0]; i++)
         gpu->release(gpu_bufs[i]);
     float *cpu_bufs[] = {c_out, c_dw, c_y, c_rstd, c_dx, c_dwn, c_q, c_h, c_dg, c_du, c_y2, c_p, c_m, c_v, c_l};
@@ -569,8 +569,8 @@ static void training_curve_at(cuda_precision p, double tol)
         if (s % 10 == 9)
             printf("  step %2d: loss cpu %.5f, cuda (%s) %.5f\n", s + 1, lc, cuda_precision_name(p), lg);
     }
-    printf("  50 steps: loss %.3f -> %.3f; worst relative difference cpu vs cuda (%s) %.2e (tolerance %.0e)\n",
-           first, last, cuda_precision_name(p), worst, tol);
+    printf("  50 steps: loss %.3f -> %.3f; worst relative difference cpu vs cuda (%s) %.2e (tolerance %.0e)\n", first,
+           last, cuda_precision_name(p), worst, tol);
     assert_true(last < 0.8 * first); /* it learned */
     assert_true(worst < tol);
     model_free(&mc);
@@ -642,12 +642,17 @@ int main(void)
     ops_cuda_set_precision(CUDA_FP32);
     rng_seed(&r, 77);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(matmul_fp32),          cmocka_unit_test(matmul_tf32),
-        cmocka_unit_test(matmul_bf16),          cmocka_unit_test(elementwise),
-        cmocka_unit_test(attention),            cmocka_unit_test(attention_fused),
-        cmocka_unit_test(attention_fused_bf16), cmocka_unit_test(model_gradients),
+        cmocka_unit_test(matmul_fp32),
+        cmocka_unit_test(matmul_tf32),
+        cmocka_unit_test(matmul_bf16),
+        cmocka_unit_test(elementwise),
+        cmocka_unit_test(attention),
+        cmocka_unit_test(attention_fused),
+        cmocka_unit_test(attention_fused_bf16),
+        cmocka_unit_test(model_gradients),
         cmocka_unit_test(model_gradients_reduced),
-        cmocka_unit_test(training_curve),       cmocka_unit_test(training_curve_bf16),
+        cmocka_unit_test(training_curve),
+        cmocka_unit_test(training_curve_bf16),
         cmocka_unit_test(staging),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,7 @@
  * line at once; traces and schedules are checked. */
 #include "test_helpers.h"
 
-#include "core/status.h"
+#include "core/base/status.h"
 #include "shaper/profile.h"
 
 #include <sys/stat.h>
@@ -130,8 +130,7 @@ static void repeats_and_values(void **state)
     (void)state;
     char path[512], trace[512], err[2048];
     link_profile p;
-    write_text("twice.ini",
-               "[link]\nrate = 300mbit\nschedule = 0s 300mbit, 30s 100mbit\nschedule = 0s 200mbit\n", path,
+    write_text("twice.ini", "[link]\nrate = 300mbit\nschedule = 0s 300mbit, 30s 100mbit\nschedule = 0s 200mbit\n", path,
                sizeof path);
     assert_int_equal(link_profile_load(&p, path, err, sizeof err), WANCP_ERR_INPUT);
     assert_err_mentions(err, "twice.ini:4: [link] schedule given again (first at line 3)");

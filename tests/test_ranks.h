@@ -4,7 +4,7 @@
 /* Shared by the tests that run real rank processes: fork world ranks on loopback, each
  * opening a communicator and running one body. */
 #include "core/comm/comm.h"
-#include "core/status.h"
+#include "core/base/status.h"
 
 #include <stdio.h>
 #include <sys/wait.h>

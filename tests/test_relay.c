@@ -5,7 +5,7 @@
  * packets by shaper_topology (root). */
 #include "test_helpers.h"
 
-#include "core/status.h"
+#include "core/base/status.h"
 #include "shaper/profile.h"
 #include "shaper/rate_player.h"
 #include "shaper/relay.h"

@@ -2,7 +2,7 @@
 #include "test_helpers.h"
 
 #include "core/data/shard.h"
-#include "core/status.h"
+#include "core/base/status.h"
 #include "core/util/buf.h"
 
 #include <dirent.h>

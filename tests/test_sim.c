@@ -3,7 +3,7 @@
  * projecting 10,000 steps. */
 #include "test_helpers.h"
 
-#include "core/status.h"
+#include "core/base/status.h"
 #include "harness/sim/sim_hardware.h"
 #include "harness/sim/sim_step.h"
 #include "shaper/topology.h"

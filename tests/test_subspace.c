@@ -3,7 +3,7 @@
  * <C U^T, G> = <C, G U>; dL/dtheta against central differences; r = d recovers Z exactly. */
 #include "test_helpers.h"
 
-#include "core/status.h"
+#include "core/base/status.h"
 #include "core/subspace/subspace.h"
 #include "core/util/rng.h"
 
@@ -38,7 +38,7 @@ static double orthonormality_error(const float *u, int d, int r)
 static void orthonormal_and_identity_at_zero(void **state)
 {
     (void)state;
-    static const int dims[][4] = {{64, 2, 1, 0}, {256, 13, 1, 0}, {256, 6, 3, 0}, {33, 5, 2, 0},
+    static const int dims[][4] = {{64, 2, 1, 0},    {256, 13, 1, 0}, {256, 6, 3, 0}, {33, 5, 2, 0},
                                   {256, 13, 1, -1}, {33, 5, 2, -1}}; /* d, r, k, planes (-1: cheaper variant) */
     rng r;
     rng_seed(&r, 3);
@@ -203,9 +203,12 @@ static void cheap_variant_formula(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(orthonormal_and_identity_at_zero), cmocka_unit_test(adjoint_identity),
-        cmocka_unit_test(full_rank_is_exact),               cmocka_unit_test(theta_gradient),
-        cmocka_unit_test(bad_shapes),                       cmocka_unit_test(cheap_variant_formula),
+        cmocka_unit_test(orthonormal_and_identity_at_zero),
+        cmocka_unit_test(adjoint_identity),
+        cmocka_unit_test(full_rank_is_exact),
+        cmocka_unit_test(theta_gradient),
+        cmocka_unit_test(bad_shapes),
+        cmocka_unit_test(cheap_variant_formula),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,7 @@
 
 #include "core/data/bpe.h"
 #include "core/data/tokenizer.h"
-#include "core/status.h"
+#include "core/base/status.h"
 
 static tokenizer *gpt2;
 
@@ -86,8 +86,20 @@ static uint32_t rng(void)
 static void roundtrip_arbitrary_bytes(void **state)
 {
     (void)state;
-    static const char *const pieces[] = {" ", "  ", "\n", "\t", "'s", "'ll", "a", "The", "42", "\xc3\xa9",
-                                         "\xf0\x9f\x98\x80", "\xe4\xb8\xad", "\xc2\xa0", "\xef\xbb\xbf"};
+    static const char *const pieces[] = {" ",
+                                         "  ",
+                                         "\n",
+                                         "\t",
+                                         "'s",
+                                         "'ll",
+                                         "a",
+                                         "The",
+                                         "42",
+                                         "\xc3\xa9",
+                                         "\xf0\x9f\x98\x80",
+                                         "\xe4\xb8\xad",
+                                         "\xc2\xa0",
+                                         "\xef\xbb\xbf"};
     uint8_t text[600];
     char err[WANCP_ERRLEN];
     tokenizer *bytes = NULL;

@@ -2,7 +2,7 @@
  * algorithm fixes who sends what to whom, so results are bitwise equal on every rank. */
 #include "comm_internal.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -145,10 +145,10 @@ int comm_reduce_scatter_sum(comm *c, int cls, const float *send, float *recv, si
     int rc = WANCP_OK;
     for (int s = 0; s < world - 1 && rc == WANCP_OK; s++) {
         const float *mine = send + (size_t)((rank - s - 2 + 2 * world) % world) * count;
-        float *sum = s == world - 2           ? recv
-                     : in_place               ? spare + (size_t)(s % 2) * (count + 1)
+        float *sum = s == world - 2             ? recv
+                     : in_place                 ? spare + (size_t)(s % 2) * (count + 1)
                      : (world - 2 - s) % 2 == 0 ? recv
-                                              : spare;
+                                                : spare;
         rc = sendrecv_reduce(c, cls, give, count, count, mine, sum, err, errlen);
         give = sum;
     }

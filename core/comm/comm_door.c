@@ -1,7 +1,7 @@
 /* The door: connections that have arrived but have not yet said who they are. */
 #include "comm_internal.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

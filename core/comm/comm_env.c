@@ -2,7 +2,7 @@
  * usual launchers set (torchrun, srun, mpirun). */
 #include "comm_internal.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -59,8 +59,8 @@ int comm_options_from_env(comm_options *o, char *err, size_t errlen)
     if (problems > 0)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "environment: %s", list);
     const char *addr = getenv("MASTER_ADDR");
-    *o = (comm_options){.rank = (int)rank, .world = (int)world, .master_port = (int)port,
-                        .timeout_ms = (int)(timeout_s * 1000)};
+    *o = (comm_options){
+        .rank = (int)rank, .world = (int)world, .master_port = (int)port, .timeout_ms = (int)(timeout_s * 1000)};
     snprintf(o->master_addr, sizeof o->master_addr, "%s", addr != NULL && addr[0] ? addr : "127.0.0.1");
     const char *job = getenv("WANCP_JOB_ID");
     if (job != NULL && job[0] != 0) {

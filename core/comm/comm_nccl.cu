@@ -3,7 +3,7 @@
 extern "C" {
 #include "comm_nccl.h"
 
-#include "../status.h"
+#include "../base/status.h"
 }
 
 #include "../ops/cuda/ops_cuda_internal.h"
@@ -210,12 +210,6 @@ extern "C" int comm_nccl_broadcast(comm_nccl *n, float *x, size_t count, int roo
     return collective(n, false, x, count, root, err, errlen);
 }
 
-extern "C" uint64_t comm_nccl_tx_bytes(const comm_nccl *n)
-{
-    return n != NULL ? n->tx_bytes : 0;
-}
+extern "C" uint64_t comm_nccl_tx_bytes(const comm_nccl *n) { return n != NULL ? n->tx_bytes : 0; }
 
-extern "C" const char *comm_nccl_describe(const comm_nccl *n)
-{
-    return n != NULL ? n->what : "none";
-}
+extern "C" const char *comm_nccl_describe(const comm_nccl *n) { return n != NULL ? n->what : "none"; }

@@ -2,7 +2,7 @@
  * why there is none. */
 #include "comm_nccl.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 int comm_nccl_open(comm_nccl **out, comm *tcp, int timeout_ms, char *err, size_t errlen)
 {
@@ -13,10 +13,7 @@ int comm_nccl_open(comm_nccl **out, comm *tcp, int timeout_ms, char *err, size_t
                       "configured)");
 }
 
-void comm_nccl_close(comm_nccl *n)
-{
-    (void)n;
-}
+void comm_nccl_close(comm_nccl *n) { (void)n; }
 
 int comm_nccl_allreduce_sum(comm_nccl *n, float *x, size_t count, char *err, size_t errlen)
 {

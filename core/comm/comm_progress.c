@@ -3,7 +3,7 @@
  * feed it. Opening and closing the communicator is comm_setup.c's. */
 #include "comm_internal.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -2,7 +2,7 @@
  * per peer and class, then the progress thread) and close. */
 #include "comm_internal.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

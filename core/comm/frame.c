@@ -1,6 +1,6 @@
 #include "frame.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
 #include "cp_internal.h"
 #include "cp_message.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * host with K and V on two threads, or through the ops table on a device backend. */
 #include "cp_internal.h"
 
-#include "../status.h"
+#include "../base/status.h"
 #include "../util/thread_pool.h"
 
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 #include "bpe.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <stdlib.h>
 
@@ -152,8 +152,8 @@ static bpe_candidate heap_pop(bpe_candidate *heap, size_t *len)
     return top;
 }
 
-static void push_pair(const bpe_merges *m, bpe_candidate *heap, size_t *len, const uint16_t *ids,
-                      int32_t left, int32_t right)
+static void push_pair(const bpe_merges *m, bpe_candidate *heap, size_t *len, const uint16_t *ids, int32_t left,
+                      int32_t right)
 {
     bpe_candidate c = {.left = left, .right = right, .a = ids[left], .b = ids[right]};
     if (bpe_merges_find(m, c.a, c.b, &c.rank, &c.merged))

@@ -1,6 +1,6 @@
 #include "brown.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -9,14 +9,11 @@
 
 static int is_sample_name(const char *s)
 {
-    return strlen(s) == 4 && s[0] == 'c' && s[1] >= 'a' && s[1] <= 'r' && s[2] >= '0' && s[2] <= '9' &&
-           s[3] >= '0' && s[3] <= '9';
+    return strlen(s) == 4 && s[0] == 'c' && s[1] >= 'a' && s[1] <= 'r' && s[2] >= '0' && s[2] <= '9' && s[3] >= '0' &&
+           s[3] <= '9';
 }
 
-static int word_is(const char *w, size_t n, const char *s)
-{
-    return strlen(s) == n && memcmp(w, s, n) == 0;
-}
+static int word_is(const char *w, size_t n, const char *s) { return strlen(s) == n && memcmp(w, s, n) == 0; }
 
 /* A sentence line: its words and whether it is a headline. */
 typedef struct brown_line {
@@ -135,10 +132,7 @@ int brown_detag(const char *name, const char *tagged, size_t len, bytebuf *out, 
     return rc;
 }
 
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int brown_load(corpus *out, const char *dir, char *err, size_t errlen)
 {

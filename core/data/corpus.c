@@ -1,6 +1,6 @@
 #include "corpus.h"
 
-#include "../status.h"
+#include "../base/status.h"
 #include "tokenizer.h"
 
 #include <jansson.h>
@@ -66,8 +66,8 @@ static int load_jsonl(corpus *c, const char *path, const bytebuf *file, char *er
             if (obj == NULL)
                 rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s:%zu:%d: %s", path, line_no, jerr.column, jerr.text);
             else if (!json_is_string(text))
-                rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s:%zu: expected an object with a string \"text\"",
-                                path, line_no);
+                rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s:%zu: expected an object with a string \"text\"", path,
+                                line_no);
             else {
                 char name[64];
                 if (json_is_string(id))
@@ -125,8 +125,8 @@ int corpus_write_jsonl(const corpus *c, const char *path, char *err, size_t errl
             line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
         }
         if (line == NULL) /* json_stringn refuses text that is not UTF-8 */
-            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: document %zu is not valid UTF-8 or memory ran out",
-                            path, i);
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: document %zu is not valid UTF-8 or memory ran out", path,
+                            i);
         else if (bytebuf_append(&out, line, strlen(line)) != WANCP_OK || bytebuf_append(&out, "\n", 1) != WANCP_OK)
             rc = wancp_fail(err, errlen, WANCP_ERR_NOMEM, "%s: out of memory", path);
         free(line);

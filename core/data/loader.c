@@ -1,6 +1,6 @@
 #include "loader.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 #include "tokenizer.h"
 
-#include "../status.h"
+#include "../base/status.h"
 #include "bpe.h"
 #include "byte_unicode.h"
 #include "../util/strmap.h"
@@ -19,11 +19,11 @@
  * JavaScript's \s is not PCRE2's: it includes U+FEFF and excludes U+0085, so \s and \S are
  * spelled out here as the exact set JavaScript uses.
  */
-#define JS_SPACE "\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}" \
-                 "\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}"
-static const char GPT2_PATTERN[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" JS_SPACE "\\p{L}\\p{N}]+"
-    "|[" JS_SPACE "]+(?![^" JS_SPACE "])|[" JS_SPACE "]+";
+#define JS_SPACE                                                                                                       \
+    "\\t\\n\\x{0B}\\f\\r \\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}"                                        \
+    "\\x{202F}\\x{205F}\\x{3000}\\x{FEFF}"
+static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" JS_SPACE "\\p{L}\\p{N}]+"
+                                   "|[" JS_SPACE "]+(?![^" JS_SPACE "])|[" JS_SPACE "]+";
 
 #define GPT2_EOT_TEXT "<|endoftext|>"
 /* Pre-tokens longer than this are merged every time instead of cached: they are rare, and
@@ -48,9 +48,9 @@ struct tokenizer {
     pcre2_match_data *match;
     pcre2_jit_stack *jit_stack;
     pcre2_match_context *match_context;
-    strmap cache;           /* pre-token bytes -> (offset in cache_ids) << 16 | count */
+    strmap cache; /* pre-token bytes -> (offset in cache_ids) << 16 | count */
     tokbuf cache_ids;
-    tokbuf piece;           /* ids of the pre-token being merged */
+    tokbuf piece; /* ids of the pre-token being merged */
 };
 
 static int open_common(tokenizer **out, enum tokenizer_kind kind, char *err, size_t errlen)
@@ -88,8 +88,8 @@ static int load_encoder(tokenizer *t, const char *path, strmap *ids, char *err, 
     size_t n = json_is_object(root) ? json_object_size(root) : 0;
     if (n < 256 || n > 65536) {
         json_decref(root);
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                          "%s: expected an object of 256..65536 tokens, found %zu", path, n);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: expected an object of 256..65536 tokens, found %zu", path,
+                          n);
     }
     uint8_t **token = calloc(n, sizeof *token);
     size_t *token_len = calloc(n, sizeof *token_len);
@@ -103,9 +103,9 @@ static int load_encoder(tokenizer *t, const char *path, strmap *ids, char *err, 
         json_t *value = json_object_iter_value(it);
         json_int_t id = json_is_integer(value) ? json_integer_value(value) : -1;
         if (id < 0 || (size_t)id >= n) {
-            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                            "%s: token \"%.40s\" has id %lld; ids must be integers 0..%zu", path, key,
-                            (long long)id, n - 1);
+            rc =
+                wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: token \"%.40s\" has id %lld; ids must be integers 0..%zu",
+                           path, key, (long long)id, n - 1);
             break;
         }
         if (token[id] != NULL) {
@@ -114,8 +114,8 @@ static int load_encoder(tokenizer *t, const char *path, strmap *ids, char *err, 
         }
         long len = key_len < 4096 ? byte_unicode_decode(key, key_len, bytes) : -1;
         if (len <= 0) {
-            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                            "%s: token \"%.40s\" is not spelled in GPT-2's byte alphabet", path, key);
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: token \"%.40s\" is not spelled in GPT-2's byte alphabet",
+                            path, key);
             break;
         }
         if (strcmp(key, GPT2_EOT_TEXT) == 0)
@@ -196,26 +196,25 @@ static int load_merges(tokenizer *t, const char *path, const strmap *ids, char *
             eol = end;
         char *space = memchr(line, ' ', (size_t)(eol - line));
         if (space == NULL || space == line || space + 1 == eol || memchr(space + 1, ' ', (size_t)(eol - space - 1))) {
-            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                            "%s:%zu: expected two tokens separated by one space", path, line_no);
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s:%zu: expected two tokens separated by one space", path,
+                            line_no);
             goto done;
         }
         long left_len = byte_unicode_decode(line, (size_t)(space - line), left);
         long right_len =
             left_len < 0 ? -1 : byte_unicode_decode(space + 1, (size_t)(eol - space - 1), joined + left_len);
         if (left_len < 0 || right_len < 0) {
-            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                            "%s:%zu: token not spelled in GPT-2's byte alphabet", path, line_no);
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s:%zu: token not spelled in GPT-2's byte alphabet", path,
+                            line_no);
             goto done;
         }
         memcpy(joined, left, (size_t)left_len);
         uint16_t a, b, merged;
-        if (!lookup_id(ids, left, (size_t)left_len, &a) ||
-            !lookup_id(ids, joined + left_len, (size_t)right_len, &b) ||
+        if (!lookup_id(ids, left, (size_t)left_len, &a) || !lookup_id(ids, joined + left_len, (size_t)right_len, &b) ||
             !lookup_id(ids, joined, (size_t)(left_len + right_len), &merged)) {
             rc = wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                            "%s:%zu: merge '%.*s' uses or makes a token missing from encoder.json", path,
-                            line_no, (int)(eol - line), line);
+                            "%s:%zu: merge '%.*s' uses or makes a token missing from encoder.json", path, line_no,
+                            (int)(eol - line), line);
             goto done;
         }
         int added = bpe_merges_add(&t->merges, a, b, rank++, merged);
@@ -241,13 +240,13 @@ static int compile_pattern(tokenizer *t, char *err, size_t errlen)
 {
     int code;
     PCRE2_SIZE offset;
-    t->pattern = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED,
-                               PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &code, &offset, NULL);
+    t->pattern = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_MATCH_INVALID_UTF,
+                               &code, &offset, NULL);
     if (t->pattern == NULL) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
-        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "PCRE2 refused GPT-2's pattern at %zu: %s",
-                          (size_t)offset, (char *)msg);
+        return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "PCRE2 refused GPT-2's pattern at %zu: %s", (size_t)offset,
+                          (char *)msg);
     }
     /* JIT is an optimisation: where the platform lacks it, the interpreter gives the same
      * matches more slowly. */
@@ -384,8 +383,8 @@ int tokenizer_decode(const tokenizer *t, const uint16_t *ids, size_t n, bytebuf 
 {
     for (size_t i = 0; i < n; i++) {
         if (ids[i] >= t->vocab_size)
-            return wancp_fail(err, errlen, WANCP_ERR_INPUT, "token %zu is %u, outside the %s vocabulary of %d",
-                              i, ids[i], tokenizer_name(t), t->vocab_size);
+            return wancp_fail(err, errlen, WANCP_ERR_INPUT, "token %zu is %u, outside the %s vocabulary of %d", i,
+                              ids[i], tokenizer_name(t), t->vocab_size);
         int rc;
         if (t->kind == TOKENIZER_BYTES) {
             uint8_t b = (uint8_t)ids[i];

@@ -1,6 +1,6 @@
 #include "config.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,8 +9,17 @@
 model_config model_config_default(void)
 {
     return (model_config){
-        .n_layers = 4, .dim = 256, .n_heads = 4, .n_kv_heads = 4, .ffn_dim = 704, .vocab = 50257,
-        .context = 1024, .attn_block = 64, .tied_head = 1, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+        .n_layers = 4,
+        .dim = 256,
+        .n_heads = 4,
+        .n_kv_heads = 4,
+        .ffn_dim = 704,
+        .vocab = 50257,
+        .context = 1024,
+        .attn_block = 64,
+        .tied_head = 1,
+        .rope_theta = 10000.0f,
+        .norm_eps = 1e-5f,
     };
 }
 
@@ -37,8 +46,9 @@ int model_config_validate(const model_config *c, const char *source, char *err, 
         const char *name;
         int value, max;
     } positive[] = {
-        {"layers", c->n_layers, 1024}, {"dim", c->dim, 65536},         {"heads", c->n_heads, 1024},
-        {"kv_heads", c->n_kv_heads, 1024}, {"ffn_dim", c->ffn_dim, 1 << 20}, {"vocab", c->vocab, 65536},
+        {"layers", c->n_layers, 1024},    {"dim", c->dim, 65536},
+        {"heads", c->n_heads, 1024},      {"kv_heads", c->n_kv_heads, 1024},
+        {"ffn_dim", c->ffn_dim, 1 << 20}, {"vocab", c->vocab, 65536},
         {"context", c->context, 1 << 24}, {"attn_block", c->attn_block, 4096},
     };
     for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
@@ -51,8 +61,7 @@ int model_config_validate(const model_config *c, const char *source, char *err, 
         else if (model_head_dim(c) % 2 != 0)
             problem(list, sizeof list, &n, "head_dim = dim / heads = %d must be even for RoPE", model_head_dim(c));
         if (c->n_heads % c->n_kv_heads != 0)
-            problem(list, sizeof list, &n, "heads = %d is not divisible by kv_heads = %d", c->n_heads,
-                    c->n_kv_heads);
+            problem(list, sizeof list, &n, "heads = %d is not divisible by kv_heads = %d", c->n_heads, c->n_kv_heads);
         if (c->context % c->attn_block != 0)
             problem(list, sizeof list, &n, "context = %d is not divisible by attn_block = %d", c->context,
                     c->attn_block);
@@ -92,6 +101,5 @@ size_t model_matmul_params(const model_config *c)
 double model_step_flops(const model_config *c, int batch, int seq)
 {
     double tokens = (double)batch * seq;
-    return 6.0 * (double)model_matmul_params(c) * tokens +
-           6.0 * c->n_layers * (double)seq * seq * c->dim * batch;
+    return 6.0 * (double)model_matmul_params(c) * tokens + 6.0 * c->n_layers * (double)seq * seq * c->dim * batch;
 }

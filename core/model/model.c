@@ -1,7 +1,7 @@
 /* The decoder's forward and backward passes, written once against the ops table. */
 #include "model.h"
 
-#include "../status.h"
+#include "../base/status.h"
 #include "../subspace/subspace.h"
 #include "../util/rng.h"
 
@@ -206,20 +206,14 @@ void model_free(model *m)
     *m = (model){0};
 }
 
-void model_zero_grads(model *m)
-{
-    m->ops->zero(m->grads, m->table.total);
-}
+void model_zero_grads(model *m) { m->ops->zero(m->grads, m->table.total); }
 
 static attn_shape shape_of(const model *m)
 {
     return (attn_shape){m->cfg.n_heads, m->cfg.n_kv_heads, model_head_dim(&m->cfg), m->cfg.attn_block};
 }
 
-void model_set_positions(model *m, const int32_t *pos)
-{
-    memcpy(m->pos, pos, (size_t)m->seq * sizeof *m->pos);
-}
+void model_set_positions(model *m, const int32_t *pos) { memcpy(m->pos, pos, (size_t)m->seq * sizeof *m->pos); }
 
 void model_attention_forward_local(model *m, int layer)
 {
@@ -397,8 +391,8 @@ double model_step(model *m, const uint16_t *inputs, const uint16_t *targets, boo
         return loss;
 
     o->zero(m->dx, (size_t)n * d);
-    o->rmsnorm_bwd(m->dx, model_grad(m, m->final_norm), m->dxn, m->x_final, model_param(m, m->final_norm), m->rstdf,
-                   n, d);
+    o->rmsnorm_bwd(m->dx, model_grad(m, m->final_norm), m->dxn, m->x_final, model_param(m, m->final_norm), m->rstdf, n,
+                   d);
     for (int l = c->n_layers - 1; l >= 0; l--)
         if (block_backward(m, l) != 0)
             return NAN;

@@ -1,7 +1,7 @@
 /* Backends by name, as the command line and scenarios spell them. */
 #include "ops.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <string.h>
 

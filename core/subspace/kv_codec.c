@@ -1,14 +1,14 @@
 #include "kv_codec.h"
 
-#include "../status.h"
+#include "../base/status.h"
 #include "../util/bf16.h"
 
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
-int kv_codec_init(kv_codec *c, int d, int r, int k, int planes, bool cheap, const float *u0, uint64_t seed,
-                  char *err, size_t errlen)
+int kv_codec_init(kv_codec *c, int d, int r, int k, int planes, bool cheap, const float *u0, uint64_t seed, char *err,
+                  size_t errlen)
 {
     *c = (kv_codec){0};
     int rc = cheap ? subspace_init_cheap(&c->s, d, r, k, u0, seed, err, errlen)
@@ -63,10 +63,7 @@ void kv_codec_head(const kv_codec *c, const float *w, const float *b, float *the
     }
 }
 
-void kv_codec_basis(kv_codec *c, const float *theta)
-{
-    subspace_rotate(&c->s, theta, c->u);
-}
+void kv_codec_basis(kv_codec *c, const float *theta) { subspace_rotate(&c->s, theta, c->u); }
 
 void kv_codec_compress(const kv_codec *c, const float *z, int m, float *comp)
 {

@@ -1,6 +1,6 @@
 #include "subspace.h"
 
-#include "../status.h"
+#include "../base/status.h"
 #include "../util/rng.h"
 
 #include <cblas.h>
@@ -103,8 +103,10 @@ int subspace_init(subspace *s, int d, int r, int k, int planes, const float *u0,
 {
     *s = (subspace){.d = d, .r = r, .k = k, .h = planes > 0 ? planes : d / 2, .seed = seed};
     if (d < 2 || r < 1 || r > d || k < 1 || 2 * s->h > d)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "subspace: d = %d, r = %d, k = %d, h = %d (need 1 <= r <= d, "
-                          "k >= 1, 2h <= d)", d, r, k, s->h);
+        return wancp_fail(err, errlen, WANCP_ERR_INPUT,
+                          "subspace: d = %d, r = %d, k = %d, h = %d (need 1 <= r <= d, "
+                          "k >= 1, 2h <= d)",
+                          d, r, k, s->h);
     int rc = allocate(s, err, errlen);
     if (rc != WANCP_OK)
         return rc;
@@ -128,8 +130,7 @@ int subspace_init(subspace *s, int d, int r, int k, int planes, const float *u0,
     return WANCP_OK;
 }
 
-int subspace_init_cheap(subspace *s, int d, int r, int k, const float *u0, uint64_t seed, char *err,
-                        size_t errlen)
+int subspace_init_cheap(subspace *s, int d, int r, int k, const float *u0, uint64_t seed, char *err, size_t errlen)
 {
     *s = (subspace){.d = d, .r = r, .k = k, .h = r, .seed = seed, .cheap = true};
     if (d < 2 || r < 1 || 2 * r > d || k < 1)

@@ -1,6 +1,6 @@
 #include "warm_start.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <cblas.h>
 #include <lapacke.h>

@@ -1,6 +1,6 @@
 #include "checkpoint.h"
 
-#include "../status.h"
+#include "../base/status.h"
 #include "../util/buf.h"
 
 #include <stdlib.h>
@@ -28,19 +28,35 @@ typedef struct config_field {
     size_t offset; /* in model_config */
 } config_field;
 
-#define INT_FIELD(f) {#f, 0, offsetof(model_config, f)}
-#define FLOAT_FIELD(f) {#f, 1, offsetof(model_config, f)}
+#define INT_FIELD(f)                                                                                                   \
+    {                                                                                                                  \
+#f, 0, offsetof(model_config, f)                                                                               \
+    }
+#define FLOAT_FIELD(f)                                                                                                 \
+    {                                                                                                                  \
+#f, 1, offsetof(model_config, f)                                                                               \
+    }
 static const config_field FIELDS[] = {
-    INT_FIELD(n_layers), INT_FIELD(dim), INT_FIELD(n_heads), INT_FIELD(n_kv_heads), INT_FIELD(ffn_dim),
-    INT_FIELD(vocab), INT_FIELD(context), INT_FIELD(attn_block), INT_FIELD(tied_head), FLOAT_FIELD(rope_theta),
-    FLOAT_FIELD(norm_eps), INT_FIELD(psi_k), INT_FIELD(rank_k), INT_FIELD(rank_v),
+    INT_FIELD(n_layers),   INT_FIELD(dim),     INT_FIELD(n_heads),    INT_FIELD(n_kv_heads), INT_FIELD(ffn_dim),
+    INT_FIELD(vocab),      INT_FIELD(context), INT_FIELD(attn_block), INT_FIELD(tied_head),  FLOAT_FIELD(rope_theta),
+    FLOAT_FIELD(norm_eps), INT_FIELD(psi_k),   INT_FIELD(rank_k),     INT_FIELD(rank_v),
 };
 #define NFIELDS (sizeof FIELDS / sizeof FIELDS[0])
 
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static uint64_t get64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static uint32_t get32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
 
 int checkpoint_save(const char *path, const model *m, const train_state *s, char *err, size_t errlen)
 {
@@ -87,15 +103,14 @@ int checkpoint_load(const char *path, model *m, train_state *s, char *err, size_
             rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: truncated: %zu bytes, its header says %llu", path,
                             file.len, (unsigned long long)said);
         else
-            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT,
-                            "%s: field checksum does not match the contents (corrupt)", path);
-    }
-    else if (get32(d + 8) != CHECKPOINT_VERSION)
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: field checksum does not match the contents (corrupt)",
+                            path);
+    } else if (get32(d + 8) != CHECKPOINT_VERSION)
         rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: field version is %u, this wancp reads %u", path,
                         get32(d + 8), CHECKPOINT_VERSION);
     else if (get32(d + 12) != CHECKPOINT_HEADER)
-        rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: field header_bytes is %u, expected %u", path,
-                        get32(d + 12), CHECKPOINT_HEADER);
+        rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: field header_bytes is %u, expected %u", path, get32(d + 12),
+                        CHECKPOINT_HEADER);
     for (size_t i = 0; i < NFIELDS && rc == WANCP_OK; i++) {
         const uint8_t *stored = d + 16 + 4 * i;
         const char *mine = (const char *)&m->cfg + FIELDS[i].offset;

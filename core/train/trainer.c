@@ -2,7 +2,7 @@
 
 #include "../cp/cp_attention.h"
 #include "../data/loader.h"
-#include "../status.h"
+#include "../base/status.h"
 #include "../subspace/warm_start.h"
 #include "checkpoint.h"
 
@@ -354,9 +354,9 @@ static int check_shared_state(run *r, int step, bool always)
     int rc = comm_allgather(r->c->comm, COMM_CONTROL, &mine, all, sizeof mine, COMM_DIRECT, r->err, r->errlen);
     for (int p = 0; p < r->world && rc == WANCP_OK; p++)
         if (all[p] != all[0])
-            rc = wancp_fail(r->err, r->errlen, WANCP_ERR_SYSTEM,
-                            "step %d: rank %d's shared compression state (U0, Q, Omega) differs from rank 0's", step,
-                            p);
+            rc =
+                wancp_fail(r->err, r->errlen, WANCP_ERR_SYSTEM,
+                           "step %d: rank %d's shared compression state (U0, Q, Omega) differs from rank 0's", step, p);
     return rc;
 }
 
@@ -383,11 +383,16 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
         goto done;
     const double start = now_s();
     const int total = c->optim.total_steps;
-    step_report rep = {.step = step, .total_steps = total, .train_loss = NAN, .grad_norm = NAN,
-                       .compressed = r.cp_on && r.cp.compress, .basis_error = NAN,
+    step_report rep = {.step = step,
+                       .total_steps = total,
+                       .train_loss = NAN,
+                       .grad_norm = NAN,
+                       .compressed = r.cp_on && r.cp.compress,
+                       .basis_error = NAN,
                        /* a row's lr is the one its step trained with: a resumed run's first row at
                         * step s repeats the uninterrupted run's row s (step s - 1's lr) */
-                       .lr = optim_lr(&c->optim, step > 0 ? step - 1 : 0), .tokens = (long long)step * per_batch};
+                       .lr = optim_lr(&c->optim, step > 0 ? step - 1 : 0),
+                       .tokens = (long long)step * per_batch};
     if ((rc = evaluate(&r, val_batches, &rep.val_loss)) != WANCP_OK)
         goto done;
     rep.wall_s = now_s() - start;
@@ -427,16 +432,21 @@ int trainer_run(const trainer_config *c, const ops *o, trainer_report_fn *report
             goto done;
         if ((rc = sync_weights(&r, step)) != WANCP_OK)
             goto done;
-        rep = (step_report){.step = step, .total_steps = total, .train_loss = loss, .val_loss = NAN,
-                            .grad_norm = norm, .lr = optim_lr(&c->optim, step - 1),
-                            .tokens = (long long)step * per_batch, .step_ms = (now_s() - t0) * 1e3,
+        rep = (step_report){.step = step,
+                            .total_steps = total,
+                            .train_loss = loss,
+                            .val_loss = NAN,
+                            .grad_norm = norm,
+                            .lr = optim_lr(&c->optim, step - 1),
+                            .tokens = (long long)step * per_batch,
+                            .step_ms = (now_s() - t0) * 1e3,
                             .compressed = compressed};
         blocked(&r, blocked1);
         for (int cls = 0; cls < COMM_NCLASSES; cls++)
             rep.wait_ms[cls] = (blocked1[cls] - blocked0[cls]) * 1e3;
         if (!isfinite(loss)) {
-            rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "training diverged at step %d (loss %g); lower --lr",
-                            step, loss);
+            rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "training diverged at step %d (loss %g); lower --lr", step,
+                            loss);
             goto done;
         }
         if ((step == total || (c->eval_every > 0 && step % c->eval_every == 0)) &&

@@ -1,6 +1,6 @@
 #include "buf.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <errno.h>
 #include <dirent.h>
@@ -30,10 +30,7 @@ static int grow(void **data, size_t *cap, size_t need, size_t elem)
     return WANCP_OK;
 }
 
-int bytebuf_reserve(bytebuf *b, size_t cap)
-{
-    return grow((void **)&b->data, &b->cap, cap, 1);
-}
+int bytebuf_reserve(bytebuf *b, size_t cap) { return grow((void **)&b->data, &b->cap, cap, 1); }
 
 int bytebuf_append(bytebuf *b, const void *src, size_t n)
 {
@@ -107,8 +104,7 @@ int file_read_all(const char *path, bytebuf *out, char *err, size_t errlen)
     }
     close(fd);
     if (rc == WANCP_ERR_NOMEM)
-        return wancp_fail(err, errlen, rc, "%s: out of memory reading %lld bytes", path,
-                          (long long)st.st_size);
+        return wancp_fail(err, errlen, rc, "%s: out of memory reading %lld bytes", path, (long long)st.st_size);
     if (rc == WANCP_OK)
         out->data[out->len] = 0;
     return rc;
@@ -158,8 +154,8 @@ static void remove_stale_temporaries(const char *path)
     closedir(d);
 }
 
-int file_write_atomic_parts(const char *path, const void *const *parts, const size_t *lens,
-                            size_t nparts, char *err, size_t errlen)
+int file_write_atomic_parts(const char *path, const void *const *parts, const size_t *lens, size_t nparts, char *err,
+                            size_t errlen)
 {
     remove_stale_temporaries(path);
     char tmp[4096];

@@ -1,6 +1,6 @@
 #include "strmap.h"
 
-#include "../status.h"
+#include "../base/status.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,15 +15,14 @@ static uint64_t hash_bytes(const uint8_t *p, size_t n)
     return h ? h : 1;
 }
 
-static strmap_slot *find_slot(strmap_slot *slots, size_t cap, const bytebuf *keys, uint64_t h,
-                              const void *key, size_t len)
+static strmap_slot *find_slot(strmap_slot *slots, size_t cap, const bytebuf *keys, uint64_t h, const void *key,
+                              size_t len)
 {
     for (size_t i = h & (cap - 1);; i = (i + 1) & (cap - 1)) {
         strmap_slot *s = &slots[i];
         if (s->hash == 0)
             return s;
-        if (s->hash == h && s->key_len == len &&
-            (len == 0 || memcmp(keys->data + s->key_off, key, len) == 0))
+        if (s->hash == h && s->key_len == len && (len == 0 || memcmp(keys->data + s->key_off, key, len) == 0))
             return s;
     }
 }

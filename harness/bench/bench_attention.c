@@ -6,7 +6,7 @@
 
 #include "../../core/model/model.h"
 #include "../../core/ops/ops.h"
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../core/util/rng.h"
 
 #include <getopt.h>

@@ -13,7 +13,7 @@
 #include "../../core/cp/cp_attention.h"
 #include "../../core/model/model.h"
 #include "../../core/ops/ops_timed.h"
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../core/train/optimizer.h"
 #include "../../shaper/capture.h"
 #include "../../shaper/topology.h"

@@ -7,7 +7,7 @@
 
 #include "../../core/comm/comm.h"
 #include "../../core/cp/cp_attention.h"
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../core/util/rng.h"
 #include "../../shaper/profile.h"
 #include "../../shaper/topology.h"

@@ -5,7 +5,7 @@
 
 #include "../../core/cp/cp_attention.h"
 #include "../../core/model/model.h"
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../core/train/optimizer.h"
 #include "../../core/util/rng.h"
 

@@ -1,7 +1,7 @@
 #include "iperf3_ring.h"
 
 #include "../../core/comm/comm.h"
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../core/util/buf.h"
 #include "../../shaper/topology.h"
 

@@ -5,7 +5,7 @@
  * delay emulator: round trips by ping, loss and order by iperf3 over UDP. */
 #include "../cli.h"
 
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../core/util/buf.h"
 #include "../../shaper/capture.h"
 #include "../../shaper/profile.h"

@@ -2,7 +2,7 @@
 #include "results.h"
 
 #include "../../core/cp/cp_message.h"
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -46,10 +46,19 @@ static void read_header(metrics_file *m, const char *line)
         header_word(line, "wire", m->wire, sizeof m->wire);
         header_word(line, "kv", m->kv, sizeof m->kv);
     } else if (strncmp(line, "# compression:", 14) == 0) {
-        header_int(line, "psi_k", &m->psi_k);
+        header_int(line, "psi_k", &m->psi_k); /* files before the "# method:" line */
         header_int(line, "rank_k", &m->rank_k);
         header_int(line, "rank_v", &m->rank_v);
         header_int(line, "compress_last", &m->compress_last);
+    } else if (strncmp(line, "# method:", 9) == 0) { /* the run-options table's keys */
+        char regather[8] = "";
+        header_word(line, "cp_layout", m->layout, sizeof m->layout);
+        header_word(line, "kv_regather", regather, sizeof regather);
+        if (regather[0])
+            snprintf(m->kv, sizeof m->kv, "%s", strcmp(regather, "true") == 0 ? "regathered" : "cached");
+        header_int(line, "psi_k", &m->psi_k);
+        header_int(line, "rank_k", &m->rank_k);
+        header_int(line, "rank_v", &m->rank_v);
     }
 }
 

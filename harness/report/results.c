@@ -2,7 +2,7 @@
 #include "results.h"
 
 #include "../../core/comm/comm.h"
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../core/util/buf.h"
 
 #include <jansson.h>

@@ -1,7 +1,7 @@
 /* The communication-volume check: bytes per step against METHOD.md and a reference. */
 #include "results.h"
 
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* A results folder's figures: data files for gnuplot, then the scripts of plots/. */
 #include "results.h"
 
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 
 #include <errno.h>
 #include <math.h>

@@ -7,7 +7,7 @@
 #include "sim_step.h"
 
 #include "../../core/model/config.h"
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../shaper/topology.h"
 #include "../../shaper/units.h"
 

@@ -1,6 +1,6 @@
 #include "link_price.h"
 
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../cli.h"
 #include "../bench/iperf3_ring.h"
 

@@ -1,6 +1,6 @@
 #include "sim_hardware.h"
 
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../shaper/ini_input.h"
 #include "../cli.h"
 

@@ -1,6 +1,6 @@
 #include "sim_step.h"
 
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../shaper/topology.h"
 
 #include <math.h>

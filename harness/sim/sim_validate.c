@@ -6,7 +6,7 @@
 #include "../ranks.h"
 
 #include "../../core/comm/comm.h"
-#include "../../core/status.h"
+#include "../../core/base/status.h"
 #include "../../shaper/link_model.h"
 #include "../../shaper/profile.h"
 #include "../../shaper/topology.h"

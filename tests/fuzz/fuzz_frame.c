@@ -3,7 +3,7 @@
  * after the header are also read as a hello payload (what a caller says first): its address
  * always ends inside its 64 bytes, and it re-encodes to what it decoded. */
 #include "core/comm/frame.h"
-#include "core/status.h"
+#include "core/base/status.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,7 +3,7 @@
 #ifndef WANCP_FUZZ_INPUT_H
 #define WANCP_FUZZ_INPUT_H
 
-#include "core/status.h"
+#include "core/base/status.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -24,10 +24,7 @@ static inline void fuzz_make_dir(void)
 }
 
 /* fuzz_dir/name as a path. */
-static inline void fuzz_path(char *buf, size_t len, const char *name)
-{
-    snprintf(buf, len, "%s/%s", fuzz_dir, name);
-}
+static inline void fuzz_path(char *buf, size_t len, const char *name) { snprintf(buf, len, "%s/%s", fuzz_dir, name); }
 
 /* Writes len bytes to fuzz_dir/name. */
 static inline void fuzz_write(const char *name, const void *data, size_t len)

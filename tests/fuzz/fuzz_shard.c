@@ -1,7 +1,7 @@
 /* libFuzzer: shard_parse on arbitrary bytes must accept or refuse, never crash or leak, and
  * whatever it accepts must hold only in-vocabulary tokens and match the header's count. */
 #include "core/data/shard.h"
-#include "core/status.h"
+#include "core/base/status.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,7 @@
 /* libFuzzer: both tokenizers on arbitrary bytes. Encoding must succeed, produce ids inside
  * the vocabulary (never <|endoftext|>), and decode back to exactly the input. */
 #include "core/data/tokenizer.h"
-#include "core/status.h"
+#include "core/base/status.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 #include "ops_cuda_internal.h"
 
 extern "C" {
-#include "../../status.h"
+#include "../../base/status.h"
 #include "../../util/bf16.h"
 }
 
@@ -74,9 +74,8 @@ static const uint16_t *bf16_operand(device_buffer *buf, const float *x, int rows
     return bf16_copy(buf, x, span);
 }
 
-void gemm_rm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-             long long stride_a, const float *b, int ldb, long long stride_b, float beta, float *c, int ldc,
-             long long stride_c, int batch)
+void gemm_rm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda, long long stride_a,
+             const float *b, int ldb, long long stride_b, float beta, float *c, int ldc, long long stride_c, int batch)
 {
     if (m <= 0 || n <= 0 || batch <= 0)
         return;
@@ -129,20 +128,14 @@ static void cuda_release(void *p)
     }
 }
 
-static void cuda_zero(float *x, size_t count)
-{
-    CUDA_CHECK(cudaMemsetAsync(x, 0, count * sizeof *x, g_cuda.stream));
-}
+static void cuda_zero(float *x, size_t count) { CUDA_CHECK(cudaMemsetAsync(x, 0, count * sizeof *x, g_cuda.stream)); }
 
 static void cuda_copy(float *dst, const float *src, size_t count)
 {
     CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof *dst, cudaMemcpyDefault, g_cuda.stream));
 }
 
-static void cuda_sync(void)
-{
-    CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream));
-}
+static void cuda_sync(void) { CUDA_CHECK(cudaStreamSynchronize(g_cuda.stream)); }
 
 // ---- host staging -----------------------------------------------------------------------------
 
@@ -237,15 +230,9 @@ __device__ static float block_reduce(float x, bool take_max)
     return result;
 }
 
-__device__ static float block_sum(float x)
-{
-    return block_reduce(x, false);
-}
+__device__ static float block_sum(float x) { return block_reduce(x, false); }
 
-__device__ static float block_max(float x)
-{
-    return block_reduce(x, true);
-}
+__device__ static float block_max(float x) { return block_reduce(x, true); }
 
 // ---- matmul, embedding ------------------------------------------------------------------------
 
@@ -257,10 +244,7 @@ __device__ static float block_max(float x)
 static device_buffer g_pad[3];
 #define PAD_MIN_FLOPS (1ll << 32)
 
-static int padded_ld(int ld)
-{
-    return (ld + 3) / 4 * 4;
-}
+static int padded_ld(int ld) { return (ld + 3) / 4 * 4; }
 
 static const float *pad_rows(device_buffer *buf, const float *x, int rows, int ld, bool copy)
 {
@@ -284,8 +268,8 @@ static void cuda_matmul(float *c, const float *a, const float *b, int m, int n, 
     const float *pa = lda % 4 ? pad_rows(&g_pad[0], a, trans_a ? k : m, lda, true) : a;
     const float *pb = ldb % 4 ? pad_rows(&g_pad[1], b, trans_b ? n : k, ldb, true) : b;
     float *pc = ldc % 4 ? (float *)pad_rows(&g_pad[2], c, m, ldc, beta != 0.0f) : c;
-    gemm_rm(trans_a, trans_b, m, n, k, alpha, pa, padded_ld(lda), 0, pb, padded_ld(ldb), 0, beta, pc, padded_ld(ldc),
-            0, 1);
+    gemm_rm(trans_a, trans_b, m, n, k, alpha, pa, padded_ld(lda), 0, pb, padded_ld(ldb), 0, beta, pc, padded_ld(ldc), 0,
+            1);
     if (pc != c)
         CUDA_CHECK(cudaMemcpy2DAsync(c, (size_t)ldc * sizeof *c, pc, (size_t)padded_ld(ldc) * sizeof *c,
                                      (size_t)ldc * sizeof *c, (size_t)m, cudaMemcpyDeviceToDevice, g_cuda.stream));
@@ -385,8 +369,8 @@ static void cuda_rmsnorm_fwd(float *out, float *rstd, const float *x, const floa
     LAUNCH_CHECK();
 }
 
-static void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
-                             const float *rstd, int n, int d)
+static void cuda_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
+                             int n, int d)
 {
     if (n <= 0)
         return;
@@ -417,8 +401,8 @@ __global__ static void rope_kernel(float *x, const int32_t *pos, int n, int head
     }
 }
 
-static void rope(float *x, const int32_t *pos, int n, int heads, int head_dim, const float *cos_t,
-                 const float *sin_t, float sign)
+static void rope(float *x, const int32_t *pos, int n, int heads, int head_dim, const float *cos_t, const float *sin_t,
+                 float sign)
 {
     if (n <= 0)
         return;
@@ -736,10 +720,7 @@ extern "C" void ops_cuda_set_precision(cuda_precision p)
         apply_math_mode();
 }
 
-extern "C" cuda_precision ops_cuda_precision(void)
-{
-    return g_cuda.precision;
-}
+extern "C" cuda_precision ops_cuda_precision(void) { return g_cuda.precision; }
 
 extern "C" double ops_cuda_gemm_peak_gflops(int m, int n, int k)
 {
@@ -789,7 +770,4 @@ extern "C" double ops_cuda_gemm_peak_gflops(int m, int n, int k)
     return best;
 }
 
-extern "C" const char *ops_cuda_device_name(void)
-{
-    return g_ready ? g_cuda.name : "none";
-}
+extern "C" const char *ops_cuda_device_name(void) { return g_ready ? g_cuda.name : "none"; }

@@ -1,7 +1,7 @@
 /* The cuda backend's entry points in a build without nvcc: they say why there is none. */
 #include "../ops.h"
 
-#include "../../status.h"
+#include "../../base/status.h"
 
 const ops *ops_cuda(char *err, size_t errlen)
 {
@@ -10,15 +10,9 @@ const ops *ops_cuda(char *err, size_t errlen)
     return NULL;
 }
 
-void ops_cuda_set_precision(cuda_precision p)
-{
-    (void)p;
-}
+void ops_cuda_set_precision(cuda_precision p) { (void)p; }
 
-cuda_precision ops_cuda_precision(void)
-{
-    return CUDA_TF32;
-}
+cuda_precision ops_cuda_precision(void) { return CUDA_TF32; }
 
 double ops_cuda_gemm_peak_gflops(int m, int n, int k)
 {
@@ -26,20 +20,11 @@ double ops_cuda_gemm_peak_gflops(int m, int n, int k)
     return 0.0;
 }
 
-void ops_cuda_set_fused_attention(bool on)
-{
-    (void)on;
-}
+void ops_cuda_set_fused_attention(bool on) { (void)on; }
 
-bool ops_cuda_fused_attention(void)
-{
-    return false;
-}
+bool ops_cuda_fused_attention(void) { return false; }
 
-unsigned long long ops_cuda_fused_attention_launches(void)
-{
-    return 0;
-}
+unsigned long long ops_cuda_fused_attention_launches(void) { return 0; }
 
 const char *ops_cuda_fused_dq(int head_dim)
 {
@@ -47,7 +32,4 @@ const char *ops_cuda_fused_dq(int head_dim)
     return "recomputed dS";
 }
 
-const char *ops_cuda_device_name(void)
-{
-    return "none (built without CUDA)";
-}
+const char *ops_cuda_device_name(void) { return "none (built without CUDA)"; }

@@ -21,8 +21,7 @@ enum wancp_status {
 
 /* Formats into err (if err is not NULL) and returns code, so callers can write
  * `return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: bad magic", path);`. */
-int wancp_fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+int wancp_fail(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Makes text safe to print on one terminal line, in place: control bytes (newlines and
  * escape sequences among them) and bytes that are not valid UTF-8 become '?'. Messages quote
