@@ -71,9 +71,11 @@ struct json_t;
 void cli_print_json(struct json_t *o);
 
 /* --device cpu|cuda, --precision tf32|bf16|fp32 and --attention products|fused, as train and
- * the benchmarks take them (zeroed: cpu, tf32, products). */
+ * the benchmarks take them, and their --threads (zeroed: cpu, tf32, products, one thread per
+ * CPU). */
 typedef struct cli_device {
     const char *name;         /* NULL: cpu */
+    int threads;              /* host threads (0: one per CPU) */
     cuda_precision precision; /* cuda's product operands: TF32, bf16 or fp32 */
     bool fused_attention;     /* --attention fused: cuda's fused tensor-core attention kernels */
 } cli_device;
@@ -82,7 +84,7 @@ typedef struct cli_device {
  * a usage error. */
 int cli_device_option(const char *cmd, const char *opt, const char *text, cli_device *d);
 
-/* The backend d names, with its matmul precision and attention kernels set; NULL after
+/* The backend d names, made with d's threads, precision and attention kernels; NULL after
  * printing why (exit 2), also for fused attention without cuda or at fp32. */
 struct ops;
 const struct ops *cli_device_open(const char *cmd, const cli_device *d);

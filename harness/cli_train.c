@@ -214,7 +214,7 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
             "sync_tx_bytes,control_tx_bytes,compressed,compute_ms,comm_ms,kv_fwd_wait_ms,kv_bwd_wait_ms,"
             "sync_wait_ms,unix_s\n",
-            wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), ops_cpu_threads(), device,
+            wancp_git_commit, cmd, host, ops_cpu_blas_name(), ops_cpu_blas_core(), t->ops->options.cpu_threads, device,
             t->ops->host_memory ? "" : " (staged through pinned host memory)",
             t->tc.nccl != NULL    ? comm_nccl_describe(t->tc.nccl)
             : t->ops->host_memory ? "TCP"
@@ -639,7 +639,7 @@ int cli_train(int argc, char **argv)
         timeout_ms = co.timeout_ms;
         t.tc.comm = c;
     }
-    ops_cpu_set_threads(threads);
+    t.device.threads = threads;
     if ((t.ops = cli_device_open("train", &t.device)) == NULL) {
         comm_close(c);
         return 2;

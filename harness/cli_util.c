@@ -197,21 +197,19 @@ const ops *cli_device_open(const char *cmd, const cli_device *d)
         cli_usage_error(cmd, "--attention fused needs --device cuda and --precision tf32 or bf16");
         return NULL;
     }
-    const ops *o = ops_by_name(d->name != NULL ? d->name : "cpu", err, sizeof err);
-    if (o == NULL) {
+    const ops_options options = {
+        .cpu_threads = d->threads, .precision = d->precision, .fused_attention = d->fused_attention};
+    const ops *o = ops_make(d->name != NULL ? d->name : "cpu", &options, err, sizeof err);
+    if (o == NULL)
         cli_report(cmd, WANCP_ERR_INPUT, err);
-        return NULL;
-    }
-    ops_cuda_set_precision(d->precision);
-    ops_cuda_set_fused_attention(d->fused_attention);
     return o;
 }
 
 void cli_device_describe(const ops *o, char *buf, size_t len)
 {
     if (strcmp(o->name, "cpu") == 0)
-        snprintf(buf, len, "cpu, %s, %d threads", ops_cpu_blas_core(), ops_cpu_threads());
+        snprintf(buf, len, "cpu, %s, %d threads", ops_cpu_blas_core(), o->options.cpu_threads);
     else
-        snprintf(buf, len, "cuda, %s, %s products%s", ops_cuda_device_name(), cuda_precision_name(ops_cuda_precision()),
-                 ops_cuda_fused_attention() ? ", fused attention" : "");
+        snprintf(buf, len, "cuda, %s, %s products%s", ops_cuda_device_name(), cuda_precision_name(o->options.precision),
+                 o->options.fused_attention ? ", fused attention" : "");
 }

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 typedef struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -34,18 +33,16 @@ static const command COMMANDS[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: wancp <command> [options]\n"
-            "       wancp --version | --help\n"
-            "\n"
-            "A testbed for context-parallel training over slow, shaped links.\n"
-            "\n"
-            "Commands:\n");
+    fprintf(f, "Usage: wancp <command> [options]\n"
+               "       wancp --version | --help\n"
+               "\n"
+               "A testbed for context-parallel training over slow, shaped links.\n"
+               "\n"
+               "Commands:\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(f,
-            "\n"
-            "Each command takes --help. Exit status: 0 ok, 1 the work failed, 2 usage or input error.\n");
+    fprintf(f, "\n"
+               "Each command takes --help. Exit status: 0 ok, 1 the work failed, 2 usage or input error.\n");
 }
 
 /*
@@ -98,7 +95,7 @@ static int version(void)
            "blas: %s, core %s, %d threads\n"
            "%s\n",
            WANCP_VERSION, wancp_git_commit, pcre2_version, jansson_version_str(), ops_cpu_blas_name(),
-           ops_cpu_blas_core(), ops_cpu_threads(), devices);
+           ops_cpu_blas_core(), ops_make("cpu", NULL, NULL, 0)->options.cpu_threads, devices);
     return 0;
 }
 

@@ -5,8 +5,9 @@
 #   - core/base/ (the shared base library) includes nothing of the project outside itself;
 #   - shaper/ includes nothing of core/ but core/base/, and nothing of harness/;
 #   - core/ includes nothing of shaper/ or harness/;
-#   - core/cp/ and core/model/ include no backend (core/ops/cpu/, core/ops/cuda/): they are
-#     written once, against core/ops/ops.h;
+#   - core/cp/, core/model/, core/train/ and harness/ include no backend (core/ops/cpu/,
+#     core/ops/cuda/): they are written once, against core/ops/ops.h, and get a backend from
+#     ops_make with its options;
 #   - core/ops/ops.h declares no process-wide variables (a backend's options travel in its
 #     instance, given when it is made);
 #   - the K/V message size is computed in one place, cp_kv_message_bytes, which the trainer,
@@ -22,6 +23,8 @@ rules = [  # (files under, may not include under, except under)
     ('core/', ('shaper/', 'harness/'), None),
     ('core/cp/', ('core/ops/cpu/', 'core/ops/cuda/'), None),
     ('core/model/', ('core/ops/cpu/', 'core/ops/cuda/'), None),
+    ('core/train/', ('core/ops/cpu/', 'core/ops/cuda/'), None),
+    ('harness/', ('core/ops/cpu/', 'core/ops/cuda/'), None),
 ]
 include = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 failures = includes = 0

@@ -3,6 +3,7 @@
  * P in {1, 2, 4} equals METHOD.md section 2's model on one process (loss and every
  * gradient), byte counters against the section 5 formulas, shared-state hashes equal on
  * every rank, the warm start recovering a planted subspace, and the bf16 wire rounding. */
+#include "test_cpu.h"
 #include "test_helpers.h"
 #include "test_fd.h"
 #include "test_ranks.h"
@@ -58,7 +59,7 @@ static void single_process(model *m, cp_attention *cp, const model_config *cfg, 
                            const cp_options *opt, bool compress)
 {
     char err[WANCP_ERRLEN];
-    assert_int_equal(model_init(m, cfg, ops_cpu(), batch, chunks * chunk, 5, err, sizeof err), WANCP_OK);
+    assert_int_equal(model_init(m, cfg, test_cpu(), batch, chunks * chunk, 5, err, sizeof err), WANCP_OK);
     cp_layout layout = {.kind = CP_CONTIGUOUS, .ranks = 1, .chunk = chunk, .per_rank = chunks};
     assert_int_equal(cp_attention_init(cp, NULL, &layout, opt, m, err, sizeof err), WANCP_OK);
     if (compress && cp_attention_set_compression(cp, m, true, err, sizeof err) != WANCP_OK)
@@ -316,7 +317,7 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     model ref, m;
     cp_attention rcp, cp;
     single_process(&ref, &rcp, &cfg, BATCH, 2 * P, CHUNK, &opt, true);
-    int rc = model_init(&m, &cfg, k->staged ? &staged_cpu : ops_cpu(), BATCH, 2 * CHUNK, 5, err, errlen);
+    int rc = model_init(&m, &cfg, k->staged ? &staged_cpu : test_cpu(), BATCH, 2 * CHUNK, 5, err, errlen);
     cp_layout layout = {.kind = k->kind, .ranks = P, .chunk = CHUNK};
     if (rc == WANCP_OK)
         rc = cp_attention_init(&cp, c, &layout, &opt, &m, err, errlen);
@@ -389,7 +390,7 @@ static void cp_equals_single_process(void **state)
         {4, CP_ZIGZAG, true, false, false, false, true},   {2, CP_ZIGZAG, true, true, false, false, true},
         {4, CP_ZIGZAG, true, false, true, false, true},
     };
-    staged_cpu = *ops_cpu();
+    staged_cpu = *test_cpu();
     staged_cpu.host_memory = false;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i]);

@@ -2,6 +2,7 @@
  * loss and every gradient for P in {1, 2, 4} at the same chunk length, zig-zag and
  * contiguous; byte counters against METHOD.md section 5; 20 Mode S steps leave every rank
  * with bitwise the same parameters; the layout's balance and round trip. */
+#include "test_cpu.h"
 #include "test_helpers.h"
 #include "test_ranks.h"
 
@@ -62,9 +63,9 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     batch_tokens(in, tg, BATCH * N, cfg.vocab);
 
     model ref, m;
-    int rc = model_init(&ref, &cfg, ops_cpu(), BATCH, N, 5, err, errlen);
+    int rc = model_init(&ref, &cfg, test_cpu(), BATCH, N, 5, err, errlen);
     if (rc == WANCP_OK)
-        rc = model_init(&m, &cfg, ops_cpu(), BATCH, 2 * CHUNK, 5, err, errlen);
+        rc = model_init(&m, &cfg, test_cpu(), BATCH, 2 * CHUNK, 5, err, errlen);
     if (rc != WANCP_OK)
         return rc;
     cp_layout layout = {.kind = k->kind, .ranks = P, .chunk = CHUNK};

@@ -17,6 +17,7 @@
 #include "core/ops/cuda/attention_fused_kernels.h"
 
 extern "C" {
+#include "test_cpu.h"
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,9 +30,10 @@ extern "C" {
 
 #include <vector>
 
-namespace {
+namespace
+{
 
-constexpr fused::plan_limits H100 = {232448, 2};      // opt-in shared memory per block, bytes
+constexpr fused::plan_limits H100 = {232448, 2};         // opt-in shared memory per block, bytes
 constexpr fused::plan_limits H100_WAITING = {232448, 1}; // WANCP_FUSED_STAGES=1: one buffer per tile
 constexpr fused::plan_limits A100 = {166912, 2};         // two stages fit only the small kernels
 constexpr double EXACT_TOL = 1e-5;
@@ -82,7 +84,7 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
               const std::vector<std::vector<int32_t>> &key_positions, fused::plan_limits lim, double tol,
               bool bf16 = false, int ds_rows = 0)
 {
-    const ops *cpu = ops_cpu();
+    const ops *cpu = test_cpu();
     const int tq = (int)q_pos.size(), hd = shape.head_dim;
     const size_t qd = (size_t)shape.n_heads * hd, kvd = (size_t)shape.n_kv_heads * hd;
     const size_t hq = (size_t)shape.n_heads * tq;
@@ -105,8 +107,8 @@ void run_case(const char *name, const attn_shape &shape, const std::vector<int32
     for (key_set &s : sets) {
         dk.emplace_back(s.k.size()), dv.emplace_back(s.v.size());
         cpu->attn_block_bwd(dq.data(), dk.back().data(), dv.back().data(), q.data(), q_pos.data(), tq, s.k.data(),
-                            s.v.data(), s.pos.data(), (int)s.pos.size(), dout.data(), lse.data(), delta.data(),
-                            &shape, scratch.data());
+                            s.v.data(), s.pos.data(), (int)s.pos.size(), dout.data(), lse.data(), delta.data(), &shape,
+                            scratch.data());
     }
 
     // The fused kernels; the state's begin and end, and delta, are the cpu's (plain loops

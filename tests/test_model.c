@@ -1,6 +1,7 @@
 /* The whole decoder on one rank: gradients of every tensor against finite differences, an
  * overfit of one batch, bitwise determinism, and checkpoints that resume bitwise and refuse
  * corrupt, truncated or mismatched files by naming the field. */
+#include "test_cpu.h"
 #include "test_helpers.h"
 #include "test_fd.h"
 
@@ -38,7 +39,7 @@ static void check_model_gradients(int tied)
     model m;
     char err[WANCP_ERRLEN];
     const int batch = 2, seq = 11; /* 11: not a multiple of the attention block */
-    assert_int_equal(model_init(&m, &cfg, ops_cpu(), batch, seq, 7, err, sizeof err), WANCP_OK);
+    assert_int_equal(model_init(&m, &cfg, test_cpu(), batch, seq, 7, err, sizeof err), WANCP_OK);
     /* Larger weights than the 0.02 init so every path carries signal. */
     rng r;
     rng_seed(&r, 99);
@@ -103,7 +104,7 @@ static void overfit_one_batch(void **state)
     cfg.attn_block = 16;
     model m;
     char err[WANCP_ERRLEN];
-    assert_int_equal(model_init(&m, &cfg, ops_cpu(), 2, 64, 3, err, sizeof err), WANCP_OK);
+    assert_int_equal(model_init(&m, &cfg, test_cpu(), 2, 64, 3, err, sizeof err), WANCP_OK);
     uint16_t in[128], tg[128];
     random_tokens(in, 128, 256, 5);
     random_tokens(tg, 128, 256, 6);
@@ -136,7 +137,7 @@ static void deterministic(void **state)
     model ms[3];
     char err[WANCP_ERRLEN];
     for (int k = 0; k < 3; k++) {
-        assert_int_equal(model_init(&ms[k], &cfg, ops_cpu(), 2, 16, k == 2 ? 43 : 42, err, sizeof err), WANCP_OK);
+        assert_int_equal(model_init(&ms[k], &cfg, test_cpu(), 2, 16, k == 2 ? 43 : 42, err, sizeof err), WANCP_OK);
         train_steps(&ms[k], &oc, in, tg, 0, 5, losses[k]);
     }
     assert_memory_equal(losses[0], losses[1], sizeof losses[0]);
@@ -168,7 +169,7 @@ static void threads_do_not_change_results(void **state)
     char err[WANCP_ERRLEN];
     for (int k = 0; k < 2; k++) {
         pool_set_threads(k == 0 ? 1 : 3);
-        assert_int_equal(model_init(&ms[k], &cfg, ops_cpu(), 2, 16, 8, err, sizeof err), WANCP_OK);
+        assert_int_equal(model_init(&ms[k], &cfg, test_cpu(), 2, 16, 8, err, sizeof err), WANCP_OK);
         train_steps(&ms[k], &oc, in, tg, 0, 3, losses[k]);
     }
     pool_set_threads(1);
@@ -196,10 +197,10 @@ static void checkpoint_resume_bitwise(void **state)
 
     model straight, first, second;
     double want[8], got[8];
-    assert_int_equal(model_init(&straight, &cfg, ops_cpu(), 2, 16, 5, err, sizeof err), WANCP_OK);
+    assert_int_equal(model_init(&straight, &cfg, test_cpu(), 2, 16, 5, err, sizeof err), WANCP_OK);
     train_steps(&straight, &oc, in, tg, 0, 8, want);
 
-    assert_int_equal(model_init(&first, &cfg, ops_cpu(), 2, 16, 5, err, sizeof err), WANCP_OK);
+    assert_int_equal(model_init(&first, &cfg, test_cpu(), 2, 16, 5, err, sizeof err), WANCP_OK);
     train_steps(&first, &oc, in, tg, 0, 4, got);
     train_state ts = {.step = 4, .data_pos = 1234};
     rng_seed(&ts.rng, 77);
@@ -207,7 +208,7 @@ static void checkpoint_resume_bitwise(void **state)
     model_free(&first);
 
     /* A different seed: everything must come from the checkpoint. */
-    assert_int_equal(model_init(&second, &cfg, ops_cpu(), 2, 16, 999, err, sizeof err), WANCP_OK);
+    assert_int_equal(model_init(&second, &cfg, test_cpu(), 2, 16, 999, err, sizeof err), WANCP_OK);
     train_state back;
     assert_int_equal(checkpoint_load(path, &second, &back, err, sizeof err), WANCP_OK);
     assert_int_equal(back.step, 4);
@@ -224,7 +225,7 @@ static void expect_load_error(const char *path, const model_config *cfg, const c
 {
     model m;
     char err[WANCP_ERRLEN] = "";
-    assert_int_equal(model_init(&m, cfg, ops_cpu(), 1, 8, 1, err, sizeof err), WANCP_OK);
+    assert_int_equal(model_init(&m, cfg, test_cpu(), 1, 8, 1, err, sizeof err), WANCP_OK);
     float first = m.params[0];
     train_state ts;
     assert_int_equal(checkpoint_load(path, &m, &ts, err, sizeof err), WANCP_ERR_INPUT);
@@ -241,7 +242,7 @@ static void checkpoint_refuses_bad_files(void **state)
     model_config cfg = tiny_config(1);
     model m;
     char err[WANCP_ERRLEN], path[512], bad[512];
-    assert_int_equal(model_init(&m, &cfg, ops_cpu(), 1, 8, 1, err, sizeof err), WANCP_OK);
+    assert_int_equal(model_init(&m, &cfg, test_cpu(), 1, 8, 1, err, sizeof err), WANCP_OK);
     train_state ts = {.step = 3};
     test_path(path, sizeof path, "good.ckpt");
     assert_int_equal(checkpoint_save(path, &m, &ts, err, sizeof err), WANCP_OK);

@@ -5,6 +5,7 @@
  * element. fp32 tolerance: the worst relative error, |a - fd| / max(|a|, |fd|, 1e-3 rms(a)),
  * must stay below 2e-2 (fp32 rounding in L is ~1e-7 relative; with h = 1e-2 this leaves
  * ~1e-4 absolute noise in fd, far below the tolerance; a wrong formula gives errors ~1). */
+#include "test_cpu.h"
 #include "test_helpers.h"
 
 #include "core/ops/ops.h"
@@ -458,8 +459,13 @@ static void names(void **state)
 {
     (void)state;
     char err[WANCP_ERRLEN] = "";
-    assert_ptr_equal(ops_by_name("cpu", err, sizeof err), ops_cpu());
-    assert_null(ops_by_name("tpu", err, sizeof err));
+    const ops *cpu = ops_make("cpu", &(ops_options){.cpu_threads = 1}, err, sizeof err);
+    assert_string_equal(cpu->name, "cpu");
+    assert_int_equal(cpu->options.cpu_threads, 1); /* the instance says what it was made with */
+    assert_int_equal(cpu->options.precision, CUDA_TF32);
+    assert_ptr_equal(ops_make("cpu", NULL, err, sizeof err), cpu); /* one per process, remade */
+    assert_true(cpu->options.cpu_threads >= 1);
+    assert_null(ops_make("tpu", NULL, err, sizeof err));
     assert_non_null(strstr(err, "'tpu'"));
     const cuda_precision all[] = {CUDA_TF32, CUDA_FP32, CUDA_BF16};
     const char *spelled[] = {"tf32", "fp32", "bf16"};
@@ -480,7 +486,7 @@ static void names(void **state)
 
 int main(void)
 {
-    o = ops_cpu();
+    o = test_cpu();
     rng_seed(&r, 1234);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rmsnorm_grad),     cmocka_unit_test(rope_grad),

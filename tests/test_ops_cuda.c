@@ -30,6 +30,12 @@
 #define BF16_ATTN_TOL 3e-2
 
 static const ops *cpu, *gpu;
+
+/* The cuda instance made again with these options (ops_make remakes the process's one). */
+static void remake(cuda_precision p, bool fused_attention)
+{
+    gpu = ops_make("cuda", &(ops_options){.precision = p, .fused_attention = fused_attention}, NULL, 0);
+}
 static rng r;
 
 static float *host_randn(size_t n, float scale)
@@ -105,13 +111,13 @@ static void matmuls_of(cuda_precision p, int m, int n, int k)
 
 static void matmuls(cuda_precision p)
 {
-    ops_cuda_set_precision(p);
+    remake(p, false);
     matmuls_of(p, 67, 45, 129);
     matmuls_of(p, 64, 32, 128);
     matmuls_of(p, 64, 45, 128);     /* only C's rows are odd */
     matmuls_of(p, 517, 1029, 4101); /* large enough that odd rows are padded first */
     matmuls_of(p, 516, 1029, 4100); /* only C padded */
-    ops_cuda_set_precision(CUDA_FP32);
+    remake(CUDA_FP32, false);
 }
 
 static void matmul_fp32(void **state)
@@ -395,9 +401,9 @@ static void attention(void **state)
     (void)state;
     const attn_shape shape = {.n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .block = 16};
     attention_cases("", &shape, FP32_TOL, NULL);
-    ops_cuda_set_precision(CUDA_BF16); /* the products path's products on bf16 operands */
+    remake(CUDA_BF16, false); /* the products path's products on bf16 operands */
     attention_cases("bf16 products, ", &shape, BF16_ATTN_TOL, NULL);
-    ops_cuda_set_precision(CUDA_FP32);
+    remake(CUDA_FP32, false);
 }
 
 /* The fused tensor-core kernels (TF32 or bf16 operands, fp32 accumulation) against the cpu at every
@@ -412,8 +418,7 @@ static void attention(void **state)
 
 static void fused_at(cuda_precision p, double tol)
 {
-    ops_cuda_set_precision(p);
-    ops_cuda_set_fused_attention(true);
+    remake(p, true);
     const int dims[] = {16, 32, 64, 128, 256};
     for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
         const attn_shape shape = {.n_heads = 4, .n_kv_heads = 2, .head_dim = dims[d], .block = 16};
@@ -445,8 +450,7 @@ static void fused_at(cuda_precision p, double tol)
         assert_memory_equal(first.out[i], again.out[i], first.len[i] * sizeof(float));
     printf("  fused zig-zag rank (%s): a second run repeats every output bit for bit\n", cuda_precision_name(p));
     attn_results_free(&first), attn_results_free(&again);
-    ops_cuda_set_fused_attention(false);
-    ops_cuda_set_precision(CUDA_FP32);
+    remake(CUDA_FP32, false);
 }
 
 static void attention_fused(void **state)
@@ -484,7 +488,7 @@ static void random_batch(uint16_t *x, int n, int vocab, rng *g)
 /* The whole model in full fp32: the loss and every parameter's gradient. */
 static void model_gradients_at(cuda_precision p, double tol)
 {
-    ops_cuda_set_precision(p);
+    remake(p, false);
     model_config cfg = small_model();
     model mc, mg;
     char err[WANCP_ERRLEN];
@@ -513,7 +517,7 @@ static void model_gradients_at(cuda_precision p, double tol)
     printf("  worst gradient difference over %d tensors (%s): %.2e\n", mc.table.count, cuda_precision_name(p), worst);
     model_free(&mc);
     model_free(&mg);
-    ops_cuda_set_precision(CUDA_FP32);
+    remake(CUDA_FP32, false);
 }
 
 static void model_gradients(void **state)
@@ -536,7 +540,7 @@ static void model_gradients_reduced(void **state)
  * loss curve within tol at every step. */
 static void training_curve_at(cuda_precision p, double tol)
 {
-    ops_cuda_set_precision(p);
+    remake(p, false);
     model_config cfg = small_model();
     model mc, mg;
     char err[WANCP_ERRLEN];
@@ -575,7 +579,7 @@ static void training_curve_at(cuda_precision p, double tol)
     assert_true(worst < tol);
     model_free(&mc);
     model_free(&mg);
-    ops_cuda_set_precision(CUDA_FP32);
+    remake(CUDA_FP32, false);
 }
 
 static void training_curve(void **state)
@@ -632,14 +636,14 @@ static void staging(void **state)
 int main(void)
 {
     char err[WANCP_ERRLEN];
-    cpu = ops_cpu();
-    gpu = ops_cuda(err, sizeof err);
+    cpu = ops_make("cpu", NULL, NULL, 0);
+    gpu = ops_make("cuda", &(ops_options){.precision = CUDA_FP32}, err, sizeof err);
     if (gpu == NULL) {
         printf("skipped: %s\n", err);
         return 77;
     }
     printf("cuda: %s\n", ops_cuda_device_name());
-    ops_cuda_set_precision(CUDA_FP32);
+    remake(CUDA_FP32, false);
     rng_seed(&r, 77);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(matmul_fp32),

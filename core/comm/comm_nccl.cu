@@ -6,6 +6,7 @@ extern "C" {
 #include "../base/status.h"
 }
 
+#include "../ops/cuda/ops_cuda.h"
 #include "../ops/cuda/ops_cuda_internal.h"
 
 #include <dlfcn.h>
@@ -132,7 +133,7 @@ static int wait_done(comm_nccl *n, bool stream, const char *what, char *err, siz
 extern "C" int comm_nccl_open(comm_nccl **out, comm *tcp, int timeout_ms, char *err, size_t errlen)
 {
     *out = NULL;
-    if (ops_cuda(err, errlen) == NULL) // the device and its stream
+    if (ops_cuda_table(err, errlen) == NULL) // the device and its stream
         return WANCP_ERR_INPUT;
     int rc = load_nccl(err, errlen);
     if (rc != WANCP_OK)

@@ -46,8 +46,27 @@ typedef struct attn_state {
     int tq;
 } attn_state;
 
+/* The operands of the cuda backend's products (matmuls, and attention's products of scores):
+ *   fp32  full fp32 on the CUDA cores: what the tests compare with the cpu at 1e-5;
+ *   tf32  rounded to TF32 (10 mantissa bits) on tensor cores, the default;
+ *   bf16  rounded to bf16 (7 mantissa bits, ties to even) on tensor cores, at twice TF32's
+ *         rate: each product reads bf16 copies of its fp32 operands.
+ * Every product accumulates in fp32, and parameters, gradients, optimizer state, the
+ * residual stream and the elementwise ops stay fp32 in all three. */
+typedef enum cuda_precision { CUDA_TF32, CUDA_FP32, CUDA_BF16 } cuda_precision; /* zero: the default */
+
+/* What a backend is made with (ops_make); all zero is every default. */
+typedef struct ops_options {
+    int cpu_threads;          /* host threads of BLAS, LAPACK and the loops, for the cpu backend's ops
+                               * and every backend's host work; 0: one per CPU */
+    cuda_precision precision; /* cuda: the products' operands */
+    bool fused_attention;     /* cuda: attention in the fused tensor-core kernels (tf32 or bf16; head
+                               * dimensions 16, 32, 64, 128 and 256); else cuBLAS products */
+} ops_options;
+
 typedef struct ops {
     const char *name;
+    ops_options options; /* what this instance was made with (cpu_threads resolved) */
 
     /* Zeroed memory for bytes (NULL when out of memory), and its release. */
     void *(*alloc)(size_t bytes);
@@ -86,8 +105,8 @@ typedef struct ops {
     /* out (n, d) = x * rstd * w with rstd (n,) = 1 / sqrt(mean(x^2) + eps).
      * Backward: dx += d(out)/dx^T dout; dw += ...; needs the forward's rstd. */
     void (*rmsnorm_fwd)(float *out, float *rstd, const float *x, const float *w, int n, int d, float eps);
-    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dout, const float *x, const float *w,
-                        const float *rstd, int n, int d);
+    void (*rmsnorm_bwd)(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
+                        int n, int d);
 
     /* Rotary embedding in place on x (n, heads * head_dim) at global positions pos (n,),
      * rotate-half convention (pairs i and i + head_dim/2), from tables cos/sin
@@ -139,48 +158,36 @@ typedef struct ops {
  * tiles; other backends keep their own and ignore it). */
 size_t attn_scratch_floats(const attn_shape *shape);
 
-/* The CPU reference backend: OpenBLAS for matmuls, C loops for the rest. */
-const ops *ops_cpu(void);
-
-/* Sets the BLAS thread count (0: one per CPU). */
-void ops_cpu_set_threads(int threads);
-int ops_cpu_threads(void);
+/*
+ * A backend, made with its options (NULL: the defaults): "cpu", the reference (OpenBLAS for
+ * matmuls, C loops for the rest), or "cuda" on device 0 (cuBLAS for matmuls and attention's
+ * blockwise products, CUDA kernels for the rest). NULL, with the reason in err, for another
+ * name, or for cuda when this build has none or no usable device is present.
+ *
+ * A process holds one instance of each backend, because what it configures is the
+ * process's: OpenBLAS's thread count, the CUDA device with its stream and cuBLAS handle.
+ * Making a backend again remakes that instance with the new options (tests compare
+ * precisions so); a run makes its backend once. No option is set any other way.
+ */
+const ops *ops_make(const char *name, const ops_options *options, char *err, size_t errlen);
 
 /* "OpenBLAS 0.3.21, core SkylakeX" style: the library and the kernels it chose. */
 const char *ops_cpu_blas_name(void);
 const char *ops_cpu_blas_core(void);
 
-/* The CUDA backend on device 0: cuBLAS for matmuls (and for attention's blockwise
- * products), CUDA kernels for the rest. NULL, with the reason in err, when this build has
- * no CUDA or no usable device is present. */
-const ops *ops_cuda(char *err, size_t errlen);
-
-/* The operands of the cuda backend's products (matmuls, and attention's products of scores):
- *   fp32  full fp32 on the CUDA cores: what the tests compare with the cpu at 1e-5;
- *   tf32  rounded to TF32 (10 mantissa bits) on tensor cores, the default;
- *   bf16  rounded to bf16 (7 mantissa bits, ties to even) on tensor cores, at twice TF32's
- *         rate: each product reads bf16 copies of its fp32 operands.
- * Every product accumulates in fp32, and parameters, gradients, optimizer state, the
- * residual stream and the elementwise ops stay fp32 in all three. */
-typedef enum cuda_precision { CUDA_TF32, CUDA_FP32, CUDA_BF16 } cuda_precision; /* zero: the default */
-void ops_cuda_set_precision(cuda_precision p);
-cuda_precision ops_cuda_precision(void);
 /* "fp32", "tf32", "bf16"; and back (false for any other text). */
 const char *cuda_precision_name(cuda_precision p);
 bool cuda_precision_parse(const char *text, cuda_precision *p);
 
 /* The best rate (GFLOP/s, of 3 tries after a warm-up) of the device's plain GEMM at the
- * current precision on an m x n x k product whose operands are already in the storage type
+ * precision the cuda instance was made with, on an m x n x k product whose operands are already in the storage type
  * the tensor cores read (bf16 arrays for bf16): the peak a step's rate is measured against.
  * 0 when the device cannot hold the operands. */
 double ops_cuda_gemm_peak_gflops(int m, int n, int k);
 
-/* Attention in fused tensor-core kernels (TF32 or bf16 operands as the precision says, fp32
- * accumulation; score tiles kept on chip) instead of cuBLAS products around row kernels: not
- * used at fp32, and only for head dimensions 16, 32, 64, 128 and 256; off by default.
- * launches counts the fused kernels started so far (tests check that a case really took them). */
-void ops_cuda_set_fused_attention(bool on);
-bool ops_cuda_fused_attention(void);
+/* The fused attention kernels started so far (TF32 or bf16 operands as the precision says,
+ * fp32 accumulation, score tiles kept on chip; never at fp32): tests check that a case made
+ * with fused_attention really took them. */
 unsigned long long ops_cuda_fused_attention_launches(void);
 
 /* How the fused backward gets dQ at this head dimension: "stored dS" (the dK/dV kernel keeps
@@ -192,8 +199,5 @@ const char *ops_cuda_fused_dq(int head_dim);
 
 /* "NVIDIA H100 80GB HBM3, sm_90, CUDA 13.0, cuBLAS 13.0.0" style. */
 const char *ops_cuda_device_name(void);
-
-/* The backend named "cpu" or "cuda"; NULL with the reason in err otherwise. */
-const ops *ops_by_name(const char *name, char *err, size_t errlen);
 
 #endif

@@ -173,6 +173,7 @@ const ops *ops_timed(const ops *inner)
 {
     inner_ops = inner;
     timed_table.host_memory = inner->host_memory;
+    timed_table.options = inner->options;
     ops_timed_reset();
     return &timed_table;
 }

@@ -211,7 +211,7 @@ int bench_attention(int argc, char **argv)
     if (heads % kv_heads != 0)
         return cli_usage_error("bench", "--heads %d is not a multiple of --kv-heads %d", heads, kv_heads);
 
-    ops_cpu_set_threads(threads);
+    device.threads = threads;
     const ops *o = cli_device_open("bench", &device);
     if (o == NULL)
         return 2;

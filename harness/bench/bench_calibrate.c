@@ -92,6 +92,13 @@ static model_config config_of(const scenario *s, bool compress)
     return c;
 }
 
+/* BLAS threads of one rank, as `wancp run` gives each. */
+static int rank_threads(const scenario *s)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > s->ranks ? (int)(cpus / s->ranks) : 1;
+}
+
 static int time_variant(comm *cm, const scenario *s, bool compress, bool exchange, int steps, rank_times *out,
                         char *err, size_t errlen)
 {
@@ -99,7 +106,8 @@ static int time_variant(comm *cm, const scenario *s, bool compress, bool exchang
     const int chunk = s->context / (2 * s->ranks);
     model m;
     cp_attention cp = {0};
-    const ops *o = ops_timed(ops_cpu());
+    const ops_options threads = {.cpu_threads = rank_threads(s)};
+    const ops *o = ops_timed(ops_make("cpu", &threads, err, errlen));
     int rc = model_init(&m, &cfg, o, s->batch, 2 * chunk, 1, err, errlen);
     if (rc != WANCP_OK)
         return rc;
@@ -145,13 +153,6 @@ static int time_variant(comm *cm, const scenario *s, bool compress, bool exchang
     return rc;
 }
 
-/* BLAS threads of one rank, as `wancp run` gives each. */
-static int rank_threads(const scenario *s)
-{
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus > s->ranks ? (int)(cpus / s->ranks) : 1;
-}
-
 /* prefix: the rank namespaces to enter (NULL: loopback). */
 static int rank_main(int rank, const scenario *s, const char *prefix, int port, int steps, shared *out)
 {
@@ -167,7 +168,6 @@ static int rank_main(int rank, const scenario *s, const char *prefix, int port, 
             snprintf(o.master_addr, sizeof o.master_addr, "127.0.0.1");
         rc = comm_open(&cm, &o, err, sizeof err);
     }
-    ops_cpu_set_threads(rank_threads(s));
     for (int v = 0; v < VARIANTS && rc == WANCP_OK; v++)
         rc = time_variant(cm, s, v == 1, v == 2, steps, &out->t[v][rank], err, sizeof err);
     if (rc != WANCP_OK) {
@@ -451,10 +451,10 @@ int bench_calibrate(int argc, char **argv)
      * and the thread pool started here would not survive into forked ranks. */
     const model_config cfg = config_of(s, false);
     char peak_shape[64] = "";
-    ops_cpu_set_threads(0);
-    const double peak =
-        rc == WANCP_OK ? bench_sgemm_peak(ops_cpu(), &cfg, s->context / s->ranks, peak_shape, sizeof peak_shape) * 1e9
-                       : 0;
+    const double peak = rc == WANCP_OK ? bench_sgemm_peak(ops_make("cpu", NULL, NULL, 0), &cfg, s->context / s->ranks,
+                                                          peak_shape, sizeof peak_shape) *
+                                             1e9
+                                       : 0;
     /* The shaped links' price at each rate the arms run (after the peak, alone again). */
     priced_rate rates[SIM_MAX_LINK_COSTS];
     const int nrates = in_namespaces && rc == WANCP_OK ? shaped_rates(s, rates, SIM_MAX_LINK_COSTS) : 0;

@@ -137,7 +137,8 @@ static int cp_overlap(comm *c, results *out, char *err, size_t errlen)
     cfg.attn_block = 64;
     cp_bench b = {0};
     cp_layout layout = {.kind = CP_ZIGZAG, .ranks = P, .chunk = out->cp_seq / (2 * P)};
-    int rc = model_init(&b.m, &cfg, ops_cpu(), 1, 2 * layout.chunk, 1, err, errlen);
+    const ops_options one_thread = {.cpu_threads = 1}; /* ranks share the cores already */
+    int rc = model_init(&b.m, &cfg, ops_make("cpu", &one_thread, err, errlen), 1, 2 * layout.chunk, 1, err, errlen);
     if (rc == WANCP_OK)
         rc = cp_attention_init(&b.cp, c, &layout, NULL, &b.m, err, errlen);
     b.in = calloc((size_t)b.m.seq, sizeof *b.in);
@@ -231,7 +232,6 @@ static int rank_main(int rank, void *ctx)
     if (rc == WANCP_OK && out->cp_seq > 0) {
         if (rank == 0)
             fprintf(stderr, "bench comm: a CP forward and backward of %d tokens, three ways...\n", out->cp_seq);
-        ops_cpu_set_threads(1); /* ranks share the cores already */
         rc = cp_overlap(c, out, err, sizeof err);
     }
     if (rc != WANCP_OK) {

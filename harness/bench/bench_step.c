@@ -95,11 +95,11 @@ double bench_sgemm_peak(const ops *o, const model_config *c, int tokens, char *s
 }
 
 /* What bench_sgemm_peak timed: OpenBLAS, or cuBLAS at the backend's precision. */
-static const char *peak_kind(bool gpu)
+static const char *peak_kind(const ops *o)
 {
-    if (!gpu)
+    if (strcmp(o->name, "cpu") == 0)
         return "OpenBLAS sgemm";
-    switch (ops_cuda_precision()) {
+    switch (o->options.precision) {
     case CUDA_BF16: return "cuBLAS bf16 GEMM (fp32 accumulation)";
     case CUDA_FP32: return "cuBLAS sgemm in full fp32";
     default: return "cuBLAS sgemm on TF32 tensor cores";
@@ -203,7 +203,7 @@ int bench_step(int argc, char **argv)
                                "the attention block %d",
                                chunks, c.context, chunks, c.attn_block);
 
-    ops_cpu_set_threads(threads);
+    device.threads = threads;
     char err[WANCP_ERRLEN];
     const ops *o = cli_device_open("bench", &device);
     if (o == NULL)
@@ -277,8 +277,8 @@ int bench_step(int argc, char **argv)
             "s:f, s:f, s:f, s:f}",
             "bench", "step", "layers", c.n_layers, "dim", c.dim, "heads", c.n_heads, "kv_heads", c.n_kv_heads,
             "ffn_dim", c.ffn_dim, "vocab", c.vocab, "seq", c.context, "attn_block", c.attn_block, "batch", batch,
-            "steps", steps, "blas", ops_cpu_blas_name(), "blas_core", ops_cpu_blas_core(), "threads", ops_cpu_threads(),
-            "sgemm_peak_gflops", peak, "sgemm_peak_shape", peak_shape, "matmul_params",
+            "steps", steps, "blas", ops_cpu_blas_name(), "blas_core", ops_cpu_blas_core(), "threads",
+            o->options.cpu_threads, "sgemm_peak_gflops", peak, "sgemm_peak_shape", peak_shape, "matmul_params",
             (json_int_t)model_matmul_params(&c), "step_flops", flops, "flops_formula",
             "6*matmul_params*tokens + 6*layers*seq^2*dim*batch", "step_s_median", median, "step_gflops", gflops,
             "ratio", gflops / peak, "tokens_per_s", tokens / median, "peak_rss_mb", rss_mb);
@@ -286,10 +286,10 @@ int bench_step(int argc, char **argv)
         json_object_set_new(j, "mfu", json_real(gflops / peak));
         json_object_set_new(j, "attention", json_string(device.fused_attention ? "fused" : "products"));
         char source[96];
-        snprintf(source, sizeof source, "%s on this %s, this run", peak_kind(gpu), gpu ? "device" : "host");
+        snprintf(source, sizeof source, "%s on this %s, this run", peak_kind(o), gpu ? "device" : "host");
         json_object_set_new(j, "peak_source", json_string(source));
         if (gpu)
-            json_object_set_new(j, "precision", json_string(cuda_precision_name(ops_cuda_precision())));
+            json_object_set_new(j, "precision", json_string(cuda_precision_name(o->options.precision)));
         json_object_set_new(j, "chunks", json_integer(chunks));
         json_object_set_new(j, "compressed", json_boolean(compress));
         if (compress) {
@@ -305,7 +305,7 @@ int bench_step(int argc, char **argv)
                c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.ffn_dim, c.vocab, batch, c.context, c.attn_block,
                device_name);
         printf("%-26s %12s\n", "# measure", "value");
-        printf("%-26s %12.1f  (%s, %s)\n", "matmul peak GFLOP/s", peak, peak_shape, peak_kind(gpu));
+        printf("%-26s %12.1f  (%s, %s)\n", "matmul peak GFLOP/s", peak, peak_shape, peak_kind(o));
         printf("%-26s %12.3f\n", "step seconds (median)", median);
         printf("%-26s %12.1f  (%.1f GFLOP per step)\n", "step GFLOP/s", gflops, flops / 1e9);
         printf("%-26s %12.2f%s\n", "ratio step / peak", gflops / peak, gpu ? "  (MFU)" : "");

@@ -311,17 +311,16 @@ static const ops CPU_OPS = {
     .adamw = cpu_adamw,
 };
 
-const ops *ops_cpu(void) { return &CPU_OPS; }
+const ops *ops_cpu_table(void) { return &CPU_OPS; }
 
-void ops_cpu_set_threads(int threads)
+int ops_cpu_configure_threads(int threads)
 {
     if (threads <= 0)
         threads = openblas_get_num_procs();
     openblas_set_num_threads(threads);
     pool_set_threads(threads);
+    return openblas_get_num_threads();
 }
-
-int ops_cpu_threads(void) { return openblas_get_num_threads(); }
 
 const char *ops_cpu_blas_name(void) { return openblas_get_config(); }
 

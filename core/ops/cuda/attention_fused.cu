@@ -35,7 +35,7 @@
 // while this one is used; one buffer (copy, wait, use) otherwise, or with
 // WANCP_FUSED_STAGES=1.
 //
-// Used with TF32 or bf16 on and when ops_cuda_set_fused_attention asks for it, for head dimensions
+// Used with TF32 or bf16 on and when the instance was made with fused_attention, for head dimensions
 // 16, 32, 64, 128 and 256 with 16-byte aligned operands; anything else takes the products
 // path, which is also the fp32 reference the tests hold to 1e-5. The kernels themselves are
 // in attention_fused_kernels.h, which the warp emulator's test also compiles for the host.
@@ -46,9 +46,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-namespace {
+namespace
+{
 
-bool g_fused_on;
 unsigned long long g_fused_launches;
 
 // The device's opt-in shared memory per block, and the most stages a kernel may take: 2
@@ -148,14 +148,11 @@ void attach_stored_ds(fused::fused_args *a, const attn_shape *shape)
     a->ds = (float *)g_ds.ptr, a->ds_ld = plan.ld, a->ds_rows = plan.rows;
 }
 
-bool aligned16(const void *p)
-{
-    return ((uintptr_t)p & 15u) == 0;
-}
+bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
 bool eligible(const attn_shape *shape, const void *const *ptrs, int count)
 {
-    if (!g_fused_on || g_cuda.precision == CUDA_FP32 || !fused::takes_head_dim(shape->head_dim))
+    if (!g_cuda.fused_attention || g_cuda.precision == CUDA_FP32 || !fused::takes_head_dim(shape->head_dim))
         return false;
     for (int i = 0; i < count; i++)
         if (!aligned16(ptrs[i]))
@@ -204,20 +201,7 @@ bool cuda_fused_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, 
                                limits(), stream_launch{});
 }
 
-extern "C" void ops_cuda_set_fused_attention(bool on)
-{
-    g_fused_on = on;
-}
-
-extern "C" bool ops_cuda_fused_attention(void)
-{
-    return g_fused_on;
-}
-
-extern "C" unsigned long long ops_cuda_fused_attention_launches(void)
-{
-    return g_fused_launches;
-}
+extern "C" unsigned long long ops_cuda_fused_attention_launches(void) { return g_fused_launches; }
 
 extern "C" const char *ops_cuda_fused_dq(int head_dim)
 {

@@ -3,6 +3,7 @@
 // reads and writes the same arrays after ops->sync. Every op is checked against the cpu
 // reference by tests/test_ops_cuda.c.
 #include "ops_cuda_internal.h"
+#include "ops_cuda.h"
 
 extern "C" {
 #include "../../base/status.h"
@@ -13,7 +14,7 @@ extern "C" {
 #include <stdio.h>
 #include <stdlib.h>
 
-cuda_context g_cuda = {NULL, NULL, CUDA_TF32, ""};
+cuda_context g_cuda = {NULL, NULL, CUDA_TF32, false, ""};
 
 void cuda_fatal(const char *what, const char *detail, const char *file, int line)
 {
@@ -695,7 +696,7 @@ static void apply_math_mode(void)
                                    g_cuda.precision == CUDA_TF32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
 }
 
-extern "C" const ops *ops_cuda(char *err, size_t errlen)
+extern "C" const ops *ops_cuda_table(char *err, size_t errlen)
 {
     static bool tried;
     if (!tried) {
@@ -713,14 +714,13 @@ extern "C" const ops *ops_cuda(char *err, size_t errlen)
     return &CUDA_OPS;
 }
 
-extern "C" void ops_cuda_set_precision(cuda_precision p)
+extern "C" void ops_cuda_configure(cuda_precision precision, bool fused_attention)
 {
-    g_cuda.precision = p;
+    g_cuda.precision = precision;
+    g_cuda.fused_attention = fused_attention;
     if (g_ready)
         apply_math_mode();
 }
-
-extern "C" cuda_precision ops_cuda_precision(void) { return g_cuda.precision; }
 
 extern "C" double ops_cuda_gemm_peak_gflops(int m, int n, int k)
 {

@@ -14,7 +14,8 @@ extern "C" {
 typedef struct cuda_context {
     cudaStream_t stream;
     cublasHandle_t blas;
-    cuda_precision precision;
+    cuda_precision precision; // what the instance was made with (ops_make)
+    bool fused_attention;
     char name[400];
 } cuda_context;
 
@@ -25,18 +26,18 @@ extern cuda_context g_cuda;
 // error; a rank that exits this way is reported by its peers and by the harness.
 [[noreturn]] void cuda_fatal(const char *what, const char *detail, const char *file, int line);
 
-#define CUDA_CHECK(call)                                                                                     \
-    do {                                                                                                     \
-        cudaError_t e_ = (call);                                                                             \
-        if (e_ != cudaSuccess)                                                                               \
-            cuda_fatal(#call, cudaGetErrorString(e_), __FILE__, __LINE__);                                   \
+#define CUDA_CHECK(call)                                                                                               \
+    do {                                                                                                               \
+        cudaError_t e_ = (call);                                                                                       \
+        if (e_ != cudaSuccess)                                                                                         \
+            cuda_fatal(#call, cudaGetErrorString(e_), __FILE__, __LINE__);                                             \
     } while (0)
 
-#define CUBLAS_CHECK(call)                                                                                   \
-    do {                                                                                                     \
-        cublasStatus_t s_ = (call);                                                                          \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                     \
-            cuda_fatal(#call, cublasGetStatusString(s_), __FILE__, __LINE__);                                \
+#define CUBLAS_CHECK(call)                                                                                             \
+    do {                                                                                                               \
+        cublasStatus_t s_ = (call);                                                                                    \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                               \
+            cuda_fatal(#call, cublasGetStatusString(s_), __FILE__, __LINE__);                                          \
     } while (0)
 
 // After a kernel launch: a bad configuration shows up here, not at the next sync.
@@ -60,9 +61,8 @@ const void *device_upload(device_buffer *b, const void *host, size_t bytes);
 // Row-major C (m, n) = alpha op(A) op(B) + beta C for batch products whose operands step
 // by stride_* floats (0: the same matrix for every product), with leading dimensions lda,
 // ldb, ldc in row-major terms. cuBLAS is column-major, so this computes C^T = op(B)^T op(A)^T.
-void gemm_rm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
-             long long stride_a, const float *b, int ldb, long long stride_b, float beta, float *c, int ldc,
-             long long stride_c, int batch);
+void gemm_rm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda, long long stride_a,
+             const float *b, int ldb, long long stride_b, float beta, float *c, int ldc, long long stride_c, int batch);
 
 // Grid size for a grid-stride loop over count elements.
 static inline unsigned grid_for(size_t count, unsigned threads)
@@ -77,9 +77,9 @@ void cuda_attn_block(attn_state *st, const float *q, const int32_t *q_pos, const
                      const int32_t *k_pos, int tk, const attn_shape *shape, float *scratch);
 void cuda_attn_end(float *o, float *lse, const attn_state *st, const attn_shape *shape);
 void cuda_attn_bwd_delta(float *delta, const float *o, const float *dout, int tq, const attn_shape *shape);
-void cuda_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos, int tq,
-                         const float *k, const float *v, const int32_t *k_pos, int tk, const float *dout,
-                         const float *lse, const float *delta, const attn_shape *shape, float *scratch);
+void cuda_attn_block_bwd(float *dq, float *dk, float *dv, const float *q, const int32_t *q_pos, int tq, const float *k,
+                         const float *v, const int32_t *k_pos, int tk, const float *dout, const float *lse,
+                         const float *delta, const attn_shape *shape, float *scratch);
 
 // The fused tensor-core kernels, in attention_fused.cu (positions are device copies): false,
 // having done nothing, when they are off or do not take this shape, precision or alignment.

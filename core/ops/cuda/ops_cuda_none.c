@@ -1,28 +1,22 @@
 /* The cuda backend's entry points in a build without nvcc: they say why there is none. */
-#include "../ops.h"
+#include "ops_cuda.h"
 
 #include "../../base/status.h"
 
-const ops *ops_cuda(char *err, size_t errlen)
+const ops *ops_cuda_table(char *err, size_t errlen)
 {
     wancp_fail(err, errlen, WANCP_ERR_INPUT,
                "device cuda: this build has no CUDA backend (nvcc was not found when it was configured)");
     return NULL;
 }
 
-void ops_cuda_set_precision(cuda_precision p) { (void)p; }
-
-cuda_precision ops_cuda_precision(void) { return CUDA_TF32; }
+void ops_cuda_configure(cuda_precision precision, bool fused_attention) { (void)precision, (void)fused_attention; }
 
 double ops_cuda_gemm_peak_gflops(int m, int n, int k)
 {
     (void)m, (void)n, (void)k;
     return 0.0;
 }
-
-void ops_cuda_set_fused_attention(bool on) { (void)on; }
-
-bool ops_cuda_fused_attention(void) { return false; }
 
 unsigned long long ops_cuda_fused_attention_launches(void) { return 0; }
 
