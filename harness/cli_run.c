@@ -92,7 +92,7 @@ static void describe_link(const scenario *s, const scenario_arm *a, const char *
 }
 
 /* The rank command line of an arm: wancp train with the scenario's values. */
-typedef struct arm_argv { /* room for every option of train once, the method's switches included */
+typedef struct arm_argv { /* room for every option of train once, the table's switches included */
     char *argv[128];
     char text[64][1100];
     int n, ntext;
@@ -132,9 +132,6 @@ static void build_argv(const scenario *s, const scenario_arm *a, const char *met
     add_value(v, "--eval-every", "%d", s->eval_every);
     add_value(v, "--val-tokens", "%ld", s->val_tokens);
     add_value(v, "--seed", "%lu", s->seed);
-    add_value(v, "--wire", "%s", s->wire);
-    add_value(v, "--device", "%s", s->device);
-    add_value(v, "--precision", "%s", s->precision);
     add_value(v, "--sync", "%c", a->sync ? a->sync : s->sync);
     add_value(v, "--sync-every", "%d", a->sync_every ? a->sync_every : s->sync_every);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -148,7 +145,7 @@ static void build_argv(const scenario *s, const scenario_arm *a, const char *met
         if (a->compress_last)
             add(v, "--compress-last");
     }
-    for (int i = 0; i < RUN_NOPTIONS; i++) { /* the method's switches, as the table spells them */
+    for (int i = 0; i < RUN_NOPTIONS; i++) { /* the table's switches, as it spells them */
         const run_option *o = &RUN_OPTIONS[i];
         const char *value = scenario_method(s, a, i);
         if (value[0] == 0 || (o->compress_only && !a->compress) || strcmp(value, "false") == 0)

@@ -43,12 +43,6 @@ static const char USAGE[] =
     "  --resume FILE         continue a checkpointed run (bitwise as if never stopped)\n"
     "  --stop-after N        stop once N steps are done (checkpoint written); resume later\n"
     "  --threads N           BLAS threads (default: one per CPU)\n"
-    "  --device cpu|cuda (cpu)  where the maths runs: OpenBLAS, or CUDA kernels and cuBLAS\n"
-    "  --precision tf32|bf16|fp32 (tf32)  cuda's products (matmuls, attention) on tensor cores\n"
-    "                  with TF32 or bf16 operands, or in full fp32; all accumulate in fp32\n"
-    "  --attention products|fused (products)  cuda attention as cuBLAS products around row\n"
-    "                  kernels, or fused tensor-core kernels that keep score tiles on chip\n"
-    "                  (tf32 or bf16; head dimensions 16, 32, 64, 128, 256)\n"
     "  --transport tcp|nccl (tcp)  nccl: the weight sync as NCCL collectives on the GPU (one GPU per rank,\n"
     "                        cuda only); K/V always go over TCP, staged through pinned host memory\n"
     "Context parallelism (each of P ranks holds 2 chunks of every sequence):\n"
@@ -56,7 +50,6 @@ static const char USAGE[] =
     "  --sync S|A (S)        S: all-reduce gradients every step; A: average weights every --sync-every\n"
     "  --sync-every C (10)   Mode A's interval\n"
     "  --chunks N            one process: the same model over N chunks of the sequence (no network)\n"
-    "  --wire bf16|fp32 (bf16) element type of K/V, C and E on the wire (theta and tau: fp32)\n"
     "  Under srun, mpirun or torchrun, ranks come from RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT\n"
     "  (or SLURM_PROCID/SLURM_NTASKS, OMPI_COMM_WORLD_RANK/SIZE); WANCP_COMM_TIMEOUT (s, 60)\n"
     "  bounds how long a rank waits for a silent peer. Rank 0 prints and writes metrics;\n"
@@ -207,7 +200,7 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "tied_head=%d rope_theta=%g norm_eps=%g\n"
             "# optim: lr=%g lr_final_frac=%g warmup=%d steps=%d beta1=%g beta2=%g eps=%g weight_decay=%g clip=%g\n"
             "# data: train=%s val=%s batch=%d seq=%d val_tokens=%ld\n# seed: %llu\n"
-            "# cp: ranks=%d sync=%s sync_every=%d chunks=%d wire=%s (bytes columns: rank 0's payload sent, "
+            "# cp: ranks=%d sync=%s sync_every=%d chunks=%d (bytes columns: rank 0's payload sent, "
             "cumulative; comm_ms: time blocked on communication, compute_ms the rest of step_ms)\n"
             "# compression: compress=%d warm_steps=%d compress_last=%d\n"
             "# method:%s\n"
@@ -224,16 +217,20 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             o->warmup_steps, o->total_steps, (double)o->beta1, (double)o->beta2, (double)o->eps,
             (double)o->weight_decay, (double)o->grad_clip, t->tc.train_path, t->tc.val_path, t->tc.batch, t->tc.seq,
             t->tc.val_tokens, (unsigned long long)t->tc.seed, t->tc.comm ? comm_size(t->tc.comm) : 1,
-            t->tc.sync_mode == SYNC_EVERY_STEP ? "S" : "A", t->tc.sync_every, t->tc.chunks,
-            t->tc.cp.wire_bf16 ? "bf16" : "fp32", m->psi_k > 0, t->tc.warm_steps, t->tc.cp.compress_last, method);
+            t->tc.sync_mode == SYNC_EVERY_STEP ? "S" : "A", t->tc.sync_every, t->tc.chunks, m->psi_k > 0,
+            t->tc.warm_steps, t->tc.cp.compress_last, method);
     return 0;
 }
 
-/* The run-options table's switches into the trainer's config; with compression, the derived
+/* The run-options table's switches into the trainer's config and the backend's options; with compression, the derived
  * values (ranks, covariance steps, Stiefel step size) are resolved and written back into m
  * as given, so the metrics header's "# method:" line says what ran. */
-static void apply_method(run_method *m, trainer_config *c, bool compress)
+static void apply_method(run_method *m, trainer_config *c, cli_device *device, bool compress)
 {
+    c->cp.wire_bf16 = m->wire == 0;
+    device->name = m->device == 1 ? "cuda" : "cpu";
+    device->precision = (cuda_precision)m->precision;
+    device->fused_attention = m->attention == 1;
     c->cp_layout = m->cp_layout == 0 ? CP_ZIGZAG : CP_CONTIGUOUS;
     c->cp.regather = m->kv_regather;
     c->cp.cheap_rotation = m->cheap_rotation;
@@ -286,13 +283,9 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         O_SYNC,
         O_SYNC_EVERY,
         O_CHUNKS,
-        O_WIRE,
         O_COMPRESS,
         O_WARM_STEPS,
         O_COMPRESS_LAST,
-        O_DEVICE,
-        O_PRECISION,
-        O_ATTENTION,
         O_TRANSPORT,
         O_METHOD = 1024, /* + the row of the run-options table */
     };
@@ -321,13 +314,9 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
         {"sync", 1, 0, O_SYNC},
         {"sync-every", 1, 0, O_SYNC_EVERY},
         {"chunks", 1, 0, O_CHUNKS},
-        {"wire", 1, 0, O_WIRE},
         {"compress", 0, 0, O_COMPRESS},
         {"warm-steps", 1, 0, O_WARM_STEPS},
         {"compress-last", 0, 0, O_COMPRESS_LAST},
-        {"device", 1, 0, O_DEVICE},
-        {"precision", 1, 0, O_PRECISION},
-        {"attention", 1, 0, O_ATTENTION},
         {"transport", 1, 0, O_TRANSPORT},
         {"help", 0, 0, 'h'},
     };
@@ -358,7 +347,6 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     c->sync_every = 10;
     c->model.n_kv_heads = 0;
     c->model.attn_block = 0;
-    c->cp.wire_bf16 = true;
     int warmup = -1, compress = 0, warm_steps = -1;
     bool compress_only = false; /* a compression option was given */
     run_method *m = &t->method;
@@ -450,20 +438,12 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
             bad = cli_parse_ulong("train", name, optarg, 1, CP_MAX_LOCAL, &u);
             c->chunks = (int)u;
             break;
-        case O_WIRE:
-            if (strcmp(optarg, "bf16") != 0 && strcmp(optarg, "fp32") != 0)
-                return cli_usage_error("train", "--wire '%s': expected bf16 or fp32", optarg);
-            c->cp.wire_bf16 = strcmp(optarg, "bf16") == 0;
-            break;
         case O_COMPRESS: compress = 1; break;
         case O_TRANSPORT:
             if (strcmp(optarg, "tcp") != 0 && strcmp(optarg, "nccl") != 0)
                 return cli_usage_error("train", "--transport '%s': expected tcp or nccl", optarg);
             t->nccl = strcmp(optarg, "nccl") == 0;
             break;
-        case O_DEVICE:
-        case O_PRECISION:
-        case O_ATTENTION: bad = cli_device_option("train", name, optarg, &t->device); break;
         case O_WARM_STEPS:
             bad = cli_parse_ulong("train", name, optarg, 0, 100000000, &u);
             warm_steps = (int)u;
@@ -475,7 +455,8 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
             break;
         case 'h':
             fputs(USAGE, stdout);
-            printf("Method switches (a scenario sets each in [train] or per [arm NAME], under the key in brackets):\n");
+            printf("Method and runtime switches (a scenario sets each in [train] or per [arm NAME], under the key in "
+                   "brackets):\n");
             run_option_usage(stdout);
             fputs(USAGE_END, stdout);
             return -1;
@@ -526,13 +507,13 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     if (compress_only && !compress)
         return cli_usage_error("train", "compression options need --compress");
     if (!compress)
-        apply_method(m, c, false);
+        apply_method(m, c, &t->device, false);
     if (compress) {
         if (t->ranks < 2 && c->chunks == 0 && getenv("WORLD_SIZE") == NULL && getenv("SLURM_NTASKS") == NULL &&
             getenv("OMPI_COMM_WORLD_SIZE") == NULL)
             return cli_usage_error("train", "--compress needs chunks to compress: --ranks P or --chunks N");
         c->warm_steps = warm_steps >= 0 ? warm_steps : c->optim.total_steps / 10;
-        apply_method(m, c, true);
+        apply_method(m, c, &t->device, true);
         if (c->cp.cheap_rotation && (c->cp.planes > 0 || c->cp.stiefel))
             return cli_usage_error("train", "--cheap-rotation fixes the planes to the basis: not with --planes or "
                                             "--stiefel");

@@ -1,4 +1,5 @@
 #include "cli.h"
+#include "run_options.h"
 
 #include "../core/ops/ops.h"
 #include "../core/base/status.h"
@@ -172,20 +173,18 @@ void cli_print_json(json_t *o)
 
 int cli_device_option(const char *cmd, const char *opt, const char *text, cli_device *d)
 {
-    if (strcmp(opt, "--device") == 0) {
-        if (strcmp(text, "cpu") != 0 && strcmp(text, "cuda") != 0)
-            return cli_usage_error(cmd, "--device '%s': expected cpu or cuda", text);
-        d->name = text;
-        return 0;
-    }
-    if (strcmp(opt, "--attention") == 0) {
-        if (strcmp(text, "products") != 0 && strcmp(text, "fused") != 0)
-            return cli_usage_error(cmd, "--attention '%s': expected products or fused", text);
-        d->fused_attention = strcmp(text, "fused") == 0;
-        return 0;
-    }
-    if (!cuda_precision_parse(text, &d->precision))
-        return cli_usage_error(cmd, "--precision '%s': expected tf32, bf16 or fp32", text);
+    const int row = run_option_find(opt + 2); /* the run-options table spells them */
+    char why[128] = "not a device option";
+    if (row < 0 || run_option_check(row, text, why, sizeof why) != 0)
+        return cli_usage_error(cmd, "%s '%s': %s", opt, text, why);
+    run_method m = run_method_defaults();
+    run_method_set(&m, row, text);
+    if (strcmp(opt, "--device") == 0)
+        d->name = m.device == 1 ? "cuda" : "cpu";
+    else if (strcmp(opt, "--attention") == 0)
+        d->fused_attention = m.attention == 1;
+    else
+        d->precision = (cuda_precision)m.precision;
     return 0;
 }
 

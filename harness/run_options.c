@@ -1,5 +1,7 @@
-/* The table of the method's switches (run_options.h). */
+/* The table of the method's and the runtime's switches (run_options.h). */
 #include "run_options.h"
+
+#include "../core/ops/ops.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -11,6 +13,16 @@
 /* Ranges as wancp train takes them (run_cli checks that train refuses what lies outside). */
 #define FIELD(name) offsetof(run_method, name)
 const run_option RUN_OPTIONS[] = {
+    {"wire", "--wire", RUN_OPT_CHOICE, 0, 0, "bf16|fp32", false, "bf16", FIELD(wire),
+     "element type of K/V, C and E on the wire (theta and tau: fp32)"},
+    {"device", "--device", RUN_OPT_CHOICE, 0, 0, "cpu|cuda", false, "cpu", FIELD(device),
+     "where the maths runs: OpenBLAS, or CUDA kernels and cuBLAS (an arm's ranks share the first GPU)"},
+    {"precision", "--precision", RUN_OPT_CHOICE, 0, 0, "tf32|fp32|bf16", false, "tf32", FIELD(precision),
+     "cuda's products (matmuls, attention) on tensor cores with TF32 or bf16 operands, or in full\n"
+     "        fp32; all accumulate in fp32"},
+    {"attention", "--attention", RUN_OPT_CHOICE, 0, 0, "products|fused", false, "products", FIELD(attention),
+     "cuda attention as cuBLAS products around row kernels, or fused tensor-core kernels that keep\n"
+     "        score tiles on chip (tf32 or bf16; head dimensions 16, 32, 64, 128, 256)"},
     {"cp_layout", "--cp-layout", RUN_OPT_CHOICE, 0, 0, "zigzag|contiguous", false, "zigzag", FIELD(cp_layout),
      "which chunks a rank holds"},
     {"kv_regather", "--kv-regather", RUN_OPT_BOOL, 0, 0, NULL, false, "false", FIELD(kv_regather),
@@ -40,10 +52,28 @@ const run_option RUN_OPTIONS[] = {
      "rank 0 re-broadcasts U0 every this many steps (removes drift)"},
 };
 #undef FIELD
+_Static_assert(CUDA_TF32 == 0 && CUDA_FP32 == 1 && CUDA_BF16 == 2, "precision's choices are cuda_precision's values");
 const int RUN_NOPTIONS = (int)(sizeof RUN_OPTIONS / sizeof RUN_OPTIONS[0]);
 _Static_assert(sizeof RUN_OPTIONS / sizeof RUN_OPTIONS[0] <= RUN_OPTIONS_MAX, "raise RUN_OPTIONS_MAX");
 
 static int choice_index(const char *choices, const char *text);
+
+/* "expected a, b or c, or auto" from "a|b|c". */
+static void spell_choices(const char *choices, char *out, size_t len)
+{
+    int n = 1;
+    for (const char *c = choices; *c; c++)
+        n += *c == '|';
+    size_t used = (size_t)snprintf(out, len, "expected ");
+    int k = 0;
+    for (const char *c = choices; *c && used < len; k++) {
+        size_t w = strcspn(c, "|");
+        used += (size_t)snprintf(out + used, len - used, "%s%.*s", k == 0 ? "" : k == n - 1 ? " or " : ", ", (int)w, c);
+        c += w + (c[w] == '|');
+    }
+    if (used < len)
+        snprintf(out + used, len - used, ", or auto");
+}
 
 int run_option_find(const char *key)
 {
@@ -73,7 +103,7 @@ int run_option_check(int i, const char *text, char *why, size_t len)
     case RUN_OPT_CHOICE:
         if (choice_index(o->choices, text) >= 0)
             return 0;
-        snprintf(why, len, "expected %s or auto", o->choices);
+        spell_choices(o->choices, why, len);
         return -1;
     case RUN_OPT_INT: {
         long x = strtol(text, &end, 10);

@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 /*
- * The method's switches as one table of rows: each names its INI key (in a scenario's
+ * The method's and the runtime's switches as one table of rows: each names its INI key (in a scenario's
  * [train], for every arm, or an [arm NAME], for that arm), the `wancp train` option it
  * becomes on the arm's rank command line, its type and range, its default, one line of help
  * and the field of run_method it fills. Everything that spells a switch reads it: the
@@ -37,6 +37,10 @@ typedef struct run_option {
 /* The switches' values in one run, as `wancp train` holds them; given[i]: row i was set
  * (otherwise the field holds the row's fallback, or 0 where the value is derived). */
 typedef struct run_method {
+    int wire;      /* 0 bf16, 1 fp32 */
+    int device;    /* 0 cpu, 1 cuda */
+    int precision; /* a cuda_precision: 0 tf32, 1 fp32, 2 bf16 */
+    int attention; /* 0 products, 1 fused */
     int cp_layout; /* 0 zigzag, 1 contiguous (CP_ZIGZAG, CP_CONTIGUOUS) */
     bool kv_regather;
     int rank_k, rank_v, psi_k, planes;

@@ -112,7 +112,7 @@ static scenario_arm *arm_named(parse *ps, const char *name)
     return a;
 }
 
-/* A method switch (run_options.h) into values; false when key is not one. */
+/* A switch of the run-options table into values; false when key is not one. */
 static bool method_key(parse *ps, char (*values)[RUN_OPTION_VALUE], const char *sec, const char *key, const char *v)
 {
     int i = run_option_find(key);
@@ -159,7 +159,7 @@ static void arm_key(parse *ps, scenario_arm *a, const char *sec, const char *key
     } else if (!method_key(ps, a->method, sec, key, v)) {
         problem(ps,
                 "[%s] unknown key '%s' (profile, link_model, compress, compress_last, warm_steps, sync, "
-                "sync_every, straggler, or a method switch: %s)",
+                "sync_every, straggler, or a switch of the run-options table: %s)",
                 sec, key, run_option_keys());
     }
 }
@@ -219,30 +219,14 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
             set_int(ps, sec, key, v, 0, 100000000, &s->eval_every);
         else if (strcmp(key, "val_tokens") == 0)
             set_long(ps, sec, key, v, 1, 1L << 40, &s->val_tokens);
-        else if (strcmp(key, "wire") == 0) {
-            if (strcmp(v, "bf16") != 0 && strcmp(v, "fp32") != 0)
-                problem(ps, "[train] wire = '%s': expected bf16 or fp32", v);
-            else
-                snprintf(s->wire, sizeof s->wire, "%s", v);
-        } else if (strcmp(key, "device") == 0) {
-            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
-                problem(ps, "[train] device = '%s': expected cpu or cuda", v);
-            else
-                snprintf(s->device, sizeof s->device, "%s", v);
-        } else if (strcmp(key, "precision") == 0) {
-            cuda_precision p;
-            if (!cuda_precision_parse(v, &p))
-                problem(ps, "[train] precision = '%s': expected tf32, bf16 or fp32", v);
-            else
-                snprintf(s->precision, sizeof s->precision, "%s", v);
-        } else if (strcmp(key, "sync") == 0)
+        else if (strcmp(key, "sync") == 0)
             set_sync(ps, sec, key, v, &s->sync);
         else if (strcmp(key, "sync_every") == 0)
             set_int(ps, sec, key, v, 1, 1000000, &s->sync_every);
         else if (!method_key(ps, s->method, sec, key, v))
             problem(ps,
-                    "[train] unknown key '%s' (train, val, batch, lr, warmup, eval_every, val_tokens, wire, sync, "
-                    "sync_every, device, precision, or a method switch: %s)",
+                    "[train] unknown key '%s' (train, val, batch, lr, warmup, eval_every, val_tokens, sync, "
+                    "sync_every, or a switch of the run-options table: %s)",
                     key, run_option_keys());
     } else if (strncmp(sec, "arm ", 4) == 0 && sec[4] != 0) {
         scenario_arm *a = arm_named(ps, sec + 4);
@@ -340,11 +324,8 @@ int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, c
                     .warmup = -1,
                     .eval_every = 50,
                     .val_tokens = 65536,
-                    .wire = "bf16",
                     .sync = 'S',
-                    .sync_every = 10,
-                    .device = "cpu",
-                    .precision = "tf32"};
+                    .sync_every = 10};
     snprintf(s->path, sizeof s->path, "%s", path);
     snprintf(s->dir, sizeof s->dir, "%s", path);
     char *slash = strrchr(s->dir, '/');
@@ -401,7 +382,14 @@ void scenario_free(scenario *s)
 
 const char *scenario_method(const scenario *s, const scenario_arm *a, int i)
 {
-    return a->method[i][0] ? a->method[i] : s->method[i];
+    return a != NULL && a->method[i][0] ? a->method[i] : s->method[i];
+}
+
+const char *scenario_switch(const scenario *s, const scenario_arm *a, const char *key)
+{
+    const int i = run_option_find(key);
+    const char *v = scenario_method(s, a, i);
+    return v[0] ? v : RUN_OPTIONS[i].fallback != NULL ? RUN_OPTIONS[i].fallback : "auto";
 }
 
 void scenario_write(const scenario *s, FILE *f)
@@ -414,11 +402,11 @@ void scenario_write(const scenario *s, FILE *f)
             s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->context, s->vocab);
     fprintf(f,
             "[train]\ntrain = %s\nval = %s\nbatch = %d\nlr = %g\nwarmup = %d\neval_every = %d\nval_tokens = %ld\n"
-            "wire = %s\nsync = %c\nsync_every = %d\ndevice = %s\nprecision = %s\n",
+            "sync = %c\nsync_every = %d\n",
             s->train, s->val, s->batch, s->lr, s->warmup >= 0 ? s->warmup : s->steps / 10, s->eval_every, s->val_tokens,
-            s->wire, s->sync, s->sync_every, s->device, s->precision);
+            s->sync, s->sync_every);
     for (int i = 0; i < RUN_NOPTIONS; i++)
-        fprintf(f, "%s = %s\n", RUN_OPTIONS[i].key, s->method[i][0] ? s->method[i] : "auto");
+        fprintf(f, "%s = %s\n", RUN_OPTIONS[i].key, scenario_switch(s, NULL, RUN_OPTIONS[i].key));
     for (int i = 0; i < s->narms; i++) {
         const scenario_arm *a = &s->arms[i];
         fprintf(f,
@@ -433,9 +421,8 @@ void scenario_write(const scenario *s, FILE *f)
         else
             fprintf(f, "straggler = none\n");
         for (int k = 0; k < RUN_NOPTIONS; k++) { /* an uncompressed arm takes no switch of the compression */
-            const char *v = scenario_method(s, a, k);
             if (!RUN_OPTIONS[k].compress_only || a->compress)
-                fprintf(f, "%s = %s\n", RUN_OPTIONS[k].key, v[0] ? v : "auto");
+                fprintf(f, "%s = %s\n", RUN_OPTIONS[k].key, scenario_switch(s, a, RUN_OPTIONS[k].key));
         }
     }
 }

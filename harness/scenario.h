@@ -15,15 +15,13 @@
  *   [scenario]  name, ranks, steps, seed, target_val_loss, dilation (>= 1), timeout (s per arm)
  *   [model]     layers, dim, heads, kv_heads, ffn, context, vocab
  *   [train]     train, val (shards, relative to the scenario's folder), batch, lr, warmup,
- *               eval_every, val_tokens, wire (bf16|fp32), sync (S|A), sync_every,
- *               device (cpu|cuda: the ranks of an arm share the machine's first GPU),
- *               precision (tf32|bf16|fp32, cuda's product operands)
- *               and any method switch of run_options.h (rank_k, psi_k, stiefel, ...), for
- *               every arm
+ *               eval_every, val_tokens, sync (S|A), sync_every, and any switch of the
+ *               run-options table (run_options.h: wire, device, precision, attention,
+ *               rank_k, psi_k, stiefel, ...), for every arm
  *   [arm NAME]  profile (a link profile file, or none: unshaped), link_model (uplink|mesh),
  *               compress (true|false), compress_last (true|false), warm_steps, sync,
  *               sync_every (the arm's own), straggler (RANK:K: that rank's links at the
- *               profile's rate / K), and any method switch of run_options.h for this arm;
+ *               profile's rate / K), and any switch of the run-options table for this arm;
  *               NAME: 1 to 63 of A-Z a-z 0-9 @ + _ -
  *
  * The whole file is read and checked before anything uses it: every problem is reported at
@@ -61,8 +59,6 @@ typedef struct scenario {
     int batch, warmup, eval_every;
     long val_tokens;
     double lr;
-    char wire[8];
-    char device[8], precision[8];
     char sync;
     int sync_every;
     char method[RUN_OPTIONS_MAX][RUN_OPTION_VALUE]; /* run_options.h rows for every arm; "": auto */
@@ -81,6 +77,10 @@ int scenario_check_data(const scenario *s, char *err, size_t errlen);
 
 /* The value of run option i for arm a: the arm's, else [train]'s; "" when auto. */
 const char *scenario_method(const scenario *s, const scenario_arm *a, int i);
+
+/* The value of the run-options row key for arm a (NULL: the [train] value for every arm),
+ * with the row's default where none is set; "auto" for a row whose default is derived. */
+const char *scenario_switch(const scenario *s, const scenario_arm *a, const char *key);
 
 /* The resolved scenario as INI (every value explicit), so a run can be repeated exactly. */
 void scenario_write(const scenario *s, FILE *f);

@@ -40,7 +40,7 @@ tiny=(--train "$data/brown_bytes_train.bin" --val "$data/brown_bytes_val.bin" --
       --eval-every 25 --val-tokens 2048 --threads 2 --seed 3)
 
 expect2 "expected cpu or cuda" "$wancp" train "${tiny[@]}" --device tpu
-expect2 "expected tf32, bf16 or fp32" "$wancp" train "${tiny[@]}" --precision fp16
+expect2 "expected tf32, fp32 or bf16" "$wancp" train "${tiny[@]}" --precision fp16
 expect2 "expected cpu or cuda" "$wancp" bench step --device gpu
 expect2 "expected tcp or nccl" "$wancp" train "${tiny[@]}" --transport mpi
 expect2 "needs --device cuda" "$wancp" train "${tiny[@]}" --transport nccl

@@ -80,7 +80,7 @@ for needle in "bad.ini:2: [scenario] name = 'Bad Name'" "bad.ini:4: [scenario] s
               "--set scenario.seed=-1: [scenario] seed = '-1'" "--set arm.b.compress=true: no arm 'b'" \
               "does not split into 2 x 3 chunks" "dim = 256 is not divisible by heads = 5" \
               "[arm a] profile: $work/nowhere.ini: cannot open" "[train] device = 'tpu': expected cpu or cuda" \
-              "[train] precision = 'fp16': expected tf32, bf16 or fp32" "[arm a] straggler = 9:4: the scenario has ranks 0 to 2" \
+              "[train] precision = 'fp16': expected tf32, fp32 or bf16" "[arm a] straggler = 9:4: the scenario has ranks 0 to 2" \
               "bad.ini:15: [arm c] straggler = '1:x': expected RANK:K" "[arm d] straggler: an unshaped arm has no rate"; do
   check "names: $needle" 'grep -qF -- "$needle" "$work/err"'
 done
@@ -165,6 +165,7 @@ kv_regather = true
 profile = none
 compress = true
 warm_steps = 2
+wire = fp32
 cp_layout = contiguous
 kv_regather = true
 rank_k = 3
@@ -181,7 +182,7 @@ INI
 "$wancp" check scenario "$work/switches.ini" >"$work/switches_resolved.ini" 2>"$work/err"
 check "every method switch per arm: accepted" '[ $? = 0 ]' || cat "$work/err"
 sed -n '/^\[arm every\]/,$p' "$work/switches_resolved.ini" >"$work/every.ini"
-for kv in "cp_layout = contiguous" "kv_regather = true" "rank_k = 3" "rank_v = 5" "psi_k = 2" "planes = 12" \
+for kv in "wire = fp32" "cp_layout = contiguous" "kv_regather = true" "rank_k = 3" "rank_v = 5" "psi_k = 2" "planes = 12" \
           "cheap_rotation = false" "cov_steps = 2" "unplug_at = 0.75" "check_shared = true" "stiefel = true" \
           "stiefel_lr = 0.001" "stiefel_every = 3"; do
   check "resolved print of the arm: $kv" 'grep -qxF "$kv" "$work/every.ini"'
@@ -190,11 +191,13 @@ check "an uncompressed arm's resolved print has no switch of the compression" \
   '! sed -n "/^\[arm plain\]/,/^\[arm every\]/p" "$work/switches_resolved.ini" | grep -q "^rank_k\|^stiefel"'
 "$wancp" run "$work/switches.ini" --dry-run >"$work/dry.txt" 2>/dev/null
 line=$(grep "^; arm every, each rank: " "$work/dry.txt" | sed 's/^; arm every, each rank: wancp train //')
-for flag in "--cp-layout contiguous" "--kv-regather" "--rank-k 3" "--rank-v 5" "--psi-k 2" "--planes 12" \
+for flag in "--wire fp32" "--cp-layout contiguous" "--kv-regather" "--rank-k 3" "--rank-v 5" "--psi-k 2" "--planes 12" \
             "--cov-steps 2" "--unplug-at 0.75" "--check-shared" "--stiefel" "--stiefel-lr 0.001" "--stiefel-every 3"; do
   check "the arm's rank command line: $flag" 'grep -qF -- " $flag " <<<" $line "'
 done
 check "cheap_rotation = false adds no option" '! grep -qF -- "--cheap-rotation" <<<"$line"'
+plain_line=$(grep "^; arm plain, each rank: " "$work/dry.txt")
+check "a runtime switch set in one arm stays in that arm" '! grep -qF -- "--wire fp32" <<<"$plain_line"'
 # shellcheck disable=SC2086
 "$wancp" train ${line/DIR\/ARM\/metrics.csv/$work/every.csv} --ranks 2 >/dev/null 2>"$work/train.err"
 check "train takes the arm's command line and records the switches" \
@@ -203,18 +206,19 @@ check "train takes the arm's command line and records the switches" \
 # The metrics header's "# method:" line is every switch as the table spells it: pasted into a
 # scenario's [train] it is accepted and resolves to the same values.
 method=$(grep "^# method:" "$work/every.csv" | sed 's/^# method: //')
-check "the metrics header names all 13 switches" '[ "$(wc -w <<<"$method")" = 13 ]'
+check "the metrics header names all 17 switches" '[ "$(wc -w <<<"$method")" = 17 ]'
 { printf '[scenario]\nname = back\nranks = 2\nsteps = 20\n[train]\n'; tr ' ' '\n' <<<"$method" | sed 's/=/ = /'
   printf '[arm c]\nprofile = none\ncompress = true\nwarm_steps = 2\n'; } >"$work/back.ini"
 "$wancp" check scenario "$work/back.ini" >"$work/back_resolved.ini" 2>"$work/err"
 check "the \"# method:\" line, as a scenario's [train], is accepted" '[ $? = 0 ]' || cat "$work/err"
-for kv in "cp_layout = contiguous" "rank_k = 3" "rank_v = 5" "psi_k = 2" "planes = 12" "cov_steps = 2" \
+for kv in "wire = fp32" "cp_layout = contiguous" "rank_k = 3" "rank_v = 5" "psi_k = 2" "planes = 12" "cov_steps = 2" \
           "unplug_at = 0.75" "stiefel_lr = 0.001" "stiefel_every = 3"; do
   check "and resolves as the run ran: $kv" 'grep -qxF "$kv" "$work/back_resolved.ini"'
 done
 # --help lists every row of the table, with its scenario key.
 "$wancp" train --help >"$work/help.txt"
-for row in "--cp-layout zigzag|contiguous (zigzag) [cp_layout]" "--kv-regather [kv_regather]" "--rank-k N [rank_k]" \
+for row in "--wire bf16|fp32 (bf16) [wire]" "--device cpu|cuda (cpu) [device]" "--precision tf32|fp32|bf16 (tf32) [precision]" \
+           "--attention products|fused (products) [attention]" "--cp-layout zigzag|contiguous (zigzag) [cp_layout]" "--kv-regather [kv_regather]" "--rank-k N [rank_k]" \
            "--rank-v N [rank_v]" "--psi-k N (1) [psi_k]" "--planes N [planes]" "--cheap-rotation [cheap_rotation]" \
            "--cov-steps N (10) [cov_steps]" "--unplug-at X (0) [unplug_at]" "--check-shared [check_shared]" \
            "--stiefel [stiefel]" "--stiefel-lr X [stiefel_lr]" "--stiefel-every N (10) [stiefel_every]"; do

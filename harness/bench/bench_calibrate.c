@@ -112,7 +112,8 @@ static int time_variant(comm *cm, const scenario *s, bool compress, bool exchang
     if (rc != WANCP_OK)
         return rc;
     cp_layout layout = {.kind = CP_ZIGZAG, .ranks = s->ranks, .chunk = chunk};
-    cp_options co = {.wire_bf16 = strcmp(s->wire, "bf16") == 0, .compress_last = true, .seed = 3};
+    cp_options co = {
+        .wire_bf16 = strcmp(scenario_switch(s, NULL, "wire"), "bf16") == 0, .compress_last = true, .seed = 3};
     rc = cp_attention_init(&cp, s->ranks > 1 ? cm : NULL, &layout, &co, &m, err, errlen);
     if (rc == WANCP_OK && compress)
         rc = cp_attention_set_compression(&cp, &m, true, err, errlen);
@@ -353,7 +354,7 @@ static sim_setup setup_of(const scenario *s, const sim_hardware *hw, bool compre
     sim_setup st = {.hw = *hw,
                     .compress = compress,
                     .compress_last = true,
-                    .wire_bytes = strcmp(s->wire, "bf16") == 0 ? 2 : 4,
+                    .wire_bytes = strcmp(scenario_switch(s, NULL, "wire"), "bf16") == 0 ? 2 : 4,
                     .sync = 'N',
                     .time_scale = 1};
     st.shape = (sim_shape){.ranks = s->ranks,

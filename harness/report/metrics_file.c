@@ -53,6 +53,7 @@ static void read_header(metrics_file *m, const char *line)
     } else if (strncmp(line, "# method:", 9) == 0) { /* the run-options table's keys */
         char regather[8] = "";
         header_word(line, "cp_layout", m->layout, sizeof m->layout);
+        header_word(line, "wire", m->wire, sizeof m->wire);
         header_word(line, "kv_regather", regather, sizeof regather);
         if (regather[0])
             snprintf(m->kv, sizeof m->kv, "%s", strcmp(regather, "true") == 0 ? "regathered" : "cached");

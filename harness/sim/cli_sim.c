@@ -259,7 +259,7 @@ static int setup_arm(const sim_cli *o, const scenario *s, const sim_hardware *hw
     st->compress = arm->compress;
     st->compress_last = arm->compress_last;
     st->warm_steps = arm->warm_steps >= 0 ? arm->warm_steps : s->steps / 10;
-    st->wire_bytes = strcmp(s->wire, "bf16") == 0 ? 2 : 4;
+    st->wire_bytes = strcmp(scenario_switch(s, arm, "wire"), "bf16") == 0 ? 2 : 4;
     st->sync = arm->sync != 0 ? arm->sync : s->sync;
     st->sync_every = arm->sync_every != 0 ? arm->sync_every : s->sync_every;
     st->sync_overlap = o->sync_overlap;
