@@ -243,9 +243,7 @@ static void apply_method(run_method *m, trainer_config *c, cli_device *device, b
         return;
     const int rank_k = run_option_find("rank_k"), rank_v = run_option_find("rank_v");
     const int stiefel_lr = run_option_find("stiefel_lr");
-    c->model.psi_k = m->psi_k;
-    c->model.rank_k = m->given[rank_k] ? m->rank_k : model_default_rank_k(&c->model);
-    c->model.rank_v = m->given[rank_v] ? m->rank_v : model_default_rank_v(&c->model);
+    run_method_compression(m, &c->model);
     c->cov_steps = m->cov_steps < c->warm_steps ? m->cov_steps : c->warm_steps;
     c->stiefel_lr = m->given[stiefel_lr] ? (float)m->stiefel_lr : c->optim.lr;
     m->rank_k = c->model.rank_k;
@@ -256,82 +254,75 @@ static void apply_method(run_method *m, trainer_config *c, cli_device *device, b
     m->given[rank_k] = m->given[rank_v] = m->given[stiefel_lr] = true;
 }
 
-/* Parses the command line into t; 0, an exit status, or -1 after --help. */
-static int parse(int argc, char **argv, train_cli *t, int *threads)
+enum {
+    O_TRAIN = 256,
+    O_VAL,
+    O_BATCH,
+    O_SEQ,
+    O_STEPS,
+    O_LR,
+    O_WARMUP,
+    O_LR_FINAL,
+    O_WD,
+    O_CLIP,
+    O_SEED,
+    O_EVAL,
+    O_VAL_TOKENS,
+    O_METRICS,
+    O_CKPT,
+    O_CKPT_EVERY,
+    O_RESUME,
+    O_THREADS,
+    O_STOP_AFTER,
+    O_RANKS,
+    O_SYNC,
+    O_SYNC_EVERY,
+    O_CHUNKS,
+    O_COMPRESS,
+    O_WARM_STEPS,
+    O_COMPRESS_LAST,
+    O_TRANSPORT,
+    O_METHOD = 1024, /* + the row of the run-options table */
+};
+/* The options of train outside the run-options table. */
+static const struct option FIXED[] = {
+    {"train", 1, 0, O_TRAIN},
+    {"val", 1, 0, O_VAL},
+    CLI_MODEL_OPTIONS,
+    {"batch", 1, 0, O_BATCH},
+    {"seq", 1, 0, O_SEQ},
+    {"steps", 1, 0, O_STEPS},
+    {"lr", 1, 0, O_LR},
+    {"warmup", 1, 0, O_WARMUP},
+    {"lr-final", 1, 0, O_LR_FINAL},
+    {"weight-decay", 1, 0, O_WD},
+    {"clip", 1, 0, O_CLIP},
+    {"seed", 1, 0, O_SEED},
+    {"eval-every", 1, 0, O_EVAL},
+    {"val-tokens", 1, 0, O_VAL_TOKENS},
+    {"metrics", 1, 0, O_METRICS},
+    {"checkpoint", 1, 0, O_CKPT},
+    {"checkpoint-every", 1, 0, O_CKPT_EVERY},
+    {"resume", 1, 0, O_RESUME},
+    {"threads", 1, 0, O_THREADS},
+    {"stop-after", 1, 0, O_STOP_AFTER},
+    {"ranks", 1, 0, O_RANKS},
+    {"sync", 1, 0, O_SYNC},
+    {"sync-every", 1, 0, O_SYNC_EVERY},
+    {"chunks", 1, 0, O_CHUNKS},
+    {"compress", 0, 0, O_COMPRESS},
+    {"warm-steps", 1, 0, O_WARM_STEPS},
+    {"compress-last", 0, 0, O_COMPRESS_LAST},
+    {"transport", 1, 0, O_TRANSPORT},
+    {"help", 0, 0, 'h'},
+};
+
+/* Train's own defaults (the table's rows carry theirs). */
+static void train_defaults(trainer_config *c)
 {
-    enum {
-        O_TRAIN = 256,
-        O_VAL,
-        O_BATCH,
-        O_SEQ,
-        O_STEPS,
-        O_LR,
-        O_WARMUP,
-        O_LR_FINAL,
-        O_WD,
-        O_CLIP,
-        O_SEED,
-        O_EVAL,
-        O_VAL_TOKENS,
-        O_METRICS,
-        O_CKPT,
-        O_CKPT_EVERY,
-        O_RESUME,
-        O_THREADS,
-        O_STOP_AFTER,
-        O_RANKS,
-        O_SYNC,
-        O_SYNC_EVERY,
-        O_CHUNKS,
-        O_COMPRESS,
-        O_WARM_STEPS,
-        O_COMPRESS_LAST,
-        O_TRANSPORT,
-        O_METHOD = 1024, /* + the row of the run-options table */
-    };
-    static const struct option FIXED[] = {
-        {"train", 1, 0, O_TRAIN},
-        {"val", 1, 0, O_VAL},
-        CLI_MODEL_OPTIONS,
-        {"batch", 1, 0, O_BATCH},
-        {"seq", 1, 0, O_SEQ},
-        {"steps", 1, 0, O_STEPS},
-        {"lr", 1, 0, O_LR},
-        {"warmup", 1, 0, O_WARMUP},
-        {"lr-final", 1, 0, O_LR_FINAL},
-        {"weight-decay", 1, 0, O_WD},
-        {"clip", 1, 0, O_CLIP},
-        {"seed", 1, 0, O_SEED},
-        {"eval-every", 1, 0, O_EVAL},
-        {"val-tokens", 1, 0, O_VAL_TOKENS},
-        {"metrics", 1, 0, O_METRICS},
-        {"checkpoint", 1, 0, O_CKPT},
-        {"checkpoint-every", 1, 0, O_CKPT_EVERY},
-        {"resume", 1, 0, O_RESUME},
-        {"threads", 1, 0, O_THREADS},
-        {"stop-after", 1, 0, O_STOP_AFTER},
-        {"ranks", 1, 0, O_RANKS},
-        {"sync", 1, 0, O_SYNC},
-        {"sync-every", 1, 0, O_SYNC_EVERY},
-        {"chunks", 1, 0, O_CHUNKS},
-        {"compress", 0, 0, O_COMPRESS},
-        {"warm-steps", 1, 0, O_WARM_STEPS},
-        {"compress-last", 0, 0, O_COMPRESS_LAST},
-        {"transport", 1, 0, O_TRANSPORT},
-        {"help", 0, 0, 'h'},
-    };
-    /* The fixed options, then one per row of the run-options table. */
-    enum { NFIXED = sizeof FIXED / sizeof FIXED[0] };
-    struct option LONG[NFIXED + RUN_OPTIONS_MAX + 1];
-    memcpy(LONG, FIXED, sizeof FIXED);
-    for (int i = 0; i < RUN_NOPTIONS; i++)
-        LONG[NFIXED + i] =
-            (struct option){RUN_OPTIONS[i].flag + 2, RUN_OPTIONS[i].type != RUN_OPT_BOOL, 0, O_METHOD + i};
-    LONG[NFIXED + RUN_NOPTIONS] = (struct option){0, 0, 0, 0};
     static char train_default[4096], val_default[4096];
     snprintf(train_default, sizeof train_default, "%s/data/brown_train.bin", cli_source_dir());
     snprintf(val_default, sizeof val_default, "%s/data/brown_val.bin", cli_source_dir());
-    trainer_config *c = &t->tc;
     c->model = model_config_default();
     c->model.context = 256;
     c->optim = optim_config_default();
@@ -347,6 +338,101 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     c->sync_every = 10;
     c->model.n_kv_heads = 0;
     c->model.attn_block = 0;
+}
+
+/* What parse saw that finish_config resolves: -1 where not given. */
+typedef struct train_flags {
+    int warmup, warm_steps;
+    bool compress, compress_only; /* --compress; an option that needs it */
+} train_flags;
+
+/* After the options: derived values (sequence, attention block, warm-up, the method's autos)
+ * and the checks across options; 0 or an exit status. */
+static int finish_config(train_cli *t, const train_flags *fl)
+{
+    trainer_config *c = &t->tc;
+    run_method *m = &t->method;
+    const int warmup = fl->warmup, warm_steps = fl->warm_steps;
+    const bool compress = fl->compress, compress_only = fl->compress_only;
+    const bool block_given = c->model.attn_block != 0;
+    cli_model_finish(&c->model);
+    if (c->seq == 0)
+        c->seq = c->model.context;
+    /* The default attention block also divides the chunk a rank holds. */
+    int world = t->ranks; /* launched ranks learn P from the environment */
+    static const char *const WORLD_VARS[] = {"WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"};
+    for (int i = 0; i < 3 && world <= 1; i++)
+        if (getenv(WORLD_VARS[i]) != NULL)
+            world = atoi(getenv(WORLD_VARS[i]));
+    const int pieces = world > 1 ? 2 * world : c->chunks;
+    if (!block_given)
+        cli_model_fit_block(&c->model, c->seq, pieces);
+    c->optim.warmup_steps = warmup >= 0 ? warmup : c->optim.total_steps / 10;
+    if (c->optim.warmup_steps > c->optim.total_steps)
+        return cli_usage_error("train", "--warmup %d is longer than the run's %d steps", c->optim.warmup_steps,
+                               c->optim.total_steps);
+    if (warm_steps > c->optim.total_steps)
+        return cli_usage_error("train", "--warm-steps %d is longer than the run's %d steps", warm_steps,
+                               c->optim.total_steps);
+    if (c->checkpoint_path != NULL && cli_check_folder("train", "--checkpoint", c->checkpoint_path) != 0)
+        return 2;
+    if (compress_only && !compress)
+        return cli_usage_error("train", "compression options need --compress");
+    if (!compress)
+        apply_method(m, c, &t->device, false);
+    if (compress) {
+        if (t->ranks < 2 && c->chunks == 0 && getenv("WORLD_SIZE") == NULL && getenv("SLURM_NTASKS") == NULL &&
+            getenv("OMPI_COMM_WORLD_SIZE") == NULL)
+            return cli_usage_error("train", "--compress needs chunks to compress: --ranks P or --chunks N");
+        c->warm_steps = warm_steps >= 0 ? warm_steps : c->optim.total_steps / 10;
+        apply_method(m, c, &t->device, true);
+        if (c->cp.cheap_rotation && (c->cp.planes > 0 || c->cp.stiefel))
+            return cli_usage_error("train", "--cheap-rotation fixes the planes to the basis: not with --planes or "
+                                            "--stiefel");
+        if (c->cp.cheap_rotation && 2 * c->model.rank_v > model_kv_dim(&c->model))
+            return cli_usage_error("train", "--cheap-rotation needs 2 x rank <= d_kv = %d (rank_v is %d)",
+                                   model_kv_dim(&c->model), c->model.rank_v);
+        if (c->cp.planes > 0 && 2 * c->cp.planes > model_kv_dim(&c->model))
+            return cli_usage_error("train", "--planes %d: 2 x planes must not exceed d_kv = %d", c->cp.planes,
+                                   model_kv_dim(&c->model));
+    }
+    c->cp.seed = c->seed ^ 0x51u;
+    if (c->chunks > 0 && t->ranks > 1)
+        return cli_usage_error("train", "--chunks is for one process; over --ranks P each rank holds 2 chunks");
+    if (t->nccl && (t->device.name == NULL || strcmp(t->device.name, "cuda") != 0))
+        return cli_usage_error("train", "--transport nccl runs collectives on GPUs: it needs --device cuda");
+    if (c->chunks > 0 && (c->seq % c->chunks != 0 || (c->seq / c->chunks) % c->model.attn_block != 0))
+        return cli_usage_error("train",
+                               "--chunks %d: a sequence of %d tokens must split into %d chunks, each a "
+                               "multiple of the attention block %d",
+                               c->chunks, c->seq, c->chunks, c->model.attn_block);
+    char err[WANCP_ERRLEN];
+    int rc = model_config_validate(&c->model, "command line", err, sizeof err);
+    if (rc != WANCP_OK)
+        return cli_report("train", rc, err);
+    if (c->seq > c->model.context)
+        return cli_usage_error("train", "--seq %d is longer than --context %d", c->seq, c->model.context);
+    if (t->ranks > 1 && (c->seq % (2 * t->ranks) != 0 || (c->seq / (2 * t->ranks)) % c->model.attn_block != 0))
+        return cli_usage_error("train",
+                               "a sequence of %d tokens over %d ranks needs 2 x %d chunks, each a multiple of "
+                               "the attention block %d",
+                               c->seq, t->ranks, t->ranks, c->model.attn_block);
+    return 0;
+}
+
+/* Parses the command line into t; 0, an exit status, or -1 after --help. */
+static int parse(int argc, char **argv, train_cli *t, int *threads)
+{
+    /* The fixed options, then one per row of the run-options table. */
+    enum { NFIXED = sizeof FIXED / sizeof FIXED[0] };
+    struct option LONG[NFIXED + RUN_OPTIONS_MAX + 1];
+    memcpy(LONG, FIXED, sizeof FIXED);
+    for (int i = 0; i < RUN_NOPTIONS; i++)
+        LONG[NFIXED + i] =
+            (struct option){RUN_OPTIONS[i].flag + 2, RUN_OPTIONS[i].type != RUN_OPT_BOOL, 0, O_METHOD + i};
+    LONG[NFIXED + RUN_NOPTIONS] = (struct option){0, 0, 0, 0};
+    trainer_config *c = &t->tc;
+    train_defaults(c);
     int warmup = -1, compress = 0, warm_steps = -1;
     bool compress_only = false; /* a compression option was given */
     run_method *m = &t->method;
@@ -481,71 +567,8 @@ static int parse(int argc, char **argv, train_cli *t, int *threads)
     }
     if (optind < argc)
         return cli_usage_error("train", "unexpected argument '%s'", argv[optind]);
-    const bool block_given = c->model.attn_block != 0;
-    cli_model_finish(&c->model);
-    if (c->seq == 0)
-        c->seq = c->model.context;
-    /* The default attention block also divides the chunk a rank holds. */
-    int world = t->ranks; /* launched ranks learn P from the environment */
-    static const char *const WORLD_VARS[] = {"WORLD_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"};
-    for (int i = 0; i < 3 && world <= 1; i++)
-        if (getenv(WORLD_VARS[i]) != NULL)
-            world = atoi(getenv(WORLD_VARS[i]));
-    const int pieces = world > 1 ? 2 * world : c->chunks;
-    if (!block_given && pieces > 0 && c->seq % pieces == 0)
-        while (c->model.attn_block > 1 && (c->seq / pieces) % c->model.attn_block != 0)
-            c->model.attn_block /= 2;
-    c->optim.warmup_steps = warmup >= 0 ? warmup : c->optim.total_steps / 10;
-    if (c->optim.warmup_steps > c->optim.total_steps)
-        return cli_usage_error("train", "--warmup %d is longer than the run's %d steps", c->optim.warmup_steps,
-                               c->optim.total_steps);
-    if (warm_steps > c->optim.total_steps)
-        return cli_usage_error("train", "--warm-steps %d is longer than the run's %d steps", warm_steps,
-                               c->optim.total_steps);
-    if (c->checkpoint_path != NULL && cli_check_folder("train", "--checkpoint", c->checkpoint_path) != 0)
-        return 2;
-    if (compress_only && !compress)
-        return cli_usage_error("train", "compression options need --compress");
-    if (!compress)
-        apply_method(m, c, &t->device, false);
-    if (compress) {
-        if (t->ranks < 2 && c->chunks == 0 && getenv("WORLD_SIZE") == NULL && getenv("SLURM_NTASKS") == NULL &&
-            getenv("OMPI_COMM_WORLD_SIZE") == NULL)
-            return cli_usage_error("train", "--compress needs chunks to compress: --ranks P or --chunks N");
-        c->warm_steps = warm_steps >= 0 ? warm_steps : c->optim.total_steps / 10;
-        apply_method(m, c, &t->device, true);
-        if (c->cp.cheap_rotation && (c->cp.planes > 0 || c->cp.stiefel))
-            return cli_usage_error("train", "--cheap-rotation fixes the planes to the basis: not with --planes or "
-                                            "--stiefel");
-        if (c->cp.cheap_rotation && 2 * c->model.rank_v > model_kv_dim(&c->model))
-            return cli_usage_error("train", "--cheap-rotation needs 2 x rank <= d_kv = %d (rank_v is %d)",
-                                   model_kv_dim(&c->model), c->model.rank_v);
-        if (c->cp.planes > 0 && 2 * c->cp.planes > model_kv_dim(&c->model))
-            return cli_usage_error("train", "--planes %d: 2 x planes must not exceed d_kv = %d", c->cp.planes,
-                                   model_kv_dim(&c->model));
-    }
-    c->cp.seed = c->seed ^ 0x51u;
-    if (c->chunks > 0 && t->ranks > 1)
-        return cli_usage_error("train", "--chunks is for one process; over --ranks P each rank holds 2 chunks");
-    if (t->nccl && (t->device.name == NULL || strcmp(t->device.name, "cuda") != 0))
-        return cli_usage_error("train", "--transport nccl runs collectives on GPUs: it needs --device cuda");
-    if (c->chunks > 0 && (c->seq % c->chunks != 0 || (c->seq / c->chunks) % c->model.attn_block != 0))
-        return cli_usage_error("train",
-                               "--chunks %d: a sequence of %d tokens must split into %d chunks, each a "
-                               "multiple of the attention block %d",
-                               c->chunks, c->seq, c->chunks, c->model.attn_block);
-    char err[WANCP_ERRLEN];
-    int rc = model_config_validate(&c->model, "command line", err, sizeof err);
-    if (rc != WANCP_OK)
-        return cli_report("train", rc, err);
-    if (c->seq > c->model.context)
-        return cli_usage_error("train", "--seq %d is longer than --context %d", c->seq, c->model.context);
-    if (t->ranks > 1 && (c->seq % (2 * t->ranks) != 0 || (c->seq / (2 * t->ranks)) % c->model.attn_block != 0))
-        return cli_usage_error("train",
-                               "a sequence of %d tokens over %d ranks needs 2 x %d chunks, each a multiple of "
-                               "the attention block %d",
-                               c->seq, t->ranks, t->ranks, c->model.attn_block);
-    return 0;
+    const train_flags flags = {warmup, warm_steps, compress, compress_only};
+    return finish_config(t, &flags);
 }
 
 /* Copies argv without --ranks (and its value) for the rank processes. */

@@ -1,6 +1,7 @@
 /* The table of the method's and the runtime's switches (run_options.h). */
 #include "run_options.h"
 
+#include "../core/model/config.h"
 #include "../core/ops/ops.h"
 
 #include <errno.h>
@@ -189,6 +190,13 @@ void run_method_value(const run_method *m, int i, char *out, size_t len)
         break;
     }
     }
+}
+
+void run_method_compression(const run_method *m, model_config *c)
+{
+    c->psi_k = m->psi_k;
+    c->rank_k = m->given[run_option_find("rank_k")] ? m->rank_k : model_default_rank_k(c);
+    c->rank_v = m->given[run_option_find("rank_v")] ? m->rank_v : model_default_rank_v(c);
 }
 
 void run_option_usage(FILE *out)

@@ -76,6 +76,11 @@ void run_method_set(run_method *m, int i, const char *text);
 /* Row i's value in m as a scenario spells it ("zigzag", "true", "5", "0.5"). */
 void run_method_value(const run_method *m, int i, char *out, size_t len);
 
+/* The compression's fields of c from m: psi_k, and rank_k and rank_v as given, else derived
+ * from c's shape (METHOD.md's defaults, model_default_rank_k/v). */
+struct model_config;
+void run_method_compression(const run_method *m, struct model_config *c);
+
 /* --help's lines for the table: the option, its value, its default and its help. */
 void run_option_usage(FILE *out);
 

@@ -385,6 +385,16 @@ const char *scenario_method(const scenario *s, const scenario_arm *a, int i)
     return a != NULL && a->method[i][0] ? a->method[i] : s->method[i];
 }
 
+run_method scenario_run_method(const scenario *s, const scenario_arm *a)
+{
+    run_method m = run_method_defaults();
+    for (int i = 0; i < RUN_NOPTIONS; i++) {
+        const char *v = scenario_method(s, a, i);
+        run_method_set(&m, i, v[0] ? v : "auto");
+    }
+    return m;
+}
+
 const char *scenario_switch(const scenario *s, const scenario_arm *a, const char *key)
 {
     const int i = run_option_find(key);

@@ -82,6 +82,16 @@ const char *scenario_method(const scenario *s, const scenario_arm *a, int i);
  * with the row's default where none is set; "auto" for a row whose default is derived. */
 const char *scenario_switch(const scenario *s, const scenario_arm *a, const char *key);
 
+/* The switches of arm a (NULL: [train]'s, for every arm), typed, as its ranks take them. */
+run_method scenario_run_method(const scenario *s, const scenario_arm *a);
+
+/* The model one rank of arm a trains, as the arm's command line makes `wancp train` build it
+ * (attention block fitted to a rank's chunks; the compression's ranks when a compresses; a
+ * NULL: none): the one conversion of a scenario into a model, which the calibration and the
+ * simulator take. */
+struct model_config;
+struct model_config scenario_model(const scenario *s, const scenario_arm *a);
+
 /* The resolved scenario as INI (every value explicit), so a run can be repeated exactly. */
 void scenario_write(const scenario *s, FILE *f);
 

@@ -30,6 +30,16 @@ check "uncompressed@300M over 100x uncompressed@100G" "awk 'BEGIN { exit !($slow
     --json >"$work/sync.json"
 synced=$(arm_value "$work/sync.json" "compressed@300M-mesh" step_s)
 check "a per-step all-reduce at 300M costs over 60 s ($synced)" "awk 'BEGIN { exit !($synced > $comp + 60) }'"
+# An arm's own switches reach the simulator: doubling its subspace ranks doubles its K/V bytes
+# (the fp32 theta of psi is a few bytes per message next to chunk x rank coordinates).
+for r in 4 8; do
+  "$wancp" sim "$src/scenarios/paper-scale.ini" --hardware a100-bf16 --arm compressed@300M \
+      --set arm.compressed@300M.rank_k=$r --set arm.compressed@300M.rank_v=$r --json >"$work/rank$r.json"
+done
+kv4=$(grep -o '"kv_forward": [0-9.e+]*' "$work/rank4.json" | sed -n 2p | cut -d' ' -f2)
+kv8=$(grep -o '"kv_forward": [0-9.e+]*' "$work/rank8.json" | sed -n 2p | cut -d' ' -f2)
+check "an arm's rank_k and rank_v price its K/V (rank 4: $kv4 B, rank 8: $kv8 B)" \
+  "[ -n '$kv4' ] && awk 'BEGIN { r = $kv8 / $kv4; exit !(r > 1.99 && r < 2.01) }'"
 
 # This host: calibrate on ci-tiny (its compressed arm's links delayed, so both kinds of
 # shaped link are priced), simulate it; the text table names every arm.

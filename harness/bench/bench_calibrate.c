@@ -68,28 +68,12 @@ typedef struct shared {
     char error[512];
 } shared;
 
-/* The model a rank of s trains (as `wancp run` starts `wancp train`). */
+/* The model a rank of s trains, uncompressed or compressed with the [train] switches (the
+ * calibration times one of each; the simulator scales them to every arm's shape). */
 static model_config config_of(const scenario *s, bool compress)
 {
-    model_config c = model_config_default();
-    c.n_layers = s->layers;
-    c.dim = s->dim;
-    c.n_heads = s->heads;
-    c.n_kv_heads = s->kv_heads;
-    c.ffn_dim = s->ffn;
-    c.vocab = s->vocab;
-    c.context = s->context;
-    c.attn_block = 0;
-    cli_model_finish(&c);
-    const int chunk = s->context / (2 * s->ranks);
-    while (c.attn_block > 1 && chunk % c.attn_block != 0)
-        c.attn_block /= 2;
-    if (compress) {
-        c.psi_k = 1;
-        c.rank_k = model_default_rank_k(&c);
-        c.rank_v = model_default_rank_v(&c);
-    }
-    return c;
+    scenario_arm compressed = {.compress = true}; /* every switch [train]'s */
+    return scenario_model(s, compress ? &compressed : NULL);
 }
 
 /* BLAS threads of one rank, as `wancp run` gives each. */
@@ -357,19 +341,7 @@ static sim_setup setup_of(const scenario *s, const sim_hardware *hw, bool compre
                     .wire_bytes = strcmp(scenario_switch(s, NULL, "wire"), "bf16") == 0 ? 2 : 4,
                     .sync = 'N',
                     .time_scale = 1};
-    st.shape = (sim_shape){.ranks = s->ranks,
-                           .layers = s->layers,
-                           .dim = s->dim,
-                           .heads = s->heads,
-                           .kv_heads = s->kv_heads,
-                           .ffn = s->ffn,
-                           .vocab = s->vocab,
-                           .batch = s->batch,
-                           .chunk = s->context / (2 * s->ranks),
-                           .rank_k = c.rank_k,
-                           .rank_v = c.rank_v,
-                           .psi_k = c.psi_k,
-                           .tied = true};
+    st.shape = sim_shape_of(&c, s->ranks, s->batch, scenario_run_method(s, NULL).planes);
     st.link = (link_model_config){.nodes = s->ranks, .topology = 0};
     return st;
 }

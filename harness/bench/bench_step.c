@@ -2,6 +2,7 @@
  * both measured in the same run with the same BLAS threads. */
 #include "../cli.h"
 #include "../cli_model.h"
+#include "../run_options.h"
 
 #include "../../core/cp/cp_attention.h"
 #include "../../core/model/model.h"
@@ -190,13 +191,11 @@ int bench_step(int argc, char **argv)
     if (compress && chunks == 0)
         chunks = 8;
     if (compress) {
-        c.psi_k = 1;
-        c.rank_k = model_default_rank_k(&c);
-        c.rank_v = model_default_rank_v(&c);
+        const run_method defaults = run_method_defaults();
+        run_method_compression(&defaults, &c);
     }
-    if (!block_given && chunks > 0 && c.context % chunks == 0) /* the default block also divides a chunk */
-        while (c.attn_block > 1 && (c.context / chunks) % c.attn_block != 0)
-            c.attn_block /= 2;
+    if (!block_given) /* the default block also divides a chunk */
+        cli_model_fit_block(&c, c.context, chunks);
     if (chunks > 0 && (c.context % chunks != 0 || (c.context / chunks) % c.attn_block != 0))
         return cli_usage_error("bench",
                                "--chunks %d: the context %d must split into %d chunks, each a multiple of "

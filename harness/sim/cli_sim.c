@@ -213,22 +213,9 @@ static int setup_arm(const sim_cli *o, const scenario *s, const sim_hardware *hw
     const double D = hw->host ? s->dilation : 1.0;
     sim_setup *st = &a->setup;
     *st = (sim_setup){.hw = *hw};
-    st->shape = (sim_shape){.ranks = s->ranks,
-                            .layers = s->layers,
-                            .dim = s->dim,
-                            .heads = s->heads,
-                            .kv_heads = s->kv_heads,
-                            .ffn = s->ffn,
-                            .vocab = s->vocab,
-                            .batch = s->batch,
-                            .chunk = s->context / (2 * s->ranks),
-                            .tied = true};
-    if (arm->compress) {
-        model_config c = {.dim = s->dim, .n_heads = s->heads, .n_kv_heads = s->kv_heads};
-        st->shape.psi_k = 1;
-        st->shape.rank_k = model_default_rank_k(&c);
-        st->shape.rank_v = model_default_rank_v(&c);
-    }
+    const run_method method = scenario_run_method(s, arm); /* the arm's own switches */
+    const model_config model = scenario_model(s, arm);
+    st->shape = sim_shape_of(&model, s->ranks, s->batch, method.planes);
     if (s->ranks > LINK_MAX_NODES)
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: %d ranks; the simulator takes at most %d", s->path,
                           s->ranks, LINK_MAX_NODES);
@@ -259,7 +246,7 @@ static int setup_arm(const sim_cli *o, const scenario *s, const sim_hardware *hw
     st->compress = arm->compress;
     st->compress_last = arm->compress_last;
     st->warm_steps = arm->warm_steps >= 0 ? arm->warm_steps : s->steps / 10;
-    st->wire_bytes = strcmp(scenario_switch(s, arm, "wire"), "bf16") == 0 ? 2 : 4;
+    st->wire_bytes = method.wire == 0 ? 2 : 4; /* bf16 or fp32 */
     st->sync = arm->sync != 0 ? arm->sync : s->sync;
     st->sync_every = arm->sync_every != 0 ? arm->sync_every : s->sync_every;
     st->sync_overlap = o->sync_overlap;

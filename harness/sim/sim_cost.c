@@ -1,6 +1,7 @@
 #include "sim_cost.h"
 
 #include "../../core/cp/cp_message.h"
+#include "../../core/model/config.h"
 
 #include <math.h>
 
@@ -166,4 +167,22 @@ double sim_message_bytes(const sim_shape *s, bool compressed, double wire_bytes)
                                     .wire_bytes = (int)wire_bytes,
                                     .compressed = compressed};
     return (double)cp_kv_message_bytes(&shape);
+}
+
+sim_shape sim_shape_of(const model_config *c, int ranks, int batch, int planes)
+{
+    return (sim_shape){.ranks = ranks,
+                       .layers = c->n_layers,
+                       .dim = c->dim,
+                       .heads = c->n_heads,
+                       .kv_heads = c->n_kv_heads,
+                       .ffn = c->ffn_dim,
+                       .vocab = c->vocab,
+                       .batch = batch,
+                       .chunk = c->context / (2 * ranks),
+                       .rank_k = c->rank_k,
+                       .rank_v = c->rank_v,
+                       .psi_k = c->psi_k,
+                       .planes = planes,
+                       .tied = c->tied_head};
 }

@@ -78,6 +78,11 @@ typedef struct sim_work {
     double ops;
 } sim_work;
 
+/* The shape of model c over ranks ranks (2 chunks each) and batch sequences; planes: the
+ * rotation's (0: d_kv / 2). */
+struct model_config;
+sim_shape sim_shape_of(const struct model_config *c, int ranks, int batch, int planes);
+
 static inline int sim_kv_dim(const sim_shape *s) { return s->kv_heads * (s->dim / s->heads); }
 
 /* Seconds of w on hw. */
