@@ -5,9 +5,9 @@
 
 #include <string.h>
 
-/* The cpu backend as the unit tests use it, made once: one host thread, so no worker of the
- * loops' pool exists to be lost in a rank forked after it (a forked child has only the thread
- * that forked, and would wait on the missing workers forever). */
+/* The cpu backend as the unit tests use it, made once, with one host thread: the tests fork
+ * ranks and run beside one another, where more threads would only contend for the cores.
+ * (A rank forked from a process with pool workers starts with none: thread_pool.h.) */
 static inline const ops *test_cpu(void)
 {
     static const ops *made;

@@ -14,6 +14,8 @@
 #include "core/util/rng.h"
 
 #include <math.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static model_config tiny_config(int tied)
 {
@@ -181,6 +183,40 @@ static void threads_do_not_change_results(void **state)
         model_free(&ms[k]);
 }
 
+static void square_into(void *ctx, int i) { ((int *)ctx)[i] = i * i; }
+
+/* A process forked while the pool has workers has none of them (fork copies one thread): its
+ * jobs must still run, on itself, instead of waiting forever for workers that are not there. */
+static void pool_survives_fork(void **state)
+{
+    (void)state;
+    pool_set_threads(3);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        alarm(10); /* a hang is a failure, not a stuck test */
+        int out[64] = {0};
+        pool_run(64, square_into, out);
+        int wrong = pool_threads() != 1;
+        for (int i = 0; i < 64; i++)
+            wrong |= out[i] != i * i;
+        pool_set_threads(2); /* and its own workers start and work */
+        int again[64] = {0};
+        pool_run(64, square_into, again);
+        for (int i = 0; i < 64; i++)
+            wrong |= again[i] != i * i;
+        _exit(wrong);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    int out[64] = {0};
+    pool_run(64, square_into, out); /* the parent's workers are still there */
+    assert_int_equal(out[63], 63 * 63);
+    pool_set_threads(1);
+}
+
 static void checkpoint_resume_bitwise(void **state)
 {
     (void)state;
@@ -330,6 +366,7 @@ int main(void)
         cmocka_unit_test(overfit_one_batch),
         cmocka_unit_test(deterministic),
         cmocka_unit_test(threads_do_not_change_results),
+        cmocka_unit_test(pool_survives_fork),
         cmocka_unit_test(checkpoint_resume_bitwise),
         cmocka_unit_test(checkpoint_refuses_bad_files),
         cmocka_unit_test(config_errors),

@@ -62,8 +62,29 @@ static void stop_workers(void)
     pool.quit = 0;
 }
 
+/* fork() copies only the thread that forks: a child of a process with workers has none, and
+ * would wait for them forever in its first pool_run. The child starts with no workers (it
+ * runs every job itself until pool_set_threads starts its own) and a fresh lock, which the
+ * parent held across the fork so that no worker had it half-taken. */
+static void before_fork(void) { pthread_mutex_lock(&pool.lock); }
+
+static void after_fork_parent(void) { pthread_mutex_unlock(&pool.lock); }
+
+static void after_fork_child(void)
+{
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.nworkers = 0;
+    pool.quit = 0;
+}
+
+static void watch_forks(void) { pthread_atfork(before_fork, after_fork_parent, after_fork_child); }
+
 void pool_set_threads(int threads)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, watch_forks);
     if (threads < 1)
         threads = 1;
     if (threads > POOL_MAX_THREADS)

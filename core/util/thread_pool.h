@@ -17,7 +17,8 @@
 typedef void pool_task(void *ctx, int index);
 
 /* Starts (or resizes to) threads - 1 workers; 1 runs everything on the caller. Not while a
- * pool_run is in progress. */
+ * pool_run is in progress. A process forked later starts with none (its own calls start
+ * them): fork() does not copy the workers. */
 void pool_set_threads(int threads);
 int pool_threads(void);
 
