@@ -57,20 +57,39 @@ _Static_assert(CUDA_TF32 == 0 && CUDA_FP32 == 1 && CUDA_BF16 == 2, "precision's 
 const int RUN_NOPTIONS = (int)(sizeof RUN_OPTIONS / sizeof RUN_OPTIONS[0]);
 _Static_assert(sizeof RUN_OPTIONS / sizeof RUN_OPTIONS[0] <= RUN_OPTIONS_MAX, "raise RUN_OPTIONS_MAX");
 
-static int choice_index(const char *choices, const char *text);
+/* Choice k of "a|b|c" (its width into *width), or NULL past the last: the one walk over a
+ * row's choices. */
+static const char *choice_at(const char *choices, int k, int *width)
+{
+    const char *c = choices;
+    for (; k > 0 && *c; k--)
+        c += strcspn(c, "|") + (c[strcspn(c, "|")] == '|');
+    if (*c == 0 && (k > 0 || c != choices))
+        return NULL;
+    *width = (int)strcspn(c, "|");
+    return c;
+}
+
+/* The index of text among a row's choices, or -1. */
+static int choice_index(const char *choices, const char *text)
+{
+    int width;
+    for (int k = 0; choice_at(choices, k, &width) != NULL; k++)
+        if ((size_t)width == strlen(text) && strncmp(choice_at(choices, k, &width), text, (size_t)width) == 0)
+            return k;
+    return -1;
+}
 
 /* "expected a, b or c, or auto" from "a|b|c". */
 static void spell_choices(const char *choices, char *out, size_t len)
 {
-    int n = 1;
-    for (const char *c = choices; *c; c++)
-        n += *c == '|';
+    int n = 0, width;
+    while (choice_at(choices, n, &width) != NULL)
+        n++;
     size_t used = (size_t)snprintf(out, len, "expected ");
-    int k = 0;
-    for (const char *c = choices; *c && used < len; k++) {
-        size_t w = strcspn(c, "|");
-        used += (size_t)snprintf(out + used, len - used, "%s%.*s", k == 0 ? "" : k == n - 1 ? " or " : ", ", (int)w, c);
-        c += w + (c[w] == '|');
+    for (int k = 0; k < n && used < len; k++) {
+        const char *c = choice_at(choices, k, &width);
+        used += (size_t)snprintf(out + used, len - used, "%s%.*s", k == 0 ? "" : k == n - 1 ? " or " : ", ", width, c);
     }
     if (used < len)
         snprintf(out + used, len - used, ", or auto");
@@ -135,20 +154,6 @@ const char *run_option_keys(void)
     return keys;
 }
 
-/* The index of text among a row's choices ("a|b|c"), or -1. */
-static int choice_index(const char *choices, const char *text)
-{
-    size_t n = strlen(text);
-    int index = 0;
-    for (const char *c = choices; *c; index++) {
-        size_t k = strcspn(c, "|");
-        if (k == n && strncmp(c, text, n) == 0)
-            return index;
-        c += k + (c[k] == '|');
-    }
-    return -1;
-}
-
 void run_method_set(run_method *m, int i, const char *text)
 {
     const run_option *o = &RUN_OPTIONS[i];
@@ -183,10 +188,9 @@ void run_method_value(const run_method *m, int i, char *out, size_t len)
     case RUN_OPT_REAL: snprintf(out, len, "%g", *(const double *)field); break;
     case RUN_OPT_BOOL: snprintf(out, len, "%s", *(const bool *)field ? "true" : "false"); break;
     case RUN_OPT_CHOICE: {
-        const char *c = o->choices;
-        for (int k = *(const int *)field; k > 0 && *c; k--)
-            c += strcspn(c, "|") + (c[strcspn(c, "|")] == '|');
-        snprintf(out, len, "%.*s", (int)strcspn(c, "|"), c);
+        int width = 0;
+        const char *c = choice_at(o->choices, *(const int *)field, &width);
+        snprintf(out, len, "%.*s", width, c != NULL ? c : "");
         break;
     }
     }

@@ -96,8 +96,7 @@ static int time_variant(comm *cm, const scenario *s, bool compress, bool exchang
     if (rc != WANCP_OK)
         return rc;
     cp_layout layout = {.kind = CP_ZIGZAG, .ranks = s->ranks, .chunk = chunk};
-    cp_options co = {
-        .wire_bf16 = strcmp(scenario_switch(s, NULL, "wire"), "bf16") == 0, .compress_last = true, .seed = 3};
+    cp_options co = {.wire_bf16 = scenario_run_method(s, NULL).wire == 0, .compress_last = true, .seed = 3};
     rc = cp_attention_init(&cp, s->ranks > 1 ? cm : NULL, &layout, &co, &m, err, errlen);
     if (rc == WANCP_OK && compress)
         rc = cp_attention_set_compression(&cp, &m, true, err, errlen);
@@ -334,14 +333,15 @@ static int measure_link_price(const scenario *s, const link_profile *profile, in
 static sim_setup setup_of(const scenario *s, const sim_hardware *hw, bool compress)
 {
     const model_config c = config_of(s, compress);
+    const run_method method = scenario_run_method(s, NULL); /* [train]'s switches */
     /* the bytes the ranks' exchange really moves: the scenario's wire format */
     sim_setup st = {.hw = *hw,
                     .compress = compress,
                     .compress_last = true,
-                    .wire_bytes = strcmp(scenario_switch(s, NULL, "wire"), "bf16") == 0 ? 2 : 4,
+                    .wire_bytes = method.wire == 0 ? 2 : 4,
                     .sync = 'N',
                     .time_scale = 1};
-    st.shape = sim_shape_of(&c, s->ranks, s->batch, scenario_run_method(s, NULL).planes);
+    st.shape = sim_shape_of(&c, s->ranks, s->batch, method.planes);
     st.link = (link_model_config){.nodes = s->ranks, .topology = 0};
     return st;
 }
