@@ -111,7 +111,7 @@ static void add_value(arm_argv *v, const char *opt, const char *fmt, ...)
     add(v, v->text[v->ntext++]);
 }
 
-static void build_argv(const scenario *s, const scenario_arm *a, const char *metrics, arm_argv *v)
+static void build_argv(const scenario *s, const scenario_arm *a, unsigned long seed, const char *metrics, arm_argv *v)
 {
     *v = (arm_argv){0};
     add(v, "wancp");
@@ -131,7 +131,7 @@ static void build_argv(const scenario *s, const scenario_arm *a, const char *met
     add_value(v, "--warmup", "%d", s->warmup >= 0 ? s->warmup : s->steps / 10);
     add_value(v, "--eval-every", "%d", s->eval_every);
     add_value(v, "--val-tokens", "%ld", s->val_tokens);
-    add_value(v, "--seed", "%lu", s->seed);
+    add_value(v, "--seed", "%lu", seed);
     add_value(v, "--sync", "%c", a->sync ? a->sync : s->sync);
     add_value(v, "--sync-every", "%d", a->sync_every ? a->sync_every : s->sync_every);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -210,6 +210,11 @@ static json_t *run_header(const scenario *s, int argc, char **argv)
     json_object_set_new(o, "dilation", json_real(s->dilation));
     json_object_set_new(o, "target_val_loss", json_real(s->target_val_loss));
     json_object_set_new(o, "master_port", json_integer(MASTER_PORT));
+    json_t *seeds = json_array();
+    for (int i = 0; i < s->nseeds; i++)
+        json_array_append_new(seeds, json_integer((json_int_t)s->seeds[i]));
+    json_object_set_new(o, "seeds", seeds);
+    json_object_set_new(o, "baseline", json_string(s->baseline));
     json_object_set_new(
         o, "times", json_string(s->dilation > 1 ? "links at B/D with delays x D; reported times / D" : "real time"));
     json_object_set_new(o, "arms", json_array());
@@ -274,16 +279,23 @@ static int selected(const run_options *o, const char *arm)
     return 0;
 }
 
-/* One arm: network up, capture, ranks, capture stopped, network down. The outcome goes
- * into ja; the return value is nonzero only when the run itself must stop. */
-static int run_arm(const scenario *s, const scenario_arm *a, int index, int narms, const char *dir, json_t *ja)
+/* One arm with one seed: network up, capture, ranks, capture stopped, network down. The
+ * outcome goes into ja; the return value is nonzero only when the run itself must stop. */
+static int run_arm(const scenario *s, const scenario_arm *a, int seed_index, int index, int nruns, const char *dir,
+                   json_t *ja)
 {
-    char arm_dir[1200], metrics[1300], wire[1300], err[WANCP_ERRLEN], label[160], link[512];
+    char arm_dir[1400], metrics[1500], wire[1500], err[WANCP_ERRLEN], label[200], link[512], rel[200];
+    scenario_run_dir(s, a, seed_index, rel, sizeof rel);
     snprintf(arm_dir, sizeof arm_dir, "%s/%s", dir, a->name);
+    int made = make_dir(arm_dir, err, sizeof err);
+    snprintf(arm_dir, sizeof arm_dir, "%s/%s", dir, rel);
     snprintf(metrics, sizeof metrics, "%s/metrics.csv", arm_dir);
     snprintf(wire, sizeof wire, "%s/wire.csv", arm_dir);
-    snprintf(label, sizeof label, "arm %d/%d %s", index + 1, narms, a->name);
-    if (make_dir(arm_dir, err, sizeof err) != WANCP_OK) {
+    if (s->nseeds > 1)
+        snprintf(label, sizeof label, "run %d/%d %s seed %lu", index + 1, nruns, a->name, s->seeds[seed_index]);
+    else
+        snprintf(label, sizeof label, "arm %d/%d %s", index + 1, nruns, a->name);
+    if (made != WANCP_OK || make_dir(arm_dir, err, sizeof err) != WANCP_OK) {
         json_object_set_new(ja, "outcome", json_string("failed"));
         json_object_set_new(ja, "reason", json_string(err));
         return 1;
@@ -322,7 +334,7 @@ static int run_arm(const scenario *s, const scenario_arm *a, int index, int narm
         snprintf(reason, sizeof reason, "capture: %s", err);
     if (capturing) {
         arm_argv v;
-        build_argv(s, a, metrics, &v);
+        build_argv(s, a, s->seeds[seed_index], metrics, &v);
         arm_launch l = {.label = label,
                         .prefix = t.prefix,
                         .ranks = s->ranks,
@@ -352,7 +364,7 @@ static int run_arm(const scenario *s, const scenario_arm *a, int index, int narm
         link_profile_free(&dilated);
     /* A stopped run's rank 0 may leave its metrics as FILE.partial: complete rows, still
      * worth summarising and plotting. */
-    char partial[1400];
+    char partial[1600];
     snprintf(partial, sizeof partial, "%s.partial", metrics);
     if (access(metrics, F_OK) != 0 && access(partial, F_OK) == 0)
         rename(partial, metrics);
@@ -417,16 +429,23 @@ static int cli_run_main(int argc, char **argv)
     }
     if (o.dry_run) {
         scenario_write(&s, stdout);
-        for (int i = 0; i < s.narms; i++) {
-            if (!selected(&o, s.arms[i].name))
-                continue;
-            arm_argv v;
-            build_argv(&s, &s.arms[i], "DIR/ARM/metrics.csv", &v);
-            printf("\n; arm %s, each rank:", s.arms[i].name);
-            for (int k = 0; k < v.n; k++)
-                printf(" %s", v.argv[k]);
-            printf("\n");
-        }
+        for (int seed = 0; seed < s.nseeds; seed++)
+            for (int i = 0; i < s.narms; i++) {
+                if (!selected(&o, s.arms[i].name))
+                    continue;
+                char metrics[300] = "DIR/ARM/metrics.csv";
+                if (s.nseeds > 1)
+                    snprintf(metrics, sizeof metrics, "DIR/ARM/seed-%lu/metrics.csv", s.seeds[seed]);
+                arm_argv v;
+                build_argv(&s, &s.arms[i], s.seeds[seed], metrics, &v);
+                if (s.nseeds > 1)
+                    printf("\n; arm %s, seed %lu, each rank:", s.arms[i].name, s.seeds[seed]);
+                else
+                    printf("\n; arm %s, each rank:", s.arms[i].name);
+                for (int k = 0; k < v.n; k++)
+                    printf(" %s", v.argv[k]);
+                printf("\n");
+            }
         scenario_free(&s);
         return 0;
     }
@@ -467,8 +486,9 @@ static int cli_run_main(int argc, char **argv)
         scenario_free(&s);
         return cli_report("run", rc, err);
     }
-    fprintf(stderr, "wancp run: %s: %d arm%s, %d ranks, %d steps%s; results in %s\n", s.name, s.narms,
-            s.narms == 1 ? "" : "s", s.ranks, s.steps, s.dilation > 1 ? ", dilated" : "", dir);
+    fprintf(stderr, "wancp run: %s: %d arm%s x %d seed%s, %d ranks, %d steps%s; results in %s\n", s.name, s.narms,
+            s.narms == 1 ? "" : "s", s.nseeds, s.nseeds == 1 ? "" : "s", s.ranks, s.steps,
+            s.dilation > 1 ? ", dilated" : "", dir);
 
     int orphans = 0;
     char names[256];
@@ -480,17 +500,19 @@ static int cli_run_main(int argc, char **argv)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     json_t *run = run_header(&s, argc, argv), *arms = json_object_get(run, "arms");
-    for (int i = 0; i < s.narms; i++) {
-        const scenario_arm *a = &s.arms[i];
-        json_t *ja = json_object();
-        json_object_set_new(ja, "name", json_string(a->name));
-        json_object_set_new(ja, "compress", json_boolean(a->compress));
-        char sync[2] = {a->sync ? a->sync : s.sync, 0};
-        json_object_set_new(ja, "sync", json_string(sync));
-        json_object_set_new(ja, "sync_every", json_integer(a->sync_every ? a->sync_every : s.sync_every));
-        json_object_set_new(ja, "outcome", json_string("not-run"));
-        json_array_append_new(arms, ja);
-    }
+    for (int seed = 0; seed < s.nseeds; seed++) /* seed by seed: a drifting host touches every arm alike */
+        for (int i = 0; i < s.narms; i++) {
+            const scenario_arm *a = &s.arms[i];
+            json_t *ja = json_object();
+            json_object_set_new(ja, "name", json_string(a->name));
+            json_object_set_new(ja, "seed", json_integer((json_int_t)s.seeds[seed]));
+            json_object_set_new(ja, "compress", json_boolean(a->compress));
+            char sync[2] = {a->sync ? a->sync : s.sync, 0};
+            json_object_set_new(ja, "sync", json_string(sync));
+            json_object_set_new(ja, "sync_every", json_integer(a->sync_every ? a->sync_every : s.sync_every));
+            json_object_set_new(ja, "outcome", json_string("not-run"));
+            json_array_append_new(arms, ja);
+        }
     if (write_run_json(dir, run, err, sizeof err) != WANCP_OK) {
         json_decref(run);
         sigaction(SIGINT, &old_int, NULL);
@@ -498,12 +520,15 @@ static int cli_run_main(int argc, char **argv)
         scenario_free(&s);
         return cli_report("run", WANCP_ERR_SYSTEM, err);
     }
-    int failed = 0;
-    for (int i = 0; i < s.narms && !interrupted; i++) {
+    int failed = 0, nruns = 0, index = 0;
+    for (int i = 0; i < s.narms; i++)
+        nruns += selected(&o, s.arms[i].name) ? s.nseeds : 0;
+    for (int r = 0; r < s.narms * s.nseeds && !interrupted; r++) {
+        const int seed = r / s.narms, i = r % s.narms;
         if (!selected(&o, s.arms[i].name))
             continue;
-        json_t *ja = json_array_get(arms, (size_t)i);
-        int stop = run_arm(&s, &s.arms[i], i, s.narms, dir, ja);
+        json_t *ja = json_array_get(arms, (size_t)r);
+        int stop = run_arm(&s, &s.arms[i], seed, index++, nruns, dir, ja);
         failed |= strcmp(json_string_value(json_object_get(ja, "outcome")), "ok") != 0;
         if (write_run_json(dir, run, err, sizeof err) != WANCP_OK)
             fprintf(stderr, "wancp run: %s\n", err);

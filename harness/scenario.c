@@ -18,6 +18,7 @@ typedef struct parse {
     ini_input in;
     const char *where; /* a --set being applied, or NULL while reading the file */
     bool name_seen;    /* a name was given, good or not */
+    char seeds_key[8]; /* the file's seed or seeds, once given */
 } parse;
 
 static void problem(parse *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -82,6 +83,50 @@ static void set_path(parse *ps, const char *key, const char *v, char *out, size_
     const int most = INI_MAX_LINE - 1 - (int)strlen(key) - 3;
     if (n < 0 || (size_t)n >= len || n > most)
         problem(ps, "%s = '%.60s...': the path, resolved, is longer than %d characters", key, v, most);
+}
+
+/* seed = N, or seeds = N,M,...: each from 0 to 2^31 - 1, none twice. */
+static void set_seeds(parse *ps, const char *key, const char *v)
+{
+    scenario *s = ps->s;
+    if (ps->where == NULL && ps->seeds_key[0] && strcmp(ps->seeds_key, key) != 0) {
+        problem(ps, "[scenario] %s: the file gives %s already (one of seed, seeds)", key, ps->seeds_key);
+        return;
+    }
+    if (ps->where == NULL)
+        snprintf(ps->seeds_key, sizeof ps->seeds_key, "%s", key);
+    unsigned long seeds[SCENARIO_MAX_SEEDS];
+    int n = 0;
+    const char *p = v;
+    for (;;) {
+        char *end;
+        while (*p == ' ')
+            p++;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 0 || x > 2147483647L || n == SCENARIO_MAX_SEEDS || (strcmp(key, "seed") == 0 && n == 1)) {
+            problem(ps, "[scenario] %s = '%s': expected %s from 0 to 2147483647", key, v,
+                    key[4] == 's' ? "1 to 16 whole numbers, separated by commas," : "a whole number");
+            return;
+        }
+        for (int i = 0; i < n; i++)
+            if (seeds[i] == (unsigned long)x) {
+                problem(ps, "[scenario] %s = '%s': seed %ld is given twice", key, v, x);
+                return;
+            }
+        seeds[n++] = (unsigned long)x;
+        p = end;
+        while (*p == ' ')
+            p++;
+        if (*p == 0)
+            break;
+        if (*p != ',') {
+            problem(ps, "[scenario] %s = '%s': expected whole numbers separated by commas", key, v);
+            return;
+        }
+        p++;
+    }
+    memcpy(s->seeds, seeds, sizeof seeds);
+    s->nseeds = n;
 }
 
 static scenario_arm *arm_named(parse *ps, const char *name)
@@ -182,10 +227,13 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
             set_int(ps, sec, key, v, 1, 64, &s->ranks);
         } else if (strcmp(key, "steps") == 0) {
             set_int(ps, sec, key, v, 1, 100000000, &s->steps);
-        } else if (strcmp(key, "seed") == 0) {
-            long x = 0;
-            set_long(ps, sec, key, v, 0, 2147483647L, &x);
-            s->seed = (unsigned long)x;
+        } else if (strcmp(key, "seed") == 0 || strcmp(key, "seeds") == 0) {
+            set_seeds(ps, key, v);
+        } else if (strcmp(key, "baseline") == 0) {
+            if (strlen(v) == 0 || strlen(v) >= sizeof s->baseline)
+                problem(ps, "[scenario] baseline = '%s': expected an arm's name", v);
+            else
+                snprintf(s->baseline, sizeof s->baseline, "%s", v);
         } else if (strcmp(key, "target_val_loss") == 0) {
             set_double(ps, sec, key, v, 0, 100, &s->target_val_loss);
         } else if (strcmp(key, "dilation") == 0) {
@@ -193,7 +241,9 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
         } else if (strcmp(key, "timeout") == 0) {
             set_int(ps, sec, key, v, 10, 86400 * 7, &s->timeout_s);
         } else {
-            problem(ps, "[scenario] unknown key '%s' (name, ranks, steps, seed, target_val_loss, dilation, timeout)",
+            problem(ps,
+                    "[scenario] unknown key '%s' (name, ranks, steps, seed, seeds, baseline, target_val_loss, "
+                    "dilation, timeout)",
                     key);
         }
     } else if (strcmp(sec, "model") == 0) {
@@ -271,6 +321,15 @@ static void check_whole(parse *ps)
         problem(ps, "[scenario] needs ranks and steps");
     if (s->narms == 0)
         problem(ps, "no [arm NAME] section: a scenario compares at least one arm");
+    if (s->narms * s->nseeds > SCENARIO_MAX_RUNS)
+        problem(ps, "%d arms x %d seeds: at most %d runs in one scenario", s->narms, s->nseeds, SCENARIO_MAX_RUNS);
+    if (s->baseline[0]) {
+        bool found = false;
+        for (int i = 0; i < s->narms; i++)
+            found |= strcmp(s->arms[i].name, s->baseline) == 0;
+        if (!found)
+            problem(ps, "[scenario] baseline = %s: no arm of that name", s->baseline);
+    }
     if (s->steps > 0 && s->warmup > s->steps)
         problem(ps, "[train] warmup = %d is longer than the run's %d steps", s->warmup, s->steps);
     if (s->ranks > 0 && s->context % (2 * s->ranks) != 0)
@@ -305,11 +364,17 @@ static void check_whole(parse *ps)
         else
             a->shaped = true;
     }
+    for (int i = 0; i < s->narms && s->baseline[0] == 0; i++) /* the first uncompressed unshaped arm */
+        if (!s->arms[i].compress && s->arms[i].profile_path[0] == 0)
+            snprintf(s->baseline, sizeof s->baseline, "%s", s->arms[i].name);
+    if (s->baseline[0] == 0 && s->narms > 0)
+        snprintf(s->baseline, sizeof s->baseline, "%s", s->arms[0].name);
 }
 
 int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, char *err, size_t errlen)
 {
-    *s = (scenario){.seed = 1,
+    *s = (scenario){.seeds = {1},
+                    .nseeds = 1,
                     .dilation = 1.0,
                     .timeout_s = 1800,
                     .layers = 4,
@@ -402,12 +467,23 @@ const char *scenario_switch(const scenario *s, const scenario_arm *a, const char
     return v[0] ? v : RUN_OPTIONS[i].fallback != NULL ? RUN_OPTIONS[i].fallback : "auto";
 }
 
+void scenario_run_dir(const scenario *s, const scenario_arm *a, int seed_index, char *out, size_t len)
+{
+    if (s->nseeds > 1)
+        snprintf(out, len, "%s/seed-%lu", a->name, s->seeds[seed_index]);
+    else
+        snprintf(out, len, "%s", a->name);
+}
+
 void scenario_write(const scenario *s, FILE *f)
 {
-    fprintf(f,
-            "; %s, resolved: every value explicit\n[scenario]\nname = %s\nranks = %d\nsteps = %d\nseed = %lu\n"
-            "target_val_loss = %g\ndilation = %g\ntimeout = %d\n\n",
-            s->path, s->name, s->ranks, s->steps, s->seed, s->target_val_loss, s->dilation, s->timeout_s);
+    fprintf(f, "; %s, resolved: every value explicit\n[scenario]\nname = %s\nranks = %d\nsteps = %d\n", s->path,
+            s->name, s->ranks, s->steps);
+    fprintf(f, "%s = ", s->nseeds > 1 ? "seeds" : "seed");
+    for (int i = 0; i < s->nseeds; i++)
+        fprintf(f, "%s%lu", i ? "," : "", s->seeds[i]);
+    fprintf(f, "\nbaseline = %s\ntarget_val_loss = %g\ndilation = %g\ntimeout = %d\n\n", s->baseline,
+            s->target_val_loss, s->dilation, s->timeout_s);
     fprintf(f, "[model]\nlayers = %d\ndim = %d\nheads = %d\nkv_heads = %d\nffn = %d\ncontext = %d\nvocab = %d\n\n",
             s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->context, s->vocab);
     fprintf(f,

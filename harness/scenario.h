@@ -12,7 +12,10 @@
  * An experiment description (an .ini file in scenarios/): what to train, on how many ranks, and the
  * arms to compare, each one training run from the same seed and data over its own links.
  *
- *   [scenario]  name, ranks, steps, seed, target_val_loss, dilation (>= 1), timeout (s per arm)
+ *   [scenario]  name, ranks, steps, seed (one) or seeds (a list: every arm runs once per seed,
+ *               its initialisation and data order), baseline (the arm others are compared
+ *               with, seed by seed; default the first uncompressed unshaped arm, else the
+ *               first), target_val_loss, dilation (>= 1), timeout (s per arm and seed)
  *   [model]     layers, dim, heads, kv_heads, ffn, context, vocab
  *   [train]     train, val (shards, relative to the scenario's folder), batch, lr, warmup,
  *               eval_every, val_tokens, sync (S|A), sync_every, and any switch of the
@@ -29,6 +32,8 @@
  * if they were the file's last lines (an arm's section is `arm.NAME`).
  */
 #define SCENARIO_MAX_ARMS 16
+#define SCENARIO_MAX_SEEDS 16
+#define SCENARIO_MAX_RUNS 64 /* arms x seeds */
 
 typedef struct scenario_arm {
     char name[64];
@@ -50,7 +55,9 @@ typedef struct scenario {
     char path[1024], dir[1024];
     char name[64];
     int ranks, steps;
-    unsigned long seed;
+    unsigned long seeds[SCENARIO_MAX_SEEDS];
+    int nseeds;
+    char baseline[64];      /* resolved: always an arm's name */
     double target_val_loss; /* 0: none given */
     double dilation;
     int timeout_s;
@@ -69,6 +76,10 @@ typedef struct scenario {
 /* Reads and checks path with the overrides ("section.key=value") applied. */
 int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, char *err, size_t errlen);
 void scenario_free(scenario *s);
+
+/* The results folder of arm a's run with seeds[seed_index], relative to the run's: ARM with
+ * one seed, ARM/seed-S with several. */
+void scenario_run_dir(const scenario *s, const scenario_arm *a, int seed_index, char *out, size_t len);
 
 /* What scenario_load does not open: the train and val shards, each read whole and checked
  * against the model's vocabulary (a token id at or above vocab is refused), so that `check

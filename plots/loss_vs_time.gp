@@ -6,5 +6,8 @@ set title sprintf("%s: validation loss vs training time\n{/*0.8 %s; start-up and
 if (target == target) { set arrow 1 from graph 0, first target to graph 1, first target nohead dt 2 lc rgb "#888888" }
 do for [fmt in "png svg"] {
     eval (fmt eq "png" ? output_png("loss_vs_time") : output_svg("loss_vs_time"))
-    plot for [i=1:narms] arm_data[i].".val" using 2:3 with linespoints title arm_title[i] noenhanced
+    # with several seeds: the mean, and a band over its 95% interval (columns 4 and 5; equal to
+    # the mean with one seed, so no band shows)
+    plot for [i=1:narms] arm_data[i].".val" using 2:4:5 with filledcurves fs transparent solid 0.18 noborder ls i notitle, \
+         for [i=1:narms] arm_data[i].".val" using 2:3 with linespoints ls i title arm_title[i] noenhanced
 }

@@ -109,6 +109,68 @@ check "check: unreadable reference: exit 2, named" '[ $? = 2 ] && grep -q "nothi
 echo "1,2,3" >>"$work/r2/a/metrics.csv"
 "$wancp" plot "$work/r2" >/dev/null 2>"$work/err"
 check "plot: a malformed row is named file:line" '[ $? = 2 ] && grep -q "a/metrics.csv:14" "$work/err"'
+# A seeded results folder made by hand: arms u (the baseline) and c, seeds 1, 2, 3, each in
+# ARM/seed-S. Final validation losses: u 3.5, 3.6, 3.7 (mean 3.6, sd 0.1, 95% half width
+# t(2) 0.1 / sqrt 3 = 0.248414); c 3.4, 3.6, 3.5 (c - u per seed: -0.1, 0, -0.2; mean -0.1,
+# sd 0.1). Seed 2 of u spikes at step 8 (training loss 9.5 against a median of 4.5).
+mkseeded() { # DIR
+    local seeds=(1 2 3) ufinal=(3.5 3.6 3.7) cfinal=(3.4 3.6 3.5)
+    cat >"$1/run.json" <<JSON
+{"scenario": "seeded", "dilation": 1, "target_val_loss": 0, "master_port": 20000, "seeds": [1, 2, 3], "baseline": "u",
+ "arms": [{"name": "u", "seed": 1, "outcome": "ok", "link": "l", "sync": "S", "sync_every": 1, "compress": false},
+          {"name": "c", "seed": 1, "outcome": "ok", "link": "l", "sync": "S", "sync_every": 1, "compress": true},
+          {"name": "u", "seed": 2, "outcome": "ok", "link": "l", "sync": "S", "sync_every": 1, "compress": false},
+          {"name": "c", "seed": 2, "outcome": "ok", "link": "l", "sync": "S", "sync_every": 1, "compress": true},
+          {"name": "u", "seed": 3, "outcome": "ok", "link": "l", "sync": "S", "sync_every": 1, "compress": false},
+          {"name": "c", "seed": 3, "outcome": "ok", "link": "l", "sync": "S", "sync_every": 1, "compress": true}]}
+JSON
+    for k in 0 1 2; do
+        for arm in u c; do
+            local d="$1/$arm/seed-${seeds[$k]}" final
+            [ $arm = u ] && final=${ufinal[$k]} || final=${cfinal[$k]}
+            mkdir -p "$d"
+            {
+                echo "# wancp train metrics"
+                echo "# model: layers=2 dim=64 heads=2 kv_heads=2 ffn_dim=128 vocab=256 context=256 attn_block=64"
+                echo "# data: train=x val=y batch=1 seq=256 val_tokens=512"
+                echo "# cp: ranks=2 layout=zigzag sync=S sync_every=1 chunks=0 wire=bf16 kv=cached (bytes)"
+                echo "# compression: psi_k=0 rank_k=0 rank_v=0 planes=0 warm_steps=0 cov_steps=0 compress_last=0"
+                echo "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,sync_tx_bytes,control_tx_bytes,compressed,compute_ms,comm_ms,kv_fwd_wait_ms,kv_bwd_wait_ms,sync_wait_ms,unix_s"
+                echo "0,0.1,0,,5.0,,0,0,0,0,0,0,0,0,0,0,0,0,1000.0"
+                for s in 1 2 3 4 5 6 7 8 9 10; do
+                    local loss=4.5 val=""
+                    [ $arm = u ] && [ $k = 1 ] && [ $s = 8 ] && loss=9.5
+                    [ $s = 5 ] && val=4.0
+                    [ $s = 10 ] && val=$final
+                    echo "$s,$s.5,0.001,$loss,$val,1,256,1000,$((32768 * s)),$((65536 * s)),$((100 * s)),8,0,800,200,100,80,20,100$s.0"
+                done
+            } >"$d/metrics.csv"
+            printf '# start_unix: 1000.0\nsecond,src_rank,dst_rank,port,frames,wire_bytes,payload_bytes\n1,0,1,20001,10,10000,9000\n' \
+              >"$d/wire.csv"
+        done
+    done
+}
+mkdir "$work/seeded"
+mkseeded "$work/seeded"
+"$wancp" plot "$work/seeded" 2>"$work/err"
+check "seeded plot: exit 0, four figures" '[ $? = 0 ] && [ "$(ls "$work/seeded"/*.png | wc -l)" = 4 ]' || cat "$work/err"
+check "seeded summary: each arm over its seeds, t intervals and the paired difference" \
+      'node -e "const s=require(process.argv[1]); const near=(x,y)=>Math.abs(x-y)<1e-6;
+        const [u,c]=s.over_seeds; if (s.arms.length!==6 || u.name!==\"u\" || c.name!==\"c\" || s.baseline!==\"u\") process.exit(1);
+        if (!near(u.final_val_loss.mean,3.6) || !near(u.final_val_loss.half_width_95,0.248414) || u.final_val_loss.n!==3) process.exit(2);
+        if (!near(u.final_val_perplexity.mean,(Math.exp(3.5)+Math.exp(3.6)+Math.exp(3.7))/3)) process.exit(3);
+        const d=c.minus_baseline_paired.final_val_loss; if (!near(d.mean,-0.1) || !near(d.half_width_95,0.248414)) process.exit(4);
+        if (\"minus_baseline_paired\" in u) process.exit(5);
+        if (u.seeds_with_spikes!==1 || c.seeds_with_spikes!==0) process.exit(6);
+        const spiky=s.arms.find(a=>a.name===\"u\"&&a.seed===2); if (spiky.train_loss_spikes!==1 || spiky.first_spike_step!==8 || spiky.dir!==\"u/seed-2\") process.exit(7);" \
+        "$work/seeded/summary.json"' || node -e 'console.log(JSON.stringify(require(process.argv[1]).over_seeds))' "$work/seeded/summary.json"
+check "seeded summary.md: the paired difference in words, and the spike flagged" \
+      'grep -qF "c − u, seed by seed: final validation loss -0.1000 nats, 95% interval [-0.3484, +0.1484] over 3 seeds: no difference shown" "$work/seeded/summary.md" &&
+       grep -q "FLAG u seed 2: training loss spiked above twice its running median at 1 step (first at step 8)" "$work/seeded/summary.md"' ||
+      cat "$work/seeded/summary.md"
+check "seeded curves: the mean over seeds with its band" \
+      'awk '"'"'$1 == 10 {found = 1; if ($3 < 3.5999 || $3 > 3.6001 || $4 > 3.3516 || $4 < 3.3515 || $5 < 3.8484 || $5 > 3.8485) exit 1} END {exit !found}'"'"' "$work/seeded/plot-data/u.val"'
+
 mkdir "$work/empty"
 "$wancp" check "$work/empty" >/dev/null 2>"$work/err"
 check "check: a folder without run.json: exit 2" '[ $? = 2 ] && grep -q "run.json" "$work/err"'

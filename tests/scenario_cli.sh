@@ -237,5 +237,32 @@ check "a switch of the compression on an uncompressed arm, and one out of range:
   '[ $? = 2 ] && grep -qF "[arm u] psi_k = '"'"'99'"'"': expected a whole number from 1 to 64" "$work/err" &&
    grep -qF "[arm u] rank_k = 3: a switch of the compression (give the arm compress = true)" "$work/err"'
 
+# Seeds: every arm once per seed, each with its own --seed and folder; the resolved print
+# keeps the list and the baseline; bad lists refused with the line.
+printf '[scenario]\nname = s\nranks = 2\nsteps = 4\nseeds = 3, 1,2\n[arm u]\nprofile = none\n[arm c]\nprofile = none\ncompress = true\n' \
+  >"$work/seeds.ini"
+"$wancp" check scenario "$work/seeds.ini" >"$work/seeds_resolved.ini" 2>"$work/err"
+check "seeds: accepted; resolved with the list and the default baseline (the uncompressed unshaped arm)" \
+  '[ $? = 0 ] && grep -qx "seeds = 3,1,2" "$work/seeds_resolved.ini" && grep -qx "baseline = u" "$work/seeds_resolved.ini"'
+"$wancp" run "$work/seeds.ini" --dry-run >"$work/dry_seeds.txt" 2>/dev/null
+check "seeds: one rank command per arm and seed, each with its seed and folder" \
+  '[ "$(grep -c "^; arm .*, seed .*, each rank: wancp train" "$work/dry_seeds.txt")" = 6 ] &&
+   grep "^; arm c, seed 2, each rank:" "$work/dry_seeds.txt" | grep -q -- "--seed 2 .*--metrics DIR/ARM/seed-2/metrics.csv"'
+"$wancp" check scenario "$work/seeds.ini" --set scenario.seed=7 --set scenario.baseline=c >"$work/one.ini" 2>/dev/null
+check "seeds: --set seed replaces the list, --set baseline names an arm" \
+  'grep -qx "seed = 7" "$work/one.ini" && grep -qx "baseline = c" "$work/one.ini"'
+bad_seeds() { # WHAT LINES NEEDLE: refused, exit 2, with the needle
+  printf '[scenario]\nname = s\nranks = 2\nsteps = 4\n%b[arm u]\nprofile = none\n' "$2" >"$work/bad_seeds.ini"
+  "$wancp" check scenario "$work/bad_seeds.ini" >/dev/null 2>"$work/err"
+  local status=$? needle=$3
+  check "seeds: $1 refused" '[ $status = 2 ] && grep -qF -- "$needle" "$work/err"' || cat "$work/err"
+}
+bad_seeds "a repeated seed" 'seeds = 1,2,1\n' "bad_seeds.ini:5: [scenario] seeds = '1,2,1': seed 1 is given twice"
+bad_seeds "a word" 'seeds = 1,two\n' "bad_seeds.ini:5: [scenario] seeds = '1,two'"
+bad_seeds "a list for seed" 'seed = 1,2\n' "[scenario] seed = '1,2': expected a whole number"
+bad_seeds "seed and seeds both" 'seed = 1\nseeds = 2,3\n' "bad_seeds.ini:6: [scenario] seeds: the file gives seed already"
+bad_seeds "17 seeds" 'seeds = 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n' "1 to 16 whole numbers"
+bad_seeds "a baseline that is no arm" 'baseline = nosuch\n' "[scenario] baseline = nosuch: no arm of that name"
+
 echo "$passes passed, $failures failed"
 [ "$failures" = 0 ]

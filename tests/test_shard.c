@@ -1,6 +1,7 @@
 /* Token shards: llm.c's format written and read back, and every kind of bad shard refused. */
 #include "test_helpers.h"
 
+#include "core/data/loader.h"
 #include "core/data/shard.h"
 #include "core/base/status.h"
 #include "core/util/buf.h"
@@ -140,13 +141,43 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Seeds start the training data at different places, seed 1 at the first token; every start
+ * leaves a whole batch and its last target inside the shard. */
+static void seeded_starts(void **state)
+{
+    (void)state;
+    uint16_t tokens[1000];
+    for (int i = 0; i < 1000; i++)
+        tokens[i] = (uint16_t)(i % 256);
+    char path[512], err[WANCP_ERRLEN];
+    snprintf(path, sizeof path, "%s/seeded.bin", test_tmpdir());
+    assert_int_equal(shard_write(path, tokens, 1000, err, sizeof err), WANCP_OK);
+    loader l;
+    assert_int_equal(loader_open(&l, path, 256, 2, 100, err, sizeof err), WANCP_OK);
+    size_t starts[8];
+    for (uint64_t seed = 0; seed < 8; seed++) {
+        loader_start_at_seed(&l, seed);
+        starts[seed] = l.pos;
+        assert_true(l.pos + 200 + 1 <= 1000);
+        loader_next(&l);
+        assert_int_equal(l.inputs[0], tokens[starts[seed]]);
+        assert_int_equal(l.targets[199], tokens[starts[seed] + 200]);
+    }
+    assert_int_equal(starts[1], 0);
+    /* 800 possible starts; frac((s - 1) / phi): seed 2 at 0.618, seed 3 at 0.236 of them */
+    assert_int_equal(starts[2], (size_t)(0.6180339887498949 * 800));
+    assert_int_equal(starts[3], (size_t)(0.2360679774997897 * 800));
+    for (int a = 1; a < 8; a++)
+        for (int b = 1; b < a; b++)
+            assert_true(starts[a] > starts[b] ? starts[a] - starts[b] >= 50 : starts[b] - starts[a] >= 50);
+    loader_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(roundtrip),
-        cmocka_unit_test(llmc_image_parses),
-        cmocka_unit_test(bad_shards),
-        cmocka_unit_test(missing_and_empty),
+        cmocka_unit_test(roundtrip),         cmocka_unit_test(llmc_image_parses), cmocka_unit_test(bad_shards),
+        cmocka_unit_test(missing_and_empty), cmocka_unit_test(seeded_starts),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

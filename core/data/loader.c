@@ -27,6 +27,16 @@ int loader_open(loader *l, const char *path, int vocab, int batch, int seq, char
     return WANCP_OK;
 }
 
+void loader_start_at_seed(loader *l, uint64_t seed)
+{
+    const size_t n = (size_t)l->batch * l->seq, starts = l->tokens.count - n; /* pos + n + 1 <= count */
+    const uint64_t weyl = (seed - 1) * 0x9E3779B97F4A7C15ull;                 /* 2^64 / phi, odd */
+    const double fraction = (double)(weyl >> 11) * 0x1p-53;
+    l->pos = (size_t)(fraction * (double)starts);
+    if (l->pos >= starts)
+        l->pos = starts - 1;
+}
+
 void loader_next(loader *l)
 {
     size_t n = (size_t)l->batch * l->seq;

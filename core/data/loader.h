@@ -14,14 +14,20 @@
  */
 typedef struct loader {
     shard tokens;
-    size_t pos;         /* first input token of the next batch */
+    size_t pos; /* first input token of the next batch */
     int batch, seq;
-    uint16_t *inputs;   /* (batch, seq) */
-    uint16_t *targets;  /* (batch, seq) */
+    uint16_t *inputs;  /* (batch, seq) */
+    uint16_t *targets; /* (batch, seq) */
 } loader;
 
 /* Opens path (validated against vocab) and needs at least batch x seq + 1 tokens. */
 int loader_open(loader *l, const char *path, int vocab, int batch, int seq, char *err, size_t errlen);
+
+/* Where a run with this seed starts reading: seed 1 at the first token (as every run did
+ * before seeds varied the data), seed s at the fraction frac((s - 1) / phi) of the shard's
+ * batch starts (a Weyl sequence, phi the golden ratio: a few seeds start far apart). The
+ * same seed gives the same position on every rank. */
+void loader_start_at_seed(loader *l, uint64_t seed);
 
 /* Fills inputs and targets with the batch at pos, then advances pos. */
 void loader_next(loader *l);

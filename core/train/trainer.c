@@ -217,6 +217,8 @@ static int setup(run *r, const ops *o, int *step, rng *g)
     if (rc == WANCP_OK)
         rc = loader_open(&r->train, c->train_path, c->model.vocab, c->batch, c->seq, r->err, r->errlen);
     if (rc == WANCP_OK)
+        loader_start_at_seed(&r->train, c->seed); /* a resumed run reads its position back below */
+    if (rc == WANCP_OK)
         rc = loader_open(&r->val, c->val_path, c->model.vocab, c->batch, c->seq, r->err, r->errlen);
     if (rc == WANCP_OK && c->resume_path != NULL) {
         char path[4096];

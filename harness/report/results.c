@@ -111,6 +111,32 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* Training-loss spikes: a step whose loss exceeds twice the median of the (up to) 20 steps
+ * before it, once 5 are there. A baseline that spikes and recovers compares recoveries, not
+ * methods; the summary says so. */
+static void find_spikes(arm_summary *a, const metrics_file *m)
+{
+    enum { WINDOW = 20, MIN_HISTORY = 5 };
+    double window[WINDOW], sorted[WINDOW];
+    int have = 0;
+    a->spikes = a->first_spike_step = 0;
+    for (int i = 0; i < m->nrows; i++) {
+        const double loss = m->rows[i].train_loss;
+        if (m->rows[i].step <= 0 || !isfinite(loss))
+            continue;
+        const int n = have < WINDOW ? have : WINDOW;
+        if (n >= MIN_HISTORY) {
+            memcpy(sorted, window, (size_t)n * sizeof *sorted);
+            if (loss > 2 * median(sorted, n)) {
+                a->spikes++;
+                if (a->first_spike_step == 0)
+                    a->first_spike_step = m->rows[i].step;
+            }
+        }
+        window[have++ % WINDOW] = loss;
+    }
+}
+
 /* Everything the metrics tell: losses, time to target, the steady window's medians. */
 static void summarize_metrics(arm_summary *a, const metrics_file *m, double target)
 {
@@ -185,6 +211,7 @@ static void summarize_metrics(arm_summary *a, const metrics_file *m, double targ
     metrics_kv_formula(m, 0, n > 0 && rows[n - 1].compressed, &fwd, &bwd);
     a->kv_fwd_formula = (double)fwd;
     a->kv_bwd_formula = (double)bwd;
+    find_spikes(a, m);
 }
 
 /* Bytes on the wire against the app counters: the whole run, and per step in the steady
@@ -215,6 +242,110 @@ static void summarize_wire(arm_summary *a, const metrics_file *m, const wire_fil
     a->kv_bytes_per_step_wire = a->kv_bytes_per_step_app * a->wire_over_app;
 }
 
+/* ---- an arm over its seeds ---- */
+
+/* Seeds whose value lies outside the 95% prediction interval of the other seeds' values
+ * (leave one out; needs 3 seeds or more): seeds that disagree beyond their spread. */
+static int count_outliers(const double *x, int n)
+{
+    int outliers = 0;
+    double others[RESULTS_MAX_SEEDS];
+    for (int i = 0; i < n; i++) {
+        int k = 0;
+        for (int j = 0; j < n; j++)
+            if (j != i && isfinite(x[j]))
+                others[k++] = x[j];
+        if (!isfinite(x[i]) || k < 2)
+            continue;
+        const interval r = interval_95(others, k);
+        /* the interval's half width is t sd / sqrt(k); a new value's is t sd sqrt(1 + 1/k) */
+        const double half = r.half_width * sqrt((double)k) * sqrt(1 + 1.0 / k);
+        outliers += fabs(x[i] - r.mean) > half;
+    }
+    return outliers;
+}
+
+static int group_of(run_summary *s, const char *name)
+{
+    for (int g = 0; g < s->ngroups; g++)
+        if (strcmp(s->groups[g].name, name) == 0)
+            return g;
+    if (s->ngroups == RESULTS_MAX_ARMS)
+        return -1;
+    arm_group *g = &s->groups[s->ngroups];
+    *g = (arm_group){0};
+    snprintf(g->name, sizeof g->name, "%s", name);
+    return s->ngroups++;
+}
+
+/* The value of a field for each of a group's seeds, in the order of the run's seeds, so two
+ * groups' arrays pair seed with seed (NAN where a seed has no run or no value). */
+static void by_seed(const run_summary *s, const arm_group *g, double (*field)(const arm_summary *), double *out)
+{
+    for (int k = 0; k < s->nseeds; k++) {
+        out[k] = NAN;
+        for (int r = 0; r < g->nruns; r++)
+            if (s->arms[g->runs[r]].seed == s->seeds[k] && s->arms[g->runs[r]].has_metrics)
+                out[k] = field(&s->arms[g->runs[r]]);
+    }
+}
+
+static double final_val_loss(const arm_summary *a) { return a->final_val_loss; }
+static double perplexity(const arm_summary *a) { return exp(a->final_val_loss); }
+static double time_to_target(const arm_summary *a) { return a->time_to_target_s; }
+static double step_time(const arm_summary *a) { return a->step_time_s_median; }
+
+static void group_runs(run_summary *s)
+{
+    s->ngroups = 0;
+    for (int i = 0; i < s->narms; i++) {
+        const int g = group_of(s, s->arms[i].name);
+        if (g >= 0 && s->groups[g].nruns < RESULTS_MAX_SEEDS)
+            s->groups[g].runs[s->groups[g].nruns++] = i;
+    }
+    int base = -1;
+    for (int g = 0; g < s->ngroups; g++)
+        if (strcmp(s->groups[g].name, s->baseline) == 0)
+            base = g;
+    for (int i = 0; i < s->narms && base < 0; i++) /* results from before baselines */
+        if (!s->arms[i].compress && strstr(s->arms[i].link, "unshaped") != NULL)
+            base = group_of(s, s->arms[i].name);
+    if (base < 0 && s->ngroups > 0)
+        base = 0;
+    if (base >= 0)
+        snprintf(s->baseline, sizeof s->baseline, "%s", s->groups[base].name);
+    double x[RESULTS_MAX_SEEDS], y[RESULTS_MAX_SEEDS];
+    for (int gi = 0; gi < s->ngroups; gi++) {
+        arm_group *g = &s->groups[gi];
+        for (int r = 0; r < g->nruns; r++) {
+            const arm_summary *a = &s->arms[g->runs[r]];
+            g->ok += strcmp(a->outcome, "ok") == 0;
+            g->reached += isfinite(a->time_to_target_s);
+            g->spiky += a->spikes > 0;
+        }
+        by_seed(s, g, final_val_loss, x);
+        g->final_val_loss = interval_95(x, s->nseeds);
+        g->outliers = count_outliers(x, s->nseeds);
+        by_seed(s, g, perplexity, x);
+        g->perplexity = interval_95(x, s->nseeds);
+        by_seed(s, g, time_to_target, x);
+        g->time_to_target_s = interval_95(x, s->nseeds);
+        by_seed(s, g, step_time, x);
+        g->step_time_s = interval_95(x, s->nseeds);
+        const interval none = {.mean = NAN, .half_width = NAN};
+        g->d_final_val_loss = g->d_time_to_target_s = g->d_step_time_s = none;
+        if (base < 0 || gi == base)
+            continue;
+        double (*fields[3])(const arm_summary *) = {final_val_loss, time_to_target, step_time};
+        interval *diffs[3] = {&g->d_final_val_loss, &g->d_time_to_target_s, &g->d_step_time_s};
+        for (int f = 0; f < 3; f++) {
+            by_seed(s, g, fields[f], x);
+            by_seed(s, &s->groups[base], fields[f], y);
+            *diffs[f] = paired_interval_95(x, y, s->nseeds);
+        }
+    }
+}
+
 static void json_text(json_t *o, const char *key, char *out, size_t len)
 {
     const char *s = json_string_value(json_object_get(o, key));
@@ -239,13 +370,24 @@ int results_summarize(run_summary *s, const char *run_dir, char *err, size_t err
     s->target_val_loss = json_number_value(json_object_get(run, "target_val_loss"));
     if (json_is_integer(json_object_get(run, "master_port")))
         s->master_port = (int)json_integer_value(json_object_get(run, "master_port"));
-    json_t *arms = json_object_get(run, "arms");
+    json_t *arms = json_object_get(run, "arms"), *seeds = json_object_get(run, "seeds");
     if (!json_is_array(arms) || s->dilation < 1) {
         json_decref(run);
         return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: no \"arms\" list (or a dilation below 1)", path);
     }
+    for (size_t i = 0; i < json_array_size(seeds) && s->nseeds < RESULTS_MAX_SEEDS; i++) {
+        const json_int_t seed = json_integer_value(json_array_get(seeds, i));
+        if (!json_is_integer(json_array_get(seeds, i)) || seed < 0 || seed > 2147483647) {
+            json_decref(run);
+            return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: \"seeds\"[%zu] is not a seed", path, i);
+        }
+        s->seeds[s->nseeds++] = (unsigned long)seed;
+    }
+    if (s->nseeds == 0) /* results from before seeds */
+        s->seeds[s->nseeds++] = 1;
+    json_text(run, "baseline", s->baseline, sizeof s->baseline);
     int rc = WANCP_OK;
-    for (size_t i = 0; i < json_array_size(arms) && s->narms < 16; i++) {
+    for (size_t i = 0; i < json_array_size(arms) && s->narms < RESULTS_MAX_RUNS; i++) {
         json_t *ja = json_array_get(arms, i);
         arm_summary *a = &s->arms[s->narms++];
         *a = (arm_summary){.dilation = s->dilation,
@@ -278,8 +420,21 @@ int results_summarize(run_summary *s, const char *run_dir, char *err, size_t err
             rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: arm %zu has no usable name", path, i);
             break;
         }
+        json_t *seed = json_object_get(ja, "seed");
+        if (seed != NULL &&
+            (!json_is_integer(seed) || json_integer_value(seed) < 0 || json_integer_value(seed) > 2147483647)) {
+            rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: arm %zu's seed is not a seed", path, i);
+            break;
+        }
+        a->seed = seed != NULL ? (unsigned long)json_integer_value(seed) : s->seeds[0];
+        char dir[sizeof a->dir];
+        if (s->nseeds > 1) /* as scenario_run_dir names it */
+            snprintf(dir, sizeof dir, "%s/seed-%lu", a->name, a->seed);
+        else
+            snprintf(dir, sizeof dir, "%s", a->name);
+        memcpy(a->dir, dir, sizeof dir);
         metrics_file m;
-        snprintf(path, sizeof path, "%s/%s/metrics.csv", run_dir, a->name);
+        snprintf(path, sizeof path, "%s/%s/metrics.csv", run_dir, a->dir);
         if (access(path, F_OK) != 0)
             continue; /* never started, or nothing written */
         if ((rc = metrics_read(&m, path, err, errlen)) != WANCP_OK)
@@ -287,7 +442,7 @@ int results_summarize(run_summary *s, const char *run_dir, char *err, size_t err
         a->has_metrics = true;
         summarize_metrics(a, &m, s->target_val_loss);
         wire_file w;
-        snprintf(path, sizeof path, "%s/%s/wire.csv", run_dir, a->name);
+        snprintf(path, sizeof path, "%s/%s/wire.csv", run_dir, a->dir);
         if (access(path, F_OK) == 0) {
             if ((rc = wire_read(&w, path, err, errlen)) != WANCP_OK) {
                 metrics_free(&m);
@@ -300,12 +455,52 @@ int results_summarize(run_summary *s, const char *run_dir, char *err, size_t err
         metrics_free(&m);
     }
     json_decref(run);
+    if (rc == WANCP_OK)
+        group_runs(s);
     return rc;
 }
 
 /* ---- summary.json and summary.md ---- */
 
 static json_t *number_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
+static json_t *interval_json(interval r)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "mean", number_or_null(r.mean));
+    json_object_set_new(o, "half_width_95", number_or_null(r.half_width));
+    json_object_set_new(o, "n", json_integer(r.n));
+    return o;
+}
+
+static json_t *groups_json(const run_summary *s)
+{
+    json_t *list = json_array();
+    for (int i = 0; i < s->ngroups; i++) {
+        const arm_group *g = &s->groups[i];
+        json_t *j = json_object(), *d = json_object();
+        json_object_set_new(j, "name", json_string(g->name));
+        json_object_set_new(j, "seeds_run", json_integer(g->nruns));
+        json_object_set_new(j, "seeds_ok", json_integer(g->ok));
+        json_object_set_new(j, "seeds_reaching_target", json_integer(g->reached));
+        json_object_set_new(j, "seeds_with_spikes", json_integer(g->spiky));
+        json_object_set_new(j, "seeds_outlying", json_integer(g->outliers));
+        json_object_set_new(j, "final_val_loss", interval_json(g->final_val_loss));
+        json_object_set_new(j, "final_val_perplexity", interval_json(g->perplexity));
+        json_object_set_new(j, "time_to_target_s", interval_json(g->time_to_target_s));
+        json_object_set_new(j, "step_time_s_median", interval_json(g->step_time_s));
+        if (strcmp(g->name, s->baseline) != 0) {
+            json_object_set_new(d, "final_val_loss", interval_json(g->d_final_val_loss));
+            json_object_set_new(d, "time_to_target_s", interval_json(g->d_time_to_target_s));
+            json_object_set_new(d, "step_time_s_median", interval_json(g->d_step_time_s));
+            json_object_set_new(j, "minus_baseline_paired", d);
+        } else {
+            json_decref(d);
+        }
+        json_array_append_new(list, j);
+    }
+    return list;
+}
 
 static int write_then_rename(const char *path, const char *text, char *err, size_t errlen)
 {
@@ -324,10 +519,21 @@ static char *summary_json(const run_summary *s)
     json_object_set_new(o, "bytes",
                         json_string("payload bytes rank 0 sends per training step (app counters, median "
                                     "over the steady steps); wire: whole frames"));
+    json_t *seeds = json_array();
+    for (int i = 0; i < s->nseeds; i++)
+        json_array_append_new(seeds, json_integer((json_int_t)s->seeds[i]));
+    json_object_set_new(o, "seeds", seeds);
+    json_object_set_new(o, "baseline", json_string(s->baseline));
+    json_object_set_new(o, "over_seeds_note",
+                        json_string("each arm over its seeds: mean and 95% interval (t distribution); "
+                                    "minus_baseline_paired: this arm minus the baseline, seed by seed"));
+    json_object_set_new(o, "over_seeds", groups_json(s));
     for (int i = 0; i < s->narms; i++) {
         const arm_summary *a = &s->arms[i];
         json_t *j = json_object();
         json_object_set_new(j, "name", json_string(a->name));
+        json_object_set_new(j, "seed", json_integer((json_int_t)a->seed));
+        json_object_set_new(j, "dir", json_string(a->dir));
         json_object_set_new(j, "outcome", json_string(a->outcome));
         if (a->reason[0])
             json_object_set_new(j, "reason", json_string(a->reason));
@@ -351,6 +557,8 @@ static char *summary_json(const run_summary *s)
         json_object_set_new(j, "compute_s_median", number_or_null(a->compute_s_median));
         json_object_set_new(j, "exposed_comm_s_median", number_or_null(a->comm_s_median));
         json_object_set_new(j, "dilation", json_real(a->dilation));
+        json_object_set_new(j, "train_loss_spikes", json_integer(a->spikes));
+        json_object_set_new(j, "first_spike_step", a->spikes > 0 ? json_integer(a->first_spike_step) : json_null());
         json_array_append_new(arms, j);
     }
     json_object_set_new(o, "arms", arms);
@@ -377,6 +585,99 @@ static void fmt_num(double x, const char *f, char *buf, size_t len)
         snprintf(buf, len, "-");
 }
 
+/* "mean ± half" (or the mean alone with one seed): the mean as f prints it (a signed
+ * difference: "%+.4f"), the half width with f's decimals and no sign. */
+static void fmt_interval(interval r, const char *f, char *buf, size_t len)
+{
+    char mean[32], half[32], unsigned_f[16];
+    fmt_num(r.mean, f, mean, sizeof mean);
+    if (!isfinite(r.half_width)) {
+        snprintf(buf, len, "%s", mean);
+        return;
+    }
+    snprintf(unsigned_f, sizeof unsigned_f, "%%%s", f + strspn(f, "%+"));
+    fmt_num(r.half_width, unsigned_f, half, sizeof half);
+    snprintf(buf, len, "%s ± %s", mean, half);
+}
+
+/* A paired difference in words: its interval, and whether it excludes zero. */
+static void say_difference(FILE *f, const char *what, interval d, const char *unit, const char *fmt)
+{
+    if (d.n == 0 || !isfinite(d.mean))
+        return;
+    char mean[32], lo[32], hi[32];
+    snprintf(mean, sizeof mean, fmt, d.mean);
+    if (!isfinite(d.half_width)) {
+        fprintf(f, "%s %s%s (one seed: no interval)", what, mean, unit);
+        return;
+    }
+    snprintf(lo, sizeof lo, fmt, d.mean - d.half_width);
+    snprintf(hi, sizeof hi, fmt, d.mean + d.half_width);
+    const char *verdict = d.mean - d.half_width > 0   ? "higher"
+                          : d.mean + d.half_width < 0 ? "lower"
+                                                      : "no difference shown";
+    fprintf(f, "%s %s%s, 95%% interval [%s, %s] over %d seeds: %s", what, mean, unit, lo, hi, d.n, verdict);
+}
+
+static void groups_md(FILE *f, const run_summary *s)
+{
+    fprintf(f,
+            "\n## Each arm over its %d seeds\n\nMean ± half width of the 95%% interval (t distribution, n - 1 "
+            "degrees of freedom); the paired columns take this arm minus the baseline (%s) seed by seed.\n\n",
+            s->nseeds, s->baseline);
+    fprintf(f, "| arm | seeds ok | final val | perplexity | time to target (seeds reaching it) | step (s) | "
+               "val − baseline | time to target − baseline |\n|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < s->ngroups; i++) {
+        const arm_group *g = &s->groups[i];
+        char fv[80], pp[80], tt[80], st[80], dv[80], dt[80];
+        fmt_interval(g->final_val_loss, "%.4f", fv, sizeof fv);
+        fmt_interval(g->perplexity, "%.2f", pp, sizeof pp);
+        fmt_interval(g->time_to_target_s, "%.1f", tt, sizeof tt);
+        fmt_interval(g->step_time_s, "%.3f", st, sizeof st);
+        fmt_interval(g->d_final_val_loss, "%+.4f", dv, sizeof dv);
+        fmt_interval(g->d_time_to_target_s, "%+.1f", dt, sizeof dt);
+        fprintf(f, "| %s | %d/%d | %s | %s | %s s (%d) | %s | %s | %s |\n", g->name, g->ok, g->nruns, fv, pp, tt,
+                g->reached, st, strcmp(g->name, s->baseline) == 0 ? "baseline" : dv,
+                strcmp(g->name, s->baseline) == 0 ? "baseline" : dt);
+    }
+    fprintf(f, "\n");
+    for (int i = 0; i < s->ngroups; i++) {
+        const arm_group *g = &s->groups[i];
+        if (strcmp(g->name, s->baseline) == 0 || g->d_final_val_loss.n == 0)
+            continue;
+        fprintf(f, "- %s − %s, seed by seed: ", g->name, s->baseline);
+        say_difference(f, "final validation loss", g->d_final_val_loss, " nats", "%+.4f");
+        if (g->d_time_to_target_s.n > 0) {
+            fprintf(f, "; ");
+            say_difference(f, "time to target", g->d_time_to_target_s, " s", "%+.1f");
+        }
+        fprintf(f, ".\n");
+    }
+}
+
+/* What makes a comparison unsafe: spikes (a baseline that spikes and recovers compares
+ * recoveries, not methods) and seeds that disagree beyond their spread. */
+static void flags_md(FILE *f, const run_summary *s)
+{
+    for (int i = 0; i < s->narms; i++) {
+        const arm_summary *a = &s->arms[i];
+        char seed[32] = "";
+        if (s->nseeds > 1)
+            snprintf(seed, sizeof seed, " seed %lu", a->seed);
+        if (a->spikes > 0)
+            fprintf(f,
+                    "- FLAG %s%s: training loss spiked above twice its running median at %d step%s (first at step "
+                    "%d).\n",
+                    a->name, seed, a->spikes, a->spikes == 1 ? "" : "s", a->first_spike_step);
+    }
+    for (int i = 0; i < s->ngroups; i++)
+        if (s->groups[i].outliers > 0)
+            fprintf(f,
+                    "- FLAG %s: %d seed%s' final validation loss outside the other seeds' 95%% prediction "
+                    "interval.\n",
+                    s->groups[i].name, s->groups[i].outliers, s->groups[i].outliers == 1 ? "" : "s");
+}
+
 static char *summary_md(const run_summary *s)
 {
     char *text = NULL;
@@ -384,6 +685,7 @@ static char *summary_md(const run_summary *s)
     FILE *f = open_memstream(&text, &len);
     if (f == NULL)
         return NULL;
+    const bool seeded = s->nseeds > 1;
     fprintf(f, "# %s\n\n", s->scenario);
     fprintf(f,
             "Times are training time (the sum of step times; start-up and evaluation left out)%s. "
@@ -392,15 +694,19 @@ static char *summary_md(const run_summary *s)
             s->dilation > 1 ? ", dilated: links ran at B/D with delays x D and times are divided by D" : "");
     if (s->dilation > 1)
         fprintf(f, "Dilation D = %g.\n\n", s->dilation);
+    fprintf(f, "Seed%s", seeded ? "s" : "");
+    for (int i = 0; i < s->nseeds; i++)
+        fprintf(f, "%s %lu", i ? "," : "", s->seeds[i]);
+    fprintf(f, "; baseline arm: %s.\n\n", s->baseline);
     fprintf(f,
             "| arm | outcome | link | sync | steps | final val | time to %s | step (s) | compute | exposed comm | "
             "K/V per step (app) | K/V (wire) | formula | sync per step |\n",
             s->target_val_loss > 0 ? "target" : "target (none)");
     fprintf(f, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    double base_kv = NAN, base_time = NAN;
+    double base_kv = NAN;
     for (int i = 0; i < s->narms; i++) {
         const arm_summary *a = &s->arms[i];
-        char fv[32], tt[32], st[32], cs[32], cm[32], kv[32], kw[32], kf[32], sy[32];
+        char fv[32], tt[32], st[32], cs[32], cm[32], kv[32], kw[32], kf[32], sy[32], name[96];
         fmt_num(a->final_val_loss, "%.4f", fv, sizeof fv);
         fmt_num(a->time_to_target_s, "%.1f s", tt, sizeof tt);
         fmt_num(a->step_time_s_median, "%.3f", st, sizeof st);
@@ -410,27 +716,38 @@ static char *summary_md(const run_summary *s)
         fmt_bytes(a->kv_bytes_per_step_wire, kw, sizeof kw);
         fmt_bytes(a->kv_fwd_formula + a->kv_bwd_formula, kf, sizeof kf);
         fmt_bytes(a->sync_bytes_per_step, sy, sizeof sy);
-        fprintf(f, "| %s | %s%s%s | %s | %s every %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a->name,
+        if (seeded)
+            snprintf(name, sizeof name, "%s seed %lu", a->name, a->seed);
+        else
+            snprintf(name, sizeof name, "%s", a->name);
+        fprintf(f, "| %s | %s%s%s | %s | %s every %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name,
                 a->outcome, a->reason[0] ? ": " : "", a->reason, a->link, a->sync, a->sync_every, a->steps, fv, tt, st,
                 cs, cm, kv, kw, kf, sy);
         if (!a->compress && isfinite(a->kv_bytes_per_step_wire) && !isfinite(base_kv))
             base_kv = a->kv_bytes_per_step_wire;
-        if (!a->compress && strstr(a->link, "unshaped") != NULL && isfinite(a->time_to_target_s))
-            base_time = a->time_to_target_s;
     }
+    if (seeded)
+        groups_md(f, s);
     fprintf(f, "\n");
-    for (int i = 0; i < s->narms; i++) {
-        const arm_summary *a = &s->arms[i];
+    double base_time = NAN;
+    for (int i = 0; i < s->ngroups; i++)
+        if (strcmp(s->groups[i].name, s->baseline) == 0)
+            base_time = s->groups[i].time_to_target_s.mean;
+    for (int i = 0; i < s->ngroups; i++) {
+        const arm_group *g = &s->groups[i];
+        const arm_summary *a = &s->arms[g->runs[0]]; /* bytes do not depend on the seed */
+        const double t = g->time_to_target_s.mean;
         if (a->compress && isfinite(a->kv_bytes_per_step_wire) && isfinite(base_kv))
             fprintf(f, "- %s: K/V on the wire per step %.2f%% of an uncompressed arm's.\n", a->name,
                     100 * a->kv_bytes_per_step_wire / base_kv);
-        if (isfinite(a->time_to_target_s) && isfinite(base_time) && a->time_to_target_s != base_time)
-            fprintf(f, "- %s: time to target %.2fx the unshaped uncompressed arm's.\n", a->name,
-                    a->time_to_target_s / base_time);
+        if (isfinite(t) && isfinite(base_time) && strcmp(g->name, s->baseline) != 0)
+            fprintf(f, "- %s: time to target %.2fx the baseline's (%s)%s.\n", a->name, t / base_time, s->baseline,
+                    seeded ? ", means over seeds" : "");
         if (isfinite(a->wire_payload_over_app))
             fprintf(f, "- %s: K/V TCP payload on the wire / app counters over the run: %.4f.\n", a->name,
                     a->wire_payload_over_app);
     }
+    flags_md(f, s);
     fclose(f);
     return text;
 }

@@ -1,6 +1,8 @@
 #ifndef WANCP_RESULTS_H
 #define WANCP_RESULTS_H
 
+#include "stats.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,13 +16,20 @@
  *   RUN/scenario.ini   the resolved scenario
  *   RUN/run.json       commit, host, libraries, start/end, dilation, master port, arms with
  *                      their outcome and reason
- *   RUN/ARM/metrics.csv, wire.csv, rankK.log
+ *   RUN/ARM/metrics.csv, wire.csv, rankK.log (with several seeds: RUN/ARM/seed-S/...)
  *   RUN/summary.json, summary.md, plot-data/, *.png, *.svg
  *
  * Times in summaries and figures are training time: the sum of the steps' times (start-up
  * and evaluation left out, the same for every arm), divided by the dilation D. The time to
  * the target validation loss is interpolated linearly between the evaluations around it.
+ *
+ * With several seeds every arm ran once per seed: each run is summarised as one arm_summary,
+ * and each arm over its seeds as one arm_group (means, 95% t intervals, and the paired
+ * difference against the scenario's baseline arm, seed by seed).
  */
+#define RESULTS_MAX_RUNS 64
+#define RESULTS_MAX_ARMS 16
+#define RESULTS_MAX_SEEDS 16
 
 /* One step's row of a metrics CSV (columns found by their header names). */
 typedef struct metrics_row {
@@ -48,7 +57,9 @@ void metrics_kv_formula(const metrics_file *m, int rank, bool compressed, uint64
 
 typedef struct arm_summary {
     char name[64];
-    char outcome[16]; /* ok, failed, interrupted, not-run */
+    char dir[96];       /* the run's folder in RUN: ARM, or ARM/seed-S */
+    unsigned long seed; /* 0 when run.json does not say */
+    char outcome[16];   /* ok, failed, interrupted, not-run */
     char reason[512];
     char link[160]; /* the arm's link, as run.json describes it */
     char sync[4];
@@ -68,16 +79,35 @@ typedef struct arm_summary {
     double wire_payload_over_app;          /* K/V TCP payload (pcap) / app bytes, the whole run; NAN: no capture */
     double wire_over_app;                  /* whole frames / app bytes over the steady window */
     double dilation;
+    int spikes;           /* steps whose training loss exceeds twice the median of the 20 before */
+    int first_spike_step; /* 0: none */
     bool has_metrics, has_wire;
 } arm_summary;
 
+/* An arm over its seeds. Paired differences (this arm minus the baseline, seed by seed) are
+ * NAN-filled for the baseline itself. */
+typedef struct arm_group {
+    char name[64];
+    int runs[RESULTS_MAX_SEEDS]; /* indices into run_summary.arms */
+    int nruns, ok;               /* seeds run, seeds that ended ok */
+    int reached;                 /* seeds that reached the target */
+    int spiky;                   /* seeds whose training loss spiked */
+    int outliers;                /* seeds outside the others' 95% prediction interval (3 seeds or more) */
+    interval final_val_loss, perplexity, time_to_target_s, step_time_s;
+    interval d_final_val_loss, d_time_to_target_s, d_step_time_s;
+} arm_group;
 typedef struct run_summary {
     char dir[1024];
     char scenario[64];
     double dilation, target_val_loss;
     int master_port;
-    arm_summary arms[16];
+    unsigned long seeds[RESULTS_MAX_SEEDS];
+    int nseeds;
+    char baseline[64];                  /* the arm paired differences are taken against */
+    arm_summary arms[RESULTS_MAX_RUNS]; /* one per arm and seed, as run.json lists them */
     int narms;
+    arm_group groups[RESULTS_MAX_ARMS]; /* one per arm name, in first-seen order */
+    int ngroups;
 } run_summary;
 
 /* Reads RUN (run.json, each arm's CSVs) into s. Arms without files get outcome not-run

@@ -24,43 +24,120 @@ static void put_number(FILE *f, double x)
         fputs(" NaN", f);
 }
 
-/* plot-data/ARM.steps (every step) and ARM.val (the evaluations): step, training time
- * (dilated), loss, and for steps the time split. */
-static int arm_curves(const run_summary *s, const arm_summary *a, const char *data_dir, char *err, size_t errlen)
+/* One run's metrics by step: cumulative training time (dilated), losses and the time split;
+ * NAN where the run has no such step or value. */
+enum curve_column { TRAIN_S, TRAIN_LOSS, VAL_LOSS, STEP_S, COMPUTE_S, COMM_S, NCOLUMNS };
+
+typedef struct run_curve {
+    int last_step;
+    double *column[NCOLUMNS]; /* each indexed by step, 0 to last_step */
+} run_curve;
+
+static void curve_free(run_curve *c)
+{
+    free(c->column[0]);
+    *c = (run_curve){0};
+}
+
+static int curve_read(const run_summary *s, const arm_summary *a, run_curve *c, char *err, size_t errlen)
 {
     char path[1400];
-    snprintf(path, sizeof path, "%s/%s/metrics.csv", s->dir, a->name);
+    snprintf(path, sizeof path, "%s/%s/metrics.csv", s->dir, a->dir);
     metrics_file m;
     int rc = metrics_read(&m, path, err, errlen);
     if (rc != WANCP_OK)
         return rc;
-    char steps_path[1400], val_path[1400];
-    snprintf(steps_path, sizeof steps_path, "%s/%s.steps", data_dir, a->name);
-    snprintf(val_path, sizeof val_path, "%s/%s.val", data_dir, a->name);
-    FILE *fs = fopen(steps_path, "w"), *fv = fopen(val_path, "w");
-    if (fs == NULL || fv == NULL)
-        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", fs == NULL ? steps_path : val_path);
+    *c = (run_curve){.last_step = m.nrows > 0 && m.rows[m.nrows - 1].step > 0 ? m.rows[m.nrows - 1].step : 0};
+    const size_t n = (size_t)c->last_step + 1;
+    double *all = malloc(NCOLUMNS * n * sizeof *all);
+    if (all == NULL) {
+        metrics_free(&m);
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "%s: out of memory", path);
+    }
+    for (size_t i = 0; i < NCOLUMNS * n; i++)
+        all[i] = NAN;
+    for (int k = 0; k < NCOLUMNS; k++)
+        c->column[k] = all + (size_t)k * n;
     double train_s = 0;
+    for (int i = 0; i < m.nrows; i++) {
+        const metrics_row *r = &m.rows[i];
+        if (r->step < 0 || r->step > c->last_step)
+            continue;
+        if (r->step > 0 && isfinite(r->step_ms))
+            train_s += r->step_ms / 1e3 / a->dilation;
+        c->column[TRAIN_S][r->step] = train_s;
+        if (r->step > 0) {
+            c->column[TRAIN_LOSS][r->step] = r->train_loss;
+            c->column[STEP_S][r->step] = r->step_ms / 1e3 / a->dilation;
+            c->column[COMPUTE_S][r->step] = (r->step_ms - r->comm_ms) / 1e3 / a->dilation;
+            c->column[COMM_S][r->step] = r->comm_ms / 1e3 / a->dilation;
+        }
+        if (isfinite(r->val_loss))
+            c->column[VAL_LOSS][r->step] = r->val_loss;
+    }
+    metrics_free(&m);
+    return WANCP_OK;
+}
+
+/* A column's mean at a step over the n runs that have it, and its interval. */
+static interval at_step(const run_curve *c, int n, enum curve_column column, int step)
+{
+    double x[RESULTS_MAX_SEEDS];
+    for (int k = 0; k < n; k++)
+        x[k] = step <= c[k].last_step ? c[k].column[column][step] : NAN;
+    return interval_95(x, n);
+}
+
+/* plot-data/ARM.steps (every step) and ARM.val (the evaluations) of an arm, over its seeds:
+ * the mean at each step, and for the validation loss the 95% interval's ends (the band; equal
+ * to the mean with one seed). Times are dilated training time. */
+static int group_curves(const run_summary *s, const arm_group *g, const char *data_dir, char *err, size_t errlen)
+{
+    run_curve c[RESULTS_MAX_SEEDS];
+    int n = 0, rc = WANCP_OK, last = 0;
+    for (int r = 0; r < g->nruns && rc == WANCP_OK; r++) {
+        const arm_summary *a = &s->arms[g->runs[r]];
+        if (!a->has_metrics)
+            continue;
+        rc = curve_read(s, a, &c[n], err, errlen);
+        if (rc == WANCP_OK && c[n].last_step > last)
+            last = c[n].last_step;
+        n += rc == WANCP_OK;
+    }
+    char steps_path[1400], val_path[1400];
+    snprintf(steps_path, sizeof steps_path, "%s/%s.steps", data_dir, g->name);
+    snprintf(val_path, sizeof val_path, "%s/%s.val", data_dir, g->name);
+    FILE *fs = NULL, *fv = NULL;
+    if (rc == WANCP_OK && ((fs = fopen(steps_path, "w")) == NULL || (fv = fopen(val_path, "w")) == NULL))
+        rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", fs == NULL ? steps_path : val_path);
     if (rc == WANCP_OK) {
-        fprintf(fs, "# step training_s train_loss step_s compute_s exposed_comm_s (times / D = %g)\n", a->dilation);
-        fprintf(fv, "# step training_s val_loss (times / D = %g)\n", a->dilation);
-        for (int i = 0; i < m.nrows; i++) {
-            const metrics_row *r = &m.rows[i];
-            if (r->step > 0 && isfinite(r->step_ms))
-                train_s += r->step_ms / 1e3 / a->dilation;
-            if (r->step > 0) {
-                fprintf(fs, "%d", r->step);
-                put_number(fs, train_s);
-                put_number(fs, r->train_loss);
-                put_number(fs, r->step_ms / 1e3 / a->dilation);
-                put_number(fs, (r->step_ms - r->comm_ms) / 1e3 / a->dilation);
-                put_number(fs, r->comm_ms / 1e3 / a->dilation);
+        const double D = s->dilation;
+        fprintf(fs,
+                "# step training_s train_loss step_s compute_s exposed_comm_s (times / D = %g; means over %d seed%s)\n",
+                D, n, n == 1 ? "" : "s");
+        fprintf(fv,
+                "# step training_s val_loss val_loss_low val_loss_high (times / D = %g; mean over %d seed%s and "
+                "its 95%% interval)\n",
+                D, n, n == 1 ? "" : "s");
+        for (int step = 0; step <= last; step++) {
+            const interval t = at_step(c, n, TRAIN_S, step);
+            if (step > 0 && t.n > 0) {
+                fprintf(fs, "%d", step);
+                put_number(fs, t.mean);
+                put_number(fs, at_step(c, n, TRAIN_LOSS, step).mean);
+                put_number(fs, at_step(c, n, STEP_S, step).mean);
+                put_number(fs, at_step(c, n, COMPUTE_S, step).mean);
+                put_number(fs, at_step(c, n, COMM_S, step).mean);
                 fputc('\n', fs);
             }
-            if (isfinite(r->val_loss)) {
-                fprintf(fv, "%d", r->step);
-                put_number(fv, train_s);
-                put_number(fv, r->val_loss);
+            const interval v = at_step(c, n, VAL_LOSS, step);
+            if (v.n > 0) {
+                const double half = isfinite(v.half_width) ? v.half_width : 0;
+                fprintf(fv, "%d", step);
+                put_number(fv, t.mean);
+                put_number(fv, v.mean);
+                put_number(fv, v.mean - half);
+                put_number(fv, v.mean + half);
                 fputc('\n', fv);
             }
         }
@@ -69,7 +146,8 @@ static int arm_curves(const run_summary *s, const arm_summary *a, const char *da
         rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", steps_path);
     if (fv != NULL && fclose(fv) != 0 && rc == WANCP_OK)
         rc = wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", val_path);
-    metrics_free(&m);
+    for (int k = 0; k < n; k++)
+        curve_free(&c[k]);
     return rc;
 }
 
@@ -113,14 +191,19 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
     fprintf(g, "# written by wancp plot: the arms the scripts in plots/ draw\nnarms = %d\n", n);
     fprintf(g, "array arm_data[%d]\narray arm_title[%d]\n", n > 0 ? n : 1, n > 0 ? n : 1);
     for (int i = 0; i < n; i++) {
-        const arm_summary *a = &s->arms[plotted[i]];
-        char title[512], data[1500];
+        const arm_group *gr = &s->groups[plotted[i]];
+        const arm_summary *a = &s->arms[gr->runs[0]];
+        char title[600], data[1500];
         if (strcmp(a->sync, "A") == 0)
             snprintf(title, sizeof title, "%s: %s, weights averaged every %d steps", a->name, a->link, a->sync_every);
         else
             snprintf(title, sizeof title, "%s: %s, gradients all-reduced every step", a->name, a->link);
-        if (strcmp(a->outcome, "ok") != 0)
-            snprintf(title + strlen(title), sizeof title - strlen(title), " (%s)", a->outcome);
+        if (s->nseeds > 1)
+            snprintf(title + strlen(title), sizeof title - strlen(title), "; mean of %d seeds, band: 95%% interval",
+                     gr->nruns);
+        if (gr->ok < gr->nruns)
+            snprintf(title + strlen(title), sizeof title - strlen(title), " (%d of %d not ok)", gr->nruns - gr->ok,
+                     gr->nruns);
         snprintf(data, sizeof data, "%s/%s", data_dir, a->name);
         fprintf(g, "arm_data[%d] = ", i + 1);
         results_put_string(g, data);
@@ -148,21 +231,30 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
             fclose(t);
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", path);
     }
-    fprintf(b, "# arm kv_forward_app_MB kv_backward_app_MB kv_wire_MB sync_app_MB (rank 0, per training step)\n");
-    fprintf(t, "# arm compute_s kv_forward_wait_s kv_backward_wait_s sync_wait_s (medians of the steady steps, / D)\n");
+    fprintf(b, "# arm kv_forward_app_MB kv_backward_app_MB kv_wire_MB sync_app_MB (rank 0, per training step; "
+               "mean over seeds)\n");
+    fprintf(t, "# arm compute_s kv_forward_wait_s kv_backward_wait_s sync_wait_s (medians of the steady steps, / D; "
+               "mean over seeds)\n");
     for (int i = 0; i < n; i++) {
-        const arm_summary *a = &s->arms[plotted[i]];
-        results_put_string(b, a->name);
-        put_number(b, a->kv_fwd_bytes_per_step_app / 1e6);
-        put_number(b, a->kv_bwd_bytes_per_step_app / 1e6);
-        put_number(b, a->kv_bytes_per_step_wire / 1e6);
-        put_number(b, a->sync_bytes_per_step / 1e6);
+        const arm_group *g = &s->groups[plotted[i]];
+        double sum[8] = {0};
+        int count[8] = {0};
+        for (int r = 0; r < g->nruns; r++) {
+            const arm_summary *a = &s->arms[g->runs[r]];
+            const double x[8] = {a->kv_fwd_bytes_per_step_app, a->kv_bwd_bytes_per_step_app, a->kv_bytes_per_step_wire,
+                                 a->sync_bytes_per_step,       a->compute_s_median,          a->kv_fwd_wait_s_median,
+                                 a->kv_bwd_wait_s_median,      a->sync_wait_s_median};
+            for (int k = 0; k < 8; k++)
+                if (a->has_metrics && isfinite(x[k]))
+                    sum[k] += x[k], count[k]++;
+        }
+        results_put_string(b, g->name);
+        for (int k = 0; k < 4; k++)
+            put_number(b, count[k] ? sum[k] / count[k] / 1e6 : NAN);
         fputc('\n', b);
-        results_put_string(t, a->name);
-        put_number(t, a->compute_s_median);
-        put_number(t, a->kv_fwd_wait_s_median);
-        put_number(t, a->kv_bwd_wait_s_median);
-        put_number(t, a->sync_wait_s_median);
+        results_put_string(t, g->name);
+        for (int k = 4; k < 8; k++)
+            put_number(t, count[k] ? sum[k] / count[k] : NAN);
         fputc('\n', t);
     }
     int bad = fclose(b) != 0;
@@ -247,12 +339,15 @@ int results_plot(const run_summary *s, const char *plots_dir, char *err, size_t 
     char log_path[1200];
     snprintf(log_path, sizeof log_path, "%s/gnuplot.log", data_dir);
     unlink(log_path);
-    int plotted[16], n = 0, rc = WANCP_OK;
-    for (int i = 0; i < s->narms && rc == WANCP_OK; i++) {
-        if (!s->arms[i].has_metrics)
+    int plotted[RESULTS_MAX_ARMS], n = 0, rc = WANCP_OK;
+    for (int g = 0; g < s->ngroups && rc == WANCP_OK; g++) {
+        bool any = false;
+        for (int r = 0; r < s->groups[g].nruns; r++)
+            any |= s->arms[s->groups[g].runs[r]].has_metrics;
+        if (!any)
             continue;
-        rc = arm_curves(s, &s->arms[i], data_dir, err, errlen);
-        plotted[n++] = i;
+        rc = group_curves(s, &s->groups[g], data_dir, err, errlen);
+        plotted[n++] = g;
     }
     if (rc == WANCP_OK && n == 0)
         rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: no arm has metrics to plot", s->dir);
