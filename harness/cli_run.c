@@ -43,9 +43,13 @@ static const char USAGE[] =
     "  --only ARM               run only this arm (repeatable)\n"
     "  --dry-run                print the resolved scenario and each arm's rank command; run nothing\n"
     "\n"
+    "With seeds = 1,2,3 in [scenario] (or --set scenario.seeds=1,2,3) every arm runs once per seed,\n"
+    "seed by seed, into DIR/ARM/seed-S/; the summary gives each arm's mean and 95% interval over\n"
+    "its seeds and its paired difference against the baseline arm.\n"
+    "\n"
     "Results: DIR/scenario.ini (resolved), run.json (commit, host, libraries, start/end, outcome per\n"
-    "arm), DIR/ARM/metrics.csv, wire.csv and rankK.log, summary.md, summary.json, and the figures\n"
-    "loss_vs_time, loss_vs_step, bytes_per_step and step_time (.png and .svg).\n"
+    "arm and seed), DIR/ARM/metrics.csv, wire.csv and rankK.log, summary.md, summary.json, and the\n"
+    "figures loss_vs_time, loss_vs_step, bytes_per_step and step_time (.png and .svg).\n"
     "\n"
     "plot: recomputes summary.json and summary.md from a results folder's CSV files and redraws\n"
     "its figures with the gnuplot scripts in plots/.\n";
@@ -511,6 +515,10 @@ static int cli_run_main(int argc, char **argv)
             json_object_set_new(ja, "sync", json_string(sync));
             json_object_set_new(ja, "sync_every", json_integer(a->sync_every ? a->sync_every : s.sync_every));
             json_object_set_new(ja, "outcome", json_string("not-run"));
+            if (a->swept_from[0])
+                json_object_set_new(
+                    ja, "sweep",
+                    json_pack("{s:s, s:s, s:s}", "key", s.sweep_key, "value", a->sweep_value, "from", a->swept_from));
             json_array_append_new(arms, ja);
         }
     if (write_run_json(dir, run, err, sizeof err) != WANCP_OK) {

@@ -129,6 +129,17 @@ static void set_seeds(parse *ps, const char *key, const char *v)
     s->nseeds = n;
 }
 
+/* An arm's name names its results folder: 1 to 63 of A-Z a-z 0-9 @ + _ - . and not starting with a dot. */
+static bool arm_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    bool ok = n > 0 && n < sizeof((scenario_arm *)0)->name && name[0] != '.';
+    for (size_t i = 0; i < n && ok; i++)
+        ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+             (name[i] >= '0' && name[i] <= '9') || strchr("@+_-.", name[i]) != NULL;
+    return ok;
+}
+
 static scenario_arm *arm_named(parse *ps, const char *name)
 {
     scenario *s = ps->s;
@@ -143,12 +154,8 @@ static scenario_arm *arm_named(parse *ps, const char *name)
         problem(ps, "more than %d arms", SCENARIO_MAX_ARMS);
         return NULL;
     }
-    size_t n = strlen(name), ok = n > 0 && n < sizeof s->arms[0].name;
-    for (size_t i = 0; i < n && ok; i++)
-        ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
-             (name[i] >= '0' && name[i] <= '9') || strchr("@+_-", name[i]) != NULL;
-    if (!ok) { /* it names the arm's results folder */
-        problem(ps, "[arm %s]: an arm's name is 1 to 63 of A-Z, a-z, 0-9, @, +, _ and -", name);
+    if (!arm_name_ok(name)) { /* it names the arm's results folder */
+        problem(ps, "[arm %s]: an arm's name is 1 to 63 of A-Z, a-z, 0-9, @, +, _, - and . (not first)", name);
         return NULL;
     }
     scenario_arm *a = &s->arms[s->narms++];
@@ -207,6 +214,118 @@ static void arm_key(parse *ps, scenario_arm *a, const char *sec, const char *key
                 "sync_every, straggler, or a switch of the run-options table: %s)",
                 sec, key, run_option_keys());
     }
+}
+
+/* [sweep]: key, values, arms. The values name arms too (NAME+KEY-VALUE): each 1 to 31 of
+ * A-Z a-z 0-9 . _ - */
+static void sweep_key(parse *ps, const char *key, const char *v)
+{
+    scenario *s = ps->s;
+    if (strcmp(key, "key") == 0) {
+        if (strlen(v) == 0 || strlen(v) >= sizeof s->sweep_key || strcmp(v, "profile") == 0)
+            problem(ps, "[sweep] key = '%s': expected a key an arm takes (not profile: sweep links with arms)", v);
+        else
+            snprintf(s->sweep_key, sizeof s->sweep_key, "%s", v);
+    } else if (strcmp(key, "values") == 0) {
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", v);
+        s->nsweep = 0;
+        for (char *save = NULL, *item = strtok_r(buf, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
+            while (*item == ' ')
+                item++;
+            size_t n = strlen(item);
+            while (n > 0 && item[n - 1] == ' ')
+                item[--n] = 0;
+            bool ok = n > 0 && n < RUN_OPTION_VALUE && s->nsweep < SCENARIO_MAX_SWEEP;
+            for (size_t i = 0; i < n && ok; i++)
+                ok = (item[i] >= 'a' && item[i] <= 'z') || (item[i] >= 'A' && item[i] <= 'Z') ||
+                     (item[i] >= '0' && item[i] <= '9') || strchr("._-", item[i]) != NULL;
+            if (!ok) {
+                problem(ps,
+                        "[sweep] values = '%s': expected 1 to %d values, comma-separated, each of A-Z a-z 0-9 . _ -", v,
+                        SCENARIO_MAX_SWEEP);
+                s->nsweep = 0;
+                return;
+            }
+            snprintf(s->sweep_values[s->nsweep++], RUN_OPTION_VALUE, "%s", item);
+        }
+    } else if (strcmp(key, "arms") == 0) {
+        snprintf(s->sweep_arms, sizeof s->sweep_arms, "%s", v);
+    } else {
+        problem(ps, "[sweep] unknown key '%s' (key, values, arms)", key);
+    }
+}
+
+/* Whether [sweep] applies to arm a: the arms it names, or by default every arm that takes the
+ * key (a switch of the compression: the compressed arms). */
+static bool swept(const scenario *s, const scenario_arm *a)
+{
+    if (s->sweep_arms[0] == 0) {
+        const int row = run_option_find(s->sweep_key);
+        const bool compression_key = (row >= 0 && RUN_OPTIONS[row].compress_only) ||
+                                     strcmp(s->sweep_key, "warm_steps") == 0 ||
+                                     strcmp(s->sweep_key, "compress_last") == 0;
+        return a->compress || !compression_key;
+    }
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", s->sweep_arms);
+    for (char *save = NULL, *item = strtok_r(buf, ", ", &save); item != NULL; item = strtok_r(NULL, ", ", &save))
+        if (strcmp(item, a->name) == 0)
+            return true;
+    return false;
+}
+
+/* Each swept arm becomes one arm per value, NAME+KEY-VALUE with the key set; every value
+ * checked as the arm's own key would be. */
+static void expand_sweep(parse *ps)
+{
+    scenario *s = ps->s;
+    if (s->sweep_key[0] == 0 && s->nsweep == 0 && s->sweep_arms[0] == 0)
+        return;
+    if (s->sweep_key[0] == 0 || s->nsweep == 0) {
+        problem(ps, "[sweep] needs a key and its values");
+        return;
+    }
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", s->sweep_arms);
+    for (char *save = NULL, *item = strtok_r(buf, ", ", &save); item != NULL; item = strtok_r(NULL, ", ", &save)) {
+        bool found = false;
+        for (int i = 0; i < s->narms; i++)
+            found |= strcmp(s->arms[i].name, item) == 0;
+        if (!found)
+            problem(ps, "[sweep] arms: no arm '%s'", item);
+    }
+    static scenario_arm out[SCENARIO_MAX_ARMS];
+    int n = 0, wanted = 0;
+    for (int i = 0; i < s->narms; i++)
+        wanted += swept(s, &s->arms[i]) ? s->nsweep : 1;
+    if (wanted > SCENARIO_MAX_ARMS) {
+        problem(ps, "[sweep]: %d arms once swept, more than %d", wanted, SCENARIO_MAX_ARMS);
+        return;
+    }
+    for (int i = 0; i < s->narms; i++) {
+        const scenario_arm *a = &s->arms[i];
+        if (!swept(s, a)) {
+            out[n++] = *a;
+            continue;
+        }
+        for (int k = 0; k < s->nsweep; k++) {
+            scenario_arm *b = &out[n++];
+            *b = *a;
+            char name[200];
+            snprintf(name, sizeof name, "%s+%s-%s", a->name, s->sweep_key, s->sweep_values[k]);
+            if (!arm_name_ok(name))
+                problem(ps, "[sweep]: the arm %s would be named '%s', longer than 63 characters", a->name, name);
+            snprintf(b->name, sizeof b->name, "%.63s", name);
+            snprintf(b->swept_from, sizeof b->swept_from, "%s", a->name);
+            snprintf(b->sweep_value, sizeof b->sweep_value, "%s", s->sweep_values[k]);
+            char sec[100];
+            snprintf(sec, sizeof sec, "sweep] [arm %.60s", b->name); /* problems read "[sweep] [arm NAME] key = ..." */
+            arm_key(ps, b, sec, s->sweep_key, s->sweep_values[k]);
+        }
+    }
+    memcpy(s->arms, out, (size_t)n * sizeof *out);
+    s->narms = n;
 }
 
 static int on_key(void *user, const char *sec, const char *key, const char *v)
@@ -278,12 +397,14 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
                     "[train] unknown key '%s' (train, val, batch, lr, warmup, eval_every, val_tokens, sync, "
                     "sync_every, or a switch of the run-options table: %s)",
                     key, run_option_keys());
+    } else if (strcmp(sec, "sweep") == 0) {
+        sweep_key(ps, key, v);
     } else if (strncmp(sec, "arm ", 4) == 0 && sec[4] != 0) {
         scenario_arm *a = arm_named(ps, sec + 4);
         if (a != NULL)
             arm_key(ps, a, sec, key, v);
     } else {
-        problem(ps, "unknown section [%s] (scenario, model, train, arm NAME)", sec);
+        problem(ps, "unknown section [%s] (scenario, model, train, sweep, arm NAME)", sec);
     }
     return 1;
 }
@@ -321,6 +442,7 @@ static void check_whole(parse *ps)
         problem(ps, "[scenario] needs ranks and steps");
     if (s->narms == 0)
         problem(ps, "no [arm NAME] section: a scenario compares at least one arm");
+    expand_sweep(ps);
     if (s->narms * s->nseeds > SCENARIO_MAX_RUNS)
         problem(ps, "%d arms x %d seeds: at most %d runs in one scenario", s->narms, s->nseeds, SCENARIO_MAX_RUNS);
     if (s->baseline[0]) {
@@ -495,6 +617,8 @@ void scenario_write(const scenario *s, FILE *f)
         fprintf(f, "%s = %s\n", RUN_OPTIONS[i].key, scenario_switch(s, NULL, RUN_OPTIONS[i].key));
     for (int i = 0; i < s->narms; i++) {
         const scenario_arm *a = &s->arms[i];
+        if (a->swept_from[0])
+            fprintf(f, "\n; made by [sweep] from arm %s: %s = %s", a->swept_from, s->sweep_key, a->sweep_value);
         fprintf(f,
                 "\n[arm %s]\nprofile = %s\nlink_model = %s\ncompress = %s\ncompress_last = %s\nwarm_steps = %d\n"
                 "sync = %c\nsync_every = %d\n",

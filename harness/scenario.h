@@ -21,11 +21,14 @@
  *               eval_every, val_tokens, sync (S|A), sync_every, and any switch of the
  *               run-options table (run_options.h: wire, device, precision, attention,
  *               rank_k, psi_k, stiefel, ...), for every arm
+ *   [sweep]     key (any key an arm takes), values (comma-separated), arms (comma-separated
+ *               names; default every arm): each named arm becomes one arm per value, named
+ *               NAME+KEY-VALUE, with that key set (Table 3: key = warm_steps)
  *   [arm NAME]  profile (a link profile file, or none: unshaped), link_model (uplink|mesh),
  *               compress (true|false), compress_last (true|false), warm_steps, sync,
  *               sync_every (the arm's own), straggler (RANK:K: that rank's links at the
  *               profile's rate / K), and any switch of the run-options table for this arm;
- *               NAME: 1 to 63 of A-Z a-z 0-9 @ + _ -
+ *               NAME: 1 to 63 of A-Z a-z 0-9 @ + _ - . (not starting with .)
  *
  * The whole file is read and checked before anything uses it: every problem is reported at
  * once, each with file:line and the key, and `--set section.key=value` overrides apply as
@@ -49,7 +52,11 @@ typedef struct scenario_arm {
     int straggler; /* with straggler_k > 1: this rank's links at the rate / k */
     double straggler_k;
     char method[RUN_OPTIONS_MAX][RUN_OPTION_VALUE]; /* run_options.h rows; "": [train]'s */
+    char swept_from[64];                            /* made by [sweep] from this arm; "" otherwise */
+    char sweep_value[RUN_OPTION_VALUE];
 } scenario_arm;
+
+#define SCENARIO_MAX_SWEEP 16
 
 typedef struct scenario {
     char path[1024], dir[1024];
@@ -71,6 +78,10 @@ typedef struct scenario {
     char method[RUN_OPTIONS_MAX][RUN_OPTION_VALUE]; /* run_options.h rows for every arm; "": auto */
     scenario_arm arms[SCENARIO_MAX_ARMS];
     int narms;
+    char sweep_key[32]; /* "" without a [sweep] */
+    char sweep_values[SCENARIO_MAX_SWEEP][RUN_OPTION_VALUE];
+    int nsweep;
+    char sweep_arms[1024]; /* as given; "" for every arm */
 } scenario;
 
 /* Reads and checks path with the overrides ("section.key=value") applied. */

@@ -171,6 +171,16 @@ check "seeded summary.md: the paired difference in words, and the spike flagged"
 check "seeded curves: the mean over seeds with its band" \
       'awk '"'"'$1 == 10 {found = 1; if ($3 < 3.5999 || $3 > 3.6001 || $4 > 3.3516 || $4 < 3.3515 || $5 < 3.8484 || $5 > 3.8485) exit 1} END {exit !found}'"'"' "$work/seeded/plot-data/u.val"'
 
+# The same runs as if a [sweep] had made arm c (warm_steps = 10 from an arm c0): a table per value.
+cp -r "$work/seeded" "$work/swept"
+sed -i 's/"name": "c", \("seed": [0-9]\)/"name": "c", "sweep": {"key": "warm_steps", "value": "10", "from": "c0"}, \1/' "$work/swept/run.json"
+"$wancp" plot "$work/swept" >/dev/null 2>"$work/err"
+check "sweep: summary.md has a table per swept value, summary.json the sweep" \
+      '[ $? = 0 ] && grep -q "^## Sweep over warm_steps" "$work/swept/summary.md" &&
+       grep -qF "| c0 | 10 | 3.5000 ± 0.2484 | 33.23 ± 8.24 |" "$work/swept/summary.md" &&
+       node -e "const s=require(process.argv[1]); if (s.over_seeds[1].sweep.value!==\"10\" || \"sweep\" in s.over_seeds[0]) process.exit(1)" "$work/swept/summary.json"' ||
+      cat "$work/err" "$work/swept/summary.md"
+
 mkdir "$work/empty"
 "$wancp" check "$work/empty" >/dev/null 2>"$work/err"
 check "check: a folder without run.json: exit 2" '[ $? = 2 ] && grep -q "run.json" "$work/err"'

@@ -264,5 +264,34 @@ bad_seeds "seed and seeds both" 'seed = 1\nseeds = 2,3\n' "bad_seeds.ini:6: [sce
 bad_seeds "17 seeds" 'seeds = 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\n' "1 to 16 whole numbers"
 bad_seeds "a baseline that is no arm" 'baseline = nosuch\n' "[scenario] baseline = nosuch: no arm of that name"
 
+# [sweep]: each swept arm becomes one arm per value, the key set; a switch of the compression
+# sweeps the compressed arms by default; every value checked as the arm's own key.
+printf '[scenario]\nname = t3\nranks = 2\nsteps = 40\n[sweep]\nkey = warm_steps\nvalues = 0, 10,25\n[arm u]\nprofile = none\n[arm c]\nprofile = none\ncompress = true\nwarm_steps = 5\n' \
+  >"$work/sweep.ini"
+"$wancp" check scenario "$work/sweep.ini" >"$work/sweep_resolved.ini" 2>"$work/err"
+check "sweep: the compressed arm becomes one arm per value, the uncompressed one stays" \
+  '[ $? = 0 ] && [ "$(grep -c "^\[arm " "$work/sweep_resolved.ini")" = 4 ] && grep -qx "\[arm u\]" "$work/sweep_resolved.ini" &&
+   [ "$(sed -n "/^\[arm c+warm_steps-25\]/,/^$/p" "$work/sweep_resolved.ini" | grep -cx "warm_steps = 25")" = 1 ]' || cat "$work/err"
+"$wancp" check scenario "$work/sweep_resolved.ini" >"$work/sweep_again.ini" 2>/dev/null
+check "sweep: the resolved scenario reads back to itself" \
+  'diff <(grep -v "^;" "$work/sweep_resolved.ini") <(grep -v "^;" "$work/sweep_again.ini") >/dev/null'
+"$wancp" run "$work/sweep.ini" --dry-run >"$work/dry_sweep.txt" 2>/dev/null
+check "sweep: each value reaches its arm's rank command" \
+  'grep "^; arm c+warm_steps-10, each rank:" "$work/dry_sweep.txt" | grep -q -- "--warm-steps 10 "'
+"$wancp" check scenario "$work/sweep.ini" --set sweep.key=sync_every --set sweep.values=5,20 --set sweep.arms=u >"$work/sweep2.ini" 2>/dev/null
+check "sweep: --set changes it; arms names the arms" \
+  'grep -qx "\[arm u+sync_every-20\]" "$work/sweep2.ini" && grep -qx "\[arm c\]" "$work/sweep2.ini"'
+bad_sweep() { # WHAT SETS... -- NEEDLE
+  local what=$1 needle=${*: -1} sets=("${@:2:$#-2}")
+  "$wancp" check scenario "$work/sweep.ini" "${sets[@]}" >/dev/null 2>"$work/err"
+  local status=$?
+  check "sweep: $what refused" '[ $status = 2 ] && grep -qF -- "$needle" "$work/err"' || cat "$work/err"
+}
+bad_sweep "a value the key refuses" --set sweep.values=1,x "[sweep] [arm c+warm_steps-x] warm_steps = 'x'"
+bad_sweep "an arm that is not there" --set sweep.arms=nosuch "[sweep] arms: no arm 'nosuch'"
+bad_sweep "a value with a space inside" --set "sweep.values=1 2" "[sweep] values = '1 2'"
+bad_sweep "17 arms" --set sweep.values=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 "17 arms once swept, more than 16"
+bad_sweep "sweeping the profile" --set sweep.key=profile "[sweep] key = 'profile'"
+
 echo "$passes passed, $failures failed"
 [ "$failures" = 0 ]

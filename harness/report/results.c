@@ -420,6 +420,12 @@ int results_summarize(run_summary *s, const char *run_dir, char *err, size_t err
             rc = wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: arm %zu has no usable name", path, i);
             break;
         }
+        json_t *sweep = json_object_get(ja, "sweep");
+        if (json_is_object(sweep)) {
+            json_text(sweep, "from", a->swept_from, sizeof a->swept_from);
+            json_text(sweep, "key", a->sweep_key, sizeof a->sweep_key);
+            json_text(sweep, "value", a->sweep_value, sizeof a->sweep_value);
+        }
         json_t *seed = json_object_get(ja, "seed");
         if (seed != NULL &&
             (!json_is_integer(seed) || json_integer_value(seed) < 0 || json_integer_value(seed) > 2147483647)) {
@@ -479,7 +485,12 @@ static json_t *groups_json(const run_summary *s)
     for (int i = 0; i < s->ngroups; i++) {
         const arm_group *g = &s->groups[i];
         json_t *j = json_object(), *d = json_object();
+        const arm_summary *first = &s->arms[g->runs[0]];
         json_object_set_new(j, "name", json_string(g->name));
+        if (first->swept_from[0])
+            json_object_set_new(j, "sweep",
+                                json_pack("{s:s, s:s, s:s}", "key", first->sweep_key, "value", first->sweep_value,
+                                          "from", first->swept_from));
         json_object_set_new(j, "seeds_run", json_integer(g->nruns));
         json_object_set_new(j, "seeds_ok", json_integer(g->ok));
         json_object_set_new(j, "seeds_reaching_target", json_integer(g->reached));
@@ -655,6 +666,35 @@ static void groups_md(FILE *f, const run_summary *s)
     }
 }
 
+/* A [sweep]'s table: per arm it was made from, one row per value (the paper's Table 3 when
+ * the key is warm_steps: validation perplexity against the warm-up's length). */
+static void sweep_md(FILE *f, const run_summary *s)
+{
+    const arm_summary *any = NULL;
+    for (int i = 0; i < s->ngroups && any == NULL; i++)
+        if (s->arms[s->groups[i].runs[0]].swept_from[0])
+            any = &s->arms[s->groups[i].runs[0]];
+    if (any == NULL)
+        return;
+    fprintf(f, "\n## Sweep over %s\n\n", any->sweep_key);
+    fprintf(f, "| arm | %s | final val | perplexity | time to target (seeds reaching it) | step (s) |\n",
+            any->sweep_key);
+    fprintf(f, "|---|---|---|---|---|---|\n");
+    for (int i = 0; i < s->ngroups; i++) {
+        const arm_group *g = &s->groups[i];
+        const arm_summary *a = &s->arms[g->runs[0]];
+        if (!a->swept_from[0])
+            continue;
+        char fv[80], pp[80], tt[80], st[80];
+        fmt_interval(g->final_val_loss, "%.4f", fv, sizeof fv);
+        fmt_interval(g->perplexity, "%.2f", pp, sizeof pp);
+        fmt_interval(g->time_to_target_s, "%.1f", tt, sizeof tt);
+        fmt_interval(g->step_time_s, "%.3f", st, sizeof st);
+        fprintf(f, "| %s | %s | %s | %s | %s s (%d/%d) | %s |\n", a->swept_from, a->sweep_value, fv, pp, tt, g->reached,
+                g->nruns, st);
+    }
+}
+
 /* What makes a comparison unsafe: spikes (a baseline that spikes and recovers compares
  * recoveries, not methods) and seeds that disagree beyond their spread. */
 static void flags_md(FILE *f, const run_summary *s)
@@ -728,6 +768,7 @@ static char *summary_md(const run_summary *s)
     }
     if (seeded)
         groups_md(f, s);
+    sweep_md(f, s);
     fprintf(f, "\n");
     double base_time = NAN;
     for (int i = 0; i < s->ngroups; i++)

@@ -57,7 +57,9 @@ void metrics_kv_formula(const metrics_file *m, int rank, bool compressed, uint64
 
 typedef struct arm_summary {
     char name[64];
-    char dir[96];       /* the run's folder in RUN: ARM, or ARM/seed-S */
+    char dir[96];        /* the run's folder in RUN: ARM, or ARM/seed-S */
+    char swept_from[64]; /* a [sweep] made this arm from that one, with sweep_key = sweep_value; "" otherwise */
+    char sweep_key[32], sweep_value[32];
     unsigned long seed; /* 0 when run.json does not say */
     char outcome[16];   /* ok, failed, interrupted, not-run */
     char reason[512];
