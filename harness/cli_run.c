@@ -1,6 +1,8 @@
 /* wancp run: a scenario's arms over shaped links, results and figures; wancp plot. */
 #include "arm_launch.h"
+#include "bench/calibrate.h"
 #include "cli.h"
+#include "dilation.h"
 #include "report/results.h"
 #include "scenario.h"
 
@@ -462,6 +464,21 @@ static int cli_run_main(int argc, char **argv)
         scenario_free(&s);
         return cli_report("run", WANCP_ERR_SYSTEM, "needs root: every arm runs in its own network namespaces");
     }
+    dilation_choice chosen = {0};
+    if (s.dilation_auto) {
+        fprintf(stderr, "wancp run: dilation = auto: timing this host's compute step (%d ranks at once, 3 steps)\n",
+                s.ranks);
+        double compute_s;
+        rc = calibrate_compute_step(&s, 3, &compute_s, err, sizeof err);
+        if (rc != WANCP_OK) {
+            scenario_free(&s);
+            return cli_report("run", rc, err);
+        }
+        dilation_choose(&s, compute_s, &chosen);
+        s.dilation_auto = false;
+        snprintf(s.dilation_note, sizeof s.dilation_note, "%s", chosen.why);
+        fprintf(stderr, "wancp run: dilation D = %g (%s)\n", s.dilation, chosen.why);
+    }
     char dir[1100];
     if (o.out_dir != NULL) {
         snprintf(dir, sizeof dir, "%s", o.out_dir);
@@ -504,6 +521,11 @@ static int cli_run_main(int argc, char **argv)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     json_t *run = run_header(&s, argc, argv), *arms = json_object_get(run, "arms");
+    if (chosen.dilation > 0)
+        json_object_set_new(run, "dilation_choice",
+                            json_pack("{s:f, s:f, s:f, s:f, s:s}", "compute_s", chosen.compute_s, "exchange_bytes",
+                                      chosen.exchange_bytes, "rate_bps", chosen.rate_bps, "exchange_ratio",
+                                      chosen.ratio, "why", chosen.why));
     for (int seed = 0; seed < s.nseeds; seed++) /* seed by seed: a drifting host touches every arm alike */
         for (int i = 0; i < s.narms; i++) {
             const scenario_arm *a = &s.arms[i];

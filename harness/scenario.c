@@ -356,13 +356,18 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
         } else if (strcmp(key, "target_val_loss") == 0) {
             set_double(ps, sec, key, v, 0, 100, &s->target_val_loss);
         } else if (strcmp(key, "dilation") == 0) {
-            set_double(ps, sec, key, v, 1, 1000, &s->dilation);
+            s->dilation_auto = strcmp(v, "auto") == 0;
+            s->dilation = 1;
+            if (!s->dilation_auto)
+                set_double(ps, sec, key, v, 1, 1000, &s->dilation);
+        } else if (strcmp(key, "exchange_ratio") == 0) {
+            set_double(ps, sec, key, v, 0.01, 100, &s->exchange_ratio);
         } else if (strcmp(key, "timeout") == 0) {
             set_int(ps, sec, key, v, 10, 86400 * 7, &s->timeout_s);
         } else {
             problem(ps,
                     "[scenario] unknown key '%s' (name, ranks, steps, seed, seeds, baseline, target_val_loss, "
-                    "dilation, timeout)",
+                    "dilation, exchange_ratio, timeout)",
                     key);
         }
     } else if (strcmp(sec, "model") == 0) {
@@ -486,6 +491,11 @@ static void check_whole(parse *ps)
         else
             a->shaped = true;
     }
+    bool rate_shaped = false;
+    for (int i = 0; i < s->narms; i++)
+        rate_shaped |= s->arms[i].shaped && s->arms[i].profile.rate_bps > 0;
+    if (s->dilation_auto && !rate_shaped && ps->in.nproblems == 0)
+        problem(ps, "[scenario] dilation = auto: no arm's profile sets a rate to dilate (give a number)");
     for (int i = 0; i < s->narms && s->baseline[0] == 0; i++) /* the first uncompressed unshaped arm */
         if (!s->arms[i].compress && s->arms[i].profile_path[0] == 0)
             snprintf(s->baseline, sizeof s->baseline, "%s", s->arms[i].name);
@@ -498,6 +508,7 @@ int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, c
     *s = (scenario){.seeds = {1},
                     .nseeds = 1,
                     .dilation = 1.0,
+                    .exchange_ratio = 1.5,
                     .timeout_s = 1800,
                     .layers = 4,
                     .dim = 256,
@@ -604,8 +615,14 @@ void scenario_write(const scenario *s, FILE *f)
     fprintf(f, "%s = ", s->nseeds > 1 ? "seeds" : "seed");
     for (int i = 0; i < s->nseeds; i++)
         fprintf(f, "%s%lu", i ? "," : "", s->seeds[i]);
-    fprintf(f, "\nbaseline = %s\ntarget_val_loss = %g\ndilation = %g\ntimeout = %d\n\n", s->baseline,
-            s->target_val_loss, s->dilation, s->timeout_s);
+    fprintf(f, "\nbaseline = %s\ntarget_val_loss = %g\n", s->baseline, s->target_val_loss);
+    if (s->dilation_note[0])
+        fprintf(f, "; dilation %s\n", s->dilation_note);
+    if (s->dilation_auto)
+        fprintf(f, "dilation = auto\n");
+    else
+        fprintf(f, "dilation = %g\n", s->dilation);
+    fprintf(f, "exchange_ratio = %g\ntimeout = %d\n\n", s->exchange_ratio, s->timeout_s);
     fprintf(f, "[model]\nlayers = %d\ndim = %d\nheads = %d\nkv_heads = %d\nffn = %d\ncontext = %d\nvocab = %d\n\n",
             s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->context, s->vocab);
     fprintf(f,

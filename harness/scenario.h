@@ -15,7 +15,8 @@
  *   [scenario]  name, ranks, steps, seed (one) or seeds (a list: every arm runs once per seed,
  *               its initialisation and data order), baseline (the arm others are compared
  *               with, seed by seed; default the first uncompressed unshaped arm, else the
- *               first), target_val_loss, dilation (>= 1), timeout (s per arm and seed)
+ *               first), target_val_loss, dilation (>= 1, or auto: harness/dilation.h),
+ *               exchange_ratio (auto's target, 1.5), timeout (s per arm and seed)
  *   [model]     layers, dim, heads, kv_heads, ffn, context, vocab
  *   [train]     train, val (shards, relative to the scenario's folder), batch, lr, warmup,
  *               eval_every, val_tokens, sync (S|A), sync_every, and any switch of the
@@ -64,9 +65,12 @@ typedef struct scenario {
     int ranks, steps;
     unsigned long seeds[SCENARIO_MAX_SEEDS];
     int nseeds;
-    char baseline[64];      /* resolved: always an arm's name */
-    double target_val_loss; /* 0: none given */
-    double dilation;
+    char baseline[64];       /* resolved: always an arm's name */
+    double target_val_loss;  /* 0: none given */
+    double dilation;         /* 1 while dilation_auto waits for `wancp run` to choose it */
+    bool dilation_auto;      /* dilation = auto: chosen on this host by harness/dilation.h's rule */
+    double exchange_ratio;   /* the rule's target: the slow link's uncompressed exchange over compute */
+    char dilation_note[400]; /* how a chosen D was chosen (a comment in the resolved print) */
     int timeout_s;
     int layers, dim, heads, kv_heads, ffn, context, vocab;
     char train[1024], val[1024];

@@ -81,5 +81,23 @@ check "Ctrl-C: the partial results are summarised and plotted" \
       '[ -s "$work/int/summary.json" ] && [ -s "$work/int/loss_vs_step.png" ] && [ -s "$work/int/uncompressed@300M/metrics.csv" ]'
 check "Ctrl-C: no rank process left" '! pgrep -f "wancp train.*$work/int" >/dev/null'
 
+# 4. Seeds and dilation = auto, end to end: one arm, two seeds, D chosen on this host.
+"$wancp" run "$src/scenarios/ci-tiny.ini" --only uncompressed@300M --set scenario.seeds=1,2 --set scenario.steps=8 \
+    --set scenario.dilation=auto -o "$work/seeds" >"$work/seeds.out" 2>"$work/seeds.err"
+check "seeds + auto: exit 0, one folder per seed" \
+      '[ $? = 0 ] && [ -s "$work/seeds/uncompressed@300M/seed-1/metrics.csv" ] && [ -s "$work/seeds/uncompressed@300M/seed-2/metrics.csv" ]' ||
+      cat "$work/seeds.err"
+check "seeds: each seed its own --seed, initialisation and data (different losses)" \
+      'grep -q "^# seed: 2" "$work/seeds/uncompressed@300M/seed-2/metrics.csv" &&
+       [ "$(grep -v "^#" "$work/seeds/uncompressed@300M/seed-1/metrics.csv" | cut -d, -f4 | sed -n 3p)" != \
+         "$(grep -v "^#" "$work/seeds/uncompressed@300M/seed-2/metrics.csv" | cut -d, -f4 | sed -n 3p)" ]'
+check "seeds: summary.json has the arm over both seeds, with an interval" \
+      'json "const g=s.over_seeds.find(g=>g.name===\"uncompressed@300M\"); if (g.seeds_ok!==2 || g.final_val_loss.n!==2 || !(g.final_val_loss.half_width_95>0)) process.exit(1)" "$work/seeds/summary.json"'
+check "auto: D follows the rule from the numbers run.json records, and every record says so" \
+      'json "const c=s.dilation_choice, d=Math.max(1, c.exchange_ratio*c.compute_s*c.rate_bps/(8*c.exchange_bytes));
+             if (!(c.compute_s>0) || c.exchange_bytes!==196608 || Math.abs(s.dilation-Math.round(d*100)/100)>1e-9) process.exit(1)" "$work/seeds/run.json" &&
+       grep -q "^dilation = [0-9.]*$" "$work/seeds/scenario.ini" && grep -q "^; dilation auto: " "$work/seeds/scenario.ini" &&
+       grep -q "^Dilation D = .*auto: the uncompressed exchange" "$work/seeds/summary.md"'
+
 echo "run_ci_tiny: $passes passed, $failures failed"
 [ "$failures" = 0 ]

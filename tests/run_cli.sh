@@ -45,7 +45,7 @@ done
 "$wancp" run "$src/scenarios/quickstart.ini" --dry-run -o "$work/out" >"$work/dry" 2>&1
 check "dry-run: exit 0" '[ $? = 0 ]'
 check "dry-run: resolved scenario and one rank command per arm" \
-      '[ "$(grep -c "^; arm .*, each rank: wancp train" "$work/dry")" = 3 ] && grep -q "^dilation = 3" "$work/dry"'
+      '[ "$(grep -c "^; arm .*, each rank: wancp train" "$work/dry")" = 3 ] && grep -q "^dilation = auto" "$work/dry"'
 check "dry-run: the compressed arm compresses every layer" 'grep "arm compressed@300M" "$work/dry" | grep -q -- "--compress .*--compress-last"'
 check "dry-run: creates nothing" '[ ! -e "$work/out" ]'
 

@@ -4,6 +4,7 @@
 #include "test_helpers.h"
 
 #include "core/base/status.h"
+#include "harness/dilation.h"
 #include "harness/sim/sim_hardware.h"
 #include "harness/sim/sim_step.h"
 #include "shaper/topology.h"
@@ -396,6 +397,40 @@ static void bad_hardware_files(void **state)
     test_remove_tmpdir();
 }
 
+/* dilation = auto's rule with stand-in timings: the uncompressed exchange through one link
+ * at rate / D takes exchange_ratio x compute on any host, so a host 2x or 4x slower runs
+ * at 2x or 4x the D and its verdict stays; the bytes are METHOD.md's for the quickstart. */
+static void dilation_auto_rule(void **state)
+{
+    (void)state;
+    const double bytes = 18874368, rate = 300e6, ratio = 1.5; /* quickstart: 9 x 4 layers x 2 x 512 x 256 x 2 B */
+    for (double compute = 0.5; compute <= 8; compute *= 2) {
+        const double d = dilation_rule(compute, bytes, rate, ratio);
+        const double exchange_s = bytes * 8 / (rate / d);
+        assert_true(fabs(exchange_s / compute - ratio) < 0.01 * ratio); /* D rounded to 0.01 */
+        assert_true(fabs(dilation_rule(2 * compute, bytes, rate, ratio) / d - 2) < 0.01);
+    }
+    assert_true(dilation_rule(0.01, bytes, rate, ratio) == 1);   /* never faster than real time */
+    assert_true(dilation_rule(1e6, bytes, rate, ratio) == 1000); /* the scenario's bound */
+    assert_true(dilation_rule(NAN, bytes, rate, ratio) == 1 && dilation_rule(1, 0, rate, ratio) == 1);
+
+    scenario *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    char err[WANCP_ERRLEN];
+    char *sets[] = {"scenario.dilation=auto", "scenario.exchange_ratio=2"};
+    if (scenario_load(s, PROFILE_DIR "/../quickstart.ini", sets, 2, err, sizeof err) != WANCP_OK)
+        fail_msg("%s", err);
+    assert_true(s->dilation_auto && s->exchange_ratio == 2);
+    assert_true(dilation_exchange_bytes(s) == bytes);
+    assert_true(dilation_slow_rate(s) == rate);
+    dilation_choice c;
+    dilation_choose(s, 0.64, &c);
+    assert_true(fabs(c.dilation - 2 * 0.64 * rate / (8 * bytes)) < 0.01 && s->dilation == c.dilation);
+    assert_non_null(strstr(c.why, "18.87 MB"));
+    scenario_free(s);
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +441,7 @@ int main(void)
         cmocka_unit_test(ten_thousand_steps_fast),
         cmocka_unit_test(shared_cores),
         cmocka_unit_test(bad_hardware_files),
+        cmocka_unit_test(dilation_auto_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,8 @@
  * it (P processes sharing the cores, each with the threads `wancp run` gives it), written as
  * the hardware profile cpu-local for `wancp sim`, with the price in cores of its shaped links. */
 #include "../cli.h"
+#include "../dilation.h"
+#include "calibrate.h"
 #include "../ranks.h"
 #include "../cli_model.h"
 #include "../sim/link_price.h"
@@ -138,7 +140,7 @@ static int time_variant(comm *cm, const scenario *s, bool compress, bool exchang
 }
 
 /* prefix: the rank namespaces to enter (NULL: loopback). */
-static int rank_main(int rank, const scenario *s, const char *prefix, int port, int steps, shared *out)
+static int rank_main(int rank, const scenario *s, const char *prefix, int port, int steps, int variants, shared *out)
 {
     char err[WANCP_ERRLEN];
     comm *cm = NULL;
@@ -152,7 +154,7 @@ static int rank_main(int rank, const scenario *s, const char *prefix, int port, 
             snprintf(o.master_addr, sizeof o.master_addr, "127.0.0.1");
         rc = comm_open(&cm, &o, err, sizeof err);
     }
-    for (int v = 0; v < VARIANTS && rc == WANCP_OK; v++)
+    for (int v = 0; v < variants && rc == WANCP_OK; v++)
         rc = time_variant(cm, s, v == 1, v == 2, steps, &out->t[v][rank], err, sizeof err);
     if (rc != WANCP_OK) {
         out->failed = 1;
@@ -186,27 +188,52 @@ static bool namespaces_usable(void)
 typedef struct rank_args {
     const scenario *s;
     const char *prefix;
-    int port, steps;
+    int port, steps, variants;
     shared *res;
 } rank_args;
 
 static int rank_entry(int rank, void *ctx)
 {
     const rank_args *a = ctx;
-    return rank_main(rank, a->s, a->prefix, a->port, a->steps, a->res);
+    return rank_main(rank, a->s, a->prefix, a->port, a->steps, a->variants, a->res);
 }
 
-/* Runs the ranks (entered into prefix's namespaces, or on loopback); Ctrl-C kills them.
- * Fails when a rank did. */
-static int run_ranks(const scenario *s, const char *prefix, int port, int steps, shared *res, char *err, size_t errlen)
+/* Runs the ranks (entered into prefix's namespaces, or on loopback) through the first
+ * `variants` variants; Ctrl-C kills them. Fails when a rank did. */
+static int run_ranks(const scenario *s, const char *prefix, int port, int steps, int variants, shared *res, char *err,
+                     size_t errlen)
 {
-    rank_args a = {.s = s, .prefix = prefix, .port = port, .steps = steps, .res = res};
+    rank_args a = {.s = s, .prefix = prefix, .port = port, .steps = steps, .variants = variants, .res = res};
     const int failed = ranks_fork(s->ranks, rank_entry, &a, &interrupted);
     if (interrupted)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "interrupted; everything it created is removed");
     if (failed || res->failed)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s", res->failed ? res->error : "a rank failed");
     return WANCP_OK;
+}
+
+/* The slowest rank's mean step of variant v: when a step of the arm ends. */
+static double slowest_step(const shared *res, int v, int ranks)
+{
+    double slowest = 0;
+    for (int r = 0; r < ranks; r++)
+        if (res->t[v][r].step_s > slowest)
+            slowest = res->t[v][r].step_s;
+    return slowest;
+}
+
+int calibrate_compute_step(const scenario *s, int steps, double *step_s, char *err, size_t errlen)
+{
+    shared *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (res == MAP_FAILED)
+        return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "cannot map shared results");
+    memset(res, 0, sizeof *res);
+    srand((unsigned)getpid() ^ (unsigned)time(NULL));
+    const int port = 10240 + rand() % 20000; /* below the ephemeral range (32768+) */
+    int rc = run_ranks(s, NULL, port, steps, 1, res, err, errlen);
+    *step_s = rc == WANCP_OK ? slowest_step(res, 0, s->ranks) : NAN;
+    munmap(res, sizeof *res);
+    return rc;
 }
 
 /* Work done inside the rank namespaces, given their prefix. */
@@ -250,7 +277,7 @@ typedef struct ranks_job {
 static int ranks_in(const char *prefix, void *ctx, char *err, size_t errlen)
 {
     const ranks_job *j = ctx;
-    return run_ranks(j->s, prefix, j->port, j->steps, j->res, err, errlen);
+    return run_ranks(j->s, prefix, j->port, j->steps, VARIANTS, j->res, err, errlen);
 }
 
 /* The ranks in their own unshaped namespaces, as `wancp run`'s unshaped arm. */
@@ -419,7 +446,13 @@ int bench_calibrate(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     rc = in_namespaces ? run_in_namespaces(s, port, (int)steps, res, err, sizeof err)
-                       : run_ranks(s, NULL, port, (int)steps, res, err, sizeof err);
+                       : run_ranks(s, NULL, port, (int)steps, VARIANTS, res, err, sizeof err);
+    dilation_choice chosen;
+    if (rc == WANCP_OK && s->dilation_auto) { /* the links' price at the D `wancp run` would choose here */
+        dilation_choose(s, slowest_step(res, 0, s->ranks), &chosen);
+        if (!json)
+            fprintf(stderr, "bench calibrate: dilation D = %g (%s)\n", chosen.dilation, chosen.why);
+    }
     /* The ceiling, alone on the host as bench step measures it; after the ranks, since BLAS
      * and the thread pool started here would not survive into forked ranks. */
     const model_config cfg = config_of(s, false);

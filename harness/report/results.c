@@ -386,6 +386,8 @@ int results_summarize(run_summary *s, const char *run_dir, char *err, size_t err
     if (s->nseeds == 0) /* results from before seeds */
         s->seeds[s->nseeds++] = 1;
     json_text(run, "baseline", s->baseline, sizeof s->baseline);
+    if (json_is_object(json_object_get(run, "dilation_choice")))
+        json_text(json_object_get(run, "dilation_choice"), "why", s->dilation_why, sizeof s->dilation_why);
     int rc = WANCP_OK;
     for (size_t i = 0; i < json_array_size(arms) && s->narms < RESULTS_MAX_RUNS; i++) {
         json_t *ja = json_array_get(arms, i);
@@ -523,6 +525,8 @@ static char *summary_json(const run_summary *s)
     json_t *o = json_object(), *arms = json_array();
     json_object_set_new(o, "scenario", json_string(s->scenario));
     json_object_set_new(o, "dilation", json_real(s->dilation));
+    if (s->dilation_why[0])
+        json_object_set_new(o, "dilation_chosen", json_string(s->dilation_why));
     json_object_set_new(o, "target_val_loss", number_or_null(s->target_val_loss > 0 ? s->target_val_loss : NAN));
     json_object_set_new(o, "times",
                         json_string("training time: the sum of step times (start-up and evaluation "
@@ -732,8 +736,10 @@ static char *summary_md(const run_summary *s)
             "Bytes are what rank 0 sends per training step: the app counters (median over the steady steps) "
             "and whole frames on the wire (pcap).\n\n",
             s->dilation > 1 ? ", dilated: links ran at B/D with delays x D and times are divided by D" : "");
-    if (s->dilation > 1)
-        fprintf(f, "Dilation D = %g.\n\n", s->dilation);
+    if (s->dilation_why[0])
+        fprintf(f, "Dilation D = %g, %s.\n\n", s->dilation, s->dilation_why);
+    else if (s->dilation > 1)
+        fprintf(f, "Dilation D = %g (the scenario's).\n\n", s->dilation);
     fprintf(f, "Seed%s", seeded ? "s" : "");
     for (int i = 0; i < s->nseeds; i++)
         fprintf(f, "%s %lu", i ? "," : "", s->seeds[i]);

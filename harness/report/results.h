@@ -102,6 +102,7 @@ typedef struct run_summary {
     char dir[1024];
     char scenario[64];
     double dilation, target_val_loss;
+    char dilation_why[400]; /* dilation = auto: how D was chosen; "" when the scenario gave it */
     int master_port;
     unsigned long seeds[RESULTS_MAX_SEEDS];
     int nseeds;

@@ -213,7 +213,8 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
     }
     char mode[256];
     if (s->dilation > 1)
-        snprintf(mode, sizeof mode, "dilated, D = %g: links at B/D, delays x D, times / D", s->dilation);
+        snprintf(mode, sizeof mode, "dilated, D = %g%s: links at B/D, delays x D, times / D", s->dilation,
+                 s->dilation_why[0] ? " (auto: chosen on this host)" : "");
     else
         snprintf(mode, sizeof mode, "emulated in real time (D = 1)");
     results_put_run_vars(g, s->dir, s->scenario, mode, s->target_val_loss, data_dir);

@@ -556,6 +556,12 @@ int cli_sim(int argc, char **argv)
         rc = sim_hardware_find(&hw, o.hardware, err, sizeof err);
     if (rc == WANCP_OK && o.against != NULL)
         rc = results_summarize(measured, o.against, err, sizeof err);
+    if (rc == WANCP_OK && s->dilation_auto) { /* the D the run chose, else none (dilation.h chooses on the host) */
+        s->dilation = measured != NULL ? measured->dilation : 1;
+        if (hw.host)
+            fprintf(stderr, "wancp sim: dilation = auto: %s\n",
+                    measured != NULL ? "the D the run chose" : "simulated at D = 1 (wancp run chooses D on the host)");
+    }
     if (rc == WANCP_OK && o.loss != NULL)
         rc = metrics_read(&mf, o.loss, err, sizeof err);
     if (rc == WANCP_OK && o.loss != NULL && mf.nrows == 0)
