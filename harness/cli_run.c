@@ -122,8 +122,8 @@ static void build_argv(const scenario *s, const scenario_arm *a, unsigned long s
     *v = (arm_argv){0};
     add(v, "wancp");
     add(v, "train");
-    add_value(v, "--train", "%s", s->train);
-    add_value(v, "--val", "%s", s->val);
+    add_value(v, "--train", "%s", scenario_train_shard(s, a));
+    add_value(v, "--val", "%s", scenario_val_shard(s, a));
     add_value(v, "--layers", "%d", s->layers);
     add_value(v, "--dim", "%d", s->dim);
     add_value(v, "--heads", "%d", s->heads);

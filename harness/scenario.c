@@ -164,6 +164,27 @@ static scenario_arm *arm_named(parse *ps, const char *name)
     return a;
 }
 
+/* corpus = NAME: a corpus `wancp data NAME` prepares into data/ (checked again with the shards). */
+static void set_corpus(parse *ps, const char *sec, const char *v, char *out, size_t len)
+{
+    size_t n = strlen(v);
+    bool ok = n > 0 && n < len;
+    for (size_t i = 0; i < n && ok; i++)
+        ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '_' || v[i] == '-';
+    if (!ok)
+        problem(ps, "[%s] corpus = '%s': expected a corpus's name (brown, sotu, mail: wancp data NAME)", sec, v);
+    else
+        snprintf(out, len, "%s", v);
+}
+
+/* The shards of corpus name under the source tree's data/: bytes when the vocabulary is 256. */
+static void corpus_shards(const scenario *s, const char *name, char *train, char *val, size_t len)
+{
+    const char *kind = s->vocab == 256 ? "_bytes" : "";
+    snprintf(train, len, "%s/data/%s%s_train.bin", cli_source_dir(), name, kind);
+    snprintf(val, len, "%s/data/%s%s_val.bin", cli_source_dir(), name, kind);
+}
+
 /* A switch of the run-options table into values; false when key is not one. */
 static bool method_key(parse *ps, char (*values)[RUN_OPTION_VALUE], const char *sec, const char *key, const char *v)
 {
@@ -185,6 +206,10 @@ static void arm_key(parse *ps, scenario_arm *a, const char *sec, const char *key
             a->profile_path[0] = 0;
         else
             set_path(ps, key, v, a->profile_path, sizeof a->profile_path);
+    } else if (strcmp(key, "train") == 0 || strcmp(key, "val") == 0) {
+        set_path(ps, key, v, key[0] == 't' ? a->train : a->val, sizeof a->train);
+    } else if (strcmp(key, "corpus") == 0) {
+        set_corpus(ps, sec, v, a->corpus, sizeof a->corpus);
     } else if (strcmp(key, "link_model") == 0) {
         if (strcmp(v, "uplink") != 0 && strcmp(v, "mesh") != 0)
             problem(ps, "[%s] link_model = '%s': expected uplink or mesh", sec, v);
@@ -210,8 +235,8 @@ static void arm_key(parse *ps, scenario_arm *a, const char *sec, const char *key
             problem(ps, "[%s] straggler = '%s': expected RANK:K with K >= 1 (or none)", sec, v);
     } else if (!method_key(ps, a->method, sec, key, v)) {
         problem(ps,
-                "[%s] unknown key '%s' (profile, link_model, compress, compress_last, warm_steps, sync, "
-                "sync_every, straggler, or a switch of the run-options table: %s)",
+                "[%s] unknown key '%s' (profile, train, val, corpus, link_model, compress, compress_last, "
+                "warm_steps, sync, sync_every, straggler, or a switch of the run-options table: %s)",
                 sec, key, run_option_keys());
     }
 }
@@ -383,6 +408,8 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
     } else if (strcmp(sec, "train") == 0) {
         if (strcmp(key, "train") == 0 || strcmp(key, "val") == 0)
             set_path(ps, key, v, key[0] == 't' ? s->train : s->val, sizeof s->train);
+        else if (strcmp(key, "corpus") == 0)
+            set_corpus(ps, sec, v, s->corpus, sizeof s->corpus);
         else if (strcmp(key, "batch") == 0)
             set_int(ps, sec, key, v, 1, 4096, &s->batch);
         else if (strcmp(key, "lr") == 0)
@@ -399,8 +426,8 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
             set_int(ps, sec, key, v, 1, 1000000, &s->sync_every);
         else if (!method_key(ps, s->method, sec, key, v))
             problem(ps,
-                    "[train] unknown key '%s' (train, val, batch, lr, warmup, eval_every, val_tokens, sync, "
-                    "sync_every, or a switch of the run-options table: %s)",
+                    "[train] unknown key '%s' (train, val, corpus, batch, lr, warmup, eval_every, val_tokens, "
+                    "sync, sync_every, or a switch of the run-options table: %s)",
                     key, run_option_keys());
     } else if (strcmp(sec, "sweep") == 0) {
         sweep_key(ps, key, v);
@@ -448,12 +475,22 @@ static void check_whole(parse *ps)
     if (s->narms == 0)
         problem(ps, "no [arm NAME] section: a scenario compares at least one arm");
     expand_sweep(ps);
+    if (s->corpus[0]) /* a corpus names both shards; the vocabulary picks bytes or gpt2 */
+        corpus_shards(s, s->corpus, s->train, s->val, sizeof s->train);
+    for (int i = 0; i < s->narms; i++)
+        if (s->arms[i].corpus[0])
+            corpus_shards(s, s->arms[i].corpus, s->arms[i].train, s->arms[i].val, sizeof s->arms[i].train);
     if (s->narms * s->nseeds > SCENARIO_MAX_RUNS)
         problem(ps, "%d arms x %d seeds: at most %d runs in one scenario", s->narms, s->nseeds, SCENARIO_MAX_RUNS);
-    if (s->baseline[0]) {
+    if (s->baseline[0]) { /* an arm, or one a [sweep] expanded: its first (the summary pairs by value) */
         bool found = false;
         for (int i = 0; i < s->narms; i++)
             found |= strcmp(s->arms[i].name, s->baseline) == 0;
+        for (int i = 0; i < s->narms && !found; i++)
+            if (strcmp(s->arms[i].swept_from, s->baseline) == 0) {
+                snprintf(s->baseline, sizeof s->baseline, "%s", s->arms[i].name);
+                found = true;
+            }
         if (!found)
             problem(ps, "[scenario] baseline = %s: no arm of that name", s->baseline);
     }
@@ -553,21 +590,54 @@ int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, c
     return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s", ps.in.problems);
 }
 
+const char *scenario_train_shard(const scenario *s, const scenario_arm *a)
+{
+    return a != NULL && a->train[0] ? a->train : s->train;
+}
+
+const char *scenario_val_shard(const scenario *s, const scenario_arm *a)
+{
+    return a != NULL && a->val[0] ? a->val : s->val;
+}
+
+/* Shards checked against the vocabulary, each path once however many arms share it; every
+ * problem appended, naming the section and key that first gave the path. */
+typedef struct shard_checks {
+    const char *done[2 + 2 * SCENARIO_MAX_ARMS];
+    int ndone;
+    char problems[4 * WANCP_ERRLEN];
+} shard_checks;
+
+static void check_shard(const scenario *s, shard_checks *c, const char *section, const char *key, const char *path)
+{
+    for (int i = 0; i < c->ndone; i++)
+        if (strcmp(c->done[i], path) == 0)
+            return;
+    c->done[c->ndone++] = path;
+    char why[WANCP_ERRLEN] = "";
+    shard sh;
+    if (shard_read(path, s->vocab, &sh, why, sizeof why) == WANCP_OK) {
+        shard_free(&sh);
+        return;
+    }
+    size_t used = strlen(c->problems);
+    snprintf(c->problems + used, sizeof c->problems - used, "%s%s %s: %s", used ? "; " : "", section, key, why);
+}
+
 int scenario_check_data(const scenario *s, char *err, size_t errlen)
 {
-    char train_err[WANCP_ERRLEN] = "", val_err[WANCP_ERRLEN] = "";
-    shard sh;
-    if (shard_read(s->train, s->vocab, &sh, train_err, sizeof train_err) == WANCP_OK)
-        shard_free(&sh);
-    if (shard_read(s->val, s->vocab, &sh, val_err, sizeof val_err) == WANCP_OK)
-        shard_free(&sh);
-    if (train_err[0] == 0 && val_err[0] == 0)
+    static shard_checks c;
+    c = (shard_checks){0};
+    for (int i = 0; i < s->narms; i++) {
+        const scenario_arm *a = &s->arms[i];
+        char section[80];
+        snprintf(section, sizeof section, "[arm %s]", a->name);
+        check_shard(s, &c, a->train[0] ? section : "[train]", "train", scenario_train_shard(s, a));
+        check_shard(s, &c, a->val[0] ? section : "[train]", "val", scenario_val_shard(s, a));
+    }
+    if (c.problems[0] == 0)
         return WANCP_OK;
-    if (train_err[0] != 0 && val_err[0] != 0)
-        return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: [train] train: %s; [train] val: %s", s->path, train_err,
-                          val_err);
-    return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: [train] %s: %s", s->path, train_err[0] ? "train" : "val",
-                      train_err[0] ? train_err : val_err);
+    return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: %s", s->path, c.problems);
 }
 
 void scenario_free(scenario *s)
@@ -643,6 +713,10 @@ void scenario_write(const scenario *s, FILE *f)
                 a->compress ? "true" : "false", a->compress_last ? "true" : "false",
                 a->warm_steps >= 0 ? a->warm_steps : s->steps / 10, a->sync ? a->sync : s->sync,
                 a->sync_every ? a->sync_every : s->sync_every);
+        if (a->train[0])
+            fprintf(f, "train = %s\n", a->train);
+        if (a->val[0])
+            fprintf(f, "val = %s\n", a->val);
         if (a->straggler_k > 1)
             fprintf(f, "straggler = %d:%g\n", a->straggler, a->straggler_k);
         else

@@ -18,7 +18,9 @@
  *               first), target_val_loss, dilation (>= 1, or auto: harness/dilation.h),
  *               exchange_ratio (auto's target, 1.5), timeout (s per arm and seed)
  *   [model]     layers, dim, heads, kv_heads, ffn, context, vocab
- *   [train]     train, val (shards, relative to the scenario's folder), batch, lr, warmup,
+ *   [train]     train, val (shards, relative to the scenario's folder), or corpus (NAME: the
+ *               shards `wancp data NAME` writes into data/, bytes or gpt2 by the vocabulary:
+ *               brown, sotu, mail), batch, lr, warmup,
  *               eval_every, val_tokens, sync (S|A), sync_every, and any switch of the
  *               run-options table (run_options.h: wire, device, precision, attention,
  *               rank_k, psi_k, stiefel, ...), for every arm
@@ -26,6 +28,8 @@
  *               names; default every arm): each named arm becomes one arm per value, named
  *               NAME+KEY-VALUE, with that key set (Table 3: key = warm_steps)
  *   [arm NAME]  profile (a link profile file, or none: unshaped), link_model (uplink|mesh),
+ *               train, val or corpus (the arm's own data; a [sweep] over corpus draws one
+ *               panel per corpus),
  *               compress (true|false), compress_last (true|false), warm_steps, sync,
  *               sync_every (the arm's own), straggler (RANK:K: that rank's links at the
  *               profile's rate / K), and any switch of the run-options table for this arm;
@@ -53,7 +57,9 @@ typedef struct scenario_arm {
     int straggler; /* with straggler_k > 1: this rank's links at the rate / k */
     double straggler_k;
     char method[RUN_OPTIONS_MAX][RUN_OPTION_VALUE]; /* run_options.h rows; "": [train]'s */
-    char swept_from[64];                            /* made by [sweep] from this arm; "" otherwise */
+    char train[1024], val[1024];                    /* the arm's own shards (resolved); "": [train]'s */
+    char corpus[32];     /* corpus = NAME, resolved into train and val once the vocabulary is known */
+    char swept_from[64]; /* made by [sweep] from this arm; "" otherwise */
     char sweep_value[RUN_OPTION_VALUE];
 } scenario_arm;
 
@@ -74,6 +80,7 @@ typedef struct scenario {
     int timeout_s;
     int layers, dim, heads, kv_heads, ffn, context, vocab;
     char train[1024], val[1024];
+    char corpus[32]; /* [train] corpus = NAME (resolved into train and val) */
     int batch, warmup, eval_every;
     long val_tokens;
     double lr;
@@ -91,6 +98,10 @@ typedef struct scenario {
 /* Reads and checks path with the overrides ("section.key=value") applied. */
 int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, char *err, size_t errlen);
 void scenario_free(scenario *s);
+
+/* The training and validation shards arm a trains on: its own, else [train]'s. */
+const char *scenario_train_shard(const scenario *s, const scenario_arm *a);
+const char *scenario_val_shard(const scenario *s, const scenario_arm *a);
 
 /* The results folder of arm a's run with seeds[seed_index], relative to the run's: ARM with
  * one seed, ARM/seed-S with several. */

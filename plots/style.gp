@@ -1,5 +1,6 @@
 # Shared look of every figure; loaded by the other scripts after plot-data/arms.gp, which
-# sets narms, arm_data[i], arm_title[i], run_dir, run_name, run_mode, target and data_dir
+# sets narms, arm_data[i], arm_title[i], arm_short[i], arm_panel[i], npanels, panel_title[p],
+# run_dir, run_name, run_mode, target and data_dir
 # (wancp plot also sets plots_dir, where these scripts are).
 set encoding utf8
 set grid lc rgb "#dddddd"
@@ -15,3 +16,6 @@ set style increment user
 # output_png(name), output_svg(name): the terminal and the file run_dir/name.png or .svg
 output_png(name) = sprintf("set terminal pngcairo size 1100,700 font ',11'; set output '%s/%s.png'", run_dir, name)
 output_svg(name) = sprintf("set terminal svg size 1100,700 dynamic font ',11'; set output '%s/%s.svg'", run_dir, name)
+# output_png_sized(name, w, h), output_svg_sized(name, w, h): the same at another size (panels)
+output_png_sized(name, w, h) = sprintf("set terminal pngcairo size %d,%d font ',11'; set output '%s/%s.png'", w, h, run_dir, name)
+output_svg_sized(name, w, h) = sprintf("set terminal svg size %d,%d dynamic font ',11'; set output '%s/%s.svg'", w, h, run_dir, name)

@@ -181,6 +181,28 @@ check "sweep: summary.md has a table per swept value, summary.json the sweep" \
        node -e "const s=require(process.argv[1]); if (s.over_seeds[1].sweep.value!==\"10\" || \"sweep\" in s.over_seeds[0]) process.exit(1)" "$work/swept/summary.json"' ||
       cat "$work/err" "$work/swept/summary.md"
 
+# A sweep over corpus (one seed): one panel per corpus, each arm paired with its corpus's baseline.
+mkdir -p "$work/panels"
+for arm in u c; do for v in a b; do cp -r "$work/seeded/$arm/seed-1" "$work/panels/$arm+corpus-$v"; done; done
+{
+    printf '{"scenario": "panels", "dilation": 1, "target_val_loss": 0, "master_port": 20000, "seeds": [1],\n'
+    printf ' "baseline": "u+corpus-a", "arms": [\n'
+    sep=""
+    for v in a b; do for arm in u c; do
+        printf '%s{"name": "%s+corpus-%s", "seed": 1, "outcome": "ok", "link": "l", "sync": "S", "sync_every": 1,' "$sep" $arm $v
+        printf ' "compress": %s, "sweep": {"key": "corpus", "value": "%s", "from": "%s"}}\n' "$([ $arm = c ] && echo true || echo false)" $v $arm
+        sep=","
+    done; done
+    printf ']}\n'
+} >"$work/panels/run.json"
+"$wancp" plot "$work/panels" >/dev/null 2>"$work/err"
+check "corpus sweep: one panel per corpus, short legends, each arm paired with its own corpus's baseline" \
+      '[ $? = 0 ] && grep -qx "npanels = 2" "$work/panels/plot-data/arms.gp" && grep -qx "arm_panel\[4\] = 2" "$work/panels/plot-data/arms.gp" &&
+       grep -qx "arm_short\[4\] = \"c\"" "$work/panels/plot-data/arms.gp" && [ -s "$work/panels/loss_vs_time.png" ] &&
+       node -e "const s=require(process.argv[1]); if (s.over_seeds[3].minus_baseline_paired.against!==\"u+corpus-b\" ||
+                s.over_seeds[1].minus_baseline_paired.against!==\"u+corpus-a\" || \"minus_baseline_paired\" in s.over_seeds[2]) process.exit(1)" "$work/panels/summary.json"' ||
+      cat "$work/err"
+
 mkdir "$work/empty"
 "$wancp" check "$work/empty" >/dev/null 2>"$work/err"
 check "check: a folder without run.json: exit 2" '[ $? = 2 ] && grep -q "run.json" "$work/err"'

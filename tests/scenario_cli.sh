@@ -293,5 +293,22 @@ bad_sweep "a value with a space inside" --set "sweep.values=1 2" "[sweep] values
 bad_sweep "17 arms" --set sweep.values=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 "17 arms once swept, more than 16"
 bad_sweep "sweeping the profile" --set sweep.key=profile "[sweep] key = 'profile'"
 
+# corpus = NAME: the prepared shards, bytes by the vocabulary; per arm, or swept.
+printf '[scenario]\nname = c\nranks = 2\nsteps = 4\n[model]\nvocab = 256\n[train]\ncorpus = sotu\n[arm a]\nprofile = none\n[arm m]\nprofile = none\ncorpus = mail\n' \
+  >"$work/corpus.ini"
+"$wancp" check scenario "$work/corpus.ini" >"$work/corpus_resolved.ini" 2>"$work/err"
+check "corpus: [train]'s and an arm's resolve to the bytes shards in data/" \
+  'grep -qx "train = $src/data/sotu_bytes_train.bin" "$work/corpus_resolved.ini" &&
+   sed -n "/^\[arm m\]/,\$p" "$work/corpus_resolved.ini" | grep -qx "val = $src/data/mail_bytes_val.bin"' || cat "$work/err"
+"$wancp" run "$work/corpus.ini" --dry-run >"$work/dry_corpus.txt" 2>/dev/null
+check "corpus: each arm's rank command trains on its own corpus" \
+  'grep "^; arm m, each rank:" "$work/dry_corpus.txt" | grep -qF -- "--train $src/data/mail_bytes_train.bin " &&
+   grep "^; arm a, each rank:" "$work/dry_corpus.txt" | grep -qF -- "--train $src/data/sotu_bytes_train.bin "'
+"$wancp" check scenario "$work/corpus.ini" --set arm.m.corpus=nosuch >/dev/null 2>"$work/err"
+check "corpus: one that was never prepared is named with its arm, exit 2" \
+  '[ $? = 2 ] && grep -qF "[arm m] train: $src/data/nosuch_bytes_train.bin" "$work/err"'
+"$wancp" check scenario "$work/corpus.ini" --set "train.corpus=Bad/name" >/dev/null 2>"$work/err"
+check "corpus: a name that is not one refused" '[ $? = 2 ] && grep -qF "[train] corpus = '"'"'Bad/name'"'"'" "$work/err"'
+
 echo "$passes passed, $failures failed"
 [ "$failures" = 0 ]

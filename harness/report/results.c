@@ -295,6 +295,21 @@ static double perplexity(const arm_summary *a) { return exp(a->final_val_loss); 
 static double time_to_target(const arm_summary *a) { return a->time_to_target_s; }
 static double step_time(const arm_summary *a) { return a->step_time_s_median; }
 
+/* The group g is compared with: the baseline, or where a [sweep] made both, the arm the sweep
+ * made from the baseline's arm with g's value (each corpus against its own baseline). */
+static int pair_of(const run_summary *s, int g, int base)
+{
+    const arm_summary *a = &s->arms[s->groups[g].runs[0]], *b = &s->arms[s->groups[base].runs[0]];
+    if (!a->swept_from[0] || !b->swept_from[0] || strcmp(a->sweep_key, b->sweep_key) != 0)
+        return base;
+    for (int k = 0; k < s->ngroups; k++) {
+        const arm_summary *c = &s->arms[s->groups[k].runs[0]];
+        if (strcmp(c->swept_from, b->swept_from) == 0 && strcmp(c->sweep_value, a->sweep_value) == 0)
+            return k;
+    }
+    return base;
+}
+
 static void group_runs(run_summary *s)
 {
     s->ngroups = 0;
@@ -334,13 +349,15 @@ static void group_runs(run_summary *s)
         g->step_time_s = interval_95(x, s->nseeds);
         const interval none = {.mean = NAN, .half_width = NAN};
         g->d_final_val_loss = g->d_time_to_target_s = g->d_step_time_s = none;
-        if (base < 0 || gi == base)
+        const int paired = base >= 0 ? pair_of(s, gi, base) : -1;
+        if (paired < 0 || gi == paired)
             continue;
+        memcpy(g->paired_with, s->groups[paired].name, sizeof g->paired_with); /* both 64 bytes, NUL-terminated */
         double (*fields[3])(const arm_summary *) = {final_val_loss, time_to_target, step_time};
         interval *diffs[3] = {&g->d_final_val_loss, &g->d_time_to_target_s, &g->d_step_time_s};
         for (int f = 0; f < 3; f++) {
             by_seed(s, g, fields[f], x);
-            by_seed(s, &s->groups[base], fields[f], y);
+            by_seed(s, &s->groups[paired], fields[f], y);
             *diffs[f] = paired_interval_95(x, y, s->nseeds);
         }
     }
@@ -502,7 +519,8 @@ static json_t *groups_json(const run_summary *s)
         json_object_set_new(j, "final_val_perplexity", interval_json(g->perplexity));
         json_object_set_new(j, "time_to_target_s", interval_json(g->time_to_target_s));
         json_object_set_new(j, "step_time_s_median", interval_json(g->step_time_s));
-        if (strcmp(g->name, s->baseline) != 0) {
+        if (g->paired_with[0]) {
+            json_object_set_new(d, "against", json_string(g->paired_with));
             json_object_set_new(d, "final_val_loss", interval_json(g->d_final_val_loss));
             json_object_set_new(d, "time_to_target_s", interval_json(g->d_time_to_target_s));
             json_object_set_new(d, "step_time_s_median", interval_json(g->d_step_time_s));
@@ -652,15 +670,14 @@ static void groups_md(FILE *f, const run_summary *s)
         fmt_interval(g->d_final_val_loss, "%+.4f", dv, sizeof dv);
         fmt_interval(g->d_time_to_target_s, "%+.1f", dt, sizeof dt);
         fprintf(f, "| %s | %d/%d | %s | %s | %s s (%d) | %s | %s | %s |\n", g->name, g->ok, g->nruns, fv, pp, tt,
-                g->reached, st, strcmp(g->name, s->baseline) == 0 ? "baseline" : dv,
-                strcmp(g->name, s->baseline) == 0 ? "baseline" : dt);
+                g->reached, st, g->paired_with[0] ? dv : "baseline", g->paired_with[0] ? dt : "baseline");
     }
     fprintf(f, "\n");
     for (int i = 0; i < s->ngroups; i++) {
         const arm_group *g = &s->groups[i];
-        if (strcmp(g->name, s->baseline) == 0 || g->d_final_val_loss.n == 0)
+        if (!g->paired_with[0] || g->d_final_val_loss.n == 0)
             continue;
-        fprintf(f, "- %s − %s, seed by seed: ", g->name, s->baseline);
+        fprintf(f, "- %s − %s, seed by seed: ", g->name, g->paired_with);
         say_difference(f, "final validation loss", g->d_final_val_loss, " nats", "%+.4f");
         if (g->d_time_to_target_s.n > 0) {
             fprintf(f, "; ");
@@ -776,19 +793,19 @@ static char *summary_md(const run_summary *s)
         groups_md(f, s);
     sweep_md(f, s);
     fprintf(f, "\n");
-    double base_time = NAN;
-    for (int i = 0; i < s->ngroups; i++)
-        if (strcmp(s->groups[i].name, s->baseline) == 0)
-            base_time = s->groups[i].time_to_target_s.mean;
     for (int i = 0; i < s->ngroups; i++) {
         const arm_group *g = &s->groups[i];
         const arm_summary *a = &s->arms[g->runs[0]]; /* bytes do not depend on the seed */
         const double t = g->time_to_target_s.mean;
+        double base_time = NAN;
+        for (int k = 0; k < s->ngroups && g->paired_with[0]; k++)
+            if (strcmp(s->groups[k].name, g->paired_with) == 0)
+                base_time = s->groups[k].time_to_target_s.mean;
         if (a->compress && isfinite(a->kv_bytes_per_step_wire) && isfinite(base_kv))
             fprintf(f, "- %s: K/V on the wire per step %.2f%% of an uncompressed arm's.\n", a->name,
                     100 * a->kv_bytes_per_step_wire / base_kv);
-        if (isfinite(t) && isfinite(base_time) && strcmp(g->name, s->baseline) != 0)
-            fprintf(f, "- %s: time to target %.2fx the baseline's (%s)%s.\n", a->name, t / base_time, s->baseline,
+        if (isfinite(t) && isfinite(base_time))
+            fprintf(f, "- %s: time to target %.2fx the baseline's (%s)%s.\n", a->name, t / base_time, g->paired_with,
                     seeded ? ", means over seeds" : "");
         if (isfinite(a->wire_payload_over_app))
             fprintf(f, "- %s: K/V TCP payload on the wire / app counters over the run: %.4f.\n", a->name,

@@ -86,8 +86,9 @@ typedef struct arm_summary {
     bool has_metrics, has_wire;
 } arm_summary;
 
-/* An arm over its seeds. Paired differences (this arm minus the baseline, seed by seed) are
- * NAN-filled for the baseline itself. */
+/* An arm over its seeds. Paired differences (this arm minus its baseline, seed by seed: the
+ * run's baseline, or with a [sweep] that made both, the baseline's arm for the same value)
+ * are NAN-filled for a baseline itself. */
 typedef struct arm_group {
     char name[64];
     int runs[RESULTS_MAX_SEEDS]; /* indices into run_summary.arms */
@@ -97,6 +98,7 @@ typedef struct arm_group {
     int outliers;                /* seeds outside the others' 95% prediction interval (3 seeds or more) */
     interval final_val_loss, perplexity, time_to_target_s, step_time_s;
     interval d_final_val_loss, d_time_to_target_s, d_step_time_s;
+    char paired_with[64]; /* the group the differences are taken against; "" for a baseline */
 } arm_group;
 typedef struct run_summary {
     char dir[1024];

@@ -189,7 +189,29 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
     if (g == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", path);
     fprintf(g, "# written by wancp plot: the arms the scripts in plots/ draw\nnarms = %d\n", n);
-    fprintf(g, "array arm_data[%d]\narray arm_title[%d]\n", n > 0 ? n : 1, n > 0 ? n : 1);
+    fprintf(g, "array arm_data[%d]\narray arm_title[%d]\narray arm_short[%d]\narray arm_panel[%d]\n", n > 0 ? n : 1,
+            n > 0 ? n : 1, n > 0 ? n : 1, n > 0 ? n : 1);
+    /* A sweep over the data (corpus, train) draws one panel per value, as the paper's Figure 2
+     * has one per corpus; arms the sweep did not make appear in every panel (arm_panel 0). */
+    const char *panels[RESULTS_MAX_ARMS];
+    int npanels = 0, panel_of[RESULTS_MAX_ARMS] = {0};
+    for (int i = 0; i < n; i++) {
+        const arm_summary *a = &s->arms[s->groups[plotted[i]].runs[0]];
+        if (!a->swept_from[0] || (strcmp(a->sweep_key, "corpus") != 0 && strcmp(a->sweep_key, "train") != 0))
+            continue;
+        int p = 0;
+        while (p < npanels && strcmp(panels[p], a->sweep_value) != 0)
+            p++;
+        if (p == npanels)
+            panels[npanels++] = a->sweep_value;
+        panel_of[i] = p + 1;
+    }
+    fprintf(g, "npanels = %d\narray panel_title[%d]\n", npanels, npanels > 0 ? npanels : 1);
+    for (int p = 0; p < npanels; p++) {
+        fprintf(g, "panel_title[%d] = ", p + 1);
+        results_put_string(g, panels[p]);
+        fputc('\n', g);
+    }
     for (int i = 0; i < n; i++) {
         const arm_group *gr = &s->groups[plotted[i]];
         const arm_summary *a = &s->arms[gr->runs[0]];
@@ -209,7 +231,9 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
         results_put_string(g, data);
         fprintf(g, "\narm_title[%d] = ", i + 1);
         results_put_string(g, title);
-        fputc('\n', g);
+        fprintf(g, "\narm_short[%d] = ", i + 1);
+        results_put_string(g, a->swept_from[0] && panel_of[i] > 0 ? a->swept_from : a->name);
+        fprintf(g, "\narm_panel[%d] = %d\n", i + 1, panel_of[i]);
     }
     char mode[256];
     if (s->dilation > 1)
