@@ -11,13 +11,13 @@ do for [fmt in "png svg"] {
     if (npanels > 1) {
         eval (fmt eq "png" ? output_png_sized("loss_vs_time", 600 * npanels, 700) \
                            : output_svg_sized("loss_vs_time", 600 * npanels, 700))
-        set multiplot layout 1, npanels title sprintf("%s: validation loss vs training time, one panel per corpus\n{/*0.8 %s}", run_name, run_mode) noenhanced
+        set multiplot layout 1, npanels title sprintf("%s: validation loss vs training time, one panel per corpus\n{/*0.8 %s}", run_name, run_mode)
         unset title
         set key top right font ",8"
         do for [p=1:npanels] {
             set title panel_title[p] noenhanced
-            plot for [i=1:narms] (in_panel(i, p) ? arm_data[i].".val" : "/dev/null") using 2:4:5 with filledcurves fs transparent solid 0.18 noborder ls i notitle, \
-                 for [i=1:narms] (in_panel(i, p) ? arm_data[i].".val" : "/dev/null") using 2:3 with linespoints ls i title (in_panel(i, p) ? arm_short[i] : "") noenhanced
+            plot for [i=1:narms] (in_panel(i, p) ? arm_data[i].".val" : "/dev/null") using 2:4:5 with filledcurves fs transparent solid 0.18 noborder ls arm_style[i] notitle, \
+                 for [i=1:narms] (in_panel(i, p) ? arm_data[i].".val" : "/dev/null") using 2:3 with linespoints ls arm_style[i] title (in_panel(i, p) ? arm_short[i] : "") noenhanced
         }
         unset multiplot
     } else {

@@ -189,8 +189,10 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
     if (g == NULL)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot create", path);
     fprintf(g, "# written by wancp plot: the arms the scripts in plots/ draw\nnarms = %d\n", n);
-    fprintf(g, "array arm_data[%d]\narray arm_title[%d]\narray arm_short[%d]\narray arm_panel[%d]\n", n > 0 ? n : 1,
-            n > 0 ? n : 1, n > 0 ? n : 1, n > 0 ? n : 1);
+    const int size = n > 0 ? n : 1;
+    fprintf(g,
+            "array arm_data[%d]\narray arm_title[%d]\narray arm_short[%d]\narray arm_panel[%d]\narray arm_style[%d]\n",
+            size, size, size, size, size);
     /* A sweep over the data (corpus, train) draws one panel per value, as the paper's Figure 2
      * has one per corpus; arms the sweep did not make appear in every panel (arm_panel 0). */
     const char *panels[RESULTS_MAX_ARMS];
@@ -206,6 +208,8 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
             panels[npanels++] = a->sweep_value;
         panel_of[i] = p + 1;
     }
+    const char *legends[RESULTS_MAX_ARMS];
+    int nlegends = 0;
     fprintf(g, "npanels = %d\narray panel_title[%d]\n", npanels, npanels > 0 ? npanels : 1);
     for (int p = 0; p < npanels; p++) {
         fprintf(g, "panel_title[%d] = ", p + 1);
@@ -234,6 +238,14 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
         fprintf(g, "\narm_short[%d] = ", i + 1);
         results_put_string(g, a->swept_from[0] && panel_of[i] > 0 ? a->swept_from : a->name);
         fprintf(g, "\narm_panel[%d] = %d\n", i + 1, panel_of[i]);
+        /* one colour per arm across the panels: the styles go by legend name, first seen first */
+        const char *legend = a->swept_from[0] && panel_of[i] > 0 ? a->swept_from : a->name;
+        int style = 0;
+        while (style < nlegends && strcmp(legends[style], legend) != 0)
+            style++;
+        if (style == nlegends)
+            legends[nlegends++] = legend;
+        fprintf(g, "arm_style[%d] = %d\n", i + 1, style + 1);
     }
     char mode[256];
     if (s->dilation > 1)
