@@ -116,18 +116,11 @@ static void jsonl_roundtrip(void **state)
     corpus_free(&back);
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    test_remove_tmpdir();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rules), cmocka_unit_test(bad_input),       cmocka_unit_test(real_corpus),
         cmocka_unit_test(split), cmocka_unit_test(jsonl_roundtrip),
     };
-    return cmocka_run_group_tests(tests, NULL, teardown);
+    return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);
 }

@@ -425,13 +425,6 @@ static void frames(void **state)
     assert_err_mentions(err, "bad magic");
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    test_remove_tmpdir();
-    return 0;
-}
-
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -444,5 +437,5 @@ int main(void)
         cmocka_unit_test(stalled_rank),
         cmocka_unit_test(strangers_refused),
     };
-    return cmocka_run_group_tests(tests, NULL, teardown);
+    return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);
 }

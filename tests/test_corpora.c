@@ -145,13 +145,6 @@ static void real_packages(void **state)
     corpus_free(&c);
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    test_remove_tmpdir();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,5 +153,5 @@ int main(void)
         cmocka_unit_test(made_folders),
         cmocka_unit_test(real_packages),
     };
-    return cmocka_run_group_tests(tests, NULL, teardown);
+    return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);
 }

@@ -48,11 +48,19 @@ static inline void test_remove_tmpdir(void)
         fprintf(stderr, "could not remove %s\n", test_tmpdir());
 }
 
+/* The group teardown of tests that write under test_tmpdir(). */
+static inline int test_teardown_tmpdir(void **state)
+{
+    (void)state;
+    test_remove_tmpdir();
+    return 0;
+}
+
 /* Asserts that err mentions needle, printing both when it does not. */
-#define assert_err_mentions(err, needle)                                                                         \
-    do {                                                                                                         \
-        if (strstr((err), (needle)) == NULL)                                                                     \
-            fail_msg("error \"%s\" does not mention \"%s\"", (err), (needle));                                 \
+#define assert_err_mentions(err, needle)                                                                               \
+    do {                                                                                                               \
+        if (strstr((err), (needle)) == NULL)                                                                           \
+            fail_msg("error \"%s\" does not mention \"%s\"", (err), (needle));                                         \
     } while (0)
 
 #endif

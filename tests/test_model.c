@@ -351,13 +351,6 @@ static void config_errors(void **state)
     assert_err_mentions(err, "layers = 0 must be 1..");
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    test_remove_tmpdir();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,5 +364,5 @@ int main(void)
         cmocka_unit_test(checkpoint_refuses_bad_files),
         cmocka_unit_test(config_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, teardown);
+    return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);
 }

@@ -170,16 +170,9 @@ static void repeats_and_values(void **state)
     assert_err_mentions(err, "unknown section [link-with-a-section-name-far-longer-than-inih-keeps-for-itself]");
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    test_remove_tmpdir();
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(shipped_profiles), cmocka_unit_test(every_problem_at_once),
                                        cmocka_unit_test(traces), cmocka_unit_test(repeats_and_values)};
-    return cmocka_run_group_tests(tests, NULL, teardown);
+    return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);
 }

@@ -134,13 +134,6 @@ static void missing_and_empty(void **state)
     assert_err_mentions(err, "truncated");
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    test_remove_tmpdir();
-    return 0;
-}
-
 /* Seeds start the training data at different places, seed 1 at the first token; every start
  * leaves a whole batch and its last target inside the shard. */
 static void seeded_starts(void **state)
@@ -179,5 +172,5 @@ int main(void)
         cmocka_unit_test(roundtrip),         cmocka_unit_test(llmc_image_parses), cmocka_unit_test(bad_shards),
         cmocka_unit_test(missing_and_empty), cmocka_unit_test(seeded_starts),
     };
-    return cmocka_run_group_tests(tests, NULL, teardown);
+    return cmocka_run_group_tests(tests, NULL, test_teardown_tmpdir);
 }
