@@ -202,7 +202,8 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             "# data: train=%s val=%s batch=%d seq=%d val_tokens=%ld\n# seed: %llu\n"
             "# cp: ranks=%d sync=%s sync_every=%d chunks=%d (bytes columns: rank 0's payload sent, "
             "cumulative; comm_ms: time blocked on communication, compute_ms the rest of step_ms)\n"
-            "# compression: compress=%d warm_steps=%d compress_last=%d\n"
+            "# compression: compress=%d warm_steps=%d compress_last=%d kv_bases=%d psi_k=%d rank_k=%d rank_v=%d "
+            "(totals over a layer's bases)\n"
             "# method:%s\n"
             "step,wall_s,lr,train_loss,val_loss,grad_norm,tokens,step_ms,kv_fwd_tx_bytes,kv_bwd_tx_bytes,"
             "sync_tx_bytes,control_tx_bytes,compressed,compute_ms,comm_ms,kv_fwd_wait_ms,kv_bwd_wait_ms,"
@@ -218,7 +219,8 @@ static int open_metrics(train_cli *t, int argc, char **argv)
             (double)o->weight_decay, (double)o->grad_clip, t->tc.train_path, t->tc.val_path, t->tc.batch, t->tc.seq,
             t->tc.val_tokens, (unsigned long long)t->tc.seed, t->tc.comm ? comm_size(t->tc.comm) : 1,
             t->tc.sync_mode == SYNC_EVERY_STEP ? "S" : "A", t->tc.sync_every, t->tc.chunks, m->psi_k > 0,
-            t->tc.warm_steps, t->tc.cp.compress_last, method);
+            t->tc.warm_steps, t->tc.cp.compress_last, m->psi_k > 0 ? model_kv_bases(m) : 0, m->psi_k, m->rank_k,
+            m->rank_v, method);
     return 0;
 }
 
@@ -246,8 +248,8 @@ static void apply_method(run_method *m, trainer_config *c, cli_device *device, b
     run_method_compression(m, &c->model);
     c->cov_steps = m->cov_steps < c->warm_steps ? m->cov_steps : c->warm_steps;
     c->stiefel_lr = m->given[stiefel_lr] ? (float)m->stiefel_lr : c->optim.lr;
-    m->rank_k = c->model.rank_k;
-    m->rank_v = c->model.rank_v;
+    m->rank_k = c->model.rank_k / model_kv_bases(&c->model); /* per basis, as the row reads */
+    m->rank_v = c->model.rank_v / model_kv_bases(&c->model);
     if (c->cov_steps > 0) /* none without warm steps: the row keeps its value */
         m->cov_steps = c->cov_steps;
     m->stiefel_lr = c->stiefel_lr;

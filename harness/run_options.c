@@ -29,14 +29,17 @@ const run_option RUN_OPTIONS[] = {
     {"kv_regather", "--kv-regather", RUN_OPT_BOOL, 0, 0, NULL, false, "false", FIELD(kv_regather),
      "the backward gathers K/V again instead of keeping every layer's\n        (memory of one layer; kv-forward bytes "
      "double)"},
+    {"basis", "--basis", RUN_OPT_CHOICE, 0, 0, "head|layer", true, "head", FIELD(basis),
+     "a basis, head psi and rotation per KV head (the paper's Algorithm 1), or one over the\n"
+     "        layer's d_kv; ranks, psi_k and planes below are per basis"},
     {"rank_k", "--rank-k", RUN_OPT_INT, 1, 65536, NULL, true, NULL, FIELD(rank_k),
-     "the subspace rank of K (auto: ceil(0.02 d_kv))"},
+     "the subspace rank of K per basis (auto: ceil(0.02 w), w = d_head per head, d_kv per layer)"},
     {"rank_v", "--rank-v", RUN_OPT_INT, 1, 65536, NULL, true, NULL, FIELD(rank_v),
-     "the subspace rank of V (auto: ceil(0.05 d_kv))"},
+     "the subspace rank of V per basis (auto: ceil(0.05 w))"},
     {"psi_k", "--psi-k", RUN_OPT_INT, 1, 64, NULL, true, "1", FIELD(psi_k),
-     "outputs of each head psi (the rotation's parameters theta)"},
+     "outputs of each head psi (the rotation's parameters theta), per basis"},
     {"planes", "--planes", RUN_OPT_INT, 1, 32768, NULL, true, NULL, FIELD(planes),
-     "Givens planes of the rotation (auto: d_kv / 2)"},
+     "Givens planes of each basis's rotation (auto: w / 2)"},
     {"cheap_rotation", "--cheap-rotation", RUN_OPT_BOOL, 0, 0, NULL, true, "false", FIELD(cheap_rotation),
      "the cheaper rotation: r planes pairing U0 with a complement (O(d r^2))"},
     {"cov_steps", "--cov-steps", RUN_OPT_INT, 1, 100000000, NULL, true, "10", FIELD(cov_steps),
@@ -198,9 +201,11 @@ void run_method_value(const run_method *m, int i, char *out, size_t len)
 
 void run_method_compression(const run_method *m, model_config *c)
 {
-    c->psi_k = m->psi_k;
-    c->rank_k = m->given[run_option_find("rank_k")] ? m->rank_k : model_default_rank_k(c);
-    c->rank_v = m->given[run_option_find("rank_v")] ? m->rank_v : model_default_rank_v(c);
+    const int bases = m->basis == 0 ? c->n_kv_heads : 1;
+    c->kv_bases = bases;
+    c->psi_k = bases * m->psi_k;
+    c->rank_k = m->given[run_option_find("rank_k")] ? bases * m->rank_k : model_default_rank_k(c);
+    c->rank_v = m->given[run_option_find("rank_v")] ? bases * m->rank_v : model_default_rank_v(c);
 }
 
 void run_option_usage(FILE *out)

@@ -43,7 +43,8 @@ typedef struct run_method {
     int attention; /* 0 products, 1 fused */
     int cp_layout; /* 0 zigzag, 1 contiguous (CP_ZIGZAG, CP_CONTIGUOUS) */
     bool kv_regather;
-    int rank_k, rank_v, psi_k, planes;
+    int basis;                         /* 0 head (one basis per KV head), 1 layer (one over d_kv) */
+    int rank_k, rank_v, psi_k, planes; /* per basis */
     bool cheap_rotation;
     int cov_steps;
     double unplug_at;
@@ -76,8 +77,9 @@ void run_method_set(run_method *m, int i, const char *text);
 /* Row i's value in m as a scenario spells it ("zigzag", "true", "5", "0.5"). */
 void run_method_value(const run_method *m, int i, char *out, size_t len);
 
-/* The compression's fields of c from m: psi_k, and rank_k and rank_v as given, else derived
- * from c's shape (METHOD.md's defaults, model_default_rank_k/v). */
+/* The compression's fields of c from m: kv_bases from basis (c's kv heads, or 1), and psi_k,
+ * rank_k and rank_v as totals over the bases: the per-basis values given times kv_bases, the
+ * ranks else derived from c's shape (METHOD.md's defaults, model_default_rank_k/v). */
 struct model_config;
 void run_method_compression(const run_method *m, struct model_config *c);
 

@@ -13,6 +13,7 @@
 #include "core/cp/cp_layout.h"
 #include "core/model/model.h"
 #include "core/base/status.h"
+#include "core/subspace/basis_blocks.h"
 #include "core/subspace/kv_codec.h"
 #include "core/subspace/warm_start.h"
 #include "core/util/rng.h"
@@ -35,6 +36,16 @@ static model_config config_of(int dim, int kv_heads, int chunks, int chunk, int 
     c.psi_k = 2;
     c.rank_k = 2;
     c.rank_v = 3;
+    return c;
+}
+
+/* One basis per KV head (the paper's form): psi_k 1 and ranks 1 (K) and 2 (V) per head. */
+static model_config per_head(model_config c)
+{
+    c.kv_bases = c.n_kv_heads;
+    c.psi_k = c.n_kv_heads;
+    c.rank_k = c.n_kv_heads;
+    c.rank_v = 2 * c.n_kv_heads;
     return c;
 }
 
@@ -69,12 +80,14 @@ static void single_process(model *m, cp_attention *cp, const model_config *cfg, 
 /* Every trainable tensor against Richardson-extrapolated central differences of the loss
  * (as test_model), with every block compressed: W_psi, b_psi (theta's gradient), W_K, W_V
  * and the owner's sum over several consumer chunks. */
-static void check_finite_differences(bool cheap)
+static void check_finite_differences(bool cheap, bool heads)
 {
     model_config cfg = config_of(16, 2, 3, 4, 4);
+    if (heads)
+        cfg = per_head(cfg);
     cp_options opt = {.compress_last = true, .seed = 3, .cheap_rotation = cheap};
-    if (cheap)
-        printf("  the cheaper rotation:\n");
+    printf("  %s rotation, %s:\n", cheap ? "the cheaper" : "Givens",
+           heads ? "a basis per KV head" : "one basis per layer");
     model m;
     cp_attention cp;
     single_process(&m, &cp, &cfg, 2, 3, 4, &opt, true);
@@ -106,16 +119,19 @@ static void check_finite_differences(bool cheap)
 static void finite_differences(void **state)
 {
     (void)state;
-    check_finite_differences(false);
-    check_finite_differences(true);
+    check_finite_differences(false, false);
+    check_finite_differences(true, false);
+    check_finite_differences(false, true);
+    check_finite_differences(true, true);
 }
 
 /* dL/dU0 (the Stiefel option's gradient, summed over chunks, taken back through R(theta))
  * against central differences on U0's entries. */
-static void basis_gradient(void **state)
+static void check_basis_gradient(bool heads)
 {
-    (void)state;
     model_config cfg = config_of(16, 2, 3, 4, 4);
+    if (heads)
+        cfg = per_head(cfg);
     cp_options opt = {.compress_last = true, .seed = 3, .stiefel = true};
     model m;
     cp_attention cp;
@@ -154,11 +170,135 @@ static void basis_gradient(void **state)
                 assert_int_equal(cp_attention_refresh_bases(&cp, &m, NULL, 0), WANCP_OK);
                 worst = fmax(worst, fabs((4.0 * d[1] - d[0]) / 3.0 - g[i]) / amax);
             }
-            printf("  layer%d dL/dU0_%c: worst error %.2e of max (max |g| %.2e)\n", l, w == 0 ? 'K' : 'V', worst, amax);
+            printf("  %s layer%d dL/dU0_%c: worst error %.2e of max (max |g| %.2e)\n", heads ? "per head" : "per layer",
+                   l, w == 0 ? 'K' : 'V', worst, amax);
             assert_true(amax > 0 && worst < 5e-3);
         }
     cp_attention_free(&cp);
     model_free(&m);
+}
+
+static void basis_gradient(void **state)
+{
+    (void)state;
+    check_basis_gradient(false);
+    check_basis_gradient(true);
+}
+
+/* A basis per KV head is per head: changing one head's rows of Z changes neither the other
+ * head's theta nor its columns of C, bit for bit; U_theta is zero off its blocks, orthonormal;
+ * and bases = 1 is the per-layer codec. */
+static void bases_are_independent(void **state)
+{
+    (void)state;
+    enum { D = 16, R = 4, K = 2, M = 6, B = 2 };
+    static float u0[D * R], w[K * (D / B)], bias[K], z[M * D], c1[M * R], c2[M * R], th1[K], th2[K];
+    assert_int_equal(subspace_random_blocks(u0, D, R, B, 7), WANCP_OK);
+    rng g;
+    rng_seed(&g, 3);
+    for (int i = 0; i < K * (D / B); i++)
+        w[i] = rng_normal(&g);
+    for (int i = 0; i < K; i++)
+        bias[i] = rng_normal(&g);
+    for (int i = 0; i < M * D; i++)
+        z[i] = rng_normal(&g);
+    kv_codec c;
+    char err[WANCP_ERRLEN];
+    assert_int_equal(kv_codec_init(&c, D, R, K, B, 0, false, u0, 11, err, sizeof err), WANCP_OK);
+    kv_codec_theta(&c, w, bias, z, M, th1);
+    kv_codec_basis(&c, th1);
+    kv_codec_compress(&c, z, M, c1);
+    for (int i = 0; i < D; i++)
+        for (int j = 0; j < R; j++)
+            if ((i < D / B) != (j < R / B))
+                assert_true(c.u[i * R + j] == 0.0f);
+    assert_true(subspace_orthonormality_error(c.u, D, R) < 1e-6);
+    for (int t = 0; t < M; t++) /* head 1's half of every row */
+        for (int i = D / B; i < D; i++)
+            z[t * D + i] += 0.5f * rng_normal(&g);
+    kv_codec_theta(&c, w, bias, z, M, th2);
+    kv_codec_basis(&c, th2);
+    kv_codec_compress(&c, z, M, c2);
+    assert_true(th1[0] == th2[0] && th1[1] != th2[1]);
+    double other = 0;
+    for (int t = 0; t < M; t++) {
+        for (int j = 0; j < R / B; j++)
+            assert_true(c1[t * R + j] == c2[t * R + j]);
+        for (int j = R / B; j < R; j++)
+            other = fmax(other, fabs(c1[t * R + j] - c2[t * R + j]));
+    }
+    assert_true(other > 1e-3);
+    kv_codec_free(&c);
+    /* one basis: the codec is subspace's own operator on the whole width */
+    subspace s;
+    static float u_one[D * R];
+    assert_int_equal(subspace_random_orthonormal(u0, D, R, 7), WANCP_OK);
+    assert_int_equal(kv_codec_init(&c, D, R, 1, 1, 0, false, u0, 11, err, sizeof err), WANCP_OK);
+    assert_int_equal(subspace_init(&s, D, R, 1, 0, u0, 11, err, sizeof err), WANCP_OK);
+    const float theta = 0.7f;
+    kv_codec_basis(&c, &theta);
+    subspace_rotate(&s, &theta, u_one);
+    assert_memory_equal(c.u, u_one, sizeof u_one);
+    subspace_free(&s);
+    kv_codec_free(&c);
+    printf("  per head: the other head's theta and C unchanged bit for bit (this head's moved %.2f)\n", other);
+}
+
+/* The warm start and the Stiefel step per basis: each head's planted subspace found in its
+ * own block, zero off the blocks; a step keeps every block orthonormal and the rest zero. */
+static void bases_warm_start_and_stiefel(void **state)
+{
+    (void)state;
+    enum { D = 24, R = 4, B = 2, N = 300, DB = D / B, RB = R / B };
+    static float planted[D * R], z[N * D], cov[D * D], u[D * R], g[D * R], blk[DB * RB], pl[DB * RB];
+    assert_int_equal(subspace_random_blocks(planted, D, R, B, 31), WANCP_OK);
+    rng r;
+    rng_seed(&r, 4);
+    for (int t = 0; t < N; t++) {
+        double coef[R];
+        for (int j = 0; j < R; j++)
+            coef[j] = (3.0 - j % RB) * rng_normal(&r);
+        for (int i = 0; i < D; i++) {
+            double x = 0;
+            for (int j = 0; j < R; j++)
+                x += planted[i * R + j] * coef[j];
+            z[t * D + i] = (float)(x + 1e-3 * rng_normal(&r));
+        }
+    }
+    memset(cov, 0, sizeof cov);
+    covariance_accumulate(cov, z, N, D);
+    char err[WANCP_ERRLEN];
+    assert_int_equal(bases_from_covariance(cov, D, R, B, u, err, sizeof err), WANCP_OK);
+    double resid = 0;
+    for (int b = 0; b < B; b++) {
+        basis_block_get(u, D, R, B, b, blk);
+        basis_block_get(planted, D, R, B, b, pl);
+        for (int i = 0; i < DB; i++)
+            for (int j = 0; j < RB; j++) {
+                double proj = 0;
+                for (int a = 0; a < RB; a++) {
+                    double dot = 0;
+                    for (int q = 0; q < DB; q++)
+                        dot += blk[q * RB + a] * pl[q * RB + j];
+                    proj += blk[i * RB + a] * dot;
+                }
+                resid = fmax(resid, fabs(pl[i * RB + j] - proj));
+            }
+    }
+    for (int i = 0; i < D; i++)
+        for (int j = 0; j < R; j++)
+            if (i / DB != j / RB)
+                assert_true(u[i * R + j] == 0.0f);
+    for (int i = 0; i < D * R; i++)
+        g[i] = rng_normal(&r);
+    assert_int_equal(stiefel_step_blocks(u, g, D, R, B, 0.1f, err, sizeof err), WANCP_OK);
+    for (int i = 0; i < D; i++)
+        for (int j = 0; j < R; j++)
+            if (i / DB != j / RB)
+                assert_true(u[i * R + j] == 0.0f);
+    const double orth = subspace_orthonormality_error(u, D, R);
+    printf("  per head: planted subspaces recovered to %.1e; after a Stiefel step orthonormal to %.1e\n", resid, orth);
+    assert_true(resid < 1e-3 && orth < 1e-6);
 }
 
 /* Stiefel steps on the PCA objective L = -tr(U^T A U)/2 find A's top-r subspace, staying
@@ -284,6 +424,7 @@ typedef struct cp_case {
     bool compress_last, bf16, regather, cheap;
     bool staged; /* the ranks' backend says its memory is not host memory: K/V staged, the codec's
                   * products through the ops table (the path a GPU takes), with the cpu's maths */
+    bool heads;  /* a basis per KV head */
 } cp_case;
 
 /* The cpu table under a device backend's contract (host_memory false). */
@@ -305,6 +446,8 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     const cp_case *k = arg;
     const int P = k->ranks, rank = comm_rank(c), N = 2 * P * CHUNK;
     model_config cfg = config_of(32, 2, 2 * P, CHUNK, 8);
+    if (k->heads)
+        cfg = per_head(cfg);
     cp_options opt = {.compress_last = k->compress_last,
                       .wire_bf16 = k->bf16,
                       .seed = 3,
@@ -345,9 +488,9 @@ static int rank_body(comm *c, const void *arg, char *err, size_t errlen)
     char name[64];
     double worst = worst_difference(&m, &ref, loss, want, false, name, sizeof name);
     if (rank == 0)
-        printf("  P=%d %s%s%s%s%s: loss %.6f vs %.6f; worst relative difference %.2e (%s)\n", P,
-               k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous", k->compress_last ? ", last compressed" : "",
-               k->bf16 ? ", bf16 wire" : "",
+        printf("  P=%d %s%s%s%s%s%s: loss %.6f vs %.6f; worst relative difference %.2e (%s)\n", P,
+               k->heads ? "per head, " : "", k->kind == CP_ZIGZAG ? "zig-zag" : "contiguous",
+               k->compress_last ? ", last compressed" : "", k->bf16 ? ", bf16 wire" : "",
                k->regather ? ", gathered again"
                : k->cheap  ? ", cheaper rotation"
                            : "",
@@ -381,14 +524,27 @@ static void cp_equals_single_process(void **state)
 {
     (void)state;
     static const cp_case cases[] = {
-        /* ranks, layout, last block compressed, bf16 wire, K/V gathered again, cheaper rotation, staged */
-        {1, CP_ZIGZAG, false, false, false, false, false}, {2, CP_ZIGZAG, false, false, false, false, false},
-        {4, CP_ZIGZAG, false, false, false, false, false}, {4, CP_CONTIGUOUS, false, false, false, false, false},
-        {4, CP_ZIGZAG, true, false, false, false, false},  {4, CP_ZIGZAG, true, true, false, false, false},
-        {2, CP_ZIGZAG, false, true, false, false, false},  {4, CP_ZIGZAG, false, false, true, false, false},
-        {4, CP_ZIGZAG, true, false, false, true, false},   {4, CP_ZIGZAG, false, false, false, false, true},
-        {4, CP_ZIGZAG, true, false, false, false, true},   {2, CP_ZIGZAG, true, true, false, false, true},
-        {4, CP_ZIGZAG, true, false, true, false, true},
+        /* ranks, layout, last block compressed, bf16 wire, K/V gathered again, cheaper rotation, staged, per head */
+        {1, CP_ZIGZAG, false, false, false, false, false, false},
+        {2, CP_ZIGZAG, false, false, false, false, false, false},
+        {4, CP_ZIGZAG, false, false, false, false, false, false},
+        {4, CP_CONTIGUOUS, false, false, false, false, false, false},
+        {4, CP_ZIGZAG, true, false, false, false, false, false},
+        {4, CP_ZIGZAG, true, true, false, false, false, false},
+        {2, CP_ZIGZAG, false, true, false, false, false, false},
+        {4, CP_ZIGZAG, false, false, true, false, false, false},
+        {4, CP_ZIGZAG, true, false, false, true, false, false},
+        {4, CP_ZIGZAG, false, false, false, false, true, false},
+        {4, CP_ZIGZAG, true, false, false, false, true, false},
+        {2, CP_ZIGZAG, true, true, false, false, true, false},
+        {4, CP_ZIGZAG, true, false, true, false, true, false},
+        /* a basis per KV head */
+        {2, CP_ZIGZAG, false, false, false, false, false, true},
+        {4, CP_ZIGZAG, true, false, false, false, false, true},
+        {4, CP_CONTIGUOUS, true, false, false, false, false, true},
+        {4, CP_ZIGZAG, true, true, false, false, false, true},
+        {4, CP_ZIGZAG, true, false, false, true, false, true},
+        {4, CP_ZIGZAG, true, false, true, false, true, true},
     };
     staged_cpu = *test_cpu();
     staged_cpu.host_memory = false;
@@ -479,6 +635,8 @@ int main(void)
         cmocka_unit_test(warm_start_recovers_planted_subspace),
         cmocka_unit_test(finite_differences),
         cmocka_unit_test(basis_gradient),
+        cmocka_unit_test(bases_are_independent),
+        cmocka_unit_test(bases_warm_start_and_stiefel),
         cmocka_unit_test(stiefel_steps_find_top_subspace),
         cmocka_unit_test(full_rank_equals_uncompressed),
         cmocka_unit_test(cp_equals_single_process),

@@ -530,8 +530,8 @@ int cp_attention_set_compression(cp_attention *cp, const model *m, bool on, char
             const layer_params *lp = &m->layers[l];
             const uint64_t seed = cp->opt.seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(2 * l + w + 1));
             int rc = kv_codec_init(&cp->codec[l][w], kv_dim(m), w == 0 ? m->cfg.rank_k : m->cfg.rank_v, m->cfg.psi_k,
-                                   cp->opt.planes, cp->opt.cheap_rotation, model_param(m, w == 0 ? lp->u0_k : lp->u0_v),
-                                   seed, err, errlen);
+                                   model_kv_bases(&m->cfg), cp->opt.planes, cp->opt.cheap_rotation,
+                                   model_param(m, w == 0 ? lp->u0_k : lp->u0_v), seed, err, errlen);
             if (rc != WANCP_OK) {
                 free_codecs(cp, m->cfg.n_layers);
                 return rc;
@@ -545,7 +545,7 @@ int cp_attention_refresh_bases(cp_attention *cp, const model *m, char *err, size
 {
     for (int l = 0; cp->compress && l < m->cfg.n_layers; l++)
         for (int w = 0; w < 2; w++)
-            if (subspace_set_u0(&cp->codec[l][w].s, model_param(m, w == 0 ? m->layers[l].u0_k : m->layers[l].u0_v)) !=
+            if (kv_codec_set_u0(&cp->codec[l][w], model_param(m, w == 0 ? m->layers[l].u0_k : m->layers[l].u0_v)) !=
                 WANCP_OK)
                 return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "compression: out of memory for the bases");
     return WANCP_OK;
@@ -598,15 +598,16 @@ uint64_t cp_attention_shared_hash(const cp_attention *cp, const model *m)
     h = fnv(h, m->rope_sin, (size_t)m->cfg.context * half * sizeof(float));
     h = fnv(h, m->params + m->table.trainable, (m->table.total - m->table.trainable) * sizeof(float));
     for (int l = 0; cp->compress && l < m->cfg.n_layers; l++)
-        for (int w = 0; w < 2; w++) {
-            const subspace *s = &cp->codec[l][w].s;
-            const int shape[4] = {s->d, s->r, s->h, s->k};
-            h = fnv(h, shape, sizeof shape);
-            h = fnv(h, s->u0, (size_t)s->d * s->r * sizeof(float));
-            h = fnv(h, s->qa, (size_t)s->d * s->h * sizeof(float));
-            h = fnv(h, s->qb, (size_t)s->d * s->h * sizeof(float));
-            h = fnv(h, s->omega, (size_t)s->h * s->k * sizeof(float));
-        }
+        for (int w = 0; w < 2; w++)
+            for (int b = 0; b < cp->codec[l][w].bases; b++) {
+                const subspace *s = &cp->codec[l][w].s[b];
+                const int shape[4] = {s->d, s->r, s->h, s->k};
+                h = fnv(h, shape, sizeof shape);
+                h = fnv(h, s->u0, (size_t)s->d * s->r * sizeof(float));
+                h = fnv(h, s->qa, (size_t)s->d * s->h * sizeof(float));
+                h = fnv(h, s->qb, (size_t)s->d * s->h * sizeof(float));
+                h = fnv(h, s->omega, (size_t)s->h * s->k * sizeof(float));
+            }
     return h;
 }
 

@@ -30,10 +30,10 @@ static void accumulate_basis_grad(cp_attention *cp, const model *m, int layer, i
     if (!cp->opt.stiefel)
         return;
     kv_codec *k = &cp->codec[layer][w];
-    const size_t n = (size_t)kv_dim(m) * k->s.r;
+    const size_t n = (size_t)kv_dim(m) * k->r;
     float *dst = cp_attention_basis_grads(cp, m, layer) + (w == 0 ? 0 : (size_t)kv_dim(m) * m->cfg.rank_k);
     float *rot = cp->rot + (size_t)w * n_rot(cp, m);
-    subspace_apply_rotation(&k->s, theta, -1, k->gu, rot);
+    kv_codec_unrotate(k, theta, k->gu, rot);
     for (size_t i = 0; i < n; i++)
         dst[i] += rot[i];
 }
@@ -64,7 +64,7 @@ static void swap_u_one(cp_attention *cp, const model *m, int layer, int b, int j
 {
     float *at = u_cache(cp, m, layer, b, j) + (w == 0 ? 0 : (size_t)kv_dim(m) * m->cfg.rank_k);
     kv_codec *k = &cp->codec[layer][w];
-    const size_t n = (size_t)kv_dim(m) * k->s.r;
+    const size_t n = (size_t)kv_dim(m) * k->r;
     memcpy(save ? at : k->u, save ? k->u : at, n * sizeof *at);
 }
 
@@ -75,7 +75,7 @@ static void codec_task(void *ctx, int w)
     model *m = job->m;
     const int chunk = cp->layout.chunk, kvd = kv_dim(m), l = job->layer, b = job->b;
     kv_codec *k = &cp->codec[l][w];
-    const size_t cn = (size_t)chunk * k->s.r;
+    const size_t cn = (size_t)chunk * k->r;
     float *th = w == 0 ? job->p.th_k : job->p.th_v, *comp = w == 0 ? job->p.c_k : job->p.c_v;
     switch (job->stage) {
     case ENCODE: { /* theta, U, C (rounded as the wire will carry it) of local chunk c */
@@ -136,7 +136,8 @@ static void codec_task_device(codec_job *job, int w, bool after)
     const int chunk = cp->layout.chunk, kvd = kv_dim(m), l = job->layer, b = job->b;
     kv_codec *k = &cp->codec[l][w];
     cp_codec_device *dv = &cp->dev[w];
-    const int r = k->s.r, nk = k->s.k;
+    const int r = k->r, nk = k->k;
+    const size_t wn = kv_codec_w_floats(k);
     const size_t cn = (size_t)chunk * r, ur = (size_t)kvd * r;
     float *th = w == 0 ? job->p.th_k : job->p.th_v, *comp = w == 0 ? job->p.c_k : job->p.c_v;
     switch (job->stage) {
@@ -145,7 +146,7 @@ static void codec_task_device(codec_job *job, int w, bool after)
         if (!after) {
             o->matmul(dv->vec, cp->ones, z, 1, kvd, chunk, false, false, 1.0f / (float)chunk, 0.0f);
             o->download(dv->zbar, dv->vec, (size_t)kvd);
-            o->download(dv->w, psi_w(m, l, w), (size_t)nk * kvd);
+            o->download(dv->w, psi_w(m, l, w), wn);
             o->download(dv->b, psi_b(m, l, w), (size_t)nk);
             break;
         }
@@ -187,7 +188,7 @@ static void codec_task_device(codec_job *job, int w, bool after)
         }
         memcpy(e, dv->he, cn * sizeof *e);
         memcpy(k->gu, dv->hgu, ur * sizeof *k->gu);
-        subspace_rotate_grad(&k->s, th, k->gu, tau);
+        kv_codec_rotate_grad(k, th, k->gu, tau);
         accumulate_basis_grad(cp, m, l, w, th);
         wire_round(e, cn, cp->opt.wire_bf16);
         break;
@@ -205,23 +206,23 @@ static void codec_task_device(codec_job *job, int w, bool after)
             o->upload(dv->comp, w == 0 ? d.c_k : d.c_v, cn);
             o->matmul(dv->gu, z, dv->comp, kvd, r, chunk, true, false, 1.0f, 0.0f); /* Z^T dC */
             o->download(dv->hgu, dv->gu, ur);
-            o->download(dv->w, psi_w(m, l, w), (size_t)nk * kvd);
+            o->download(dv->w, psi_w(m, l, w), wn);
             break;
         }
         memcpy(k->gu, dv->hgu, ur * sizeof *k->gu);
         float own[64];
-        subspace_rotate_grad(&k->s, th, k->gu, own);
+        kv_codec_rotate_grad(k, th, k->gu, own);
         for (int i = 0; i < nk; i++)
             dtheta[i] += own[i];
         o->matmul(dz, dv->comp, dv->u, chunk, kvd, r, false, true, 1.0f, 1.0f); /* dZ += dC U^T */
         kv_codec_owner_row(k, dv->w, dtheta, chunk, k->zrow);
         o->upload(dv->vec, k->zrow, (size_t)kvd);
         o->matmul(dz, cp->ones, dv->vec, chunk, kvd, 1, false, false, 1.0f, 1.0f); /* every row += row */
-        memset(dv->dw, 0, (size_t)nk * kvd * sizeof *dv->dw);
+        memset(dv->dw, 0, wn * sizeof *dv->dw);
         memset(dv->db, 0, (size_t)nk * sizeof *dv->db);
         kv_codec_head_grad(k, dtheta, dv->dw, dv->db);
-        o->upload(dv->tmp, dv->dw, (size_t)nk * kvd);
-        o->add(model_grad(m, w == 0 ? lp->psi_wk : lp->psi_wv), dv->tmp, (size_t)nk * kvd);
+        o->upload(dv->tmp, dv->dw, wn);
+        o->add(model_grad(m, w == 0 ? lp->psi_wk : lp->psi_wv), dv->tmp, wn);
         o->upload(dv->vec, dv->db, (size_t)nk);
         o->add(model_grad(m, w == 0 ? lp->psi_bk : lp->psi_bv), dv->vec, (size_t)nk);
         accumulate_basis_grad(cp, m, l, w, th);

@@ -75,21 +75,33 @@ int model_config_validate(const model_config *c, const char *source, char *err, 
     if (c->psi_k < 0 || c->psi_k > 64)
         problem(list, sizeof list, &n, "psi_k = %d must be 0..64", c->psi_k);
     if (n == 0 && c->psi_k > 0) {
-        const int kvd = model_kv_dim(c);
-        if (c->rank_k < 1 || c->rank_k > kvd)
-            problem(list, sizeof list, &n, "rank_k = %d must be 1..d_kv = %d", c->rank_k, kvd);
-        if (c->rank_v < 1 || c->rank_v > kvd)
-            problem(list, sizeof list, &n, "rank_v = %d must be 1..d_kv = %d", c->rank_v, kvd);
-    } else if (c->psi_k == 0 && (c->rank_k != 0 || c->rank_v != 0)) {
-        problem(list, sizeof list, &n, "rank_k and rank_v need psi_k >= 1");
+        const int kvd = model_kv_dim(c), bases = model_kv_bases(c);
+        if (c->kv_bases < 0 || c->n_kv_heads % bases != 0)
+            problem(list, sizeof list, &n, "kv_bases = %d must divide kv_heads = %d", c->kv_bases, c->n_kv_heads);
+        else if (bases == 1) {
+            if (c->rank_k < 1 || c->rank_k > kvd)
+                problem(list, sizeof list, &n, "rank_k = %d must be 1..d_kv = %d", c->rank_k, kvd);
+            if (c->rank_v < 1 || c->rank_v > kvd)
+                problem(list, sizeof list, &n, "rank_v = %d must be 1..d_kv = %d", c->rank_v, kvd);
+        } else {
+            const int w = kvd / bases;
+            if (c->psi_k % bases != 0 || c->rank_k % bases != 0 || c->rank_v % bases != 0)
+                problem(list, sizeof list, &n, "psi_k = %d, rank_k = %d, rank_v = %d must each divide by kv_bases = %d",
+                        c->psi_k, c->rank_k, c->rank_v, bases);
+            else if (c->rank_k < bases || c->rank_v < bases || c->rank_k / bases > w || c->rank_v / bases > w)
+                problem(list, sizeof list, &n, "ranks per basis %d (K) and %d (V) must be 1..its width %d",
+                        c->rank_k / bases, c->rank_v / bases, w);
+        }
+    } else if (c->psi_k == 0 && (c->rank_k != 0 || c->rank_v != 0 || c->kv_bases != 0)) {
+        problem(list, sizeof list, &n, "rank_k, rank_v and kv_bases need psi_k >= 1");
     }
     if (n == 0)
         return WANCP_OK;
     return wancp_fail(err, errlen, WANCP_ERR_INPUT, "%s: %s", source, list);
 }
 
-int model_default_rank_k(const model_config *c) { return (2 * model_kv_dim(c) + 99) / 100; }
-int model_default_rank_v(const model_config *c) { return (5 * model_kv_dim(c) + 99) / 100; }
+int model_default_rank_k(const model_config *c) { return model_kv_bases(c) * ((2 * model_basis_dim(c) + 99) / 100); }
+int model_default_rank_v(const model_config *c) { return model_kv_bases(c) * ((5 * model_basis_dim(c) + 99) / 100); }
 
 size_t model_matmul_params(const model_config *c)
 {

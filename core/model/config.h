@@ -17,10 +17,17 @@ typedef struct model_config {
     float rope_theta;
     float norm_eps;
     /* K/V compression (METHOD.md section 2); all 0 for a model without it. With psi_k > 0
-     * every layer holds a head psi for K and for V (psi_k outputs each) and a basis U0 for
-     * K (d_kv x rank_k) and V (d_kv x rank_v). */
+     * every layer compresses K and V each with kv_bases independent bases side by side:
+     * kv_bases = n_kv_heads gives every KV head its own (the paper's Algorithm 1), 1 one basis
+     * over the layer's d_kv (0 reads as 1). psi_k, rank_k and rank_v are totals over a layer's
+     * bases, what travels: psi_k angles theta (psi_k / kv_bases per basis), C_K with rank_k
+     * columns and C_V with rank_v; each divides by kv_bases. U0 of K is stored d_kv x rank_k,
+     * block-diagonal (basis b owns rows b d_kv/kv_bases.. and columns b rank_k/kv_bases..),
+     * and psi's W is (psi_k, d_kv / kv_bases): row i reads basis i / (psi_k / kv_bases)'s
+     * columns of Z's mean. */
     int psi_k;
     int rank_k, rank_v;
+    int kv_bases;
 } model_config;
 
 /* Defaults for a model of this width: heads of 64, ffn 8/3 d rounded up to 64, block 64. */
@@ -33,7 +40,12 @@ int model_config_validate(const model_config *c, const char *source, char *err, 
 static inline int model_head_dim(const model_config *c) { return c->dim / c->n_heads; }
 static inline int model_kv_dim(const model_config *c) { return c->n_kv_heads * model_head_dim(c); }
 
-/* METHOD.md's default ranks: ceil(0.02 d_kv) for K and ceil(0.05 d_kv) for V. */
+/* Independent bases per layer and side (kv_bases, with 0 read as 1), and each one's width. */
+static inline int model_kv_bases(const model_config *c) { return c->kv_bases > 0 ? c->kv_bases : 1; }
+static inline int model_basis_dim(const model_config *c) { return model_kv_dim(c) / model_kv_bases(c); }
+
+/* METHOD.md's default ranks as totals over the layer's bases: ceil(0.02 w) for K and
+ * ceil(0.05 w) for V per basis of width w = model_basis_dim (per head: ceil(0.02 d_head)). */
 int model_default_rank_k(const model_config *c);
 int model_default_rank_v(const model_config *c);
 

@@ -39,7 +39,8 @@ static int add_params(model *m)
 #define ADD(field, rows, cols)                                                                                         \
     (snprintf(name, sizeof name, "layer%d.%s", l, #field),                                                             \
      (p->field = param_table_add(t, name, rows, cols, false)) >= 0)
-            ok = ADD(psi_wk, c->psi_k, kvd) && ADD(psi_bk, 1, c->psi_k) && ADD(psi_wv, c->psi_k, kvd) &&
+            const int bw = model_basis_dim(c); /* each row of W reads one basis's columns */
+            ok = ADD(psi_wk, c->psi_k, bw) && ADD(psi_bk, 1, c->psi_k) && ADD(psi_wv, c->psi_k, bw) &&
                  ADD(psi_bv, 1, c->psi_k);
 #undef ADD
         }
@@ -69,7 +70,8 @@ static void init_params(model *m, uint64_t seed)
         const tensor_info *t = &m->table.tensors[i];
         float *p = m->params + t->offset;
         if (t->frozen) { /* a basis U0 until the warm start replaces it */
-            subspace_random_orthonormal(p, t->rows, t->cols, seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)));
+            subspace_random_blocks(p, t->rows, t->cols, model_kv_bases(&m->cfg),
+                                   seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(i + 1)));
             continue;
         }
         if (strstr(t->name, ".psi_") != NULL) /* psi starts at 0: the first compressed step uses U0 */

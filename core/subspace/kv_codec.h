@@ -14,21 +14,41 @@
  * a value travels or stands in for one that would.
  */
 typedef struct kv_codec {
-    subspace s;
-    float *u;    /* (d, r) U_theta of the chunk at hand */
-    float *gu;   /* (d, r) dL/dU of the last consumer or owner gradient (kept for the Stiefel step) */
-    float *zbar; /* (d) mean row of Z */
-    double *sum; /* (d) scratch of the mean */
-    float *zrow; /* (d) scratch of the owner's gradient */
+    int bases;         /* independent bases side by side: 1 over the layer, n_kv_heads for one per head */
+    int d, r, k;       /* totals over the bases: Z's columns, C's columns, theta's length */
+    subspace *s;       /* (bases) basis b: d / bases rows of Z, r / bases columns of C, k / bases angles */
+    float *u;          /* (d, r) U_theta of the chunk at hand, block-diagonal (zero off its bases' blocks) */
+    float *gu;         /* (d, r) dL/dU of the last consumer or owner gradient (kept for the Stiefel step) */
+    float *zbar;       /* (d) mean row of Z */
+    double *sum;       /* (d) scratch of the mean */
+    float *zrow;       /* (d) scratch of the owner's gradient */
+    float *blk, *blk2; /* (d / bases, r / bases) scratch: one basis's block */
 } kv_codec;
 
-/* s's shape, U0 (d x r) and the seed of Q and Omega as in subspace_init; cheap: the
- * cheaper rotation (subspace_init_cheap; planes is then r). */
-int kv_codec_init(kv_codec *c, int d, int r, int k, int planes, bool cheap, const float *u0, uint64_t seed,
+/* The shape of U0 (d x r, block-diagonal over bases: basis b owns rows b d/bases.. and
+ * columns b r/bases..; off-block entries are ignored), k angles in all, and the seed of Q and
+ * Omega as in subspace_init (basis b > 0 seeded from seed and b; one basis uses seed itself,
+ * so bases = 1 is the per-layer codec bit for bit). planes: per basis (0: its width / 2);
+ * cheap: the cheaper rotation (subspace_init_cheap; planes is then its rank). d, r and k
+ * divide by bases. */
+int kv_codec_init(kv_codec *c, int d, int r, int k, int bases, int planes, bool cheap, const float *u0, uint64_t seed,
                   char *err, size_t errlen);
 void kv_codec_free(kv_codec *c);
 
-/* theta (k) = W zbar + b with zbar = mean of z's m rows; keeps zbar in c. W is (k, d). */
+/* Replaces U0 (d x r, block-diagonal as in kv_codec_init). */
+int kv_codec_set_u0(kv_codec *c, const float *u0);
+
+/* tau (k) = dL/dtheta given gu = dL/dU_theta (d x r; only the blocks are read). */
+void kv_codec_rotate_grad(const kv_codec *c, const float *theta, const float *gu, float *tau);
+
+/* out (d x r) = R(-phi) in per block: dL/dU_theta taken back to dL/dU0; zero off the blocks. */
+void kv_codec_unrotate(const kv_codec *c, const float *theta, const float *in, float *out);
+
+/* Floats of psi's W for this codec: k rows of d / bases. */
+static inline size_t kv_codec_w_floats(const kv_codec *c) { return (size_t)c->k * (c->d / c->bases); }
+
+/* theta (k) = W zbar + b with zbar = mean of z's m rows; keeps zbar in c. W is (k, d / bases):
+ * row i reads the columns of basis i / (k / bases). */
 void kv_codec_theta(kv_codec *c, const float *w, const float *b, const float *z, int m, float *theta);
 
 /* theta (k) = W c->zbar + b: the head alone, once zbar is known (a device computes the mean). */

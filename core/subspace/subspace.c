@@ -1,5 +1,7 @@
 #include "subspace.h"
 
+#include "basis_blocks.h"
+
 #include "../base/status.h"
 #include "../util/rng.h"
 
@@ -59,6 +61,23 @@ static int orthonormal_after(float *out, int d, int n, const float *basis, int f
 int subspace_random_orthonormal(float *out, int d, int n, uint64_t seed)
 {
     return orthonormal_after(out, d, n, NULL, 0, seed);
+}
+
+int subspace_random_blocks(float *out, int d, int n, int bases, uint64_t seed)
+{
+    if (bases == 1)
+        return subspace_random_orthonormal(out, d, n, seed);
+    float *blk = malloc((size_t)(d / bases) * (n / bases) * sizeof *blk);
+    int rc = blk != NULL ? WANCP_OK : WANCP_ERR_NOMEM;
+    memset(out, 0, (size_t)d * n * sizeof *out);
+    for (int b = 0; b < bases && rc == WANCP_OK; b++) {
+        rc = subspace_random_orthonormal(blk, d / bases, n / bases,
+                                         b == 0 ? seed : seed ^ (0x94D049BB133111EBull * (uint64_t)b));
+        if (rc == WANCP_OK)
+            basis_block_put(out, d, n, bases, b, blk);
+    }
+    free(blk);
+    return rc;
 }
 
 /* Allocates every part for s's d, r, h and k. */

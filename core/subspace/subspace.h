@@ -24,15 +24,15 @@
  */
 typedef struct subspace {
     int d, r, h, k;
-    bool cheap;   /* the cheaper variant: h = r planes, Qa = U0, Qb an orthonormal complement */
+    bool cheap; /* the cheaper variant: h = r planes, Qa = U0, Qb an orthonormal complement */
     uint64_t seed;
-    float *u0;    /* (d, r) */
-    float *qa;    /* (d, h) */
-    float *qb;    /* (d, h) */
-    float *omega; /* (h, k) */
-    float *ma;    /* (h, r) = qa^T u0 */
-    float *mb;    /* (h, r) = qb^T u0 */
-    double *phi;  /* (h,) scratch of rotate and rotate_grad: one caller at a time */
+    float *u0;      /* (d, r) */
+    float *qa;      /* (d, h) */
+    float *qb;      /* (d, h) */
+    float *omega;   /* (h, k) */
+    float *ma;      /* (h, r) = qa^T u0 */
+    float *mb;      /* (h, r) = qb^T u0 */
+    double *phi;    /* (h,) scratch of rotate and rotate_grad: one caller at a time */
     float *wa, *wb; /* (h, r) scratch */
 } subspace;
 
@@ -45,8 +45,7 @@ void subspace_free(subspace *s);
 /* The cheaper variant (METHOD.md section 2): h = r planes pairing each column of U0 with a
  * seeded orthonormal complement Qb (orthogonal to U0), so U_theta = U0 cos Phi - Qb sin Phi
  * with Phi = diag(Omega theta), at O(d r^2) instead of O(d^2 r). Needs 2r <= d. */
-int subspace_init_cheap(subspace *s, int d, int r, int k, const float *u0, uint64_t seed, char *err,
-                        size_t errlen);
+int subspace_init_cheap(subspace *s, int d, int r, int k, const float *u0, uint64_t seed, char *err, size_t errlen);
 
 /* U (d x r) = U_theta. Not thread-safe on one subspace (shared scratch). */
 void subspace_rotate(const subspace *s, const float *theta, float *u);
@@ -72,5 +71,9 @@ void subspace_decompress(const float *c, const float *u, int m, int d, int r, fl
 
 /* An orthonormal basis of d x n columns from seed (Gram-Schmidt twice, in double). */
 int subspace_random_orthonormal(float *out, int d, int n, uint64_t seed);
+
+/* The same for a layer's `bases` bases (basis_blocks.h): zero off the blocks, block b from
+ * seed and b (block 0, and bases = 1, from seed itself). */
+int subspace_random_blocks(float *out, int d, int n, int bases, uint64_t seed);
 
 #endif

@@ -1,11 +1,14 @@
 #include "warm_start.h"
 
+#include "basis_blocks.h"
+
 #include "../base/status.h"
 
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void covariance_accumulate(float *cov, const float *z, int n, int d)
 {
@@ -87,5 +90,47 @@ int stiefel_step(float *u0, const float *g, int d, int r, float lr, char *err, s
             for (int j = 0; j < r; j++)
                 u0[(size_t)i * r + j] = (float)(signs[j] * y[(size_t)i * r + j]);
     free(y), free(sym), free(tau);
+    return rc;
+}
+
+int bases_from_covariance(const float *cov, int d, int r, int bases, float *u0, char *err, size_t errlen)
+{
+    if (bases == 1)
+        return basis_from_covariance(cov, d, r, u0, err, errlen);
+    const int db = d / bases, rb = r / bases;
+    float *block_cov = malloc((size_t)db * db * sizeof *block_cov), *blk = malloc((size_t)db * rb * sizeof *blk);
+    int rc = block_cov != NULL && blk != NULL ? WANCP_OK
+                                              : wancp_fail(err, errlen, WANCP_ERR_NOMEM, "warm start: out of memory");
+    memset(u0, 0, (size_t)d * r * sizeof *u0);
+    for (int b = 0; b < bases && rc == WANCP_OK; b++) {
+        for (int i = 0; i < db; i++)
+            memcpy(block_cov + (size_t)i * db, cov + ((size_t)b * db + i) * d + (size_t)b * db,
+                   (size_t)db * sizeof *cov);
+        rc = basis_from_covariance(block_cov, db, rb, blk, err, errlen);
+        if (rc == WANCP_OK)
+            basis_block_put(u0, d, r, bases, b, blk);
+    }
+    free(block_cov);
+    free(blk);
+    return rc;
+}
+
+int stiefel_step_blocks(float *u0, const float *g, int d, int r, int bases, float lr, char *err, size_t errlen)
+{
+    if (bases == 1)
+        return stiefel_step(u0, g, d, r, lr, err, errlen);
+    const size_t n = (size_t)(d / bases) * (r / bases);
+    float *ub = malloc(n * sizeof *ub), *gb = malloc(n * sizeof *gb);
+    int rc =
+        ub != NULL && gb != NULL ? WANCP_OK : wancp_fail(err, errlen, WANCP_ERR_NOMEM, "Stiefel step: out of memory");
+    for (int b = 0; b < bases && rc == WANCP_OK; b++) {
+        basis_block_get(u0, d, r, bases, b, ub);
+        basis_block_get(g, d, r, bases, b, gb);
+        rc = stiefel_step(ub, gb, d / bases, r / bases, lr, err, errlen);
+        if (rc == WANCP_OK)
+            basis_block_put(u0, d, r, bases, b, ub);
+    }
+    free(ub);
+    free(gb);
     return rc;
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #define CHECKPOINT_MAGIC "WANCPCKP"
-#define CHECKPOINT_VERSION 2u
+#define CHECKPOINT_VERSION 3u
 #define CHECKPOINT_HEADER 256u
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
@@ -39,7 +39,7 @@ typedef struct config_field {
 static const config_field FIELDS[] = {
     INT_FIELD(n_layers),   INT_FIELD(dim),     INT_FIELD(n_heads),    INT_FIELD(n_kv_heads), INT_FIELD(ffn_dim),
     INT_FIELD(vocab),      INT_FIELD(context), INT_FIELD(attn_block), INT_FIELD(tied_head),  FLOAT_FIELD(rope_theta),
-    FLOAT_FIELD(norm_eps), INT_FIELD(psi_k),   INT_FIELD(rank_k),     INT_FIELD(rank_v),
+    FLOAT_FIELD(norm_eps), INT_FIELD(psi_k),   INT_FIELD(rank_k),     INT_FIELD(rank_v),     INT_FIELD(kv_bases),
 };
 #define NFIELDS (sizeof FIELDS / sizeof FIELDS[0])
 

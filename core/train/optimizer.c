@@ -4,8 +4,15 @@
 
 optim_config optim_config_default(void)
 {
-    return (optim_config){.lr = 3e-4f, .lr_final_frac = 0.1f, .warmup_steps = 0, .total_steps = 1,
-                          .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.01f, .grad_clip = 1.0f};
+    return (optim_config){.lr = 3e-4f,
+                          .lr_final_frac = 0.1f,
+                          .warmup_steps = 0,
+                          .total_steps = 1,
+                          .beta1 = 0.9f,
+                          .beta2 = 0.95f,
+                          .eps = 1e-8f,
+                          .weight_decay = 0.01f,
+                          .grad_clip = 1.0f};
 }
 
 float optim_lr(const optim_config *c, int step)

@@ -278,8 +278,8 @@ static int warm_start(run *r)
     for (int l = 0; l < m->cfg.n_layers && rc == WANCP_OK && r->rank == 0; l++)
         for (int w = 0; w < 2 && rc == WANCP_OK; w++) {
             const layer_params *lp = &m->layers[l];
-            rc = basis_from_covariance(r->cov + ((size_t)l * 2 + w) * kvd * kvd, kvd,
-                                       w == 0 ? m->cfg.rank_k : m->cfg.rank_v,
+            rc = bases_from_covariance(r->cov + ((size_t)l * 2 + w) * kvd * kvd, kvd,
+                                       w == 0 ? m->cfg.rank_k : m->cfg.rank_v, model_kv_bases(&m->cfg),
                                        model_param(m, w == 0 ? lp->u0_k : lp->u0_v), r->err, r->errlen);
         }
     if (rc == WANCP_OK && r->world > 1)
@@ -333,10 +333,12 @@ static int stiefel_update(run *r, int step)
         if (!cp_attention_layer_compressed(&r->cp, m, l))
             continue;
         const float *g = cp_attention_basis_grads(&r->cp, m, l);
-        rc = stiefel_step(model_param(m, m->layers[l].u0_k), g, kvd, m->cfg.rank_k, lr, r->err, r->errlen);
+        const int bases = model_kv_bases(&m->cfg);
+        rc =
+            stiefel_step_blocks(model_param(m, m->layers[l].u0_k), g, kvd, m->cfg.rank_k, bases, lr, r->err, r->errlen);
         if (rc == WANCP_OK)
-            rc = stiefel_step(model_param(m, m->layers[l].u0_v), g + (size_t)kvd * m->cfg.rank_k, kvd, m->cfg.rank_v,
-                              lr, r->err, r->errlen);
+            rc = stiefel_step_blocks(model_param(m, m->layers[l].u0_v), g + (size_t)kvd * m->cfg.rank_k, kvd,
+                                     m->cfg.rank_v, bases, lr, r->err, r->errlen);
     }
     if (rc == WANCP_OK && r->world > 1 && c->stiefel_every > 0 && (step + 1) % c->stiefel_every == 0)
         rc = broadcast_bases(r);

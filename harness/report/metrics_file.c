@@ -46,7 +46,7 @@ static void read_header(metrics_file *m, const char *line)
         header_word(line, "wire", m->wire, sizeof m->wire);
         header_word(line, "kv", m->kv, sizeof m->kv);
     } else if (strncmp(line, "# compression:", 14) == 0) {
-        header_int(line, "psi_k", &m->psi_k); /* files before the "# method:" line */
+        header_int(line, "psi_k", &m->psi_k); /* totals over a layer's bases (and files before "# method:") */
         header_int(line, "rank_k", &m->rank_k);
         header_int(line, "rank_v", &m->rank_v);
         header_int(line, "compress_last", &m->compress_last);
@@ -57,9 +57,11 @@ static void read_header(metrics_file *m, const char *line)
         header_word(line, "kv_regather", regather, sizeof regather);
         if (regather[0])
             snprintf(m->kv, sizeof m->kv, "%s", strcmp(regather, "true") == 0 ? "regathered" : "cached");
-        header_int(line, "psi_k", &m->psi_k);
-        header_int(line, "rank_k", &m->rank_k);
-        header_int(line, "rank_v", &m->rank_v);
+        if (m->rank_k == 0) { /* files whose compression line had no totals: one basis per layer */
+            header_int(line, "psi_k", &m->psi_k);
+            header_int(line, "rank_k", &m->rank_k);
+            header_int(line, "rank_v", &m->rank_v);
+        }
     }
 }
 

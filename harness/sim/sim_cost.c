@@ -86,7 +86,7 @@ sim_work sim_cost_block(const sim_shape *s, bool diagonal, bool backward)
 
 static double codec_rank(const sim_shape *s) { return (double)s->rank_k + s->rank_v; }
 
-static double planes(const sim_shape *s) { return s->planes > 0 ? s->planes : sim_kv_dim(s) / 2; }
+static double planes(const sim_shape *s) { return s->planes > 0 ? s->planes : sim_basis_dim(s) / 2; }
 
 sim_work sim_cost_view(const sim_shape *s, const sim_hardware *hw, bool compressed, bool rotate)
 {
@@ -96,7 +96,8 @@ sim_work sim_cost_view(const sim_shape *s, const sim_hardware *hw, bool compress
     w.amount[SIM_MEMORY] = 2 * m * kvd * 2 * hw->act_bytes;
     w.ops = 2;
     if (compressed) {
-        w.amount[SIM_CODEC] = 2 * m * kvd * codec_rank(s) + (rotate ? 4 * kvd * planes(s) * codec_rank(s) : 0);
+        w.amount[SIM_CODEC] =
+            2 * m * kvd * codec_rank(s) + (rotate ? 4 * sim_basis_dim(s) * planes(s) * codec_rank(s) : 0);
         w.ops += 4;
     }
     return w;
@@ -106,7 +107,7 @@ sim_work sim_cost_encode(const sim_shape *s)
 {
     const double m = s->chunk, kvd = sim_kv_dim(s);
     sim_work w = {0};
-    w.amount[SIM_CODEC] = 2 * m * kvd * codec_rank(s) + 4 * kvd * planes(s) * codec_rank(s) + 2 * m * kvd;
+    w.amount[SIM_CODEC] = 2 * m * kvd * codec_rank(s) + 4 * sim_basis_dim(s) * planes(s) * codec_rank(s) + 2 * m * kvd;
     w.ops = 6;
     return w;
 }
@@ -124,7 +125,7 @@ sim_work sim_cost_owner_finish(const sim_shape *s)
 {
     const double m = s->chunk, kvd = sim_kv_dim(s);
     sim_work w = {0};
-    w.amount[SIM_CODEC] = 4 * m * kvd * codec_rank(s) + 4 * kvd * planes(s) * codec_rank(s);
+    w.amount[SIM_CODEC] = 4 * m * kvd * codec_rank(s) + 4 * sim_basis_dim(s) * planes(s) * codec_rank(s);
     w.ops = 6;
     return w;
 }
@@ -144,7 +145,8 @@ sim_work sim_cost_head(const sim_shape *s, const sim_hardware *hw, bool backward
 double sim_trainable_params(const sim_shape *s)
 {
     const double d = s->dim, kvd = sim_kv_dim(s), v = s->vocab;
-    const double per_layer = 2 * d + d * d + 2 * d * kvd + d * d + 3 * d * s->ffn + 2 * (kvd * s->psi_k + s->psi_k);
+    const double per_layer =
+        2 * d + d * d + 2 * d * kvd + d * d + 3 * d * s->ffn + 2 * (sim_basis_dim(s) * s->psi_k + s->psi_k);
     return s->layers * per_layer + v * d * (s->tied ? 1 : 2) + d;
 }
 
@@ -183,6 +185,7 @@ sim_shape sim_shape_of(const model_config *c, int ranks, int batch, int planes)
                        .rank_k = c->rank_k,
                        .rank_v = c->rank_v,
                        .psi_k = c->psi_k,
+                       .bases = c->psi_k > 0 ? model_kv_bases(c) : 1,
                        .planes = planes,
                        .tied = c->tied_head};
 }

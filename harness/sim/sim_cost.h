@@ -13,9 +13,10 @@
  * FLOPs follow the model-FLOP convention of bench step (SIMULATION.md's arithmetic):
  * matmuls 2 x params x tokens forward and twice that backward; attention 4 m^2 d per full
  * chunk-by-chunk block forward, half for a diagonal (causal) block, backward twice the
- * forward. Compression maths (METHOD.md section 2) with r = r_K + r_V and h planes:
- * compress 2 m d_kv r + the rotation 4 d_kv h r; decompress 2 m d_kv r; the consumer's E
- * and tau 4 m d_kv r; the owner's sums 4 m d_kv r + 4 d_kv h r.
+ * forward. Compression maths (METHOD.md section 2) with r = r_K + r_V over a layer's bases,
+ * each w = d_kv / bases wide with h planes: compress 2 m d_kv r (the codec's products run
+ * over the block-diagonal U) + the rotations 4 w h r; decompress 2 m d_kv r; the consumer's E
+ * and tau 4 m d_kv r; the owner's sums 4 m d_kv r + 4 w h r.
  */
 enum sim_op_class { SIM_MATMUL, SIM_ATTENTION, SIM_CODEC, SIM_MEMORY, SIM_NCLASSES };
 
@@ -67,8 +68,10 @@ double sim_link_cost_of(const sim_hardware *hw, double bps, bool delayed);
 /* The shape of one rank's work. */
 typedef struct sim_shape {
     int ranks, layers, dim, heads, kv_heads, ffn, vocab, batch;
-    int chunk; /* m = context / (2 P) tokens */
-    int rank_k, rank_v, psi_k, planes;
+    int chunk;                 /* m = context / (2 P) tokens */
+    int rank_k, rank_v, psi_k; /* totals over a layer's bases */
+    int bases;                 /* bases per layer and side (model_config's kv_bases; 0 reads as 1) */
+    int planes;                /* per basis */
     bool tied;
 } sim_shape;
 
@@ -78,12 +81,13 @@ typedef struct sim_work {
     double ops;
 } sim_work;
 
-/* The shape of model c over ranks ranks (2 chunks each) and batch sequences; planes: the
- * rotation's (0: d_kv / 2). */
+/* The shape of model c over ranks ranks (2 chunks each) and batch sequences; planes: each
+ * basis's rotation's (0: its width / 2). */
 struct model_config;
 sim_shape sim_shape_of(const struct model_config *c, int ranks, int batch, int planes);
 
 static inline int sim_kv_dim(const sim_shape *s) { return s->kv_heads * (s->dim / s->heads); }
+static inline int sim_basis_dim(const sim_shape *s) { return sim_kv_dim(s) / (s->bases > 0 ? s->bases : 1); }
 
 /* Seconds of w on hw. */
 double sim_work_seconds(const sim_work *w, const sim_hardware *hw);
