@@ -391,12 +391,14 @@ static int finish_config(train_cli *t, const train_flags *fl)
         if (c->cp.cheap_rotation && (c->cp.planes > 0 || c->cp.stiefel))
             return cli_usage_error("train", "--cheap-rotation fixes the planes to the basis: not with --planes or "
                                             "--stiefel");
-        if (c->cp.cheap_rotation && 2 * c->model.rank_v > model_kv_dim(&c->model))
-            return cli_usage_error("train", "--cheap-rotation needs 2 x rank <= d_kv = %d (rank_v is %d)",
-                                   model_kv_dim(&c->model), c->model.rank_v);
-        if (c->cp.planes > 0 && 2 * c->cp.planes > model_kv_dim(&c->model))
-            return cli_usage_error("train", "--planes %d: 2 x planes must not exceed d_kv = %d", c->cp.planes,
-                                   model_kv_dim(&c->model));
+        const int width = model_basis_dim(&c->model), rank_v = c->model.rank_v / model_kv_bases(&c->model);
+        const char *basis = model_kv_bases(&c->model) > 1 ? "d_head" : "d_kv";
+        if (c->cp.cheap_rotation && 2 * rank_v > width)
+            return cli_usage_error("train", "--cheap-rotation needs 2 x rank <= %s = %d (rank_v is %d)", basis, width,
+                                   rank_v);
+        if (c->cp.planes > 0 && 2 * c->cp.planes > width)
+            return cli_usage_error("train", "--planes %d: 2 x planes must not exceed %s = %d", c->cp.planes, basis,
+                                   width);
     }
     c->cp.seed = c->seed ^ 0x51u;
     if (c->chunks > 0 && t->ranks > 1)

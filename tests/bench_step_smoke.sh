@@ -28,8 +28,8 @@ node -e '
 const r = JSON.parse(process.argv[1]);
 if (!(r.compressed === true && r.chunks === 4)) { console.error("compressed/chunks missing"); process.exit(1); }
 if (!(r.compression_overhead > 0 && r.compression_overhead < 1)) { console.error("bad compression_overhead"); process.exit(1); }
-// default ranks for d_kv = 256: ceil(0.02 d_kv) = 6 and ceil(0.05 d_kv) = 13
-if (r.rank_k !== 6 || r.rank_v !== 13 || r.rotation !== "givens") { console.error("ranks or rotation off"); process.exit(1); }
+// default: a basis per KV head (4 of d_head = 64), ranks ceil(0.02 x 64) = 2 and ceil(0.05 x 64) = 4 each
+if (r.rank_k !== 8 || r.rank_v !== 16 || r.kv_bases !== 4 || r.rotation !== "givens") { console.error("ranks or rotation off"); process.exit(1); }
 ' "$out"
 
 # wancp bench attention: forward and backward rates consistent with the FLOP formula

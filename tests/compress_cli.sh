@@ -39,19 +39,21 @@ check "compressed from the warm start on" \
   '[ "$(column "$work/r4.csv" 13)" = "0 0 0 0 0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 " ]'
 
 # Per-step kv-forward bytes of rank 0 (p = 0 sends P-1 = 3 messages per layer and sequence):
-# d_kv = 32, m = 32, r_K = 1, r_V = 2, k = 1, bf16: mu = 32*3*2 + 8 = 200, mu0 = 2*32*32*2 = 4096.
+# a basis per KV head (2 heads of d_head = 16): r_K = 1 + 1, r_V = 1 + 1, k = 1 + 1; m = 32, bf16:
+# mu = 32*4*2 + 4*2*2 = 272, mu0 = 2*32*32*2 = 4096. One basis over d_kv = 32 (--basis layer):
+# r_K = 1, r_V = 2, k = 1, fp32: mu = 32*3*4 + 4*1*2 = 392.
 step_bytes() { # FILE STEP: kv_fwd_tx of STEP minus STEP-1
   grep -v '^#' "$1" | tail -n +2 | awk -F, -v s="$2" '$1 == s - 1 {a = $9} $1 == s {b = $9} END {print b - a}'
 }
 check "uncompressed step: 3 x 2 seq x 2 layers x mu0" '[ "$(step_bytes "$work/r4.csv" 3)" = $((3 * 2 * (4096 + 4096))) ]'
-check "compressed step, last block exact: 3 x 2 x (mu + mu0)" '[ "$(step_bytes "$work/r4.csv" 10)" = $((3 * 2 * (200 + 4096))) ]'
+check "compressed step, last block exact: 3 x 2 x (mu + mu0)" '[ "$(step_bytes "$work/r4.csv" 10)" = $((3 * 2 * (272 + 4096))) ]'
 "$wancp" train "${tiny[@]}" --ranks 4 --compress-last --unplug-at 0.75 --metrics "$work/last.csv" 2>/dev/null
 check "--compress-last runs" '[ $? = 0 ]'
-check "compressed step, every block: 3 x 2 x 2 mu" '[ "$(step_bytes "$work/last.csv" 10)" = $((3 * 2 * 2 * 200)) ]'
+check "compressed step, every block: 3 x 2 x 2 mu" '[ "$(step_bytes "$work/last.csv" 10)" = $((3 * 2 * 2 * 272)) ]'
 check "unplugged from 75% of the steps" \
   '[ "$(column "$work/last.csv" 13)" = "0 0 0 0 0 0 0 1 1 1 1 1 1 1 1 1 1 1 1 0 0 0 0 0 0 " ]'
-"$wancp" train "${tiny[@]}" --ranks 4 --wire fp32 --metrics "$work/fp32.csv" 2>/dev/null
-check "fp32 wire: mu = 32*3*4 + 8" '[ "$(step_bytes "$work/fp32.csv" 10)" = $((3 * 2 * (392 + 8192))) ]'
+"$wancp" train "${tiny[@]}" --ranks 4 --wire fp32 --basis layer --metrics "$work/fp32.csv" 2>/dev/null
+check "fp32 wire, one basis per layer: mu = 32*3*4 + 8" '[ "$(step_bytes "$work/fp32.csv" 10)" = $((3 * 2 * (392 + 8192))) ]'
 
 # Options that move the shared state or the weights apart: every rank must still agree.
 "$wancp" train "${tiny[@]}" --ranks 4 --stiefel --stiefel-every 3 --check-shared 2>"$work/stiefel.log"
@@ -75,16 +77,24 @@ base=(--train "$data/brown_bytes_train.bin" --val "$data/brown_bytes_val.bin" --
       --heads 4 --kv-heads 2 --context 256 --steps 2)
 expect2 "--compress needs chunks" "$wancp" train "${base[@]}" --compress
 expect2 "compression options need --compress" "$wancp" train "${base[@]}" --chunks 4 --rank-k 2
-expect2 "rank_k = 40 must be 1..d_kv = 32" "$wancp" train "${base[@]}" --chunks 4 --compress --rank-k 40
+expect2 "rank_k = 40 must be 1..d_kv = 32" "$wancp" train "${base[@]}" --chunks 4 --compress --basis layer --rank-k 40
+expect2 "ranks per basis 17 (K) and 1 (V) must be 1..its width 16" \
+  "$wancp" train "${base[@]}" --chunks 4 --compress --rank-k 17
+expect2 "--basis 'kv': expected head or layer" "$wancp" train "${base[@]}" --chunks 4 --compress --basis kv
 expect2 "--rank-v '0'" "$wancp" train "${base[@]}" --chunks 4 --compress --rank-v 0
 expect2 "--wire 'fp16': expected bf16 or fp32" "$wancp" train "${base[@]}" --wire fp16
-expect2 "--planes 17: 2 x planes must not exceed d_kv = 32" "$wancp" train "${base[@]}" --chunks 4 --compress --planes 17
+expect2 "--planes 17: 2 x planes must not exceed d_kv = 32" \
+  "$wancp" train "${base[@]}" --chunks 4 --compress --basis layer --planes 17
+expect2 "--planes 9: 2 x planes must not exceed d_head = 16" "$wancp" train "${base[@]}" --chunks 4 --compress --planes 9
 expect2 "--cheap-rotation fixes the planes" "$wancp" train "${base[@]}" --chunks 4 --compress --cheap-rotation --stiefel
 expect2 "--cheap-rotation needs 2 x rank <= d_kv = 32 (rank_v is 20)" \
-  "$wancp" train "${base[@]}" --chunks 4 --compress --cheap-rotation --rank-v 20
+  "$wancp" train "${base[@]}" --chunks 4 --compress --basis layer --cheap-rotation --rank-v 20
+expect2 "--cheap-rotation needs 2 x rank <= d_head = 16 (rank_v is 9)" \
+  "$wancp" train "${base[@]}" --chunks 4 --compress --cheap-rotation --rank-v 9
 expect2 "--chunks is for one process" "$wancp" train "${base[@]}" --chunks 4 --ranks 2
 expect2 "--chunks 3" "$wancp" train "${base[@]}" --chunks 3
-expect2 "field psi_k is 1 but this run has 0" "$wancp" train "${plain[@]}" --chunks 8 --resume "$work/ck.bin"
+expect2 "field psi_k is 2 but this run has 0" "$wancp" train "${plain[@]}" --chunks 8 --resume "$work/ck.bin"
+expect2 "field psi_k is 2 but this run has 1" "$wancp" train "${tiny[@]}" --chunks 8 --basis layer --resume "$work/ck.bin"
 
 echo "$passes passed, $failures failed"
 [ "$failures" = 0 ]

@@ -171,7 +171,7 @@ kv_regather = true
 rank_k = 3
 rank_v = 5
 psi_k = 2
-planes = 12
+planes = 6
 cheap_rotation = false
 cov_steps = 2
 unplug_at = 0.75
@@ -182,7 +182,7 @@ INI
 "$wancp" check scenario "$work/switches.ini" >"$work/switches_resolved.ini" 2>"$work/err"
 check "every method switch per arm: accepted" '[ $? = 0 ]' || cat "$work/err"
 sed -n '/^\[arm every\]/,$p' "$work/switches_resolved.ini" >"$work/every.ini"
-for kv in "wire = fp32" "cp_layout = contiguous" "kv_regather = true" "rank_k = 3" "rank_v = 5" "psi_k = 2" "planes = 12" \
+for kv in "wire = fp32" "cp_layout = contiguous" "kv_regather = true" "rank_k = 3" "rank_v = 5" "psi_k = 2" "planes = 6" \
           "cheap_rotation = false" "cov_steps = 2" "unplug_at = 0.75" "check_shared = true" "stiefel = true" \
           "stiefel_lr = 0.001" "stiefel_every = 3"; do
   check "resolved print of the arm: $kv" 'grep -qxF "$kv" "$work/every.ini"'
@@ -191,7 +191,7 @@ check "an uncompressed arm's resolved print has no switch of the compression" \
   '! sed -n "/^\[arm plain\]/,/^\[arm every\]/p" "$work/switches_resolved.ini" | grep -q "^rank_k\|^stiefel"'
 "$wancp" run "$work/switches.ini" --dry-run >"$work/dry.txt" 2>/dev/null
 line=$(grep "^; arm every, each rank: " "$work/dry.txt" | sed 's/^; arm every, each rank: wancp train //')
-for flag in "--wire fp32" "--cp-layout contiguous" "--kv-regather" "--rank-k 3" "--rank-v 5" "--psi-k 2" "--planes 12" \
+for flag in "--wire fp32" "--cp-layout contiguous" "--kv-regather" "--rank-k 3" "--rank-v 5" "--psi-k 2" "--planes 6" \
             "--cov-steps 2" "--unplug-at 0.75" "--check-shared" "--stiefel" "--stiefel-lr 0.001" "--stiefel-every 3"; do
   check "the arm's rank command line: $flag" 'grep -qF -- " $flag " <<<" $line "'
 done
@@ -201,17 +201,17 @@ check "a runtime switch set in one arm stays in that arm" '! grep -qF -- "--wire
 # shellcheck disable=SC2086
 "$wancp" train ${line/DIR\/ARM\/metrics.csv/$work/every.csv} --ranks 2 >/dev/null 2>"$work/train.err"
 check "train takes the arm's command line and records the switches" \
-  '[ $? = 0 ] && grep -q "rank_k=3 rank_v=5 psi_k=2 planes=12" "$work/every.csv" && grep -q "stiefel=true" "$work/every.csv"' ||
+  '[ $? = 0 ] && grep -q "rank_k=3 rank_v=5 psi_k=2 planes=6" "$work/every.csv" && grep -q "stiefel=true" "$work/every.csv"' ||
   tail -n 3 "$work/train.err"
 # The metrics header's "# method:" line is every switch as the table spells it: pasted into a
 # scenario's [train] it is accepted and resolves to the same values.
 method=$(grep "^# method:" "$work/every.csv" | sed 's/^# method: //')
-check "the metrics header names all 17 switches" '[ "$(wc -w <<<"$method")" = 17 ]'
+check "the metrics header names all 18 switches" '[ "$(wc -w <<<"$method")" = 18 ]'
 { printf '[scenario]\nname = back\nranks = 2\nsteps = 20\n[train]\n'; tr ' ' '\n' <<<"$method" | sed 's/=/ = /'
   printf '[arm c]\nprofile = none\ncompress = true\nwarm_steps = 2\n'; } >"$work/back.ini"
 "$wancp" check scenario "$work/back.ini" >"$work/back_resolved.ini" 2>"$work/err"
 check "the \"# method:\" line, as a scenario's [train], is accepted" '[ $? = 0 ]' || cat "$work/err"
-for kv in "wire = fp32" "cp_layout = contiguous" "rank_k = 3" "rank_v = 5" "psi_k = 2" "planes = 12" "cov_steps = 2" \
+for kv in "wire = fp32" "cp_layout = contiguous" "rank_k = 3" "rank_v = 5" "psi_k = 2" "planes = 6" "cov_steps = 2" \
           "unplug_at = 0.75" "stiefel_lr = 0.001" "stiefel_every = 3"; do
   check "and resolves as the run ran: $kv" 'grep -qxF "$kv" "$work/back_resolved.ini"'
 done

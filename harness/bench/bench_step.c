@@ -294,6 +294,7 @@ int bench_step(int argc, char **argv)
         if (compress) {
             json_object_set_new(j, "rank_k", json_integer(c.rank_k));
             json_object_set_new(j, "rank_v", json_integer(c.rank_v));
+            json_object_set_new(j, "kv_bases", json_integer(model_kv_bases(&c)));
             json_object_set_new(j, "compression_overhead", json_real(overhead));
             json_object_set_new(j, "rotation", json_string(cheap ? "cheap" : "givens"));
         }

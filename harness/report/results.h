@@ -78,6 +78,8 @@ typedef struct arm_summary {
     double kv_bytes_per_step_app, kv_bytes_per_step_wire;
     double sync_bytes_per_step;            /* mean over the run */
     double kv_fwd_formula, kv_bwd_formula; /* METHOD.md 5 for the steady steps */
+    double kv_block_ratio;                 /* a compressed block's K/V bytes / an exact block's; NAN: uncompressed */
+    bool compress_last;                    /* the last block compressed too (not the paper's setup) */
     double wire_payload_over_app;          /* K/V TCP payload (pcap) / app bytes, the whole run; NAN: no capture */
     double wire_over_app;                  /* whole frames / app bytes over the steady window */
     double dilation;
