@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "dilation.h"
 #include "report/results.h"
+#include "run_sim.h"
 #include "scenario.h"
 
 #include "../core/ops/ops.h"
@@ -550,6 +551,16 @@ static int cli_run_main(int argc, char **argv)
         scenario_free(&s);
         return cli_report("run", WANCP_ERR_SYSTEM, err);
     }
+    char sim_why[600] = "";
+    bool calibrated = false;
+    if (s.simulate && !interrupted) { /* this host, close in time to the arms */
+        fprintf(stderr, "wancp run: calibrating this host for the simulator (simulate = true; %s/calibrate.txt)\n",
+                dir);
+        calibrated =
+            run_sim_calibrate(o.scenario_path, o.sets, o.nsets, s.dilation, dir, sim_why, sizeof sim_why) == WANCP_OK;
+        if (!calibrated)
+            fprintf(stderr, "wancp run: no prediction beside this run: %s\n", sim_why);
+    }
     int failed = 0, nruns = 0, index = 0;
     for (int i = 0; i < s.narms; i++)
         nruns += selected(&o, s.arms[i].name) ? s.nseeds : 0;
@@ -568,6 +579,20 @@ static int cli_run_main(int argc, char **argv)
     char when[64];
     utc_now(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ");
     json_object_set_new(run, "end", json_string(when));
+    if (calibrated && !interrupted) {
+        write_run_json(dir, run, err, sizeof err); /* the outcomes sim reads */
+        fprintf(stderr, "wancp run: predicting each arm's step time on this calibration (%s/sim.json)\n", dir);
+        if (run_sim_predict(o.scenario_path, o.sets, o.nsets, s.dilation, dir, sim_why, sizeof sim_why) != WANCP_OK)
+            fprintf(stderr, "wancp run: no prediction beside this run: %s\n", sim_why);
+    }
+    if (s.simulate)
+        json_object_set_new(run, "simulation",
+                            json_pack("{s:b, s:s}", "calibrated", calibrated, "note",
+                                      sim_why[0] ? sim_why
+                                      : calibrated
+                                          ? "hardware.ini: `wancp bench calibrate` before the arms; sim.json: `wancp "
+                                            "sim --against` after them"
+                                          : "interrupted before the calibration"));
     json_object_set_new(run, "interrupted", json_boolean(interrupted != 0));
     if (write_run_json(dir, run, err, sizeof err) != WANCP_OK)
         fprintf(stderr, "wancp run: %s\n", err);

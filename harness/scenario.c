@@ -389,10 +389,14 @@ static int on_key(void *user, const char *sec, const char *key, const char *v)
             set_double(ps, sec, key, v, 0.01, 100, &s->exchange_ratio);
         } else if (strcmp(key, "timeout") == 0) {
             set_int(ps, sec, key, v, 10, 86400 * 7, &s->timeout_s);
+        } else if (strcmp(key, "simulate") == 0) {
+            if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+                problem(ps, "[scenario] simulate = '%s': expected true or false", v);
+            s->simulate = strcmp(v, "true") == 0;
         } else {
             problem(ps,
                     "[scenario] unknown key '%s' (name, ranks, steps, seed, seeds, baseline, target_val_loss, "
-                    "dilation, exchange_ratio, timeout)",
+                    "dilation, exchange_ratio, timeout, simulate)",
                     key);
         }
     } else if (strcmp(sec, "model") == 0) {
@@ -547,6 +551,7 @@ int scenario_load(scenario *s, const char *path, char *const *sets, int nsets, c
                     .dilation = 1.0,
                     .exchange_ratio = 1.5,
                     .timeout_s = 1800,
+                    .simulate = true,
                     .layers = 4,
                     .dim = 256,
                     .heads = 4,
@@ -692,7 +697,8 @@ void scenario_write(const scenario *s, FILE *f)
         fprintf(f, "dilation = auto\n");
     else
         fprintf(f, "dilation = %g\n", s->dilation);
-    fprintf(f, "exchange_ratio = %g\ntimeout = %d\n\n", s->exchange_ratio, s->timeout_s);
+    fprintf(f, "exchange_ratio = %g\ntimeout = %d\nsimulate = %s\n\n", s->exchange_ratio, s->timeout_s,
+            s->simulate ? "true" : "false");
     fprintf(f, "[model]\nlayers = %d\ndim = %d\nheads = %d\nkv_heads = %d\nffn = %d\ncontext = %d\nvocab = %d\n\n",
             s->layers, s->dim, s->heads, s->kv_heads, s->ffn, s->context, s->vocab);
     fprintf(f,

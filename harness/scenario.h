@@ -16,7 +16,9 @@
  *               its initialisation and data order), baseline (the arm others are compared
  *               with, seed by seed; default the first uncompressed unshaped arm, else the
  *               first), target_val_loss, dilation (>= 1, or auto: harness/dilation.h),
- *               exchange_ratio (auto's target, 1.5), timeout (s per arm and seed)
+ *               exchange_ratio (auto's target, 1.5), timeout (s per arm and seed),
+ *               simulate (true: `wancp run` calibrates this host before the arms and puts
+ *               the simulator's step time beside each arm's measured one; harness/run_sim.h)
  *   [model]     layers, dim, heads, kv_heads, ffn, context, vocab
  *   [train]     train, val (shards, relative to the scenario's folder), or corpus (NAME: the
  *               shards `wancp data NAME` writes into data/, bytes or gpt2 by the vocabulary:
@@ -78,6 +80,7 @@ typedef struct scenario {
     double exchange_ratio;   /* the rule's target: the slow link's uncompressed exchange over compute */
     char dilation_note[400]; /* how a chosen D was chosen (a comment in the resolved print) */
     int timeout_s;
+    bool simulate; /* the simulator beside the run (run_sim.h) */
     int layers, dim, heads, kv_heads, ffn, context, vocab;
     char train[1024], val[1024];
     char corpus[32]; /* [train] corpus = NAME (resolved into train and val) */

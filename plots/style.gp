@@ -1,6 +1,6 @@
 # Shared look of every figure; loaded by the other scripts after plot-data/arms.gp, which
 # sets narms, arm_data[i], arm_title[i], arm_short[i], arm_panel[i], npanels, panel_title[p],
-# run_dir, run_name, run_mode, target and data_dir
+# run_dir, run_name, run_mode, target, data_dir and has_prediction (step_time.gp)
 # (wancp plot also sets plots_dir, where these scripts are).
 set encoding utf8
 set grid lc rgb "#dddddd"

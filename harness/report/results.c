@@ -488,9 +488,15 @@ int results_summarize(run_summary *s, const char *run_dir, char *err, size_t err
         }
         metrics_free(&m);
     }
+    json_t *simulation = json_object_get(run, "simulation");
+    s->simulate = json_is_object(simulation);
+    if (s->simulate)
+        json_text(simulation, "note", s->sim_note, sizeof s->sim_note);
     json_decref(run);
     if (rc == WANCP_OK)
         group_runs(s);
+    if (rc == WANCP_OK)
+        rc = results_read_prediction(s, err, errlen);
     return rc;
 }
 
@@ -570,6 +576,10 @@ static char *summary_json(const run_summary *s)
                         json_string("each arm over its seeds: mean and 95% interval (t distribution); "
                                     "minus_baseline_paired: this arm minus the baseline, seed by seed"));
     json_object_set_new(o, "over_seeds", groups_json(s));
+    if (s->simulate) {
+        json_object_set_new(o, "simulation_note", json_string(s->sim_note));
+        json_object_set_new(o, "predicted_vs_measured", results_prediction_json(s));
+    }
     for (int i = 0; i < s->narms; i++) {
         const arm_summary *a = &s->arms[i];
         json_t *j = json_object();
@@ -827,6 +837,7 @@ static char *summary_md(const run_summary *s)
             fprintf(f, "- %s: K/V TCP payload on the wire / app counters over the run: %.4f.\n", a->name,
                     a->wire_payload_over_app);
     }
+    results_prediction_md(f, s);
     flags_md(f, s);
     fclose(f);
     return text;

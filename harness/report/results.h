@@ -101,6 +101,9 @@ typedef struct arm_group {
     interval final_val_loss, perplexity, time_to_target_s, step_time_s;
     interval d_final_val_loss, d_time_to_target_s, d_step_time_s;
     char paired_with[64]; /* the group the differences are taken against; "" for a baseline */
+    /* The simulator beside the run (sim.json; results_sim.c): its steady step, compute and
+     * exposed communication for this arm; NAN without a prediction. */
+    double predicted_step_s, predicted_compute_s, predicted_comm_s;
 } arm_group;
 typedef struct run_summary {
     char dir[1024];
@@ -115,7 +118,20 @@ typedef struct run_summary {
     int narms;
     arm_group groups[RESULTS_MAX_ARMS]; /* one per arm name, in first-seen order */
     int ngroups;
+    bool simulate;          /* run.json has a "simulation" record (the scenario's simulate = true) */
+    char sim_note[600];     /* its note: how the prediction was made, or why there is none */
+    char sim_hardware[200]; /* sim.json's hardware: its name and where it came from */
 } run_summary;
+
+/* The prediction beside a run (results_sim.c): RUN/sim.json, when present, into each group's
+ * predicted_*; a malformed file is an error naming it. */
+int results_read_prediction(run_summary *s, char *err, size_t errlen);
+
+/* Each group's predicted against measured steady step (mean over seeds), the difference,
+ * and where the model misses by more than 5%: summary.md's section, summary.json's list. */
+struct json_t;
+void results_prediction_md(FILE *f, const run_summary *s);
+struct json_t *results_prediction_json(const run_summary *s);
 
 /* Reads RUN (run.json, each arm's CSVs) into s. Arms without files get outcome not-run
  * or their recorded outcome. */

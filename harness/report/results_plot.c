@@ -254,6 +254,10 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
     else
         snprintf(mode, sizeof mode, "emulated in real time (D = 1)");
     results_put_run_vars(g, s->dir, s->scenario, mode, s->target_val_loss, data_dir);
+    bool predicted = false;
+    for (int i = 0; i < n; i++)
+        predicted |= isfinite(s->groups[plotted[i]].predicted_step_s);
+    fprintf(g, "has_prediction = %d\n", predicted);
     if (fclose(g) != 0)
         return wancp_fail(err, errlen, WANCP_ERR_SYSTEM, "%s: cannot write", path);
 
@@ -271,7 +275,7 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
     fprintf(b, "# arm kv_forward_app_MB kv_backward_app_MB kv_wire_MB sync_app_MB (rank 0, per training step; "
                "mean over seeds)\n");
     fprintf(t, "# arm compute_s kv_forward_wait_s kv_backward_wait_s sync_wait_s (medians of the steady steps, / D; "
-               "mean over seeds)\n");
+               "mean over seeds) predicted_step_s (wancp sim beside the run; NaN: none)\n");
     for (int i = 0; i < n; i++) {
         const arm_group *g = &s->groups[plotted[i]];
         double sum[8] = {0};
@@ -292,6 +296,7 @@ static int run_tables(const run_summary *s, const char *data_dir, int *plotted, 
         results_put_string(t, g->name);
         for (int k = 4; k < 8; k++)
             put_number(t, count[k] ? sum[k] / count[k] : NAN);
+        put_number(t, g->predicted_step_s);
         fputc('\n', t);
     }
     int bad = fclose(b) != 0;
