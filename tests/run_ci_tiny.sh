@@ -3,7 +3,8 @@
 # root for the namespaces; skipped with 77 otherwise):
 #   - three arms run in shaped namespaces: results folder with run.json, per-arm metrics and
 #     wire captures, summary.json, the figures; `wancp check` against METHOD.md's formulas and
-#     against results/reference/ci-tiny.json (exit 0); nothing left behind;
+#     against results/reference/ci-tiny.json (exit 0); the simulator beside the run
+#     (hardware.ini before the arms, sim.json after, the summary's table); nothing left behind;
 #   - a rank killed with SIGKILL: its arm is failed with the rank named; the other arms complete;
 #   - Ctrl-C (SIGINT) during an arm: exit non-zero, every namespace removed, the partial
 #     results folder summarised and plotted.
@@ -37,6 +38,10 @@ check "ci-tiny: compressed K/V on the wire <= 8% of uncompressed (tiny chunks ca
       'json "const [u,c]=s.arms; if (!(c.kv_bytes_per_step_wire < 0.08 * u.kv_bytes_per_step_wire)) process.exit(1)" "$work/ok/summary.json"'
 "$wancp" check "$work/ok" --against "$src/results/reference/ci-tiny.json" >"$work/check.out" 2>&1
 check "ci-tiny: wancp check against the formulas and the reference" '[ $? = 0 ]' || cat "$work/check.out"
+check "ci-tiny: the simulator beside the run (calibration before, prediction after, in the summary and figure)" \
+      '[ -s "$work/ok/hardware.ini" ] && [ -s "$work/ok/sim.json" ] && grep -q "^## Predicted against measured step time" "$work/ok/summary.md" &&
+       json "if (s.predicted_vs_measured.length !== 3 || !s.predicted_vs_measured.every(p => p.predicted_step_s > 0 && p.measured_step_s > 0)) process.exit(1)" "$work/ok/summary.json" &&
+       grep -qx "has_prediction = 1" "$work/ok/plot-data/arms.gp"' || cat "$work/ok.err"
 check "ci-tiny: nothing left behind" '[ "$(ip netns list | grep -c "^wancp-run")" = 0 ]'
 check "ci-tiny: within 3 minutes" '[ $took -le 180 ]'
 

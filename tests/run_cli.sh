@@ -94,6 +94,28 @@ check "plot: summary.json has the per-arm fields" \
         // val 4.5 at step 2 (1 s dilated), 4.0 at step 4 (2 s): the target 4.0 is met at 2 s
         if (Math.abs(a.time_to_target_s - 2.0) > 1e-9) process.exit(1);
         if (Math.abs(a.sync_bytes_per_step - 100) > 1e-9) process.exit(1);" "$work/r1/summary.json"'
+# The simulator beside a run: sim.json's prediction for arm a (0.55 s: compute 0.40 s as
+# measured, 0.15 s exposed where 0.10 s was measured) beside the measured 0.5 s step.
+cp -r "$work/r1" "$work/sim"
+sed -i 's/"master_port": 20000,/"master_port": 20000, "simulation": {"calibrated": true, "note": "test"},/' "$work/sim/run.json"
+cat >"$work/sim/sim.json" <<'JSON'
+{"scenario": "hand", "hardware": {"name": "cpu-local", "source": "hardware.ini"},
+ "arms": [{"name": "a", "step_s": 0.55, "compute_s": 0.40, "exposed_comm_s": 0.15}]}
+JSON
+"$wancp" plot "$work/sim" >/dev/null 2>"$work/err"
+check "simulated: the summary puts the prediction beside the measured step and names the part that misses" \
+      '[ $? = 0 ] && grep -qF "| a | 0.5500 | 0.5000 | +10.0% | 0.4000 / 0.4000 | 0.1500 / 0.1000 | link: more exposed communication predicted than measured |" "$work/sim/summary.md" &&
+       node -e "const p=require(process.argv[1]).predicted_vs_measured[0];
+                if (p.name!==\"a\" || Math.abs(p.rel_diff-0.1)>1e-9 || p.within_aim!==false || !/^link/.test(p.misses)) process.exit(1)" "$work/sim/summary.json" &&
+       grep -qx "has_prediction = 1" "$work/sim/plot-data/arms.gp" && grep -q "^.a. .* 0.55$" "$work/sim/plot-data/time.dat"' ||
+      { cat "$work/err"; grep "^| a" "$work/sim/summary.md"; }
+rm "$work/sim/sim.json"
+"$wancp" plot "$work/sim" >/dev/null 2>"$work/err"
+check "simulated run without sim.json: the summary says why" 'grep -q "No prediction beside this run: test" "$work/sim/summary.md"'
+echo '{"arms": [{"name": "a"}]}' >"$work/sim/sim.json"
+"$wancp" plot "$work/sim" >/dev/null 2>"$work/err"
+check "a malformed sim.json: exit 2, named" '[ $? = 2 ] && grep -q "sim.json: arm 0 has no name or step_s" "$work/err"'
+
 "$wancp" check "$work/r1" >"$work/out.txt" 2>&1
 check "check: volumes equal to the formulas pass" '[ $? = 0 ] && grep -q "communication volume: ok" "$work/out.txt"'
 mkrun "$work/r2" 32768 70000
