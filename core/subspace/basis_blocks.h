@@ -2,6 +2,7 @@
 #define WANCP_BASIS_BLOCKS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 /*
@@ -11,6 +12,13 @@
  * those blocks is zero. One layout for U0 in the parameters, U_theta in the codec and
  * dL/dU0 in the Stiefel step.
  */
+
+/* The seed of basis b's seeded parts from a layer's seed: basis 0 keeps it, so one basis per
+ * layer draws exactly what the per-layer codec drew. */
+static inline uint64_t basis_seed(uint64_t seed, int b)
+{
+    return b == 0 ? seed : seed ^ (0x94D049BB133111EBull * (uint64_t)b);
+}
 
 /* blk (d/bases x r/bases, contiguous) = basis b's block of full. */
 static inline void basis_block_get(const float *full, int d, int r, int bases, int b, float *blk)

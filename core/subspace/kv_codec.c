@@ -42,7 +42,7 @@ int kv_codec_init(kv_codec *c, int d, int r, int k, int bases, int planes, bool 
         return wancp_fail(err, errlen, WANCP_ERR_NOMEM, "compression: out of memory");
     }
     for (int b = 0; b < bases; b++) {
-        const uint64_t sb = b == 0 ? seed : seed ^ (0x94D049BB133111EBull * (uint64_t)b);
+        const uint64_t sb = basis_seed(seed, b);
         block_get(c, b, u0, c->blk);
         int rc = cheap ? subspace_init_cheap(&c->s[b], db, rb, kb, c->blk, sb, err, errlen)
                        : subspace_init(&c->s[b], db, rb, kb, planes, c->blk, sb, err, errlen);

@@ -71,8 +71,7 @@ int subspace_random_blocks(float *out, int d, int n, int bases, uint64_t seed)
     int rc = blk != NULL ? WANCP_OK : WANCP_ERR_NOMEM;
     memset(out, 0, (size_t)d * n * sizeof *out);
     for (int b = 0; b < bases && rc == WANCP_OK; b++) {
-        rc = subspace_random_orthonormal(blk, d / bases, n / bases,
-                                         b == 0 ? seed : seed ^ (0x94D049BB133111EBull * (uint64_t)b));
+        rc = subspace_random_orthonormal(blk, d / bases, n / bases, basis_seed(seed, b));
         if (rc == WANCP_OK)
             basis_block_put(out, d, n, bases, b, blk);
     }
